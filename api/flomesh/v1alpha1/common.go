@@ -1,0 +1,61 @@
+package v1alpha1
+
+import "strings"
+
+// Condition types and reasons written by crossgate. Every condition is a metav1.Condition with
+// ObservedGeneration set.
+const (
+	// ConditionManaged is set on a Cluster: True while the control plane is connected to it.
+	ConditionManaged = "Managed"
+	// ConditionValid is set on a ServiceExport: False when it cannot be exported as written.
+	ConditionValid = "Valid"
+	// ConditionConflict is set on a ServiceExport that loses a conflict with an older export of
+	// the same service in another cluster (Kubernetes MCS API rules).
+	ConditionConflict = "Conflict"
+	// ConditionAccepted is set on a GlobalTrafficPolicy and a MeshConfig once they are in use.
+	ConditionAccepted = "Accepted"
+)
+
+// DefaultClusterSetValue is the default of a Cluster's region, zone and group.
+const DefaultClusterSetValue = "default"
+
+// AnyServiceAccount in a ServiceExport or ServiceImport serviceAccountName matches any identity.
+const AnyServiceAccount = "*"
+
+// ClusterKey is the identity of a cluster inside a cluster set, `region/zone/group/name`, as
+// used by ServiceImport endpoints and GlobalTrafficPolicy targets.
+//
+// +kubebuilder:validation:MaxLength=255
+// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`
+type ClusterKey string
+
+// NewClusterKey builds the key of a cluster from its four parts.
+func NewClusterKey(region, zone, group, name string) ClusterKey {
+	return ClusterKey(region + "/" + zone + "/" + group + "/" + name)
+}
+
+// Parts splits a key into region, zone, group and name; ok is false when it is not a key.
+func (k ClusterKey) Parts() (region, zone, group, name string, ok bool) {
+	p := strings.Split(string(k), "/")
+	if len(p) != 4 {
+		return "", "", "", "", false
+	}
+	for _, s := range p {
+		if s == "" {
+			return "", "", "", "", false
+		}
+	}
+	return p[0], p[1], p[2], p[3], true
+}
+
+// PathMatchType says how an exported path is matched at the gateway.
+//
+// +kubebuilder:validation:Enum=Exact;Prefix
+type PathMatchType string
+
+const (
+	// PathMatchExact matches the path exactly.
+	PathMatchExact PathMatchType = "Exact"
+	// PathMatchPrefix matches the path and everything below it, element by element.
+	PathMatchPrefix PathMatchType = "Prefix"
+)
