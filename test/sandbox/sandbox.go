@@ -1,0 +1,397 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// Options configure a sandbox.
+type Options struct {
+	// Clusters are the names of the clusters to start, one API server each.
+	Clusters []string
+	// Dir holds data, certificates, logs and kubeconfigs. A temporary directory, removed by
+	// Stop, when empty.
+	Dir string
+	// BinDir holds etcd and kube-apiserver; $CROSSGATE_BIN_DIR or the repository's bin/ when empty.
+	BinDir string
+	// SkipCRDs leaves the API servers without crossgate's and Gateway API's CRDs.
+	SkipCRDs bool
+}
+
+// Cluster is one running API server.
+type Cluster struct {
+	// Name of the cluster, as given in Options.Clusters.
+	Name string
+	// Index is the cluster's position in Options.Clusters, from 0.
+	Index int
+	// URL of the API server (https://127.0.0.1:port).
+	URL string
+	// Kubeconfig is the path of a kubeconfig file with one context, named after the cluster,
+	// for a user in system:masters.
+	Kubeconfig string
+	// Config is the client configuration of that user.
+	Config *rest.Config
+	// Kube is a typed client-go clientset.
+	Kube kubernetes.Interface
+	// Client is a controller-runtime client that knows crossgate's, SMI's and Gateway API's kinds.
+	Client client.Client
+	// ServiceCIDR is the cluster's Service IP range; ranges differ between clusters.
+	ServiceCIDR string
+
+	apiserver *process
+}
+
+// Sandbox is a set of running API servers sharing one etcd.
+type Sandbox struct {
+	Dir string
+	// Clusters in the order of Options.Clusters.
+	Clusters []*Cluster
+	// Kubeconfig is the path of a kubeconfig file with one context per cluster.
+	Kubeconfig string
+
+	etcd       *process
+	ownDir     bool
+	binDir     string
+	stopOnce   sync.Once
+	startedAt  time.Time
+	startTaken time.Duration
+}
+
+// Cluster returns the cluster of that name, or nil.
+func (s *Sandbox) Cluster(name string) *Cluster {
+	for _, c := range s.Clusters {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// StartupTime is how long Start took, CRDs included.
+func (s *Sandbox) StartupTime() time.Duration { return s.startTaken }
+
+// Pids are the process ids of every process the sandbox started.
+func (s *Sandbox) Pids() []int {
+	var pids []int
+	if s.etcd != nil {
+		pids = append(pids, s.etcd.Pid())
+	}
+	for _, c := range s.Clusters {
+		if c.apiserver != nil {
+			pids = append(pids, c.apiserver.Pid())
+		}
+	}
+	return pids
+}
+
+// BinDir finds the directory holding etcd, kube-apiserver and kubectl.
+func BinDir() (string, error) {
+	if d := os.Getenv("CROSSGATE_BIN_DIR"); d != "" {
+		return d, nil
+	}
+	root, err := repoRoot()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(root, "bin"), nil
+}
+
+// repoRoot is the directory of the product module's go.mod, found from this source file or
+// from the working directory.
+func repoRoot() (string, error) {
+	starts := []string{}
+	if _, file, _, ok := runtime.Caller(0); ok {
+		starts = append(starts, filepath.Dir(file))
+	}
+	if wd, err := os.Getwd(); err == nil {
+		starts = append(starts, wd)
+	}
+	for _, d := range starts {
+		for ; d != filepath.Dir(d); d = filepath.Dir(d) {
+			if b, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil &&
+				len(b) > 0 && containsModule(b, "github.com/crossgate-io/crossgate") {
+				return d, nil
+			}
+		}
+	}
+	return "", errors.New("cannot find the crossgate repository (set CROSSGATE_BIN_DIR to the directory holding etcd and kube-apiserver)")
+}
+
+func containsModule(gomod []byte, module string) bool {
+	line := "module " + module + "\n"
+	return len(gomod) >= len(line) && string(gomod[:len(line)]) == line
+}
+
+// Start starts etcd and one kube-apiserver per cluster, installs the CRDs and waits until they
+// are served. On error, everything started so far is stopped.
+func Start(ctx context.Context, opts Options) (s *Sandbox, err error) {
+	begin := time.Now()
+	if len(opts.Clusters) == 0 {
+		return nil, errors.New("sandbox: no cluster names given")
+	}
+	seen := map[string]bool{}
+	for _, n := range opts.Clusters {
+		if n == "" || seen[n] {
+			return nil, fmt.Errorf("sandbox: cluster names must be unique and non-empty, got %q", opts.Clusters)
+		}
+		seen[n] = true
+	}
+	binDir := opts.BinDir
+	if binDir == "" {
+		if binDir, err = BinDir(); err != nil {
+			return nil, err
+		}
+	}
+	for _, b := range []string{"etcd", "kube-apiserver"} {
+		if _, err := os.Stat(filepath.Join(binDir, b)); err != nil {
+			return nil, fmt.Errorf("sandbox: %s is missing from %s: run `make bins` first", b, binDir)
+		}
+	}
+	s = &Sandbox{Dir: opts.Dir, binDir: binDir, startedAt: begin}
+	if s.Dir == "" {
+		if s.Dir, err = os.MkdirTemp("", "crossgate-sandbox-"); err != nil {
+			return nil, err
+		}
+		s.ownDir = true
+	}
+	defer func() {
+		if err != nil {
+			s.Stop()
+			s = nil
+		}
+	}()
+
+	etcdURL, err := s.startEtcd(ctx)
+	if err != nil {
+		return s, err
+	}
+
+	s.Clusters = make([]*Cluster, len(opts.Clusters))
+	errs := make([]error, len(opts.Clusters))
+	var wg sync.WaitGroup
+	for i, name := range opts.Clusters {
+		c := &Cluster{Name: name, Index: i, ServiceCIDR: fmt.Sprintf("10.%d.0.0/16", 96+i)}
+		s.Clusters[i] = c
+		wg.Go(func() {
+			if errs[i] = s.startAPIServer(ctx, c, etcdURL); errs[i] != nil {
+				return
+			}
+			if !opts.SkipCRDs {
+				errs[i] = installCRDs(ctx, c)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return s, err
+	}
+	if err := s.writeMergedKubeconfig(); err != nil {
+		return s, err
+	}
+	s.startTaken = time.Since(begin)
+	return s, nil
+}
+
+// Stop ends every process in order (API servers before etcd: kube-apiserver hangs in shutdown
+// when etcd is gone first) and removes the directory if the sandbox made it. Safe to call twice.
+func (s *Sandbox) Stop() {
+	s.stopOnce.Do(func() {
+		var wg sync.WaitGroup
+		for _, c := range s.Clusters {
+			if c != nil && c.apiserver != nil {
+				wg.Go(func() { c.apiserver.stop(10 * time.Second) })
+			}
+		}
+		wg.Wait()
+		if s.etcd != nil {
+			s.etcd.stop(10 * time.Second)
+		}
+		if s.ownDir {
+			_ = os.RemoveAll(s.Dir)
+		}
+	})
+}
+
+func (s *Sandbox) startEtcd(ctx context.Context) (string, error) {
+	for attempt := 0; ; attempt++ {
+		ports, err := freePorts(2)
+		if err != nil {
+			return "", err
+		}
+		client := "http://127.0.0.1:" + strconv.Itoa(ports[0])
+		peer := "http://127.0.0.1:" + strconv.Itoa(ports[1])
+		dataDir := filepath.Join(s.Dir, "etcd")
+		_ = os.RemoveAll(dataDir)
+		p, err := startProcess("etcd", filepath.Join(s.binDir, "etcd"), []string{
+			"--name=sandbox",
+			"--data-dir=" + dataDir,
+			"--listen-client-urls=" + client,
+			"--advertise-client-urls=" + client,
+			"--listen-peer-urls=" + peer,
+			"--initial-advertise-peer-urls=" + peer,
+			"--initial-cluster=sandbox=" + peer,
+			"--unsafe-no-fsync", // throwaway data: durability buys nothing here
+			"--quota-backend-bytes=4294967296",
+			"--log-level=warn",
+		}, filepath.Join(s.Dir, "etcd.log"))
+		if err != nil {
+			return "", err
+		}
+		s.etcd = p
+		err = waitFor(ctx, p, 30*time.Second, func(ctx context.Context) error {
+			return httpGetOK(ctx, client+"/health", nil)
+		})
+		if errors.Is(err, errAddrInUse) && attempt < 3 {
+			continue
+		}
+		return client, err
+	}
+}
+
+func (s *Sandbox) startAPIServer(ctx context.Context, c *Cluster, etcdURL string) error {
+	dir := filepath.Join(s.Dir, c.Name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	_, cidr, _ := net.ParseCIDR(c.ServiceCIDR)
+	serviceIP := append(net.IP{}, cidr.IP.To4()...)
+	serviceIP[3] = 1
+	p, err := newPKI(c.Name, serviceIP)
+	if err != nil {
+		return fmt.Errorf("%s: certificates: %w", c.Name, err)
+	}
+	if err := p.write(dir); err != nil {
+		return fmt.Errorf("%s: %w", c.Name, err)
+	}
+	for attempt := 0; ; attempt++ {
+		ports, err := freePorts(1)
+		if err != nil {
+			return err
+		}
+		c.URL = "https://127.0.0.1:" + strconv.Itoa(ports[0])
+		f := func(n string) string { return filepath.Join(dir, n) }
+		proc, err := startProcess("kube-apiserver "+c.Name, filepath.Join(s.binDir, "kube-apiserver"), []string{
+			"--etcd-servers=" + etcdURL,
+			"--etcd-prefix=/" + c.Name,
+			"--bind-address=127.0.0.1",
+			"--advertise-address=127.0.0.1",
+			"--secure-port=" + strconv.Itoa(ports[0]),
+			"--tls-cert-file=" + f("apiserver.crt"),
+			"--tls-private-key-file=" + f("apiserver.key"),
+			"--client-ca-file=" + f("ca.crt"),
+			"--service-account-key-file=" + f("sa.pub"),
+			"--service-account-signing-key-file=" + f("sa.key"),
+			"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+			"--service-cluster-ip-range=" + c.ServiceCIDR,
+			"--authorization-mode=RBAC",
+			"--allow-privileged=true",
+			"--enable-priority-and-fairness=false",
+			"--profiling=false",
+			"--v=1",
+		}, filepath.Join(s.Dir, c.Name+".log"))
+		if err != nil {
+			return err
+		}
+		c.apiserver = proc
+		c.Kubeconfig = filepath.Join(s.Dir, c.Name+".kubeconfig")
+		if err := writeKubeconfig(c.Kubeconfig, []*Cluster{c}, map[string]*pki{c.Name: p}); err != nil {
+			return err
+		}
+		c.Config, err = clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+		if err != nil {
+			return fmt.Errorf("%s: reading the kubeconfig just written: %w", c.Name, err)
+		}
+		c.Config.QPS, c.Config.Burst = 200, 400
+		err = waitFor(ctx, proc, 60*time.Second, func(ctx context.Context) error {
+			return httpGetOK(ctx, c.URL+"/readyz", c.Config)
+		})
+		if errors.Is(err, errAddrInUse) && attempt < 3 {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.Name, err)
+		}
+		break
+	}
+	if c.Kube, err = kubernetes.NewForConfig(c.Config); err != nil {
+		return err
+	}
+	if c.Client, err = client.New(c.Config, client.Options{Scheme: Scheme}); err != nil {
+		return err
+	}
+	return nil
+}
+
+// writeKubeconfig writes one context per cluster, each named after its cluster. The admin
+// credentials are embedded so the file can be moved.
+func writeKubeconfig(path string, clusters []*Cluster, pkis map[string]*pki) error {
+	cfg := clientcmdapi.NewConfig()
+	for _, c := range clusters {
+		p := pkis[c.Name]
+		cfg.Clusters[c.Name] = &clientcmdapi.Cluster{Server: c.URL, CertificateAuthorityData: p.caCert}
+		cfg.AuthInfos[c.Name+"-admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: p.adminCert, ClientKeyData: p.adminKey}
+		cfg.Contexts[c.Name] = &clientcmdapi.Context{Cluster: c.Name, AuthInfo: c.Name + "-admin"}
+	}
+	cfg.CurrentContext = clusters[0].Name
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		return fmt.Errorf("writing kubeconfig %s: %w", path, err)
+	}
+	return nil
+}
+
+func (s *Sandbox) writeMergedKubeconfig() error {
+	merged := clientcmdapi.NewConfig()
+	for _, c := range s.Clusters {
+		one, err := clientcmd.LoadFromFile(c.Kubeconfig)
+		if err != nil {
+			return err
+		}
+		for k, v := range one.Clusters {
+			merged.Clusters[k] = v
+		}
+		for k, v := range one.AuthInfos {
+			merged.AuthInfos[k] = v
+		}
+		for k, v := range one.Contexts {
+			merged.Contexts[k] = v
+		}
+	}
+	merged.CurrentContext = s.Clusters[0].Name
+	s.Kubeconfig = filepath.Join(s.Dir, "kubeconfig")
+	return clientcmd.WriteToFile(*merged, s.Kubeconfig)
+}
+
+// freePorts finds n distinct free loopback ports. Another process may take one before our child
+// binds it; callers detect that (errAddrInUse) and retry.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			_ = l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("finding a free port: %w", err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
