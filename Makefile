@@ -78,7 +78,7 @@ test-unit: ## Run the unit tests (no API server needed).
 
 .PHONY: test-integration
 test-integration: bins ## Run the tests on real etcd and kube-apiserver processes (builds bin/ first).
-	go test $(GO_TEST_FLAGS) -timeout 20m ./test/...
+	go test $(GO_TEST_FLAGS) -p 1 -timeout 30m ./test/...
 
 .PHONY: lint
 lint: ## gofmt and go vet over every package.
