@@ -27,7 +27,7 @@ type ServiceExportSpec struct {
 	// +kubebuilder:default="*"
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
-	// +kubebuilder:validation:Pattern=`^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)$`
+	// +kubebuilder:validation:XValidation:rule="self == '*' || self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="must be \"*\" (any identity) or the name of a ServiceAccount"
 	// +optional
 	ServiceAccountName string `json:"serviceAccountName,omitempty"`
 

@@ -76,8 +76,12 @@ type ServicePort struct {
 
 // Endpoint is one exporting cluster's gateway for an imported port.
 type Endpoint struct {
-	// ClusterKey of the exporting cluster, region/zone/group/name.
-	ClusterKey ClusterKey `json:"clusterKey"`
+	// ClusterKey of the exporting cluster, region/zone/group/name. (A plain pattern rather than
+	// the ClusterKey type's CEL rule: this object is written by the control plane, and a CEL rule
+	// per endpoint of every port exceeds the API server's validation cost budget.)
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`
+	ClusterKey string `json:"clusterKey"`
 
 	// Target is where the exporting cluster's gateway is reached.
 	Target Target `json:"target"`
@@ -126,8 +130,10 @@ type ServiceImportStatus struct {
 
 // SourceCluster is one cluster that exports an imported service.
 type SourceCluster struct {
-	// Cluster is the exporting cluster's key.
-	Cluster ClusterKey `json:"cluster"`
+	// Cluster is the exporting cluster's key, region/zone/group/name.
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`
+	Cluster string `json:"cluster"`
 }
 
 // ServiceImport describes a service exported by other clusters of the set, as seen in this
