@@ -1,0 +1,83 @@
+// Package layout checks the house rules on imports between crossgate's packages
+// (shared/reference/style.md): api depends on apimachinery only; translator never imports
+// client-go or controller-runtime; xds never imports translator; translator/ir is a leaf.
+package layout
+
+import (
+	"bytes"
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/crossgate-io/crossgate"
+
+type pkg struct {
+	ImportPath string
+	Imports    []string
+}
+
+func packages(t *testing.T) []pkg {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-json=ImportPath,Imports", module+"/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	var pkgs []pkg
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for dec.More() {
+		var p pkg
+		if err := dec.Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	return pkgs
+}
+
+func isStd(path string) bool { return !strings.Contains(strings.SplitN(path, "/", 2)[0], ".") }
+
+func under(path, prefix string) bool {
+	return path == prefix || strings.HasPrefix(path, prefix+"/")
+}
+
+func TestImportRules(t *testing.T) {
+	rules := []struct {
+		pkgPrefix string
+		allowed   func(imp string) bool
+		rule      string
+	}{
+		{module + "/api", func(imp string) bool {
+			return isStd(imp) || under(imp, "k8s.io/apimachinery") || under(imp, module+"/api")
+		}, "api depends on the standard library and k8s.io/apimachinery only"},
+		{module + "/translator/ir", func(imp string) bool { return isStd(imp) }, "translator/ir is a leaf: standard library only"},
+		{module + "/translator", func(imp string) bool {
+			return !under(imp, "k8s.io/client-go") && !under(imp, "sigs.k8s.io/controller-runtime") &&
+				!under(imp, "github.com/envoyproxy") && !under(imp, module+"/xds")
+		}, "translator is pure: no client-go, controller-runtime, Envoy protos or xds"},
+		{module + "/xds", func(imp string) bool {
+			return !under(imp, module+"/translator") || under(imp, module+"/translator/ir")
+		}, "xds reads the IR, never the translator"},
+	}
+	seen := 0
+	for _, p := range packages(t) {
+		for _, r := range rules {
+			if !under(p.ImportPath, r.pkgPrefix) {
+				continue
+			}
+			if r.pkgPrefix == module+"/translator" && under(p.ImportPath, module+"/translator/ir") {
+				continue // has its own, stricter rule
+			}
+			seen++
+			for _, imp := range p.Imports {
+				if !r.allowed(imp) {
+					t.Errorf("%s imports %s: %s", p.ImportPath, imp, r.rule)
+				}
+			}
+		}
+	}
+	if seen == 0 {
+		t.Fatal("no package matched any rule: the module path or layout changed")
+	}
+}
