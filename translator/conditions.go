@@ -1,0 +1,12 @@
+package translator
+
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+// cond builds a condition; LastTransitionTime is left for the status writer.
+func cond(typ string, ok bool, reason, message string, generation int64) metav1.Condition {
+	s := metav1.ConditionFalse
+	if ok {
+		s = metav1.ConditionTrue
+	}
+	return metav1.Condition{Type: typ, Status: s, Reason: reason, Message: message, ObservedGeneration: generation}
+}

@@ -1,0 +1,428 @@
+package translator
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/crossgate-io/crossgate/translator/ir"
+)
+
+// ourClasses are the GatewayClasses handled by crossgate's controller, by name.
+func (t *translation) ourClasses() map[string]*gatewayv1.GatewayClass {
+	out := map[string]*gatewayv1.GatewayClass{}
+	for i := range t.in.GatewayClasses {
+		if c := &t.in.GatewayClasses[i]; c.Spec.ControllerName == ControllerName {
+			out[c.Name] = c
+		}
+	}
+	return out
+}
+
+// ourGateways are the Gateways of our classes, sorted by namespace/name.
+func (t *translation) ourGateways() []*gatewayv1.Gateway {
+	classes := t.ourClasses()
+	var out []*gatewayv1.Gateway
+	for i := range t.in.Gateways {
+		if g := &t.in.Gateways[i]; classes[string(g.Spec.GatewayClassName)] != nil {
+			out = append(out, g)
+		}
+	}
+	slices.SortFunc(out, func(a, b *gatewayv1.Gateway) int {
+		return cmpNsName(nsName{a.Namespace, a.Name}, nsName{b.Namespace, b.Name})
+	})
+	return out
+}
+
+func (t *translation) ourGatewayIdentities() []ir.Identity {
+	var out []ir.Identity
+	for _, g := range t.ourGateways() {
+		out = append(out, GatewayIdentity(g.Namespace, g.Name))
+	}
+	return out
+}
+
+// listenerState is a listener being checked and the routes attached to it.
+type listenerState struct {
+	spec       *gatewayv1.Listener
+	accepted   bool // protocol supported
+	conflicted string
+	kindsOK    bool
+	kinds      []gatewayv1.RouteGroupKind
+	attached   int32
+	// routes by effective hostname.
+	routes map[string][]sortableRoute
+}
+
+func (l *listenerState) usable() bool { return l.accepted && l.conflicted == "" && l.kindsOK }
+
+type sortableRoute struct {
+	route   ir.Route
+	created metav1.Time
+	owner   nsName
+	rule    int
+	match   int
+}
+
+// translateGateways builds the IR of every Gateway of our classes and the statuses of the
+// GatewayClasses, Gateways and HTTPRoutes involved.
+func (t *translation) translateGateways(st *Statuses) []ir.Gateway {
+	classes := t.ourClasses()
+	names := make([]string, 0, len(classes))
+	for n := range classes {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		c := classes[n]
+		st.GatewayClasses = append(st.GatewayClasses, GatewayClassStatus{Name: n, Conditions: []metav1.Condition{
+			cond(string(gatewayv1.GatewayClassConditionStatusAccepted), true, string(gatewayv1.GatewayClassReasonAccepted),
+				"Handled by "+string(ControllerName)+".", c.Generation),
+		}})
+	}
+
+	gws := t.ourGateways()
+	states := map[nsName][]*listenerState{}
+	for _, g := range gws {
+		states[nsName{g.Namespace, g.Name}] = checkListeners(g)
+	}
+	routeParents := t.attachRoutes(states)
+	st.HTTPRoutes = routeParents
+
+	var out []ir.Gateway
+	for _, g := range gws {
+		ls := states[nsName{g.Namespace, g.Name}]
+		out = append(out, buildGatewayIR(g, ls))
+		st.Gateways = append(st.Gateways, gatewayStatus(g, ls))
+	}
+	return out
+}
+
+func checkListeners(g *gatewayv1.Gateway) []*listenerState {
+	var ls []*listenerState
+	for i := range g.Spec.Listeners {
+		l := &g.Spec.Listeners[i]
+		s := &listenerState{spec: l, accepted: l.Protocol == gatewayv1.HTTPProtocolType, kindsOK: true, routes: map[string][]sortableRoute{}}
+		httpRoute := gatewayv1.RouteGroupKind{Group: ptr(gatewayv1.Group(gatewayv1.GroupName)), Kind: "HTTPRoute"}
+		if l.AllowedRoutes == nil || len(l.AllowedRoutes.Kinds) == 0 {
+			s.kinds = []gatewayv1.RouteGroupKind{httpRoute}
+		} else {
+			for _, k := range l.AllowedRoutes.Kinds {
+				if k.Kind == "HTTPRoute" && (k.Group == nil || *k.Group == gatewayv1.GroupName) {
+					s.kinds = append(s.kinds, httpRoute)
+				} else {
+					s.kindsOK = false
+				}
+			}
+		}
+		ls = append(ls, s)
+	}
+	for i, a := range ls {
+		for j, b := range ls {
+			if i == j || a.spec.Port != b.spec.Port {
+				continue
+			}
+			if a.spec.Protocol != b.spec.Protocol {
+				a.conflicted = string(gatewayv1.ListenerReasonProtocolConflict)
+			} else if hostOf(a.spec.Hostname) == hostOf(b.spec.Hostname) {
+				a.conflicted = string(gatewayv1.ListenerReasonHostnameConflict)
+			}
+		}
+	}
+	return ls
+}
+
+func hostOf(h *gatewayv1.Hostname) string {
+	if h == nil {
+		return ""
+	}
+	return string(*h)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// attachRoutes attaches every HTTPRoute to the listeners of our Gateways it names and may use,
+// adds its routes to them, and returns the routes' parent statuses for our parents.
+func (t *translation) attachRoutes(states map[nsName][]*listenerState) []HTTPRouteStatus {
+	routes := make([]*gatewayv1.HTTPRoute, 0, len(t.in.HTTPRoutes))
+	for i := range t.in.HTTPRoutes {
+		routes = append(routes, &t.in.HTTPRoutes[i])
+	}
+	slices.SortFunc(routes, func(a, b *gatewayv1.HTTPRoute) int {
+		return cmpNsName(nsName{a.Namespace, a.Name}, nsName{b.Namespace, b.Name})
+	})
+	var out []HTTPRouteStatus
+	for _, r := range routes {
+		var parents []gatewayv1.RouteParentStatus
+		var built []builtRule
+		resolved, unsupported := true, ""
+		refsReason, refsMsg := string(gatewayv1.RouteReasonResolvedRefs), "All references resolved."
+		for _, pr := range r.Spec.ParentRefs {
+			if (pr.Group != nil && *pr.Group != gatewayv1.GroupName) || (pr.Kind != nil && *pr.Kind != "Gateway") {
+				continue
+			}
+			gwKey := nsName{r.Namespace, string(pr.Name)}
+			if pr.Namespace != nil {
+				gwKey.ns = string(*pr.Namespace)
+			}
+			ls, ours := states[gwKey]
+			if !ours {
+				continue
+			}
+			if built == nil {
+				built, resolved, refsReason, refsMsg, unsupported = t.buildRules(r)
+			}
+			accepted, reason, msg := t.attach(r, pr, gwKey.ns, ls, built, unsupported)
+			parents = append(parents, gatewayv1.RouteParentStatus{
+				ParentRef:      pr,
+				ControllerName: ControllerName,
+				Conditions: []metav1.Condition{
+					cond(string(gatewayv1.RouteConditionAccepted), accepted, reason, msg, r.Generation),
+					cond(string(gatewayv1.RouteConditionResolvedRefs), resolved, refsReason, refsMsg, r.Generation),
+				},
+			})
+		}
+		if len(parents) > 0 {
+			out = append(out, HTTPRouteStatus{Namespace: r.Namespace, Name: r.Name, Parents: parents})
+		}
+	}
+	return out
+}
+
+// attach adds the route's rules to every listener of one parent that accepts it.
+func (t *translation) attach(r *gatewayv1.HTTPRoute, pr gatewayv1.ParentReference, gwNS string, ls []*listenerState, built []builtRule, unsupported string) (bool, string, string) {
+	if unsupported != "" {
+		return false, string(gatewayv1.RouteReasonUnsupportedValue), unsupported
+	}
+	var candidates []*listenerState
+	for _, l := range ls {
+		if pr.SectionName != nil && l.spec.Name != *pr.SectionName {
+			continue
+		}
+		if pr.Port != nil && l.spec.Port != *pr.Port {
+			continue
+		}
+		candidates = append(candidates, l)
+	}
+	if len(candidates) == 0 {
+		return false, string(gatewayv1.RouteReasonNoMatchingParent), "No listener of the Gateway matches the parentRef's sectionName and port."
+	}
+	allowedAny, hostAny := false, false
+	for _, l := range candidates {
+		if !l.usable() || !t.namespaceAllowed(l.spec, gwNS, r.Namespace) {
+			continue
+		}
+		allowedAny = true
+		hosts := effectiveHostnames(l.spec.Hostname, r.Spec.Hostnames)
+		if len(hosts) == 0 {
+			continue
+		}
+		hostAny = true
+		l.attached++
+		for _, h := range hosts {
+			for _, b := range built {
+				l.routes[h] = append(l.routes[h], sortableRoute{route: b.route, created: r.CreationTimestamp, owner: nsName{r.Namespace, r.Name}, rule: b.rule, match: b.match})
+			}
+		}
+	}
+	switch {
+	case !allowedAny:
+		return false, string(gatewayv1.RouteReasonNotAllowedByListeners), "No listener of the Gateway allows routes of this kind from namespace " + r.Namespace + "."
+	case !hostAny:
+		return false, string(gatewayv1.RouteReasonNoMatchingListenerHostname), "No hostname of the route matches a listener's hostname."
+	}
+	return true, string(gatewayv1.RouteReasonAccepted), "Attached to the Gateway."
+}
+
+func (t *translation) namespaceAllowed(l *gatewayv1.Listener, gwNS, routeNS string) bool {
+	from := gatewayv1.NamespacesFromSame
+	if l.AllowedRoutes != nil && l.AllowedRoutes.Namespaces != nil && l.AllowedRoutes.Namespaces.From != nil {
+		from = *l.AllowedRoutes.Namespaces.From
+	}
+	switch from {
+	case gatewayv1.NamespacesFromAll:
+		return true
+	case gatewayv1.NamespacesFromSelector:
+		sel := l.AllowedRoutes.Namespaces.Selector
+		ns := t.namespaces[routeNS]
+		if sel == nil || ns == nil {
+			return false
+		}
+		s, err := metav1.LabelSelectorAsSelector(sel)
+		return err == nil && s.Matches(labels.Set(ns.Labels))
+	case gatewayv1.NamespacesFromNone:
+		return false
+	}
+	return routeNS == gwNS // Same, the default
+}
+
+// effectiveHostnames intersects a listener's hostname with a route's hostnames (Gateway API
+// rules: a wildcard on either side matches the other's more specific name).
+func effectiveHostnames(listener *gatewayv1.Hostname, route []gatewayv1.Hostname) []string {
+	lh := hostOf(listener)
+	if len(route) == 0 {
+		return []string{cmp.Or(lh, "*")}
+	}
+	var out []string
+	for _, rh := range route {
+		h := string(rh)
+		switch {
+		case lh == "" || lh == h:
+			out = append(out, h)
+		case strings.HasPrefix(lh, "*.") && wildcardMatch(lh, h):
+			out = append(out, h)
+		case strings.HasPrefix(h, "*.") && wildcardMatch(h, lh):
+			out = append(out, lh)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func wildcardMatch(wildcard, host string) bool {
+	suffix := wildcard[1:] // ".example.com"
+	return strings.HasSuffix(host, suffix) && len(host) > len(suffix) && !strings.HasPrefix(host, "*.")
+}
+
+func buildGatewayIR(g *gatewayv1.Gateway, ls []*listenerState) ir.Gateway {
+	out := ir.Gateway{Namespace: g.Namespace, Name: g.Name, Identity: GatewayIdentity(g.Namespace, g.Name)}
+	byPort := map[uint32]*ir.Listener{}
+	for _, l := range ls {
+		if !l.usable() {
+			continue
+		}
+		port := uint32(l.spec.Port)
+		il := byPort[port]
+		if il == nil {
+			il = &ir.Listener{Name: listenerName(port), Port: port, Protocol: ir.HTTP}
+			byPort[port] = il
+		}
+		hosts := make([]string, 0, len(l.routes))
+		for h := range l.routes {
+			hosts = append(hosts, h)
+		}
+		slices.Sort(hosts)
+		for _, h := range hosts {
+			rs := slices.Clone(l.routes[h])
+			slices.SortStableFunc(rs, routePrecedence)
+			vh := ir.VirtualHost{Name: h, Hostnames: []string{h}}
+			for _, r := range rs {
+				vh.Routes = append(vh.Routes, r.route)
+			}
+			il.VirtualHosts = append(il.VirtualHosts, vh)
+		}
+	}
+	for _, il := range byPort {
+		slices.SortFunc(il.VirtualHosts, func(a, b ir.VirtualHost) int {
+			if (a.Name == "*") != (b.Name == "*") {
+				if a.Name == "*" {
+					return 1
+				}
+				return -1
+			}
+			return cmp.Compare(a.Name, b.Name)
+		})
+		out.Listeners = append(out.Listeners, *il)
+	}
+	slices.SortFunc(out.Listeners, func(a, b ir.Listener) int { return cmp.Compare(a.Port, b.Port) })
+	return out
+}
+
+// routePrecedence orders matches as Gateway API requires: exact paths, then longer prefixes,
+// then regular expressions; then a method match; then more header matches; then the older
+// route, then namespace/name, then rule and match order.
+func routePrecedence(a, b sortableRoute) int {
+	rank := func(p ir.PathMatch) int {
+		switch p.Type {
+		case ir.PathExact:
+			return 0
+		case ir.PathPrefix:
+			return 1
+		}
+		return 2
+	}
+	ra, rb := a.route, b.route
+	if c := cmp.Compare(rank(ra.Path), rank(rb.Path)); c != 0 {
+		return c
+	}
+	if ra.Path.Type == ir.PathPrefix {
+		if c := cmp.Compare(len(rb.Path.Value), len(ra.Path.Value)); c != 0 {
+			return c
+		}
+	}
+	if c := boolFirst(ra.Method != "", rb.Method != ""); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(len(rb.Headers), len(ra.Headers)); c != 0 {
+		return c
+	}
+	if !a.created.Equal(&b.created) {
+		if a.created.Before(&b.created) {
+			return -1
+		}
+		return 1
+	}
+	return cmp.Or(cmpNsName(a.owner, b.owner), cmp.Compare(a.rule, b.rule), cmp.Compare(a.match, b.match))
+}
+
+func boolFirst(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return -1
+	}
+	return 1
+}
+
+func gatewayStatus(g *gatewayv1.Gateway, ls []*listenerState) GatewayStatus {
+	gen := g.Generation
+	programmed := false
+	var lss []gatewayv1.ListenerStatus
+	for _, l := range ls {
+		conds := []metav1.Condition{}
+		if l.accepted {
+			conds = append(conds, cond(string(gatewayv1.ListenerConditionAccepted), true, string(gatewayv1.ListenerReasonAccepted), "Listener accepted.", gen))
+		} else {
+			conds = append(conds, cond(string(gatewayv1.ListenerConditionAccepted), false, string(gatewayv1.ListenerReasonUnsupportedProtocol),
+				fmt.Sprintf("Protocol %s is not supported; crossgate serves HTTP listeners.", l.spec.Protocol), gen))
+		}
+		if l.conflicted != "" {
+			conds = append(conds, cond(string(gatewayv1.ListenerConditionConflicted), true, l.conflicted,
+				fmt.Sprintf("Another listener uses port %d with the same hostname or another protocol.", l.spec.Port), gen))
+		} else {
+			conds = append(conds, cond(string(gatewayv1.ListenerConditionConflicted), false, string(gatewayv1.ListenerReasonNoConflicts), "No conflicts.", gen))
+		}
+		if l.kindsOK {
+			conds = append(conds, cond(string(gatewayv1.ListenerConditionResolvedRefs), true, string(gatewayv1.ListenerReasonResolvedRefs), "All references resolved.", gen))
+		} else {
+			conds = append(conds, cond(string(gatewayv1.ListenerConditionResolvedRefs), false, string(gatewayv1.ListenerReasonInvalidRouteKinds),
+				"Only HTTPRoute (gateway.networking.k8s.io) can attach to this listener.", gen))
+		}
+		if l.usable() {
+			programmed = true
+			conds = append(conds, cond(string(gatewayv1.ListenerConditionProgrammed), true, string(gatewayv1.ListenerReasonProgrammed), "Listener programmed.", gen))
+		} else {
+			conds = append(conds, cond(string(gatewayv1.ListenerConditionProgrammed), false, string(gatewayv1.ListenerReasonInvalid), "Listener not programmed: see its other conditions.", gen))
+		}
+		kinds := l.kinds
+		if kinds == nil {
+			kinds = []gatewayv1.RouteGroupKind{}
+		}
+		lss = append(lss, gatewayv1.ListenerStatus{Name: l.spec.Name, SupportedKinds: kinds, AttachedRoutes: l.attached, Conditions: conds})
+	}
+	conds := []metav1.Condition{
+		cond(string(gatewayv1.GatewayConditionAccepted), true, string(gatewayv1.GatewayReasonAccepted), "Gateway accepted.", gen),
+	}
+	if programmed {
+		conds = append(conds, cond(string(gatewayv1.GatewayConditionProgrammed), true, string(gatewayv1.GatewayReasonProgrammed), "Gateway configuration built.", gen))
+	} else {
+		conds = append(conds, cond(string(gatewayv1.GatewayConditionProgrammed), false, string(gatewayv1.GatewayReasonInvalid), "No listener can be programmed.", gen))
+	}
+	return GatewayStatus{Namespace: g.Namespace, Name: g.Name, Status: gatewayv1.GatewayStatus{Conditions: conds, Listeners: lss}}
+}

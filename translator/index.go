@@ -1,0 +1,189 @@
+package translator
+
+import (
+	"cmp"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+
+	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
+	accessv1alpha3 "github.com/crossgate-io/crossgate/api/smi/access/v1alpha3"
+	specsv1alpha4 "github.com/crossgate-io/crossgate/api/smi/specs/v1alpha4"
+	"github.com/crossgate-io/crossgate/translator/ir"
+)
+
+type nsName struct{ ns, name string }
+
+func (n nsName) String() string { return n.ns + "/" + n.name }
+
+func cmpNsName(a, b nsName) int {
+	if c := cmp.Compare(a.ns, b.ns); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.name, b.name)
+}
+
+// translation holds the indexes built once from an Input. Nothing in it is written after
+// newTranslation returns, except the memoised permissive outbound list.
+type translation struct {
+	in          *Input
+	cluster     string
+	domain      string
+	trustDomain string
+	permissive  bool
+
+	namespaces  map[string]*corev1.Namespace
+	services    map[nsName]*corev1.Service
+	pods        map[nsName]*corev1.Pod
+	imports     map[nsName]*flomeshv1alpha1.ServiceImport
+	gtps        map[nsName]*flomeshv1alpha1.GlobalTrafficPolicy
+	exports     map[nsName]*flomeshv1alpha1.ServiceExport
+	routeGroups map[nsName]*specsv1alpha4.HTTPRouteGroup
+	slicesBySvc map[nsName][]*discoveryv1.EndpointSlice
+
+	// views are every service a caller can reach (local Services and ServiceImports), sorted.
+	views []*serviceView
+	// viewsByNS indexes views by namespace.
+	viewsByNS map[string][]*serviceView
+
+	// access: for each caller identity, the destinations TrafficTargets allow it to reach.
+	access map[ir.Identity]*allowSet
+	// ttByDest indexes TrafficTargets by destination identity, sorted by namespace/name.
+	ttByDest map[ir.Identity][]*accessv1alpha3.TrafficTarget
+	// gateways are the identities of this cluster's Gateways of our class.
+	gateways []ir.Identity
+
+	permissiveOutbound []ir.OutboundService
+	permissiveDone     bool
+}
+
+// allowSet is what one caller may reach in policy mode.
+type allowSet struct {
+	identities map[ir.Identity]bool
+	namespaces map[string]bool
+}
+
+func (a *allowSet) allows(dst ir.Identity) bool {
+	if a == nil {
+		return false
+	}
+	if dst.Any() {
+		return a.namespaces[dst.Namespace]
+	}
+	return a.identities[dst]
+}
+
+func newTranslation(in *Input) *translation {
+	t := &translation{
+		in:          in,
+		cluster:     in.Cluster,
+		domain:      cmp.Or(in.DNSDomain, DefaultDNSDomain),
+		trustDomain: DefaultTrustDomain,
+		permissive:  true,
+		namespaces:  map[string]*corev1.Namespace{},
+		services:    map[nsName]*corev1.Service{},
+		pods:        map[nsName]*corev1.Pod{},
+		imports:     map[nsName]*flomeshv1alpha1.ServiceImport{},
+		gtps:        map[nsName]*flomeshv1alpha1.GlobalTrafficPolicy{},
+		exports:     map[nsName]*flomeshv1alpha1.ServiceExport{},
+		routeGroups: map[nsName]*specsv1alpha4.HTTPRouteGroup{},
+		slicesBySvc: map[nsName][]*discoveryv1.EndpointSlice{},
+		viewsByNS:   map[string][]*serviceView{},
+		access:      map[ir.Identity]*allowSet{},
+		ttByDest:    map[ir.Identity][]*accessv1alpha3.TrafficTarget{},
+	}
+	if mc := in.MeshConfig; mc != nil {
+		t.permissive = mc.PermissiveMode()
+		t.trustDomain = cmp.Or(mc.Spec.Certificate.TrustDomain, DefaultTrustDomain)
+	}
+	for i := range in.Namespaces {
+		t.namespaces[in.Namespaces[i].Name] = &in.Namespaces[i]
+	}
+	for i := range in.Services {
+		s := &in.Services[i]
+		t.services[nsName{s.Namespace, s.Name}] = s
+	}
+	for i := range in.Pods {
+		p := &in.Pods[i]
+		t.pods[nsName{p.Namespace, p.Name}] = p
+	}
+	for i := range in.ServiceImports {
+		s := &in.ServiceImports[i]
+		t.imports[nsName{s.Namespace, s.Name}] = s
+	}
+	for i := range in.GlobalTrafficPolicies {
+		g := &in.GlobalTrafficPolicies[i]
+		t.gtps[nsName{g.Namespace, g.Name}] = g
+	}
+	for i := range in.ServiceExports {
+		e := &in.ServiceExports[i]
+		t.exports[nsName{e.Namespace, e.Name}] = e
+	}
+	for i := range in.HTTPRouteGroups {
+		g := &in.HTTPRouteGroups[i]
+		t.routeGroups[nsName{g.Namespace, g.Name}] = g
+	}
+	for i := range in.EndpointSlices {
+		s := &in.EndpointSlices[i]
+		svc := s.Labels[discoveryv1.LabelServiceName]
+		if svc == "" {
+			continue
+		}
+		k := nsName{s.Namespace, svc}
+		t.slicesBySvc[k] = append(t.slicesBySvc[k], s)
+	}
+	for i := range in.TrafficTargets {
+		tt := &in.TrafficTargets[i]
+		if d := tt.Spec.Destination; d.Kind == "ServiceAccount" {
+			id := ir.Identity{Namespace: cmp.Or(d.Namespace, tt.Namespace), ServiceAccount: d.Name}
+			t.ttByDest[id] = append(t.ttByDest[id], tt)
+		}
+		for _, src := range tt.Spec.Sources {
+			if src.Kind != "ServiceAccount" {
+				continue
+			}
+			caller := ir.Identity{Namespace: cmp.Or(src.Namespace, tt.Namespace), ServiceAccount: src.Name}
+			a := t.access[caller]
+			if a == nil {
+				a = &allowSet{identities: map[ir.Identity]bool{}, namespaces: map[string]bool{}}
+				t.access[caller] = a
+			}
+			dst := tt.Spec.Destination
+			ns := cmp.Or(dst.Namespace, tt.Namespace)
+			a.identities[ir.Identity{Namespace: ns, ServiceAccount: dst.Name}] = true
+			a.namespaces[ns] = true
+		}
+	}
+	for _, list := range t.ttByDest {
+		slices.SortFunc(list, func(a, b *accessv1alpha3.TrafficTarget) int {
+			return cmpNsName(nsName{a.Namespace, a.Name}, nsName{b.Namespace, b.Name})
+		})
+	}
+	t.gateways = t.ourGatewayIdentities()
+	t.buildViews()
+	return t
+}
+
+// buildViews joins local Services and ServiceImports into one view per ns/name.
+func (t *translation) buildViews() {
+	keys := map[nsName]bool{}
+	for k, s := range t.services {
+		if s.Spec.Type != corev1.ServiceTypeExternalName {
+			keys[k] = true
+		}
+	}
+	for k := range t.imports {
+		keys[k] = true
+	}
+	sorted := make([]nsName, 0, len(keys))
+	for k := range keys {
+		sorted = append(sorted, k)
+	}
+	slices.SortFunc(sorted, cmpNsName)
+	for _, k := range sorted {
+		v := t.newView(k)
+		t.views = append(t.views, v)
+		t.viewsByNS[k.ns] = append(t.viewsByNS[k.ns], v)
+	}
+}

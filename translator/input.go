@@ -1,0 +1,51 @@
+package translator
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	"sigs.k8s.io/yaml"
+
+	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
+	accessv1alpha3 "github.com/crossgate-io/crossgate/api/smi/access/v1alpha3"
+	specsv1alpha4 "github.com/crossgate-io/crossgate/api/smi/specs/v1alpha4"
+)
+
+// Input is everything the translator reads for one cluster: that cluster's own objects, and the
+// ServiceImports the federation wrote into it. All objects belong to Cluster; objects of other
+// clusters reach it only through ServiceImports.
+type Input struct {
+	// Cluster is the key (region/zone/group/name) of the cluster being translated.
+	Cluster string `json:"cluster"`
+	// DNSDomain is the cluster's DNS domain; cluster.local when empty.
+	DNSDomain string `json:"dnsDomain,omitempty"`
+	// MeshConfig is the installation's configuration; defaults apply when nil.
+	MeshConfig *flomeshv1alpha1.MeshConfig `json:"meshConfig,omitempty"`
+
+	Namespaces      []corev1.Namespace          `json:"namespaces,omitempty"`
+	Services        []corev1.Service            `json:"services,omitempty"`
+	EndpointSlices  []discoveryv1.EndpointSlice `json:"endpointSlices,omitempty"`
+	Pods            []corev1.Pod                `json:"pods,omitempty"`
+	ServiceAccounts []corev1.ServiceAccount     `json:"serviceAccounts,omitempty"`
+
+	ServiceExports        []flomeshv1alpha1.ServiceExport       `json:"serviceExports,omitempty"`
+	ServiceImports        []flomeshv1alpha1.ServiceImport       `json:"serviceImports,omitempty"`
+	GlobalTrafficPolicies []flomeshv1alpha1.GlobalTrafficPolicy `json:"globalTrafficPolicies,omitempty"`
+
+	TrafficTargets  []accessv1alpha3.TrafficTarget `json:"trafficTargets,omitempty"`
+	HTTPRouteGroups []specsv1alpha4.HTTPRouteGroup `json:"httpRouteGroups,omitempty"`
+
+	GatewayClasses []gatewayv1.GatewayClass `json:"gatewayClasses,omitempty"`
+	Gateways       []gatewayv1.Gateway      `json:"gateways,omitempty"`
+	HTTPRoutes     []gatewayv1.HTTPRoute    `json:"httpRoutes,omitempty"`
+}
+
+// ParseInput reads an Input from YAML (or JSON). Unknown fields are an error, so that a typo in
+// a test fixture does not pass silently.
+func ParseInput(b []byte) (*Input, error) {
+	in := &Input{}
+	if err := yaml.UnmarshalStrict(b, in); err != nil {
+		return nil, err
+	}
+	return in, nil
+}

@@ -1,0 +1,78 @@
+package ir
+
+// Gateway is one Gateway object of crossgate's class: the proxy of a cluster's ingress.
+type Gateway struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// Identity the gateway proxy runs as.
+	Identity Identity `json:"identity"`
+	// Listeners, one per distinct port, sorted by port.
+	Listeners []Listener `json:"listeners,omitempty"`
+}
+
+// Listener is one port of the gateway with the virtual hosts routed on it.
+type Listener struct {
+	// Name is deterministic: the port, "http-<port>".
+	Name     string   `json:"name"`
+	Port     uint32   `json:"port"`
+	Protocol Protocol `json:"protocol"`
+	// VirtualHosts are sorted by their first hostname; "*" comes last.
+	VirtualHosts []VirtualHost `json:"virtualHosts,omitempty"`
+}
+
+// VirtualHost is a set of hostnames sharing routes.
+type VirtualHost struct {
+	// Name is deterministic: the hostname.
+	Name      string   `json:"name"`
+	Hostnames []string `json:"hostnames"`
+	// Routes in match order (Gateway API precedence).
+	Routes []Route `json:"routes"`
+}
+
+// PathMatchType is how a route matches the path.
+type PathMatchType string
+
+const (
+	PathExact  PathMatchType = "Exact"
+	PathPrefix PathMatchType = "PathPrefix"
+	PathRegex  PathMatchType = "RegularExpression"
+)
+
+// Route is one match of one HTTPRoute rule.
+type Route struct {
+	// Name is deterministic: httproute/<ns>/<name>/rule/<i>/match/<j>.
+	Name    string        `json:"name"`
+	Path    PathMatch     `json:"path"`
+	Method  string        `json:"method,omitempty"`
+	Headers []HeaderMatch `json:"headers,omitempty"`
+	// Rewrite, when set, rewrites the path before forwarding.
+	Rewrite *PathRewrite `json:"rewrite,omitempty"`
+	// Backends share the requests by weight. A backend that does not resolve keeps its weight
+	// and answers 500, as Gateway API requires.
+	Backends []Backend `json:"backends,omitempty"`
+	// DirectResponse, when non-zero, answers with this status instead of forwarding.
+	DirectResponse uint32 `json:"directResponse,omitempty"`
+}
+
+// PathMatch is the path condition of a route.
+type PathMatch struct {
+	Type  PathMatchType `json:"type"`
+	Value string        `json:"value"`
+}
+
+// PathRewrite replaces the matched prefix, or the whole path.
+type PathRewrite struct {
+	ReplacePrefixMatch *string `json:"replacePrefixMatch,omitempty"`
+	ReplaceFullPath    *string `json:"replaceFullPath,omitempty"`
+}
+
+// Backend is one weighted destination of a route.
+type Backend struct {
+	// Cluster names the upstream: ServiceKey(ns, name, port); empty when Invalid.
+	Cluster string `json:"cluster,omitempty"`
+	Weight  uint32 `json:"weight"`
+	// Invalid backends did not resolve; their share of requests gets a 500.
+	Invalid bool `json:"invalid,omitempty"`
+	// Endpoints of the Service port (local pods), sorted.
+	Endpoints []Endpoint `json:"endpoints,omitempty"`
+}

@@ -1,0 +1,184 @@
+package ir
+
+import "strings"
+
+// Snapshot is the whole configuration of one cluster's proxies.
+type Snapshot struct {
+	// TrustDomain of the SPIFFE identities of this cluster set.
+	TrustDomain string `json:"trustDomain"`
+	// Sidecars, one per workload identity, sorted by identity.
+	Sidecars []Sidecar `json:"sidecars,omitempty"`
+	// Gateways, one per Gateway object of our class, sorted by namespace/name.
+	Gateways []Gateway `json:"gateways,omitempty"`
+}
+
+// Identity is a workload identity: a ServiceAccount. ServiceAccount "*" stands for any
+// identity in the namespace (a ServiceImport's serviceAccountName "*").
+type Identity struct {
+	Namespace      string `json:"namespace"`
+	ServiceAccount string `json:"serviceAccount"`
+}
+
+// Any reports whether the identity stands for any ServiceAccount.
+func (i Identity) Any() bool { return i.ServiceAccount == "*" }
+
+func (i Identity) String() string { return i.Namespace + "/" + i.ServiceAccount }
+
+// SPIFFEID is the identity's URI in a trust domain.
+func (i Identity) SPIFFEID(trustDomain string) string {
+	return "spiffe://" + trustDomain + "/ns/" + i.Namespace + "/sa/" + i.ServiceAccount
+}
+
+// Less orders identities by namespace, then ServiceAccount.
+func (i Identity) Less(o Identity) bool {
+	if i.Namespace != o.Namespace {
+		return i.Namespace < o.Namespace
+	}
+	return i.ServiceAccount < o.ServiceAccount
+}
+
+// ParseIdentity reads "namespace/serviceaccount".
+func ParseIdentity(s string) (Identity, bool) {
+	ns, sa, ok := strings.Cut(s, "/")
+	if !ok || ns == "" || sa == "" || strings.Contains(sa, "/") {
+		return Identity{}, false
+	}
+	return Identity{Namespace: ns, ServiceAccount: sa}, true
+}
+
+// Protocol is what a port carries.
+type Protocol string
+
+const (
+	// HTTP is HTTP/1.1 or HTTP/2 (gRPC included), routed by Host and path.
+	HTTP Protocol = "HTTP"
+	// TCP is opaque TCP, forwarded by port.
+	TCP Protocol = "TCP"
+)
+
+// Sidecar is the configuration of every proxy (or proxyless workload) running as one identity.
+type Sidecar struct {
+	Identity Identity `json:"identity"`
+	// Outbound are the services this identity may call, one entry per service port, sorted by
+	// port, namespace and name.
+	Outbound []OutboundService `json:"outbound,omitempty"`
+	// Inbound are the ports this identity serves, sorted by port.
+	Inbound []InboundPort `json:"inbound,omitempty"`
+}
+
+// OutboundService is one port of a service as a caller sees it.
+type OutboundService struct {
+	// Namespace and Name of the service.
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// Port the caller dials (the Service or ServiceImport port).
+	Port     int32    `json:"port"`
+	Protocol Protocol `json:"protocol"`
+	// Hostnames callers use: name.ns, name.ns.svc, name.ns.svc.<domain>, and the ClusterIP.
+	Hostnames []string `json:"hostnames"`
+	// Localities hold the endpoints, one locality per source cluster, sorted by priority then
+	// cluster. Priorities are contiguous from 0.
+	Localities []Locality `json:"localities"`
+	// RetryOtherPriority retries a failed request (connect failure or 5xx) once on the next
+	// priority: the FailOver policy.
+	RetryOtherPriority bool `json:"retryOtherPriority,omitempty"`
+	// Policy is the GlobalTrafficPolicy type in force: Locality, FailOver or ActiveActive.
+	Policy string `json:"policy"`
+}
+
+// Key is the deterministic name of the outbound service port: ns/name:port.
+func (o OutboundService) Key() string { return ServiceKey(o.Namespace, o.Name, o.Port) }
+
+// ServiceKey names a service port: ns/name:port.
+func ServiceKey(namespace, name string, port int32) string {
+	return namespace + "/" + name + ":" + itoa(int64(port))
+}
+
+// Locality is the set of endpoints of one source cluster.
+type Locality struct {
+	// Cluster is the source cluster's key (region/zone/group/name).
+	Cluster string `json:"cluster"`
+	// Local is true for the caller's own cluster (endpoints are pods); false for a remote
+	// cluster (endpoints are its gateway).
+	Local    bool   `json:"local,omitempty"`
+	Priority uint32 `json:"priority"`
+	// Weight of the locality within its priority; never 0 (a zero weight drops the locality).
+	Weight    uint32     `json:"weight"`
+	Endpoints []Endpoint `json:"endpoints"`
+}
+
+// Endpoint is one address that serves a service port.
+type Endpoint struct {
+	Address string `json:"address"`
+	Port    uint32 `json:"port"`
+	// Identity the endpoint serves as: its pod's ServiceAccount, or for a remote cluster the
+	// ServiceImport's serviceAccountName (ServiceAccount "*" = any).
+	Identity Identity `json:"identity"`
+}
+
+// InboundPort is one port a sidecar's workload listens on.
+type InboundPort struct {
+	// Port is the workload's port (the Service's targetPort).
+	Port     uint32   `json:"port"`
+	Protocol Protocol `json:"protocol"`
+	// Services that reach this port, as ns/name:servicePort, sorted.
+	Services []string `json:"services"`
+	// RBAC is the access policy; nil lets every caller in (permissive mode).
+	RBAC *RBAC `json:"rbac,omitempty"`
+}
+
+// RBAC allows a request when any policy allows it, and denies everything else.
+type RBAC struct {
+	Policies []Policy `json:"policies"`
+}
+
+// Policy allows requests from any of Principals that match any of Rules.
+type Policy struct {
+	// Name is deterministic: the TrafficTarget's ns/name, or "gateway/<ns>/<name>".
+	Name string `json:"name"`
+	// Principals are the allowed caller identities, sorted.
+	Principals []Identity `json:"principals"`
+	// Rules describe the allowed requests; empty allows any request.
+	Rules []HTTPRule `json:"rules,omitempty"`
+}
+
+// HTTPRule matches a request when every part given matches.
+type HTTPRule struct {
+	// PathRegex is an RE2 expression the whole path must match; empty matches any path.
+	PathRegex string `json:"pathRegex,omitempty"`
+	// Methods, any of which matches; empty matches any method.
+	Methods []string `json:"methods,omitempty"`
+	// Headers must all be present and match these RE2 expressions, sorted by name.
+	Headers []HeaderMatch `json:"headers,omitempty"`
+}
+
+// HeaderMatch is one header condition.
+type HeaderMatch struct {
+	Name string `json:"name"`
+	// Regex is an RE2 expression the whole value must match.
+	Regex string `json:"regex,omitempty"`
+	// Exact, when set, is the exact value (used by Gateway API matches).
+	Exact string `json:"exact,omitempty"`
+}
+
+func itoa(n int64) string {
+	if n == 0 {
+		return "0"
+	}
+	neg := n < 0
+	if neg {
+		n = -n
+	}
+	var b [20]byte
+	i := len(b)
+	for n > 0 {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	if neg {
+		i--
+		b[i] = '-'
+	}
+	return string(b[i:])
+}

@@ -1,0 +1,158 @@
+package translator
+
+import (
+	"cmp"
+	"slices"
+
+	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
+	"github.com/crossgate-io/crossgate/translator/ir"
+)
+
+// outbound returns what caller may reach. In permissive mode every caller sees the same list,
+// computed once and shared; in policy mode only the namespaces its TrafficTargets open are
+// visited, so the work is proportional to what the caller may reach.
+func (t *translation) outbound(caller ir.Identity) []ir.OutboundService {
+	if t.permissive {
+		if !t.permissiveDone {
+			for _, v := range t.views {
+				t.permissiveOutbound = t.appendOutbound(t.permissiveOutbound, v, nil)
+			}
+			t.permissiveDone = true
+		}
+		return t.permissiveOutbound
+	}
+	a := t.access[caller]
+	if a == nil {
+		return nil
+	}
+	nss := make([]string, 0, len(a.namespaces))
+	for ns := range a.namespaces {
+		nss = append(nss, ns)
+	}
+	slices.Sort(nss)
+	var out []ir.OutboundService
+	for _, ns := range nss {
+		for _, v := range t.viewsByNS[ns] {
+			out = t.appendOutbound(out, v, a)
+		}
+	}
+	sortOutbound(out)
+	return out
+}
+
+func sortOutbound(out []ir.OutboundService) {
+	slices.SortFunc(out, func(a, b ir.OutboundService) int {
+		return cmp.Or(cmp.Compare(a.Port, b.Port), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
+}
+
+// appendOutbound adds v's ports that keep at least one endpoint once the caller's access (nil:
+// permissive) and the GlobalTrafficPolicy apply. A port with none left gets no entry: requests
+// to it fail, as the walkthrough shows.
+func (t *translation) appendOutbound(out []ir.OutboundService, v *serviceView, access *allowSet) []ir.OutboundService {
+	gtp := t.gtps[v.key]
+	for _, p := range v.ports {
+		o := ir.OutboundService{
+			Namespace: v.key.ns, Name: v.key.name, Port: p.port, Protocol: p.protocol,
+			Hostnames: v.hostnames,
+		}
+		o.Localities, o.Policy, o.RetryOtherPriority = t.localities(p, gtp, access)
+		if len(o.Localities) > 0 {
+			out = append(out, o)
+		}
+	}
+	if access == nil {
+		sortOutbound(out)
+	}
+	return out
+}
+
+type weightedCluster struct {
+	key    string
+	weight uint32
+}
+
+// localities applies a GlobalTrafficPolicy to one port's endpoints (DESIGN §4).
+func (t *translation) localities(p *portView, gtp *flomeshv1alpha1.GlobalTrafficPolicy, access *allowSet) ([]ir.Locality, string, bool) {
+	allowed := func(eps []ir.Endpoint) []ir.Endpoint {
+		if access == nil {
+			return eps
+		}
+		var out []ir.Endpoint
+		for _, e := range eps {
+			if access.allows(e.Identity) {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+	local := allowed(p.local)
+	remote := func(key string) []ir.Endpoint { return allowed(p.remote[key]) }
+
+	lbType := flomeshv1alpha1.Locality
+	var targets []weightedCluster
+	localWeight := uint32(flomeshv1alpha1.DefaultTargetWeight)
+	if gtp != nil {
+		lbType = cmp.Or(gtp.Spec.LbType, flomeshv1alpha1.Locality)
+		for _, tg := range gtp.Spec.Targets {
+			w := uint32(flomeshv1alpha1.DefaultTargetWeight)
+			if tg.Weight != nil && *tg.Weight >= 0 {
+				w = uint32(*tg.Weight)
+			}
+			if string(tg.ClusterKey) == t.cluster {
+				localWeight = w
+				continue
+			}
+			targets = append(targets, weightedCluster{string(tg.ClusterKey), w})
+		}
+	}
+	loc := func(key string, isLocal bool, prio, weight uint32, eps []ir.Endpoint) ir.Locality {
+		return ir.Locality{Cluster: key, Local: isLocal, Priority: prio, Weight: weight, Endpoints: eps}
+	}
+	var out []ir.Locality
+	switch lbType {
+	case flomeshv1alpha1.FailOver:
+		prio := uint32(0)
+		if len(local) > 0 {
+			out = append(out, loc(t.cluster, true, 0, localWeight, local))
+			prio = 1
+		}
+		for _, tg := range targets {
+			if eps := remote(tg.key); len(eps) > 0 && tg.weight > 0 {
+				out = append(out, loc(tg.key, false, prio, tg.weight, eps))
+			}
+		}
+		return sortLocalities(out), string(lbType), len(out) > 0
+	case flomeshv1alpha1.ActiveActive:
+		if len(local) > 0 && localWeight > 0 {
+			out = append(out, loc(t.cluster, true, 0, localWeight, local))
+		}
+		if len(targets) == 0 && (gtp == nil || len(gtp.Spec.Targets) == 0) {
+			for _, key := range p.remoteKeys {
+				targets = append(targets, weightedCluster{key, flomeshv1alpha1.DefaultTargetWeight})
+			}
+		}
+		for _, tg := range targets {
+			if eps := remote(tg.key); len(eps) > 0 && tg.weight > 0 {
+				out = append(out, loc(tg.key, false, 0, tg.weight, eps))
+			}
+		}
+		return sortLocalities(out), string(lbType), false
+	default: // Locality: the caller's own cluster, or the one target it is pinned to.
+		if len(targets) == 1 {
+			if eps := remote(targets[0].key); len(eps) > 0 {
+				out = append(out, loc(targets[0].key, false, 0, flomeshv1alpha1.DefaultTargetWeight, eps))
+			}
+		} else if len(local) > 0 {
+			out = append(out, loc(t.cluster, true, 0, flomeshv1alpha1.DefaultTargetWeight, local))
+		}
+		return out, string(flomeshv1alpha1.Locality), false
+	}
+}
+
+func sortLocalities(ls []ir.Locality) []ir.Locality {
+	slices.SortStableFunc(ls, func(a, b ir.Locality) int {
+		return cmp.Or(cmp.Compare(a.Priority, b.Priority), cmp.Compare(a.Cluster, b.Cluster))
+	})
+	return ls
+}

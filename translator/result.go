@@ -1,0 +1,53 @@
+package translator
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/crossgate-io/crossgate/translator/ir"
+)
+
+// Result is the IR of the cluster's proxies and the statuses to write.
+type Result struct {
+	IR       ir.Snapshot `json:"ir"`
+	Statuses Statuses    `json:"statuses"`
+}
+
+// Statuses are the status blocks the controllers write back. Conditions carry
+// ObservedGeneration; LastTransitionTime is left zero for the writer to fill (the translator has
+// no clock). Every list is sorted by namespace/name.
+type Statuses struct {
+	GatewayClasses        []GatewayClassStatus `json:"gatewayClasses,omitempty"`
+	Gateways              []GatewayStatus      `json:"gateways,omitempty"`
+	HTTPRoutes            []HTTPRouteStatus    `json:"httpRoutes,omitempty"`
+	ServiceExports        []ObjectConditions   `json:"serviceExports,omitempty"`
+	GlobalTrafficPolicies []ObjectConditions   `json:"globalTrafficPolicies,omitempty"`
+}
+
+// GatewayClassStatus is the status of a GatewayClass of our controller.
+type GatewayClassStatus struct {
+	Name       string             `json:"name"`
+	Conditions []metav1.Condition `json:"conditions"`
+}
+
+// GatewayStatus is the status of a Gateway of our class.
+type GatewayStatus struct {
+	Namespace string                  `json:"namespace"`
+	Name      string                  `json:"name"`
+	Status    gatewayv1.GatewayStatus `json:"status"`
+}
+
+// HTTPRouteStatus holds the route's parent statuses for the parents that are ours; parents of
+// other controllers are left to them.
+type HTTPRouteStatus struct {
+	Namespace string                        `json:"namespace"`
+	Name      string                        `json:"name"`
+	Parents   []gatewayv1.RouteParentStatus `json:"parents"`
+}
+
+// ObjectConditions are the conditions of one namespaced object.
+type ObjectConditions struct {
+	Namespace  string             `json:"namespace"`
+	Name       string             `json:"name"`
+	Conditions []metav1.Condition `json:"conditions"`
+}

@@ -1,0 +1,181 @@
+package translator
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/crossgate-io/crossgate/translator/ir"
+)
+
+// builtRule is one match of one rule of an HTTPRoute, ready to attach.
+type builtRule struct {
+	route ir.Route
+	rule  int
+	match int
+}
+
+// buildRules turns an HTTPRoute's rules into IR routes. resolved is false when a backendRef does
+// not resolve (its share of requests then gets a 500); unsupported names a feature crossgate
+// cannot program, in which case the route is not attached at all.
+func (t *translation) buildRules(r *gatewayv1.HTTPRoute) (out []builtRule, resolved bool, reason, msg, unsupported string) {
+	resolved, reason, msg = true, string(gatewayv1.RouteReasonResolvedRefs), "All references resolved."
+	var problems []string
+	for ri, rule := range r.Spec.Rules {
+		var rewrite *ir.PathRewrite
+		for _, f := range rule.Filters {
+			if f.Type != gatewayv1.HTTPRouteFilterURLRewrite || f.URLRewrite == nil || f.URLRewrite.Hostname != nil {
+				return nil, resolved, reason, msg, fmt.Sprintf("Rule %d uses filter %s, which crossgate does not support yet; only URLRewrite of the path is.", ri, f.Type)
+			}
+			if p := f.URLRewrite.Path; p != nil {
+				switch p.Type {
+				case gatewayv1.PrefixMatchHTTPPathModifier:
+					rewrite = &ir.PathRewrite{ReplacePrefixMatch: ptr(cmp.Or(derefStr(p.ReplacePrefixMatch), "/"))}
+				case gatewayv1.FullPathHTTPPathModifier:
+					rewrite = &ir.PathRewrite{ReplaceFullPath: ptr(cmp.Or(derefStr(p.ReplaceFullPath), "/"))}
+				}
+			}
+		}
+		backends, direct, why := t.backends(r.Namespace, rule.BackendRefs)
+		if why != nil {
+			resolved = false
+			reason = why.reason
+			problems = append(problems, why.message)
+		}
+		matches := rule.Matches
+		if len(matches) == 0 {
+			matches = []gatewayv1.HTTPRouteMatch{{}}
+		}
+		for mi, m := range matches {
+			if len(m.QueryParams) > 0 {
+				return nil, resolved, reason, msg, fmt.Sprintf("Rule %d matches query parameters, which crossgate does not support yet.", ri)
+			}
+			route := ir.Route{
+				Name:           routeName(r.Namespace, r.Name, ri, mi),
+				Path:           pathMatch(m.Path),
+				Rewrite:        rewrite,
+				Backends:       backends,
+				DirectResponse: direct,
+			}
+			if m.Method != nil {
+				route.Method = string(*m.Method)
+			}
+			for _, h := range m.Headers {
+				hm := ir.HeaderMatch{Name: strings.ToLower(string(h.Name))}
+				if h.Type != nil && *h.Type == gatewayv1.HeaderMatchRegularExpression {
+					hm.Regex = h.Value
+				} else {
+					hm.Exact = h.Value
+				}
+				route.Headers = append(route.Headers, hm)
+			}
+			slices.SortFunc(route.Headers, func(a, b ir.HeaderMatch) int { return cmp.Compare(a.Name, b.Name) })
+			out = append(out, builtRule{route: route, rule: ri, match: mi})
+		}
+	}
+	if !resolved {
+		msg = strings.Join(problems, " ")
+	}
+	return out, resolved, reason, msg, ""
+}
+
+func derefStr(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func pathMatch(p *gatewayv1.HTTPPathMatch) ir.PathMatch {
+	if p == nil {
+		return ir.PathMatch{Type: ir.PathPrefix, Value: "/"}
+	}
+	typ := gatewayv1.PathMatchPathPrefix
+	if p.Type != nil {
+		typ = *p.Type
+	}
+	val := cmp.Or(derefStr(p.Value), "/")
+	switch typ {
+	case gatewayv1.PathMatchExact:
+		return ir.PathMatch{Type: ir.PathExact, Value: val}
+	case gatewayv1.PathMatchRegularExpression:
+		return ir.PathMatch{Type: ir.PathRegex, Value: val}
+	}
+	return ir.PathMatch{Type: ir.PathPrefix, Value: val}
+}
+
+type refProblem struct{ reason, message string }
+
+// backends resolves a rule's backendRefs. A ref that does not resolve keeps its weight as an
+// invalid backend, so its share of requests is answered with 500; with no usable weight at all
+// the rule answers 500 directly (Gateway API).
+func (t *translation) backends(routeNS string, refs []gatewayv1.HTTPBackendRef) ([]ir.Backend, uint32, *refProblem) {
+	var out []ir.Backend
+	var problem *refProblem
+	total := uint32(0)
+	for _, ref := range refs {
+		w := uint32(1)
+		if ref.Weight != nil {
+			w = uint32(max(*ref.Weight, 0))
+		}
+		b, p := t.resolveBackend(routeNS, ref.BackendRef)
+		if p != nil && problem == nil {
+			problem = p
+		}
+		if w == 0 {
+			continue
+		}
+		b.Weight = w
+		total += w
+		out = append(out, b)
+	}
+	if total == 0 || allInvalid(out) {
+		return nil, 500, problem
+	}
+	return out, 0, problem
+}
+
+func allInvalid(bs []ir.Backend) bool {
+	for _, b := range bs {
+		if !b.Invalid {
+			return false
+		}
+	}
+	return true
+}
+
+func (t *translation) resolveBackend(routeNS string, ref gatewayv1.BackendRef) (ir.Backend, *refProblem) {
+	invalid := ir.Backend{Invalid: true}
+	group, kind := "", "Service"
+	if ref.Group != nil {
+		group = string(*ref.Group)
+	}
+	if ref.Kind != nil {
+		kind = string(*ref.Kind)
+	}
+	if group != "" || kind != "Service" {
+		return invalid, &refProblem{string(gatewayv1.RouteReasonInvalidKind), fmt.Sprintf("Backend %s of kind %s/%s is not supported; use a Service.", ref.Name, group, kind)}
+	}
+	ns := routeNS
+	if ref.Namespace != nil && string(*ref.Namespace) != routeNS {
+		return invalid, &refProblem{string(gatewayv1.RouteReasonRefNotPermitted),
+			fmt.Sprintf("Backend %s/%s is in another namespace; crossgate does not read ReferenceGrants yet.", *ref.Namespace, ref.Name)}
+	}
+	svc := t.services[nsName{ns, string(ref.Name)}]
+	if svc == nil {
+		return invalid, &refProblem{string(gatewayv1.RouteReasonBackendNotFound), fmt.Sprintf("Service %s/%s does not exist.", ns, ref.Name)}
+	}
+	if ref.Port == nil {
+		return invalid, &refProblem{string(gatewayv1.RouteReasonUnsupportedValue), fmt.Sprintf("Backend Service %s/%s needs a port.", ns, ref.Name)}
+	}
+	for _, sp := range svc.Spec.Ports {
+		if sp.Port == int32(*ref.Port) && (sp.Protocol == "" || sp.Protocol == corev1.ProtocolTCP) {
+			return ir.Backend{Cluster: ir.ServiceKey(ns, svc.Name, sp.Port), Endpoints: t.localEndpoints(nsName{ns, svc.Name}, sp)}, nil
+		}
+	}
+	return invalid, &refProblem{string(gatewayv1.RouteReasonBackendNotFound), fmt.Sprintf("Service %s/%s has no TCP port %d.", ns, ref.Name, *ref.Port)}
+}

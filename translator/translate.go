@@ -1,0 +1,144 @@
+package translator
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
+	"github.com/crossgate-io/crossgate/translator/ir"
+)
+
+// Translate computes the IR of one cluster's proxies and the statuses to write. It never
+// modifies in.
+func Translate(in *Input) *Result {
+	t := newTranslation(in)
+	res := &Result{IR: ir.Snapshot{TrustDomain: t.trustDomain}}
+	res.IR.Gateways = t.translateGateways(&res.Statuses)
+	res.IR.Sidecars = t.sidecars()
+	res.Statuses.ServiceExports = t.exportStatuses()
+	res.Statuses.GlobalTrafficPolicies = t.policyStatuses()
+	return res
+}
+
+// identities are the workload identities of this cluster: every ServiceAccount and every pod's.
+func (t *translation) identities() []ir.Identity {
+	seen := map[ir.Identity]bool{}
+	for _, sa := range t.in.ServiceAccounts {
+		seen[ir.Identity{Namespace: sa.Namespace, ServiceAccount: sa.Name}] = true
+	}
+	for _, p := range t.in.Pods {
+		seen[ir.Identity{Namespace: p.Namespace, ServiceAccount: cmp.Or(p.Spec.ServiceAccountName, "default")}] = true
+	}
+	for _, gw := range t.gateways {
+		delete(seen, gw) // a gateway is configured as a Gateway, not as a sidecar
+	}
+	out := make([]ir.Identity, 0, len(seen))
+	for id := range seen {
+		out = append(out, id)
+	}
+	slices.SortFunc(out, func(a, b ir.Identity) int {
+		return cmpNsName(nsName{a.Namespace, a.ServiceAccount}, nsName{b.Namespace, b.ServiceAccount})
+	})
+	return out
+}
+
+func (t *translation) sidecars() []ir.Sidecar {
+	inbound := t.inboundIndex()
+	var out []ir.Sidecar
+	for _, id := range t.identities() {
+		out = append(out, ir.Sidecar{Identity: id, Outbound: t.outbound(id), Inbound: inbound[id]})
+	}
+	return out
+}
+
+// exportStatuses checks each ServiceExport against its Service: Valid is False when the Service
+// is missing or a rule's port is not one of its ports.
+func (t *translation) exportStatuses() []ObjectConditions {
+	var out []ObjectConditions
+	exports := slices.Clone(t.in.ServiceExports)
+	slices.SortFunc(exports, func(a, b flomeshv1alpha1.ServiceExport) int {
+		return cmpNsName(nsName{a.Namespace, a.Name}, nsName{b.Namespace, b.Name})
+	})
+	for _, e := range exports {
+		var c metav1.Condition
+		svc := t.services[nsName{e.Namespace, e.Name}]
+		switch {
+		case svc == nil:
+			c = cond(flomeshv1alpha1.ConditionValid, false, "ServiceNotFound",
+				fmt.Sprintf("Service %s/%s does not exist; a ServiceExport exports the Service of its own namespace and name.", e.Namespace, e.Name), e.Generation)
+		default:
+			var missing []string
+			for _, r := range e.Spec.Rules {
+				found := false
+				for _, sp := range svc.Spec.Ports {
+					found = found || sp.Port == r.PortNumber
+				}
+				if !found {
+					missing = append(missing, fmt.Sprint(r.PortNumber))
+				}
+			}
+			if len(missing) > 0 {
+				var ports []string
+				for _, sp := range svc.Spec.Ports {
+					ports = append(ports, fmt.Sprint(sp.Port))
+				}
+				c = cond(flomeshv1alpha1.ConditionValid, false, "PortNotFound",
+					fmt.Sprintf("spec.rules portNumber %s is not a port of Service %s/%s (its ports: %s).",
+						strings.Join(missing, ", "), e.Namespace, e.Name, cmp.Or(strings.Join(ports, ", "), "none")), e.Generation)
+			} else {
+				c = cond(flomeshv1alpha1.ConditionValid, true, "Valid", "The Service and every rule's port exist.", e.Generation)
+			}
+		}
+		out = append(out, ObjectConditions{Namespace: e.Namespace, Name: e.Name, Conditions: []metav1.Condition{c}})
+	}
+	return out
+}
+
+// policyStatuses reports, for each GlobalTrafficPolicy, whether it applies to a service
+// (Accepted) and whether every target cluster exports it (ResolvedRefs).
+func (t *translation) policyStatuses() []ObjectConditions {
+	gtps := slices.Clone(t.in.GlobalTrafficPolicies)
+	slices.SortFunc(gtps, func(a, b flomeshv1alpha1.GlobalTrafficPolicy) int {
+		return cmpNsName(nsName{a.Namespace, a.Name}, nsName{b.Namespace, b.Name})
+	})
+	var out []ObjectConditions
+	for _, g := range gtps {
+		k := nsName{g.Namespace, g.Name}
+		_, hasSvc := t.services[k]
+		imp := t.imports[k]
+		var conds []metav1.Condition
+		if !hasSvc && imp == nil {
+			conds = append(conds, cond(flomeshv1alpha1.ConditionAccepted, false, "ServiceNotFound",
+				fmt.Sprintf("No Service or ServiceImport %s/%s exists; a GlobalTrafficPolicy applies to the service of its own namespace and name.", g.Namespace, g.Name), g.Generation))
+		} else {
+			conds = append(conds, cond(flomeshv1alpha1.ConditionAccepted, true, "Accepted",
+				fmt.Sprintf("%s applies to callers of %s.%s in this cluster.", cmp.Or(g.Spec.LbType, flomeshv1alpha1.Locality), g.Name, g.Namespace), g.Generation))
+		}
+		exporting := map[string]bool{}
+		if imp != nil {
+			for _, p := range imp.Spec.Ports {
+				for _, e := range p.Endpoints {
+					exporting[e.ClusterKey] = true
+				}
+			}
+		}
+		var missing []string
+		for _, tg := range g.Spec.Targets {
+			if key := string(tg.ClusterKey); key != t.cluster && !exporting[key] {
+				missing = append(missing, key)
+			}
+		}
+		if len(missing) > 0 {
+			conds = append(conds, cond("ResolvedRefs", false, "TargetNotExported",
+				fmt.Sprintf("Target cluster %s does not export %s/%s; no request is sent there until it does.", strings.Join(missing, ", "), g.Namespace, g.Name), g.Generation))
+		} else {
+			conds = append(conds, cond("ResolvedRefs", true, "ResolvedRefs", "Every target cluster exports the service.", g.Generation))
+		}
+		out = append(out, ObjectConditions{Namespace: g.Namespace, Name: g.Name, Conditions: conds})
+	}
+	return out
+}

@@ -1,0 +1,175 @@
+package translator
+
+import (
+	"cmp"
+	"net"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+
+	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
+	"github.com/crossgate-io/crossgate/translator/ir"
+)
+
+// serviceView is one service as callers in this cluster see it: its local Service (if any) and
+// its ServiceImport (if any), port by port, before any policy applies.
+type serviceView struct {
+	key       nsName
+	svc       *corev1.Service
+	imp       *flomeshv1alpha1.ServiceImport
+	hostnames []string
+	ports     []*portView
+}
+
+// portView is one port of a service with its endpoints by source cluster.
+type portView struct {
+	port     int32
+	protocol ir.Protocol
+	local    []ir.Endpoint
+	// remote holds the endpoints of other clusters, by cluster key; remoteKeys is sorted.
+	remote     map[string][]ir.Endpoint
+	remoteKeys []string
+}
+
+func (t *translation) newView(k nsName) *serviceView {
+	v := &serviceView{key: k, svc: t.services[k], imp: t.imports[k]}
+	if v.svc != nil && v.svc.Spec.Type == corev1.ServiceTypeExternalName {
+		v.svc = nil
+	}
+	v.hostnames = meshHostnames(k.name, k.ns, t.domain)
+	var ips []string
+	if v.svc != nil {
+		for _, ip := range v.svc.Spec.ClusterIPs {
+			if net.ParseIP(ip) != nil {
+				ips = append(ips, ip)
+			}
+		}
+	}
+	if v.imp != nil {
+		for _, ip := range v.imp.Spec.IPs {
+			if net.ParseIP(ip) != nil && !slices.Contains(ips, ip) {
+				ips = append(ips, ip)
+			}
+		}
+	}
+	slices.Sort(ips)
+	v.hostnames = append(v.hostnames, ips...)
+
+	byPort := map[int32]*portView{}
+	get := func(port int32, proto ir.Protocol) *portView {
+		p := byPort[port]
+		if p == nil {
+			p = &portView{port: port, protocol: proto, remote: map[string][]ir.Endpoint{}}
+			byPort[port] = p
+		}
+		return p
+	}
+	if v.svc != nil {
+		for _, sp := range v.svc.Spec.Ports {
+			proto, ok := portProtocol(sp.Protocol, sp.Name, sp.AppProtocol)
+			if !ok {
+				continue
+			}
+			p := get(sp.Port, proto)
+			p.local = t.localEndpoints(k, sp)
+		}
+	}
+	if v.imp != nil {
+		idn := ir.Identity{Namespace: k.ns, ServiceAccount: cmp.Or(v.imp.Spec.ServiceAccountName, flomeshv1alpha1.AnyServiceAccount)}
+		for _, ip := range v.imp.Spec.Ports {
+			proto, ok := portProtocol(corev1.Protocol(cmp.Or(string(ip.Protocol), "TCP")), ip.Name, ip.AppProtocol)
+			if !ok {
+				continue
+			}
+			p := get(ip.Port, proto)
+			for _, e := range ip.Endpoints {
+				addr := cmp.Or(e.Target.IP, e.Target.Host)
+				if e.ClusterKey == t.cluster || addr == "" || e.Target.Port <= 0 {
+					continue // our own export, or an endpoint with nowhere to go
+				}
+				ep := ir.Endpoint{Address: addr, Port: uint32(e.Target.Port), Identity: idn}
+				if !slices.Contains(p.remote[e.ClusterKey], ep) {
+					p.remote[e.ClusterKey] = append(p.remote[e.ClusterKey], ep)
+				}
+			}
+		}
+	}
+	for _, p := range byPort {
+		for c := range p.remote {
+			p.remoteKeys = append(p.remoteKeys, c)
+			slices.SortFunc(p.remote[c], cmpEndpoint)
+		}
+		slices.Sort(p.remoteKeys)
+		v.ports = append(v.ports, p)
+	}
+	slices.SortFunc(v.ports, func(a, b *portView) int { return cmp.Compare(a.port, b.port) })
+	return v
+}
+
+// portProtocol says what a Service port carries; ok is false for ports crossgate does not proxy
+// (UDP, SCTP).
+func portProtocol(proto corev1.Protocol, name string, appProtocol *string) (ir.Protocol, bool) {
+	if proto != "" && proto != corev1.ProtocolTCP {
+		return "", false
+	}
+	app := strings.ToLower(name)
+	if appProtocol != nil {
+		app = strings.ToLower(*appProtocol)
+	}
+	if app == "tcp" || strings.HasPrefix(app, "tcp-") {
+		return ir.TCP, true
+	}
+	return ir.HTTP, true
+}
+
+// localEndpoints are the ready endpoints of a Service port in this cluster, with the identity of
+// the pod behind each.
+func (t *translation) localEndpoints(k nsName, sp corev1.ServicePort) []ir.Endpoint {
+	var out []ir.Endpoint
+	for _, s := range t.slicesBySvc[k] {
+		if s.AddressType == discoveryv1.AddressTypeFQDN {
+			continue
+		}
+		var port int32 = -1
+		for _, p := range s.Ports {
+			name := ""
+			if p.Name != nil {
+				name = *p.Name
+			}
+			if name == sp.Name && p.Port != nil {
+				port = *p.Port
+			}
+		}
+		if port <= 0 {
+			continue
+		}
+		for _, e := range s.Endpoints {
+			if e.Conditions.Ready != nil && !*e.Conditions.Ready {
+				continue
+			}
+			idn := ir.Identity{Namespace: k.ns}
+			if ref := e.TargetRef; ref != nil && ref.Kind == "Pod" {
+				if pod := t.pods[nsName{cmp.Or(ref.Namespace, k.ns), ref.Name}]; pod != nil {
+					idn = ir.Identity{Namespace: pod.Namespace, ServiceAccount: cmp.Or(pod.Spec.ServiceAccountName, "default")}
+				}
+			}
+			for _, a := range e.Addresses {
+				ep := ir.Endpoint{Address: a, Port: uint32(port), Identity: idn}
+				if !slices.Contains(out, ep) {
+					out = append(out, ep)
+				}
+			}
+		}
+	}
+	slices.SortFunc(out, cmpEndpoint)
+	return out
+}
+
+func cmpEndpoint(a, b ir.Endpoint) int {
+	if c := cmp.Compare(a.Address, b.Address); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Port, b.Port)
+}
