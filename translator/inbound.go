@@ -83,7 +83,9 @@ func (t *translation) rbac(dst ir.Identity, port uint32, exported bool) *ir.RBAC
 		if len(principals) == 0 {
 			continue
 		}
-		slices.SortFunc(principals, func(a, b ir.Identity) int { return cmpNsName(nsName{a.Namespace, a.ServiceAccount}, nsName{b.Namespace, b.ServiceAccount}) })
+		slices.SortFunc(principals, func(a, b ir.Identity) int {
+			return cmpNsName(nsName{a.Namespace, a.ServiceAccount}, nsName{b.Namespace, b.ServiceAccount})
+		})
 		rules := t.trafficTargetRules(tt)
 		if len(rules) == 0 {
 			continue // its rules name nothing that exists: it allows nothing

@@ -40,4 +40,6 @@ func routeName(namespace, name string, rule, match int) string {
 
 func listenerName(port uint32) string { return "http-" + strconv.FormatUint(uint64(port), 10) }
 
-func gatewayPolicyName(gw ir.Identity) string { return "gateway/" + gw.Namespace + "/" + gw.ServiceAccount }
+func gatewayPolicyName(gw ir.Identity) string {
+	return "gateway/" + gw.Namespace + "/" + gw.ServiceAccount
+}
