@@ -53,6 +53,10 @@ manifests: $(CONTROLLER_GEN) ## Generate the CRDs into charts/crossgate/crds and
 		install -m 0644 $$f $(CRD_DIR)/; \
 	done
 
+.PHONY: testdata
+testdata: ## Rewrite the golden files of the translation tests (then review the diff).
+	go test ./translator/... -run 'TestGolden' -count=1 -update
+
 .PHONY: tidy
 tidy: ## Tidy every Go module of the repository.
 	go mod tidy
@@ -61,11 +65,11 @@ tidy: ## Tidy every Go module of the repository.
 	cd tools/bins/etcd && go mod tidy
 
 .PHONY: verify
-verify: generate manifests tidy ## Regenerate everything and fail if anything changed.
+verify: generate manifests testdata tidy ## Regenerate code, CRDs and goldens, tidy, and fail if anything changed.
 	@gofmt -l $$(git ls-files '*.go') | (! grep .) || { echo "verify: run gofmt on the files above"; exit 1; }
 	@git diff --exit-code || { echo "verify: generated files are out of date: run make generate manifests tidy and commit"; exit 1; }
-	@test -z "$$(git status --porcelain --untracked-files=all -- api charts go.mod go.sum tools)" || \
-		{ git status --porcelain --untracked-files=all -- api charts go.mod go.sum tools; echo "verify: generation made files that are not committed"; exit 1; }
+	@test -z "$$(git status --porcelain --untracked-files=all)" || \
+		{ git status --porcelain --untracked-files=all; echo "verify: generation made files that are not committed"; exit 1; }
 
 ##@ Test
 

@@ -59,7 +59,7 @@ type listenerState struct {
 	routes map[string][]sortableRoute
 }
 
-func (l *listenerState) usable() bool { return l.accepted && l.conflicted == "" && l.kindsOK }
+func (l *listenerState) usable() bool { return l.accepted && l.conflicted == "" && len(l.kinds) > 0 }
 
 type sortableRoute struct {
 	route   ir.Route
@@ -119,6 +119,9 @@ func checkListeners(g *gatewayv1.Gateway) []*listenerState {
 					s.kindsOK = false
 				}
 			}
+		}
+		if !s.accepted {
+			s.kinds = nil // nothing attaches to a listener whose protocol we do not serve
 		}
 		ls = append(ls, s)
 	}
@@ -402,7 +405,7 @@ func gatewayStatus(g *gatewayv1.Gateway, ls []*listenerState) GatewayStatus {
 			conds = append(conds, cond(string(gatewayv1.ListenerConditionResolvedRefs), true, string(gatewayv1.ListenerReasonResolvedRefs), "All references resolved.", gen))
 		} else {
 			conds = append(conds, cond(string(gatewayv1.ListenerConditionResolvedRefs), false, string(gatewayv1.ListenerReasonInvalidRouteKinds),
-				"Only HTTPRoute (gateway.networking.k8s.io) can attach to this listener.", gen))
+				"Only HTTPRoute (gateway.networking.k8s.io) can attach to crossgate's listeners; the other kinds are ignored.", gen))
 		}
 		if l.usable() {
 			programmed = true

@@ -40,10 +40,11 @@ func (t *translation) buildRules(r *gatewayv1.HTTPRoute) (out []builtRule, resol
 				}
 			}
 		}
-		backends, direct, why := t.backends(r.Namespace, rule.BackendRefs)
-		if why != nil {
-			resolved = false
-			reason = why.reason
+		backends, direct, whys := t.backends(r.Namespace, rule.BackendRefs)
+		for _, why := range whys {
+			if resolved {
+				resolved, reason = false, why.reason // the first problem names the reason
+			}
 			problems = append(problems, why.message)
 		}
 		matches := rule.Matches
@@ -113,9 +114,9 @@ type refProblem struct{ reason, message string }
 // backends resolves a rule's backendRefs. A ref that does not resolve keeps its weight as an
 // invalid backend, so its share of requests is answered with 500; with no usable weight at all
 // the rule answers 500 directly (Gateway API).
-func (t *translation) backends(routeNS string, refs []gatewayv1.HTTPBackendRef) ([]ir.Backend, uint32, *refProblem) {
+func (t *translation) backends(routeNS string, refs []gatewayv1.HTTPBackendRef) ([]ir.Backend, uint32, []refProblem) {
 	var out []ir.Backend
-	var problem *refProblem
+	var problems []refProblem
 	total := uint32(0)
 	for _, ref := range refs {
 		w := uint32(1)
@@ -123,8 +124,8 @@ func (t *translation) backends(routeNS string, refs []gatewayv1.HTTPBackendRef) 
 			w = uint32(max(*ref.Weight, 0))
 		}
 		b, p := t.resolveBackend(routeNS, ref.BackendRef)
-		if p != nil && problem == nil {
-			problem = p
+		if p != nil {
+			problems = append(problems, *p)
 		}
 		if w == 0 {
 			continue
@@ -134,9 +135,9 @@ func (t *translation) backends(routeNS string, refs []gatewayv1.HTTPBackendRef) 
 		out = append(out, b)
 	}
 	if total == 0 || allInvalid(out) {
-		return nil, 500, problem
+		return nil, 500, problems
 	}
-	return out, 0, problem
+	return out, 0, problems
 }
 
 func allInvalid(bs []ir.Backend) bool {
