@@ -13,8 +13,9 @@ import (
 // every Service. Built once: one pass over all services.
 func (t *translation) inboundIndex() map[ir.Identity][]ir.InboundPort {
 	type acc struct {
-		proto    ir.Protocol
-		services map[string]bool
+		proto     ir.Protocol
+		services  map[string]bool
+		addresses map[string]bool
 	}
 	byID := map[ir.Identity]map[uint32]*acc{}
 	exported := map[ir.Identity]bool{}
@@ -29,10 +30,11 @@ func (t *translation) inboundIndex() map[ir.Identity][]ir.InboundPort {
 				}
 				a := ports[e.Port]
 				if a == nil {
-					a = &acc{proto: p.protocol, services: map[string]bool{}}
+					a = &acc{proto: p.protocol, services: map[string]bool{}, addresses: map[string]bool{}}
 					ports[e.Port] = a
 				}
 				a.services[ir.ServiceKey(v.key.ns, v.key.name, p.port)] = true
+				a.addresses[e.Address] = true
 				if isExported {
 					exported[e.Identity] = true
 				}
@@ -48,7 +50,12 @@ func (t *translation) inboundIndex() map[ir.Identity][]ir.InboundPort {
 				svcs = append(svcs, s)
 			}
 			slices.Sort(svcs)
-			ip := ir.InboundPort{Port: port, Protocol: a.proto, Services: svcs}
+			addrs := make([]string, 0, len(a.addresses))
+			for ad := range a.addresses {
+				addrs = append(addrs, ad)
+			}
+			slices.Sort(addrs)
+			ip := ir.InboundPort{Port: port, Protocol: a.proto, Services: svcs, Addresses: addrs}
 			if !t.permissive {
 				ip.RBAC = t.rbac(id, port, exported[id])
 			}

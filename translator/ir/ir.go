@@ -123,6 +123,9 @@ type InboundPort struct {
 	Protocol Protocol `json:"protocol"`
 	// Services that reach this port, as ns/name:servicePort, sorted.
 	Services []string `json:"services"`
+	// Addresses the identity's workloads listen on (their pods' addresses), sorted. A proxyless
+	// gRPC server's listener is named after its exact listening address.
+	Addresses []string `json:"addresses"`
 	// RBAC is the access policy; nil lets every caller in (permissive mode).
 	RBAC *RBAC `json:"rbac,omitempty"`
 }
