@@ -7,8 +7,8 @@ BIN := $(CURDIR)/bin
 CONTROLLER_GEN := $(BIN)/controller-gen
 CRD_DIR := charts/crossgate/crds
 GO_TEST_FLAGS ?=
-# Packages whose tests need no API server: everything outside test/.
-UNIT_PKGS = $$(go list ./... | grep -v '/test/')
+# Packages whose tests need no API server.
+UNIT_PKGS = $$(go list ./... | grep -v -e '/test/integration' -e '/test/sandbox')
 
 ##@ General
 
@@ -56,6 +56,7 @@ manifests: $(CONTROLLER_GEN) ## Generate the CRDs into charts/crossgate/crds and
 .PHONY: testdata
 testdata: ## Rewrite the golden files of the translation tests (then review the diff).
 	go test ./translator/... -run 'TestGolden' -count=1 -update
+	go test ./xds/translate/... -run 'TestGolden' -count=1 -update
 
 .PHONY: tidy
 tidy: ## Tidy every Go module of the repository.
@@ -82,7 +83,7 @@ test-unit: ## Run the unit tests (no API server needed).
 
 .PHONY: test-integration
 test-integration: bins ## Run the tests on real etcd and kube-apiserver processes (builds bin/ first).
-	go test $(GO_TEST_FLAGS) -p 1 -timeout 30m ./test/...
+	go test $(GO_TEST_FLAGS) -p 1 -timeout 30m ./test/integration/... ./test/sandbox/...
 
 .PHONY: lint
 lint: ## gofmt and go vet over every package.

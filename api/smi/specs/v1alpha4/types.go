@@ -31,13 +31,14 @@ type HTTPMatch struct {
 	// +optional
 	Methods []HTTPMethod `json:"methods,omitempty"`
 
-	// PathRegex is an RE2 regular expression the request path must match (anchored at the start
-	// of the path, as SMI implementations do).
+	// PathRegex is an RE2 regular expression the whole request path must match ("/" matches
+	// the path "/" only; "/.*" matches every path).
 	// +kubebuilder:validation:MaxLength=1024
 	// +optional
 	PathRegex string `json:"pathRegex,omitempty"`
 
-	// Headers are request headers that must be present with these values (regular expressions).
+	// Headers are request headers that must be present, each value matching an RE2 regular
+	// expression as a whole.
 	// +kubebuilder:validation:MaxProperties=32
 	// +optional
 	Headers map[string]string `json:"headers,omitempty"`

@@ -1,0 +1,132 @@
+package translate
+
+import (
+	"errors"
+	"fmt"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+
+	"github.com/crossgate-io/crossgate/translator/ir"
+)
+
+// Resources are the xDS resources of one proxy (or of every proxy of one identity), each list
+// sorted by name.
+type Resources struct {
+	Listeners []*listenerv3.Listener
+	Routes    []*routev3.RouteConfiguration
+	Clusters  []*clusterv3.Cluster
+	Endpoints []*endpointv3.ClusterLoadAssignment
+}
+
+// Output is the configuration of every proxy of a cluster.
+type Output struct {
+	// Sidecars are the Envoy sidecars' resources, by identity ns/serviceaccount.
+	Sidecars map[string]*Resources
+	// Proxyless are grpc-go's resources (client and server), by identity ns/serviceaccount.
+	Proxyless map[string]*Resources
+	// Gateways are the gateways' resources, by namespace/name.
+	Gateways map[string]*Resources
+}
+
+// Build turns a snapshot into xDS resources. Pieces that fail validation are left out and
+// reported in the error (joined, one per piece); the rest is returned. A nil error means every
+// piece of the snapshot was built.
+func Build(s *ir.Snapshot) (*Output, error) {
+	out := &Output{Sidecars: map[string]*Resources{}, Proxyless: map[string]*Resources{}, Gateways: map[string]*Resources{}}
+	var errs []error
+	for i := range s.Sidecars {
+		sc := &s.Sidecars[i]
+		b := newBuilder(s.TrustDomain)
+		b.sidecar(sc)
+		out.Sidecars[sc.Identity.String()] = b.finish()
+		errs = append(errs, wrap("sidecar "+sc.Identity.String(), b.errs)...)
+
+		p := newBuilder(s.TrustDomain)
+		p.proxyless(sc)
+		out.Proxyless[sc.Identity.String()] = p.finish()
+		errs = append(errs, wrap("proxyless "+sc.Identity.String(), p.errs)...)
+	}
+	for i := range s.Gateways {
+		g := &s.Gateways[i]
+		b := newBuilder(s.TrustDomain)
+		b.gateway(g)
+		out.Gateways[g.Namespace+"/"+g.Name] = b.finish()
+		errs = append(errs, wrap("gateway "+g.Namespace+"/"+g.Name, b.errs)...)
+	}
+	return out, errors.Join(errs...)
+}
+
+func wrap(what string, errs []error) []error {
+	out := make([]error, 0, len(errs))
+	for _, e := range errs {
+		out = append(out, fmt.Errorf("%s: %w", what, e))
+	}
+	return out
+}
+
+// validatable is what every generated resource is.
+type validatable interface{ ValidateAll() error }
+
+// builder collects one proxy's resources, validating each as it is added.
+type builder struct {
+	trustDomain string
+	res         Resources
+	errs        []error
+	seen        map[string]bool
+}
+
+func newBuilder(trustDomain string) *builder {
+	return &builder{trustDomain: trustDomain, seen: map[string]bool{}}
+}
+
+// valid reports whether m passes validation; when it does not, the error is recorded and the
+// resource is to be dropped.
+func (b *builder) valid(kind, name string, m validatable) bool {
+	if err := m.ValidateAll(); err != nil {
+		b.errs = append(b.errs, fmt.Errorf("%s %s dropped: %w", kind, name, err))
+		return false
+	}
+	key := kind + "/" + name
+	if b.seen[key] {
+		return false // the same resource reached twice (a cluster shared by two routes)
+	}
+	b.seen[key] = true
+	return true
+}
+
+func (b *builder) listener(l *listenerv3.Listener) {
+	if b.valid("listener", l.Name, l) {
+		b.res.Listeners = append(b.res.Listeners, l)
+	}
+}
+
+func (b *builder) route(r *routev3.RouteConfiguration) {
+	if b.valid("route", r.Name, r) {
+		b.res.Routes = append(b.res.Routes, r)
+	}
+}
+
+func (b *builder) cluster(c *clusterv3.Cluster) {
+	if b.valid("cluster", c.Name, c) {
+		b.res.Clusters = append(b.res.Clusters, c)
+	}
+}
+
+func (b *builder) endpoints(e *endpointv3.ClusterLoadAssignment) {
+	if b.valid("endpoints", e.ClusterName, e) {
+		b.res.Endpoints = append(b.res.Endpoints, e)
+	}
+}
+
+func (b *builder) fail(err error) { b.errs = append(b.errs, err) }
+
+func (b *builder) finish() *Resources {
+	sortByName(b.res.Listeners, func(l *listenerv3.Listener) string { return l.Name })
+	sortByName(b.res.Routes, func(r *routev3.RouteConfiguration) string { return r.Name })
+	sortByName(b.res.Clusters, func(c *clusterv3.Cluster) string { return c.Name })
+	sortByName(b.res.Endpoints, func(e *endpointv3.ClusterLoadAssignment) string { return e.ClusterName })
+	return &b.res
+}

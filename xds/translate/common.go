@@ -1,0 +1,204 @@
+package translate
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	rbacfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/crossgate-io/crossgate/translator/ir"
+)
+
+// mustAny packs a message; packing a well-formed message of a linked-in type cannot fail.
+func mustAny(m proto.Message) *anypb.Any {
+	a, err := anypb.New(m)
+	if err != nil {
+		panic(fmt.Sprintf("packing %T: %v", m, err))
+	}
+	return a
+}
+
+func socketAddress(host string, port uint32) *corev3.Address {
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
+	}}}
+}
+
+func adsConfig() *corev3.ConfigSource {
+	return &corev3.ConfigSource{
+		ResourceApiVersion:    corev3.ApiVersion_V3,
+		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+	}
+}
+
+func routerFilter() *hcmv3.HttpFilter {
+	return &hcmv3.HttpFilter{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}}
+}
+
+// hcm builds an HTTP connection manager with RDS (rdsName) or an inline route configuration.
+func hcm(statPrefix, rdsName string, inline *routev3.RouteConfiguration, filters ...*hcmv3.HttpFilter) *hcmv3.HttpConnectionManager {
+	m := &hcmv3.HttpConnectionManager{
+		StatPrefix:    statPrefix,
+		CodecType:     hcmv3.HttpConnectionManager_AUTO,
+		StripPortMode: &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true},
+		HttpFilters:   append(filters, routerFilter()),
+	}
+	if inline != nil {
+		m.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: inline}
+	} else {
+		m.RouteSpecifier = &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{RouteConfigName: rdsName, ConfigSource: adsConfig()}}
+	}
+	return m
+}
+
+// Envoy reads certificates over SDS; proxyless gRPC reads them from its certificate provider.
+type certSource int
+
+const (
+	viaSDS certSource = iota
+	viaProvider
+)
+
+func commonTLS(src certSource, trustDomain string) *tlsv3.CommonTlsContext {
+	peer := []*matcherv3.StringMatcher{{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "spiffe://" + trustDomain + "/"}}}
+	if src == viaProvider {
+		return &tlsv3.CommonTlsContext{
+			TlsCertificateProviderInstance: &tlsv3.CertificateProviderPluginInstance{InstanceName: CertificateProviderInstance, CertificateName: SecretCertificate},
+			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+				CaCertificateProviderInstance: &tlsv3.CertificateProviderPluginInstance{InstanceName: CertificateProviderInstance, CertificateName: SecretRootCA},
+				MatchSubjectAltNames:          peer,
+			}},
+		}
+	}
+	sds := func(name string) *tlsv3.SdsSecretConfig {
+		return &tlsv3.SdsSecretConfig{Name: name, SdsConfig: adsConfig()}
+	}
+	return &tlsv3.CommonTlsContext{
+		TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sds(SecretCertificate)},
+		ValidationContextType: &tlsv3.CommonTlsContext_CombinedValidationContext{CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
+			DefaultValidationContext:         &tlsv3.CertificateValidationContext{MatchSubjectAltNames: peer},
+			ValidationContextSdsSecretConfig: sds(SecretRootCA),
+		}},
+	}
+}
+
+func upstreamTLS(src certSource, trustDomain string) *corev3.TransportSocket {
+	return &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{
+		TypedConfig: mustAny(&tlsv3.UpstreamTlsContext{CommonTlsContext: commonTLS(src, trustDomain)}),
+	}}
+}
+
+func downstreamTLS(src certSource, trustDomain string) *corev3.TransportSocket {
+	return &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{
+		TypedConfig: mustAny(&tlsv3.DownstreamTlsContext{
+			CommonTlsContext:         commonTLS(src, trustDomain),
+			RequireClientCertificate: wrapperspb.Bool(true),
+		}),
+	}}
+}
+
+// rbacFilter builds the RBAC HTTP filter of an inbound port: allow what a policy allows, deny
+// the rest. A rule with an invalid regular expression is dropped (it allows nothing) and
+// reported.
+func rbacFilter(r *ir.RBAC, trustDomain string) (*hcmv3.HttpFilter, error) {
+	cfg, err := rbacPolicies(r, trustDomain)
+	f := &hcmv3.HttpFilter{Name: "envoy.filters.http.rbac", ConfigType: &hcmv3.HttpFilter_TypedConfig{
+		TypedConfig: mustAny(&rbacfilterv3.RBAC{Rules: cfg}),
+	}}
+	return f, err
+}
+
+func rbacPolicies(r *ir.RBAC, trustDomain string) (*rbacv3.RBAC, error) {
+	cfg := &rbacv3.RBAC{Action: rbacv3.RBAC_ALLOW, Policies: map[string]*rbacv3.Policy{}}
+	var errs []error
+	for _, p := range r.Policies {
+		pol := &rbacv3.Policy{}
+		for _, id := range p.Principals {
+			pol.Principals = append(pol.Principals, &rbacv3.Principal{Identifier: &rbacv3.Principal_Authenticated_{
+				Authenticated: &rbacv3.Principal_Authenticated{PrincipalName: exact(id.SPIFFEID(trustDomain))},
+			}})
+		}
+		if len(p.Rules) == 0 {
+			pol.Permissions = []*rbacv3.Permission{{Rule: &rbacv3.Permission_Any{Any: true}}}
+		}
+		for _, rule := range p.Rules {
+			perm, err := permission(rule)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("policy %s: %w", p.Name, err))
+				continue
+			}
+			pol.Permissions = append(pol.Permissions, perm)
+		}
+		if len(pol.Permissions) > 0 && len(pol.Principals) > 0 {
+			cfg.Policies[p.Name] = pol
+		}
+	}
+	return cfg, errors.Join(errs...)
+}
+
+func exact(s string) *matcherv3.StringMatcher {
+	return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: s}}
+}
+
+func regex(re string) (*matcherv3.StringMatcher, error) {
+	if _, err := regexp.Compile(re); err != nil {
+		return nil, fmt.Errorf("invalid regular expression %q: %w", re, err)
+	}
+	return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: re}}}, nil
+}
+
+func permission(rule ir.HTTPRule) (*rbacv3.Permission, error) {
+	var and []*rbacv3.Permission
+	if rule.PathRegex != "" {
+		m, err := regex(rule.PathRegex)
+		if err != nil {
+			return nil, err
+		}
+		and = append(and, &rbacv3.Permission{Rule: &rbacv3.Permission_UrlPath{UrlPath: &matcherv3.PathMatcher{
+			Rule: &matcherv3.PathMatcher_Path{Path: m},
+		}}})
+	}
+	if len(rule.Methods) > 0 {
+		var or []*rbacv3.Permission
+		for _, m := range rule.Methods {
+			or = append(or, &rbacv3.Permission{Rule: &rbacv3.Permission_Header{Header: &routev3.HeaderMatcher{
+				Name: ":method", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: exact(m)},
+			}}})
+		}
+		and = append(and, &rbacv3.Permission{Rule: &rbacv3.Permission_OrRules{OrRules: &rbacv3.Permission_Set{Rules: or}}})
+	}
+	for _, h := range rule.Headers {
+		hm, err := headerMatcher(h)
+		if err != nil {
+			return nil, err
+		}
+		and = append(and, &rbacv3.Permission{Rule: &rbacv3.Permission_Header{Header: hm}})
+	}
+	if len(and) == 0 {
+		return &rbacv3.Permission{Rule: &rbacv3.Permission_Any{Any: true}}, nil
+	}
+	return &rbacv3.Permission{Rule: &rbacv3.Permission_AndRules{AndRules: &rbacv3.Permission_Set{Rules: and}}}, nil
+}
+
+func headerMatcher(h ir.HeaderMatch) (*routev3.HeaderMatcher, error) {
+	m := exact(h.Exact)
+	if h.Regex != "" {
+		var err error
+		if m, err = regex(h.Regex); err != nil {
+			return nil, fmt.Errorf("header %s: %w", h.Name, err)
+		}
+	}
+	return &routev3.HeaderMatcher{Name: strings.ToLower(h.Name), HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: m}}, nil
+}

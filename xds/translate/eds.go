@@ -1,0 +1,101 @@
+package translate
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/crossgate-io/crossgate/translator/ir"
+)
+
+// edsCluster is a cluster whose endpoints come over EDS, with mTLS to its endpoints. gRPC
+// accepts only EDS clusters with ROUND_ROBIN, RING_HASH or LEAST_REQUEST.
+func edsCluster(name string, tls *corev3.TransportSocket, failover bool) *clusterv3.Cluster {
+	c := &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsConfig(), ServiceName: name},
+		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
+		ConnectTimeout:       durationpb.New(5 * time.Second),
+		TransportSocket:      tls,
+	}
+	if failover {
+		// Without health checks, consecutive failures are what moves traffic to the next
+		// priority: eject a failing endpoint quickly.
+		c.OutlierDetection = &clusterv3.OutlierDetection{
+			Consecutive_5Xx:           wrapperspb.UInt32(3),
+			ConsecutiveGatewayFailure: wrapperspb.UInt32(1),
+			Interval:                  durationpb.New(time.Second),
+			BaseEjectionTime:          durationpb.New(10 * time.Second),
+			MaxEjectionPercent:        wrapperspb.UInt32(100),
+		}
+	}
+	return c
+}
+
+// loadAssignment turns localities into EDS: one locality per source cluster, its key split into
+// region, zone and sub-zone (group/name), its priority and weight kept. Endpoints must be IP
+// addresses; others are left out and reported.
+func loadAssignment(name string, ls []ir.Locality) (*endpointv3.ClusterLoadAssignment, error) {
+	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
+	var bad []string
+	for _, l := range ls {
+		region, zone, sub := localityParts(l.Cluster)
+		le := &endpointv3.LocalityLbEndpoints{
+			Locality:            &corev3.Locality{Region: region, Zone: zone, SubZone: sub},
+			Priority:            l.Priority,
+			LoadBalancingWeight: wrapperspb.UInt32(l.Weight),
+		}
+		for _, e := range l.Endpoints {
+			if net.ParseIP(e.Address) == nil {
+				bad = append(bad, e.Address)
+				continue
+			}
+			le.LbEndpoints = append(le.LbEndpoints, &endpointv3.LbEndpoint{
+				HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socketAddress(e.Address, e.Port)}},
+			})
+		}
+		if len(le.LbEndpoints) > 0 {
+			cla.Endpoints = append(cla.Endpoints, le)
+		}
+	}
+	renumberPriorities(cla)
+	if len(bad) > 0 {
+		return cla, fmt.Errorf("endpoints %s of %s left out: an endpoint needs an IP address", strings.Join(bad, ", "), name)
+	}
+	return cla, nil
+}
+
+// renumberPriorities keeps priorities contiguous from 0 after localities were dropped: gRPC
+// rejects gaps.
+func renumberPriorities(cla *endpointv3.ClusterLoadAssignment) {
+	next, last, seen := uint32(0), uint32(0), false
+	for _, le := range cla.Endpoints { // localities come sorted by priority
+		if seen && le.Priority != last {
+			next++
+		}
+		last, seen = le.Priority, true
+		le.Priority = next
+	}
+}
+
+func localityParts(key string) (region, zone, sub string) {
+	p := strings.SplitN(key, "/", 3)
+	for len(p) < 3 {
+		p = append(p, "")
+	}
+	return p[0], p[1], p[2]
+}
+
+func loadAssignmentStatic(name, host string, port uint32) *endpointv3.ClusterLoadAssignment {
+	return &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{
+		LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socketAddress(host, port)}}}},
+	}}}
+}

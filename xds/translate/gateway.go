@@ -1,0 +1,150 @@
+package translate
+
+import (
+	"regexp"
+	"strings"
+
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/crossgate-io/crossgate/translator/ir"
+)
+
+// gateway builds a gateway's configuration: one listener per port that takes both mTLS (callers'
+// sidecars from other clusters) and plaintext (direct access, like the walkthrough's curl to
+// HOST:81/cluster-1/httpbin-mesh), one route configuration per port, and an EDS cluster with mTLS
+// per backend Service port.
+func (b *builder) gateway(g *ir.Gateway) {
+	for _, l := range g.Listeners {
+		rc := &routev3.RouteConfiguration{Name: l.Name, ValidateClusters: wrapperspb.Bool(false)}
+		for _, vh := range l.VirtualHosts {
+			v := &routev3.VirtualHost{Name: vh.Name, Domains: vh.Hostnames}
+			for _, r := range vh.Routes {
+				route, ok := b.gatewayRoute(r)
+				if ok {
+					v.Routes = append(v.Routes, route)
+				}
+				for _, be := range r.Backends {
+					if be.Invalid {
+						continue
+					}
+					name := GatewayClusterName(be.Cluster)
+					if b.seen["cluster/"+name] {
+						continue
+					}
+					b.cluster(edsCluster(name, upstreamTLS(viaSDS, b.trustDomain), false))
+					cla, err := loadAssignment(name, []ir.Locality{{Cluster: "", Priority: 0, Weight: 1, Endpoints: be.Endpoints}})
+					if err != nil {
+						b.fail(err)
+					}
+					b.endpoints(cla)
+				}
+			}
+			if len(v.Routes) > 0 {
+				rc.VirtualHosts = append(rc.VirtualHosts, v)
+			}
+		}
+		b.route(rc)
+		manager := func() *listenerv3.Filter { return hcmFilter(hcm(l.Name, rc.Name, nil)) }
+		b.listener(&listenerv3.Listener{
+			Name:    l.Name,
+			Address: socketAddress("0.0.0.0", l.Port),
+			ListenerFilters: []*listenerv3.ListenerFilter{
+				{Name: "envoy.filters.listener.tls_inspector", ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspectorv3.TlsInspector{})}},
+			},
+			FilterChains: []*listenerv3.FilterChain{
+				{
+					Name:             "mtls",
+					FilterChainMatch: &listenerv3.FilterChainMatch{TransportProtocol: "tls"},
+					TransportSocket:  downstreamTLS(viaSDS, b.trustDomain),
+					Filters:          []*listenerv3.Filter{manager()},
+				},
+				{
+					Name:             "plaintext",
+					FilterChainMatch: &listenerv3.FilterChainMatch{TransportProtocol: "raw_buffer"},
+					Filters:          []*listenerv3.Filter{manager()},
+				},
+			},
+		})
+	}
+}
+
+// gatewayRoute turns one IR route into an Envoy route with Gateway API semantics.
+func (b *builder) gatewayRoute(r ir.Route) (*routev3.Route, bool) {
+	m := &routev3.RouteMatch{}
+	switch r.Path.Type {
+	case ir.PathExact:
+		m.PathSpecifier = &routev3.RouteMatch_Path{Path: r.Path.Value}
+	case ir.PathRegex:
+		sm, err := regex(r.Path.Value)
+		if err != nil {
+			b.fail(err)
+			return nil, false
+		}
+		m.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: sm.GetSafeRegex()}
+	default:
+		// A Gateway API prefix matches whole path elements: /a matches /a and /a/b, not /ab.
+		if p := strings.TrimRight(r.Path.Value, "/"); p == "" {
+			m.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: "/"}
+		} else {
+			m.PathSpecifier = &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: p}
+		}
+	}
+	if r.Method != "" {
+		m.Headers = append(m.Headers, &routev3.HeaderMatcher{Name: ":method", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: exact(r.Method)}})
+	}
+	for _, h := range r.Headers {
+		hm, err := headerMatcher(h)
+		if err != nil {
+			b.fail(err)
+			return nil, false
+		}
+		m.Headers = append(m.Headers, hm)
+	}
+	route := &routev3.Route{Name: r.Name, Match: m}
+	if r.DirectResponse != 0 {
+		route.Action = &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: r.DirectResponse}}
+		return route, true
+	}
+	action := &routev3.RouteAction{ClusterNotFoundResponseCode: routev3.RouteAction_INTERNAL_SERVER_ERROR}
+	if len(r.Backends) == 1 {
+		action.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: backendCluster(r.Backends[0])}
+	} else {
+		wc := &routev3.WeightedCluster{}
+		for _, be := range r.Backends {
+			wc.Clusters = append(wc.Clusters, &routev3.WeightedCluster_ClusterWeight{Name: backendCluster(be), Weight: wrapperspb.UInt32(be.Weight)})
+		}
+		action.ClusterSpecifier = &routev3.RouteAction_WeightedClusters{WeightedClusters: wc}
+	}
+	if rw := r.Rewrite; rw != nil {
+		switch {
+		case rw.ReplaceFullPath != nil:
+			action.RegexRewrite = &matcherv3.RegexMatchAndSubstitute{
+				Pattern: &matcherv3.RegexMatcher{Regex: "^/.*$"}, Substitution: *rw.ReplaceFullPath,
+			}
+		case rw.ReplacePrefixMatch != nil && r.Path.Type == ir.PathPrefix:
+			prefix := strings.TrimRight(r.Path.Value, "/")
+			with := *rw.ReplacePrefixMatch
+			if strings.TrimRight(with, "/") == "" {
+				// /prefix/x -> /x, and /prefix -> /: a plain prefix rewrite would leave "//x".
+				action.RegexRewrite = &matcherv3.RegexMatchAndSubstitute{
+					Pattern: &matcherv3.RegexMatcher{Regex: "^" + regexp.QuoteMeta(prefix) + "/*"}, Substitution: "/",
+				}
+			} else {
+				action.PrefixRewrite = strings.TrimRight(with, "/")
+			}
+		}
+	}
+	route.Action = &routev3.Route_Route{Route: action}
+	return route, true
+}
+
+func backendCluster(be ir.Backend) string {
+	if be.Invalid {
+		return invalidBackendCluster
+	}
+	return GatewayClusterName(be.Cluster)
+}

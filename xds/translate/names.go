@@ -1,0 +1,54 @@
+package translate
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+)
+
+// Deterministic names of the resources this package builds, defined in one place.
+const (
+	// SecretCertificate is the SDS name of a workload's certificate and key.
+	SecretCertificate = "default"
+	// SecretRootCA is the SDS name of the trust bundle (the cluster set's root).
+	SecretRootCA = "ROOTCA"
+	// CertificateProviderInstance is the name of the certificate provider (grpc-go's
+	// file_watcher) that proxyless workloads configure in their bootstrap.
+	CertificateProviderInstance = "crossgate"
+	// ServerListenerTemplate is the server_listener_resource_name_template of a proxyless
+	// workload's bootstrap: %s is the exact listening address host:port.
+	ServerListenerTemplate = "crossgate/inbound/%s"
+
+	// OutboundCapturePort is where traffic capture sends a sidecar's outgoing connections.
+	OutboundCapturePort = 15001
+	// InboundCapturePort is where traffic capture sends a sidecar's incoming connections.
+	InboundCapturePort = 15006
+
+	outboundVirtualListener = "outbound-virtual"
+	inboundListener         = "inbound"
+	passthroughCluster      = "passthrough"
+	// invalidBackendCluster is never defined: a route to it answers 500
+	// (cluster_not_found_response_code), which is what Gateway API asks for unresolved backends.
+	invalidBackendCluster = "invalid-backend"
+)
+
+func outboundListenerName(port uint32) string {
+	return "outbound-" + strconv.FormatUint(uint64(port), 10)
+}
+func outboundRouteName(port uint32) string { return "outbound-" + strconv.FormatUint(uint64(port), 10) }
+
+// OutboundClusterName names the cluster (and its EDS resource) of a service port key ns/name:port.
+func OutboundClusterName(key string) string { return "outbound/" + key }
+
+func inboundClusterName(port uint32) string { return "inbound/" + strconv.FormatUint(uint64(port), 10) }
+
+// GatewayClusterName names a gateway's cluster for a backend key ns/name:port.
+func GatewayClusterName(key string) string { return "gateway/" + key }
+
+// ServerListenerName is the name of a proxyless server's listener for its listening address.
+func ServerListenerName(host string, port uint32) string {
+	return fmt.Sprintf(ServerListenerTemplate, net.JoinHostPort(host, strconv.FormatUint(uint64(port), 10)))
+}
+
+// proxylessRouteName names the route configuration of one service port for proxyless callers.
+func proxylessRouteName(key string) string { return "proxyless/" + key }

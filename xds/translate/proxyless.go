@@ -1,0 +1,89 @@
+package translate
+
+import (
+	"strconv"
+
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+
+	"github.com/crossgate-io/crossgate/translator/ir"
+)
+
+// proxyless builds what grpc-go's xDS support reads for one identity. As a client: one API
+// listener per target host:port a caller may dial (xds:///httpbin.httpbin:8080), a route
+// configuration per service port, and the same EDS clusters as a sidecar, secured with the
+// certificate provider instead of SDS. As a server: one listener per listening address, named
+// by ServerListenerTemplate, that requires mTLS and applies the RBAC.
+func (b *builder) proxyless(s *ir.Sidecar) {
+	for i := range s.Outbound {
+		o := &s.Outbound[i]
+		if o.Protocol != ir.HTTP {
+			continue // gRPC is HTTP/2
+		}
+		key := o.Key()
+		cluster := OutboundClusterName(key)
+		port := strconv.Itoa(int(o.Port))
+		domains := make([]string, 0, 2*len(o.Hostnames))
+		for _, h := range o.Hostnames {
+			domains = append(domains, h, h+":"+port)
+		}
+		action := &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster}}
+		rc := &routev3.RouteConfiguration{Name: proxylessRouteName(key), VirtualHosts: []*routev3.VirtualHost{{
+			Name: key, Domains: domains,
+			Routes: []*routev3.Route{{
+				Name:   key,
+				Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+				Action: &routev3.Route_Route{Route: action},
+			}},
+		}}}
+		b.route(rc)
+		for _, h := range o.Hostnames {
+			target := h + ":" + port
+			b.listener(&listenerv3.Listener{
+				Name: target,
+				ApiListener: &listenerv3.ApiListener{ApiListener: mustAny(
+					hcm(target, rc.Name, nil),
+				)},
+			})
+		}
+		b.cluster(edsCluster(cluster, upstreamTLS(viaProvider, b.trustDomain), o.RetryOtherPriority))
+		cla, err := loadAssignment(cluster, o.Localities)
+		if err != nil {
+			b.fail(err)
+		}
+		b.endpoints(cla)
+	}
+	for _, p := range s.Inbound {
+		if p.Protocol != ir.HTTP {
+			continue
+		}
+		var filters []*hcmv3.HttpFilter
+		if p.RBAC != nil {
+			f, err := rbacFilter(p.RBAC, b.trustDomain)
+			if err != nil {
+				b.fail(err)
+			}
+			filters = append(filters, f)
+		}
+		for _, addr := range p.Addresses {
+			name := ServerListenerName(addr, p.Port)
+			serve := &routev3.RouteConfiguration{Name: name, VirtualHosts: []*routev3.VirtualHost{{
+				Name: name, Domains: []string{"*"},
+				Routes: []*routev3.Route{{
+					Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+					Action: &routev3.Route_NonForwardingAction{NonForwardingAction: &routev3.NonForwardingAction{}},
+				}},
+			}}}
+			b.listener(&listenerv3.Listener{
+				Name:    name,
+				Address: socketAddress(addr, p.Port),
+				FilterChains: []*listenerv3.FilterChain{{
+					Name:            name,
+					TransportSocket: downstreamTLS(viaProvider, b.trustDomain),
+					Filters:         []*listenerv3.Filter{hcmFilter(hcm(name, "", serve, filters...))},
+				}},
+			})
+		}
+	}
+}

@@ -1,0 +1,144 @@
+package translate
+
+import (
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"sigs.k8s.io/yaml"
+
+	"github.com/crossgate-io/crossgate/translator/ir"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files and delete stale ones")
+
+// The inputs are the IR sections of the translator's golden outputs: the IR is the contract
+// between the two stages, so each translator case is also an xDS case.
+const irGlob = "../../translator/testdata/*.out.yaml"
+
+func loadIR(t testing.TB, path string) *ir.Snapshot {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		IR ir.Snapshot `json:"ir"`
+	}
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return &doc.IR
+}
+
+// goldenFiles renders an Output as one YAML document per resource type, each a map from proxy
+// ("sidecar ns/sa", "proxyless ns/sa", "gateway ns/name") to its resources.
+func goldenFiles(t testing.TB, out *Output, buildErr error) map[string][]byte {
+	t.Helper()
+	kinds := map[string]map[string][]json.RawMessage{"listeners": {}, "routes": {}, "clusters": {}, "endpoints": {}}
+	add := func(proxy string, r *Resources) {
+		enc := func(kind string, msgs []proto.Message) {
+			for _, m := range msgs {
+				b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
+				if err != nil {
+					t.Fatal(err)
+				}
+				kinds[kind][proxy] = append(kinds[kind][proxy], b)
+			}
+		}
+		enc("listeners", toMessages(r.Listeners))
+		enc("routes", toMessages(r.Routes))
+		enc("clusters", toMessages(r.Clusters))
+		enc("endpoints", toMessages(r.Endpoints))
+	}
+	for id, r := range out.Sidecars {
+		add("sidecar "+id, r)
+	}
+	for id, r := range out.Proxyless {
+		add("proxyless "+id, r)
+	}
+	for id, r := range out.Gateways {
+		add("gateway "+id, r)
+	}
+	files := map[string][]byte{}
+	for kind, byProxy := range kinds {
+		j, err := json.Marshal(byProxy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		y, err := yaml.JSONToYAML(j)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[kind+".yaml"] = y
+	}
+	if buildErr != nil {
+		errs := strings.Split(buildErr.Error(), "\n")
+		slices.Sort(errs)
+		files["errors.yaml"], _ = yaml.Marshal(errs)
+	}
+	return files
+}
+
+func toMessages[T proto.Message](in []T) []proto.Message {
+	out := make([]proto.Message, len(in))
+	for i, m := range in {
+		out[i] = m
+	}
+	return out
+}
+
+// TestGolden builds every case and compares testdata/<case>/<kind>.yaml.
+func TestGolden(t *testing.T) {
+	inputs, _ := filepath.Glob(irGlob)
+	if len(inputs) < 30 {
+		t.Fatalf("only %d IR inputs in %s", len(inputs), irGlob)
+	}
+	want := map[string]bool{}
+	for _, in := range inputs {
+		name := strings.TrimSuffix(filepath.Base(in), ".out.yaml")
+		dir := filepath.Join("testdata", name)
+		t.Run(name, func(t *testing.T) {
+			out, err := Build(loadIR(t, in))
+			files := goldenFiles(t, out, err)
+			for f, got := range files {
+				path := filepath.Join(dir, f)
+				want[path] = true
+				if *update {
+					if err := os.MkdirAll(dir, 0o755); err != nil {
+						t.Fatal(err)
+					}
+					if err := os.WriteFile(path, got, 0o644); err != nil {
+						t.Fatal(err)
+					}
+					continue
+				}
+				exp, err := os.ReadFile(path)
+				if err != nil {
+					t.Fatalf("%v (run go test ./xds/translate -update)", err)
+				}
+				if string(exp) != string(got) {
+					t.Errorf("%s differs (run go test ./xds/translate -update and review the diff)", path)
+				}
+			}
+		})
+	}
+	existing, _ := filepath.Glob("testdata/*/*.yaml")
+	for _, f := range existing {
+		if want[f] {
+			continue
+		}
+		if *update {
+			_ = os.Remove(f)
+			_ = os.Remove(filepath.Dir(f)) // only succeeds once empty
+		} else {
+			t.Errorf("%s is stale (run go test ./xds/translate -update)", f)
+		}
+	}
+}
