@@ -37,16 +37,34 @@ type Output struct {
 func Build(s *ir.Snapshot) (*Output, error) {
 	out := &Output{Sidecars: map[string]*Resources{}, Proxyless: map[string]*Resources{}, Gateways: map[string]*Resources{}}
 	var errs []error
+	// Identities that share one outbound list (every identity in permissive mode) share the
+	// resources built from it: built, validated and reported once.
+	shared := map[*ir.OutboundService]*[2]*builder{}
 	for i := range s.Sidecars {
 		sc := &s.Sidecars[i]
+		var outb *[2]*builder
+		if len(sc.Outbound) > 0 {
+			outb = shared[&sc.Outbound[0]]
+			if outb == nil {
+				outb = &[2]*builder{newBuilder(s.TrustDomain), newBuilder(s.TrustDomain)}
+				outb[0].sidecarOutbound(sc.Outbound)
+				outb[1].proxylessOutbound(sc.Outbound)
+				shared[&sc.Outbound[0]] = outb
+				errs = append(errs, wrap("outbound of "+sc.Identity.String(), append(outb[0].errs, outb[1].errs...))...)
+			}
+		}
 		b := newBuilder(s.TrustDomain)
-		b.sidecar(sc)
-		out.Sidecars[sc.Identity.String()] = b.finish()
-		errs = append(errs, wrap("sidecar "+sc.Identity.String(), b.errs)...)
-
+		b.outboundCapture()
+		b.inbound(sc.Inbound)
 		p := newBuilder(s.TrustDomain)
-		p.proxyless(sc)
+		p.proxylessInbound(sc.Inbound)
+		if outb != nil {
+			b.merge(&outb[0].res)
+			p.merge(&outb[1].res)
+		}
+		out.Sidecars[sc.Identity.String()] = b.finish()
 		out.Proxyless[sc.Identity.String()] = p.finish()
+		errs = append(errs, wrap("sidecar "+sc.Identity.String(), b.errs)...)
 		errs = append(errs, wrap("proxyless "+sc.Identity.String(), p.errs)...)
 	}
 	for i := range s.Gateways {
@@ -122,6 +140,14 @@ func (b *builder) endpoints(e *endpointv3.ClusterLoadAssignment) {
 }
 
 func (b *builder) fail(err error) { b.errs = append(b.errs, err) }
+
+// merge adds resources that were built (and validated) elsewhere.
+func (b *builder) merge(r *Resources) {
+	b.res.Listeners = append(b.res.Listeners, r.Listeners...)
+	b.res.Routes = append(b.res.Routes, r.Routes...)
+	b.res.Clusters = append(b.res.Clusters, r.Clusters...)
+	b.res.Endpoints = append(b.res.Endpoints, r.Endpoints...)
+}
 
 func (b *builder) finish() *Resources {
 	sortByName(b.res.Listeners, func(l *listenerv3.Listener) string { return l.Name })

@@ -15,9 +15,9 @@ import (
 // configuration per service port, and the same EDS clusters as a sidecar, secured with the
 // certificate provider instead of SDS. As a server: one listener per listening address, named
 // by ServerListenerTemplate, that requires mTLS and applies the RBAC.
-func (b *builder) proxyless(s *ir.Sidecar) {
-	for i := range s.Outbound {
-		o := &s.Outbound[i]
+func (b *builder) proxylessOutbound(outbound []ir.OutboundService) {
+	for i := range outbound {
+		o := &outbound[i]
 		if o.Protocol != ir.HTTP {
 			continue // gRPC is HTTP/2
 		}
@@ -54,7 +54,10 @@ func (b *builder) proxyless(s *ir.Sidecar) {
 		}
 		b.endpoints(cla)
 	}
-	for _, p := range s.Inbound {
+}
+
+func (b *builder) proxylessInbound(inbound []ir.InboundPort) {
+	for _, p := range inbound {
 		if p.Protocol != ir.HTTP {
 			continue
 		}

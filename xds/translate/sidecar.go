@@ -22,15 +22,14 @@ import (
 	"github.com/crossgate-io/crossgate/translator/ir"
 )
 
-// sidecar builds an Envoy sidecar's configuration: traffic capture listeners, one outbound
-// listener and route configuration per port, one EDS cluster per service port, and the inbound
-// listener whose filter chains (one per served port) terminate mTLS and apply RBAC.
-func (b *builder) sidecar(s *ir.Sidecar) {
-	b.outboundCapture()
+// An Envoy sidecar's configuration: traffic capture listeners, one outbound listener and route
+// configuration per port, one EDS cluster per service port (sidecarOutbound), and the inbound
+// listener whose filter chains (one per served port) terminate mTLS and apply RBAC (inbound).
+func (b *builder) sidecarOutbound(outbound []ir.OutboundService) {
 	byPort := map[int32][]*ir.OutboundService{}
 	var ports []int32
-	for i := range s.Outbound {
-		o := &s.Outbound[i]
+	for i := range outbound {
+		o := &outbound[i]
 		if byPort[o.Port] == nil {
 			ports = append(ports, o.Port)
 		}
@@ -47,7 +46,6 @@ func (b *builder) sidecar(s *ir.Sidecar) {
 	for _, port := range ports {
 		b.outboundPort(uint32(port), byPort[port])
 	}
-	b.inbound(s.Inbound)
 }
 
 // outboundCapture is where captured outgoing connections arrive: each is handed to the listener

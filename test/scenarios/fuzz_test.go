@@ -1,0 +1,65 @@
+package scenarios
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/crossgate-io/crossgate/translator"
+	"github.com/crossgate-io/crossgate/xds/translate"
+)
+
+// FuzzPipeline feeds mutated golden inputs through Translate and Build: nothing may panic, and
+// every resource Build returns must validate and marshal. Run longer with
+// go test ./test/scenarios -fuzz FuzzPipeline -fuzzminimizetime 5s.
+func FuzzPipeline(f *testing.F) {
+	ins, _ := filepath.Glob(filepath.Join("..", "..", "translator", "testdata", "*.in.yaml"))
+	if len(ins) == 0 {
+		f.Fatal("no seeds")
+	}
+	for _, p := range ins {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		in, err := translator.ParseInput(b)
+		if err != nil {
+			return
+		}
+		res := translator.Translate(in)
+		out, _ := translate.Build(&res.IR) // errors name dropped pieces; what is returned must be valid
+		for _, group := range []map[string]*translate.Resources{out.Sidecars, out.Proxyless, out.Gateways} {
+			for proxy, r := range group {
+				var msgs []interface {
+					proto.Message
+					ValidateAll() error
+				}
+				for _, m := range r.Listeners {
+					msgs = append(msgs, m)
+				}
+				for _, m := range r.Routes {
+					msgs = append(msgs, m)
+				}
+				for _, m := range r.Clusters {
+					msgs = append(msgs, m)
+				}
+				for _, m := range r.Endpoints {
+					msgs = append(msgs, m)
+				}
+				for _, m := range msgs {
+					if err := m.ValidateAll(); err != nil {
+						t.Fatalf("%s: invalid resource returned: %v", proxy, err)
+					}
+					if _, err := proto.Marshal(m); err != nil {
+						t.Fatalf("%s: %v", proxy, err)
+					}
+				}
+			}
+		}
+	})
+}

@@ -1,0 +1,88 @@
+package simulate
+
+import (
+	"testing"
+
+	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+)
+
+func TestVirtualHostPrecedence(t *testing.T) {
+	rc := &routev3.RouteConfiguration{VirtualHosts: []*routev3.VirtualHost{
+		{Name: "any", Domains: []string{"*"}},
+		{Name: "suffix", Domains: []string{"*.example.com"}},
+		{Name: "longer-suffix", Domains: []string{"*.api.example.com"}},
+		{Name: "prefix", Domains: []string{"shop.*"}},
+		{Name: "exact", Domains: []string{"shop.example.com"}},
+	}}
+	for host, want := range map[string]string{
+		"shop.example.com":   "exact",
+		"SHOP.example.com":   "exact",
+		"v1.api.example.com": "longer-suffix",
+		"www.example.com":    "suffix",
+		"shop.local":         "prefix",
+		"other":              "any",
+		"example.com":        "any",
+	} {
+		if got := vhostFor(rc, host); got == nil || got.Name != want {
+			t.Errorf("%s: got %v, want %s", host, got.GetName(), want)
+		}
+	}
+}
+
+func TestRouteMatch(t *testing.T) {
+	sep := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: "/a/b"}}
+	re := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "/r[0-9]+"}}}
+	get := &routev3.RouteMatch{
+		PathSpecifier: &routev3.RouteMatch_Path{Path: "/x"},
+		Headers: []*routev3.HeaderMatcher{{Name: ":method", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
+			StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "GET"}}}}},
+	}
+	cases := []struct {
+		m    *routev3.RouteMatch
+		req  Request
+		want bool
+	}{
+		{sep, Request{Path: "/a/b"}, true},
+		{sep, Request{Path: "/a/b/c?q=1"}, true},
+		{sep, Request{Path: "/a/bc"}, false},
+		{re, Request{Path: "/r12"}, true},
+		{re, Request{Path: "/r12/x"}, false}, // safe_regex matches the whole path
+		{get, Request{Path: "/x", Method: "GET"}, true},
+		{get, Request{Path: "/x", Method: "POST"}, false},
+	}
+	for i, c := range cases {
+		if got := routeMatches(c.m, c.req); got != c.want {
+			t.Errorf("case %d (%s %s): got %v", i, c.req.Method, c.req.Path, got)
+		}
+	}
+}
+
+func TestRBACEvaluation(t *testing.T) {
+	principal := func(id string) *rbacv3.Principal {
+		return &rbacv3.Principal{Identifier: &rbacv3.Principal_Authenticated_{Authenticated: &rbacv3.Principal_Authenticated{
+			PrincipalName: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: id}}}}}
+	}
+	notPost := &rbacv3.Permission{Rule: &rbacv3.Permission_NotRule{NotRule: &rbacv3.Permission{Rule: &rbacv3.Permission_Header{Header: &routev3.HeaderMatcher{
+		Name: ":method", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "POST"}}}}}}}}
+	allow := &rbacv3.RBAC{Action: rbacv3.RBAC_ALLOW, Policies: map[string]*rbacv3.Policy{
+		"p": {Principals: []*rbacv3.Principal{principal("spiffe://td/ns/a/sa/b")}, Permissions: []*rbacv3.Permission{notPost}},
+	}}
+	if ok, _ := evalRBAC(allow, Request{Source: "spiffe://td/ns/a/sa/b", Method: "GET"}); !ok {
+		t.Error("ALLOW: matching principal and permission must pass")
+	}
+	if ok, _ := evalRBAC(allow, Request{Source: "spiffe://td/ns/a/sa/b", Method: "POST"}); ok {
+		t.Error("ALLOW: a permission that does not match must deny")
+	}
+	if ok, _ := evalRBAC(allow, Request{Source: "spiffe://td/ns/a/sa/c", Method: "GET"}); ok {
+		t.Error("ALLOW: another principal must deny")
+	}
+	deny := &rbacv3.RBAC{Action: rbacv3.RBAC_DENY, Policies: allow.Policies}
+	if ok, _ := evalRBAC(deny, Request{Source: "spiffe://td/ns/a/sa/b", Method: "GET"}); ok {
+		t.Error("DENY: a matching policy must deny")
+	}
+	if ok, _ := evalRBAC(deny, Request{Source: "spiffe://td/ns/a/sa/c", Method: "GET"}); !ok {
+		t.Error("DENY: no matching policy must pass")
+	}
+}
