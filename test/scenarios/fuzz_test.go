@@ -34,29 +34,31 @@ func FuzzPipeline(f *testing.F) {
 		res := translator.Translate(in)
 		out, _ := translate.Build(&res.IR) // errors name dropped pieces; what is returned must be valid
 		for _, group := range []map[string]*translate.Resources{out.Sidecars, out.Proxyless, out.Gateways} {
-			for proxy, r := range group {
-				var msgs []interface {
-					proto.Message
-					ValidateAll() error
-				}
-				for _, m := range r.Listeners {
-					msgs = append(msgs, m)
-				}
-				for _, m := range r.Routes {
-					msgs = append(msgs, m)
-				}
-				for _, m := range r.Clusters {
-					msgs = append(msgs, m)
-				}
-				for _, m := range r.Endpoints {
-					msgs = append(msgs, m)
-				}
-				for _, m := range msgs {
-					if err := m.ValidateAll(); err != nil {
-						t.Fatalf("%s: invalid resource returned: %v", proxy, err)
+			for proxy, whole := range group {
+				for r := range whole.Parts() {
+					var msgs []interface {
+						proto.Message
+						ValidateAll() error
 					}
-					if _, err := proto.Marshal(m); err != nil {
-						t.Fatalf("%s: %v", proxy, err)
+					for _, m := range r.Listeners {
+						msgs = append(msgs, m)
+					}
+					for _, m := range r.Routes {
+						msgs = append(msgs, m)
+					}
+					for _, m := range r.Clusters {
+						msgs = append(msgs, m)
+					}
+					for _, m := range r.Endpoints {
+						msgs = append(msgs, m)
+					}
+					for _, m := range msgs {
+						if err := m.ValidateAll(); err != nil {
+							t.Fatalf("%s: invalid resource returned: %v", proxy, err)
+						}
+						if _, err := proto.Marshal(m); err != nil {
+							t.Fatalf("%s: %v", proxy, err)
+						}
 					}
 				}
 			}

@@ -140,6 +140,15 @@ func Simulate(res *translate.Resources, req Request) *Result {
 }
 
 func findListener(res *translate.Resources, req Request) *listenerv3.Listener {
+	for part := range res.Parts() {
+		if l := findListenerIn(part, req); l != nil {
+			return l
+		}
+	}
+	return nil
+}
+
+func findListenerIn(res *translate.Resources, req Request) *listenerv3.Listener {
 	for _, l := range res.Listeners {
 		if req.Listener != "" {
 			if l.Name == req.Listener {
@@ -240,9 +249,11 @@ func httpChain(res *translate.Resources, req Request, r *Result, m *hcmv3.HttpCo
 		rc = m.GetRouteConfig()
 	case m.GetRds() != nil:
 		name := m.GetRds().GetRouteConfigName()
-		for _, c := range res.Routes {
-			if c.Name == name {
-				rc = c
+		for part := range res.Parts() {
+			for _, c := range part.Routes {
+				if c.Name == name {
+					rc = c
+				}
 			}
 		}
 		if rc == nil {
@@ -324,9 +335,11 @@ func rewrite(path string, m *routev3.RouteMatch, a *routev3.RouteAction) string 
 func resolveCluster(res *translate.Resources, name string, weight uint32) Cluster {
 	out := Cluster{Name: name, Weight: weight}
 	var c *clusterv3.Cluster
-	for _, x := range res.Clusters {
-		if x.Name == name {
-			c = x
+	for part := range res.Parts() {
+		for _, x := range part.Clusters {
+			if x.Name == name {
+				c = x
+			}
 		}
 	}
 	if c == nil {
@@ -340,9 +353,11 @@ func resolveCluster(res *translate.Resources, name string, weight uint32) Cluste
 			svc = name
 		}
 		cla = nil
-		for _, e := range res.Endpoints {
-			if e.ClusterName == svc {
-				cla = e
+		for part := range res.Parts() {
+			for _, e := range part.Endpoints {
+				if e.ClusterName == svc {
+					cla = e
+				}
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package translate
 import (
 	"errors"
 	"fmt"
+	"iter"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -13,12 +14,26 @@ import (
 )
 
 // Resources are the xDS resources of one proxy (or of every proxy of one identity), each list
-// sorted by name.
+// sorted by name. Resources that several proxies share (the outbound configuration, identical
+// for every identity in permissive mode) are held once, in Shared, not copied into each.
 type Resources struct {
 	Listeners []*listenerv3.Listener
 	Routes    []*routev3.RouteConfiguration
 	Clusters  []*clusterv3.Cluster
 	Endpoints []*endpointv3.ClusterLoadAssignment
+	// Shared, when not nil, holds the rest of this proxy's resources, shared with others.
+	Shared *Resources
+}
+
+// Parts yields the resources of the proxy: its own, then the shared ones.
+func (r *Resources) Parts() iter.Seq[*Resources] {
+	return func(yield func(*Resources) bool) {
+		for p := r; p != nil; p = p.Shared {
+			if !yield(p) {
+				return
+			}
+		}
+	}
 }
 
 // Output is the configuration of every proxy of a cluster.
@@ -48,7 +63,9 @@ func Build(s *ir.Snapshot) (*Output, error) {
 			if outb == nil {
 				outb = &[2]*builder{newBuilder(s.TrustDomain), newBuilder(s.TrustDomain)}
 				outb[0].sidecarOutbound(sc.Outbound)
-				outb[1].proxylessOutbound(sc.Outbound)
+				outb[1].proxylessOutbound(sc.Outbound, outb[0].res.Endpoints)
+				outb[0].finish()
+				outb[1].finish()
 				shared[&sc.Outbound[0]] = outb
 				errs = append(errs, wrap("outbound of "+sc.Identity.String(), append(outb[0].errs, outb[1].errs...))...)
 			}
@@ -58,12 +75,12 @@ func Build(s *ir.Snapshot) (*Output, error) {
 		b.inbound(sc.Inbound)
 		p := newBuilder(s.TrustDomain)
 		p.proxylessInbound(sc.Inbound)
+		own, ownP := b.finish(), p.finish()
 		if outb != nil {
-			b.merge(&outb[0].res)
-			p.merge(&outb[1].res)
+			own.Shared, ownP.Shared = &outb[0].res, &outb[1].res
 		}
-		out.Sidecars[sc.Identity.String()] = b.finish()
-		out.Proxyless[sc.Identity.String()] = p.finish()
+		out.Sidecars[sc.Identity.String()] = own
+		out.Proxyless[sc.Identity.String()] = ownP
 		errs = append(errs, wrap("sidecar "+sc.Identity.String(), b.errs)...)
 		errs = append(errs, wrap("proxyless "+sc.Identity.String(), p.errs)...)
 	}
@@ -140,14 +157,6 @@ func (b *builder) endpoints(e *endpointv3.ClusterLoadAssignment) {
 }
 
 func (b *builder) fail(err error) { b.errs = append(b.errs, err) }
-
-// merge adds resources that were built (and validated) elsewhere.
-func (b *builder) merge(r *Resources) {
-	b.res.Listeners = append(b.res.Listeners, r.Listeners...)
-	b.res.Routes = append(b.res.Routes, r.Routes...)
-	b.res.Clusters = append(b.res.Clusters, r.Clusters...)
-	b.res.Endpoints = append(b.res.Endpoints, r.Endpoints...)
-}
 
 func (b *builder) finish() *Resources {
 	sortByName(b.res.Listeners, func(l *listenerv3.Listener) string { return l.Name })

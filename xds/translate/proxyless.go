@@ -3,6 +3,7 @@ package translate
 import (
 	"strconv"
 
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -15,7 +16,14 @@ import (
 // configuration per service port, and the same EDS clusters as a sidecar, secured with the
 // certificate provider instead of SDS. As a server: one listener per listening address, named
 // by ServerListenerTemplate, that requires mTLS and applies the RBAC.
-func (b *builder) proxylessOutbound(outbound []ir.OutboundService) {
+//
+// EDS resources are the same for Envoy and gRPC: those already built for the sidecar (known)
+// are reused rather than built and marshaled twice.
+func (b *builder) proxylessOutbound(outbound []ir.OutboundService, known []*endpointv3.ClusterLoadAssignment) {
+	byName := make(map[string]*endpointv3.ClusterLoadAssignment, len(known))
+	for _, e := range known {
+		byName[e.ClusterName] = e
+	}
 	for i := range outbound {
 		o := &outbound[i]
 		if o.Protocol != ir.HTTP {
@@ -48,6 +56,10 @@ func (b *builder) proxylessOutbound(outbound []ir.OutboundService) {
 			})
 		}
 		b.cluster(edsCluster(cluster, upstreamTLS(viaProvider, b.trustDomain), o.RetryOtherPriority))
+		if cla := byName[cluster]; cla != nil {
+			b.res.Endpoints = append(b.res.Endpoints, cla) // built and validated for the sidecar
+			continue
+		}
 		cla, err := loadAssignment(cluster, o.Localities)
 		if err != nil {
 			b.fail(err)

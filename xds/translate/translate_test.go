@@ -52,10 +52,18 @@ func goldenFiles(t testing.TB, out *Output, buildErr error) map[string][]byte {
 				kinds[kind][proxy] = append(kinds[kind][proxy], b)
 			}
 		}
-		enc("listeners", toMessages(r.Listeners))
-		enc("routes", toMessages(r.Routes))
-		enc("clusters", toMessages(r.Clusters))
-		enc("endpoints", toMessages(r.Endpoints))
+		flat := &Resources{}
+		for part := range r.Parts() {
+			flat.Listeners = append(flat.Listeners, part.Listeners...)
+			flat.Routes = append(flat.Routes, part.Routes...)
+			flat.Clusters = append(flat.Clusters, part.Clusters...)
+			flat.Endpoints = append(flat.Endpoints, part.Endpoints...)
+		}
+		(&builder{res: *flat}).finish()
+		enc("listeners", toMessages(flat.Listeners))
+		enc("routes", toMessages(flat.Routes))
+		enc("clusters", toMessages(flat.Clusters))
+		enc("endpoints", toMessages(flat.Endpoints))
 	}
 	for id, r := range out.Sidecars {
 		add("sidecar "+id, r)

@@ -1,0 +1,30 @@
+package bench
+
+import (
+	"os"
+	"testing"
+)
+
+// full reports whether `make bench` asked for the full-size runs.
+func full() bool { return os.Getenv("CROSSGATE_BENCH") == "full" }
+
+func TestB1(t *testing.T) {
+	size, samples := Small, 3
+	if full() {
+		size, samples = Full, 5
+	}
+	for _, permissive := range []bool{false, true} {
+		size.Permissive = permissive
+		l, m, err := RunB1(size, samples)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(m.Resources) == 0 {
+			t.Fatal("B1 produced no resource")
+		}
+		t.Log(l)
+		if full() {
+			os.Stdout.WriteString(l.String() + "\n")
+		}
+	}
+}
