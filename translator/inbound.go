@@ -34,7 +34,9 @@ func (t *translation) inboundIndex() map[ir.Identity][]ir.InboundPort {
 					ports[e.Port] = a
 				}
 				a.services[ir.ServiceKey(v.key.ns, v.key.name, p.port)] = true
-				a.addresses[e.Address] = true
+				if t.proxyless[e] {
+					a.addresses[e.Address] = true
+				}
 				if isExported {
 					exported[e.Identity] = true
 				}
@@ -50,12 +52,12 @@ func (t *translation) inboundIndex() map[ir.Identity][]ir.InboundPort {
 				svcs = append(svcs, s)
 			}
 			slices.Sort(svcs)
-			addrs := make([]string, 0, len(a.addresses))
+			var addrs []string
 			for ad := range a.addresses {
 				addrs = append(addrs, ad)
 			}
 			slices.Sort(addrs)
-			ip := ir.InboundPort{Port: port, Protocol: a.proto, Services: svcs, Addresses: addrs}
+			ip := ir.InboundPort{Port: port, Protocol: a.proto, Services: svcs, ProxylessAddresses: addrs}
 			if !t.permissive {
 				ip.RBAC = t.rbac(id, port, exported[id])
 			}

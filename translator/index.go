@@ -54,6 +54,9 @@ type translation struct {
 	// gateways are the identities of this cluster's Gateways of our class.
 	gateways []ir.Identity
 
+	// proxyless are the local endpoints whose pods are proxyless gRPC workloads.
+	proxyless map[ir.Endpoint]bool
+
 	permissiveOutbound []ir.OutboundService
 	permissiveDone     bool
 }
@@ -92,6 +95,7 @@ func newTranslation(in *Input) *translation {
 		viewsByNS:   map[string][]*serviceView{},
 		access:      map[ir.Identity]*allowSet{},
 		ttByDest:    map[ir.Identity][]*accessv1alpha3.TrafficTarget{},
+		proxyless:   map[ir.Endpoint]bool{},
 	}
 	if mc := in.MeshConfig; mc != nil {
 		t.permissive = mc.PermissiveMode()

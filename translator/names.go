@@ -16,6 +16,10 @@ const ControllerName gatewayv1.GatewayController = "crossgate.io/gateway-control
 // DefaultDNSDomain is the cluster DNS domain when the Input names none.
 const DefaultDNSDomain = "cluster.local"
 
+// ProxylessAnnotation marks a pod whose workload uses grpc-go's xDS support instead of an Envoy
+// sidecar: its server listeners are built for its address.
+const ProxylessAnnotation = "crossgate.io/proxyless"
+
 // DefaultTrustDomain is the SPIFFE trust domain when the MeshConfig names none.
 const DefaultTrustDomain = "cluster.local"
 

@@ -150,15 +150,20 @@ func (t *translation) localEndpoints(k nsName, sp corev1.ServicePort) []ir.Endpo
 				continue
 			}
 			idn := ir.Identity{Namespace: k.ns}
+			proxyless := false
 			if ref := e.TargetRef; ref != nil && ref.Kind == "Pod" {
 				if pod := t.pods[nsName{cmp.Or(ref.Namespace, k.ns), ref.Name}]; pod != nil {
 					idn = ir.Identity{Namespace: pod.Namespace, ServiceAccount: cmp.Or(pod.Spec.ServiceAccountName, "default")}
+					proxyless = pod.Annotations[ProxylessAnnotation] == "true"
 				}
 			}
 			for _, a := range e.Addresses {
 				ep := ir.Endpoint{Address: a, Port: uint32(port), Identity: idn}
 				if !slices.Contains(out, ep) {
 					out = append(out, ep)
+					if proxyless {
+						t.proxyless[ep] = true
+					}
 				}
 			}
 		}

@@ -12,14 +12,16 @@ import (
 
 // Marshaled is a configuration kept as bytes: one entry per distinct resource.
 type Marshaled struct {
-	Resources map[string][]byte // "kind/proxy-independent name" -> bytes
+	Resources map[string][]byte // "proxy|kind|name" -> bytes
 	Bytes     int
+	// ByKind is the number of bytes per xDS type (lds, rds, cds, eds).
+	ByKind map[string]int
 }
 
 // marshalAll marshals every distinct resource of an Output once (identities that share
 // resources share their bytes).
 func marshalAll(out *translate.Output) (*Marshaled, error) {
-	m := &Marshaled{Resources: map[string][]byte{}}
+	m := &Marshaled{Resources: map[string][]byte{}, ByKind: map[string]int{}}
 	seen := map[proto.Message]bool{}
 	seenPart := map[*translate.Resources]bool{}
 	add := func(proxy, kind, name string, msg proto.Message) error {
@@ -33,6 +35,7 @@ func marshalAll(out *translate.Output) (*Marshaled, error) {
 		}
 		m.Resources[proxy+"|"+kind+"|"+name] = b
 		m.Bytes += len(b)
+		m.ByKind[kind] += len(b)
 		return nil
 	}
 	for _, group := range []struct {
@@ -103,6 +106,7 @@ func RunB1(size Size, samples int) (*Line, *Marshaled, error) {
 			"httproutes": size.HTTPRoutes, "traffictargets": size.TrafficTargets,
 			"identities": size.Namespaces * size.AccountsPerNS, "permissive": size.Permissive, "samples": samples,
 			"resources": len(kept.Resources), "output_mib": float64(kept.Bytes) / (1 << 20),
+			"output_mib_by_type": mib(kept.ByKind),
 		},
 		CoreS:  cpu,
 		RSSMiB: rssMiB(),
@@ -110,4 +114,12 @@ func RunB1(size Size, samples int) (*Line, *Marshaled, error) {
 	l.percentiles(times)
 	l.HeapInuseMiB = heapInuseMiB() - base // what the output retains
 	return l, kept, nil
+}
+
+func mib(byKind map[string]int) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range byKind {
+		out[k] = float64(v) / (1 << 20)
+	}
+	return out
 }

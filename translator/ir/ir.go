@@ -123,9 +123,10 @@ type InboundPort struct {
 	Protocol Protocol `json:"protocol"`
 	// Services that reach this port, as ns/name:servicePort, sorted.
 	Services []string `json:"services"`
-	// Addresses the identity's workloads listen on (their pods' addresses), sorted. A proxyless
-	// gRPC server's listener is named after its exact listening address.
-	Addresses []string `json:"addresses"`
+	// ProxylessAddresses are the addresses of this identity's proxyless gRPC workloads on this
+	// port, sorted: each gets a server listener named after its exact listening address. Pods
+	// with an Envoy sidecar need none.
+	ProxylessAddresses []string `json:"proxylessAddresses,omitempty"`
 	// RBAC is the access policy; nil lets every caller in (permissive mode).
 	RBAC *RBAC `json:"rbac,omitempty"`
 }

@@ -81,7 +81,7 @@ func (b *builder) proxylessInbound(inbound []ir.InboundPort) {
 			}
 			filters = append(filters, f)
 		}
-		for _, addr := range p.Addresses {
+		for _, addr := range p.ProxylessAddresses {
 			name := ServerListenerName(addr, p.Port)
 			serve := &routev3.RouteConfiguration{Name: name, VirtualHosts: []*routev3.VirtualHost{{
 				Name: name, Domains: []string{"*"},
