@@ -17,6 +17,7 @@ func (t *translation) outbound(caller ir.Identity) []ir.OutboundService {
 			for _, v := range t.views {
 				t.permissiveOutbound = t.appendOutbound(t.permissiveOutbound, v, nil)
 			}
+			sortOutbound(t.permissiveOutbound)
 			t.permissiveDone = true
 		}
 		return t.permissiveOutbound
@@ -60,9 +61,6 @@ func (t *translation) appendOutbound(out []ir.OutboundService, v *serviceView, a
 		if len(o.Localities) > 0 {
 			out = append(out, o)
 		}
-	}
-	if access == nil {
-		sortOutbound(out)
 	}
 	return out
 }

@@ -112,7 +112,9 @@ func RunB1(size Size, samples int) (*Line, *Marshaled, error) {
 		RSSMiB: rssMiB(),
 	}
 	l.percentiles(times)
-	l.HeapInuseMiB = heapInuseMiB() - base // what the output retains
+	// The live heap holds the input and the kept output (bytes only); output_mib is the output.
+	l.HeapInuseMiB = heapInuseMiB()
+	l.Params["input_heap_mib"] = base
 	return l, kept, nil
 }
 
