@@ -108,6 +108,14 @@ func (t *translation) newView(k nsName) *serviceView {
 	return v
 }
 
+// svcPorts are the local Service's ports, if there is a local Service.
+func (v *serviceView) svcPorts() []corev1.ServicePort {
+	if v.svc == nil {
+		return nil
+	}
+	return v.svc.Spec.Ports
+}
+
 // portProtocol says what a Service port carries; ok is false for ports crossgate does not proxy
 // (UDP, SCTP).
 func portProtocol(proto corev1.Protocol, name string, appProtocol *string) (ir.Protocol, bool) {

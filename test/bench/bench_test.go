@@ -28,3 +28,21 @@ func TestB1(t *testing.T) {
 		}
 	}
 }
+
+func TestB2(t *testing.T) {
+	size, samples := Small, 200
+	if full() {
+		size, samples = Full, 2000
+	}
+	for _, permissive := range []bool{true, false} {
+		size.Permissive = permissive
+		l, err := RunB2(size, samples)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Log(l)
+		if full() {
+			os.Stdout.WriteString(l.String() + "\n")
+		}
+	}
+}

@@ -36,7 +36,7 @@ func (b *builder) gateway(g *ir.Gateway) {
 						continue
 					}
 					b.cluster(edsCluster(name, upstreamTLS(viaSDS, b.trustDomain), false))
-					cla, err := loadAssignment(name, []ir.Locality{{Cluster: "", Priority: 0, Weight: 1, Endpoints: be.Endpoints}})
+					cla, err := loadAssignment(name, []ir.Locality{{Priority: 0, Weight: 1, Endpoints: be.Endpoints}})
 					if err != nil {
 						b.fail(err)
 					}

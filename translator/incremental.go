@@ -1,0 +1,264 @@
+package translator
+
+import (
+	"cmp"
+	"reflect"
+	"slices"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/crossgate-io/crossgate/translator/ir"
+)
+
+// Incremental keeps a translation and applies endpoint changes to it, returning only what they
+// change, so that a change costs work proportional to the service it touches, not to the world.
+// It owns its Result: the caller reads it between changes, never during one.
+type Incremental struct {
+	t   *translation
+	res *Result
+	// sliceOwner maps an EndpointSlice (ns/name) to the service it belongs to.
+	sliceOwner map[nsName]nsName
+	// backends index the gateways' backends by cluster (ns/name:port); the backends of one rule
+	// share their array, so updating through these pointers updates every route that uses it.
+	backends map[string][]gatewayBackend
+	// byNamespace lists, in policy mode, the identities whose TrafficTargets open a namespace.
+	byNamespace map[string][]int
+}
+
+type gatewayBackend struct {
+	gateway string
+	b       *ir.Backend
+}
+
+// OutboundChange is a new version of one service port as some callers see it.
+type OutboundChange struct {
+	// Identities that see this version; nil means every identity (permissive mode).
+	Identities []ir.Identity
+	// Service is the new version; Removed means the callers no longer reach it at all.
+	Service ir.OutboundService
+	Removed bool
+}
+
+// BackendChange is a new version of a gateway backend's endpoints.
+type BackendChange struct {
+	Gateway string // namespace/name
+	Backend ir.Backend
+}
+
+// Changes is what one change to the input changed in the Result.
+type Changes struct {
+	Outbound []OutboundChange
+	Backends []BackendChange
+	// Inbound lists the identities whose inbound ports changed (their Sidecar.Inbound is new).
+	Inbound []ir.Identity
+}
+
+// NewIncremental translates in and keeps the translation for incremental changes. The Input's
+// slices are not modified later; changed objects are held by the Incremental.
+func NewIncremental(in *Input) *Incremental {
+	cp := *in
+	cp.EndpointSlices = slices.Clone(in.EndpointSlices) // ours to index; the objects are not changed
+	t := newTranslation(&cp)
+	res := &Result{IR: ir.Snapshot{TrustDomain: t.trustDomain}}
+	res.IR.Gateways = t.translateGateways(&res.Statuses)
+	res.IR.Sidecars = t.sidecars()
+	res.Statuses.ServiceExports = t.exportStatuses()
+	res.Statuses.GlobalTrafficPolicies = t.policyStatuses()
+	x := &Incremental{t: t, res: res, sliceOwner: map[nsName]nsName{}, backends: map[string][]gatewayBackend{}, byNamespace: map[string][]int{}}
+	for svc, list := range t.slicesBySvc {
+		for _, s := range list {
+			x.sliceOwner[nsName{s.Namespace, s.Name}] = svc
+		}
+	}
+	for gi := range res.IR.Gateways {
+		g := &res.IR.Gateways[gi]
+		for li := range g.Listeners {
+			for vi := range g.Listeners[li].VirtualHosts {
+				for ri := range g.Listeners[li].VirtualHosts[vi].Routes {
+					bs := g.Listeners[li].VirtualHosts[vi].Routes[ri].Backends
+					for bi := range bs {
+						gb := gatewayBackend{g.Namespace + "/" + g.Name, &bs[bi]}
+						if !gb.b.Invalid && !slices.Contains(x.backends[gb.b.Cluster], gb) {
+							x.backends[gb.b.Cluster] = append(x.backends[gb.b.Cluster], gb)
+						}
+					}
+				}
+			}
+		}
+	}
+	for i, sc := range res.IR.Sidecars {
+		if a := t.access[sc.Identity]; a != nil {
+			for ns := range a.namespaces {
+				x.byNamespace[ns] = append(x.byNamespace[ns], i)
+			}
+		}
+	}
+	return x
+}
+
+// Result is the current translation.
+func (x *Incremental) Result() *Result { return x.res }
+
+// SetEndpointSlice applies a new version of an EndpointSlice, or its deletion, and returns what
+// changed. The slice is not modified and must not be modified by the caller afterwards.
+func (x *Incremental) SetEndpointSlice(s *discoveryv1.EndpointSlice, deleted bool) Changes {
+	t := x.t
+	key := nsName{s.Namespace, s.Name}
+	affected := []nsName{}
+	if old, ok := x.sliceOwner[key]; ok {
+		t.slicesBySvc[old] = slices.DeleteFunc(t.slicesBySvc[old], func(o *discoveryv1.EndpointSlice) bool {
+			return o.Namespace == s.Namespace && o.Name == s.Name
+		})
+		delete(x.sliceOwner, key)
+		affected = append(affected, old)
+	}
+	if svc := s.Labels[discoveryv1.LabelServiceName]; !deleted && svc != "" {
+		k := nsName{s.Namespace, svc}
+		t.slicesBySvc[k] = append(t.slicesBySvc[k], s)
+		x.sliceOwner[key] = k
+		if !slices.Contains(affected, k) {
+			affected = append(affected, k)
+		}
+	}
+	var ch Changes
+	for _, k := range affected {
+		x.refreshService(k, &ch)
+	}
+	return ch
+}
+
+// refreshService recomputes one service's view and splices its new outbound entries into every
+// list that holds them.
+func (x *Incremental) refreshService(k nsName, ch *Changes) {
+	t := x.t
+	i, found := slices.BinarySearchFunc(t.views, k, func(v *serviceView, k nsName) int { return cmpNsName(v.key, k) })
+	if !found {
+		return // a slice of a Service that does not exist: nothing routes to it
+	}
+	v := t.newView(k)
+	old := t.views[i]
+	if x.inboundSignature(old) != x.inboundSignature(v) {
+		defer x.refreshInbound(ch)
+	}
+	t.views[i] = v
+	nsViews := t.viewsByNS[k.ns]
+	if j := slices.Index(nsViews, old); j >= 0 {
+		nsViews[j] = v
+	}
+	ports := map[int32]bool{}
+	for _, p := range old.ports {
+		ports[p.port] = true
+	}
+	for _, p := range v.ports {
+		ports[p.port] = true
+	}
+
+	if t.permissive {
+		fresh := t.appendOutbound(nil, v, nil)
+		before := len(t.permissiveOutbound)
+		t.permissiveOutbound = splice(t.permissiveOutbound, k, ports, fresh, nil, &ch.Outbound)
+		if len(t.permissiveOutbound) != before { // an insert or delete: every sidecar's header moves
+			for si := range x.res.IR.Sidecars {
+				x.res.IR.Sidecars[si].Outbound = t.permissiveOutbound
+			}
+		}
+	} else {
+		for _, si := range x.byNamespace[k.ns] {
+			sc := &x.res.IR.Sidecars[si]
+			fresh := t.appendOutbound(nil, v, t.access[sc.Identity])
+			sc.Outbound = splice(sc.Outbound, k, ports, fresh, []ir.Identity{sc.Identity}, &ch.Outbound)
+		}
+	}
+
+	for _, p := range v.ports {
+		for _, sp := range v.svcPorts() {
+			if sp.Port != p.port {
+				continue
+			}
+			cluster := ir.ServiceKey(k.ns, k.name, p.port)
+			eps := t.localEndpoints(k, sp)
+			reported := map[string]bool{}
+			for _, gb := range x.backends[cluster] {
+				gb.b.Endpoints = eps
+				if !reported[gb.gateway] { // one cluster per gateway, however many routes use it
+					reported[gb.gateway] = true
+					ch.Backends = append(ch.Backends, BackendChange{Gateway: gb.gateway, Backend: *gb.b})
+				}
+			}
+		}
+	}
+}
+
+// splice replaces, in a list sorted by port, namespace and name, the entries of service k on the
+// given ports with fresh ones, recording each change.
+func splice(list []ir.OutboundService, k nsName, ports map[int32]bool, fresh []ir.OutboundService, ids []ir.Identity, out *[]OutboundChange) []ir.OutboundService {
+	cmpKey := func(o ir.OutboundService, t ir.OutboundService) int {
+		return cmp.Or(cmp.Compare(o.Port, t.Port), cmp.Compare(o.Namespace, t.Namespace), cmp.Compare(o.Name, t.Name))
+	}
+	sortedPorts := make([]int32, 0, len(ports))
+	for p := range ports {
+		sortedPorts = append(sortedPorts, p)
+	}
+	slices.Sort(sortedPorts)
+	for _, port := range sortedPorts {
+		probe := ir.OutboundService{Namespace: k.ns, Name: k.name, Port: port}
+		i, found := slices.BinarySearchFunc(list, probe, cmpKey)
+		var nu *ir.OutboundService
+		for fi := range fresh {
+			if fresh[fi].Port == port {
+				nu = &fresh[fi]
+			}
+		}
+		switch {
+		case nu != nil && found:
+			list[i] = *nu
+			*out = append(*out, OutboundChange{Identities: ids, Service: *nu})
+		case nu != nil:
+			list = slices.Insert(list, i, *nu)
+			*out = append(*out, OutboundChange{Identities: ids, Service: *nu})
+		case found:
+			*out = append(*out, OutboundChange{Identities: ids, Service: list[i], Removed: true})
+			list = slices.Delete(list, i, i+1)
+		}
+	}
+	return list
+}
+
+// inboundSignature summarises what of a service the inbound configuration depends on: which
+// identity serves which port, and which proxyless addresses there are.
+func (x *Incremental) inboundSignature(v *serviceView) string {
+	var parts []string
+	for _, p := range v.ports {
+		for _, e := range p.local {
+			if x.t.proxyless[e] {
+				parts = append(parts, "proxyless|"+e.Address+"|"+itoa32(e.Port))
+			}
+			parts = append(parts, e.Identity.String()+"|"+itoa32(e.Port))
+		}
+	}
+	slices.Sort(parts)
+	parts = slices.Compact(parts)
+	out := ""
+	for _, p := range parts {
+		out += p + ";"
+	}
+	return out
+}
+
+func itoa32(n uint32) string { return ir.ServiceKey("", "", int32(n))[2:] }
+
+// refreshInbound recomputes the inbound ports of every identity (a rare change: a service's
+// serving identities or ports changed) and records the identities whose ports differ.
+func (x *Incremental) refreshInbound(ch *Changes) {
+	inbound := x.t.inboundIndex()
+	for i := range x.res.IR.Sidecars {
+		sc := &x.res.IR.Sidecars[i]
+		nu := inbound[sc.Identity]
+		if !equalInbound(sc.Inbound, nu) {
+			sc.Inbound = nu
+			ch.Inbound = append(ch.Inbound, sc.Identity)
+		}
+	}
+}
+
+func equalInbound(a, b []ir.InboundPort) bool { return reflect.DeepEqual(a, b) }
