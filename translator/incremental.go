@@ -135,9 +135,9 @@ func (x *Incremental) refreshService(k nsName, ch *Changes) {
 	if !found {
 		return // a slice of a Service that does not exist: nothing routes to it
 	}
-	v := t.newView(k)
 	old := t.views[i]
-	if x.inboundSignature(old) != x.inboundSignature(v) {
+	v := t.refreshLocal(old)
+	if !x.sameServing(old, v) {
 		defer x.refreshInbound(ch)
 	}
 	t.views[i] = v
@@ -222,6 +222,38 @@ func splice(list []ir.OutboundService, k nsName, ports map[int32]bool, fresh []i
 		}
 	}
 	return list
+}
+
+// sameServing reports whether two versions of a service are served by the same identities on
+// the same ports with the same proxyless addresses: then no inbound configuration changes. The
+// common case (one identity, no proxyless pod) is decided without allocating.
+func (x *Incremental) sameServing(a, b *serviceView) bool {
+	if len(a.ports) != len(b.ports) {
+		return false
+	}
+	simple := true
+	var id *ir.Identity
+	for _, v := range []*serviceView{a, b} {
+		for _, p := range v.ports {
+			for i := range p.local {
+				e := &p.local[i]
+				if x.t.proxyless[*e] || (id != nil && e.Identity != *id) {
+					simple = false
+				}
+				id = &e.Identity
+			}
+		}
+	}
+	if simple {
+		for i := range a.ports {
+			if a.ports[i].port != b.ports[i].port || (len(a.ports[i].local) == 0) != (len(b.ports[i].local) == 0) ||
+				(len(a.ports[i].local) > 0 && a.ports[i].local[0].Port != b.ports[i].local[0].Port) {
+				return false
+			}
+		}
+		return true
+	}
+	return x.inboundSignature(a) == x.inboundSignature(b)
 }
 
 // inboundSignature summarises what of a service the inbound configuration depends on: which

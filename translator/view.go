@@ -108,6 +108,26 @@ func (t *translation) newView(k nsName) *serviceView {
 	return v
 }
 
+// refreshLocal returns a copy of v with its local endpoints read again: what an EndpointSlice
+// change can change. Hostnames and the import's endpoints are shared with v.
+func (t *translation) refreshLocal(v *serviceView) *serviceView {
+	nu := *v
+	nu.ports = make([]*portView, len(v.ports))
+	for i, p := range v.ports {
+		np := *p
+		np.local = nil
+		for _, sp := range v.svcPorts() {
+			if sp.Port == p.port {
+				if _, ok := portProtocol(sp.Protocol, sp.Name, sp.AppProtocol); ok {
+					np.local = t.localEndpoints(v.key, sp)
+				}
+			}
+		}
+		nu.ports[i] = &np
+	}
+	return &nu
+}
+
 // svcPorts are the local Service's ports, if there is a local Service.
 func (v *serviceView) svcPorts() []corev1.ServicePort {
 	if v.svc == nil {
