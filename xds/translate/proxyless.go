@@ -7,6 +7,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/crossgate-io/crossgate/translator/ir"
 )
@@ -37,6 +38,10 @@ func (b *builder) proxylessOutbound(outbound []ir.OutboundService, known []*endp
 			domains = append(domains, h, h+":"+port)
 		}
 		action := &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster}}
+		if o.RetryOtherPriority {
+			// gRPC retries by status code; priorities fail over inside its load balancer.
+			action.RetryPolicy = &routev3.RetryPolicy{RetryOn: "unavailable", NumRetries: wrapperspb.UInt32(1)}
+		}
 		rc := &routev3.RouteConfiguration{Name: proxylessRouteName(key), VirtualHosts: []*routev3.VirtualHost{{
 			Name: key, Domains: domains,
 			Routes: []*routev3.Route{{

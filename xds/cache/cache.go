@@ -1,0 +1,275 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/crossgate-io/crossgate/xds/translate"
+)
+
+// Resolver maps a connecting node to the key of the configuration it may receive. It is where
+// identity is enforced: it must derive the key from what the connection proves.
+type Resolver func(ctx context.Context, node *corev3.Node) (string, error)
+
+// NodeIDResolver trusts the node ID as the key: for tests and trusted loopback only.
+func NodeIDResolver(_ context.Context, node *corev3.Node) (string, error) {
+	if node.GetId() == "" {
+		return "", errors.New("node has no ID")
+	}
+	return node.GetId(), nil
+}
+
+// entry is one version of one resource: its marshaled form, shared by every response.
+type entry struct {
+	version string
+	any     *anypb.Any
+}
+
+// Cache implements go-control-plane's cache interface for state-of-the-world streams.
+type Cache struct {
+	resolve Resolver
+	log     *slog.Logger
+
+	mu      sync.Mutex
+	keys    map[string]map[string]map[string]*entry // key -> type URL -> name -> entry
+	watches map[string]map[*watch]struct{}          // key -> open watches
+	counter uint64
+
+	// NACKs counts rejected responses.
+	NACKs atomic.Int64
+	// Pushes counts responses sent.
+	Pushes atomic.Int64
+}
+
+type watch struct {
+	key  string
+	req  *discoveryv3.DiscoveryRequest
+	sub  cachev3.Subscription
+	resp chan cachev3.Response
+}
+
+// New returns an empty cache.
+func New(resolve Resolver, log *slog.Logger) *Cache {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Cache{resolve: resolve, log: log, keys: map[string]map[string]map[string]*entry{}, watches: map[string]map[*watch]struct{}{}}
+}
+
+var typeURLs = []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType}
+
+// Set replaces the configuration of key with r. Resources whose bytes did not change keep their
+// version; only watches subscribed to a changed (or removed) resource are answered.
+func (c *Cache) Set(key string, r *translate.Resources) error {
+	next := map[string]map[string][]byte{}
+	for _, t := range typeURLs {
+		next[t] = map[string][]byte{}
+	}
+	add := func(typ, name string, m proto.Message) error {
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("marshaling %s %s: %w", typ, name, err)
+		}
+		next[typ][name] = b
+		return nil
+	}
+	for part := range r.Parts() {
+		for _, x := range part.Listeners {
+			if err := add(resourcev3.ListenerType, x.Name, x); err != nil {
+				return err
+			}
+		}
+		for _, x := range part.Routes {
+			if err := add(resourcev3.RouteType, x.Name, x); err != nil {
+				return err
+			}
+		}
+		for _, x := range part.Clusters {
+			if err := add(resourcev3.ClusterType, x.Name, x); err != nil {
+				return err
+			}
+		}
+		for _, x := range part.Endpoints {
+			if err := add(resourcev3.EndpointType, x.ClusterName, x); err != nil {
+				return err
+			}
+		}
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.keys[key]
+	cur := map[string]map[string]*entry{}
+	changed := map[string]map[string]bool{}
+	for typ, byName := range next {
+		cur[typ] = map[string]*entry{}
+		changed[typ] = map[string]bool{}
+		for name, b := range byName {
+			if e := old[typ][name]; e != nil && proto.Equal(e.any, &anypb.Any{TypeUrl: typ, Value: b}) {
+				cur[typ][name] = e
+				continue
+			}
+			c.counter++
+			cur[typ][name] = &entry{version: strconv.FormatUint(c.counter, 36), any: &anypb.Any{TypeUrl: typ, Value: b}}
+			changed[typ][name] = true
+		}
+		for name := range old[typ] {
+			if _, ok := byName[name]; !ok {
+				changed[typ][name] = true // removed
+			}
+		}
+	}
+	c.keys[key] = cur
+	for w := range c.watches[key] {
+		typ := w.req.GetTypeUrl()
+		touched := false
+		if w.sub.IsWildcard() {
+			touched = len(changed[typ]) > 0
+		} else {
+			for name := range w.sub.SubscribedResources() {
+				if changed[typ][name] {
+					touched = true
+					break
+				}
+			}
+		}
+		if touched && c.respond(w, cur) {
+			delete(c.watches[key], w)
+		}
+	}
+	return nil
+}
+
+// CreateWatch answers at once when the client lacks the current version of something it
+// subscribes to, and otherwise waits for a change.
+func (c *Cache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch chan cachev3.Response) (func(), error) {
+	key, err := c.resolve(context.Background(), req.GetNode())
+	if err != nil {
+		return nil, err
+	}
+	if req.GetErrorDetail() != nil {
+		c.NACKs.Add(1)
+		c.log.Warn("xDS update rejected", "node", req.GetNode().GetId(), "key", key, "type", req.GetTypeUrl(),
+			"version", req.GetVersionInfo(), "error", req.GetErrorDetail().GetMessage())
+	}
+	w := &watch{key: key, req: req, sub: sub, resp: ch}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cur, ok := c.keys[key]; ok && c.stale(w, cur) {
+		if c.respond(w, cur) {
+			return func() {}, nil
+		}
+	}
+	if c.watches[key] == nil {
+		c.watches[key] = map[*watch]struct{}{}
+	}
+	c.watches[key][w] = struct{}{}
+	return func() {
+		c.mu.Lock()
+		delete(c.watches[key], w)
+		c.mu.Unlock()
+	}, nil
+}
+
+// stale reports whether the client lacks the current version of a resource it subscribes to,
+// or still holds one that no longer exists. A NACKed version is what the server last returned,
+// so it is not stale: it is not sent again. A type's first request is always answered when the
+// key's configuration is known: in state-of-the-world, a listener or cluster left out of the
+// answer tells the client it does not exist.
+func (c *Cache) stale(w *watch, cur map[string]map[string]*entry) bool {
+	typ := w.req.GetTypeUrl()
+	returned := w.sub.ReturnedResources()
+	if w.req.GetResponseNonce() == "" && len(returned) == 0 {
+		return true
+	}
+	if w.sub.IsWildcard() {
+		if len(returned) != len(cur[typ]) {
+			return true
+		}
+		for name, e := range cur[typ] {
+			if returned[name] != e.version {
+				return true
+			}
+		}
+		return false
+	}
+	for name := range w.sub.SubscribedResources() {
+		e := cur[typ][name]
+		v, has := returned[name]
+		switch {
+		case e == nil && !has:
+			continue
+		case e == nil || !has || v != e.version:
+			return true
+		}
+	}
+	return false
+}
+
+// respond sends the subscribed resources of the watch's type; it reports false (keep waiting)
+// when the channel is full.
+func (c *Cache) respond(w *watch, cur map[string]map[string]*entry) bool {
+	typ := w.req.GetTypeUrl()
+	out := &discoveryv3.DiscoveryResponse{TypeUrl: typ}
+	returned := map[string]string{}
+	pick := func(name string, e *entry) {
+		out.Resources = append(out.Resources, e.any)
+		returned[name] = e.version
+	}
+	if w.sub.IsWildcard() {
+		for name, e := range cur[typ] {
+			pick(name, e)
+		}
+	} else {
+		for name := range w.sub.SubscribedResources() {
+			if e := cur[typ][name]; e != nil {
+				pick(name, e)
+			}
+		}
+	}
+	c.counter++
+	out.VersionInfo = strconv.FormatUint(c.counter, 36)
+	select {
+	case w.resp <- &response{req: w.req, resp: out, returned: returned}:
+		c.Pushes.Add(1)
+		return true
+	default:
+		return false
+	}
+}
+
+// Fetch is not supported: crossgate serves streams only.
+func (c *Cache) Fetch(context.Context, *cachev3.Request) (cachev3.Response, error) {
+	return nil, errors.New("fetch is not supported; use a stream")
+}
+
+// CreateDeltaWatch is not implemented yet: delta clients are refused.
+func (c *Cache) CreateDeltaWatch(*cachev3.DeltaRequest, cachev3.Subscription, chan cachev3.DeltaResponse) (func(), error) {
+	return nil, errors.New("delta xDS is not implemented yet")
+}
+
+// response is a prebuilt DiscoveryResponse whose resources are shared marshaled copies.
+type response struct {
+	req      *discoveryv3.DiscoveryRequest
+	resp     *discoveryv3.DiscoveryResponse
+	returned map[string]string
+}
+
+func (r *response) GetDiscoveryResponse() (*discoveryv3.DiscoveryResponse, error) { return r.resp, nil }
+func (r *response) GetRequest() *discoveryv3.DiscoveryRequest                     { return r.req }
+func (r *response) GetVersion() (string, error)                                   { return r.resp.VersionInfo, nil }
+func (r *response) GetResponseVersion() string                                    { return r.resp.VersionInfo }
+func (r *response) GetReturnedResources() map[string]string                       { return r.returned }
+func (r *response) GetContext() context.Context                                   { return context.Background() }
