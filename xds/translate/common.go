@@ -71,8 +71,14 @@ const (
 	viaProvider
 )
 
-func commonTLS(src certSource, trustDomain string) *tlsv3.CommonTlsContext {
-	peer := []*matcherv3.StringMatcher{{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "spiffe://" + trustDomain + "/"}}}
+// commonTLS configures a workload certificate and the trust bundle. When matchPeer is set the
+// peer must also carry an identity of the trust domain; grpc-go refuses that check on the server
+// side, where the RBAC filter authorizes the peer's identity instead.
+func commonTLS(src certSource, trustDomain string, matchPeer bool) *tlsv3.CommonTlsContext {
+	var peer []*matcherv3.StringMatcher
+	if matchPeer {
+		peer = []*matcherv3.StringMatcher{{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "spiffe://" + trustDomain + "/"}}}
+	}
 	if src == viaProvider {
 		return &tlsv3.CommonTlsContext{
 			TlsCertificateProviderInstance: &tlsv3.CertificateProviderPluginInstance{InstanceName: CertificateProviderInstance, CertificateName: SecretCertificate},
@@ -96,14 +102,14 @@ func commonTLS(src certSource, trustDomain string) *tlsv3.CommonTlsContext {
 
 func upstreamTLS(src certSource, trustDomain string) *corev3.TransportSocket {
 	return &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{
-		TypedConfig: mustAny(&tlsv3.UpstreamTlsContext{CommonTlsContext: commonTLS(src, trustDomain)}),
+		TypedConfig: mustAny(&tlsv3.UpstreamTlsContext{CommonTlsContext: commonTLS(src, trustDomain, true)}),
 	}}
 }
 
 func downstreamTLS(src certSource, trustDomain string) *corev3.TransportSocket {
 	return &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{
 		TypedConfig: mustAny(&tlsv3.DownstreamTlsContext{
-			CommonTlsContext:         commonTLS(src, trustDomain),
+			CommonTlsContext:         commonTLS(src, trustDomain, src == viaSDS),
 			RequireClientCertificate: wrapperspb.Bool(true),
 		}),
 	}}
