@@ -119,15 +119,17 @@ globalTrafficPolicies:
 }
 
 type fixture struct {
-	cache  *cache.Cache
-	client testgrpc.TestServiceClient
-	apps   map[string]*grpc.Server
-	ports  map[string]int
+	cache   *cache.Cache
+	client  testgrpc.TestServiceClient
+	apps    map[string]*grpc.Server
+	ports   map[string]int
+	xdsAddr string
+	lbType  string
 }
 
 func setup(t *testing.T, lbType string) *fixture {
 	t.Helper()
-	f := &fixture{apps: map[string]*grpc.Server{}, ports: map[string]int{}}
+	f := &fixture{apps: map[string]*grpc.Server{}, ports: map[string]int{}, lbType: lbType}
 	for _, c := range []string{"cluster-1", "cluster-2", "cluster-3"} {
 		f.apps[c], f.ports[c] = startApp(t, c)
 	}
@@ -143,15 +145,22 @@ func setup(t *testing.T, lbType string) *fixture {
 	server.Register(ctx, xs, f.cache)
 	go xs.Serve(lis)
 	t.Cleanup(func() { cancel(); xs.Stop() })
+	f.xdsAddr = lis.Addr().String()
+	f.client = newClient(t, f, "curl/curl")
+	return f
+}
 
+// newClient dials xds:///httpbin.httpbin:8080 as node nodeID.
+func newClient(t *testing.T, f *fixture, nodeID string) testgrpc.TestServiceClient {
+	t.Helper()
 	cert, key, ca := certFiles(t, t.TempDir(), "spiffe://cluster.local/ns/curl/sa/curl")
 	bootstrap := fmt.Sprintf(`{
   "xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
-  "node": {"id": "curl/curl"},
+  "node": {"id": %q},
   "certificate_providers": {%q: {"plugin_name": "file_watcher", "config": {
     "certificate_file": %q, "private_key_file": %q, "ca_certificate_file": %q, "refresh_interval": "600s"}}},
   "server_listener_resource_name_template": %q
-}`, lis.Addr().String(), translate.CertificateProviderInstance, cert, key, ca, translate.ServerListenerTemplate)
+}`, f.xdsAddr, nodeID, translate.CertificateProviderInstance, cert, key, ca, translate.ServerListenerTemplate)
 	res, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
 	if err != nil {
 		t.Fatal(err)
@@ -161,14 +170,22 @@ func setup(t *testing.T, lbType string) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	f.client = testgrpc.NewTestServiceClient(conn)
-	return f
+	return testgrpc.NewTestServiceClient(conn)
 }
 
 // publish translates the world and puts curl/curl's proxyless configuration in the cache.
 func (f *fixture) publish(t *testing.T, lbType string) {
 	t.Helper()
-	res := translator.Translate(world(f.ports, lbType))
+	f.lbType = lbType
+	if err := f.cache.Set("curl/curl", translatedFor(t, f)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// translatedFor is curl/curl's proxyless configuration in the fixture's world.
+func translatedFor(t *testing.T, f *fixture) *translate.Resources {
+	t.Helper()
+	res := translator.Translate(world(f.ports, f.lbType))
 	out, err := translate.Build(&res.IR)
 	if err != nil {
 		t.Fatal(err)
@@ -177,9 +194,7 @@ func (f *fixture) publish(t *testing.T, lbType string) {
 	if !ok {
 		t.Fatal("no proxyless configuration for curl/curl")
 	}
-	if err := f.cache.Set("curl/curl", r); err != nil {
-		t.Fatal(err)
-	}
+	return r
 }
 
 // calls makes n calls and counts the clusters that answered; failures are counted as "error".

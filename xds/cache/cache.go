@@ -51,6 +51,15 @@ type Cache struct {
 	NACKs atomic.Int64
 	// Pushes counts responses sent.
 	Pushes atomic.Int64
+	// pushes counts responses sent per key and type URL (under mu).
+	pushes map[string]int
+}
+
+// PushCount is the number of responses of one type sent for one key.
+func (c *Cache) PushCount(key, typeURL string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pushes[key+" "+typeURL]
 }
 
 type watch struct {
@@ -65,7 +74,7 @@ func New(resolve Resolver, log *slog.Logger) *Cache {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Cache{resolve: resolve, log: log, keys: map[string]map[string]map[string]*entry{}, watches: map[string]map[*watch]struct{}{}}
+	return &Cache{resolve: resolve, log: log, keys: map[string]map[string]map[string]*entry{}, watches: map[string]map[*watch]struct{}{}, pushes: map[string]int{}}
 }
 
 var typeURLs = []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType}
@@ -244,6 +253,7 @@ func (c *Cache) respond(w *watch, cur map[string]map[string]*entry) bool {
 	select {
 	case w.resp <- &response{req: w.req, resp: out, returned: returned}:
 		c.Pushes.Add(1)
+		c.pushes[w.key+" "+typ]++
 		return true
 	default:
 		return false
