@@ -128,7 +128,7 @@ func TestPolicyModeOverMTLS(t *testing.T) {
 			xlis, _ := net.Listen("tcp", "127.0.0.1:0")
 			xs := grpc.NewServer()
 			ctx, cancel := context.WithCancel(context.Background())
-			server.Register(ctx, xs, c)
+			server.Register(ctx, xs, c, server.Options{})
 			go xs.Serve(xlis)
 			t.Cleanup(func() { cancel(); xs.Stop() })
 

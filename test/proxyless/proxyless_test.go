@@ -142,7 +142,7 @@ func setup(t *testing.T, lbType string) *fixture {
 	}
 	xs := grpc.NewServer()
 	ctx, cancel := context.WithCancel(context.Background())
-	server.Register(ctx, xs, f.cache)
+	server.Register(ctx, xs, f.cache, server.Options{})
 	go xs.Serve(lis)
 	t.Cleanup(func() { cancel(); xs.Stop() })
 	f.xdsAddr = lis.Addr().String()

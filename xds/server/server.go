@@ -1,19 +1,128 @@
 // Package server serves crossgate's xDS cache over gRPC (ADS) with go-control-plane's stream
-// plumbing.
+// plumbing, and enforces that a proxy receives only the configuration of the identity its
+// connection proves.
 package server
 
 import (
 	"context"
+	"log/slog"
+	"strings"
+	"sync"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 
 	"github.com/crossgate-io/crossgate/xds/cache"
 )
 
-// Register adds the aggregated discovery service backed by c to a gRPC server.
-func Register(ctx context.Context, s *grpc.Server, c *cache.Cache) {
-	xds := serverv3.NewServer(ctx, c, nil)
+// Options configure the server.
+type Options struct {
+	// RequireIdentity refuses streams whose client certificate carries no SPIFFE identity, and
+	// requests whose node ID names another identity than the certificate's. Node IDs are
+	// "ns/serviceaccount", optionally prefixed by a kind and "~" ("sidecar~ns/sa").
+	RequireIdentity bool
+	Log             *slog.Logger
+}
+
+// Register adds the aggregated discovery service backed by c to a gRPC server. With
+// RequireIdentity, the gRPC server must be serving TLS and requiring client certificates.
+func Register(ctx context.Context, s *grpc.Server, c *cache.Cache, opts Options) {
+	log := opts.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	g := &guard{require: opts.RequireIdentity, log: log, streams: map[int64]string{}}
+	xds := serverv3.NewServer(ctx, c, serverv3.CallbackFuncs{
+		StreamOpenFunc:    g.open,
+		StreamClosedFunc:  func(id int64, _ *corev3.Node) { g.closed(id) },
+		StreamRequestFunc: g.request,
+		DeltaStreamOpenFunc: func(context.Context, int64, string) error {
+			return status.Error(codes.Unimplemented, "delta xDS is not implemented yet; use state-of-the-world ADS")
+		},
+	})
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(s, xds)
+}
+
+// guard remembers the identity proven by each stream's peer certificate.
+type guard struct {
+	require bool
+	log     *slog.Logger
+	mu      sync.Mutex
+	streams map[int64]string
+}
+
+func (g *guard) open(ctx context.Context, id int64, _ string) error {
+	if !g.require {
+		return nil
+	}
+	ident, err := PeerIdentity(ctx)
+	if err != nil {
+		g.log.Warn("xDS stream refused", "stream", id, "error", err)
+		return status.Error(codes.Unauthenticated, err.Error())
+	}
+	g.mu.Lock()
+	g.streams[id] = ident
+	g.mu.Unlock()
+	return nil
+}
+
+func (g *guard) closed(id int64) {
+	g.mu.Lock()
+	delete(g.streams, id)
+	g.mu.Unlock()
+}
+
+func (g *guard) request(id int64, req *discoveryv3.DiscoveryRequest) error {
+	if !g.require {
+		return nil
+	}
+	g.mu.Lock()
+	ident := g.streams[id]
+	g.mu.Unlock()
+	node := req.GetNode().GetId()
+	if !NodeIsIdentity(node, ident) {
+		g.log.Warn("xDS request for another identity refused", "stream", id, "node", node, "certificate", ident, "type", req.GetTypeUrl())
+		return status.Errorf(codes.PermissionDenied, "node %q is not the identity %q of the client certificate", node, ident)
+	}
+	return nil
+}
+
+// NodeIsIdentity reports whether a node ID names identity ns/sa ("ns/sa" or "kind~ns/sa").
+func NodeIsIdentity(node, identity string) bool {
+	if identity == "" {
+		return false
+	}
+	if _, rest, ok := strings.Cut(node, "~"); ok {
+		node = rest
+	}
+	return node == identity
+}
+
+// PeerIdentity is the ns/serviceaccount of the SPIFFE URI in the verified client certificate of
+// the connection in ctx.
+func PeerIdentity(ctx context.Context) (string, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return "", status.Error(codes.Unauthenticated, "no peer")
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.PeerCertificates) == 0 {
+		return "", status.Error(codes.Unauthenticated, "a verified client certificate is required")
+	}
+	for _, u := range info.State.PeerCertificates[0].URIs {
+		if u.Scheme != "spiffe" {
+			continue
+		}
+		parts := strings.Split(strings.TrimPrefix(u.Path, "/"), "/")
+		if len(parts) == 4 && parts[0] == "ns" && parts[2] == "sa" && parts[1] != "" && parts[3] != "" {
+			return parts[1] + "/" + parts[3], nil
+		}
+	}
+	return "", status.Error(codes.Unauthenticated, "the client certificate names no SPIFFE workload identity (spiffe://<trust-domain>/ns/<ns>/sa/<sa>)")
 }

@@ -1,0 +1,136 @@
+package server
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"net"
+	"net/url"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	"github.com/crossgate-io/crossgate/xds/cache"
+	"github.com/crossgate-io/crossgate/xds/translate"
+)
+
+func issue(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, uri string, server bool) tls.Certificate {
+	t.Helper()
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}}
+	if uri != "" {
+		u, _ := url.Parse(uri)
+		tmpl.URIs = []*url.URL{u}
+	}
+	if server {
+		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k}
+}
+
+// TestIdentityIsEnforced: a client whose certificate proves identity a/a gets a/a's
+// configuration and is refused b/b's.
+func TestIdentityIsEnforced(t *testing.T) {
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "root"}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	caDER, _ := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	ca, _ := x509.ParseCertificate(caDER)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+
+	c := cache.New(cache.NodeIDResolver, nil)
+	for _, key := range []string{"a/a", "b/b"} {
+		if err := c.Set(key, &translate.Resources{Listeners: []*listenerv3.Listener{{Name: "listener-of-" + key}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lis, _ := net.Listen("tcp", "127.0.0.1:0")
+	s := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{
+		Certificates: []tls.Certificate{issue(t, ca, caKey, "", true)},
+		ClientAuth:   tls.RequireAndVerifyClientCert, ClientCAs: pool, MinVersion: tls.VersionTLS13,
+	})))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	Register(ctx, s, c, Options{RequireIdentity: true})
+	go s.Serve(lis)
+	defer s.Stop()
+
+	ask := func(cert tls.Certificate, node string) (*discoveryv3.DiscoveryResponse, error) {
+		conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
+			Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS13,
+		})))
+		if err != nil {
+			return nil, err
+		}
+		defer conn.Close()
+		sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
+		defer scancel()
+		st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(sctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := st.Send(&discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: node}, TypeUrl: resourcev3.ListenerType}); err != nil {
+			return nil, err
+		}
+		return st.Recv()
+	}
+	certA := issue(t, ca, caKey, "spiffe://cluster.local/ns/a/sa/a", false)
+
+	resp, err := ask(certA, "b/b")
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("identity a/a asking for b/b: %v, %v; want PermissionDenied", resp, err)
+	}
+	if n := c.PushCount("b/b", resourcev3.ListenerType); n != 0 {
+		t.Errorf("b/b's configuration was sent %d times", n)
+	}
+	resp, err = ask(certA, "a/a")
+	if err != nil || len(resp.GetResources()) != 1 {
+		t.Fatalf("identity a/a asking for its own configuration: %v, %v", resp, err)
+	}
+	l := &listenerv3.Listener{}
+	if err := resp.GetResources()[0].UnmarshalTo(l); err != nil || l.Name != "listener-of-a/a" {
+		t.Errorf("got listener %q (%v), want a/a's", l.Name, err)
+	}
+	// A certificate without a workload identity gets nothing.
+	if _, err := ask(issue(t, ca, caKey, "", false), "a/a"); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("a certificate without a SPIFFE identity: %v, want Unauthenticated", err)
+	}
+}
+
+func TestNodeIsIdentity(t *testing.T) {
+	for _, tc := range []struct {
+		node, identity string
+		want           bool
+	}{
+		{"a/b", "a/b", true},
+		{"sidecar~a/b", "a/b", true},
+		{"proxyless~a/b", "a/b", true},
+		{"a/b", "a/c", false},
+		{"sidecar~a/b~x", "a/b", false},
+		{"a/b", "", false},
+		{"", "", false},
+	} {
+		if got := NodeIsIdentity(tc.node, tc.identity); got != tc.want {
+			t.Errorf("NodeIsIdentity(%q, %q) = %v", tc.node, tc.identity, got)
+		}
+	}
+}
