@@ -2,6 +2,8 @@ package proxyless
 
 import (
 	"context"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/crossgate-io/crossgate/xds/server"
 	"github.com/crossgate-io/crossgate/xds/translate"
 )
 
@@ -23,6 +26,8 @@ func TestNACKIsNotResent(t *testing.T) {
 		t.Fatalf("calls failed before the bad update: %v", got)
 	}
 	good := f.cache
+	metrics := server.NewMetrics()
+	good.Observer = metrics
 	res := translatedFor(t, f)
 
 	bad := &translate.Resources{}
@@ -70,6 +75,18 @@ func TestNACKIsNotResent(t *testing.T) {
 	waitFor(t, 5*time.Second, func() bool { return good.PushCount("curl/curl", resourcev3.ClusterType)-before == 2 })
 	if n := good.NACKs.Load() - nacks; n != 1 {
 		t.Errorf("%d NACKs after the fix, want still 1", n)
+	}
+	// The metrics saw it all: one NACK of a cluster, and pushes timed from their change.
+	rec := httptest.NewRecorder()
+	metrics.Handler(func() bool { return true }).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{`crossgate_xds_nacks_total{type="Cluster"} 1`, "crossgate_xds_push_latency_seconds_count"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "crossgate_xds_push_latency_seconds_count 0\n") {
+		t.Error("no push latency observed")
 	}
 }
 

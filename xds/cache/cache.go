@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -29,6 +30,18 @@ func NodeIDResolver(_ context.Context, node *corev3.Node) (string, error) {
 		return "", errors.New("node has no ID")
 	}
 	return node.GetId(), nil
+}
+
+// Observer is told what the cache does, for metrics. Its methods are called with the cache's
+// lock held: they must be quick and must not call the cache.
+type Observer interface {
+	// Pushed reports a response sent; sinceChange is the time since the Set that caused it, or
+	// zero when a request did (a new or reconnecting client).
+	Pushed(typeURL string, sinceChange time.Duration)
+	// NACKed reports a response a client rejected.
+	NACKed(typeURL string)
+	// Size reports the bytes of all resources now held, counting shared copies once per key.
+	Size(bytes int)
 }
 
 // entry is one version of one resource: its marshaled form, shared by every response.
@@ -53,6 +66,9 @@ type Cache struct {
 	Pushes atomic.Int64
 	// pushes counts responses sent per key and type URL (under mu).
 	pushes map[string]int
+	// Observer, when set before use, is told of pushes, NACKs and sizes.
+	Observer Observer
+	bytes    map[string]int // per key
 }
 
 // PushCount is the number of responses of one type sent for one key.
@@ -74,7 +90,7 @@ func New(resolve Resolver, log *slog.Logger) *Cache {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Cache{resolve: resolve, log: log, keys: map[string]map[string]map[string]*entry{}, watches: map[string]map[*watch]struct{}{}, pushes: map[string]int{}}
+	return &Cache{resolve: resolve, log: log, keys: map[string]map[string]map[string]*entry{}, watches: map[string]map[*watch]struct{}{}, pushes: map[string]int{}, bytes: map[string]int{}}
 }
 
 var typeURLs = []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType}
@@ -82,6 +98,7 @@ var typeURLs = []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev
 // Set replaces the configuration of key with r. Resources whose bytes did not change keep their
 // version; only watches subscribed to a changed (or removed) resource are answered.
 func (c *Cache) Set(key string, r *translate.Resources) error {
+	started := time.Now()
 	next := map[string]map[string][]byte{}
 	for _, t := range typeURLs {
 		next[t] = map[string][]byte{}
@@ -141,6 +158,20 @@ func (c *Cache) Set(key string, r *translate.Resources) error {
 		}
 	}
 	c.keys[key] = cur
+	if c.Observer != nil {
+		size := 0
+		for _, byName := range cur {
+			for _, e := range byName {
+				size += len(e.any.Value)
+			}
+		}
+		c.bytes[key] = size
+		total := 0
+		for _, b := range c.bytes {
+			total += b
+		}
+		c.Observer.Size(total)
+	}
 	for w := range c.watches[key] {
 		typ := w.req.GetTypeUrl()
 		touched := false
@@ -154,7 +185,7 @@ func (c *Cache) Set(key string, r *translate.Resources) error {
 				}
 			}
 		}
-		if touched && c.respond(w, cur) {
+		if touched && c.respond(w, cur, started) {
 			delete(c.watches[key], w)
 		}
 	}
@@ -170,6 +201,11 @@ func (c *Cache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch c
 	}
 	if req.GetErrorDetail() != nil {
 		c.NACKs.Add(1)
+		if c.Observer != nil {
+			c.mu.Lock()
+			c.Observer.NACKed(req.GetTypeUrl())
+			c.mu.Unlock()
+		}
 		c.log.Warn("xDS update rejected", "node", req.GetNode().GetId(), "key", key, "type", req.GetTypeUrl(),
 			"version", req.GetVersionInfo(), "error", req.GetErrorDetail().GetMessage())
 	}
@@ -177,7 +213,7 @@ func (c *Cache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch c
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if cur, ok := c.keys[key]; ok && c.stale(w, cur) {
-		if c.respond(w, cur) {
+		if c.respond(w, cur, time.Time{}) {
 			return func() {}, nil
 		}
 	}
@@ -228,8 +264,8 @@ func (c *Cache) stale(w *watch, cur map[string]map[string]*entry) bool {
 }
 
 // respond sends the subscribed resources of the watch's type; it reports false (keep waiting)
-// when the channel is full.
-func (c *Cache) respond(w *watch, cur map[string]map[string]*entry) bool {
+// when the channel is full. changed is when the Set that caused it began (zero: a request).
+func (c *Cache) respond(w *watch, cur map[string]map[string]*entry, changed time.Time) bool {
 	typ := w.req.GetTypeUrl()
 	out := &discoveryv3.DiscoveryResponse{TypeUrl: typ}
 	returned := map[string]string{}
@@ -254,6 +290,13 @@ func (c *Cache) respond(w *watch, cur map[string]map[string]*entry) bool {
 	case w.resp <- &response{req: w.req, resp: out, returned: returned}:
 		c.Pushes.Add(1)
 		c.pushes[w.key+" "+typ]++
+		if c.Observer != nil {
+			var since time.Duration
+			if !changed.IsZero() {
+				since = time.Since(changed)
+			}
+			c.Observer.Pushed(typ, since)
+		}
 		return true
 	default:
 		return false

@@ -28,6 +28,9 @@ type Options struct {
 	// "ns/serviceaccount", optionally prefixed by a kind and "~" ("sidecar~ns/sa").
 	RequireIdentity bool
 	Log             *slog.Logger
+	// Metrics, when set, counts open streams (the cache reports the rest: set it as the cache's
+	// Observer).
+	Metrics *Metrics
 }
 
 // Register adds the aggregated discovery service backed by c to a gRPC server. With
@@ -37,7 +40,7 @@ func Register(ctx context.Context, s *grpc.Server, c *cache.Cache, opts Options)
 	if log == nil {
 		log = slog.Default()
 	}
-	g := &guard{require: opts.RequireIdentity, log: log, streams: map[int64]string{}}
+	g := &guard{require: opts.RequireIdentity, log: log, streams: map[int64]string{}, metrics: opts.Metrics}
 	xds := serverv3.NewServer(ctx, c, serverv3.CallbackFuncs{
 		StreamOpenFunc:    g.open,
 		StreamClosedFunc:  func(id int64, _ *corev3.Node) { g.closed(id) },
@@ -53,11 +56,15 @@ func Register(ctx context.Context, s *grpc.Server, c *cache.Cache, opts Options)
 type guard struct {
 	require bool
 	log     *slog.Logger
+	metrics *Metrics
 	mu      sync.Mutex
 	streams map[int64]string
 }
 
 func (g *guard) open(ctx context.Context, id int64, _ string) error {
+	if g.metrics != nil {
+		g.metrics.streams.Inc()
+	}
 	if !g.require {
 		return nil
 	}
@@ -73,6 +80,9 @@ func (g *guard) open(ctx context.Context, id int64, _ string) error {
 }
 
 func (g *guard) closed(id int64) {
+	if g.metrics != nil {
+		g.metrics.streams.Dec()
+	}
 	g.mu.Lock()
 	delete(g.streams, id)
 	g.mu.Unlock()

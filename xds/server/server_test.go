@@ -18,6 +18,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -58,6 +59,8 @@ func TestIdentityIsEnforced(t *testing.T) {
 	pool.AddCert(ca)
 
 	c := cache.New(cache.NodeIDResolver, nil)
+	metrics := NewMetrics()
+	c.Observer = metrics
 	for _, key := range []string{"a/a", "b/b"} {
 		if err := c.Set(key, &translate.Resources{Listeners: []*listenerv3.Listener{{Name: "listener-of-" + key}}}); err != nil {
 			t.Fatal(err)
@@ -70,7 +73,7 @@ func TestIdentityIsEnforced(t *testing.T) {
 	})))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	Register(ctx, s, c, Options{RequireIdentity: true})
+	Register(ctx, s, c, Options{RequireIdentity: true, Metrics: metrics})
 	go s.Serve(lis)
 	defer s.Stop()
 
@@ -113,6 +116,16 @@ func TestIdentityIsEnforced(t *testing.T) {
 	// A certificate without a workload identity gets nothing.
 	if _, err := ask(issue(t, ca, caKey, "", false), "a/a"); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("a certificate without a SPIFFE identity: %v, want Unauthenticated", err)
+	}
+	if got := testutil.ToFloat64(metrics.pushes.WithLabelValues("Listener")); got != 1 {
+		t.Errorf("pushes = %v, want 1 (a/a's listener only)", got)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for testutil.ToFloat64(metrics.streams) != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := testutil.ToFloat64(metrics.streams); got != 0 {
+		t.Errorf("%v streams still counted open after every client left", got)
 	}
 }
 
