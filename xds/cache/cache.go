@@ -58,6 +58,7 @@ type Cache struct {
 	mu      sync.Mutex
 	keys    map[string]map[string]map[string]*entry // key -> type URL -> name -> entry
 	watches map[string]map[*watch]struct{}          // key -> open watches
+	deltas  map[string]map[*deltaWatch]struct{}     // key -> open delta watches
 	counter uint64
 
 	// NACKs counts rejected responses.
@@ -90,7 +91,7 @@ func New(resolve Resolver, log *slog.Logger) *Cache {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Cache{resolve: resolve, log: log, keys: map[string]map[string]map[string]*entry{}, watches: map[string]map[*watch]struct{}{}, pushes: map[string]int{}, bytes: map[string]int{}}
+	return &Cache{resolve: resolve, log: log, keys: map[string]map[string]map[string]*entry{}, watches: map[string]map[*watch]struct{}{}, deltas: map[string]map[*deltaWatch]struct{}{}, pushes: map[string]int{}, bytes: map[string]int{}}
 }
 
 var typeURLs = []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType}
@@ -171,6 +172,16 @@ func (c *Cache) Set(key string, r *translate.Resources) error {
 			total += b
 		}
 		c.Observer.Size(total)
+	}
+	for w := range c.deltas[key] {
+		typ := w.req.GetTypeUrl()
+		touched := w.sub.IsWildcard() && len(changed[typ]) > 0
+		for name := range w.sub.SubscribedResources() {
+			touched = touched || changed[typ][name]
+		}
+		if touched && c.respondDelta(w, cur, started) {
+			delete(c.deltas[key], w)
+		}
 	}
 	for w := range c.watches[key] {
 		typ := w.req.GetTypeUrl()
@@ -306,11 +317,6 @@ func (c *Cache) respond(w *watch, cur map[string]map[string]*entry, changed time
 // Fetch is not supported: crossgate serves streams only.
 func (c *Cache) Fetch(context.Context, *cachev3.Request) (cachev3.Response, error) {
 	return nil, errors.New("fetch is not supported; use a stream")
-}
-
-// CreateDeltaWatch is not implemented yet: delta clients are refused.
-func (c *Cache) CreateDeltaWatch(*cachev3.DeltaRequest, cachev3.Subscription, chan cachev3.DeltaResponse) (func(), error) {
-	return nil, errors.New("delta xDS is not implemented yet")
 }
 
 // response is a prebuilt DiscoveryResponse whose resources are shared marshaled copies.

@@ -7,5 +7,5 @@
 // subscribed to a changed resource; and a NACKed version is never sent again (the NACK is logged
 // and counted), the next change is.
 //
-// State-of-the-world only for now; delta xDS is not implemented yet.
+// It serves state-of-the-world and delta streams.
 package cache

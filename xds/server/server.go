@@ -42,11 +42,13 @@ func Register(ctx context.Context, s *grpc.Server, c *cache.Cache, opts Options)
 	}
 	g := &guard{require: opts.RequireIdentity, log: log, streams: map[int64]string{}, metrics: opts.Metrics}
 	xds := serverv3.NewServer(ctx, c, serverv3.CallbackFuncs{
-		StreamOpenFunc:    g.open,
-		StreamClosedFunc:  func(id int64, _ *corev3.Node) { g.closed(id) },
-		StreamRequestFunc: g.request,
-		DeltaStreamOpenFunc: func(context.Context, int64, string) error {
-			return status.Error(codes.Unimplemented, "delta xDS is not implemented yet; use state-of-the-world ADS")
+		StreamOpenFunc:        g.open,
+		StreamClosedFunc:      func(id int64, _ *corev3.Node) { g.closed(id) },
+		StreamRequestFunc:     g.request,
+		DeltaStreamOpenFunc:   g.open,
+		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { g.closed(id) },
+		StreamDeltaRequestFunc: func(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
+			return g.check(id, req.GetNode().GetId(), req.GetTypeUrl())
 		},
 	})
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(s, xds)
@@ -89,15 +91,18 @@ func (g *guard) closed(id int64) {
 }
 
 func (g *guard) request(id int64, req *discoveryv3.DiscoveryRequest) error {
+	return g.check(id, req.GetNode().GetId(), req.GetTypeUrl())
+}
+
+func (g *guard) check(id int64, node, typeURL string) error {
 	if !g.require {
 		return nil
 	}
 	g.mu.Lock()
 	ident := g.streams[id]
 	g.mu.Unlock()
-	node := req.GetNode().GetId()
 	if !NodeIsIdentity(node, ident) {
-		g.log.Warn("xDS request for another identity refused", "stream", id, "node", node, "certificate", ident, "type", req.GetTypeUrl())
+		g.log.Warn("xDS request for another identity refused", "stream", id, "node", node, "certificate", ident, "type", typeURL)
 		return status.Errorf(codes.PermissionDenied, "node %q is not the identity %q of the client certificate", node, ident)
 	}
 	return nil

@@ -1,0 +1,132 @@
+package server
+
+import (
+	"context"
+	"net"
+	"slices"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/crossgate-io/crossgate/xds/cache"
+	"github.com/crossgate-io/crossgate/xds/translate"
+)
+
+func clusters(timeouts map[string]int64) *translate.Resources {
+	r := &translate.Resources{}
+	for name, s := range timeouts {
+		r.Clusters = append(r.Clusters, &clusterv3.Cluster{Name: name, ConnectTimeout: durationpb.New(time.Duration(s) * time.Second)})
+	}
+	return r
+}
+
+// TestDelta: a delta client gets every cluster, then only what changed, then the removal; a
+// NACKed version is not sent again.
+func TestDelta(t *testing.T) {
+	c := cache.New(cache.NodeIDResolver, nil)
+	if err := c.Set("a/a", clusters(map[string]int64{"c1": 1, "c2": 1})); err != nil {
+		t.Fatal(err)
+	}
+	lis, _ := net.Listen("tcp", "127.0.0.1:0")
+	s := grpc.NewServer()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	Register(ctx, s, c, Options{})
+	go s.Serve(lis)
+	defer s.Stop()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := &corev3.Node{Id: "a/a"}
+	recv := func() *discoveryv3.DeltaDiscoveryResponse {
+		t.Helper()
+		got := make(chan *discoveryv3.DeltaDiscoveryResponse, 1)
+		go func() {
+			r, err := st.Recv()
+			if err != nil {
+				close(got)
+				return
+			}
+			got <- r
+		}()
+		select {
+		case r := <-got:
+			return r
+		case <-time.After(5 * time.Second):
+			t.Fatal("no delta response")
+			return nil
+		}
+	}
+	names := func(r *discoveryv3.DeltaDiscoveryResponse) []string {
+		var out []string
+		for _, x := range r.GetResources() {
+			out = append(out, x.GetName())
+		}
+		slices.Sort(out)
+		return out
+	}
+	ack := func(r *discoveryv3.DeltaDiscoveryResponse, nack bool) {
+		req := &discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType, ResponseNonce: r.GetNonce()}
+		if nack {
+			req.ErrorDetail = &status.Status{Message: "rejected by the test"}
+		}
+		if err := st.Send(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType}); err != nil {
+		t.Fatal(err)
+	}
+	r := recv()
+	if got := names(r); !slices.Equal(got, []string{"c1", "c2"}) {
+		t.Fatalf("first response: %v, want c1 and c2", got)
+	}
+	ack(r, false)
+
+	if err := c.Set("a/a", clusters(map[string]int64{"c1": 2, "c2": 1, "c3": 1})); err != nil {
+		t.Fatal(err)
+	}
+	r = recv()
+	if got := names(r); !slices.Equal(got, []string{"c1", "c3"}) || len(r.GetRemovedResources()) != 0 {
+		t.Fatalf("after changing c1 and adding c3: %v removed %v, want only c1 and c3", got, r.GetRemovedResources())
+	}
+	ack(r, false)
+
+	if err := c.Set("a/a", clusters(map[string]int64{"c1": 2, "c2": 1})); err != nil {
+		t.Fatal(err)
+	}
+	r = recv()
+	if len(r.GetResources()) != 0 || !slices.Equal(r.GetRemovedResources(), []string{"c3"}) {
+		t.Fatalf("after removing c3: %v removed %v", names(r), r.GetRemovedResources())
+	}
+	ack(r, false)
+
+	pushes := c.PushCount("a/a", resourcev3.ClusterType)
+	if err := c.Set("a/a", clusters(map[string]int64{"c1": 3, "c2": 1})); err != nil {
+		t.Fatal(err)
+	}
+	r = recv()
+	ack(r, true) // the client rejects c1 version 3
+	time.Sleep(500 * time.Millisecond)
+	if n := c.PushCount("a/a", resourcev3.ClusterType) - pushes; n != 1 {
+		t.Errorf("the rejected version was sent %d times, want once", n)
+	}
+	if c.NACKs.Load() != 1 {
+		t.Errorf("%d NACKs counted, want 1", c.NACKs.Load())
+	}
+}
