@@ -94,7 +94,7 @@ func New(resolve Resolver, log *slog.Logger) *Cache {
 	return &Cache{resolve: resolve, log: log, keys: map[string]map[string]map[string]*entry{}, watches: map[string]map[*watch]struct{}{}, deltas: map[string]map[*deltaWatch]struct{}{}, pushes: map[string]int{}, bytes: map[string]int{}}
 }
 
-var typeURLs = []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType}
+var typeURLs = []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.SecretType}
 
 // Set replaces the configuration of key with r. Resources whose bytes did not change keep their
 // version; only watches subscribed to a changed (or removed) resource are answered.
@@ -130,6 +130,11 @@ func (c *Cache) Set(key string, r *translate.Resources) error {
 		}
 		for _, x := range part.Endpoints {
 			if err := add(resourcev3.EndpointType, x.ClusterName, x); err != nil {
+				return err
+			}
+		}
+		for _, x := range part.Secrets {
+			if err := add(resourcev3.SecretType, x.Name, x); err != nil {
 				return err
 			}
 		}
