@@ -1,0 +1,62 @@
+package identity
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Keys of the Secret that holds a root.
+const (
+	SecretCertKey = "ca.crt"
+	SecretKeyKey  = "ca.key"
+	// TrustDomainAnnotation records the trust domain the root was made for.
+	TrustDomainAnnotation = "crossgate.io/trust-domain"
+)
+
+// LoadOrCreateRoot reads the root from Secret namespace/name, or creates both when it does not
+// exist. When two controllers race to create it, the loser reads the winner's, so one root
+// results. A Secret made for another trust domain is an error, not silently reused.
+func LoadOrCreateRoot(ctx context.Context, kube kubernetes.Interface, namespace, name, trustDomain string) (*CA, error) {
+	secrets := kube.CoreV1().Secrets(namespace)
+	for range 2 {
+		s, err := secrets.Get(ctx, name, metav1.GetOptions{})
+		if err == nil {
+			if td := s.Annotations[TrustDomainAnnotation]; td != "" && td != trustDomain {
+				return nil, fmt.Errorf("secret %s/%s holds the root of trust domain %q, not %q", namespace, name, td, trustDomain)
+			}
+			ca, err := LoadCA(trustDomain, s.Data[SecretCertKey], s.Data[SecretKeyKey])
+			if err != nil {
+				return nil, fmt.Errorf("secret %s/%s: %w", namespace, name, err)
+			}
+			return ca, nil
+		}
+		if !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("reading the root from secret %s/%s: %w", namespace, name, err)
+		}
+		ca, err := NewCA(trustDomain)
+		if err != nil {
+			return nil, err
+		}
+		cert, key := ca.PEM()
+		_, err = secrets.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name,
+				Labels:      map[string]string{"app.kubernetes.io/managed-by": "crossgate"},
+				Annotations: map[string]string{TrustDomainAnnotation: trustDomain}},
+			Type: corev1.SecretTypeOpaque,
+			Data: map[string][]byte{SecretCertKey: cert, SecretKeyKey: key},
+		}, metav1.CreateOptions{})
+		if err == nil {
+			return ca, nil
+		}
+		if !apierrors.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("storing the root in secret %s/%s: %w", namespace, name, err)
+		}
+		// Another controller created it first: read theirs.
+	}
+	return nil, fmt.Errorf("secret %s/%s: could not read or create the root", namespace, name)
+}
