@@ -46,3 +46,23 @@ func TestB2(t *testing.T) {
 		}
 	}
 }
+
+func TestB3(t *testing.T) {
+	s := SmallFanOut
+	if full() {
+		s = FullFanOut
+	}
+	ours, stock, err := RunB3(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []*Line{ours, stock} {
+		t.Log(l)
+		if full() {
+			os.Stdout.WriteString(l.String() + "\n")
+		}
+	}
+	if b := ours.Params["max_bytes_per_client_per_change"].(int); b > 2048 {
+		t.Errorf("a one-resource change cost %d bytes per client, want at most 2 KiB", b)
+	}
+}

@@ -70,6 +70,8 @@ type Cache struct {
 	// Observer, when set before use, is told of pushes, NACKs and sizes.
 	Observer Observer
 	bytes    map[string]int // per key
+	// gen counts, per key and type URL, the Sets that changed something of that type.
+	gen map[string]map[string]uint64
 }
 
 // PushCount is the number of responses of one type sent for one key.
@@ -91,7 +93,7 @@ func New(resolve Resolver, log *slog.Logger) *Cache {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Cache{resolve: resolve, log: log, keys: map[string]map[string]map[string]*entry{}, watches: map[string]map[*watch]struct{}{}, deltas: map[string]map[*deltaWatch]struct{}{}, pushes: map[string]int{}, bytes: map[string]int{}}
+	return &Cache{resolve: resolve, log: log, keys: map[string]map[string]map[string]*entry{}, watches: map[string]map[*watch]struct{}{}, deltas: map[string]map[*deltaWatch]struct{}{}, pushes: map[string]int{}, bytes: map[string]int{}, gen: map[string]map[string]uint64{}}
 }
 
 var typeURLs = []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.SecretType}
@@ -178,34 +180,54 @@ func (c *Cache) Set(key string, r *translate.Resources) error {
 		}
 		c.Observer.Size(total)
 	}
+	// Work per watch is proportional to what changed, not to what the watch subscribes to.
+	if c.gen[key] == nil {
+		c.gen[key] = map[string]uint64{}
+	}
+	for typ, names := range changed {
+		if len(names) > 0 {
+			c.gen[key][typ]++
+		}
+	}
 	for w := range c.deltas[key] {
 		typ := w.req.GetTypeUrl()
-		touched := w.sub.IsWildcard() && len(changed[typ]) > 0
-		for name := range w.sub.SubscribedResources() {
-			touched = touched || changed[typ][name]
+		if len(changed[typ]) == 0 {
+			continue
 		}
-		if touched && c.respondDelta(w, cur, started) {
+		to := c.gen[key][typ]
+		relevant := relevantChanges(changed[typ], w.sub)
+		if len(relevant) == 0 {
+			advanceSynced(w.sub.ReturnedResources(), to-1, to) // nothing it holds changed
+			continue
+		}
+		if c.respondDelta(w, cur, started, relevant, to-1, to) {
 			delete(c.deltas[key], w)
 		}
 	}
 	for w := range c.watches[key] {
 		typ := w.req.GetTypeUrl()
-		touched := false
-		if w.sub.IsWildcard() {
-			touched = len(changed[typ]) > 0
-		} else {
-			for name := range w.sub.SubscribedResources() {
-				if changed[typ][name] {
-					touched = true
-					break
-				}
-			}
-		}
+		touched := len(relevantChanges(changed[typ], w.sub)) > 0
 		if touched && c.respond(w, cur, started) {
 			delete(c.watches[key], w)
 		}
 	}
 	return nil
+}
+
+// relevantChanges are the changed names a subscription covers.
+func relevantChanges(changed map[string]bool, sub cachev3.Subscription) []string {
+	if len(changed) == 0 {
+		return nil
+	}
+	var out []string
+	wildcard := sub.IsWildcard()
+	subscribed := sub.SubscribedResources()
+	for name := range changed {
+		if _, ok := subscribed[name]; ok || wildcard {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // CreateWatch answers at once when the client lacks the current version of something it

@@ -37,8 +37,21 @@ func (c *Cache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscrip
 	w := &deltaWatch{key: key, req: req, sub: sub, resp: ch}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if cur, ok := c.keys[key]; ok && c.respondDelta(w, cur, time.Time{}) {
-		return func() {}, nil
+	if cur, ok := c.keys[key]; ok {
+		typ := req.GetTypeUrl()
+		gen := c.gen[key][typ]
+		var names []string
+		if syncedAt(sub.ReturnedResources()) == gen && gen > 0 {
+			// The client holds everything up to now (an ACK, or a change of subscription):
+			// only newly subscribed names can be missing. Re-arming an ACK is O(1).
+			names = req.GetResourceNamesSubscribe()
+			if names == nil {
+				names = []string{}
+			}
+		}
+		if c.respondDelta(w, cur, time.Time{}, names, gen, gen) {
+			return func() {}, nil
+		}
 	}
 	if c.deltas[key] == nil {
 		c.deltas[key] = map[*deltaWatch]struct{}{}
@@ -51,35 +64,70 @@ func (c *Cache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscrip
 	}, nil
 }
 
-// respondDelta sends the difference between what the client holds and the current resources;
-// it reports false (keep waiting) when there is none or the channel is full.
-func (c *Cache) respondDelta(w *deltaWatch, cur map[string]map[string]*entry, changed time.Time) bool {
+// syncedKey is a name no resource can have: in the map of versions a delta client holds, it
+// records the generation of the key's resources the client is known to be synced with.
+const syncedKey = "\x00crossgate/synced-generation"
+
+func syncedAt(known map[string]string) uint64 {
+	g, _ := strconv.ParseUint(known[syncedKey], 36, 64)
+	return g
+}
+
+// advanceSynced records that a client synced at from is now synced at to. The map is the
+// stream's own: it is changed only under the cache's lock while the stream's watch is open, so
+// the stream does not touch it concurrently (it cancels the watch, under the same lock, first).
+func advanceSynced(known map[string]string, from, to uint64) {
+	if known != nil && syncedAt(known) == from {
+		known[syncedKey] = strconv.FormatUint(to, 36)
+	}
+}
+
+// respondDelta sends the difference between what the client holds and the current resources,
+// looking only at names when given (the names a change touched), at everything otherwise. The
+// client's map of versions is updated in place, so a response costs what it carries, not what
+// the client holds; it is rolled back if the response cannot be sent. A client synced at from
+// is then synced at to. It reports false (keep waiting) when there is no difference or the
+// channel is full.
+func (c *Cache) respondDelta(w *deltaWatch, cur map[string]map[string]*entry, changed time.Time, names []string, from, to uint64) bool {
 	typ := w.req.GetTypeUrl()
 	known := w.sub.ReturnedResources()
-	out := &discoveryv3.DeltaDiscoveryResponse{TypeUrl: typ}
-	next := make(map[string]string, len(known))
-	for name, v := range known {
-		next[name] = v
+	if known == nil {
+		return false // the server always gives a map; without one there is nothing to track
 	}
+	out := &discoveryv3.DeltaDiscoveryResponse{TypeUrl: typ}
+	type undo struct {
+		name, version string
+		had           bool
+	}
+	var undos []undo
 	consider := func(name string) {
+		if name == syncedKey {
+			return
+		}
 		e := cur[typ][name]
 		v, has := known[name]
 		switch {
 		case e == nil && has:
 			out.RemovedResources = append(out.RemovedResources, name)
-			delete(next, name)
+			undos = append(undos, undo{name, v, true})
+			delete(known, name)
 		case e != nil && (!has || v != e.version):
 			out.Resources = append(out.Resources, &discoveryv3.Resource{Name: name, Version: e.version, Resource: e.any})
-			next[name] = e.version
+			undos = append(undos, undo{name, v, has})
+			known[name] = e.version
 		}
 	}
-	if w.sub.IsWildcard() {
+	if names != nil {
+		for _, name := range names {
+			consider(name)
+		}
+	} else if w.sub.IsWildcard() {
 		for name := range cur[typ] {
 			consider(name)
 		}
 		for name := range known {
 			if _, ok := cur[typ][name]; !ok {
-				consider(name)
+				consider(name) // deletes from known while ranging: allowed in Go
 			}
 		}
 	} else {
@@ -87,13 +135,19 @@ func (c *Cache) respondDelta(w *deltaWatch, cur map[string]map[string]*entry, ch
 			consider(name)
 		}
 	}
+	prevSynced, hadSynced := known[syncedKey]
+	if names == nil {
+		known[syncedKey] = strconv.FormatUint(to, 36) // a full comparison: now synced
+	} else {
+		advanceSynced(known, from, to)
+	}
 	if len(out.Resources) == 0 && len(out.RemovedResources) == 0 {
 		return false
 	}
 	c.counter++
 	out.SystemVersionInfo = strconv.FormatUint(c.counter, 36)
 	select {
-	case w.resp <- &deltaResponse{req: w.req, resp: out, next: next}:
+	case w.resp <- &deltaResponse{req: w.req, resp: out, next: known}:
 		c.Pushes.Add(1)
 		c.pushes[w.key+" "+typ]++
 		if c.Observer != nil {
@@ -105,6 +159,18 @@ func (c *Cache) respondDelta(w *deltaWatch, cur map[string]map[string]*entry, ch
 		}
 		return true
 	default:
+		for i := len(undos) - 1; i >= 0; i-- { // not sent: the client still holds what it held
+			if u := undos[i]; u.had {
+				known[u.name] = u.version
+			} else {
+				delete(known, u.name)
+			}
+		}
+		if hadSynced {
+			known[syncedKey] = prevSynced
+		} else {
+			delete(known, syncedKey)
+		}
 		return false
 	}
 }

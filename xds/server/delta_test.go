@@ -9,6 +9,7 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/genproto/googleapis/rpc/status"
@@ -128,5 +129,93 @@ func TestDelta(t *testing.T) {
 	}
 	if c.NACKs.Load() != 1 {
 		t.Errorf("%d NACKs counted, want 1", c.NACKs.Load())
+	}
+}
+
+// TestDeltaSubscriptions: a client subscribed to some names is told of those only; a name it
+// subscribes to later, on a synced stream, is sent alone; a change of another type wakes no one.
+func TestDeltaSubscriptions(t *testing.T) {
+	c := cache.New(cache.NodeIDResolver, nil)
+	if err := c.Set("a/a", clusters(map[string]int64{"c1": 1, "c2": 1, "c3": 1})); err != nil {
+		t.Fatal(err)
+	}
+	lis, _ := net.Listen("tcp", "127.0.0.1:0")
+	s := grpc.NewServer()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	Register(ctx, s, c, Options{})
+	go s.Serve(lis)
+	defer s.Stop()
+	conn, _ := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	defer conn.Close()
+	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := &corev3.Node{Id: "a/a"}
+	responses := make(chan *discoveryv3.DeltaDiscoveryResponse, 10)
+	go func() {
+		for {
+			r, err := st.Recv()
+			if err != nil {
+				close(responses)
+				return
+			}
+			responses <- r
+		}
+	}()
+	next := func() *discoveryv3.DeltaDiscoveryResponse {
+		select {
+		case r := <-responses:
+			return r
+		case <-time.After(3 * time.Second):
+			t.Fatal("no response")
+			return nil
+		}
+	}
+	none := func(what string) {
+		select {
+		case r := <-responses:
+			t.Errorf("%s: unexpected response with %d resources", what, len(r.GetResources()))
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+	send := func(req *discoveryv3.DeltaDiscoveryRequest) {
+		req.Node, req.TypeUrl = node, resourcev3.ClusterType
+		if err := st.Send(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(&discoveryv3.DeltaDiscoveryRequest{ResourceNamesSubscribe: []string{"c1"}})
+	r := next()
+	if len(r.GetResources()) != 1 || r.GetResources()[0].GetName() != "c1" {
+		t.Fatalf("subscribed to c1, got %v", r.GetResources())
+	}
+	send(&discoveryv3.DeltaDiscoveryRequest{ResponseNonce: r.GetNonce()})
+	// c2 changes: not subscribed, nothing to send.
+	if err := c.Set("a/a", clusters(map[string]int64{"c1": 1, "c2": 2, "c3": 1})); err != nil {
+		t.Fatal(err)
+	}
+	none("a change of an unsubscribed cluster")
+	// Subscribing to c3 later sends c3 alone.
+	send(&discoveryv3.DeltaDiscoveryRequest{ResourceNamesSubscribe: []string{"c3"}})
+	r = next()
+	if len(r.GetResources()) != 1 || r.GetResources()[0].GetName() != "c3" {
+		t.Fatalf("subscribing to c3, got %v", r.GetResources())
+	}
+	send(&discoveryv3.DeltaDiscoveryRequest{ResponseNonce: r.GetNonce()})
+	// A change of another type wakes no cluster watch.
+	if err := c.Set("a/a", &translate.Resources{Clusters: clusters(map[string]int64{"c1": 1, "c2": 2, "c3": 1}).Clusters,
+		Listeners: []*listenerv3.Listener{{Name: "l"}}}); err != nil {
+		t.Fatal(err)
+	}
+	none("a change of listeners")
+	// c1 changes: sent alone.
+	if err := c.Set("a/a", clusters(map[string]int64{"c1": 5, "c2": 2, "c3": 1})); err != nil {
+		t.Fatal(err)
+	}
+	r = next()
+	if len(r.GetResources()) != 1 || r.GetResources()[0].GetName() != "c1" {
+		t.Fatalf("after c1 changed, got %v", r.GetResources())
 	}
 }
