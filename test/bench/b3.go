@@ -189,7 +189,12 @@ func RunB3(s FanOut) (ours, stock *Line, err error) {
 	ctx := context.Background()
 	ours0 := cache.New(cache.NodeIDResolver, nil)
 	ours, err = run("B3 fan-out to delta clients (crossgate cache)", serverv3.NewServer(ctx, ours0, nil), func(v int) error {
-		return ours0.Set("bench", &translate.Resources{Endpoints: endpoints(s.Resources, v)})
+		if v == 0 {
+			return ours0.Set("bench", &translate.Resources{Endpoints: endpoints(s.Resources, v)})
+		}
+		// The change an incremental publisher makes: the one resource that changed.
+		changed := endpoints(1, v)[0]
+		return ours0.Upsert("bench", resourcev3.EndpointType, changed.ClusterName, changed)
 	})
 	if err != nil {
 		return nil, nil, err

@@ -180,7 +180,13 @@ func (c *Cache) Set(key string, r *translate.Resources) error {
 		}
 		c.Observer.Size(total)
 	}
-	// Work per watch is proportional to what changed, not to what the watch subscribes to.
+	c.notify(key, cur, changed, started)
+	return nil
+}
+
+// notify answers the watches of key that a change concerns. Work per watch is proportional to
+// what changed, not to what the watch subscribes to.
+func (c *Cache) notify(key string, cur map[string]map[string]*entry, changed map[string]map[string]bool, started time.Time) {
 	if c.gen[key] == nil {
 		c.gen[key] = map[string]uint64{}
 	}
@@ -211,7 +217,6 @@ func (c *Cache) Set(key string, r *translate.Resources) error {
 			delete(c.watches[key], w)
 		}
 	}
-	return nil
 }
 
 // relevantChanges are the changed names a subscription covers.

@@ -1,0 +1,60 @@
+package cache
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// Upsert replaces one resource of key (or adds it), as an incremental publisher does when only
+// that resource changed: the cost is that resource and the watches subscribed to it, not the
+// key's whole configuration. The key must have been Set before.
+func (c *Cache) Upsert(key, typeURL, name string, m proto.Message) error {
+	started := time.Now()
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("marshaling %s %s: %w", typeURL, name, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cur, ok := c.keys[key]
+	if !ok {
+		return fmt.Errorf("key %q has no configuration yet: Set it first", key)
+	}
+	if cur[typeURL] == nil {
+		return fmt.Errorf("type %s is not served", typeURL)
+	}
+	if e := cur[typeURL][name]; e != nil && string(e.any.Value) == string(b) {
+		return nil // unchanged
+	}
+	// Copy-on-write of the type's map: responses being built elsewhere keep theirs.
+	byName := make(map[string]*entry, len(cur[typeURL])+1)
+	for n, e := range cur[typeURL] {
+		byName[n] = e
+	}
+	old := 0
+	if e := byName[name]; e != nil {
+		old = len(e.any.Value)
+	}
+	c.counter++
+	byName[name] = &entry{version: strconv.FormatUint(c.counter, 36), any: &anypb.Any{TypeUrl: typeURL, Value: b}}
+	next := make(map[string]map[string]*entry, len(cur))
+	for t, m := range cur {
+		next[t] = m
+	}
+	next[typeURL] = byName
+	c.keys[key] = next
+	if c.Observer != nil {
+		c.bytes[key] += len(b) - old
+		total := 0
+		for _, n := range c.bytes {
+			total += n
+		}
+		c.Observer.Size(total)
+	}
+	c.notify(key, next, map[string]map[string]bool{typeURL: {name: true}}, started)
+	return nil
+}
