@@ -52,11 +52,11 @@ func TestB3(t *testing.T) {
 	if full() {
 		s = FullFanOut
 	}
-	ours, stock, err := RunB3(s)
+	ours, stock, ours10, stock10, err := RunB3(s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range []*Line{ours, stock} {
+	for _, l := range []*Line{ours, stock, ours10, stock10} {
 		t.Log(l)
 		if full() {
 			os.Stdout.WriteString(l.String() + "\n")
