@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"reflect"
 	"slices"
+	"strconv"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
 
@@ -263,9 +264,9 @@ func (x *Incremental) inboundSignature(v *serviceView) string {
 	for _, p := range v.ports {
 		for _, e := range p.local {
 			if x.t.proxyless[e] {
-				parts = append(parts, "proxyless|"+e.Address+"|"+itoa32(e.Port))
+				parts = append(parts, "proxyless|"+e.Address+"|"+strconv.FormatUint(uint64(e.Port), 10))
 			}
-			parts = append(parts, e.Identity.String()+"|"+itoa32(e.Port))
+			parts = append(parts, e.Identity.String()+"|"+strconv.FormatUint(uint64(e.Port), 10))
 		}
 	}
 	slices.Sort(parts)
@@ -276,8 +277,6 @@ func (x *Incremental) inboundSignature(v *serviceView) string {
 	}
 	return out
 }
-
-func itoa32(n uint32) string { return ir.ServiceKey("", "", int32(n))[2:] }
 
 // refreshInbound recomputes the inbound ports of every identity (a rare change: a service's
 // serving identities or ports changed) and records the identities whose ports differ.

@@ -1,6 +1,6 @@
 package ir
 
-import "strings"
+import "strconv"
 
 // Snapshot is the whole configuration of one cluster's proxies.
 type Snapshot struct {
@@ -27,23 +27,6 @@ func (i Identity) String() string { return i.Namespace + "/" + i.ServiceAccount 
 // SPIFFEID is the identity's URI in a trust domain.
 func (i Identity) SPIFFEID(trustDomain string) string {
 	return "spiffe://" + trustDomain + "/ns/" + i.Namespace + "/sa/" + i.ServiceAccount
-}
-
-// Less orders identities by namespace, then ServiceAccount.
-func (i Identity) Less(o Identity) bool {
-	if i.Namespace != o.Namespace {
-		return i.Namespace < o.Namespace
-	}
-	return i.ServiceAccount < o.ServiceAccount
-}
-
-// ParseIdentity reads "namespace/serviceaccount".
-func ParseIdentity(s string) (Identity, bool) {
-	ns, sa, ok := strings.Cut(s, "/")
-	if !ok || ns == "" || sa == "" || strings.Contains(sa, "/") {
-		return Identity{}, false
-	}
-	return Identity{Namespace: ns, ServiceAccount: sa}, true
 }
 
 // Protocol is what a port carries.
@@ -91,7 +74,7 @@ func (o OutboundService) Key() string { return ServiceKey(o.Namespace, o.Name, o
 
 // ServiceKey names a service port: ns/name:port.
 func ServiceKey(namespace, name string, port int32) string {
-	return namespace + "/" + name + ":" + itoa(int64(port))
+	return namespace + "/" + name + ":" + strconv.Itoa(int(port))
 }
 
 // Locality is the set of endpoints of one source cluster.
@@ -163,26 +146,4 @@ type HeaderMatch struct {
 	Regex string `json:"regex,omitempty"`
 	// Exact, when set, is the exact value (used by Gateway API matches).
 	Exact string `json:"exact,omitempty"`
-}
-
-func itoa(n int64) string {
-	if n == 0 {
-		return "0"
-	}
-	neg := n < 0
-	if neg {
-		n = -n
-	}
-	var b [20]byte
-	i := len(b)
-	for n > 0 {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-	}
-	if neg {
-		i--
-		b[i] = '-'
-	}
-	return string(b[i:])
 }
