@@ -331,18 +331,24 @@ func (c *Cache) respond(w *watch, cur map[string]map[string]*entry, changed time
 	out.VersionInfo = strconv.FormatUint(c.counter, 36)
 	select {
 	case w.resp <- &response{req: w.req, resp: out, returned: returned}:
-		c.Pushes.Add(1)
-		c.pushes[w.key+" "+typ]++
-		if c.Observer != nil {
-			var since time.Duration
-			if !changed.IsZero() {
-				since = time.Since(changed)
-			}
-			c.Observer.Pushed(typ, since)
-		}
+		c.pushed(w.key, typ, changed)
 		return true
 	default:
 		return false
+	}
+}
+
+// pushed accounts for a response sent; changed is when the Set that caused it began (zero: a
+// request did).
+func (c *Cache) pushed(key, typeURL string, changed time.Time) {
+	c.Pushes.Add(1)
+	c.pushes[key+" "+typeURL]++
+	if c.Observer != nil {
+		var since time.Duration
+		if !changed.IsZero() {
+			since = time.Since(changed)
+		}
+		c.Observer.Pushed(typeURL, since)
 	}
 }
 

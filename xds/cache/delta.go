@@ -148,15 +148,7 @@ func (c *Cache) respondDelta(w *deltaWatch, cur map[string]map[string]*entry, ch
 	out.SystemVersionInfo = strconv.FormatUint(c.counter, 36)
 	select {
 	case w.resp <- &deltaResponse{req: w.req, resp: out, next: known}:
-		c.Pushes.Add(1)
-		c.pushes[w.key+" "+typ]++
-		if c.Observer != nil {
-			var since time.Duration
-			if !changed.IsZero() {
-				since = time.Since(changed)
-			}
-			c.Observer.Pushed(typ, since)
-		}
+		c.pushed(w.key, typ, changed)
 		return true
 	default:
 		for i := len(undos) - 1; i >= 0; i-- { // not sent: the client still holds what it held
