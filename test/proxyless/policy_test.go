@@ -2,18 +2,8 @@ package proxyless
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
-	"net/url"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -27,54 +17,10 @@ import (
 
 	"github.com/crossgate-io/crossgate/translator"
 	"github.com/crossgate-io/crossgate/xds/cache"
+	"github.com/crossgate-io/crossgate/xds/identity"
 	"github.com/crossgate-io/crossgate/xds/server"
 	"github.com/crossgate-io/crossgate/xds/translate"
 )
-
-// testCA issues workload certificates for SPIFFE identities.
-type testCA struct {
-	cert   *x509.Certificate
-	key    *ecdsa.PrivateKey
-	caPath string
-}
-
-func newTestCA(t *testing.T) *testCA {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "crossgate test root"}, IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	cert, _ := x509.ParseCertificate(der)
-	p := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key, caPath: p}
-}
-
-// bootstrap writes a certificate for identity ns/sa and returns a bootstrap for xdsAddr with a
-// file_watcher provider reading it.
-func (ca *testCA) bootstrap(t *testing.T, xdsAddr, nodeID, ns, sa string) []byte {
-	t.Helper()
-	dir := t.TempDir()
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	u, _ := url.Parse(fmt.Sprintf("spiffe://cluster.local/ns/%s/sa/%s", ns, sa))
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), URIs: []*url.URL{u},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}}
-	der, _ := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &k.PublicKey, ca.key)
-	kb, _ := x509.MarshalECPrivateKey(k)
-	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	_ = os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	_ = os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
-	return []byte(fmt.Sprintf(`{
-  "xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
-  "node": {"id": %q},
-  "certificate_providers": {%q: {"plugin_name": "file_watcher", "config": {
-    "certificate_file": %q, "private_key_file": %q, "ca_certificate_file": %q, "refresh_interval": "600s"}}},
-  "server_listener_resource_name_template": %q
-}`, xdsAddr, nodeID, translate.CertificateProviderInstance, cert, key, ca.caPath, translate.ServerListenerTemplate))
-}
 
 // policyWorld is a cluster in policy mode where httpbin (ServiceAccount httpbin, a proxyless
 // gRPC server on 127.0.0.1:port) is reached by curl/curl through a TrafficTarget whose route
@@ -123,7 +69,10 @@ func TestPolicyModeOverMTLS(t *testing.T) {
 		{"a caller without a TrafficTarget is denied at the server", "POST", "intruder", codes.PermissionDenied},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ca := newTestCA(t)
+			ca, err := identity.NewCA("cluster.local")
+			if err != nil {
+				t.Fatal(err)
+			}
 			c := cache.New(cache.NodeIDResolver, nil)
 			xlis, _ := net.Listen("tcp", "127.0.0.1:0")
 			xs := grpc.NewServer()
@@ -152,7 +101,7 @@ func TestPolicyModeOverMTLS(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			srv, err := xds.NewGRPCServer(grpc.Creds(screds), xds.BootstrapContentsForTesting(ca.bootstrap(t, xlis.Addr().String(), "httpbin/httpbin", "httpbin", "httpbin")))
+			srv, err := xds.NewGRPCServer(grpc.Creds(screds), xds.BootstrapContentsForTesting(bootstrapFor(t, ca, xlis.Addr().String(), "httpbin/httpbin", "httpbin", "httpbin")))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -161,7 +110,7 @@ func TestPolicyModeOverMTLS(t *testing.T) {
 			t.Cleanup(srv.Stop)
 
 			// The client: the caller's identity, mTLS through xDS credentials.
-			res2, err := xds.NewXDSResolverWithConfigForTesting(ca.bootstrap(t, xlis.Addr().String(), tc.caller+"/"+tc.caller, tc.caller, tc.caller))
+			res2, err := xds.NewXDSResolverWithConfigForTesting(bootstrapFor(t, ca, xlis.Addr().String(), tc.caller+"/"+tc.caller, tc.caller, tc.caller))
 			if err != nil {
 				t.Fatal(err)
 			}

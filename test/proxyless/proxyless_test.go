@@ -5,18 +5,8 @@ package proxyless
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
-	"net/url"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -27,6 +17,7 @@ import (
 
 	"github.com/crossgate-io/crossgate/translator"
 	"github.com/crossgate-io/crossgate/xds/cache"
+	"github.com/crossgate-io/crossgate/xds/identity"
 	"github.com/crossgate-io/crossgate/xds/server"
 	"github.com/crossgate-io/crossgate/xds/translate"
 )
@@ -53,31 +44,6 @@ func startApp(t *testing.T, cluster string) (*grpc.Server, int) {
 	go s.Serve(lis)
 	t.Cleanup(s.Stop)
 	return s, lis.Addr().(*net.TCPAddr).Port
-}
-
-// certFiles writes a CA and a certificate for a SPIFFE identity: the files grpc-go's
-// file_watcher certificate provider reads.
-func certFiles(t *testing.T, dir, spiffe string) (cert, key, ca string) {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test root"}, IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	caDER, _ := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	caCert, _ := x509.ParseCertificate(caDER)
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	u, _ := url.Parse(spiffe)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), URIs: []*url.URL{u}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}}
-	der, _ := x509.CreateCertificate(rand.Reader, tmpl, caCert, &k.PublicKey, caKey)
-	kb, _ := x509.MarshalECPrivateKey(k)
-	write := func(name, typ string, b []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	return write("cert.pem", "CERTIFICATE", der), write("key.pem", "EC PRIVATE KEY", kb), write("ca.pem", "CERTIFICATE", caDER)
 }
 
 // world is cluster-2's Input with httpbin served by the three apps: cluster-2's locally (an
@@ -119,6 +85,7 @@ globalTrafficPolicies:
 }
 
 type fixture struct {
+	ca      *identity.CA
 	cache   *cache.Cache
 	client  testgrpc.TestServiceClient
 	apps    map[string]*grpc.Server
@@ -132,6 +99,10 @@ func setup(t *testing.T, lbType string) *fixture {
 	f := &fixture{apps: map[string]*grpc.Server{}, ports: map[string]int{}, lbType: lbType}
 	for _, c := range []string{"cluster-1", "cluster-2", "cluster-3"} {
 		f.apps[c], f.ports[c] = startApp(t, c)
+	}
+	var err error
+	if f.ca, err = identity.NewCA("cluster.local"); err != nil {
+		t.Fatal(err)
 	}
 	f.cache = cache.New(cache.NodeIDResolver, nil)
 	f.publish(t, lbType)
@@ -153,15 +124,8 @@ func setup(t *testing.T, lbType string) *fixture {
 // newClient dials xds:///httpbin.httpbin:8080 as node nodeID.
 func newClient(t *testing.T, f *fixture, nodeID string) testgrpc.TestServiceClient {
 	t.Helper()
-	cert, key, ca := certFiles(t, t.TempDir(), "spiffe://cluster.local/ns/curl/sa/curl")
-	bootstrap := fmt.Sprintf(`{
-  "xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
-  "node": {"id": %q},
-  "certificate_providers": {%q: {"plugin_name": "file_watcher", "config": {
-    "certificate_file": %q, "private_key_file": %q, "ca_certificate_file": %q, "refresh_interval": "600s"}}},
-  "server_listener_resource_name_template": %q
-}`, f.xdsAddr, nodeID, translate.CertificateProviderInstance, cert, key, ca, translate.ServerListenerTemplate)
-	res, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
+	bootstrap := bootstrapFor(t, f.ca, f.xdsAddr, nodeID, "curl", "curl")
+	res, err := xds.NewXDSResolverWithConfigForTesting(bootstrap)
 	if err != nil {
 		t.Fatal(err)
 	}

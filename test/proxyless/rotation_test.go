@@ -55,6 +55,21 @@ func fileBootstrap(xdsAddr, nodeID, dir string) []byte {
 		translate.ServerListenerTemplate))
 }
 
+// bootstrapFor issues a certificate for ns/sa from ca into a new directory and returns a
+// bootstrap whose file_watcher provider reads it.
+func bootstrapFor(t *testing.T, ca *identity.CA, xdsAddr, nodeID, ns, sa string) []byte {
+	t.Helper()
+	c, err := ca.Issue(ns, sa, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := c.WriteFiles(dir); err != nil {
+		t.Fatal(err)
+	}
+	return fileBootstrap(xdsAddr, nodeID, dir)
+}
+
 // TestRotationUnderLoad makes 1,000 calls over mTLS (policy mode, RBAC on) while both sides'
 // certificates are replaced; the server recycles connections every 300 ms so that new
 // handshakes happen with the new certificates. No call may fail, and calls made after the

@@ -36,18 +36,7 @@ func TestDelta(t *testing.T) {
 	if err := c.Set("a/a", clusters(map[string]int64{"c1": 1, "c2": 1})); err != nil {
 		t.Fatal(err)
 	}
-	lis, _ := net.Listen("tcp", "127.0.0.1:0")
-	s := grpc.NewServer()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	Register(ctx, s, c, Options{})
-	go s.Serve(lis)
-	defer s.Stop()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn, ctx := serveInsecure(t, c)
 	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -139,15 +128,7 @@ func TestDeltaSubscriptions(t *testing.T) {
 	if err := c.Set("a/a", clusters(map[string]int64{"c1": 1, "c2": 1, "c3": 1})); err != nil {
 		t.Fatal(err)
 	}
-	lis, _ := net.Listen("tcp", "127.0.0.1:0")
-	s := grpc.NewServer()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	Register(ctx, s, c, Options{})
-	go s.Serve(lis)
-	defer s.Stop()
-	conn, _ := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	defer conn.Close()
+	conn, ctx := serveInsecure(t, c)
 	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -218,4 +199,24 @@ func TestDeltaSubscriptions(t *testing.T) {
 	if len(r.GetResources()) != 1 || r.GetResources()[0].GetName() != "c1" {
 		t.Fatalf("after c1 changed, got %v", r.GetResources())
 	}
+}
+
+// serveInsecure serves c over plaintext loopback for the test and returns a connection to it
+// and a context that ends with the test.
+func serveInsecure(t *testing.T, c *cache.Cache) (*grpc.ClientConn, context.Context) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	ctx, cancel := context.WithCancel(context.Background())
+	Register(ctx, s, c, Options{})
+	go s.Serve(lis)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(); s.Stop(); cancel() })
+	return conn, ctx
 }

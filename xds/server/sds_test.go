@@ -1,8 +1,6 @@
 package server
 
 import (
-	"context"
-	"net"
 	"testing"
 	"time"
 
@@ -10,8 +8,6 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/crossgate-io/crossgate/xds/cache"
 	"github.com/crossgate-io/crossgate/xds/identity"
@@ -41,15 +37,7 @@ func TestSDSRotation(t *testing.T) {
 	if err := c.Set("sidecar~curl/curl", first); err != nil {
 		t.Fatal(err)
 	}
-	lis, _ := net.Listen("tcp", "127.0.0.1:0")
-	s := grpc.NewServer()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	Register(ctx, s, c, Options{})
-	go s.Serve(lis)
-	defer s.Stop()
-	conn, _ := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	defer conn.Close()
+	conn, ctx := serveInsecure(t, c)
 	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
 	if err != nil {
 		t.Fatal(err)
