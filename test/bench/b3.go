@@ -28,13 +28,15 @@ type FanOut struct {
 	Clients   int
 	Resources int
 	Changes   int
+	// SeparateProcess runs the clients in a second process.
+	SeparateProcess bool
 }
 
 // FullFanOut is B3 as performance.md gives it.
-var FullFanOut = FanOut{Clients: 1000, Resources: 10000, Changes: 5}
+var FullFanOut = FanOut{Clients: 1000, Resources: 10000, Changes: 5, SeparateProcess: true}
 
 // SmallFanOut runs with the tests.
-var SmallFanOut = FanOut{Clients: 20, Resources: 200, Changes: 3}
+var SmallFanOut = FanOut{Clients: 20, Resources: 200, Changes: 3, SeparateProcess: true}
 
 func endpoints(n, version int) []*endpointv3.ClusterLoadAssignment {
 	out := make([]*endpointv3.ClusterLoadAssignment, n)
@@ -180,11 +182,15 @@ func fanOut(s FanOut, impl serverv3.Server, publish publisher) (lat []time.Durat
 func RunB3(s FanOut) (ours, stock, ours10, stock10 *Line, err error) {
 	run := func(name, impl10 string, srv serverv3.Server, publish publisher) (*Line, *Line, error) {
 		cpu0 := cpuSeconds()
-		lat, maxBytes, syncs, err := fanOut(s, srv, publish)
+		measure := fanOut
+		if s.SeparateProcess {
+			measure = fanOutProcess
+		}
+		lat, maxBytes, syncs, err := measure(s, srv, publish)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", name, err)
 		}
-		params := map[string]any{"clients": s.Clients, "resources_per_client": s.Resources, "changes": s.Changes}
+		params := map[string]any{"clients": s.Clients, "resources_per_client": s.Resources, "changes": s.Changes, "clients_in_own_process": s.SeparateProcess}
 		l := &Line{Name: name, Params: map[string]any{"max_bytes_per_client_per_change": maxBytes},
 			CoreS: cpuSeconds() - cpu0, HeapInuseMiB: heapInuseMiB(), RSSMiB: rssMiB()}
 		for k, v := range params {

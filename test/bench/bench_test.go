@@ -66,3 +66,14 @@ func TestB3(t *testing.T) {
 		t.Errorf("a one-resource change cost %d bytes per client, want at most 2 KiB", b)
 	}
 }
+
+// TestB3ClientProcess is B3's client fleet when the test binary is run as a second process.
+func TestB3ClientProcess(t *testing.T) {
+	spec := os.Getenv(ClientEnv)
+	if spec == "" {
+		t.Skip("B3's client process only")
+	}
+	if err := clientProcess(spec, os.Stdout, os.Stdin); err != nil {
+		t.Fatal(err)
+	}
+}
