@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
@@ -55,47 +56,49 @@ func (t *translation) sidecars() []ir.Sidecar {
 	return out
 }
 
-// exportStatuses checks each ServiceExport against its Service: Valid is False when the Service
-// is missing or a rule's port is not one of its ports.
+// exportStatuses checks each ServiceExport against its Service (see ExportCondition).
 func (t *translation) exportStatuses() []ObjectConditions {
 	var out []ObjectConditions
 	exports := slices.Clone(t.in.ServiceExports)
 	slices.SortFunc(exports, func(a, b flomeshv1alpha1.ServiceExport) int {
 		return cmpNsName(nsName{a.Namespace, a.Name}, nsName{b.Namespace, b.Name})
 	})
-	for _, e := range exports {
-		var c metav1.Condition
-		svc := t.services[nsName{e.Namespace, e.Name}]
-		switch {
-		case svc == nil:
-			c = cond(flomeshv1alpha1.ConditionValid, false, "ServiceNotFound",
-				fmt.Sprintf("Service %s/%s does not exist; a ServiceExport exports the Service of its own namespace and name.", e.Namespace, e.Name), e.Generation)
-		default:
-			var missing []string
-			for _, r := range e.Spec.Rules {
-				found := false
-				for _, sp := range svc.Spec.Ports {
-					found = found || sp.Port == r.PortNumber
-				}
-				if !found {
-					missing = append(missing, fmt.Sprint(r.PortNumber))
-				}
-			}
-			if len(missing) > 0 {
-				var ports []string
-				for _, sp := range svc.Spec.Ports {
-					ports = append(ports, fmt.Sprint(sp.Port))
-				}
-				c = cond(flomeshv1alpha1.ConditionValid, false, "PortNotFound",
-					fmt.Sprintf("spec.rules portNumber %s is not a port of Service %s/%s (its ports: %s).",
-						strings.Join(missing, ", "), e.Namespace, e.Name, cmp.Or(strings.Join(ports, ", "), "none")), e.Generation)
-			} else {
-				c = cond(flomeshv1alpha1.ConditionValid, true, "Valid", "The Service and every rule's port exist.", e.Generation)
-			}
-		}
+	for i := range exports {
+		e := &exports[i]
+		c := ExportCondition(e, t.services[nsName{e.Namespace, e.Name}])
 		out = append(out, ObjectConditions{Namespace: e.Namespace, Name: e.Name, Conditions: []metav1.Condition{c}})
 	}
 	return out
+}
+
+// ExportCondition is the Valid condition of a ServiceExport given its Service (nil when the
+// Service does not exist): False when the Service is missing or a rule's port is not one of its
+// ports, True otherwise.
+func ExportCondition(e *flomeshv1alpha1.ServiceExport, svc *corev1.Service) metav1.Condition {
+	if svc == nil {
+		return cond(flomeshv1alpha1.ConditionValid, false, "ServiceNotFound",
+			fmt.Sprintf("Service %s/%s does not exist; a ServiceExport exports the Service of its own namespace and name.", e.Namespace, e.Name), e.Generation)
+	}
+	var missing []string
+	for _, r := range e.Spec.Rules {
+		found := false
+		for _, sp := range svc.Spec.Ports {
+			found = found || sp.Port == r.PortNumber
+		}
+		if !found {
+			missing = append(missing, fmt.Sprint(r.PortNumber))
+		}
+	}
+	if len(missing) > 0 {
+		var ports []string
+		for _, sp := range svc.Spec.Ports {
+			ports = append(ports, fmt.Sprint(sp.Port))
+		}
+		return cond(flomeshv1alpha1.ConditionValid, false, "PortNotFound",
+			fmt.Sprintf("spec.rules portNumber %s is not a port of Service %s/%s (its ports: %s).",
+				strings.Join(missing, ", "), e.Namespace, e.Name, cmp.Or(strings.Join(ports, ", "), "none")), e.Generation)
+	}
+	return cond(flomeshv1alpha1.ConditionValid, true, "Valid", "The Service and every rule's port exist.", e.Generation)
 }
 
 // policyStatuses reports, for each GlobalTrafficPolicy, whether it applies to a service

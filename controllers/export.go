@@ -1,0 +1,175 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
+	"github.com/crossgate-io/crossgate/translator"
+)
+
+// FieldOwner is the field manager of every write of the member controllers.
+const FieldOwner = client.FieldOwner("crossgate")
+
+// DefaultGateway is the Gateway exported services are attached to when neither the options nor
+// the MeshConfig name one.
+var DefaultGateway = types.NamespacedName{Namespace: "crossgate-system", Name: "crossgate-gateway"}
+
+// ExportReconciler keeps, for each valid ServiceExport, its HTTPRoutes on the cluster's gateway
+// (translator.ExportRoutes), and removes them when the export is deleted or becomes invalid.
+// The export's Valid condition is written by the publish loop from the same check.
+type ExportReconciler struct {
+	Client   client.Client
+	Opts     *Options
+	Recorder events.EventRecorder
+}
+
+// +kubebuilder:rbac:groups=flomesh.io,resources=serviceexports,verbs=get;list;watch
+// +kubebuilder:rbac:groups=flomesh.io,resources=serviceexports/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;watch;create;update;delete
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
+
+// SetupWithManager registers the controller.
+func (r *ExportReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	sameName := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		return []reconcile.Request{{NamespacedName: client.ObjectKeyFromObject(o)}}
+	})
+	byLabel := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		if name := o.GetLabels()[translator.ExportLabel]; name != "" {
+			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
+		}
+		return nil
+	})
+	allExports := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+		var l flomeshv1alpha1.ServiceExportList
+		if err := r.Client.List(ctx, &l); err != nil {
+			return nil
+		}
+		out := make([]reconcile.Request, 0, len(l.Items))
+		for _, e := range l.Items {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&e)})
+		}
+		return out
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("serviceexport").
+		For(&flomeshv1alpha1.ServiceExport{}).
+		Watches(&gatewayv1.HTTPRoute{}, byLabel).
+		Watches(&corev1.Service{}, sameName).
+		Watches(&flomeshv1alpha1.MeshConfig{}, allExports).
+		Complete(r)
+}
+
+// gateway is the Gateway routes attach to.
+func (r *ExportReconciler) gateway(ctx context.Context) types.NamespacedName {
+	if r.Opts.Gateway.Name != "" {
+		return r.Opts.Gateway
+	}
+	mc := &flomeshv1alpha1.MeshConfig{}
+	if err := r.Client.Get(ctx, r.Opts.MeshConfig, mc); err == nil && mc.Spec.Gateway.Name != "" {
+		return types.NamespacedName{Namespace: mc.Spec.Gateway.Namespace, Name: mc.Spec.Gateway.Name}
+	}
+	return DefaultGateway
+}
+
+// Reconcile brings the export's HTTPRoutes to what the export asks for.
+func (r *ExportReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	e := &flomeshv1alpha1.ServiceExport{}
+	if err := r.Client.Get(ctx, req.NamespacedName, e); err != nil {
+		if apierrors.IsNotFound(err) {
+			return reconcile.Result{}, r.prune(ctx, req.NamespacedName, nil)
+		}
+		return reconcile.Result{}, err
+	}
+	if !e.DeletionTimestamp.IsZero() {
+		return reconcile.Result{}, r.prune(ctx, req.NamespacedName, nil)
+	}
+	svc := &corev1.Service{}
+	if err := r.Client.Get(ctx, req.NamespacedName, svc); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return reconcile.Result{}, err
+		}
+		svc = nil
+	}
+	if c := translator.ExportCondition(e, svc); c.Status != metav1.ConditionTrue {
+		// An export that cannot be served has no route; its Valid condition says why.
+		return reconcile.Result{}, r.prune(ctx, req.NamespacedName, nil)
+	}
+	gw := r.gateway(ctx)
+	want := translator.ExportRoutes(e, gw.Namespace, gw.Name, r.Opts.DNSDomain)
+	keep := map[string]bool{}
+	for i := range want {
+		route := &want[i]
+		keep[route.Name] = true
+		if err := controllerutil.SetControllerReference(e, route, r.Client.Scheme()); err != nil {
+			return reconcile.Result{}, err
+		}
+		if err := r.ensure(ctx, e, route); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
+	return reconcile.Result{}, r.prune(ctx, req.NamespacedName, keep)
+}
+
+// ensure creates the route or updates it to want. A route of that name that is not this
+// export's is left alone and reported.
+func (r *ExportReconciler) ensure(ctx context.Context, e *flomeshv1alpha1.ServiceExport, want *gatewayv1.HTTPRoute) error {
+	have := &gatewayv1.HTTPRoute{}
+	err := r.Client.Get(ctx, client.ObjectKeyFromObject(want), have)
+	switch {
+	case apierrors.IsNotFound(err):
+		if err := r.Client.Create(ctx, want, FieldOwner); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating HTTPRoute %s/%s: %w", want.Namespace, want.Name, err)
+		}
+		r.Recorder.Eventf(e, want, corev1.EventTypeNormal, "RouteCreated", "Create", "HTTPRoute %s attaches the export to the gateway", want.Name)
+		return nil
+	case err != nil:
+		return err
+	}
+	if have.Labels[translator.ExportLabel] != e.Name {
+		r.Recorder.Eventf(e, have, corev1.EventTypeWarning, "RouteNameTaken", "Create",
+			"HTTPRoute %s/%s exists and was not made by crossgate for this export; it is left alone", have.Namespace, have.Name)
+		return nil
+	}
+	if equality.Semantic.DeepEqual(have.Spec, want.Spec) && equalMaps(have.Labels, want.Labels) &&
+		equality.Semantic.DeepEqual(have.OwnerReferences, want.OwnerReferences) {
+		return nil
+	}
+	have.Spec, have.Labels, have.OwnerReferences = want.Spec, want.Labels, want.OwnerReferences
+	if err := r.Client.Update(ctx, have, FieldOwner); err != nil {
+		return fmt.Errorf("updating HTTPRoute %s/%s: %w", have.Namespace, have.Name, err)
+	}
+	return nil
+}
+
+// prune deletes the export's routes whose names keep lacks. Deletion is explicit, not left to
+// the garbage collector, so that it also happens where none runs.
+func (r *ExportReconciler) prune(ctx context.Context, export types.NamespacedName, keep map[string]bool) error {
+	var l gatewayv1.HTTPRouteList
+	if err := r.Client.List(ctx, &l, client.InNamespace(export.Namespace),
+		client.MatchingLabels{translator.ExportLabel: export.Name, translator.ManagedByLabel: translator.ManagedByValue}); err != nil {
+		return err
+	}
+	for i := range l.Items {
+		if keep[l.Items[i].Name] {
+			continue
+		}
+		if err := r.Client.Delete(ctx, &l.Items[i]); client.IgnoreNotFound(err) != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,346 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	toolscache "k8s.io/client-go/tools/cache"
+	ctrlcache "sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
+	accessv1alpha3 "github.com/crossgate-io/crossgate/api/smi/access/v1alpha3"
+	specsv1alpha4 "github.com/crossgate-io/crossgate/api/smi/specs/v1alpha4"
+	"github.com/crossgate-io/crossgate/translator"
+	"github.com/crossgate-io/crossgate/xds/cache"
+	"github.com/crossgate-io/crossgate/xds/identity"
+	"github.com/crossgate-io/crossgate/xds/translate"
+)
+
+// Node-ID kinds, the part before "~" in a node ID ("sidecar~httpbin/httpbin"). A node ID with
+// no kind is a proxyless gRPC workload.
+const (
+	KindSidecar   = "sidecar"
+	KindGateway   = "gateway"
+	KindProxyless = "proxyless"
+)
+
+// Key is the cache key of the configuration of one kind of proxy of one identity (ns/sa, or
+// ns/name for a gateway).
+func Key(kind, identity string) string { return kind + "~" + identity }
+
+// NodeKey maps a node ID to its cache key: "sidecar~ns/sa" and "gateway~ns/name" are kept,
+// "proxyless~ns/sa" and a bare "ns/sa" are proxyless.
+func NodeKey(_ context.Context, node *corev3.Node) (string, error) {
+	id := node.GetId()
+	kind, rest, ok := cut(id, "~")
+	if !ok {
+		kind, rest = KindProxyless, id
+	}
+	switch kind {
+	case KindSidecar, KindGateway, KindProxyless:
+	default:
+		return "", fmt.Errorf("node ID %q: the kind before '~' must be sidecar, gateway or proxyless", id)
+	}
+	if ns, name, ok := cut(rest, "/"); !ok || ns == "" || name == "" {
+		return "", fmt.Errorf("node ID %q: want [kind~]namespace/name", id)
+	}
+	return Key(kind, rest), nil
+}
+
+func cut(s, sep string) (string, string, bool) {
+	for i := 0; i+len(sep) <= len(s); i++ {
+		if s[i:i+len(sep)] == sep {
+			return s[:i], s[i+len(sep):], true
+		}
+	}
+	return s, "", false
+}
+
+// Publisher is the translate-and-publish loop: any change of an object the translator reads
+// triggers, after a short quiet time, one translation of the whole cluster from the informer
+// caches, one publication to the xDS cache, and the status writes that result.
+type Publisher struct {
+	opts   *Options
+	reader client.Reader // the manager's cache
+	status *StatusWriter
+	xds    *cache.Cache
+	log    *slog.Logger
+
+	mu        sync.Mutex
+	published map[string]bool
+	certs     map[string]*identity.Certificate
+	renewal   *time.Timer
+	deb       *cache.Debouncer
+	// Publishes counts translations published; LastError is the last translation problem.
+	Publishes int
+	LastError error
+	// OnPublish, when set, is called after each publication with the time the triggering
+	// change was first seen.
+	OnPublish func()
+}
+
+// watchedTypes are the kinds the translator reads.
+func watchedTypes() []client.Object {
+	return []client.Object{
+		&corev1.Namespace{}, &corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Pod{}, &corev1.ServiceAccount{},
+		&flomeshv1alpha1.ServiceExport{}, &flomeshv1alpha1.ServiceImport{}, &flomeshv1alpha1.GlobalTrafficPolicy{}, &flomeshv1alpha1.MeshConfig{},
+		&accessv1alpha3.TrafficTarget{}, &specsv1alpha4.HTTPRouteGroup{},
+		&gatewayv1.GatewayClass{}, &gatewayv1.Gateway{}, &gatewayv1.HTTPRoute{},
+	}
+}
+
+// NeedLeaderElection is false: every replica serves xDS. Status writes wait for leadership.
+func (p *Publisher) NeedLeaderElection() bool { return false }
+
+// Start registers the event handlers and runs until ctx ends.
+func (p *Publisher) Start(ctx context.Context, informers ctrlcache.Informers) error {
+	p.deb = cache.NewDebouncer(p.opts.Quiet, p.opts.MaxDelay, func() { p.publish(ctx) })
+	defer p.deb.Stop()
+	handler := toolscache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { p.deb.Trigger() },
+		UpdateFunc: func(oldObj, newObj any) {
+			if statusOnly(oldObj, newObj) {
+				return
+			}
+			p.deb.Trigger()
+		},
+		DeleteFunc: func(any) { p.deb.Trigger() },
+	}
+	for _, obj := range watchedTypes() {
+		inf, err := informers.GetInformer(ctx, obj)
+		if err != nil {
+			return fmt.Errorf("watching %T: %w", obj, err)
+		}
+		if _, err := inf.AddEventHandler(handler); err != nil {
+			return err
+		}
+	}
+	if !informers.WaitForCacheSync(ctx) {
+		return ctx.Err()
+	}
+	p.deb.Trigger()
+	<-ctx.Done()
+	p.mu.Lock()
+	if p.renewal != nil {
+		p.renewal.Stop()
+	}
+	p.mu.Unlock()
+	return nil
+}
+
+// statusOnly reports an update that changed neither spec (generation) nor labels nor
+// annotations of a kind whose spec is versioned by generation: the status writes of this very
+// loop, which need no new translation.
+func statusOnly(oldObj, newObj any) bool {
+	o, ok1 := oldObj.(client.Object)
+	n, ok2 := newObj.(client.Object)
+	if !ok1 || !ok2 || n.GetGeneration() == 0 {
+		return false
+	}
+	switch n.(type) {
+	case *flomeshv1alpha1.ServiceExport, *flomeshv1alpha1.GlobalTrafficPolicy, *flomeshv1alpha1.MeshConfig,
+		*gatewayv1.GatewayClass, *gatewayv1.Gateway, *gatewayv1.HTTPRoute:
+	default:
+		return false
+	}
+	return o.GetGeneration() == n.GetGeneration() && equalMaps(o.GetLabels(), n.GetLabels()) && equalMaps(o.GetAnnotations(), n.GetAnnotations())
+}
+
+func equalMaps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Input reads the translator's input from the cache.
+func (p *Publisher) Input(ctx context.Context) (*translator.Input, error) {
+	in := &translator.Input{Cluster: p.opts.ClusterKey(), DNSDomain: p.opts.DNSDomain}
+	var (
+		ns   corev1.NamespaceList
+		svc  corev1.ServiceList
+		eps  discoveryv1.EndpointSliceList
+		pods corev1.PodList
+		sas  corev1.ServiceAccountList
+		sexp flomeshv1alpha1.ServiceExportList
+		simp flomeshv1alpha1.ServiceImportList
+		gtp  flomeshv1alpha1.GlobalTrafficPolicyList
+		tt   accessv1alpha3.TrafficTargetList
+		hrg  specsv1alpha4.HTTPRouteGroupList
+		gwc  gatewayv1.GatewayClassList
+		gw   gatewayv1.GatewayList
+		hr   gatewayv1.HTTPRouteList
+	)
+	for _, l := range []client.ObjectList{&ns, &svc, &eps, &pods, &sas, &sexp, &simp, &gtp, &tt, &hrg, &gwc, &gw, &hr} {
+		if err := p.reader.List(ctx, l); err != nil {
+			return nil, err
+		}
+	}
+	in.Namespaces, in.Services, in.EndpointSlices, in.Pods, in.ServiceAccounts = ns.Items, svc.Items, eps.Items, pods.Items, sas.Items
+	in.ServiceExports, in.ServiceImports, in.GlobalTrafficPolicies = sexp.Items, simp.Items, gtp.Items
+	in.TrafficTargets, in.HTTPRouteGroups = tt.Items, hrg.Items
+	in.GatewayClasses, in.Gateways, in.HTTPRoutes = gwc.Items, gw.Items, hr.Items
+	mc := &flomeshv1alpha1.MeshConfig{}
+	switch err := p.reader.Get(ctx, p.opts.MeshConfig, mc); {
+	case err == nil:
+		in.MeshConfig = mc
+	case !apierrors.IsNotFound(err):
+		return nil, err
+	}
+	return in, nil
+}
+
+func (p *Publisher) publish(ctx context.Context) {
+	if ctx.Err() != nil {
+		return
+	}
+	in, err := p.Input(ctx)
+	if err != nil {
+		p.log.Error("reading the cluster's objects", "error", err)
+		p.retryLater()
+		return
+	}
+	res := translator.Translate(in)
+	out, buildErr := translate.Build(&res.IR)
+	if buildErr != nil {
+		// Invalid pieces are left out; the rest is still published.
+		p.log.Error("some configuration could not be built and is left out", "error", buildErr)
+	}
+	pubErr := p.setCache(res.IR.TrustDomain, out)
+	p.mu.Lock()
+	p.Publishes++
+	p.LastError = errors.Join(buildErr, pubErr)
+	p.mu.Unlock()
+	if p.OnPublish != nil {
+		p.OnPublish()
+	}
+	if err := p.status.Write(ctx, in, &res.Statuses); err != nil {
+		if ctx.Err() == nil {
+			p.log.Error("writing statuses", "error", err)
+			p.retryLater()
+		}
+	}
+}
+
+func (p *Publisher) retryLater() {
+	time.AfterFunc(time.Second, p.deb.Trigger)
+}
+
+// setCache publishes every proxy's resources, with its certificate as SDS secrets for Envoy
+// sidecars and gateways, and empties the keys of proxies that no longer exist.
+func (p *Publisher) setCache(trustDomain string, out *translate.Output) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []error
+	now := time.Now()
+	next := map[string]bool{}
+	set := func(key, ns, name string, r *translate.Resources, withCert bool) {
+		next[key] = true
+		if withCert && p.opts.CA != nil {
+			secrets, err := p.secrets(ns, name, now)
+			if err != nil {
+				errs = append(errs, err)
+			} else {
+				own := *r
+				own.Secrets = secrets
+				r = &own
+			}
+		}
+		if err := p.xds.Set(key, r); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", key, err))
+		}
+	}
+	for id, r := range out.Sidecars {
+		ns, sa, _ := cut(id, "/")
+		set(Key(KindSidecar, id), ns, sa, r, true)
+	}
+	for id, r := range out.Proxyless {
+		ns, sa, _ := cut(id, "/")
+		set(Key(KindProxyless, id), ns, sa, r, false)
+	}
+	for id, r := range out.Gateways {
+		ns, name, _ := cut(id, "/")
+		gi := translator.GatewayIdentity(ns, name)
+		set(Key(KindGateway, id), gi.Namespace, gi.ServiceAccount, r, true)
+	}
+	for key := range p.published {
+		if !next[key] {
+			if err := p.xds.Set(key, &translate.Resources{}); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	for id := range p.certs {
+		if !next[Key(KindSidecar, id)] && !next[Key(KindGateway, id)] && !gatewayIdentity(out, id) {
+			delete(p.certs, id)
+		}
+	}
+	p.published = next
+	p.scheduleRenewal()
+	return errors.Join(errs...)
+}
+
+func gatewayIdentity(out *translate.Output, id string) bool {
+	for gw := range out.Gateways {
+		ns, name, _ := cut(gw, "/")
+		if translator.GatewayIdentity(ns, name).String() == id {
+			return true
+		}
+	}
+	return false
+}
+
+// secrets returns the SDS secrets of an identity, issuing its certificate when it has none or
+// when the one it has is due for renewal.
+func (p *Publisher) secrets(ns, sa string, now time.Time) ([]*tlsv3.Secret, error) {
+	id := ns + "/" + sa
+	c := p.certs[id]
+	if c == nil || !now.Before(c.RenewAt()) {
+		var err error
+		if c, err = p.opts.CA.Issue(ns, sa, p.opts.CertTTL); err != nil {
+			return nil, fmt.Errorf("issuing the certificate of %s: %w", id, err)
+		}
+		p.certs[id] = c
+	}
+	return translate.Secrets(c.CertPEM, c.KeyPEM, c.RootPEM)
+}
+
+// scheduleRenewal arranges a publication when the earliest certificate is due for renewal.
+func (p *Publisher) scheduleRenewal() {
+	var first time.Time
+	for _, c := range p.certs {
+		if first.IsZero() || c.RenewAt().Before(first) {
+			first = c.RenewAt()
+		}
+	}
+	if p.renewal != nil {
+		p.renewal.Stop()
+		p.renewal = nil
+	}
+	if !first.IsZero() {
+		p.renewal = time.AfterFunc(time.Until(first)+time.Second, p.deb.Trigger)
+	}
+}
+
+// Published reports whether key is published now.
+func (p *Publisher) Published(key string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.published[key]
+}

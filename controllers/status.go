@@ -1,0 +1,231 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
+	"github.com/crossgate-io/crossgate/translator"
+)
+
+// StatusWriter writes the statuses the translator computed, only where they differ from what
+// the object holds, keeping the transition time of conditions whose status did not change, and
+// retrying on conflicts with a fresh read. It writes only once this replica leads.
+type StatusWriter struct {
+	client  client.Client // writes
+	api     client.Reader // fresh reads after a conflict
+	elected <-chan struct{}
+	log     *slog.Logger
+	now     func() time.Time
+	// Writes counts status updates sent.
+	Writes int
+}
+
+func (w *StatusWriter) leading() bool {
+	if w.elected == nil {
+		return true
+	}
+	select {
+	case <-w.elected:
+		return true
+	default:
+		return false
+	}
+}
+
+// Write applies every status of st; in is what the statuses were computed from.
+func (w *StatusWriter) Write(ctx context.Context, in *translator.Input, st *translator.Statuses) error {
+	if !w.leading() {
+		return nil
+	}
+	var errs []error
+	idx := func(ns, name string) types.NamespacedName { return types.NamespacedName{Namespace: ns, Name: name} }
+
+	exports := map[types.NamespacedName]*flomeshv1alpha1.ServiceExport{}
+	for i := range in.ServiceExports {
+		e := &in.ServiceExports[i]
+		exports[idx(e.Namespace, e.Name)] = e
+	}
+	for _, s := range st.ServiceExports {
+		if cur := exports[idx(s.Namespace, s.Name)]; cur != nil {
+			errs = append(errs, w.conditions(ctx, cur, func(o client.Object) *[]metav1.Condition {
+				return &o.(*flomeshv1alpha1.ServiceExport).Status.Conditions
+			}, s.Conditions))
+		}
+	}
+	gtps := map[types.NamespacedName]*flomeshv1alpha1.GlobalTrafficPolicy{}
+	for i := range in.GlobalTrafficPolicies {
+		g := &in.GlobalTrafficPolicies[i]
+		gtps[idx(g.Namespace, g.Name)] = g
+	}
+	for _, s := range st.GlobalTrafficPolicies {
+		if cur := gtps[idx(s.Namespace, s.Name)]; cur != nil {
+			errs = append(errs, w.conditions(ctx, cur, func(o client.Object) *[]metav1.Condition {
+				return &o.(*flomeshv1alpha1.GlobalTrafficPolicy).Status.Conditions
+			}, s.Conditions))
+		}
+	}
+	classes := map[string]*gatewayv1.GatewayClass{}
+	for i := range in.GatewayClasses {
+		classes[in.GatewayClasses[i].Name] = &in.GatewayClasses[i]
+	}
+	for _, s := range st.GatewayClasses {
+		if cur := classes[s.Name]; cur != nil {
+			errs = append(errs, w.conditions(ctx, cur, func(o client.Object) *[]metav1.Condition {
+				return &o.(*gatewayv1.GatewayClass).Status.Conditions
+			}, s.Conditions))
+		}
+	}
+	gateways := map[types.NamespacedName]*gatewayv1.Gateway{}
+	for i := range in.Gateways {
+		g := &in.Gateways[i]
+		gateways[idx(g.Namespace, g.Name)] = g
+	}
+	for _, s := range st.Gateways {
+		if cur := gateways[idx(s.Namespace, s.Name)]; cur != nil {
+			errs = append(errs, w.gateway(ctx, cur, s.Status))
+		}
+	}
+	routes := map[types.NamespacedName]*gatewayv1.HTTPRoute{}
+	for i := range in.HTTPRoutes {
+		r := &in.HTTPRoutes[i]
+		routes[idx(r.Namespace, r.Name)] = r
+	}
+	for _, s := range st.HTTPRoutes {
+		if cur := routes[idx(s.Namespace, s.Name)]; cur != nil {
+			errs = append(errs, w.route(ctx, cur, s.Parents))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// mergeConditions sets want into have, keeping LastTransitionTime where the status is
+// unchanged, and reports whether anything changed.
+func mergeConditions(have *[]metav1.Condition, want []metav1.Condition, now time.Time) bool {
+	changed := false
+	for _, c := range want {
+		old := meta.FindStatusCondition(*have, c.Type)
+		if old != nil && old.Status == c.Status && old.Reason == c.Reason && old.Message == c.Message && old.ObservedGeneration == c.ObservedGeneration {
+			continue
+		}
+		if c.LastTransitionTime.IsZero() {
+			c.LastTransitionTime = metav1.NewTime(now)
+		}
+		meta.SetStatusCondition(have, c)
+		changed = true
+	}
+	return changed
+}
+
+// update runs mutate on obj and writes its status when mutate reports a change; on a conflict
+// it reads the object afresh and tries again. A deleted object is not an error.
+func (w *StatusWriter) update(ctx context.Context, obj client.Object, mutate func(client.Object) bool) error {
+	first := true
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if !first {
+			if err := w.api.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+				return err
+			}
+		}
+		first = false
+		if !mutate(obj) {
+			return nil
+		}
+		w.Writes++
+		return w.client.Status().Update(ctx, obj)
+	})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("status of %T %s: %w", obj, client.ObjectKeyFromObject(obj), err)
+	}
+	return nil
+}
+
+func (w *StatusWriter) conditions(ctx context.Context, cur client.Object, get func(client.Object) *[]metav1.Condition, want []metav1.Condition) error {
+	now := w.now()
+	return w.update(ctx, cur.DeepCopyObject().(client.Object), func(o client.Object) bool { return mergeConditions(get(o), want, now) })
+}
+
+// settle returns want with each condition's LastTransitionTime taken from old when its status
+// did not change, and now otherwise. Conditions of old that want lacks are dropped: the set is
+// all ours.
+func settle(old, want []metav1.Condition, now time.Time) []metav1.Condition {
+	out := make([]metav1.Condition, 0, len(want))
+	for _, c := range want {
+		c.LastTransitionTime = metav1.NewTime(now)
+		if o := meta.FindStatusCondition(old, c.Type); o != nil && o.Status == c.Status {
+			c.LastTransitionTime = o.LastTransitionTime
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func (w *StatusWriter) gateway(ctx context.Context, cur *gatewayv1.Gateway, want gatewayv1.GatewayStatus) error {
+	now := w.now()
+	return w.update(ctx, cur.DeepCopy(), func(o client.Object) bool {
+		g := o.(*gatewayv1.Gateway)
+		next := *want.DeepCopy()
+		next.Conditions = settle(g.Status.Conditions, want.Conditions, now)
+		for i := range next.Listeners {
+			var old []metav1.Condition
+			for _, l := range g.Status.Listeners {
+				if l.Name == next.Listeners[i].Name {
+					old = l.Conditions
+				}
+			}
+			next.Listeners[i].Conditions = settle(old, next.Listeners[i].Conditions, now)
+		}
+		if next.Addresses == nil {
+			next.Addresses = g.Status.Addresses // the gateway manager's
+		}
+		if equality.Semantic.DeepEqual(next, g.Status) {
+			return false
+		}
+		g.Status = next
+		return true
+	})
+}
+
+func (w *StatusWriter) route(ctx context.Context, cur *gatewayv1.HTTPRoute, want []gatewayv1.RouteParentStatus) error {
+	now := w.now()
+	return w.update(ctx, cur.DeepCopy(), func(o client.Object) bool {
+		r := o.(*gatewayv1.HTTPRoute)
+		var parents []gatewayv1.RouteParentStatus
+		for _, p := range r.Status.Parents {
+			if p.ControllerName != translator.ControllerName {
+				parents = append(parents, p) // another controller's
+			}
+		}
+		for _, p := range want {
+			p = *p.DeepCopy()
+			var old []metav1.Condition
+			for _, o := range r.Status.Parents {
+				if o.ControllerName == p.ControllerName && equality.Semantic.DeepEqual(o.ParentRef, p.ParentRef) {
+					old = o.Conditions
+				}
+			}
+			p.Conditions = settle(old, p.Conditions, now)
+			parents = append(parents, p)
+		}
+		if equality.Semantic.DeepEqual(parents, r.Status.Parents) {
+			return false
+		}
+		r.Status.Parents = parents
+		return true
+	})
+}

@@ -1,0 +1,123 @@
+// Package member tests a member cluster's controllers (controllers.NewMember) against real
+// kube-apiservers: exports become HTTPRoutes with statuses, imports get placeholder Services.
+package member
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/crossgate-io/crossgate/controllers"
+	"github.com/crossgate-io/crossgate/test/sandbox"
+	"github.com/crossgate-io/crossgate/translator"
+	"github.com/crossgate-io/crossgate/xds/cache"
+	"github.com/crossgate-io/crossgate/xds/identity"
+)
+
+var (
+	sb      *sandbox.Sandbox
+	members = map[string]*controllers.Member{}
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	s, err := sandbox.Start(ctx, sandbox.Options{Clusters: []string{"cluster-1", "cluster-2"}})
+	cancel()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "starting the sandbox: %v\n", err)
+		return 1
+	}
+	defer s.Stop()
+	sb = s
+	runCtx, stop := context.WithCancel(context.Background())
+	defer stop()
+	ca, err := identity.NewCA("cluster.local")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	for _, c := range s.Clusters {
+		if err := baseObjects(runCtx, c.Client); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", c.Name, err)
+			return 1
+		}
+		mem, err := controllers.NewMember(c.Config, controllers.Options{
+			Name: c.Name, CA: ca, XDS: cache.New(controllers.NodeKey, log), Log: log,
+			MeshConfig: types.NamespacedName{Namespace: "fsm-system", Name: "fsm-mesh-config"},
+		})
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", c.Name, err)
+			return 1
+		}
+		members[c.Name] = mem
+		done := make(chan error, 1)
+		go func() { done <- mem.Manager.Start(runCtx) }()
+		defer func() {
+			stop()
+			if err := <-done; err != nil {
+				fmt.Fprintf(os.Stderr, "manager: %v\n", err)
+			}
+		}()
+	}
+	return m.Run()
+}
+
+// baseObjects are what an installation creates: crossgate's namespace, GatewayClass and Gateway.
+func baseObjects(ctx context.Context, c client.Client) error {
+	all := gatewayv1.NamespacesFromAll
+	for _, o := range []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "crossgate-system"}},
+		&gatewayv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "crossgate"}, Spec: gatewayv1.GatewayClassSpec{ControllerName: translator.ControllerName}},
+		&gatewayv1.Gateway{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "crossgate-system", Name: "crossgate-gateway"},
+			Spec: gatewayv1.GatewaySpec{GatewayClassName: "crossgate", Listeners: []gatewayv1.Listener{{
+				Name: "http", Port: 80, Protocol: gatewayv1.HTTPProtocolType,
+				AllowedRoutes: &gatewayv1.AllowedRoutes{Namespaces: &gatewayv1.RouteNamespaces{From: &all}},
+			}}},
+		},
+	} {
+		if err := c.Create(ctx, o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// eventually polls cond every 10ms until it returns nil or within passes; it returns how long it
+// took, and fails the test with cond's last error otherwise.
+func eventually(t *testing.T, within time.Duration, what string, cond func() error) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var err error
+	for time.Since(start) < within {
+		if err = cond(); err == nil {
+			return time.Since(start)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %v: %v", what, within, err)
+	return 0
+}
+
+func kubectl(t *testing.T, cluster, stdin string, args ...string) string {
+	t.Helper()
+	out, _, err := sb.Kubectl(context.Background(), sb.Cluster(cluster), stdin, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}

@@ -1,0 +1,147 @@
+package translator
+
+import (
+	"path"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
+)
+
+// Labels crossgate puts on the objects it generates.
+const (
+	// ManagedByLabel is app.kubernetes.io/managed-by; ManagedByValue marks crossgate's objects.
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	ManagedByValue = "crossgate"
+	// ExportLabel names the ServiceExport an HTTPRoute was generated from.
+	ExportLabel = "crossgate.io/export"
+	// ImportLabel names the ServiceImport a placeholder Service stands for.
+	ImportLabel = "crossgate.io/import"
+)
+
+// Suffixes of the two HTTPRoutes of an export. A Service name is a DNS label, so "<name>.mesh"
+// can never be the route of another export.
+const (
+	MeshRouteSuffix   = ".mesh"
+	DirectRouteSuffix = ".direct"
+)
+
+// ExportRoutes are the HTTPRoutes a valid ServiceExport produces in its cluster, attached to
+// gateway (namespace/name), in the export's namespace:
+//   - "<name>.mesh": the service's mesh hostnames (name.ns, name.ns.svc, name.ns.svc.<domain>)
+//     routed to the Service, which is how callers in other clusters reach it through the gateway
+//     with their original Host;
+//   - "<name>.direct": one rule per spec.rules entry, its path matched
+//     by pathType, for direct access such as http://<gateway>/cluster-1/httpbin-mesh; a
+//     pathRewrite becomes a URLRewrite filter.
+//
+// Gateway API hostnames apply to a whole route, and direct access arrives with the gateway's
+// address as Host, so the two cannot share one route.
+func ExportRoutes(e *flomeshv1alpha1.ServiceExport, gatewayNamespace, gatewayName, dnsDomain string) []gatewayv1.HTTPRoute {
+	if dnsDomain == "" {
+		dnsDomain = DefaultDNSDomain
+	}
+	parent := gatewayv1.ParentReference{Name: gatewayv1.ObjectName(gatewayName)}
+	if gatewayNamespace != e.Namespace {
+		ns := gatewayv1.Namespace(gatewayNamespace)
+		parent.Namespace = &ns
+	}
+	meta := func(suffix string) metav1.ObjectMeta {
+		return metav1.ObjectMeta{
+			Namespace: e.Namespace,
+			Name:      e.Name + suffix,
+			Labels:    map[string]string{ManagedByLabel: ManagedByValue, ExportLabel: e.Name},
+		}
+	}
+	backend := func(port int32) []gatewayv1.HTTPBackendRef {
+		p := gatewayv1.PortNumber(port)
+		return []gatewayv1.HTTPBackendRef{{BackendRef: gatewayv1.BackendRef{BackendObjectReference: gatewayv1.BackendObjectReference{
+			Name: gatewayv1.ObjectName(e.Name), Port: &p,
+		}}}}
+	}
+	if len(e.Spec.Rules) == 0 { // the API requires one; nothing to route without a port
+		return nil
+	}
+	// Callers reach the mesh route on the first exported port (Gateway API cannot match the port
+	// in Host).
+	meshPort := e.Spec.Rules[0].PortNumber
+	var hostnames []gatewayv1.Hostname
+	for _, h := range meshHostnames(e.Name, e.Namespace, dnsDomain) {
+		hostnames = append(hostnames, gatewayv1.Hostname(h))
+	}
+	out := []gatewayv1.HTTPRoute{{
+		ObjectMeta: meta(MeshRouteSuffix),
+		Spec: gatewayv1.HTTPRouteSpec{
+			CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{parent}},
+			Hostnames:       hostnames,
+			Rules:           []gatewayv1.HTTPRouteRule{{BackendRefs: backend(meshPort)}},
+		},
+	}}
+	direct := gatewayv1.HTTPRoute{
+		ObjectMeta: meta(DirectRouteSuffix),
+		Spec:       gatewayv1.HTTPRouteSpec{CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{parent}}},
+	}
+	for _, r := range e.Spec.Rules {
+		direct.Spec.Rules = append(direct.Spec.Rules, directRules(r, e.Spec.PathRewrite, backend(r.PortNumber))...)
+	}
+	return append(out, direct)
+}
+
+// directRules are the rules of one export rule. With a pathRewrite whose From is the rule's path
+// or a prefix of it, the matched path is rewritten; when From lies below a Prefix rule's path,
+// a second, longer match rewrites the requests under From and the rule's own match passes the
+// others unchanged.
+func directRules(r flomeshv1alpha1.ServiceExportRule, rw *flomeshv1alpha1.PathRewrite, backends []gatewayv1.HTTPBackendRef) []gatewayv1.HTTPRouteRule {
+	match := func(p string, exact bool) []gatewayv1.HTTPRouteMatch {
+		t := gatewayv1.PathMatchPathPrefix
+		if exact {
+			t = gatewayv1.PathMatchExact
+		}
+		return []gatewayv1.HTTPRouteMatch{{Path: &gatewayv1.HTTPPathMatch{Type: &t, Value: &p}}}
+	}
+	exact := r.PathType == flomeshv1alpha1.PathMatchExact
+	plain := gatewayv1.HTTPRouteRule{Matches: match(r.Path, exact), BackendRefs: backends}
+	if rw == nil {
+		return []gatewayv1.HTTPRouteRule{plain}
+	}
+	rewrite := func(p gatewayv1.HTTPPathModifier) []gatewayv1.HTTPRouteFilter {
+		return []gatewayv1.HTTPRouteFilter{{Type: gatewayv1.HTTPRouteFilterURLRewrite, URLRewrite: &gatewayv1.HTTPURLRewriteFilter{Path: &p}}}
+	}
+	switch {
+	case underPath(r.Path, rw.From):
+		to := joinPath(rw.To, strings.TrimPrefix(r.Path, strings.TrimSuffix(rw.From, "/")))
+		if exact {
+			plain.Filters = rewrite(gatewayv1.HTTPPathModifier{Type: gatewayv1.FullPathHTTPPathModifier, ReplaceFullPath: &to})
+		} else {
+			plain.Filters = rewrite(gatewayv1.HTTPPathModifier{Type: gatewayv1.PrefixMatchHTTPPathModifier, ReplacePrefixMatch: &to})
+		}
+		return []gatewayv1.HTTPRouteRule{plain}
+	case !exact && underPath(rw.From, r.Path):
+		to := rw.To
+		inner := gatewayv1.HTTPRouteRule{
+			Matches:     match(rw.From, false),
+			Filters:     rewrite(gatewayv1.HTTPPathModifier{Type: gatewayv1.PrefixMatchHTTPPathModifier, ReplacePrefixMatch: &to}),
+			BackendRefs: backends,
+		}
+		return []gatewayv1.HTTPRouteRule{inner, plain}
+	default: // no request of this rule is under From
+		return []gatewayv1.HTTPRouteRule{plain}
+	}
+}
+
+// underPath reports whether p is prefix or below it, element by element ("/a/b" is under "/a",
+// "/ab" is not).
+func underPath(p, prefix string) bool {
+	prefix = strings.TrimSuffix(prefix, "/")
+	return prefix == "" || p == prefix || strings.HasPrefix(p, prefix+"/")
+}
+
+// joinPath appends rest (empty or starting with "/") to base.
+func joinPath(base, rest string) string {
+	if rest == "" {
+		return base
+	}
+	return path.Clean(strings.TrimSuffix(base, "/") + rest)
+}
