@@ -5,6 +5,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -29,6 +30,7 @@ import (
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	accessv1alpha3 "github.com/crossgate-io/crossgate/api/smi/access/v1alpha3"
 	specsv1alpha4 "github.com/crossgate-io/crossgate/api/smi/specs/v1alpha4"
+	"github.com/crossgate-io/crossgate/gateway"
 	"github.com/crossgate-io/crossgate/translator"
 	"github.com/crossgate-io/crossgate/xds/cache"
 	"github.com/crossgate-io/crossgate/xds/identity"
@@ -54,6 +56,11 @@ type Options struct {
 	Quiet, MaxDelay time.Duration
 	// XDS is the cache the xDS server serves.
 	XDS *cache.Cache
+	// XDSHost and XDSPort are where proxies reach the xDS server (the controller's Service).
+	XDSHost string
+	XDSPort uint32
+	// GatewayImage is the Envoy image of the gateways.
+	GatewayImage string
 
 	// LeaderElection and LeaderElectionNamespace configure the manager's leader election.
 	LeaderElection          bool
@@ -87,10 +94,22 @@ func (o *Options) defaults() {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
+	if o.XDSHost == "" {
+		o.XDSHost = "crossgate-controller.crossgate-system.svc"
+	}
+	if o.XDSPort == 0 {
+		o.XDSPort = 15010
+	}
+	if o.GatewayImage == "" {
+		o.GatewayImage = DefaultEnvoyImage
+	}
 	if o.HealthProbeAddress == "" {
 		o.HealthProbeAddress = "0"
 	}
 }
+
+// DefaultEnvoyImage is the Envoy of gateways and sidecars unless configured otherwise.
+const DefaultEnvoyImage = "docker.io/envoyproxy/envoy:v1.36.2"
 
 // Scheme knows the kinds the controllers read and write.
 func Scheme() *runtime.Scheme {
@@ -112,11 +131,15 @@ type Member struct {
 	Publisher *Publisher
 	Exports   *ExportReconciler
 	Imports   *ImportReconciler
+	Gateways  *gateway.Reconciler
 }
 
 // NewMember builds the manager and registers every member controller on it.
 func NewMember(cfg *rest.Config, opts Options) (*Member, error) {
 	opts.defaults()
+	if opts.CA == nil {
+		return nil, errors.New("a member needs a CA for the proxies' certificates")
+	}
 	mgr, err := ctrl.NewManager(cfg, manager.Options{
 		Scheme: Scheme(),
 		Cache: ctrlcache.Options{
@@ -150,6 +173,14 @@ func NewMember(cfg *rest.Config, opts Options) (*Member, error) {
 	}
 	m.Imports = &ImportReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("crossgate-imports")}
 	if err := m.Imports.SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	m.Gateways = &gateway.Reconciler{
+		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("crossgate-gateways"),
+		Render: gateway.RenderOptions{Image: opts.GatewayImage},
+		CA:     opts.CA, CertTTL: opts.CertTTL, XDSHost: opts.XDSHost, XDSPort: opts.XDSPort,
+	}
+	if err := m.Gateways.SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
 	if err := mgr.AddHealthzCheck("ping", func(*http.Request) error { return nil }); err != nil {

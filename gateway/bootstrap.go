@@ -1,0 +1,109 @@
+// Package gateway is the per-cluster gateway: the Envoy bootstrap shared by gateways and
+// sidecars, the rendering of a Gateway's Envoy Deployment and LoadBalancer Service, and the
+// controller that keeps them for every Gateway of crossgate's class.
+package gateway
+
+import (
+	"fmt"
+	"time"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// Paths inside an Envoy container, and the names of what is mounted there.
+const (
+	// IdentityDir holds the proxy's certificate for the xDS connection: tls.crt, tls.key, ca.crt.
+	IdentityDir = "/etc/crossgate/identity"
+	// BootstrapDir holds bootstrap.json.
+	BootstrapDir = "/etc/crossgate/bootstrap"
+	// BootstrapFile is the bootstrap's key in the ConfigMap and its file name.
+	BootstrapFile = "bootstrap.json"
+	// AdminPort is Envoy's admin listener, on loopback only.
+	AdminPort = 15000
+)
+
+// Bootstrap is the Envoy bootstrap of every crossgate proxy of a cluster: delta ADS to the
+// controller's xDS server at host:port over mTLS with the proxy's certificate. The node ID is not
+// in it: each proxy passes --service-node ("gateway~ns/name", "sidecar~ns/sa"), so one bootstrap
+// serves every proxy, and the xDS server checks that ID against the certificate.
+func Bootstrap(host string, port uint32) ([]byte, error) {
+	h2, err := anypb.New(&httpv3.HttpProtocolOptions{
+		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
+			ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}},
+		}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	file := func(name string) *corev3.DataSource {
+		return &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: IdentityDir + "/" + name}}
+	}
+	tls, err := anypb.New(&tlsv3.UpstreamTlsContext{
+		Sni: host,
+		CommonTlsContext: &tlsv3.CommonTlsContext{
+			TlsCertificates: []*tlsv3.TlsCertificate{{CertificateChain: file("tls.crt"), PrivateKey: file("tls.key")}},
+			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+				TrustedCa: file("ca.crt"),
+			}},
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	ads := &corev3.ConfigSource{ResourceApiVersion: corev3.ApiVersion_V3, ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}}
+	b := &bootstrapv3.Bootstrap{
+		Node: &corev3.Node{Cluster: "crossgate"},
+		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
+			AdsConfig: &corev3.ApiConfigSource{
+				ApiType:             corev3.ApiConfigSource_DELTA_GRPC,
+				TransportApiVersion: corev3.ApiVersion_V3,
+				GrpcServices: []*corev3.GrpcService{{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: "xds"}}}},
+				SetNodeOnFirstMessageOnly: true,
+			},
+			LdsConfig: ads,
+			CdsConfig: ads,
+		},
+		StaticResources: &bootstrapv3.Bootstrap_StaticResources{Clusters: []*clusterv3.Cluster{{
+			Name:                          "xds",
+			ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS},
+			ConnectTimeout:                durationpb.New(5 * time.Second),
+			TypedExtensionProtocolOptions: map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": h2},
+			TransportSocket:               &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: tls}},
+			LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: "xds", Endpoints: []*endpointv3.LocalityLbEndpoints{{
+				LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+					Address: socket(host, port),
+				}}}},
+			}}},
+		}}},
+		Admin: &bootstrapv3.Admin{Address: socket("127.0.0.1", AdminPort)},
+	}
+	if err := b.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	return protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(b)
+}
+
+func socket(host string, port uint32) *corev3.Address {
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
+	}}}
+}
+
+// ParseBootstrap reads a bootstrap back, for tests and `crossgate proxy config`.
+func ParseBootstrap(b []byte) (*bootstrapv3.Bootstrap, error) {
+	out := &bootstrapv3.Bootstrap{}
+	if err := protojson.Unmarshal(b, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+

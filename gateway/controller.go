@@ -1,0 +1,293 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/crossgate-io/crossgate/translator"
+	"github.com/crossgate-io/crossgate/xds/identity"
+)
+
+const fieldOwner = client.FieldOwner("crossgate")
+
+// Reconciler keeps, for every Gateway of a GatewayClass of crossgate's controller, the Envoy
+// Deployment and LoadBalancer Service it runs as, its ServiceAccount, its identity Secret (the
+// certificate its Envoy presents to the xDS server, renewed before expiry) and the bootstrap
+// ConfigMap of its namespace. Gateway and route statuses are the publish loop's.
+type Reconciler struct {
+	Client   client.Client
+	Recorder events.EventRecorder
+	Render   RenderOptions
+	// CA issues the identity Secrets; XDSHost and XDSPort are where proxies reach the xDS server.
+	CA        *identity.CA
+	CertTTL   time.Duration
+	XDSHost   string
+	XDSPort   uint32
+	bootstrap []byte
+}
+
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=gateways;gatewayclasses,verbs=get;list;watch
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;delete
+// +kubebuilder:rbac:groups="",resources=services;serviceaccounts;configmaps;secrets,verbs=get;list;watch;create;update;delete
+
+// SetupWithManager registers the controller.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	b, err := Bootstrap(r.XDSHost, r.XDSPort)
+	if err != nil {
+		return err
+	}
+	r.bootstrap = b
+	if r.CertTTL == 0 {
+		r.CertTTL = 24 * time.Hour
+	}
+	byLabel := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		if name := o.GetLabels()[GatewayLabel]; name != "" && o.GetLabels()[translator.ManagedByLabel] == translator.ManagedByValue {
+			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
+		}
+		return nil
+	})
+	allOfClass := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		var l gatewayv1.GatewayList
+		if err := r.Client.List(ctx, &l); err != nil {
+			return nil
+		}
+		var out []reconcile.Request
+		for _, g := range l.Items {
+			if string(g.Spec.GatewayClassName) == o.GetName() {
+				out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&g)})
+			}
+		}
+		return out
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("gateway").
+		For(&gatewayv1.Gateway{}).
+		Watches(&gatewayv1.GatewayClass{}, allOfClass).
+		Watches(&appsv1.Deployment{}, byLabel).
+		Watches(&corev1.Service{}, byLabel).
+		Complete(r)
+}
+
+// ours reports whether the Gateway's class is handled by crossgate.
+func (r *Reconciler) ours(ctx context.Context, gw *gatewayv1.Gateway) (bool, error) {
+	gc := &gatewayv1.GatewayClass{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Name: string(gw.Spec.GatewayClassName)}, gc); err != nil {
+		return false, client.IgnoreNotFound(err)
+	}
+	return gc.Spec.ControllerName == translator.ControllerName, nil
+}
+
+// Reconcile renders the Gateway's objects, or removes them when it is gone or not ours.
+func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	gw := &gatewayv1.Gateway{}
+	if err := r.Client.Get(ctx, req.NamespacedName, gw); err != nil {
+		if apierrors.IsNotFound(err) {
+			return reconcile.Result{}, r.remove(ctx, req.NamespacedName)
+		}
+		return reconcile.Result{}, err
+	}
+	ours, err := r.ours(ctx, gw)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if !ours || !gw.DeletionTimestamp.IsZero() {
+		return reconcile.Result{}, r.remove(ctx, req.NamespacedName)
+	}
+	out, err := Render(gw, r.Render)
+	if err != nil {
+		r.Recorder.Eventf(gw, nil, corev1.EventTypeWarning, "InvalidGateway", "Render", "%v", err)
+		return reconcile.Result{}, nil // the user must fix the Gateway; its next change retries
+	}
+	for _, o := range []client.Object{out.ServiceAccount, out.Deployment, out.Service} {
+		if err := controllerutil.SetControllerReference(gw, o, r.Client.Scheme()); err != nil {
+			return reconcile.Result{}, err
+		}
+		if err := r.apply(ctx, o); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
+	if err := EnsureBootstrap(ctx, r.Client, gw.Namespace, r.bootstrap); err != nil {
+		return reconcile.Result{}, err
+	}
+	renew, err := EnsureIdentity(ctx, r.Client, r.CA, gw.Namespace, out.ServiceAccount.Name, r.CertTTL, time.Now())
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	return reconcile.Result{RequeueAfter: time.Until(renew)}, nil
+}
+
+// apply creates o or updates the fields crossgate renders (labels, owners, spec).
+func (r *Reconciler) apply(ctx context.Context, want client.Object) error {
+	have := want.DeepCopyObject().(client.Object)
+	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(want), have); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return err
+		}
+		return client.IgnoreAlreadyExists(r.Client.Create(ctx, want, fieldOwner))
+	}
+	changed := !equalLabels(have.GetLabels(), want.GetLabels()) || !equality.Semantic.DeepEqual(have.GetOwnerReferences(), want.GetOwnerReferences())
+	have.SetLabels(want.GetLabels())
+	have.SetOwnerReferences(want.GetOwnerReferences())
+	switch h := have.(type) {
+	case *appsv1.Deployment:
+		w := want.(*appsv1.Deployment)
+		// Compare what we render against what the server holds, defaults aside.
+		if !equality.Semantic.DeepDerivative(w.Spec, h.Spec) {
+			h.Spec = w.Spec
+			changed = true
+		}
+	case *corev1.Service:
+		w := want.(*corev1.Service)
+		if !equality.Semantic.DeepDerivative(w.Spec.Ports, h.Spec.Ports) || len(w.Spec.Ports) != len(h.Spec.Ports) ||
+			!equality.Semantic.DeepEqual(w.Spec.Selector, h.Spec.Selector) || h.Spec.Type != w.Spec.Type {
+			h.Spec.Ports, h.Spec.Selector, h.Spec.Type = w.Spec.Ports, w.Spec.Selector, w.Spec.Type
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	return r.Client.Update(ctx, have, fieldOwner)
+}
+
+func equalLabels(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// remove deletes what was rendered for a Gateway. Deletion is explicit so that it also happens
+// where no garbage collector runs.
+func (r *Reconciler) remove(ctx context.Context, gw types.NamespacedName) error {
+	sel := client.MatchingLabels{GatewayLabel: gw.Name, translator.ManagedByLabel: translator.ManagedByValue}
+	lists := []client.ObjectList{&appsv1.DeploymentList{}, &corev1.ServiceList{}, &corev1.ServiceAccountList{}}
+	for _, l := range lists {
+		if err := r.Client.List(ctx, l, client.InNamespace(gw.Namespace), sel); err != nil {
+			return err
+		}
+		var items []client.Object
+		switch x := l.(type) {
+		case *appsv1.DeploymentList:
+			for i := range x.Items {
+				items = append(items, &x.Items[i])
+			}
+		case *corev1.ServiceList:
+			for i := range x.Items {
+				items = append(items, &x.Items[i])
+			}
+		case *corev1.ServiceAccountList:
+			for i := range x.Items {
+				items = append(items, &x.Items[i])
+			}
+		}
+		for _, o := range items {
+			if err := r.Client.Delete(ctx, o); client.IgnoreNotFound(err) != nil {
+				return err
+			}
+		}
+	}
+	return client.IgnoreNotFound(r.Client.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
+		Namespace: gw.Namespace, Name: IdentitySecretPrefix + translator.GatewayIdentity(gw.Namespace, gw.Name).ServiceAccount,
+	}}))
+}
+
+// EnsureBootstrap keeps the namespace's bootstrap ConfigMap.
+func EnsureBootstrap(ctx context.Context, c client.Client, namespace string, bootstrap []byte) error {
+	cm := &corev1.ConfigMap{}
+	err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: BootstrapConfigMap}, cm)
+	if apierrors.IsNotFound(err) {
+		cm = &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: BootstrapConfigMap, Labels: map[string]string{translator.ManagedByLabel: translator.ManagedByValue}},
+			Data:       map[string]string{BootstrapFile: string(bootstrap)},
+		}
+		return client.IgnoreAlreadyExists(c.Create(ctx, cm, fieldOwner))
+	}
+	if err != nil {
+		return err
+	}
+	if cm.Data[BootstrapFile] == string(bootstrap) {
+		return nil
+	}
+	if cm.Data == nil {
+		cm.Data = map[string]string{}
+	}
+	cm.Data[BootstrapFile] = string(bootstrap)
+	return c.Update(ctx, cm, fieldOwner)
+}
+
+// EnsureIdentity keeps the identity Secret of namespace/serviceAccount (tls.crt, tls.key,
+// ca.crt): issued when missing, re-issued when due for renewal or issued by another root. It
+// returns when to look again.
+func EnsureIdentity(ctx context.Context, c client.Client, ca *identity.CA, namespace, serviceAccount string, ttl time.Duration, now time.Time) (time.Time, error) {
+	name := IdentitySecretPrefix + serviceAccount
+	s := &corev1.Secret{}
+	err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, s)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return time.Time{}, err
+	}
+	exists := err == nil
+	root, _ := ca.PEM()
+	if exists && bytes.Equal(s.Data["ca.crt"], root) {
+		if renew, ok := renewAt(s.Data["tls.crt"]); ok && now.Before(renew) {
+			return renew, nil
+		}
+	}
+	cert, err := ca.Issue(namespace, serviceAccount, ttl)
+	if err != nil {
+		return time.Time{}, err
+	}
+	data := map[string][]byte{"tls.crt": cert.CertPEM, "tls.key": cert.KeyPEM, "ca.crt": cert.RootPEM}
+	if !exists {
+		s = &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: map[string]string{translator.ManagedByLabel: translator.ManagedByValue}},
+			Type:       corev1.SecretTypeTLS,
+			Data:       data,
+		}
+		if err := c.Create(ctx, s, fieldOwner); err != nil {
+			return time.Time{}, fmt.Errorf("creating Secret %s/%s: %w", namespace, name, err)
+		}
+		return cert.RenewAt(), nil
+	}
+	s.Data = data
+	if err := c.Update(ctx, s, fieldOwner); err != nil {
+		return time.Time{}, fmt.Errorf("renewing Secret %s/%s: %w", namespace, name, err)
+	}
+	return cert.RenewAt(), nil
+}
+
+// renewAt reads when a PEM certificate is due for renewal: two thirds into its lifetime.
+func renewAt(certPEM []byte) (time.Time, bool) {
+	blk, _ := pem.Decode(certPEM)
+	if blk == nil {
+		return time.Time{}, false
+	}
+	crt, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return crt.NotBefore.Add(crt.NotAfter.Sub(crt.NotBefore) * 2 / 3), true
+}

@@ -1,0 +1,150 @@
+package gateway
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/crossgate-io/crossgate/translator"
+)
+
+const (
+	// GatewayLabel names the Gateway a generated object belongs to.
+	GatewayLabel = "gateway.networking.k8s.io/gateway-name"
+	// LBPortAnnotation on a Gateway sets the port its LoadBalancer Service exposes for the
+	// listener on port 80 (the reference setup uses 81-83, one per cluster).
+	LBPortAnnotation = "crossgate.io/lb-port"
+	// BootstrapConfigMap is the ConfigMap holding the Envoy bootstrap in a proxy's namespace.
+	BootstrapConfigMap = "crossgate-bootstrap"
+	// IdentitySecretPrefix + ServiceAccount is the Secret holding a proxy's certificate.
+	IdentitySecretPrefix = "crossgate-identity-"
+)
+
+// RenderOptions are what every rendered gateway shares.
+type RenderOptions struct {
+	// Image is the Envoy image.
+	Image string
+}
+
+// Rendered are the objects one Gateway runs as.
+type Rendered struct {
+	ServiceAccount *corev1.ServiceAccount
+	Deployment     *appsv1.Deployment
+	Service        *corev1.Service
+}
+
+// ServicePorts are the LoadBalancer Service's ports: one per distinct listener port, exposed as
+// itself, except that the listener on port 80 is exposed on the LB port annotation's value.
+func ServicePorts(gw *gatewayv1.Gateway) ([]corev1.ServicePort, error) {
+	lb := int32(0)
+	if v, ok := gw.Annotations[LBPortAnnotation]; ok {
+		n, err := strconv.ParseInt(v, 10, 32)
+		if err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("annotation %s: %q is not a port number (1-65535)", LBPortAnnotation, v)
+		}
+		lb = int32(n)
+	}
+	var ports []int32
+	for _, l := range gw.Spec.Listeners {
+		if !slices.Contains(ports, l.Port) {
+			ports = append(ports, l.Port)
+		}
+	}
+	slices.Sort(ports)
+	var out []corev1.ServicePort
+	for _, p := range ports {
+		exposed := p
+		if p == 80 && lb != 0 {
+			exposed = lb
+		}
+		out = append(out, corev1.ServicePort{
+			Name: "port-" + strconv.Itoa(int(p)), Port: exposed, TargetPort: intstr.FromInt32(p), Protocol: corev1.ProtocolTCP,
+		})
+	}
+	return out, nil
+}
+
+// Render returns the ServiceAccount, Deployment and Service of a Gateway. The proxy runs as the
+// Gateway's identity (translator.GatewayIdentity), with the shared bootstrap and its identity
+// Secret mounted.
+func Render(gw *gatewayv1.Gateway, opts RenderOptions) (*Rendered, error) {
+	ports, err := ServicePorts(gw)
+	if err != nil {
+		return nil, err
+	}
+	id := translator.GatewayIdentity(gw.Namespace, gw.Name)
+	labels := map[string]string{
+		translator.ManagedByLabel: translator.ManagedByValue,
+		GatewayLabel:              gw.Name,
+	}
+	meta := func(name string) metav1.ObjectMeta {
+		return metav1.ObjectMeta{Namespace: gw.Namespace, Name: name, Labels: labels}
+	}
+	var containerPorts []corev1.ContainerPort
+	for _, p := range ports {
+		containerPorts = append(containerPorts, corev1.ContainerPort{Name: p.Name, ContainerPort: p.TargetPort.IntVal, Protocol: corev1.ProtocolTCP})
+	}
+	pod := corev1.PodSpec{
+		ServiceAccountName: id.ServiceAccount,
+		SecurityContext: &corev1.PodSecurityContext{
+			RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](101),
+			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+			// Envoy binds the listener ports, 80 included, without privileges.
+			Sysctls: []corev1.Sysctl{{Name: "net.ipv4.ip_unprivileged_port_start", Value: "0"}},
+		},
+		Containers: []corev1.Container{{
+			Name:  "envoy",
+			Image: opts.Image,
+			Args: []string{
+				"-c", BootstrapDir + "/" + BootstrapFile,
+				"--service-node", "gateway~" + gw.Namespace + "/" + gw.Name,
+				"--service-cluster", gw.Namespace + "/" + gw.Name,
+				"--log-level", "info",
+			},
+			Ports: containerPorts,
+			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(ports[0].TargetPort.IntVal)}},
+				PeriodSeconds: 5},
+			Resources: corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
+				Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")},
+			},
+			SecurityContext: &corev1.SecurityContext{
+				AllowPrivilegeEscalation: ptr.To(false), ReadOnlyRootFilesystem: ptr.To(true),
+				Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			},
+			VolumeMounts: []corev1.VolumeMount{
+				{Name: "bootstrap", MountPath: BootstrapDir, ReadOnly: true},
+				{Name: "identity", MountPath: IdentityDir, ReadOnly: true},
+			},
+		}},
+		Volumes: []corev1.Volume{
+			{Name: "bootstrap", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: BootstrapConfigMap}}}},
+			{Name: "identity", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: IdentitySecretPrefix + id.ServiceAccount}}},
+		},
+	}
+	deploy := &appsv1.Deployment{
+		ObjectMeta: meta(gw.Name),
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](1),
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{GatewayLabel: gw.Name}},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: pod},
+		},
+	}
+	svc := &corev1.Service{
+		ObjectMeta: meta(gw.Name),
+		Spec: corev1.ServiceSpec{
+			Type:     corev1.ServiceTypeLoadBalancer,
+			Selector: map[string]string{GatewayLabel: gw.Name},
+			Ports:    ports,
+		},
+	}
+	return &Rendered{ServiceAccount: &corev1.ServiceAccount{ObjectMeta: meta(id.ServiceAccount)}, Deployment: deploy, Service: svc}, nil
+}
