@@ -183,6 +183,9 @@ func NewMember(cfg *rest.Config, opts Options) (*Member, error) {
 	if err := m.Gateways.SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
+	if err := (&IdentityReconciler{Client: mgr.GetClient(), Opts: &opts}).SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
 	if err := mgr.AddHealthzCheck("ping", func(*http.Request) error { return nil }); err != nil {
 		return nil, err
 	}

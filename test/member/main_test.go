@@ -25,6 +25,7 @@ import (
 
 var (
 	sb      *sandbox.Sandbox
+	ca      *identity.CA
 	members = map[string]*controllers.Member{}
 )
 
@@ -44,7 +45,7 @@ func run(m *testing.M) int {
 	sb = s
 	runCtx, stop := context.WithCancel(context.Background())
 	defer stop()
-	ca, err := identity.NewCA("cluster.local")
+	ca, err = identity.NewCA("cluster.local")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -125,19 +126,37 @@ func (ca *CA) Issue(namespace, serviceAccount string, ttl time.Duration) (*Certi
 	if err != nil {
 		return nil, err
 	}
+	c, err := ca.issue(&x509.Certificate{URIs: []*url.URL{u}}, ttl)
+	if err != nil {
+		return nil, err
+	}
+	c.SPIFFEID = id
+	return c, nil
+}
+
+// IssueServing makes a server certificate for DNS names and IP addresses (the admission webhook's).
+func (ca *CA) IssueServing(dnsNames []string, ips []net.IP, ttl time.Duration) (*Certificate, error) {
+	if len(dnsNames) == 0 && len(ips) == 0 {
+		return nil, errors.New("a serving certificate needs a DNS name or an IP address")
+	}
+	if ttl < time.Minute {
+		return nil, fmt.Errorf("certificate lifetime %s is shorter than a minute", ttl)
+	}
+	return ca.issue(&x509.Certificate{DNSNames: dnsNames, IPAddresses: ips}, ttl)
+}
+
+// issue signs tmpl, with its names set, with a new key.
+func (ca *CA) issue(tmpl *x509.Certificate, ttl time.Duration) (*Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
 	}
 	now := ca.now()
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		NotBefore:    now.Add(-5 * time.Minute), // clock skew between peers
-		NotAfter:     now.Add(ttl),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		URIs:         []*url.URL{u},
-	}
+	tmpl.SerialNumber = serial()
+	tmpl.NotBefore = now.Add(-5 * time.Minute) // clock skew between peers
+	tmpl.NotAfter = now.Add(ttl)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
 		return nil, err
@@ -150,7 +169,6 @@ func (ca *CA) Issue(namespace, serviceAccount string, ttl time.Duration) (*Certi
 		CertPEM:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		KeyPEM:    pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}),
 		RootPEM:   ca.certPEM,
-		SPIFFEID:  id,
 		Serial:    tmpl.SerialNumber,
 		NotBefore: tmpl.NotBefore,
 		NotAfter:  tmpl.NotAfter,

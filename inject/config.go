@@ -1,0 +1,133 @@
+package inject
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/crossgate-io/crossgate/translator"
+	"github.com/crossgate-io/crossgate/xds/identity"
+)
+
+// ConfigurationName is the MutatingWebhookConfiguration crossgate keeps.
+const ConfigurationName = "crossgate-sidecar-injector"
+
+// Configuration is the webhook's registration: pods created in namespaces labelled
+// NamespaceLabel=enabled only, failing closed there (a pod that would run without its sidecar
+// is refused rather than created), and never consulted for any other namespace.
+func Configuration(cc admissionregistrationv1.WebhookClientConfig) *admissionregistrationv1.MutatingWebhookConfiguration {
+	fail := admissionregistrationv1.Fail
+	none := admissionregistrationv1.SideEffectClassNone
+	never := admissionregistrationv1.NeverReinvocationPolicy
+	return &admissionregistrationv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: ConfigurationName, Labels: map[string]string{translator.ManagedByLabel: translator.ManagedByValue}},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{
+			Name:                    "sidecar.crossgate.io",
+			ClientConfig:            cc,
+			FailurePolicy:           &fail,
+			SideEffects:             &none,
+			ReinvocationPolicy:      &never,
+			AdmissionReviewVersions: []string{"v1"},
+			TimeoutSeconds:          ptr.To[int32](5),
+			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{NamespaceLabel: NamespaceLabelValue}},
+			Rules: []admissionregistrationv1.RuleWithOperations{{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+				Rule: admissionregistrationv1.Rule{
+					APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"},
+					Scope: ptr.To(admissionregistrationv1.NamespacedScope),
+				},
+			}},
+		}},
+	}
+}
+
+// EnsureConfiguration creates or updates the registration.
+func EnsureConfiguration(ctx context.Context, c client.Client, want *admissionregistrationv1.MutatingWebhookConfiguration) error {
+	have := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	err := c.Get(ctx, client.ObjectKeyFromObject(want), have)
+	if apierrors.IsNotFound(err) {
+		return c.Create(ctx, want, client.FieldOwner("crossgate"))
+	}
+	if err != nil {
+		return err
+	}
+	if equality.Semantic.DeepDerivative(want.Webhooks, have.Webhooks) {
+		return nil
+	}
+	have.Webhooks = want.Webhooks
+	have.Labels = want.Labels
+	return c.Update(ctx, have, client.FieldOwner("crossgate"))
+}
+
+// Server serves the webhook over HTTPS with a certificate from ca for names and ips, renewed
+// before it expires.
+type Server struct {
+	Handler  http.Handler
+	CA       *identity.CA
+	DNSNames []string
+	IPs      []net.IP
+	TTL      time.Duration
+	cert     *tls.Certificate
+	renewAt  time.Time
+}
+
+func (s *Server) certificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if s.cert != nil && time.Now().Before(s.renewAt) {
+		return s.cert, nil
+	}
+	ttl := s.TTL
+	if ttl == 0 {
+		ttl = 24 * time.Hour
+	}
+	c, err := s.CA.IssueServing(s.DNSNames, s.IPs, ttl)
+	if err != nil {
+		return nil, err
+	}
+	pair, err := tls.X509KeyPair(c.CertPEM, c.KeyPEM)
+	if err != nil {
+		return nil, err
+	}
+	s.cert, s.renewAt = &pair, c.RenewAt()
+	return s.cert, nil
+}
+
+// Serve serves on ln until ctx ends.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if _, err := s.certificate(nil); err != nil {
+		return err
+	}
+	var mu chanMutex = make(chan struct{}, 1)
+	mux := http.NewServeMux()
+	mux.Handle(Path, s.Handler)
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			mu <- struct{}{}
+			defer func() { <-mu }()
+			return s.certificate(h)
+		}},
+	}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+type chanMutex chan struct{}
