@@ -338,6 +338,13 @@ func (p *Publisher) scheduleRenewal() {
 	}
 }
 
+// Ready reports whether a first translation has been published.
+func (p *Publisher) Ready() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.Publishes > 0
+}
+
 // Published reports whether key is published now.
 func (p *Publisher) Published(key string) bool {
 	p.mu.Lock()

@@ -1,0 +1,197 @@
+// Command crossgate-controller runs in every member cluster: the member controllers, the
+// translate-and-publish loop, the xDS server (mTLS, one configuration per proven identity), the
+// sidecar-injection webhook, and metrics and health endpoints.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/crossgate-io/crossgate/controllers"
+	"github.com/crossgate-io/crossgate/inject"
+	"github.com/crossgate-io/crossgate/xds/cache"
+	"github.com/crossgate-io/crossgate/xds/identity"
+	"github.com/crossgate-io/crossgate/xds/server"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "crossgate-controller:", err)
+		os.Exit(1)
+	}
+}
+
+func nsName(flagName, v string) (types.NamespacedName, error) {
+	if v == "" {
+		return types.NamespacedName{}, nil
+	}
+	ns, name, ok := strings.Cut(v, "/")
+	if !ok || ns == "" || name == "" {
+		return types.NamespacedName{}, fmt.Errorf("--%s %q: want namespace/name", flagName, v)
+	}
+	return types.NamespacedName{Namespace: ns, Name: name}, nil
+}
+
+func run() error {
+	var (
+		opts                                   controllers.Options
+		meshConfig, gw, namespace, trustDomain string
+		xdsAddr, metricsAddr, webhookAddr      string
+		webhookURL, webhookService             string
+		proxyImage, initImage, logLevel        string
+	)
+	flag.StringVar(&opts.Name, "cluster-name", "", "this cluster's name in the cluster set (default: the MeshConfig's spec.clusterSet.name)")
+	flag.StringVar(&opts.Region, "region", "default", "this cluster's region")
+	flag.StringVar(&opts.Zone, "zone", "default", "this cluster's zone")
+	flag.StringVar(&opts.Group, "group", "default", "this cluster's group")
+	flag.StringVar(&meshConfig, "mesh-config", "fsm-system/fsm-mesh-config", "namespace/name of the MeshConfig")
+	flag.StringVar(&gw, "gateway", "", "namespace/name of the Gateway exported services attach to (default: the MeshConfig's spec.gateway)")
+	flag.StringVar(&namespace, "namespace", "crossgate-system", "the controller's namespace (root CA Secret, leader election)")
+	flag.StringVar(&trustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain of the cluster set")
+	flag.StringVar(&xdsAddr, "xds-address", ":15010", "where the xDS server listens (mTLS)")
+	flag.StringVar(&opts.XDSHost, "xds-host", "crossgate-controller.crossgate-system.svc", "the host proxies dial for xDS")
+	xdsPort := flag.Uint("xds-port", 15010, "the port proxies dial for xDS")
+	flag.StringVar(&metricsAddr, "metrics-address", ":9090", "where /metrics, /healthz and /readyz are served")
+	flag.StringVar(&webhookAddr, "webhook-address", ":9443", "where the sidecar-injection webhook listens (empty: no webhook)")
+	flag.StringVar(&webhookURL, "webhook-url", "", "URL the API server calls the webhook at (the sandbox's); default: --webhook-service")
+	flag.StringVar(&webhookService, "webhook-service", "crossgate-system/crossgate-controller", "namespace/name of the Service in front of the webhook")
+	flag.StringVar(&proxyImage, "proxy-image", controllers.DefaultEnvoyImage, "Envoy image of sidecars and gateways")
+	flag.StringVar(&initImage, "init-image", "ghcr.io/crossgate-io/crossgate-init:latest", "image of the traffic-capture init container (sh and iptables)")
+	flag.BoolVar(&opts.LeaderElection, "leader-elect", true, "elect one leader among replicas for writes")
+	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	flag.Parse()
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		return fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	var err error
+	if opts.MeshConfig, err = nsName("mesh-config", meshConfig); err != nil {
+		return err
+	}
+	if opts.Gateway, err = nsName("gateway", gw); err != nil {
+		return err
+	}
+	if *xdsPort == 0 || *xdsPort > 65535 {
+		return fmt.Errorf("--xds-port %d: want 1-65535", *xdsPort)
+	}
+	opts.XDSPort = uint32(*xdsPort)
+	opts.GatewayImage = proxyImage
+	opts.LeaderElectionNamespace = namespace
+	opts.Log = log
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("no Kubernetes configuration (in-cluster or KUBECONFIG): %w", err)
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	ca, err := identity.LoadOrCreateRoot(ctx, kube, namespace, "crossgate-root-ca", trustDomain)
+	if err != nil {
+		return fmt.Errorf("the root CA: %w", err)
+	}
+	opts.CA = ca
+	metrics := server.NewMetrics()
+	opts.XDS = cache.New(controllers.NodeKey, log)
+	opts.XDS.Observer = metrics
+	member, err := controllers.NewMember(cfg, opts)
+	if err != nil {
+		return err
+	}
+
+	errc := make(chan error, 4)
+	// xDS over mTLS: a proxy proves its identity with its certificate.
+	srvCert, err := ca.IssueServing([]string{opts.XDSHost, "localhost"}, []net.IP{net.ParseIP("127.0.0.1")}, 365*24*time.Hour)
+	if err != nil {
+		return err
+	}
+	pair, err := tls.X509KeyPair(srvCert.CertPEM, srvCert.KeyPEM)
+	if err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(srvCert.RootPEM)
+	grpcServer := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{
+		MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert,
+	})))
+	server.Register(ctx, grpcServer, opts.XDS, server.Options{RequireIdentity: true, Log: log, Metrics: metrics})
+	xdsLn, err := net.Listen("tcp", xdsAddr)
+	if err != nil {
+		return fmt.Errorf("--xds-address: %w", err)
+	}
+	go func() { errc <- grpcServer.Serve(xdsLn) }()
+	go func() { <-ctx.Done(); grpcServer.GracefulStop() }()
+
+	ready := member.Publisher.Ready
+	metricsSrv := &http.Server{Addr: metricsAddr, Handler: metrics.Handler(ready), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := metricsSrv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	go func() { <-ctx.Done(); _ = metricsSrv.Close() }()
+
+	if webhookAddr != "" {
+		cc := admissionregistrationv1.WebhookClientConfig{CABundle: srvCert.RootPEM}
+		dns := []string{"localhost"}
+		if webhookURL != "" {
+			cc.URL = &webhookURL
+		} else {
+			svc, err := nsName("webhook-service", webhookService)
+			if err != nil {
+				return err
+			}
+			path := inject.Path
+			cc.Service = &admissionregistrationv1.ServiceReference{Namespace: svc.Namespace, Name: svc.Name, Path: &path, Port: ptrInt32(443)}
+			dns = append(dns, svc.Name+"."+svc.Namespace+".svc")
+		}
+		direct, err := client.New(cfg, client.Options{Scheme: controllers.Scheme()})
+		if err != nil {
+			return err
+		}
+		wl, err := net.Listen("tcp", webhookAddr)
+		if err != nil {
+			return fmt.Errorf("--webhook-address: %w", err)
+		}
+		wh := &inject.Server{Handler: inject.NewHandler(inject.Options{ProxyImage: proxyImage, InitImage: initImage}), CA: ca, DNSNames: dns, IPs: []net.IP{net.ParseIP("127.0.0.1")}}
+		go func() { errc <- wh.Serve(ctx, wl) }()
+		if err := inject.EnsureConfiguration(ctx, direct, inject.Configuration(cc)); err != nil {
+			return fmt.Errorf("registering the sidecar-injection webhook: %w", err)
+		}
+	}
+	go func() { errc <- member.Manager.Start(ctx) }()
+	log.Info("crossgate-controller started", "cluster", opts.ClusterKey(), "xds", xdsLn.Addr().String())
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-errc:
+		return err
+	}
+}
+
+func ptrInt32(v int32) *int32 { return &v }
