@@ -52,7 +52,7 @@ type Options struct {
 	CA *identity.CA
 	// CertTTL is the lifetime of those certificates (24h when zero).
 	CertTTL time.Duration
-	// Quiet and MaxDelay bound the debounce of the translate loop (20ms and 200ms when zero).
+	// Quiet and MaxDelay bound the debounce of the translate loop (10ms and 200ms when zero).
 	Quiet, MaxDelay time.Duration
 	// XDS is the cache the xDS server serves.
 	XDS *cache.Cache
@@ -83,7 +83,7 @@ func (o *Options) ClusterKey() string {
 
 func (o *Options) defaults() {
 	if o.Quiet == 0 {
-		o.Quiet = 20 * time.Millisecond
+		o.Quiet = 10 * time.Millisecond
 	}
 	if o.MaxDelay == 0 {
 		o.MaxDelay = 200 * time.Millisecond

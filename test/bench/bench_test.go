@@ -77,3 +77,20 @@ func TestB3ClientProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestB4(t *testing.T) {
+	clients, edits := 100, 10
+	if full() {
+		edits = 50
+	}
+	lines, err := RunB4(clients, edits, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range lines {
+		t.Log(l)
+		if full() {
+			os.Stdout.WriteString(l.String() + "\n")
+		}
+	}
+}
