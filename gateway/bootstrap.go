@@ -63,9 +63,9 @@ func Bootstrap(host string, port uint32) ([]byte, error) {
 		Node: &corev3.Node{Cluster: "crossgate"},
 		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
 			AdsConfig: &corev3.ApiConfigSource{
-				ApiType:             corev3.ApiConfigSource_DELTA_GRPC,
-				TransportApiVersion: corev3.ApiVersion_V3,
-				GrpcServices: []*corev3.GrpcService{{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: "xds"}}}},
+				ApiType:                   corev3.ApiConfigSource_DELTA_GRPC,
+				TransportApiVersion:       corev3.ApiVersion_V3,
+				GrpcServices:              []*corev3.GrpcService{{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: "xds"}}}},
 				SetNodeOnFirstMessageOnly: true,
 			},
 			LdsConfig: ads,
@@ -105,5 +105,3 @@ func ParseBootstrap(b []byte) (*bootstrapv3.Bootstrap, error) {
 	}
 	return out, nil
 }
-
-

@@ -6,11 +6,12 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -106,15 +107,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if _, err := s.certificate(nil); err != nil {
 		return err
 	}
-	var mu chanMutex = make(chan struct{}, 1)
+	var mu sync.Mutex
 	mux := http.NewServeMux()
 	mux.Handle(Path, s.Handler)
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			mu <- struct{}{}
-			defer func() { <-mu }()
+			mu.Lock()
+			defer mu.Unlock()
 			return s.certificate(h)
 		}},
 	}
@@ -129,5 +130,3 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	return nil
 }
-
-type chanMutex chan struct{}
