@@ -1,0 +1,68 @@
+package translator
+
+import (
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
+)
+
+func TestExportRoutesRewrite(t *testing.T) {
+	type rule struct{ match, rewrite string }
+	for _, tc := range []struct {
+		name    string
+		path    string
+		exact   bool
+		rewrite *flomeshv1alpha1.PathRewrite
+		want    []rule
+	}{
+		{"no rewrite", "/cluster-1/httpbin-mesh", false, nil, []rule{{"/cluster-1/httpbin-mesh", ""}}},
+		{"from is the path", "/cluster-1/httpbin-mesh", false, &flomeshv1alpha1.PathRewrite{From: "/cluster-1/httpbin-mesh", To: "/"}, []rule{{"/cluster-1/httpbin-mesh", "prefix:/"}}},
+		{"from above the path", "/cluster-1/httpbin-mesh", false, &flomeshv1alpha1.PathRewrite{From: "/cluster-1", To: "/api"}, []rule{{"/cluster-1/httpbin-mesh", "prefix:/api/httpbin-mesh"}}},
+		{"from below the path", "/a", false, &flomeshv1alpha1.PathRewrite{From: "/a/b", To: "/c"}, []rule{{"/a/b", "prefix:/c"}, {"/a", ""}}},
+		{"exact", "/a/b", true, &flomeshv1alpha1.PathRewrite{From: "/a", To: "/x"}, []rule{{"/a/b", "full:/x/b"}}},
+		{"unrelated", "/a", false, &flomeshv1alpha1.PathRewrite{From: "/ab", To: "/x"}, []rule{{"/a", ""}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pt := flomeshv1alpha1.PathMatchPrefix
+			if tc.exact {
+				pt = flomeshv1alpha1.PathMatchExact
+			}
+			e := &flomeshv1alpha1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: "httpbin"},
+				Spec: flomeshv1alpha1.ServiceExportSpec{PathRewrite: tc.rewrite, Rules: []flomeshv1alpha1.ServiceExportRule{{PortNumber: 8080, Path: tc.path, PathType: pt}}}}
+			routes := ExportRoutes(e, "crossgate-system", "crossgate-gateway", "")
+			if len(routes) != 2 || routes[0].Name != "httpbin.mesh" || routes[1].Name != "httpbin.direct" {
+				t.Fatalf("routes %v", routes)
+			}
+			var got []rule
+			for _, r := range routes[1].Spec.Rules {
+				g := rule{match: *r.Matches[0].Path.Value}
+				if tc.exact != (*r.Matches[0].Path.Type == gatewayv1.PathMatchExact) {
+					t.Errorf("match type %s", *r.Matches[0].Path.Type)
+				}
+				for _, f := range r.Filters {
+					switch p := f.URLRewrite.Path; p.Type {
+					case gatewayv1.PrefixMatchHTTPPathModifier:
+						g.rewrite = "prefix:" + *p.ReplacePrefixMatch
+					case gatewayv1.FullPathHTTPPathModifier:
+						g.rewrite = "full:" + *p.ReplaceFullPath
+					}
+				}
+				got = append(got, g)
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("rules %+v, want %+v", got, tc.want)
+			}
+			for i := range got {
+				if got[i] != tc.want[i] {
+					t.Errorf("rule %d: %+v, want %+v", i, got[i], tc.want[i])
+				}
+			}
+			if n := routes[0].Spec.ParentRefs[0].Namespace; n == nil || *n != "crossgate-system" {
+				t.Errorf("parent namespace %v", n)
+			}
+		})
+	}
+}
