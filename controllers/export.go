@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"maps"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -144,7 +145,7 @@ func (r *ExportReconciler) ensure(ctx context.Context, e *flomeshv1alpha1.Servic
 			"HTTPRoute %s/%s exists and was not made by crossgate for this export; it is left alone", have.Namespace, have.Name)
 		return nil
 	}
-	if equality.Semantic.DeepEqual(have.Spec, want.Spec) && equalMaps(have.Labels, want.Labels) &&
+	if equality.Semantic.DeepEqual(have.Spec, want.Spec) && maps.Equal(have.Labels, want.Labels) &&
 		equality.Semantic.DeepEqual(have.OwnerReferences, want.OwnerReferences) {
 		return nil
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,7 +45,7 @@ func Key(kind, identity string) string { return kind + "~" + identity }
 // "proxyless~ns/sa" and a bare "ns/sa" are proxyless.
 func NodeKey(_ context.Context, node *corev3.Node) (string, error) {
 	id := node.GetId()
-	kind, rest, ok := cut(id, "~")
+	kind, rest, ok := strings.Cut(id, "~")
 	if !ok {
 		kind, rest = KindProxyless, id
 	}
@@ -52,19 +54,10 @@ func NodeKey(_ context.Context, node *corev3.Node) (string, error) {
 	default:
 		return "", fmt.Errorf("node ID %q: the kind before '~' must be sidecar, gateway or proxyless", id)
 	}
-	if ns, name, ok := cut(rest, "/"); !ok || ns == "" || name == "" {
+	if ns, name, ok := strings.Cut(rest, "/"); !ok || ns == "" || name == "" {
 		return "", fmt.Errorf("node ID %q: want [kind~]namespace/name", id)
 	}
 	return Key(kind, rest), nil
-}
-
-func cut(s, sep string) (string, string, bool) {
-	for i := 0; i+len(sep) <= len(s); i++ {
-		if s[i:i+len(sep)] == sep {
-			return s[:i], s[i+len(sep):], true
-		}
-	}
-	return s, "", false
 }
 
 // Publisher is the translate-and-publish loop: any change of an object the translator reads
@@ -154,19 +147,7 @@ func statusOnly(oldObj, newObj any) bool {
 	default:
 		return false
 	}
-	return o.GetGeneration() == n.GetGeneration() && equalMaps(o.GetLabels(), n.GetLabels()) && equalMaps(o.GetAnnotations(), n.GetAnnotations())
-}
-
-func equalMaps(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
+	return o.GetGeneration() == n.GetGeneration() && maps.Equal(o.GetLabels(), n.GetLabels()) && maps.Equal(o.GetAnnotations(), n.GetAnnotations())
 }
 
 // Input reads the translator's input from the cache.
@@ -222,7 +203,7 @@ func (p *Publisher) publish(ctx context.Context) {
 		// Invalid pieces are left out; the rest is still published.
 		p.log.Error("some configuration could not be built and is left out", "error", buildErr)
 	}
-	pubErr := p.setCache(res.IR.TrustDomain, out)
+	pubErr := p.setCache(out)
 	p.mu.Lock()
 	p.Publishes++
 	p.LastError = errors.Join(buildErr, pubErr)
@@ -244,15 +225,17 @@ func (p *Publisher) retryLater() {
 
 // setCache publishes every proxy's resources, with its certificate as SDS secrets for Envoy
 // sidecars and gateways, and empties the keys of proxies that no longer exist.
-func (p *Publisher) setCache(trustDomain string, out *translate.Output) error {
+func (p *Publisher) setCache(out *translate.Output) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var errs []error
 	now := time.Now()
 	next := map[string]bool{}
+	usedCerts := map[string]bool{}
 	set := func(key, ns, name string, r *translate.Resources, withCert bool) {
 		next[key] = true
 		if withCert && p.opts.CA != nil {
+			usedCerts[ns+"/"+name] = true
 			secrets, err := p.secrets(ns, name, now)
 			if err != nil {
 				errs = append(errs, err)
@@ -267,15 +250,15 @@ func (p *Publisher) setCache(trustDomain string, out *translate.Output) error {
 		}
 	}
 	for id, r := range out.Sidecars {
-		ns, sa, _ := cut(id, "/")
+		ns, sa, _ := strings.Cut(id, "/")
 		set(Key(KindSidecar, id), ns, sa, r, true)
 	}
 	for id, r := range out.Proxyless {
-		ns, sa, _ := cut(id, "/")
+		ns, sa, _ := strings.Cut(id, "/")
 		set(Key(KindProxyless, id), ns, sa, r, false)
 	}
 	for id, r := range out.Gateways {
-		ns, name, _ := cut(id, "/")
+		ns, name, _ := strings.Cut(id, "/")
 		gi := translator.GatewayIdentity(ns, name)
 		set(Key(KindGateway, id), gi.Namespace, gi.ServiceAccount, r, true)
 	}
@@ -287,23 +270,13 @@ func (p *Publisher) setCache(trustDomain string, out *translate.Output) error {
 		}
 	}
 	for id := range p.certs {
-		if !next[Key(KindSidecar, id)] && !next[Key(KindGateway, id)] && !gatewayIdentity(out, id) {
+		if !usedCerts[id] {
 			delete(p.certs, id)
 		}
 	}
 	p.published = next
 	p.scheduleRenewal()
 	return errors.Join(errs...)
-}
-
-func gatewayIdentity(out *translate.Output, id string) bool {
-	for gw := range out.Gateways {
-		ns, name, _ := cut(gw, "/")
-		if translator.GatewayIdentity(ns, name).String() == id {
-			return true
-		}
-	}
-	return false
 }
 
 // secrets returns the SDS secrets of an identity, issuing its certificate when it has none or
@@ -343,11 +316,4 @@ func (p *Publisher) Ready() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.Publishes > 0
-}
-
-// Published reports whether key is published now.
-func (p *Publisher) Published(key string) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.published[key]
 }

@@ -6,12 +6,14 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"maps"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -143,7 +145,7 @@ func (r *Reconciler) apply(ctx context.Context, want client.Object) error {
 		}
 		return client.IgnoreAlreadyExists(r.Client.Create(ctx, want, fieldOwner))
 	}
-	changed := !equalLabels(have.GetLabels(), want.GetLabels()) || !equality.Semantic.DeepEqual(have.GetOwnerReferences(), want.GetOwnerReferences())
+	changed := !maps.Equal(have.GetLabels(), want.GetLabels()) || !equality.Semantic.DeepEqual(have.GetOwnerReferences(), want.GetOwnerReferences())
 	have.SetLabels(want.GetLabels())
 	have.SetOwnerReferences(want.GetOwnerReferences())
 	switch h := have.(type) {
@@ -168,18 +170,6 @@ func (r *Reconciler) apply(ctx context.Context, want client.Object) error {
 	return r.Client.Update(ctx, have, fieldOwner)
 }
 
-func equalLabels(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
 // remove deletes what was rendered for a Gateway. Deletion is explicit so that it also happens
 // where no garbage collector runs.
 func (r *Reconciler) remove(ctx context.Context, gw types.NamespacedName) error {
@@ -189,23 +179,12 @@ func (r *Reconciler) remove(ctx context.Context, gw types.NamespacedName) error 
 		if err := r.Client.List(ctx, l, client.InNamespace(gw.Namespace), sel); err != nil {
 			return err
 		}
-		var items []client.Object
-		switch x := l.(type) {
-		case *appsv1.DeploymentList:
-			for i := range x.Items {
-				items = append(items, &x.Items[i])
-			}
-		case *corev1.ServiceList:
-			for i := range x.Items {
-				items = append(items, &x.Items[i])
-			}
-		case *corev1.ServiceAccountList:
-			for i := range x.Items {
-				items = append(items, &x.Items[i])
-			}
+		items, err := apimeta.ExtractList(l)
+		if err != nil {
+			return err
 		}
 		for _, o := range items {
-			if err := r.Client.Delete(ctx, o); client.IgnoreNotFound(err) != nil {
+			if err := r.Client.Delete(ctx, o.(client.Object)); client.IgnoreNotFound(err) != nil {
 				return err
 			}
 		}
