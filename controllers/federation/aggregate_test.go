@@ -23,8 +23,8 @@ func key(n int) flomeshv1alpha1.ClusterKey {
 	return flomeshv1alpha1.NewClusterKey("default", "default", "default", fmt.Sprintf("cluster-%d", n))
 }
 
-// member is cluster-n with the walkthrough's gateway address (192.168.1.110:80+n).
-func member(n int) *Source {
+// newSource is cluster-n with the walkthrough's gateway address (192.168.1.110:80+n).
+func newSource(n int) *Source {
 	return &Source{Key: key(n), Known: true, Services: map[types.NamespacedName]*corev1.Service{},
 		Gateway: flomeshv1alpha1.Target{Host: "192.168.1.110", IP: "192.168.1.110", Port: int32(80 + n)}}
 }
@@ -105,7 +105,7 @@ func endpointKeys(imp *flomeshv1alpha1.ServiceImport) []string {
 }
 
 func walkthroughSet(t *testing.T) (c1, c2, c3 *Source) {
-	c1, c2, c3 = member(1), member(2), member(3)
+	c1, c2, c3 = newSource(1), newSource(2), newSource(3)
 	applyWalkthrough(t, c1, "serviceexport-any.yaml", t0)
 	applyWalkthrough(t, c3, "serviceexport-any.yaml", t0.Add(time.Second))
 	return c1, c2, c3
@@ -215,7 +215,7 @@ func TestConflicts(t *testing.T) {
 }
 
 func TestOldestWinsAndTies(t *testing.T) {
-	c1, c2, c3 := member(1), member(2), member(3)
+	c1, c2, c3 := newSource(1), newSource(2), newSource(3)
 	applyWalkthrough(t, c1, "serviceexport-any.yaml", t0.Add(time.Second))
 	applyWalkthrough(t, c3, "serviceexport-httpbin.yaml", t0)
 	p := Aggregate([]*Source{c1, c2, c3})

@@ -1,0 +1,305 @@
+package federation
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
+	ctrlcache "sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
+)
+
+// The claim: a Lease in the member's kube-system namespace naming the control plane that manages
+// it, so that two control planes never write into one member.
+const (
+	claimNamespace = metav1.NamespaceSystem
+	claimName      = "crossgate-federation"
+)
+
+// connection is a live link to a member: a client for writes, a cache of its exports, Services
+// and the federation's imports, and the loop that renews the claim.
+type connection struct {
+	name    string
+	server  string
+	client  client.Client
+	cache   ctrlcache.Cache
+	synced  atomic.Bool
+	healthy atomic.Bool
+	cancel  context.CancelFunc
+	done    sync.WaitGroup
+}
+
+func (c *connection) stop() {
+	c.cancel()
+	c.done.Wait()
+}
+
+// restConfig parses a kubeconfig; every request made with the result is bounded by timeout.
+func restConfig(raw []byte, timeout time.Duration) (*rest.Config, error) {
+	if len(strings.TrimSpace(string(raw))) == 0 {
+		return nil, errors.New("the kubeconfig is empty")
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(raw)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Timeout = timeout
+	cfg.QPS, cfg.Burst = 50, 100
+	cfg.UserAgent = "crossgate-federation"
+	return cfg, nil
+}
+
+// connect checks that the member is reachable, accepts the credentials, runs crossgate and is
+// not managed by another control plane, claims it, and starts watching it. On failure it returns
+// the Managed condition's reason and message.
+func (f *Federation) connect(ctx context.Context, c *flomeshv1alpha1.Cluster, raw []byte) (*connection, string, string) {
+	cfg, err := restConfig(raw, f.opts.ConnectTimeout)
+	if err != nil {
+		where := "spec.kubeconfig"
+		if c.Spec.KubeconfigSecretRef != nil {
+			where = fmt.Sprintf("the kubeconfig in Secret %s/%s", c.Spec.KubeconfigSecretRef.Namespace, c.Spec.KubeconfigSecretRef.Name)
+		}
+		return nil, ReasonKubeconfigInvalid, fmt.Sprintf("%s does not parse as a kubeconfig with a current context: %v", where, err)
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return nil, ReasonKubeconfigInvalid, err.Error()
+	}
+	resources, err := dc.ServerResourcesForGroupVersion(flomeshv1alpha1.GroupVersion.String())
+	if err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, ReasonNotInstalled, fmt.Sprintf("%s serves no %s API: install crossgate in the member first.", cfg.Host, flomeshv1alpha1.GroupVersion)
+		}
+		reason, msg := classify(cfg.Host, err)
+		return nil, reason, msg
+	}
+	served := map[string]bool{}
+	for _, r := range resources.APIResources {
+		served[r.Name] = true
+	}
+	if !served["serviceexports"] || !served["serviceimports"] {
+		return nil, ReasonNotInstalled, fmt.Sprintf("%s serves %s without ServiceExport and ServiceImport: install crossgate's CRDs in the member.", cfg.Host, flomeshv1alpha1.GroupVersion)
+	}
+	cl, err := client.New(cfg, client.Options{Scheme: f.scheme})
+	if err != nil {
+		return nil, ReasonKubeconfigInvalid, err.Error()
+	}
+	if reason, msg := f.claim(ctx, cl, cfg.Host, c.Name); reason != "" {
+		return nil, reason, msg
+	}
+
+	watchCfg := rest.CopyConfig(cfg)
+	watchCfg.Timeout = 0 // watches are long requests
+	informers, err := ctrlcache.New(watchCfg, ctrlcache.Options{
+		Scheme:           f.scheme,
+		DefaultTransform: strip,
+		ByObject: map[client.Object]ctrlcache.ByObject{
+			&flomeshv1alpha1.ServiceImport{}: {Label: labels.SelectorFromSet(labels.Set{FederatedLabel: "true"})},
+		},
+	})
+	if err != nil {
+		return nil, ReasonKubeconfigInvalid, err.Error()
+	}
+	runCtx, cancel := context.WithCancel(f.base)
+	conn := &connection{name: c.Name, server: cfg.Host, client: cl, cache: informers, cancel: cancel}
+	conn.healthy.Store(true)
+	kick := toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { f.trigger() },
+		UpdateFunc: func(any, any) { f.trigger() },
+		DeleteFunc: func(any) { f.trigger() },
+	}
+	for _, o := range []client.Object{&flomeshv1alpha1.ServiceExport{}, &corev1.Service{}, &flomeshv1alpha1.ServiceImport{}} {
+		inf, err := informers.GetInformer(runCtx, o)
+		if err == nil {
+			_, err = inf.AddEventHandler(kick)
+		}
+		if err != nil {
+			cancel()
+			return nil, ReasonUnreachable, fmt.Sprintf("watching %T in %s: %v", o, cfg.Host, err)
+		}
+	}
+	conn.done.Go(func() { _ = informers.Start(runCtx) })
+	syncCtx, syncCancel := context.WithTimeout(runCtx, 6*f.opts.ConnectTimeout)
+	ok := informers.WaitForCacheSync(syncCtx)
+	syncCancel()
+	if !ok {
+		conn.stop()
+		return nil, ReasonUnreachable, fmt.Sprintf("the watches on %s did not sync within %v.", cfg.Host, 6*f.opts.ConnectTimeout)
+	}
+	conn.synced.Store(true)
+	conn.done.Go(func() { f.health(runCtx, conn) })
+	return conn, "", ""
+}
+
+// classify turns a request error into the Managed condition's reason and message.
+func classify(host string, err error) (string, string) {
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	switch {
+	case apierrors.IsUnauthorized(err):
+		return ReasonUnauthorized, fmt.Sprintf("%s refused the kubeconfig's credentials (401 Unauthorized): give the Cluster a kubeconfig with valid credentials.", host)
+	case apierrors.IsForbidden(err):
+		return ReasonForbidden, fmt.Sprintf("%s accepted the credentials but forbids what the federation needs: %v. Grant the kubeconfig's user the federation's role (crossgate cluster join creates it).", host, err)
+	case errors.As(err, &unknownCA), errors.As(err, &hostname), errors.As(err, &invalid):
+		return ReasonTLS, fmt.Sprintf("the TLS handshake with %s failed: %v. Check the kubeconfig's certificate-authority-data and server address.", host, err)
+	}
+	var netErr net.Error
+	var urlErr *url.Error
+	if errors.As(err, &netErr) || errors.As(err, &urlErr) {
+		return ReasonUnreachable, fmt.Sprintf("%s cannot be reached: %v", host, err)
+	}
+	return ReasonUnreachable, fmt.Sprintf("%s: %v", host, err)
+}
+
+// holder is this control plane's holder identity in a member's claim.
+func (f *Federation) holder(name string) string { return f.opts.ID + "/" + name }
+
+// claim takes or renews the member's claim Lease for this control plane.
+func (f *Federation) claim(ctx context.Context, cl client.Client, host, name string) (string, string) {
+	now := metav1.NewMicroTime(time.Now())
+	var l coordinationv1.Lease
+	err := cl.Get(ctx, client.ObjectKey{Namespace: claimNamespace, Name: claimName}, &l)
+	if apierrors.IsNotFound(err) {
+		l = coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Namespace: claimNamespace, Name: claimName, Labels: map[string]string{"app.kubernetes.io/managed-by": "crossgate"}},
+			Spec: coordinationv1.LeaseSpec{
+				HolderIdentity: ptr.To(f.holder(name)), LeaseDurationSeconds: ptr.To(int32(f.opts.LeaseDuration / time.Second)),
+				AcquireTime: &now, RenewTime: &now,
+			},
+		}
+		err = cl.Create(ctx, &l)
+		if err == nil {
+			return "", ""
+		}
+	}
+	if err != nil {
+		reason, msg := classify(host, err)
+		return reason, "claiming the member: " + msg
+	}
+	h := ptr.Deref(l.Spec.HolderIdentity, "")
+	switch {
+	case h == f.holder(name):
+	case strings.HasPrefix(h, f.opts.ID+"/"):
+		return ReasonAlreadyJoined, fmt.Sprintf("%s is already a member of this cluster set as Cluster %q; one API server can join only once.", host, strings.TrimPrefix(h, f.opts.ID+"/"))
+	case h != "" && l.Spec.RenewTime != nil && time.Since(l.Spec.RenewTime.Time) < time.Duration(ptr.Deref(l.Spec.LeaseDurationSeconds, 0))*time.Second:
+		return ReasonManagedByOther, fmt.Sprintf("%s is managed by another control plane (%s holds Lease %s/%s, renewed %s). Remove it from that cluster set first (crossgate cluster leave there).", host, h, claimNamespace, claimName, l.Spec.RenewTime.UTC().Format(time.RFC3339))
+	default:
+		l.Spec.HolderIdentity = ptr.To(f.holder(name))
+		l.Spec.AcquireTime = &now
+		l.Spec.LeaseTransitions = ptr.To(ptr.Deref(l.Spec.LeaseTransitions, 0) + 1)
+	}
+	l.Spec.RenewTime = &now
+	l.Spec.LeaseDurationSeconds = ptr.To(int32(f.opts.LeaseDuration / time.Second))
+	if err := cl.Update(ctx, &l); err != nil {
+		if apierrors.IsConflict(err) {
+			return ReasonManagedByOther, fmt.Sprintf("another writer changed Lease %s/%s in %s while this control plane claimed it.", claimNamespace, claimName, host)
+		}
+		reason, msg := classify(host, err)
+		return reason, "claiming the member: " + msg
+	}
+	return "", ""
+}
+
+// unclaim deletes the member's claim if this control plane holds it.
+func (f *Federation) unclaim(ctx context.Context, cl client.Client, name string) error {
+	var l coordinationv1.Lease
+	if err := cl.Get(ctx, client.ObjectKey{Namespace: claimNamespace, Name: claimName}, &l); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if ptr.Deref(l.Spec.HolderIdentity, "") != f.holder(name) {
+		return nil
+	}
+	return client.IgnoreNotFound(cl.Delete(ctx, &l, client.Preconditions{UID: &l.UID, ResourceVersion: &l.ResourceVersion}))
+}
+
+// health renews the claim every HealthInterval. A failed renewal marks the member unreachable
+// (Managed=False) but keeps its watches and everything read from it, so the imports it holds and
+// its endpoints elsewhere stay as they were; a later success marks it connected again. Losing the
+// claim to another control plane ends the connection.
+func (f *Federation) health(ctx context.Context, conn *connection) {
+	t := time.NewTicker(f.opts.HealthInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		reqCtx, cancel := context.WithTimeout(ctx, f.opts.ConnectTimeout)
+		reason, msg := f.claim(reqCtx, conn.client, conn.server, conn.name)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case reason == "":
+			if !conn.healthy.Swap(true) {
+				f.opts.Log.Info("member reachable again", "cluster", conn.name)
+				_ = f.setManaged(ctx, conn.name, true, ReasonConnected, fmt.Sprintf("Connected to %s again.", conn.server))
+				f.trigger()
+			}
+		case reason == ReasonManagedByOther || reason == ReasonAlreadyJoined:
+			conn.healthy.Store(false)
+			_ = f.setManaged(ctx, conn.name, false, reason, msg)
+			f.disconnectConn(conn)
+			f.requeue(conn.name)
+			return
+		default:
+			if conn.healthy.Swap(false) {
+				f.opts.Log.Warn("member unreachable", "cluster", conn.name, "reason", reason, "error", msg)
+			}
+			_ = f.setManaged(ctx, conn.name, false, reason, msg+" The imports it holds and its exports elsewhere are kept as last seen until it is back.")
+		}
+	}
+}
+
+// disconnectConn ends conn if it is still its member's connection (from the health loop, which
+// conn.stop waits for, so the stop runs on its own goroutine).
+func (f *Federation) disconnectConn(conn *connection) {
+	f.mu.Lock()
+	m := f.members[conn.name]
+	if m != nil && m.conn == conn {
+		m.conn, m.fingerprint = nil, ""
+	}
+	f.mu.Unlock()
+	go conn.stop()
+}
+
+// strip keeps the cached objects small: the federation reads the exports' spec, the Services'
+// ports and type, and the imports.
+func strip(obj any) (any, error) {
+	o, ok := obj.(client.Object)
+	if !ok {
+		return obj, nil
+	}
+	o.SetManagedFields(nil)
+	if a := o.GetAnnotations(); a != nil {
+		delete(a, corev1.LastAppliedConfigAnnotation)
+	}
+	if svc, ok := o.(*corev1.Service); ok {
+		svc.Spec = corev1.ServiceSpec{Ports: svc.Spec.Ports, ClusterIP: svc.Spec.ClusterIP, Type: svc.Spec.Type}
+		svc.Status = corev1.ServiceStatus{}
+		svc.Annotations, svc.Labels = nil, nil
+	}
+	return o, nil
+}

@@ -1,0 +1,436 @@
+// Package federation is the control plane of a cluster set: for every Cluster object it connects
+// to the member's API server, watches its ServiceExports and their Services, and writes into
+// every member the ServiceImports that the members' exports add up to (Aggregate), with the
+// exports' Conflict conditions. It runs in crossgate-controller on the control-plane cluster.
+package federation
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/retry"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
+)
+
+const (
+	// Finalizer keeps a Cluster until its imports are deleted from the member and its endpoints
+	// from the others.
+	Finalizer = "crossgate.io/federation"
+	// FieldManager is the federation's field manager in members.
+	FieldManager = "crossgate-federation"
+	// secretRefIndex indexes Clusters by the Secret their kubeconfigSecretRef names.
+	secretRefIndex = "crossgate.io/kubeconfigSecretRef"
+)
+
+// Reasons of the Cluster's Managed condition.
+const (
+	ReasonConnected         = "Connected"
+	ReasonKubeconfigInvalid = "KubeconfigInvalid"
+	ReasonSecretNotFound    = "KubeconfigSecretNotFound"
+	ReasonUnreachable       = "Unreachable"
+	ReasonUnauthorized      = "Unauthorized"
+	ReasonForbidden         = "Forbidden"
+	ReasonTLS               = "TLSError"
+	ReasonNotInstalled      = "CrossgateNotInstalled"
+	ReasonManagedByOther    = "ManagedByAnotherControlPlane"
+	ReasonAlreadyJoined     = "AlreadyJoined"
+	ReasonLeaving           = "Leaving"
+)
+
+// Options configure the federation controller.
+type Options struct {
+	// ID names this control plane in the members' claim Lease; the UID of the control-plane
+	// cluster's kube-system namespace when empty.
+	ID string
+	// Quiet and MaxDelay bound the debounce of the aggregation loop (10ms and 200ms when zero).
+	Quiet, MaxDelay time.Duration
+	// HealthInterval is how often each member's claim is renewed, which doubles as the check
+	// that the member is reachable and accepts the credentials (10s when zero).
+	HealthInterval time.Duration
+	// ConnectTimeout bounds each request made while connecting (5s when zero).
+	ConnectTimeout time.Duration
+	// LeaseDuration is how long a claim holds without renewal (4 health intervals when zero).
+	LeaseDuration time.Duration
+	// LeaveTimeout is how long a deleted Cluster waits for its member to be reachable, to delete
+	// its imports there, before it goes anyway with a Warning event (2m when zero).
+	LeaveTimeout time.Duration
+	Log          *slog.Logger
+}
+
+func (o *Options) defaults() {
+	o.Quiet = cmp.Or(o.Quiet, 10*time.Millisecond)
+	o.MaxDelay = cmp.Or(o.MaxDelay, 200*time.Millisecond)
+	o.HealthInterval = cmp.Or(o.HealthInterval, 10*time.Second)
+	o.ConnectTimeout = cmp.Or(o.ConnectTimeout, 5*time.Second)
+	o.LeaseDuration = cmp.Or(o.LeaseDuration, 4*o.HealthInterval)
+	o.LeaveTimeout = cmp.Or(o.LeaveTimeout, 2*time.Minute)
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+}
+
+// Federation is the federation controller.
+type Federation struct {
+	opts     Options
+	cp       client.Client // the control plane, cached
+	api      client.Reader // the control plane, uncached (Secrets)
+	recorder events.EventRecorder
+	scheme   *runtime.Scheme
+
+	base    context.Context // lives as long as the manager; member watches run under it
+	kick    chan struct{}
+	retry   chan event.GenericEvent
+	mu      sync.Mutex
+	members map[string]*member // by Cluster name
+	wg      sync.WaitGroup
+
+	// Writes counts writes sent to members: imports applied and deleted, export statuses.
+	Writes atomic.Int64
+	// Syncs counts aggregation passes.
+	Syncs atomic.Int64
+}
+
+// member is the federation's state for one Cluster object.
+type member struct {
+	name        string
+	fingerprint string      // of the kubeconfig the connection uses
+	conn        *connection // nil while not connected
+	last        *Source     // what was last read from the member (kept across disconnections)
+	failures    int
+	leaving     bool
+	writeMu     sync.Mutex // held while writing to the member
+}
+
+// Setup registers the federation controller and its aggregation loop on mgr, the control-plane
+// cluster's manager.
+func Setup(mgr manager.Manager, opts Options) (*Federation, error) {
+	opts.defaults()
+	f := &Federation{
+		opts: opts, cp: mgr.GetClient(), api: mgr.GetAPIReader(),
+		recorder: mgr.GetEventRecorder("crossgate-federation"), scheme: memberScheme(),
+		kick: make(chan struct{}, 1), retry: make(chan event.GenericEvent, 64), members: map[string]*member{},
+	}
+	if f.opts.ID == "" {
+		var ns corev1.Namespace
+		if err := mgr.GetAPIReader().Get(context.Background(), client.ObjectKey{Name: metav1.NamespaceSystem}, &ns); err != nil {
+			return nil, fmt.Errorf("reading kube-system to name this control plane: %w", err)
+		}
+		f.opts.ID = string(ns.UID)
+	}
+	var cancel context.CancelFunc
+	f.base, cancel = context.WithCancel(context.Background())
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &flomeshv1alpha1.Cluster{}, secretRefIndex, func(o client.Object) []string {
+		if r := o.(*flomeshv1alpha1.Cluster).Spec.KubeconfigSecretRef; r != nil {
+			return []string{r.Namespace + "/" + r.Name}
+		}
+		return nil
+	}); err != nil {
+		cancel()
+		return nil, err
+	}
+	bySecret := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		var list flomeshv1alpha1.ClusterList
+		if err := f.cp.List(ctx, &list, client.MatchingFields{secretRefIndex: o.GetNamespace() + "/" + o.GetName()}); err != nil {
+			return nil
+		}
+		var out []reconcile.Request
+		for _, c := range list.Items {
+			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Name: c.Name}})
+		}
+		return out
+	})
+	err := ctrl.NewControllerManagedBy(mgr).
+		Named("federation").
+		For(&flomeshv1alpha1.Cluster{}).
+		WatchesMetadata(&corev1.Secret{}, bySecret).
+		WatchesRawSource(source.Channel(f.retry, &handler.EnqueueRequestForObject{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
+		Complete(f)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	if err := mgr.Add(&loop{f: f, cancel: cancel}); err != nil {
+		cancel()
+		return nil, err
+	}
+	return f, nil
+}
+
+func memberScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, flomeshv1alpha1.AddToScheme} {
+		if err := add(s); err != nil {
+			panic(err)
+		}
+	}
+	return s
+}
+
+// +kubebuilder:rbac:groups=flomesh.io,resources=clusters,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=flomesh.io,resources=clusters/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=flomesh.io,resources=clusters/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get
+
+// Reconcile connects to the Cluster's member, or reconnects when its kubeconfig changed, and
+// reports the outcome in the Managed condition. A change of anything else (the gateway address,
+// the status) only re-runs the aggregation.
+func (f *Federation) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	var c flomeshv1alpha1.Cluster
+	if err := f.cp.Get(ctx, req.NamespacedName, &c); err != nil {
+		if apierrors.IsNotFound(err) {
+			f.forget(req.Name)
+			f.trigger()
+			return reconcile.Result{}, nil
+		}
+		return reconcile.Result{}, err
+	}
+	if !c.DeletionTimestamp.IsZero() {
+		return f.leave(ctx, &c)
+	}
+	if controllerutil.AddFinalizer(&c, Finalizer) {
+		if err := f.cp.Update(ctx, &c); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
+	raw, reason, msg := f.kubeconfig(ctx, &c)
+	if reason != "" {
+		f.disconnect(c.Name, "")
+		return reconcile.Result{}, f.setManaged(ctx, c.Name, false, reason, msg)
+	}
+	sum := sha256.Sum256(raw)
+	fp := hex.EncodeToString(sum[:])
+
+	f.mu.Lock()
+	m := f.members[c.Name]
+	if m == nil {
+		m = &member{name: c.Name}
+		f.members[c.Name] = m
+	}
+	same := m.fingerprint == fp && m.conn != nil
+	f.mu.Unlock()
+	if same {
+		f.trigger() // the gateway address may have changed
+		return reconcile.Result{}, nil
+	}
+
+	f.disconnect(c.Name, fp)
+	conn, reason, msg := f.connect(ctx, &c, raw)
+	f.mu.Lock()
+	if reason != "" {
+		m.failures++
+	} else {
+		m.conn, m.failures = conn, 0
+	}
+	failures := m.failures
+	f.mu.Unlock()
+	if reason != "" {
+		if err := f.setManaged(ctx, c.Name, false, reason, msg); err != nil {
+			return reconcile.Result{}, err
+		}
+		return reconcile.Result{RequeueAfter: backoff(failures)}, nil
+	}
+	f.opts.Log.Info("connected to member", "cluster", c.Name, "key", c.Key(), "server", conn.server)
+	f.trigger()
+	return reconcile.Result{}, f.setManaged(ctx, c.Name, true, ReasonConnected,
+		fmt.Sprintf("Connected to %s; crossgate is installed there and this control plane holds its claim.", conn.server))
+}
+
+// backoff is the wait before connecting again after n failures in a row: 1s doubling to 30s.
+func backoff(n int) time.Duration {
+	return min(time.Second<<min(n-1, 5), 30*time.Second)
+}
+
+// kubeconfig returns the Cluster's kubeconfig, or the reason and message of why there is none.
+func (f *Federation) kubeconfig(ctx context.Context, c *flomeshv1alpha1.Cluster) ([]byte, string, string) {
+	ref := c.Spec.KubeconfigSecretRef
+	if ref == nil {
+		return []byte(c.Spec.Kubeconfig), "", ""
+	}
+	var s corev1.Secret
+	if err := f.api.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, &s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, ReasonSecretNotFound, fmt.Sprintf("spec.kubeconfigSecretRef names Secret %s/%s, which does not exist. Create it with the member's kubeconfig under key %q (crossgate cluster join does).", ref.Namespace, ref.Name, keyOf(ref))
+		}
+		return nil, ReasonSecretNotFound, fmt.Sprintf("reading Secret %s/%s named by spec.kubeconfigSecretRef: %v", ref.Namespace, ref.Name, err)
+	}
+	raw, ok := s.Data[keyOf(ref)]
+	if !ok {
+		return nil, ReasonSecretNotFound, fmt.Sprintf("Secret %s/%s has no key %q (spec.kubeconfigSecretRef.key); its keys: %v.", ref.Namespace, ref.Name, keyOf(ref), slices.Sorted(maps.Keys(s.Data)))
+	}
+	return raw, "", ""
+}
+
+func keyOf(r *flomeshv1alpha1.SecretKeyReference) string { return cmp.Or(r.Key, "kubeconfig") }
+
+// setManaged writes the Cluster's Managed condition when it changed.
+func (f *Federation) setManaged(ctx context.Context, name string, ok bool, reason, msg string) error {
+	want := metav1.Condition{Type: flomeshv1alpha1.ConditionManaged, Status: metav1.ConditionFalse, Reason: reason, Message: msg}
+	if ok {
+		want.Status = metav1.ConditionTrue
+	}
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var c flomeshv1alpha1.Cluster
+		if err := f.api.Get(ctx, client.ObjectKey{Name: name}, &c); err != nil {
+			return err
+		}
+		want.ObservedGeneration = c.Generation
+		old := meta.FindStatusCondition(c.Status.Conditions, want.Type)
+		if old != nil && old.Status == want.Status && old.Reason == want.Reason && old.Message == want.Message && old.ObservedGeneration == want.ObservedGeneration {
+			return nil
+		}
+		if old == nil || old.Status != want.Status {
+			f.recorder.Eventf(&c, nil, map[bool]string{true: corev1.EventTypeNormal, false: corev1.EventTypeWarning}[ok], reason, "Connect", "%s", msg)
+		}
+		meta.SetStatusCondition(&c.Status.Conditions, want)
+		return f.cp.Status().Update(ctx, &c)
+	})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// disconnect stops the member's connection, keeping what was last read from it; fp becomes the
+// fingerprint of the kubeconfig the next connection uses.
+func (f *Federation) disconnect(name, fp string) {
+	f.mu.Lock()
+	m := f.members[name]
+	var conn *connection
+	if m != nil {
+		conn, m.conn, m.fingerprint = m.conn, nil, fp
+	}
+	f.mu.Unlock()
+	if conn != nil {
+		conn.stop()
+	}
+}
+
+// forget drops every trace of a member whose Cluster is gone.
+func (f *Federation) forget(name string) {
+	f.disconnect(name, "")
+	f.mu.Lock()
+	delete(f.members, name)
+	f.mu.Unlock()
+}
+
+// leave handles a deleted Cluster: it stops importing into and from the member, deletes the
+// federation's imports there and its claim, and releases the finalizer. An unreachable member is
+// waited for up to LeaveTimeout, then left with a Warning event.
+func (f *Federation) leave(ctx context.Context, c *flomeshv1alpha1.Cluster) (reconcile.Result, error) {
+	if !controllerutil.ContainsFinalizer(c, Finalizer) {
+		f.forget(c.Name)
+		f.trigger()
+		return reconcile.Result{}, nil
+	}
+	f.mu.Lock()
+	m := f.members[c.Name]
+	if m == nil {
+		m = &member{name: c.Name}
+		f.members[c.Name] = m
+	}
+	m.leaving = true
+	conn := m.conn
+	f.mu.Unlock()
+	f.trigger() // the others drop its endpoints
+
+	m.writeMu.Lock() // no write to the member is in flight after this
+	defer m.writeMu.Unlock()
+	var cl client.Client
+	if conn != nil {
+		cl = conn.client
+	} else if raw, reason, msg := f.kubeconfig(ctx, c); reason != "" {
+		err := errors.New(msg)
+		return f.leaveFailed(ctx, c, err)
+	} else if cfg, err := restConfig(raw, f.opts.ConnectTimeout); err != nil {
+		return f.leaveFailed(ctx, c, err)
+	} else if cl, err = client.New(cfg, client.Options{Scheme: f.scheme}); err != nil {
+		return f.leaveFailed(ctx, c, err)
+	}
+	if err := f.cleanMember(ctx, cl, c.Name); err != nil {
+		return f.leaveFailed(ctx, c, err)
+	}
+	return f.release(ctx, c)
+}
+
+func (f *Federation) leaveFailed(ctx context.Context, c *flomeshv1alpha1.Cluster, err error) (reconcile.Result, error) {
+	deadline := c.DeletionTimestamp.Add(f.opts.LeaveTimeout)
+	if time.Now().Before(deadline) {
+		_ = f.setManaged(ctx, c.Name, false, ReasonLeaving, fmt.Sprintf("Deleting the member's imports failed (%v); retrying until %s, then the Cluster goes and leaves them.", err, deadline.UTC().Format(time.RFC3339)))
+		return reconcile.Result{RequeueAfter: 2 * time.Second}, nil
+	}
+	f.recorder.Eventf(c, nil, corev1.EventTypeWarning, "ImportsLeftBehind", "Leave",
+		"The member could not be reached within %v of the Cluster's deletion (%v): the ServiceImports crossgate wrote there (label %s=true) are left behind; delete them by hand.", f.opts.LeaveTimeout, err, FederatedLabel)
+	return f.release(ctx, c)
+}
+
+func (f *Federation) release(ctx context.Context, c *flomeshv1alpha1.Cluster) (reconcile.Result, error) {
+	f.forget(c.Name)
+	f.trigger()
+	patch := client.MergeFrom(c.DeepCopy())
+	controllerutil.RemoveFinalizer(c, Finalizer)
+	if err := f.cp.Patch(ctx, c, patch); err != nil && !apierrors.IsNotFound(err) {
+		return reconcile.Result{}, err
+	}
+	return reconcile.Result{}, nil
+}
+
+// cleanMember deletes the federation's imports and claim from a member that leaves the set.
+func (f *Federation) cleanMember(ctx context.Context, cl client.Client, name string) error {
+	var list flomeshv1alpha1.ServiceImportList
+	if err := cl.List(ctx, &list, client.MatchingLabels{FederatedLabel: "true"}); err != nil {
+		return err
+	}
+	for i := range list.Items {
+		f.Writes.Add(1)
+		if err := cl.Delete(ctx, &list.Items[i]); err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+	}
+	return f.unclaim(ctx, cl, name)
+}
+
+// trigger asks the aggregation loop for a pass.
+func (f *Federation) trigger() {
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
+}
+
+// requeue asks the reconciler to look at a Cluster again (from a member's health check).
+func (f *Federation) requeue(name string) {
+	select {
+	case f.retry <- event.GenericEvent{Object: &flomeshv1alpha1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: name}}}:
+	default:
+	}
+}
