@@ -233,9 +233,9 @@ func (f *Federation) unclaim(ctx context.Context, cl client.Client, name string)
 }
 
 // health renews the claim every HealthInterval. A failed renewal marks the member unreachable
-// (Managed=False) but keeps its watches and everything read from it, so the imports it holds and
-// its endpoints elsewhere stay as they were; a later success marks it connected again. Losing the
-// claim to another control plane ends the connection.
+// (Managed=False) but keeps everything read from it, so the imports it holds and its endpoints
+// elsewhere stay as they were; a later success reconnects. Losing the claim to another control
+// plane ends the connection.
 func (f *Federation) health(ctx context.Context, conn *connection) {
 	t := time.NewTicker(f.opts.HealthInterval)
 	defer t.Stop()
@@ -253,10 +253,13 @@ func (f *Federation) health(ctx context.Context, conn *connection) {
 		}
 		switch {
 		case reason == "":
-			if !conn.healthy.Swap(true) {
-				f.opts.Log.Info("member reachable again", "cluster", conn.name)
-				_ = f.setManaged(ctx, conn.name, true, ReasonConnected, fmt.Sprintf("Connected to %s again.", conn.server))
-				f.trigger()
+			if !conn.healthy.Load() {
+				// Back after an outage. The watches may be waiting out a long backoff, so
+				// connect afresh: the member's last state stands in until the new watches sync.
+				f.opts.Log.Info("member reachable again; reconnecting", "cluster", conn.name)
+				f.disconnectConn(conn)
+				f.requeue(conn.name)
+				return
 			}
 		case reason == ReasonManagedByOther || reason == ReasonAlreadyJoined:
 			conn.healthy.Store(false)

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -27,6 +28,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
@@ -116,6 +118,8 @@ type Federation struct {
 	Writes atomic.Int64
 	// Syncs counts aggregation passes.
 	Syncs atomic.Int64
+	// Connects counts connections made to members.
+	Connects atomic.Int64
 }
 
 // member is the federation's state for one Cluster object.
@@ -259,6 +263,7 @@ func (f *Federation) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		}
 		return reconcile.Result{RequeueAfter: backoff(failures)}, nil
 	}
+	f.Connects.Add(1)
 	f.opts.Log.Info("connected to member", "cluster", c.Name, "key", c.Key(), "server", conn.server)
 	f.trigger()
 	return reconcile.Result{}, f.setManaged(ctx, c.Name, true, ReasonConnected,
@@ -404,8 +409,17 @@ func (f *Federation) release(ctx context.Context, c *flomeshv1alpha1.Cluster) (r
 	return reconcile.Result{}, nil
 }
 
-// cleanMember deletes the federation's imports and claim from a member that leaves the set.
+// cleanMember deletes the federation's imports and claim from a member that leaves the set. A
+// member claimed by someone else (another control plane, or this one under another Cluster) is
+// left untouched: those imports are not this Cluster's.
 func (f *Federation) cleanMember(ctx context.Context, cl client.Client, name string) error {
+	var l coordinationv1.Lease
+	if err := cl.Get(ctx, client.ObjectKey{Namespace: claimNamespace, Name: claimName}, &l); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if ptr.Deref(l.Spec.HolderIdentity, "") != f.holder(name) {
+		return nil
+	}
 	var list flomeshv1alpha1.ServiceImportList
 	if err := cl.List(ctx, &list, client.MatchingLabels{FederatedLabel: "true"}); err != nil {
 		return err

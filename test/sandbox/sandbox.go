@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -53,6 +54,7 @@ type Cluster struct {
 	ServiceCIDR string
 
 	apiserver *process
+	etcdURL   string
 }
 
 // Sandbox is a set of running API servers sharing one etcd.
@@ -283,30 +285,6 @@ func (s *Sandbox) startAPIServer(ctx context.Context, c *Cluster, etcdURL string
 			return err
 		}
 		c.URL = "https://127.0.0.1:" + strconv.Itoa(ports[0])
-		f := func(n string) string { return filepath.Join(dir, n) }
-		proc, err := startProcess("kube-apiserver "+c.Name, filepath.Join(s.binDir, "kube-apiserver"), []string{
-			"--etcd-servers=" + etcdURL,
-			"--etcd-prefix=/" + c.Name,
-			"--bind-address=127.0.0.1",
-			"--advertise-address=127.0.0.1",
-			"--secure-port=" + strconv.Itoa(ports[0]),
-			"--tls-cert-file=" + f("apiserver.crt"),
-			"--tls-private-key-file=" + f("apiserver.key"),
-			"--client-ca-file=" + f("ca.crt"),
-			"--service-account-key-file=" + f("sa.pub"),
-			"--service-account-signing-key-file=" + f("sa.key"),
-			"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-			"--service-cluster-ip-range=" + c.ServiceCIDR,
-			"--authorization-mode=RBAC",
-			"--allow-privileged=true",
-			"--enable-priority-and-fairness=false",
-			"--profiling=false",
-			"--v=1",
-		}, filepath.Join(s.Dir, c.Name+".log"))
-		if err != nil {
-			return err
-		}
-		c.apiserver = proc
 		c.Kubeconfig = filepath.Join(s.Dir, c.Name+".kubeconfig")
 		if err := writeKubeconfig(c.Kubeconfig, []*Cluster{c}, map[string]*pki{c.Name: p}); err != nil {
 			return err
@@ -316,9 +294,8 @@ func (s *Sandbox) startAPIServer(ctx context.Context, c *Cluster, etcdURL string
 			return fmt.Errorf("%s: reading the kubeconfig just written: %w", c.Name, err)
 		}
 		c.Config.QPS, c.Config.Burst = 200, 400
-		err = waitFor(ctx, proc, 60*time.Second, func(ctx context.Context) error {
-			return httpGetOK(ctx, c.URL+"/readyz", c.Config)
-		})
+		c.etcdURL = etcdURL
+		err = s.launchAPIServer(ctx, c)
 		if errors.Is(err, errAddrInUse) && attempt < 3 {
 			continue
 		}
@@ -334,6 +311,64 @@ func (s *Sandbox) startAPIServer(ctx context.Context, c *Cluster, etcdURL string
 		return err
 	}
 	return nil
+}
+
+// launchAPIServer runs the cluster's kube-apiserver on c.URL's port with the certificates in its
+// directory and waits until it is ready.
+func (s *Sandbox) launchAPIServer(ctx context.Context, c *Cluster) error {
+	dir := filepath.Join(s.Dir, c.Name)
+	f := func(n string) string { return filepath.Join(dir, n) }
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return err
+	}
+	proc, err := startProcess("kube-apiserver "+c.Name, filepath.Join(s.binDir, "kube-apiserver"), []string{
+		"--etcd-servers=" + c.etcdURL,
+		"--etcd-prefix=/" + c.Name,
+		"--bind-address=127.0.0.1",
+		"--advertise-address=127.0.0.1",
+		"--secure-port=" + u.Port(),
+		"--tls-cert-file=" + f("apiserver.crt"),
+		"--tls-private-key-file=" + f("apiserver.key"),
+		"--client-ca-file=" + f("ca.crt"),
+		"--service-account-key-file=" + f("sa.pub"),
+		"--service-account-signing-key-file=" + f("sa.key"),
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--service-cluster-ip-range=" + c.ServiceCIDR,
+		"--authorization-mode=RBAC",
+		"--allow-privileged=true",
+		"--enable-priority-and-fairness=false",
+		"--profiling=false",
+		"--v=1",
+	}, filepath.Join(s.Dir, c.Name+".log"))
+	if err != nil {
+		return err
+	}
+	c.apiserver = proc
+	return waitFor(ctx, proc, 60*time.Second, func(ctx context.Context) error {
+		return httpGetOK(ctx, c.URL+"/readyz", c.Config)
+	})
+}
+
+// StopAPIServer stops one cluster's kube-apiserver, leaving its data in etcd, as an outage would.
+func (s *Sandbox) StopAPIServer(name string) error {
+	c := s.Cluster(name)
+	if c == nil || c.apiserver == nil {
+		return fmt.Errorf("sandbox: no running API server %q", name)
+	}
+	c.apiserver.stop(10 * time.Second)
+	c.apiserver = nil
+	return nil
+}
+
+// RestartAPIServer starts a stopped cluster's kube-apiserver again at the same address, with the
+// same certificates and data.
+func (s *Sandbox) RestartAPIServer(ctx context.Context, name string) error {
+	c := s.Cluster(name)
+	if c == nil || c.apiserver != nil {
+		return fmt.Errorf("sandbox: %q is not a stopped API server", name)
+	}
+	return s.launchAPIServer(ctx, c)
 }
 
 // writeKubeconfig writes one context per cluster, each named after its cluster. The admin
