@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -22,12 +23,18 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	"github.com/crossgate-io/crossgate/controllers"
+	"github.com/crossgate-io/crossgate/controllers/federation"
 	"github.com/crossgate-io/crossgate/inject"
 	"github.com/crossgate-io/crossgate/xds/cache"
 	"github.com/crossgate-io/crossgate/xds/identity"
@@ -59,6 +66,8 @@ func run() error {
 		xdsAddr, metricsAddr, webhookAddr      string
 		webhookURL, webhookService             string
 		proxyImage, initImage, logLevel        string
+		fedMode                                string
+		fedOpts                                federation.Options
 	)
 	flag.StringVar(&opts.Name, "cluster-name", "", "this cluster's name in the cluster set (default: the MeshConfig's spec.clusterSet.name)")
 	flag.StringVar(&opts.Region, "region", "default", "this cluster's region")
@@ -79,6 +88,8 @@ func run() error {
 	flag.StringVar(&initImage, "init-image", "ghcr.io/crossgate-io/crossgate-init:latest", "image of the traffic-capture init container (sh and iptables)")
 	flag.BoolVar(&opts.LeaderElection, "leader-elect", true, "elect one leader among replicas for writes")
 	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	flag.StringVar(&fedMode, "federation", "auto", "run the federation controller (Cluster objects): on, off, or auto (on when the API server serves the Cluster kind)")
+	flag.StringVar(&fedOpts.ID, "control-plane-id", "", "this control plane's name in the members' claim Lease (default: the UID of kube-system)")
 	flag.Parse()
 
 	var level slog.Level
@@ -184,6 +195,15 @@ func run() error {
 			return fmt.Errorf("registering the sidecar-injection webhook: %w", err)
 		}
 	}
+	if on, err := federationWanted(fedMode, cfg); err != nil {
+		return err
+	} else if on {
+		fedOpts.Log = log
+		if _, err := federation.Setup(member.Manager, fedOpts); err != nil {
+			return fmt.Errorf("the federation controller: %w", err)
+		}
+		log.Info("federation controller enabled: this cluster is a control plane for the Cluster objects it holds")
+	}
 	go func() { errc <- member.Manager.Start(ctx) }()
 	log.Info("crossgate-controller started", "cluster", opts.ClusterKey(), "xds", xdsLn.Addr().String())
 	select {
@@ -195,3 +215,28 @@ func run() error {
 }
 
 func ptrInt32(v int32) *int32 { return &v }
+
+// federationWanted decides --federation: auto is on when the API server serves the Cluster kind.
+func federationWanted(mode string, cfg *rest.Config) (bool, error) {
+	switch mode {
+	case "on":
+		return true, nil
+	case "off":
+		return false, nil
+	case "auto":
+	default:
+		return false, fmt.Errorf("--federation %q: want on, off or auto", mode)
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return false, err
+	}
+	list, err := dc.ServerResourcesForGroupVersion(flomeshv1alpha1.GroupVersion.String())
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("--federation=auto: discovering %s: %w", flomeshv1alpha1.GroupVersion, err)
+	}
+	return slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == "clusters" }), nil
+}
