@@ -94,3 +94,20 @@ func TestB4(t *testing.T) {
 		}
 	}
 }
+
+func TestB9(t *testing.T) {
+	exports := 5
+	if full() {
+		exports = 50
+	}
+	lines, err := RunB9(exports)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range lines {
+		t.Log(l)
+		if full() {
+			os.Stdout.WriteString(l.String() + "\n")
+		}
+	}
+}
