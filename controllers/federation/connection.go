@@ -72,6 +72,7 @@ func restConfig(raw []byte, timeout time.Duration) (*rest.Config, error) {
 // not managed by another control plane, claims it, and starts watching it. On failure it returns
 // the Managed condition's reason and message.
 func (f *Federation) connect(ctx context.Context, c *flomeshv1alpha1.Cluster, raw []byte) (*connection, string, string) {
+	began := time.Now()
 	cfg, err := restConfig(raw, f.opts.ConnectTimeout)
 	if err != nil {
 		where := "spec.kubeconfig"
@@ -107,6 +108,7 @@ func (f *Federation) connect(ctx context.Context, c *flomeshv1alpha1.Cluster, ra
 		return nil, reason, msg
 	}
 
+	f.opts.Log.Debug("member claimed", "cluster", c.Name, "took", time.Since(began))
 	watchCfg := rest.CopyConfig(cfg)
 	watchCfg.Timeout = 0 // watches are long requests
 	informers, err := ctrlcache.New(watchCfg, ctrlcache.Options{
@@ -146,6 +148,7 @@ func (f *Federation) connect(ctx context.Context, c *flomeshv1alpha1.Cluster, ra
 		return nil, ReasonUnreachable, fmt.Sprintf("the watches on %s did not sync within %v.", cfg.Host, 6*f.opts.ConnectTimeout)
 	}
 	conn.synced.Store(true)
+	f.opts.Log.Debug("member watches synced", "cluster", c.Name, "took", time.Since(began))
 	conn.done.Go(func() { f.health(runCtx, conn) })
 	return conn, "", ""
 }

@@ -226,6 +226,7 @@ func (f *Federation) Reconcile(ctx context.Context, req reconcile.Request) (reco
 			return reconcile.Result{}, err
 		}
 	}
+	f.opts.Log.Debug("reconciling", "cluster", c.Name)
 	raw, reason, msg := f.kubeconfig(ctx, &c)
 	if reason != "" {
 		f.disconnect(c.Name, "")

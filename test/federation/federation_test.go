@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -90,6 +91,13 @@ func TestConflictClearsWhenFixed(t *testing.T) {
 		kubectl(t, "cluster-3", "", "-n", "httpbin", "patch", "service", "httpbin", "--type=json", "-p", fmt.Sprintf(`[{"op":"replace","path":"/spec/ports/0/port","value":%d}]`, n))
 		kubectl(t, "cluster-3", "", "-n", "httpbin", "patch", "serviceexport", "httpbin", "--type=json", "-p", fmt.Sprintf(`[{"op":"replace","path":"/spec/rules/0/portNumber","value":%d}]`, n))
 	}
+	// The member's import controller writes spec.ips (its own field manager); the federation's
+	// applies must leave them alone.
+	ctx := context.Background()
+	imp := &flomeshv1alpha1.ServiceImport{ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: "httpbin"}}
+	if err := sb.Cluster("cluster-2").Client.Patch(ctx, imp, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"ips":["10.97.0.10"]}}`)), client.FieldOwner("crossgate")); err != nil {
+		t.Fatal(err)
+	}
 	port(9090)
 	took := eventually(t, 2*time.Second, "cluster-3's export Conflict=True", func() error {
 		c := exportConflict(t, "cluster-3", "httpbin")
@@ -105,6 +113,9 @@ func TestConflictClearsWhenFixed(t *testing.T) {
 	expectImports(t, 2*time.Second, want)
 	if c := exportConflict(t, "cluster-1", "httpbin"); c == nil || c.Status != metav1.ConditionFalse {
 		t.Errorf("the oldest export's Conflict: %+v", c)
+	}
+	if err := sb.Cluster("cluster-2").Client.Get(ctx, client.ObjectKeyFromObject(imp), imp); err != nil || !slices.Equal(imp.Spec.IPs, []string{"10.97.0.10"}) {
+		t.Errorf("the member's spec.ips after the federation's apply: %v (%v)", imp.Spec.IPs, err)
 	}
 
 	port(8080)

@@ -38,7 +38,7 @@ var (
 	opts = federation.Options{
 		Quiet: 10 * time.Millisecond, HealthInterval: 300 * time.Millisecond, ConnectTimeout: 2 * time.Second,
 		LeaseDuration: 3 * time.Second, LeaveTimeout: 4 * time.Second,
-		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()})),
 	}
 	members = []string{"cluster-1", "cluster-2", "cluster-3"}
 )
@@ -237,4 +237,11 @@ func jsonEqual(a, b string) (bool, error) {
 	ja, _ := json.Marshal(x)
 	jb, _ := json.Marshal(y)
 	return string(ja) == string(jb), nil
+}
+
+func logLevel() slog.Level {
+	if os.Getenv("CROSSGATE_TEST_DEBUG") != "" {
+		return slog.LevelDebug
+	}
+	return slog.LevelWarn
 }
