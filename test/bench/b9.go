@@ -30,7 +30,7 @@ import (
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	"github.com/crossgate-io/crossgate/controllers"
 	"github.com/crossgate-io/crossgate/controllers/federation"
-	"github.com/crossgate-io/crossgate/test/sandbox"
+	"github.com/crossgate-io/crossgate/sandbox"
 	"github.com/crossgate-io/crossgate/xds/cache"
 	"github.com/crossgate-io/crossgate/xds/identity"
 	"github.com/crossgate-io/crossgate/xds/server"

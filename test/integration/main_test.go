@@ -1,4 +1,4 @@
-// Package integration tests crossgate against real kube-apiservers started by test/sandbox.
+// Package integration tests crossgate against real kube-apiservers started by package sandbox.
 package integration
 
 import (
@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crossgate-io/crossgate/test/sandbox"
+	"github.com/crossgate-io/crossgate/sandbox"
 )
 
 // sb is the package's sandbox: the walkthrough's four clusters.

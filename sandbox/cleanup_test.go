@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crossgate-io/crossgate/test/sandbox"
+	"github.com/crossgate-io/crossgate/sandbox"
 )
 
 const helperEnv = "CROSSGATE_SANDBOX_HELPER_DIR"

@@ -7,7 +7,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/crossgate-io/crossgate/test/sandbox"
+	"github.com/crossgate-io/crossgate/sandbox"
 )
 
 func TestFourClustersStartQuickly(t *testing.T) {
