@@ -23,7 +23,7 @@ type process struct {
 // startProcess starts bin with args, writing its output to logPath. The child gets its own
 // process group (a Ctrl-C in a terminal reaches the parent, which stops it in order) and is
 // killed by the kernel if the parent dies first (Pdeathsig).
-func startProcess(name, bin string, args []string, logPath string) (*process, error) {
+func startProcess(name, bin string, args []string, logPath string, env ...string) (*process, error) {
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("opening log of %s: %w", name, err)
@@ -31,6 +31,9 @@ func startProcess(name, bin string, args []string, logPath string) (*process, er
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		_ = logf.Close()

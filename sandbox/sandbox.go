@@ -105,12 +105,16 @@ func BinDir() (string, error) {
 	if d := os.Getenv("CROSSGATE_BIN_DIR"); d != "" {
 		return d, nil
 	}
-	root, err := repoRoot()
+	root, err := RepoRoot()
 	if err != nil {
 		return "", err
 	}
 	return filepath.Join(root, "bin"), nil
 }
+
+// RepoRoot is the directory of crossgate's repository, found from this source file or from the
+// working directory.
+func RepoRoot() (string, error) { return repoRoot() }
 
 // repoRoot is the directory of the product module's go.mod, found from this source file or
 // from the working directory.
@@ -164,6 +168,11 @@ func Start(ctx context.Context, opts Options) (s *Sandbox, err error) {
 		}
 	}
 	s = &Sandbox{Dir: opts.Dir, binDir: binDir, startedAt: begin}
+	if s.Dir != "" {
+		if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+			return nil, err
+		}
+	}
 	if s.Dir == "" {
 		if s.Dir, err = os.MkdirTemp("", "crossgate-sandbox-"); err != nil {
 			return nil, err

@@ -227,3 +227,6 @@ func (c *Certificate) WriteFiles(dir string) error {
 	}
 	return nil
 }
+
+// TrustDomain is the SPIFFE trust domain of the certificates the CA issues.
+func (ca *CA) TrustDomain() string { return ca.trustDomain }

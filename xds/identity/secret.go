@@ -42,21 +42,32 @@ func LoadOrCreateRoot(ctx context.Context, kube kubernetes.Interface, namespace,
 		if err != nil {
 			return nil, err
 		}
-		cert, key := ca.PEM()
-		_, err = secrets.Create(ctx, &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name,
-				Labels:      map[string]string{"app.kubernetes.io/managed-by": "crossgate"},
-				Annotations: map[string]string{TrustDomainAnnotation: trustDomain}},
-			Type: corev1.SecretTypeOpaque,
-			Data: map[string][]byte{SecretCertKey: cert, SecretKeyKey: key},
-		}, metav1.CreateOptions{})
+		err = StoreRoot(ctx, kube, namespace, name, ca)
 		if err == nil {
 			return ca, nil
 		}
 		if !apierrors.IsAlreadyExists(err) {
-			return nil, fmt.Errorf("storing the root in secret %s/%s: %w", namespace, name, err)
+			return nil, err
 		}
 		// Another controller created it first: read theirs.
 	}
 	return nil, fmt.Errorf("secret %s/%s: could not read or create the root", namespace, name)
+}
+
+// StoreRoot creates Secret namespace/name holding ca, so that clusters sharing one root (a
+// cluster set) issue certificates the others trust. It fails with AlreadyExists when the Secret
+// is there.
+func StoreRoot(ctx context.Context, kube kubernetes.Interface, namespace, name string, ca *CA) error {
+	cert, key := ca.PEM()
+	_, err := kube.CoreV1().Secrets(namespace).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name,
+			Labels:      map[string]string{"app.kubernetes.io/managed-by": "crossgate"},
+			Annotations: map[string]string{TrustDomainAnnotation: ca.TrustDomain()}},
+		Type: corev1.SecretTypeOpaque,
+		Data: map[string][]byte{SecretCertKey: cert, SecretKeyKey: key},
+	}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("storing the root in secret %s/%s: %w", namespace, name, err)
+	}
+	return err
 }

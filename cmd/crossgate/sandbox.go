@@ -1,0 +1,353 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
+	"github.com/crossgate-io/crossgate/sandbox"
+)
+
+type sandboxFlags struct {
+	dir             string
+	gatewayPortBase int
+}
+
+func defaultSandboxDir() string {
+	if d := os.Getenv("CROSSGATE_SANDBOX_DIR"); d != "" {
+		return d
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "crossgate", "sandbox")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return filepath.Join(os.TempDir(), "crossgate-sandbox")
+	}
+	return filepath.Join(home, ".local", "state", "crossgate", "sandbox")
+}
+
+func sandboxCommand() *cobra.Command {
+	f := &sandboxFlags{}
+	cmd := &cobra.Command{
+		Use:   "sandbox",
+		Short: "A local cluster set on this machine: real API servers and crossgate-controllers, no containers",
+	}
+	cmd.PersistentFlags().StringVar(&f.dir, "dir", defaultSandboxDir(), "where the sandbox keeps its data, logs, kubeconfigs and state ($CROSSGATE_SANDBOX_DIR)")
+	up := &cobra.Command{
+		Use:   "up",
+		Short: "Start the control plane and cluster-1..3, each with crossgate-controller, and join the members",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return sandboxUp(cmd.Context(), f, cmd.OutOrStdout()) },
+	}
+	up.Flags().IntVar(&f.gatewayPortBase, "gateway-port", 81, "gateway port of cluster-1; cluster-N gets this plus N-1 (the walkthrough's 81-83)")
+	serve := &cobra.Command{
+		Use:    "serve",
+		Short:  "Run the sandbox in the foreground (what up starts in the background)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE:   func(cmd *cobra.Command, _ []string) error { return sandboxServe(f, cmd.OutOrStdout()) },
+	}
+	serve.Flags().IntVar(&f.gatewayPortBase, "gateway-port", 81, "gateway port of cluster-1")
+	cmd.AddCommand(up, serve,
+		&cobra.Command{
+			Use:   "down",
+			Short: "Stop every process the sandbox started",
+			Args:  cobra.NoArgs,
+			RunE:  func(cmd *cobra.Command, _ []string) error { return sandboxDown(f, cmd.OutOrStdout()) },
+		},
+		&cobra.Command{
+			Use:   "status",
+			Short: "Show each cluster, its controller and its membership",
+			Args:  cobra.NoArgs,
+			RunE:  func(cmd *cobra.Command, _ []string) error { return sandboxStatus(cmd.Context(), f, cmd.OutOrStdout()) },
+		})
+	return cmd
+}
+
+// alive reports whether a process exists.
+func alive(pid int) bool { return pid > 0 && syscall.Kill(pid, 0) == nil }
+
+// running returns the state of the sandbox in dir when its supervisor is alive.
+func running(dir string) (*sandbox.SetState, bool) {
+	st, err := sandbox.ReadState(dir)
+	if err != nil {
+		return nil, false
+	}
+	return st, alive(st.Pid)
+}
+
+// controllerBinary finds crossgate-controller beside this executable or in the repository's bin/.
+func controllerBinary() (string, error) {
+	var tried []string
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), "crossgate-controller")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+		tried = append(tried, p)
+	}
+	if root, err := sandbox.RepoRoot(); err == nil {
+		p := filepath.Join(root, "bin", "crossgate-controller")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+		tried = append(tried, p)
+	}
+	return "", fmt.Errorf("crossgate-controller not found (looked at %s): build it with `make build`", strings.Join(tried, ", "))
+}
+
+// ensureBins builds etcd, kube-apiserver and kubectl when they are missing, showing the build.
+func ensureBins(out io.Writer) (string, error) {
+	dir, err := sandbox.BinDir()
+	if err != nil {
+		return "", err
+	}
+	missing := false
+	for _, b := range []string{"etcd", "kube-apiserver", "kubectl"} {
+		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
+			missing = true
+		}
+	}
+	if !missing {
+		return dir, nil
+	}
+	root, err := sandbox.RepoRoot()
+	if err != nil {
+		return "", fmt.Errorf("etcd, kube-apiserver or kubectl is missing from %s and the repository that builds them is not found: %w", dir, err)
+	}
+	fmt.Fprintf(out, "building etcd, kube-apiserver and kubectl into %s (about 10 minutes the first time; cached after)\n", dir)
+	build := exec.Command(filepath.Join(root, "tools", "bins", "build.sh"))
+	build.Dir, build.Stdout, build.Stderr = root, out, out
+	if err := build.Run(); err != nil {
+		return "", fmt.Errorf("building the sandbox binaries: %w", err)
+	}
+	return dir, nil
+}
+
+func sandboxUp(ctx context.Context, f *sandboxFlags, out io.Writer) error {
+	if st, ok := running(f.dir); ok {
+		fmt.Fprintf(out, "the sandbox is already up (supervisor pid %d, %s); `crossgate sandbox status` shows it, `crossgate sandbox down` stops it\n", st.Pid, f.dir)
+		return nil
+	}
+	_ = os.Remove(sandbox.StatePath(f.dir)) // a stale state: its supervisor is gone
+	if _, err := ensureBins(out); err != nil {
+		return err
+	}
+	if _, err := controllerBinary(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(f.dir, 0o700); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	logPath := filepath.Join(f.dir, "sandbox.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	child := exec.Command(self, "sandbox", "serve", "--dir", f.dir, "--gateway-port", fmt.Sprint(f.gatewayPortBase))
+	child.Stdout, child.Stderr = logf, logf
+	child.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // outlives this command
+	if err := child.Start(); err != nil {
+		return err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- child.Wait() }()
+
+	// Follow the supervisor's log until it reports the set up.
+	logr, err := os.Open(logPath)
+	if err != nil {
+		return err
+	}
+	defer logr.Close()
+	lines := bufio.NewReader(logr)
+	follow := func() {
+		for {
+			l, err := lines.ReadString('\n')
+			if l != "" && err == nil {
+				fmt.Fprint(out, l)
+			}
+			if err != nil {
+				if l != "" {
+					_, _ = logr.Seek(-int64(len(l)), io.SeekCurrent)
+					lines.Reset(logr)
+				}
+				return
+			}
+		}
+	}
+	deadline := time.After(5 * time.Minute)
+	for {
+		follow()
+		if st, err := sandbox.ReadState(f.dir); err == nil && st.Pid == child.Process.Pid {
+			printUsage(out, st)
+			return nil
+		}
+		select {
+		case err := <-exited:
+			follow()
+			return fmt.Errorf("the sandbox did not come up (%v); its log is %s", err, logPath)
+		case <-deadline:
+			_ = child.Process.Signal(syscall.SIGTERM)
+			return fmt.Errorf("the sandbox did not come up within 5 minutes; its log is %s", logPath)
+		case <-ctx.Done():
+			_ = child.Process.Signal(syscall.SIGTERM)
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func printUsage(out io.Writer, st *sandbox.SetState) {
+	fmt.Fprintf(out, "\nThe sandbox is up: %d clusters, one context each.\n\n", len(st.Clusters))
+	fmt.Fprintf(out, "  export KUBECONFIG=%s\n", st.Kubeconfig)
+	fmt.Fprintf(out, "  kubectl --context control-plane get clusters\n")
+	fmt.Fprintf(out, "  kubectl --context cluster-2 get serviceimports -A\n\n")
+	fmt.Fprintf(out, "`crossgate sandbox status` shows it; `crossgate sandbox down` stops it. Logs are in %s.\n", st.Dir)
+}
+
+func sandboxServe(f *sandboxFlags, out io.Writer) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	binDir, err := sandbox.BinDir()
+	if err != nil {
+		return err
+	}
+	controller, err := controllerBinary()
+	if err != nil {
+		return err
+	}
+	began := time.Now()
+	set, err := sandbox.StartSet(ctx, sandbox.SetOptions{
+		Dir: f.dir, BinDir: binDir, Controller: controller, GatewayPortBase: f.gatewayPortBase,
+		Progress: func(format string, args ...any) {
+			fmt.Fprintf(out, "[%5.1fs] %s\n", time.Since(began).Seconds(), fmt.Sprintf(format, args...))
+		},
+	})
+	if err != nil {
+		return err
+	}
+	defer set.Stop()
+	if err := set.WriteState(); err != nil {
+		return err
+	}
+	reported := false
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(out, "stopping the sandbox")
+			return nil
+		case <-time.After(time.Second):
+			if err := set.Exited(); err != nil && !reported {
+				fmt.Fprintln(out, "warning:", err)
+				reported = true
+			}
+		}
+	}
+}
+
+func sandboxDown(f *sandboxFlags, out io.Writer) error {
+	st, err := sandbox.ReadState(f.dir)
+	if errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(out, "the sandbox is not up (no %s)\n", sandbox.StatePath(f.dir))
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if alive(st.Pid) {
+		_ = syscall.Kill(st.Pid, syscall.SIGTERM)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var left []int
+		for _, pid := range st.Pids() {
+			if alive(pid) {
+				left = append(left, pid)
+			}
+		}
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			for _, pid := range left {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+			fmt.Fprintf(out, "killed processes that did not stop within a minute: %v\n", left)
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_ = os.Remove(sandbox.StatePath(f.dir))
+	fmt.Fprintln(out, "the sandbox is down")
+	return nil
+}
+
+func sandboxStatus(ctx context.Context, f *sandboxFlags, out io.Writer) error {
+	st, ok := running(f.dir)
+	if !ok {
+		return fmt.Errorf("the sandbox is not up (%s): start it with `crossgate sandbox up`", f.dir)
+	}
+	managed := map[string]string{}
+	if cfg, err := clientcmd.BuildConfigFromFlags("", st.Clusters[0].Kubeconfig); err == nil {
+		cfg.Timeout = 2 * time.Second
+		if cl, err := client.New(cfg, client.Options{Scheme: sandbox.Scheme}); err == nil {
+			var list flomeshv1alpha1.ClusterList
+			if err := cl.List(ctx, &list); err == nil {
+				for _, c := range list.Items {
+					managed[c.Name] = "Unknown"
+					if m := meta.FindStatusCondition(c.Status.Conditions, flomeshv1alpha1.ConditionManaged); m != nil {
+						managed[c.Name] = string(m.Status) + " (" + m.Reason + ")"
+					}
+				}
+			}
+		}
+	}
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "CLUSTER\tAPI SERVER\tCONTROLLER\tMANAGED\tGATEWAY PORT")
+	for _, c := range st.Clusters {
+		api := "down"
+		if alive(c.APIServerPid) {
+			api = c.URL
+		}
+		ctl := "down"
+		if alive(c.ControllerPid) {
+			ctl = "not ready"
+			if sandbox.Ready(ctx, c.Metrics) == nil {
+				ctl = "ready, xDS " + c.XDS
+			}
+		}
+		m, gw := managed[c.Name], fmt.Sprint(c.GatewayPort)
+		if c.GatewayPort == 0 {
+			m, gw = "(control plane)", "-"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", c.Name, api, ctl, m, gw)
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\nKUBECONFIG=%s   supervisor pid %d   logs in %s\n", st.Kubeconfig, st.Pid, st.Dir)
+	fmt.Fprintln(out, "Gateways and sandbox apps are not part of the sandbox yet (issue 7).")
+	return nil
+}

@@ -1,0 +1,327 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
+	"github.com/crossgate-io/crossgate/xds/identity"
+)
+
+// The cluster set of the sandbox: a control plane and three members, as in the walkthrough.
+var SetClusters = []string{"control-plane", "cluster-1", "cluster-2", "cluster-3"}
+
+// Names the sandbox installs, as an installation on real clusters would.
+const (
+	SystemNamespace = "crossgate-system"
+	MeshNamespace   = "fsm-system"
+	MeshConfigName  = "fsm-mesh-config"
+	RootSecret      = "crossgate-root-ca"
+	GatewayName     = "crossgate-gateway"
+	GatewayClass    = "crossgate"
+	TrustDomain     = "cluster.local"
+)
+
+// SetOptions configure a sandbox cluster set.
+type SetOptions struct {
+	// Dir holds everything: data, logs, kubeconfigs and the state file.
+	Dir string
+	// BinDir holds etcd and kube-apiserver (BinDir() when empty).
+	BinDir string
+	// Controller is the crossgate-controller binary.
+	Controller string
+	// GatewayPortBase is the gateway port of cluster-1; cluster-N's is base+N-1 (81 when zero).
+	GatewayPortBase int
+	// Progress receives a line per step.
+	Progress func(format string, args ...any)
+}
+
+// SetState describes a running cluster set; the supervisor writes it to Dir/state.json once the
+// set is up, and the CLI reads it.
+type SetState struct {
+	// Pid is the supervisor's process id.
+	Pid        int            `json:"pid"`
+	Dir        string         `json:"dir"`
+	Kubeconfig string         `json:"kubeconfig"`
+	EtcdPid    int            `json:"etcdPid"`
+	Clusters   []ClusterState `json:"clusters"`
+}
+
+// ClusterState is one cluster of a running set.
+type ClusterState struct {
+	Name          string `json:"name"`
+	URL           string `json:"url"`
+	Kubeconfig    string `json:"kubeconfig"`
+	APIServerPid  int    `json:"apiServerPid"`
+	ControllerPid int    `json:"controllerPid"`
+	// Metrics serves the controller's /metrics, /healthz and /readyz.
+	Metrics string `json:"metrics"`
+	// XDS is where the controller serves xDS (mTLS).
+	XDS string `json:"xds"`
+	// GatewayPort is the member's gateway port (its Cluster object's gatewayPort); 0 for the
+	// control plane, which is not a member.
+	GatewayPort int `json:"gatewayPort,omitempty"`
+}
+
+// StatePath is the state file of the set in dir.
+func StatePath(dir string) string { return filepath.Join(dir, "state.json") }
+
+// ReadState reads the state file in dir.
+func ReadState(dir string) (*SetState, error) {
+	b, err := os.ReadFile(StatePath(dir))
+	if err != nil {
+		return nil, err
+	}
+	var st SetState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("%s: %w", StatePath(dir), err)
+	}
+	return &st, nil
+}
+
+// Pids are every process of the set, the supervisor first.
+func (st *SetState) Pids() []int {
+	pids := []int{st.Pid, st.EtcdPid}
+	for _, c := range st.Clusters {
+		pids = append(pids, c.APIServerPid, c.ControllerPid)
+	}
+	return pids
+}
+
+// Set is a running cluster set: the API servers, and one crossgate-controller process per
+// cluster, with cluster-1..3 registered on the control plane.
+type Set struct {
+	*Sandbox
+	State       SetState
+	controllers []*process
+	stopOnce    sync.Once
+}
+
+// StartSet starts the cluster set and waits until every controller is ready and every member
+// Managed.
+func StartSet(ctx context.Context, opts SetOptions) (set *Set, err error) {
+	progress := opts.Progress
+	if progress == nil {
+		progress = func(string, ...any) {}
+	}
+	if opts.GatewayPortBase == 0 {
+		opts.GatewayPortBase = 81
+	}
+	if _, err := os.Stat(opts.Controller); err != nil {
+		return nil, fmt.Errorf("the crossgate-controller binary: %w", err)
+	}
+	progress("starting etcd and %d kube-apiservers", len(SetClusters))
+	sb, err := Start(ctx, Options{Clusters: SetClusters, Dir: filepath.Join(opts.Dir, "data"), BinDir: opts.BinDir})
+	if err != nil {
+		return nil, err
+	}
+	set = &Set{Sandbox: sb, State: SetState{Pid: os.Getpid(), Dir: opts.Dir, Kubeconfig: sb.Kubeconfig, EtcdPid: sb.etcd.Pid()}}
+	defer func() {
+		if err != nil {
+			set.Stop()
+			set = nil
+		}
+	}()
+	progress("API servers ready in %v; installing crossgate's objects", sb.StartupTime().Round(100*time.Millisecond))
+
+	root, err := identity.NewCA(TrustDomain)
+	if err != nil {
+		return set, err
+	}
+	for _, c := range sb.Clusters {
+		gwPort := 0
+		if c.Index > 0 {
+			gwPort = opts.GatewayPortBase + c.Index - 1
+		}
+		if err := install(ctx, c, root, gwPort); err != nil {
+			return set, fmt.Errorf("%s: %w", c.Name, err)
+		}
+		set.State.Clusters = append(set.State.Clusters, ClusterState{
+			Name: c.Name, URL: c.URL, Kubeconfig: c.Kubeconfig, APIServerPid: c.apiserver.Pid(), GatewayPort: gwPort,
+		})
+	}
+
+	progress("starting crossgate-controller in each cluster")
+	for i, c := range sb.Clusters {
+		ports, err := freePorts(2)
+		if err != nil {
+			return set, err
+		}
+		cs := &set.State.Clusters[i]
+		cs.Metrics = "127.0.0.1:" + strconv.Itoa(ports[0])
+		cs.XDS = "127.0.0.1:" + strconv.Itoa(ports[1])
+		p, err := startProcess("crossgate-controller "+c.Name, opts.Controller, []string{
+			"--cluster-name=" + c.Name,
+			"--namespace=" + SystemNamespace,
+			"--mesh-config=" + MeshNamespace + "/" + MeshConfigName,
+			"--xds-address=" + cs.XDS, "--xds-host=127.0.0.1", "--xds-port=" + strconv.Itoa(ports[1]),
+			"--metrics-address=" + cs.Metrics,
+			"--webhook-address=", // sandbox workloads are processes, not pods
+			"--log-level=info",
+		}, filepath.Join(opts.Dir, "crossgate-controller-"+c.Name+".log"), "KUBECONFIG="+c.Kubeconfig)
+		if err != nil {
+			return set, err
+		}
+		set.controllers = append(set.controllers, p)
+		cs.ControllerPid = p.Pid()
+	}
+	for i, p := range set.controllers {
+		url := "http://" + set.State.Clusters[i].Metrics + "/readyz"
+		if err := waitFor(ctx, p, time.Minute, func(ctx context.Context) error { return httpGetOK(ctx, url, nil) }); err != nil {
+			return set, fmt.Errorf("crossgate-controller %s: %w", set.State.Clusters[i].Name, err)
+		}
+	}
+
+	progress("registering cluster-1..3 with the control plane")
+	cp := sb.Clusters[0]
+	for _, cs := range set.State.Clusters[1:] {
+		if err := register(ctx, cp.Client, cs); err != nil {
+			return set, err
+		}
+	}
+	deadline := time.Now().Add(time.Minute)
+	for _, cs := range set.State.Clusters[1:] {
+		for {
+			var cl flomeshv1alpha1.Cluster
+			err := cp.Client.Get(ctx, client.ObjectKey{Name: cs.Name}, &cl)
+			if err == nil && meta.IsStatusConditionTrue(cl.Status.Conditions, flomeshv1alpha1.ConditionManaged) {
+				break
+			}
+			if time.Now().After(deadline) {
+				c := meta.FindStatusCondition(cl.Status.Conditions, flomeshv1alpha1.ConditionManaged)
+				return set, fmt.Errorf("cluster %s did not become Managed within a minute (%v, %+v); see %s", cs.Name, err, c,
+					filepath.Join(opts.Dir, "crossgate-controller-control-plane.log"))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	progress("the cluster set is up")
+	return set, nil
+}
+
+// install creates what an installation of crossgate holds in a cluster: its namespace with the
+// set's shared root CA, the MeshConfig and, in members, the GatewayClass and Gateway.
+func install(ctx context.Context, c *Cluster, root *identity.CA, gatewayPort int) error {
+	permissive := true
+	objs := []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: SystemNamespace}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: MeshNamespace}},
+		&flomeshv1alpha1.MeshConfig{ObjectMeta: metav1.ObjectMeta{Namespace: MeshNamespace, Name: MeshConfigName},
+			Spec: flomeshv1alpha1.MeshConfigSpec{
+				Traffic:    flomeshv1alpha1.TrafficSpec{EnablePermissiveTrafficPolicyMode: &permissive},
+				ClusterSet: flomeshv1alpha1.ClusterSetSpec{Name: c.Name},
+			}},
+	}
+	if gatewayPort > 0 {
+		all := gatewayv1.NamespacesFromAll
+		objs = append(objs,
+			&gatewayv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: GatewayClass}, Spec: gatewayv1.GatewayClassSpec{ControllerName: "crossgate.io/gateway-controller"}},
+			&gatewayv1.Gateway{
+				ObjectMeta: metav1.ObjectMeta{Namespace: SystemNamespace, Name: GatewayName, Annotations: map[string]string{"crossgate.io/lb-port": strconv.Itoa(gatewayPort)}},
+				Spec: gatewayv1.GatewaySpec{GatewayClassName: GatewayClass, Listeners: []gatewayv1.Listener{{
+					Name: "http", Port: 80, Protocol: gatewayv1.HTTPProtocolType,
+					AllowedRoutes: &gatewayv1.AllowedRoutes{Namespaces: &gatewayv1.RouteNamespaces{From: &all}},
+				}}},
+			})
+	}
+	for _, o := range objs {
+		if err := c.Client.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+	}
+	if err := identity.StoreRoot(ctx, c.Kube, SystemNamespace, RootSecret, root); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	return nil
+}
+
+// register creates a member's Cluster object on the control plane, its kubeconfig in a Secret.
+func register(ctx context.Context, cp client.Client, cs ClusterState) error {
+	kc, err := os.ReadFile(cs.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: SystemNamespace, Name: "kubeconfig-" + cs.Name},
+		Data: map[string][]byte{"kubeconfig": kc}}
+	if err := cp.Create(ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	cl := &flomeshv1alpha1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: cs.Name}, Spec: flomeshv1alpha1.ClusterSpec{
+		GatewayHost: "127.0.0.1", GatewayPort: int32(cs.GatewayPort),
+		KubeconfigSecretRef: &flomeshv1alpha1.SecretKeyReference{Namespace: SystemNamespace, Name: secret.Name, Key: "kubeconfig"},
+	}}
+	if err := cp.Create(ctx, cl); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	return nil
+}
+
+// WriteState writes the state file.
+func (s *Set) WriteState() error {
+	b, err := json.MarshalIndent(s.State, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := StatePath(s.State.Dir) + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, StatePath(s.State.Dir))
+}
+
+// Stop stops the controllers, then the API servers and etcd, and removes the state file.
+func (s *Set) Stop() {
+	s.stopOnce.Do(func() {
+		var wg sync.WaitGroup
+		for _, p := range s.controllers {
+			wg.Go(func() { p.stop(10 * time.Second) })
+		}
+		wg.Wait()
+		s.Sandbox.Stop()
+		_ = os.Remove(StatePath(s.State.Dir))
+	})
+}
+
+// Exited returns an error naming the first controller that exited on its own, if any.
+func (s *Set) Exited() error {
+	for _, p := range s.controllers {
+		if p.exited() {
+			return p.exitError()
+		}
+	}
+	return nil
+}
+
+// Ready reports whether a controller's /readyz answers OK.
+func Ready(ctx context.Context, metrics string) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+metrics+"/readyz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return errors.New(resp.Status)
+	}
+	return nil
+}
