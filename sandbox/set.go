@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -49,6 +50,8 @@ type SetOptions struct {
 	GatewayPortBase int
 	// Progress receives a line per step.
 	Progress func(format string, args ...any)
+	// Log receives the errors of the sandbox's own controllers (discarded when nil).
+	Log *slog.Logger
 }
 
 // SetState describes a running cluster set; the supervisor writes it to Dir/state.json once the
@@ -109,6 +112,8 @@ type Set struct {
 	*Sandbox
 	State       SetState
 	controllers []*process
+	workloads   context.CancelFunc
+	wg          sync.WaitGroup
 	stopOnce    sync.Once
 }
 
@@ -153,6 +158,21 @@ func StartSet(ctx context.Context, opts SetOptions) (set *Set, err error) {
 		}
 		set.State.Clusters = append(set.State.Clusters, ClusterState{
 			Name: c.Name, URL: c.URL, Kubeconfig: c.Kubeconfig, APIServerPid: c.apiserver.Pid(), GatewayPort: gwPort,
+		})
+	}
+
+	// What kubelet and kube-controller-manager would do for the sandbox apps.
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	wctx, cancel := context.WithCancel(context.Background())
+	set.workloads = cancel
+	for _, c := range sb.Clusters {
+		set.wg.Go(func() {
+			if err := RunWorkloads(wctx, c.Config, 250*time.Millisecond, log.With("cluster", c.Name)); err != nil {
+				progress("warning: the workloads controller of %s ended: %v", c.Name, err)
+			}
 		})
 	}
 
@@ -287,6 +307,10 @@ func (s *Set) WriteState() error {
 // Stop stops the controllers, then the API servers and etcd, and removes the state file.
 func (s *Set) Stop() {
 	s.stopOnce.Do(func() {
+		if s.workloads != nil {
+			s.workloads()
+			s.wg.Wait()
+		}
 		var wg sync.WaitGroup
 		for _, p := range s.controllers {
 			wg.Go(func() { p.stop(10 * time.Second) })

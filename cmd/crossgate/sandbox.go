@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -65,7 +66,7 @@ func sandboxCommand() *cobra.Command {
 		RunE:   func(cmd *cobra.Command, _ []string) error { return sandboxServe(f, cmd.OutOrStdout()) },
 	}
 	serve.Flags().IntVar(&f.gatewayPortBase, "gateway-port", 81, "gateway port of cluster-1")
-	cmd.AddCommand(up, serve,
+	cmd.AddCommand(up, serve, appCommand(f),
 		&cobra.Command{
 			Use:   "down",
 			Short: "Stop every process the sandbox started",
@@ -241,6 +242,7 @@ func sandboxServe(f *sandboxFlags, out io.Writer) error {
 	began := time.Now()
 	set, err := sandbox.StartSet(ctx, sandbox.SetOptions{
 		Dir: f.dir, BinDir: binDir, Controller: controller, GatewayPortBase: f.gatewayPortBase,
+		Log: slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Progress: func(format string, args ...any) {
 			fmt.Fprintf(out, "[%5.1fs] %s\n", time.Since(began).Seconds(), fmt.Sprintf(format, args...))
 		},
