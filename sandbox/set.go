@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
+	"github.com/crossgate-io/crossgate/sandbox/proxy"
 	"github.com/crossgate-io/crossgate/xds/identity"
 )
 
@@ -207,6 +209,13 @@ func StartSet(ctx context.Context, opts SetOptions) (set *Set, err error) {
 		}
 	}
 
+	progress("starting the stand-in gateways (Envoy cannot run here) on 127.0.0.1:%d-%d", opts.GatewayPortBase, opts.GatewayPortBase+len(sb.Clusters)-2)
+	for _, cs := range set.State.Clusters[1:] {
+		if err := set.startGateway(wctx, root, cs, log); err != nil {
+			return set, err
+		}
+	}
+
 	progress("registering cluster-1..3 with the control plane")
 	cp := sb.Clusters[0]
 	for _, cs := range set.State.Clusters[1:] {
@@ -348,4 +357,34 @@ func Ready(ctx context.Context, metrics string) error {
 		return errors.New(resp.Status)
 	}
 	return nil
+}
+
+// startGateway runs the stand-in for a member's gateway Envoy on its LoadBalancer port: it
+// subscribes as gateway~crossgate-system/crossgate-gateway with the gateway's identity.
+func (s *Set) startGateway(ctx context.Context, root *identity.CA, cs ClusterState, log *slog.Logger) error {
+	addr := "127.0.0.1:" + strconv.Itoa(cs.GatewayPort)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("the gateway of %s cannot listen on %s (%w): choose other ports with `crossgate sandbox up --gateway-port 18081`", cs.Name, addr, err)
+	}
+	cert, err := root.Issue(SystemNamespace, GatewayName, 24*time.Hour)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	p, err := proxy.Start(ctx, proxy.Options{Role: proxy.Gateway, Log: log.With("gateway", cs.Name),
+		XDS: proxy.XDSOptions{Address: cs.XDS, Node: "gateway~" + SystemNamespace + "/" + GatewayName, Certificate: cert}})
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	srv := p.Server()
+	s.wg.Go(func() { _ = srv.Serve(ln) })
+	s.wg.Go(func() { <-ctx.Done(); _ = srv.Close() })
+	select {
+	case <-p.Ready():
+		return nil
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("the gateway of %s got no configuration from %s within 30s", cs.Name, cs.XDS)
+	}
 }

@@ -14,6 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/crossgate-io/crossgate/sandbox/network"
 )
 
 // The workloads controller lists a sandbox Pod in its Services' EndpointSlices, marks it unready
@@ -28,7 +30,7 @@ func TestWorkloads(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	ln, err := net.Listen("tcp", AppAddress(1, 2, 0))
+	ln, err := net.Listen("tcp", network.AppAddress(1, 2, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,9 +51,9 @@ func TestWorkloads(t *testing.T) {
 	if err := c.Create(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
-	podIP := PodIP(1, 2)
-	if Loopback(podIP) != addr.IP.String() || LoopbackAddr(podIP+":80") != addr.IP.String()+":80" || Loopback("10.96.0.1") != "10.96.0.1" {
-		t.Fatalf("the sandbox network maps %s to %s", podIP, Loopback(podIP))
+	podIP := network.PodIP(1, 2)
+	if network.Loopback(podIP) != addr.IP.String() || network.LoopbackAddr(podIP+":80") != addr.IP.String()+":80" || network.Loopback("10.96.0.1") != "10.96.0.1" {
+		t.Fatalf("the sandbox network maps %s to %s", podIP, network.Loopback(podIP))
 	}
 	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: podIP}
 	SetPodReady(pod, true)

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/crossgate-io/crossgate/sandbox"
+	"github.com/crossgate-io/crossgate/sandbox/network"
 )
 
 // Options describe one app.
@@ -73,7 +74,7 @@ func Start(ctx context.Context, o Options) (*App, error) {
 	var ln net.Listener
 	host := 0
 	for h := 2; h < 255 && ln == nil; h++ {
-		if l, err := net.Listen("tcp", sandbox.AppAddress(o.ClusterIndex, h, o.Port)); err == nil {
+		if l, err := net.Listen("tcp", network.AppAddress(o.ClusterIndex, h, o.Port)); err == nil {
 			ln, host = l, h
 		}
 	}
@@ -81,7 +82,7 @@ func Start(ctx context.Context, o Options) (*App, error) {
 		return nil, fmt.Errorf("no free loopback address 127.%d.0.x for port %d", o.ClusterIndex, o.Port)
 	}
 	a := &App{Addr: ln.Addr().String(), c: c, done: make(chan struct{})}
-	ip := sandbox.PodIP(o.ClusterIndex, host) // the API server refuses loopback endpoints
+	ip := network.PodIP(o.ClusterIndex, host) // the API server refuses loopback endpoints
 
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: o.Namespace, Name: o.ServiceAccount}}
 	if err := c.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {

@@ -40,7 +40,7 @@ func Register(ctx context.Context, s *grpc.Server, c *cache.Cache, opts Options)
 	if log == nil {
 		log = slog.Default()
 	}
-	g := &guard{require: opts.RequireIdentity, log: log, streams: map[int64]string{}, metrics: opts.Metrics}
+	g := &guard{require: opts.RequireIdentity, log: log, streams: map[int64]string{}, nodes: map[int64]string{}, metrics: opts.Metrics}
 	xds := serverv3.NewServer(ctx, c, serverv3.CallbackFuncs{
 		StreamOpenFunc:        g.open,
 		StreamClosedFunc:      func(id int64, _ *corev3.Node) { g.closed(id) },
@@ -61,6 +61,7 @@ type guard struct {
 	metrics *Metrics
 	mu      sync.Mutex
 	streams map[int64]string
+	nodes   map[int64]string // the node ID each stream named first
 }
 
 func (g *guard) open(ctx context.Context, id int64, _ string) error {
@@ -87,6 +88,7 @@ func (g *guard) closed(id int64) {
 	}
 	g.mu.Lock()
 	delete(g.streams, id)
+	delete(g.nodes, id)
 	g.mu.Unlock()
 }
 
@@ -100,7 +102,19 @@ func (g *guard) check(id int64, node, typeURL string) error {
 	}
 	g.mu.Lock()
 	ident := g.streams[id]
+	// A node is sent on the first request of a stream; later requests (ACKs) may omit it, and
+	// then stand for the stream's node.
+	if node == "" {
+		node = g.nodes[id]
+	} else if _, seen := g.nodes[id]; !seen {
+		g.nodes[id] = node
+	}
+	first := g.nodes[id]
 	g.mu.Unlock()
+	if node != first {
+		g.log.Warn("xDS request for another node on the same stream refused", "stream", id, "node", node, "first", first, "type", typeURL)
+		return status.Errorf(codes.PermissionDenied, "node %q on a stream opened as node %q", node, first)
+	}
 	if !NodeIsIdentity(node, ident) {
 		g.log.Warn("xDS request for another identity refused", "stream", id, "node", node, "certificate", ident, "type", typeURL)
 		return status.Errorf(codes.PermissionDenied, "node %q is not the identity %q of the client certificate", node, ident)

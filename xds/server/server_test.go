@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -122,6 +123,44 @@ func TestIdentityIsEnforced(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(metrics.pushes.WithLabelValues("Listener")); got != 1 {
 		t.Errorf("pushes = %v, want 1 (a/a's listener only)", got)
+	}
+
+	// Delta, as Envoy does it: the node on the first request only; the ACK without a node
+	// stands for the same node and keeps the stream open. A later request naming another node
+	// on the same stream is refused.
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
+		Certificates: []tls.Certificate{certA}, RootCAs: pool, MinVersion: tls.VersionTLS13,
+	})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer dcancel()
+	ds, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(dctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ds.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "a/a"}, TypeUrl: resourcev3.ListenerType}); err != nil {
+		t.Fatal(err)
+	}
+	dr, err := ds.Recv()
+	if err != nil || len(dr.GetResources()) != 1 {
+		t.Fatalf("delta, node on the first request: %v, %v", dr, err)
+	}
+	for _, req := range []*discoveryv3.DeltaDiscoveryRequest{
+		{TypeUrl: resourcev3.ListenerType, ResponseNonce: dr.GetNonce()},
+		{TypeUrl: resourcev3.ClusterType},
+	} {
+		if err := ds.Send(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ds.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "b/b"}, TypeUrl: resourcev3.RouteType}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ds.Recv(); status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), `"b/b"`) {
+		t.Errorf("after requests without a node, a request naming another node: %v; want PermissionDenied for it", err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for testutil.ToFloat64(metrics.streams) != 0 && time.Now().Before(deadline) {

@@ -1,0 +1,270 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/crossgate-io/crossgate/sandbox/network"
+	"github.com/crossgate-io/crossgate/xds/simulate"
+)
+
+// Role is what the stand-in stands in for.
+type Role int
+
+const (
+	// Sidecar is a caller's sidecar: it takes requests as an HTTP proxy would (absolute URI or
+	// Host header) and sends them where the caller's outbound configuration says.
+	Sidecar Role = iota
+	// Gateway is a member's gateway: it takes requests on the LoadBalancer port and sends them
+	// where the gateway's listener on ListenerPort says.
+	Gateway
+)
+
+// Options configure a stand-in proxy.
+type Options struct {
+	Role Role
+	XDS  XDSOptions
+	// ListenerPort is the gateway listener's port in the xDS configuration (80); the stand-in
+	// itself listens wherever it is served.
+	ListenerPort uint32
+	Log          *slog.Logger
+}
+
+// Proxy is a running stand-in.
+type Proxy struct {
+	opts      Options
+	cfg       *config
+	plain     *http.Transport
+	h2c       *http.Transport
+	mu        sync.Mutex
+	localityW map[string]int // smooth weighted round robin state, by cluster/priority/locality
+	endpointN map[string]int // round robin over a locality's endpoints
+}
+
+// Start subscribes to the proxy's configuration. Ready is closed once it holds listeners and
+// clusters.
+func Start(ctx context.Context, o Options) (*Proxy, error) {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	o.XDS.Log = o.Log
+	if o.ListenerPort == 0 {
+		o.ListenerPort = 80
+	}
+	dial := func(ctx context.Context, netw, addr string) (net.Conn, error) {
+		// The sandbox network: pod IPs stand for loopback addresses.
+		return (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, netw, network.LoopbackAddr(addr))
+	}
+	p := &Proxy{opts: o, cfg: newConfig(), localityW: map[string]int{}, endpointN: map[string]int{},
+		plain: &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second},
+		h2c:   &http.Transport{DialContext: dial, Protocols: unencryptedHTTP2()},
+	}
+	if err := p.cfg.subscribe(ctx, o.XDS); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func unencryptedHTTP2() *http.Protocols {
+	var ps http.Protocols
+	ps.SetUnencryptedHTTP2(true)
+	return &ps
+}
+
+// Ready is closed once the proxy holds its configuration.
+func (p *Proxy) Ready() <-chan struct{} { return p.cfg.ready }
+
+// Updates counts the configuration updates received.
+func (p *Proxy) Updates() int {
+	p.cfg.mu.RLock()
+	defer p.cfg.mu.RUnlock()
+	return p.cfg.updates
+}
+
+// Server returns an HTTP server for the proxy that speaks HTTP/1.1 and h2c.
+func (p *Proxy) Server() *http.Server {
+	var ps http.Protocols
+	ps.SetHTTP1(true)
+	ps.SetUnencryptedHTTP2(true)
+	return &http.Server{Handler: p, Protocols: &ps, ReadHeaderTimeout: 10 * time.Second}
+}
+
+// Decide is where the request goes, per the proxy's configuration.
+func (p *Proxy) Decide(r *http.Request) *simulate.Result {
+	req := simulate.Request{Host: r.Host, Path: r.URL.Path, Method: r.Method, Headers: map[string]string{}}
+	for k, v := range r.Header {
+		req.Headers[strings.ToLower(k)] = strings.Join(v, ",")
+	}
+	req.Headers[":authority"] = r.Host
+	switch p.opts.Role {
+	case Sidecar:
+		host := r.Host
+		if r.URL.Host != "" {
+			host = r.URL.Host
+		}
+		port := uint32(80)
+		if _, ps, err := net.SplitHostPort(host); err == nil {
+			n, _ := strconv.ParseUint(ps, 10, 16)
+			port = uint32(n)
+		}
+		req.Port, req.Host = port, host
+		req.Headers[":authority"] = host
+	case Gateway:
+		req.Port = p.opts.ListenerPort
+	}
+	return simulate.Simulate(p.cfg.current(), req)
+}
+
+// ServeHTTP forwards one request.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	res := p.Decide(r)
+	switch {
+	case res.Denied && strings.Contains(strings.ToLower(res.DenyReason), "rbac"):
+		http.Error(w, "RBAC: access denied ("+res.DenyReason+")", http.StatusForbidden)
+		return
+	case res.Denied:
+		http.Error(w, "no route: "+res.DenyReason, http.StatusNotFound)
+		return
+	case res.DirectResponse != 0:
+		w.WriteHeader(int(res.DirectResponse))
+		return
+	}
+	cl := p.pickCluster(res.Clusters)
+	if cl == nil || cl.Missing {
+		http.Error(w, "no cluster", http.StatusServiceUnavailable)
+		return
+	}
+	retry := res.Retry != ""
+	tried := map[string]bool{}
+	for prio := 0; prio < len(cl.Priorities); prio++ {
+		ep := p.pickEndpoint(cl.Name, cl.Priorities[prio], tried)
+		if ep == "" {
+			continue // an empty priority: the next takes the load
+		}
+		tried[ep] = true
+		status, err := p.forward(w, r, ep, res.Path, retry && prio+1 < len(cl.Priorities))
+		if err == nil && status < 500 {
+			return
+		}
+		if !retry || prio+1 >= len(cl.Priorities) {
+			if err != nil {
+				http.Error(w, "upstream connect error: "+err.Error(), http.StatusServiceUnavailable)
+			}
+			return
+		}
+		retry = false // one retry, on the next priority
+	}
+	http.Error(w, "no healthy upstream", http.StatusServiceUnavailable)
+}
+
+// errRetry marks a response held back so that the request is retried.
+var errRetry = errors.New("retrying on the next priority")
+
+// forward sends r to ep. When mayRetry, a connect failure or a 5xx is not written to w and is
+// returned instead, so the caller can retry; otherwise every response is written.
+func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, ep, path string, mayRetry bool) (int, error) {
+	status := 0
+	var failed error
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme, pr.Out.URL.Host, pr.Out.URL.Path, pr.Out.URL.RawPath = "http", ep, path, ""
+			pr.Out.Host = r.Host
+			if pr.Out.Host == "" {
+				pr.Out.Host = r.URL.Host
+			}
+			pr.Out.RequestURI = ""
+		},
+		Transport: p.plain,
+		ModifyResponse: func(resp *http.Response) error {
+			status = resp.StatusCode
+			if mayRetry && resp.StatusCode >= 500 {
+				return errRetry
+			}
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+			failed = err
+			if !mayRetry {
+				http.Error(w, "upstream connect error: "+err.Error(), http.StatusServiceUnavailable)
+			}
+		},
+	}
+	if r.ProtoMajor == 2 {
+		rp.Transport = p.h2c
+	}
+	rp.ServeHTTP(w, r)
+	if failed != nil && mayRetry {
+		return status, failed
+	}
+	return status, nil
+}
+
+// pickCluster chooses among weighted clusters (smooth weighted round robin).
+func (p *Proxy) pickCluster(cs []simulate.Cluster) *simulate.Cluster {
+	if len(cs) == 0 {
+		return nil
+	}
+	if len(cs) == 1 {
+		return &cs[0]
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	total, best := 0, -1
+	for i, c := range cs {
+		k := "cluster/" + c.Name
+		p.localityW[k] += int(c.Weight)
+		total += int(c.Weight)
+		if best < 0 || p.localityW[k] > p.localityW["cluster/"+cs[best].Name] {
+			best = i
+		}
+	}
+	p.localityW["cluster/"+cs[best].Name] -= total
+	return &cs[best]
+}
+
+// pickEndpoint chooses a locality by weight (smooth weighted round robin, as Envoy's locality
+// weighted balancing does) and an endpoint in it by round robin, skipping those in skip.
+func (p *Proxy) pickEndpoint(cluster string, prio simulate.Priority, skip map[string]bool) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var locs []simulate.Locality
+	for _, l := range prio.Localities {
+		var eps []string
+		for _, e := range l.Endpoints {
+			if !skip[e] {
+				eps = append(eps, e)
+			}
+		}
+		if len(eps) > 0 {
+			l.Endpoints = eps
+			locs = append(locs, l)
+		}
+	}
+	if len(locs) == 0 {
+		return ""
+	}
+	key := func(l simulate.Locality) string { return fmt.Sprintf("%s/%d/%s", cluster, prio.Priority, l.Name) }
+	total, best := 0, 0
+	for i, l := range locs {
+		w := max(int(l.Weight), 1)
+		p.localityW[key(l)] += w
+		total += w
+		if p.localityW[key(l)] > p.localityW[key(locs[best])] {
+			best = i
+		}
+	}
+	p.localityW[key(locs[best])] -= total
+	l := locs[best]
+	n := p.endpointN[key(l)]
+	p.endpointN[key(l)] = n + 1
+	return l.Endpoints[n%len(l.Endpoints)]
+}

@@ -1,0 +1,189 @@
+// Package proxy is the sandbox's stand-in for Envoy, which cannot run here: it subscribes over
+// xDS as the proxy it stands in for (a caller's sidecar, or a member's gateway), decides route,
+// endpoint and RBAC with xds/simulate, and forwards HTTP/1.1 and h2c. Production uses Envoy; the
+// stand-in does not do TLS on the data path.
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/crossgate-io/crossgate/xds/identity"
+	"github.com/crossgate-io/crossgate/xds/translate"
+)
+
+// types are the xDS types the stand-in subscribes to, all as wildcards.
+var types = []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType}
+
+// config is the proxy's view of its xDS resources.
+type config struct {
+	mu       sync.RWMutex
+	byType   map[string]map[string]proto.Message
+	res      *translate.Resources
+	received map[string]bool
+	ready    chan struct{}
+	updates  int
+}
+
+func newConfig() *config {
+	c := &config{byType: map[string]map[string]proto.Message{}, received: map[string]bool{}, ready: make(chan struct{}), res: &translate.Resources{}}
+	for _, t := range types {
+		c.byType[t] = map[string]proto.Message{}
+	}
+	return c
+}
+
+func newMessage(typeURL string) proto.Message {
+	switch typeURL {
+	case resourcev3.ListenerType:
+		return &listenerv3.Listener{}
+	case resourcev3.RouteType:
+		return &routev3.RouteConfiguration{}
+	case resourcev3.ClusterType:
+		return &clusterv3.Cluster{}
+	case resourcev3.EndpointType:
+		return &endpointv3.ClusterLoadAssignment{}
+	}
+	return nil
+}
+
+// apply takes one delta response into the configuration.
+func (c *config) apply(r *discoveryv3.DeltaDiscoveryResponse) error {
+	typ := r.GetTypeUrl()
+	if newMessage(typ) == nil {
+		return nil
+	}
+	msgs := map[string]proto.Message{}
+	for _, res := range r.GetResources() {
+		m := newMessage(typ)
+		if err := res.GetResource().UnmarshalTo(m); err != nil {
+			return fmt.Errorf("%s %s: %w", typ, res.GetName(), err)
+		}
+		msgs[res.GetName()] = m
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for n, m := range msgs {
+		c.byType[typ][n] = m
+	}
+	for _, n := range r.GetRemovedResources() {
+		delete(c.byType[typ], n)
+	}
+	res := &translate.Resources{}
+	for _, m := range c.byType[resourcev3.ListenerType] {
+		res.Listeners = append(res.Listeners, m.(*listenerv3.Listener))
+	}
+	for _, m := range c.byType[resourcev3.RouteType] {
+		res.Routes = append(res.Routes, m.(*routev3.RouteConfiguration))
+	}
+	for _, m := range c.byType[resourcev3.ClusterType] {
+		res.Clusters = append(res.Clusters, m.(*clusterv3.Cluster))
+	}
+	for _, m := range c.byType[resourcev3.EndpointType] {
+		res.Endpoints = append(res.Endpoints, m.(*endpointv3.ClusterLoadAssignment))
+	}
+	c.res = res
+	c.updates++
+	c.received[typ] = true
+	if c.received[resourcev3.ListenerType] && c.received[resourcev3.ClusterType] {
+		select {
+		case <-c.ready:
+		default:
+			close(c.ready)
+		}
+	}
+	return nil
+}
+
+func (c *config) current() *translate.Resources {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.res
+}
+
+// XDSOptions say how the stand-in reaches crossgate's xDS server.
+type XDSOptions struct {
+	// Address of the controller's xDS server (mTLS).
+	Address string
+	// Node is the node ID: sidecar~ns/sa or gateway~ns/name.
+	Node string
+	// Certificate proves the identity the node ID names.
+	Certificate *identity.Certificate
+	Log         *slog.Logger
+}
+
+// subscribe keeps a delta ADS stream open (reconnecting after errors) and applies what arrives.
+func (c *config) subscribe(ctx context.Context, o XDSOptions) error {
+	pair, err := tls.X509KeyPair(o.Certificate.CertPEM, o.Certificate.KeyPEM)
+	if err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(o.Certificate.RootPEM) {
+		return errors.New("the certificate carries no root")
+	}
+	conn, err := grpc.NewClient(o.Address, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
+		MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}, RootCAs: pool,
+	})))
+	if err != nil {
+		return err
+	}
+	go func() {
+		defer conn.Close()
+		for ctx.Err() == nil {
+			if err := c.stream(ctx, conn, o); err != nil && ctx.Err() == nil {
+				o.Log.Warn("xDS stream ended; reconnecting", "node", o.Node, "error", err)
+				select {
+				case <-ctx.Done():
+				case <-time.After(500 * time.Millisecond):
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+func (c *config) stream(ctx context.Context, conn *grpc.ClientConn, o XDSOptions) error {
+	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
+	if err != nil {
+		return err
+	}
+	node := &corev3.Node{Id: o.Node}
+	for _, t := range types {
+		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: t}); err != nil {
+			return err
+		}
+	}
+	for {
+		r, err := st.Recv()
+		if err != nil {
+			return err
+		}
+		ack := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: r.GetTypeUrl(), ResponseNonce: r.GetNonce()}
+		if err := c.apply(r); err != nil {
+			ack.ErrorDetail = &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: err.Error()}
+		}
+		if err := st.Send(ack); err != nil {
+			return err
+		}
+	}
+}
