@@ -16,9 +16,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
@@ -66,7 +68,7 @@ func sandboxCommand() *cobra.Command {
 		RunE:   func(cmd *cobra.Command, _ []string) error { return sandboxServe(f, cmd.OutOrStdout()) },
 	}
 	serve.Flags().IntVar(&f.gatewayPortBase, "gateway-port", 81, "gateway port of cluster-1")
-	cmd.AddCommand(up, serve, appCommand(f),
+	cmd.AddCommand(up, serve, appCommand(f), demoCommand(f),
 		&cobra.Command{
 			Use:   "down",
 			Short: "Stop every process the sandbox started",
@@ -240,6 +242,7 @@ func sandboxServe(f *sandboxFlags, out io.Writer) error {
 		return err
 	}
 	began := time.Now()
+	ctrl.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	set, err := sandbox.StartSet(ctx, sandbox.SetOptions{
 		Dir: f.dir, BinDir: binDir, Controller: controller, GatewayPortBase: f.gatewayPortBase,
 		Log: slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelWarn})),

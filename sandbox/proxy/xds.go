@@ -104,7 +104,7 @@ func (c *config) apply(r *discoveryv3.DeltaDiscoveryResponse) error {
 	c.res = res
 	c.updates++
 	c.received[typ] = true
-	if c.received[resourcev3.ListenerType] && c.received[resourcev3.ClusterType] {
+	if c.received[resourcev3.ListenerType] { // a proxy without clusters gets no Cluster response
 		select {
 		case <-c.ready:
 		default:

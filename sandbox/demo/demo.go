@@ -1,0 +1,382 @@
+// Package demo replays the multi-cluster walkthrough (shared/seed/multi-cluster-walkthrough.txt)
+// on a running sandbox: the walkthrough's own YAML applied with kubectl, a sandbox app standing
+// in for each Deployment's pod, and `crossgate probe` standing in for `kubectl exec curl`. Each
+// step reports its outcome, so `make demo` prints it and the sandbox test asserts it.
+package demo
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/crossgate-io/crossgate/sandbox"
+	"github.com/crossgate-io/crossgate/sandbox/probe"
+	"github.com/crossgate-io/crossgate/test/walkthrough"
+)
+
+// Env is a running sandbox and the tools a walkthrough step uses.
+type Env struct {
+	State *sandbox.SetState
+	// Kubectl and Crossgate are the binaries the steps run.
+	Kubectl, Crossgate string
+	// Out receives the walkthrough's narration and each step's outcome.
+	Out io.Writer
+	// Requests is how many requests each probe sends (the walkthrough's loops send a few;
+	// the tests send more to measure distributions).
+	Requests int
+
+	apps map[string]*exec.Cmd
+}
+
+// Outcome is what a probing step saw.
+type Outcome struct {
+	// Behaviour is the number of the behaviour in fsm-behaviour.md (1-9).
+	Behaviour int
+	Title     string
+	Answers   []probe.Answer
+	Counts    map[string]int
+}
+
+func (e *Env) say(format string, args ...any) { fmt.Fprintf(e.Out, format+"\n", args...) }
+
+func (e *Env) cluster(name string) *sandbox.ClusterState {
+	for i := range e.State.Clusters {
+		if e.State.Clusters[i].Name == name {
+			return &e.State.Clusters[i]
+		}
+	}
+	return nil
+}
+
+// Kubectl runs kubectl against one cluster with stdin, echoing the command as the walkthrough
+// shows it.
+func (e *Env) kubectl(ctx context.Context, cluster, stdin string, args ...string) (string, error) {
+	e.say("$ kubectl --context %s %s", cluster, strings.Join(args, " "))
+	cmd := exec.CommandContext(ctx, e.Kubectl, append([]string{"--kubeconfig", e.State.Kubeconfig, "--context", cluster}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	text := strings.TrimRight(out.String()+errb.String(), "\n")
+	if text != "" {
+		e.say("%s", indent(text))
+	}
+	if err != nil {
+		return out.String(), fmt.Errorf("kubectl %s on %s: %v: %s", strings.Join(args, " "), cluster, err, errb.String())
+	}
+	return out.String(), nil
+}
+
+func indent(s string) string { return "  " + strings.ReplaceAll(s, "\n", "\n  ") }
+
+func render(file, cluster string) (string, error) {
+	return walkthrough.Render(file, map[string]string{
+		"CLUSTER_NAME": cluster, "NAMESPACE_MESH": "httpbin", "HOST_IP": "127.0.0.1", "FSM_NAMESPACE": sandbox.MeshNamespace,
+	}, "")
+}
+
+// apply renders a walkthrough manifest for a cluster and applies it there.
+func (e *Env) apply(ctx context.Context, cluster, file, namespace string) error {
+	text, err := render(file, cluster)
+	if err != nil {
+		return err
+	}
+	args := []string{"apply", "-f", "-"}
+	if namespace != "" {
+		args = []string{"apply", "-n", namespace, "-f", "-"}
+	}
+	_, err = e.kubectl(ctx, cluster, text, args...)
+	return err
+}
+
+// createNamespace is `kubectl create namespace` followed by `fsm namespace add`, which crossgate
+// does with the injection label. A namespace that the federation already created for imports
+// is fine.
+func (e *Env) createNamespace(ctx context.Context, cluster, ns string) error {
+	if _, err := e.kubectl(ctx, cluster, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: "+ns+"\n", "apply", "-f", "-"); err != nil {
+		return err
+	}
+	_, err := e.kubectl(ctx, cluster, "", "label", "namespace", ns, "crossgate.io/inject=enabled", "--overwrite")
+	return err
+}
+
+// StartApp runs a sandbox app standing in for a pod of the walkthrough's Deployment.
+func (e *Env) StartApp(ctx context.Context, cluster, ns, name, sa string, labels string) error {
+	key := cluster + "/" + ns + "/" + name
+	e.say("$ crossgate sandbox app --cluster %s -n %s --name %s --service-account %s -l %s", cluster, ns, name, sa, labels)
+	cmd := exec.Command(e.Crossgate, "sandbox", "app", "--dir", e.State.Dir, "--cluster", cluster, "-n", ns, "--name", name,
+		"--service-account", sa, "-l", labels, "--port", "8080")
+	logf, err := os.Create(filepath.Join(e.State.Dir, "app-"+strings.ReplaceAll(key, "/", "-")+".log"))
+	if err != nil {
+		return err
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	if e.apps == nil {
+		e.apps = map[string]*exec.Cmd{}
+	}
+	e.apps[key] = cmd
+	// Ready once its Pod is Ready.
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		out, _ := exec.CommandContext(ctx, e.Kubectl, "--kubeconfig", e.State.Kubeconfig, "--context", cluster, "get", "pods", "-n", ns,
+			"-l", labels, "-o", "jsonpath={.items[*].status.conditions[?(@.type=='Ready')].status}").Output()
+		if strings.Contains(string(out), "True") {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("the app %s did not become ready; see %s", key, logf.Name())
+}
+
+// KillApp kills an app's process outright, as a crash would.
+func (e *Env) KillApp(cluster, ns, name string) error {
+	cmd := e.apps[cluster+"/"+ns+"/"+name]
+	if cmd == nil {
+		return fmt.Errorf("no app %s/%s/%s", cluster, ns, name)
+	}
+	delete(e.apps, cluster+"/"+ns+"/"+name)
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	return nil
+}
+
+// StopApps stops every app the demo started.
+func (e *Env) StopApps() {
+	for _, cmd := range e.apps {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+	}
+	for _, cmd := range e.apps {
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+	}
+	e.apps = nil
+}
+
+// NewCaller starts curl's stand-in sidecar in cluster-2.
+func (e *Env) NewCaller(ctx context.Context) (*probe.Caller, error) {
+	c := e.cluster("cluster-2")
+	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	return probe.NewCaller(ctx, probe.Options{Config: cfg, XDS: c.XDS, Namespace: "curl", ServiceAccount: "curl"})
+}
+
+// Probe is `kubectl exec curl -- curl -s http://httpbin.httpbin:8080/`, Requests times.
+func (e *Env) Probe(ctx context.Context, behaviour int, title string) (*Outcome, error) {
+	time.Sleep(500 * time.Millisecond) // the walkthrough waits a moment after each change, too
+	caller, err := e.NewCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer caller.Close()
+	e.say("$ crossgate probe --cluster cluster-2 --as curl/curl -n %d http://httpbin.httpbin:8080/", e.Requests)
+	o := &Outcome{Behaviour: behaviour, Title: title}
+	for range e.Requests {
+		a := caller.Get(ctx, "http://httpbin.httpbin:8080/")
+		o.Answers = append(o.Answers, a)
+		e.say("  %s", a)
+	}
+	var summary string
+	o.Counts, summary = probe.Summary(o.Answers)
+	e.say("=> %d. %s: %s\n", behaviour, title, summary)
+	return o, nil
+}
+
+// direct is `curl -s http://HOST:PORT/<cluster>/httpbin-mesh` against a member's gateway.
+func (e *Env) direct(ctx context.Context, cluster, path string) (string, error) {
+	url := fmt.Sprintf("http://127.0.0.1:%d%s", e.cluster(cluster).GatewayPort, path)
+	e.say("$ curl -s %s", url)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	body := strings.TrimSpace(string(b))
+	e.say("  %s", body)
+	if resp.StatusCode != http.StatusOK {
+		return body, fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return body, nil
+}
+
+// Step is one checkpoint of the walkthrough; Run calls check after each, so a test can assert
+// and stop at the first failure.
+type Step func(o *Outcome) error
+
+// Run replays the walkthrough: the discovery and communication guide (behaviours 1-6), then
+// the access-control guide (7-9). check is called with each behaviour's outcome.
+func (e *Env) Run(ctx context.Context, check Step) error {
+	if e.Requests == 0 {
+		e.Requests = 3
+	}
+	if check == nil {
+		check = func(*Outcome) error { return nil }
+	}
+	e.say("# Multi-cluster services discovery & communication\n\n## The members (crossgate sandbox up joined them, kubeconfigs in Secrets)")
+	if _, err := e.kubectl(ctx, "control-plane", "", "wait", "--for=condition=Managed", "clusters", "--all", "--timeout=60s"); err != nil {
+		return err
+	}
+	if _, err := e.kubectl(ctx, "control-plane", "", "get", "clusters"); err != nil {
+		return err
+	}
+
+	e.say("\n## Deploy httpbin in cluster-1 and cluster-3, curl in cluster-2")
+	for _, c := range []string{"cluster-1", "cluster-3"} {
+		if err := e.createNamespace(ctx, c, "httpbin"); err != nil {
+			return err
+		}
+		if err := e.apply(ctx, c, "httpbin-services.yaml", "httpbin"); err != nil {
+			return err
+		}
+		if err := e.StartApp(ctx, c, "httpbin", "httpbin", "default", "app=pipy"); err != nil {
+			return err
+		}
+	}
+	if err := e.createNamespace(ctx, "cluster-2", "curl"); err != nil {
+		return err
+	}
+	curl := "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: curl\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: curl\n  labels:\n    app: curl\n    service: curl\nspec:\n  ports:\n  - name: http\n    port: 80\n  selector:\n    app: curl\n"
+	if _, err := e.kubectl(ctx, "cluster-2", curl, "apply", "-n", "curl", "-f", "-"); err != nil {
+		return err
+	}
+
+	e.say("\n## Export the services of cluster-1 and cluster-3")
+	for _, c := range []string{"cluster-1", "cluster-3"} {
+		if err := e.apply(ctx, c, "serviceexport-any.yaml", ""); err != nil {
+			return err
+		}
+	}
+	time.Sleep(time.Second)
+	o := &Outcome{Behaviour: 1, Title: "the gateways serve the exports' paths", Counts: map[string]int{}}
+	for _, c := range []string{"cluster-1", "cluster-3"} {
+		if _, err := e.kubectl(ctx, c, "", "get", "serviceexports.flomesh.io", "-A"); err != nil {
+			return err
+		}
+		for _, path := range []string{"/" + c + "/httpbin-mesh", "/" + c + "/httpbin-mesh-" + c} {
+			body, err := e.direct(ctx, c, path)
+			a := probe.Answer{Body: body, Err: err}
+			if err == nil && strings.Contains(body, "from "+c+" ") {
+				a.Cluster = c
+				o.Counts[c]++
+			} else {
+				o.Counts["failed"]++
+			}
+			o.Answers = append(o.Answers, a)
+		}
+	}
+	if _, err := e.kubectl(ctx, "cluster-1", "", "get", "httproutes", "-n", "httpbin", "httpbin.direct", "-o", "yaml"); err != nil {
+		return err
+	}
+	e.say("=> 1. %s: %v\n", o.Title, o.Counts)
+	if err := check(o); err != nil {
+		return err
+	}
+
+	e.say("## The imports in cluster-2")
+	list, err := e.kubectl(ctx, "cluster-2", "", "get", "serviceimports", "-A")
+	if err != nil {
+		return err
+	}
+	spec, err := e.kubectl(ctx, "cluster-2", "", "get", "serviceimports", "httpbin", "-n", "httpbin", "-o", "jsonpath={.spec}")
+	if err != nil {
+		return err
+	}
+	o = &Outcome{Behaviour: 2, Title: "cluster-2 imports httpbin, httpbin-cluster-1 and httpbin-cluster-3", Counts: map[string]int{}}
+	for _, n := range []string{"httpbin ", "httpbin-cluster-1 ", "httpbin-cluster-3 "} {
+		if strings.Contains(list, n) {
+			o.Counts[strings.TrimSpace(n)]++
+		}
+	}
+	o.Answers = []probe.Answer{{Body: spec}}
+	e.say("=> 2. %s: %v\n", o.Title, o.Counts)
+	if err := check(o); err != nil {
+		return err
+	}
+
+	steps := []struct {
+		behaviour int
+		title     string
+		before    func() error
+	}{
+		{3, "no GlobalTrafficPolicy: the request fails", nil},
+		{4, "FailOver without a local httpbin: cluster-1 and cluster-3 alternate", func() error {
+			e.say("## Routing type FailOver")
+			return e.apply(ctx, "cluster-2", "gtp-failover.yaml", "httpbin")
+		}},
+		{5, "httpbin deployed in cluster-2: every answer from cluster-2", func() error {
+			e.say("## Deploy httpbin in cluster-2")
+			if err := e.createNamespace(ctx, "cluster-2", "httpbin"); err != nil {
+				return err
+			}
+			if err := e.apply(ctx, "cluster-2", "httpbin-services.yaml", "httpbin"); err != nil {
+				return err
+			}
+			return e.StartApp(ctx, "cluster-2", "httpbin", "httpbin", "default", "app=pipy")
+		}},
+		{6, "ActiveActive: cluster-1, cluster-2 and cluster-3 in turn", func() error {
+			e.say("## Routing type ActiveActive")
+			return e.apply(ctx, "cluster-2", "gtp-activeactive.yaml", "httpbin")
+		}},
+		{7, "policy mode in cluster-2: the request fails", func() error {
+			e.say("# Access control\n\n## The exports declare ServiceAccount httpbin")
+			for _, c := range []string{"cluster-1", "cluster-3"} {
+				if err := e.apply(ctx, c, "serviceexport-httpbin.yaml", ""); err != nil {
+					return err
+				}
+			}
+			e.say("## Switch cluster-2 to policy mode")
+			_, err := e.kubectl(ctx, "cluster-2", "", "patch", "meshconfig", sandbox.MeshConfigName, "-n", sandbox.MeshNamespace,
+				"-p", `{"spec":{"traffic":{"enablePermissiveTrafficPolicyMode":false}}}`, "--type=merge")
+			return err
+		}},
+		{8, "TrafficTarget curl-to-httpbin: only cluster-2 (its httpbin runs as default)", func() error {
+			return e.apply(ctx, "cluster-2", "curl-to-httpbin.yaml", "httpbin")
+		}},
+		{9, "TrafficTarget curl-to-ext-httpbin: all three clusters", func() error {
+			if _, err := e.kubectl(ctx, "cluster-2", "", "get", "serviceimports", "httpbin", "-n", "httpbin", "-o", "jsonpath={.spec.serviceAccountName}"); err != nil {
+				return err
+			}
+			return e.apply(ctx, "cluster-2", "curl-to-ext-httpbin.yaml", "httpbin")
+		}},
+	}
+	for _, s := range steps {
+		if s.before != nil {
+			if err := s.before(); err != nil {
+				return err
+			}
+		}
+		o, err := e.Probe(ctx, s.behaviour, s.title)
+		if err != nil {
+			return err
+		}
+		if err := check(o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
