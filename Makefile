@@ -8,7 +8,7 @@ CONTROLLER_GEN := $(BIN)/controller-gen
 CRD_DIR := charts/crossgate/crds
 GO_TEST_FLAGS ?=
 # Packages whose tests need no API server.
-UNIT_PKGS = $$(go list ./... | grep -v -e '/test/integration' -e '/crossgate/sandbox' -e '/test/member' -e '/test/federation' -e '/test/cli' -e '/test/bench')
+UNIT_PKGS = $$(go list ./... | grep -v -e '/test/integration' -e '/crossgate/sandbox' -e '/test/member' -e '/test/federation' -e '/test/cli' -e '/test/demo' -e '/test/bench')
 
 ##@ General
 
@@ -75,7 +75,7 @@ verify: generate manifests testdata tidy ## Regenerate code, CRDs and goldens, t
 ##@ Test
 
 .PHONY: test
-test: test-unit test-integration ## Run every test: unit and golden, then integration on real API servers.
+test: test-unit test-integration test-sandbox ## Run every test: unit and golden, integration on real API servers, the sandbox walkthrough.
 
 .PHONY: test-unit
 test-unit: ## Run the unit tests (no API server needed).
@@ -83,7 +83,11 @@ test-unit: ## Run the unit tests (no API server needed).
 
 .PHONY: test-integration
 test-integration: bins ## Run the tests on real etcd and kube-apiserver processes (builds bin/ first).
-	go test $(GO_TEST_FLAGS) -p 1 -timeout 30m ./test/integration/... ./sandbox/... ./test/member/... ./test/federation/... ./test/cli/... ./test/bench/...
+	go test $(GO_TEST_FLAGS) -p 1 -timeout 30m ./test/integration/... ./sandbox/... ./test/member/... ./test/federation/... ./test/bench/...
+
+.PHONY: test-sandbox
+test-sandbox: bins ## Run the sandbox as a user would (crossgate sandbox up/down, the walkthrough asserted).
+	go test $(GO_TEST_FLAGS) -p 1 -timeout 30m ./test/cli/... ./test/demo/...
 
 .PHONY: lint
 lint: ## gofmt and go vet over every package.
@@ -99,5 +103,8 @@ bench: bins ## Run the benchmarks of shared/reference/performance.md at full siz
 ##@ Run
 
 .PHONY: demo
-demo: ## Run the multi-cluster walkthrough in the local sandbox (not yet available).
-	@echo "demo: the sandbox walkthrough is not built yet (issue 7: the sandbox)." >&2; exit 1
+demo: bins build ## Bring the sandbox up, replay the multi-cluster walkthrough with kubectl, print each outcome, tear down.
+	@dir=$$(mktemp -d -t crossgate-demo-XXXXXX); \
+	bin/crossgate sandbox up --dir $$dir || exit 1; \
+	bin/crossgate sandbox demo --dir $$dir; rc=$$?; \
+	bin/crossgate sandbox down --dir $$dir; rm -rf $$dir; exit $$rc

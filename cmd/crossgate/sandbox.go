@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -57,7 +58,10 @@ func sandboxCommand() *cobra.Command {
 		Use:   "up",
 		Short: "Start the control plane and cluster-1..3, each with crossgate-controller, and join the members",
 		Args:  cobra.NoArgs,
-		RunE:  func(cmd *cobra.Command, _ []string) error { return sandboxUp(cmd.Context(), f, cmd.OutOrStdout()) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			upFlagChanged = cmd.Flags().Changed("gateway-port")
+			return sandboxUp(cmd.Context(), f, cmd.OutOrStdout())
+		},
 	}
 	up.Flags().IntVar(&f.gatewayPortBase, "gateway-port", 81, "gateway port of cluster-1; cluster-N gets this plus N-1 (the walkthrough's 81-83)")
 	serve := &cobra.Command{
@@ -82,6 +86,21 @@ func sandboxCommand() *cobra.Command {
 			RunE:  func(cmd *cobra.Command, _ []string) error { return sandboxStatus(cmd.Context(), f, cmd.OutOrStdout()) },
 		})
 	return cmd
+}
+
+// upFlagChanged is set when --gateway-port was given to up.
+var upFlagChanged bool
+
+// canListen reports whether n consecutive ports from base can be bound on 127.0.0.1.
+func canListen(base, n int) bool {
+	for i := range n {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
+		if err != nil {
+			return false
+		}
+		_ = l.Close()
+	}
+	return true
 }
 
 // alive reports whether a process exists.
@@ -158,6 +177,11 @@ func sandboxUp(ctx context.Context, f *sandboxFlags, out io.Writer) error {
 	}
 	if err := os.MkdirAll(f.dir, 0o700); err != nil {
 		return err
+	}
+	if !upFlagChanged && f.gatewayPortBase < 1024 && !canListen(f.gatewayPortBase, 3) {
+		// Ports below 1024 need privileges; the walkthrough's 81-83 are a convention, not a need.
+		fmt.Fprintf(out, "cannot listen on 127.0.0.1:%d-%d without privileges: the gateways use 18081-18083 instead\n", f.gatewayPortBase, f.gatewayPortBase+2)
+		f.gatewayPortBase = 18081
 	}
 	self, err := os.Executable()
 	if err != nil {

@@ -48,6 +48,9 @@ type Proxy struct {
 	mu        sync.Mutex
 	localityW map[string]int // smooth weighted round robin state, by cluster/priority/locality
 	endpointN map[string]int // round robin over a locality's endpoints
+	// Outlier detection, by cluster|endpoint.
+	failures     map[string]int
+	ejectedUntil map[string]time.Time
 }
 
 // Start subscribes to the proxy's configuration. Ready is closed once it holds listeners and
@@ -65,6 +68,7 @@ func Start(ctx context.Context, o Options) (*Proxy, error) {
 		return (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, netw, network.LoopbackAddr(addr))
 	}
 	p := &Proxy{opts: o, cfg: newConfig(), localityW: map[string]int{}, endpointN: map[string]int{},
+		failures: map[string]int{}, ejectedUntil: map[string]time.Time{},
 		plain: &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second},
 		h2c:   &http.Transport{DialContext: dial, Protocols: unencryptedHTTP2()},
 	}
@@ -143,35 +147,97 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no cluster", http.StatusServiceUnavailable)
 		return
 	}
-	retry := res.Retry != ""
-	tried := map[string]bool{}
-	for prio := 0; prio < len(cl.Priorities); prio++ {
-		ep := p.pickEndpoint(cl.Name, cl.Priorities[prio], tried)
+	retryable := retryOn(res.Retry)
+	attempts := 1
+	if res.Retry != "" {
+		attempts = 2 // num_retries 1
+	}
+	tried, triedPrio := map[string]bool{}, map[int]bool{}
+	for attempt := range attempts {
+		prio, ep := p.choose(cl, attempt > 0 && res.RetryOtherPriority, tried, triedPrio)
 		if ep == "" {
-			continue // an empty priority: the next takes the load
+			break
 		}
-		tried[ep] = true
-		status, err := p.forward(w, r, ep, res.Path, retry && prio+1 < len(cl.Priorities))
-		if err == nil && status < 500 {
+		tried[ep], triedPrio[prio] = true, true
+		last := attempt == attempts-1
+		status, err := p.forward(w, r, ep, res.Path, func(status int, err error) bool { return !last && retryable(status, err) })
+		p.observe(cl, ep, err != nil || status == 502 || status == 503 || status == 504)
+		if last || !retryable(status, err) {
 			return
 		}
-		if !retry || prio+1 >= len(cl.Priorities) {
-			if err != nil {
-				http.Error(w, "upstream connect error: "+err.Error(), http.StatusServiceUnavailable)
-			}
-			return
-		}
-		retry = false // one retry, on the next priority
 	}
 	http.Error(w, "no healthy upstream", http.StatusServiceUnavailable)
+}
+
+// retryOn turns a retry_on list into a predicate on an upstream's answer.
+func retryOn(on string) func(status int, err error) bool {
+	set := map[string]bool{}
+	for _, s := range strings.Split(on, ",") {
+		set[strings.TrimSpace(s)] = true
+	}
+	return func(status int, err error) bool {
+		switch {
+		case err != nil:
+			return set["connect-failure"] || set["reset"] || set["refused-stream"]
+		case status >= 500 && set["5xx"]:
+			return true
+		case (status == 502 || status == 503 || status == 504) && set["gateway-error"]:
+			return true
+		}
+		return false
+	}
+}
+
+// choose picks the priority and endpoint of one attempt, as Envoy's load balancer would: the
+// first priority with an endpoint that is not ejected, a locality by weight, an endpoint in turn.
+// A retry skips the endpoints tried (previous_hosts), or with otherPriority the priorities tried
+// (previous_priorities). When every endpoint is ejected, ejections are ignored (panic mode).
+func (p *Proxy) choose(cl *simulate.Cluster, otherPriority bool, tried map[string]bool, triedPrio map[int]bool) (int, string) {
+	for _, ignoreEjected := range []bool{false, true} {
+		for i, prio := range cl.Priorities {
+			if otherPriority && triedPrio[i] {
+				continue
+			}
+			skip := func(ep string) bool { return tried[ep] || (!ignoreEjected && p.ejected(cl.Name, ep)) }
+			if ep := p.pickEndpoint(cl.Name, prio, skip); ep != "" {
+				return i, ep
+			}
+		}
+	}
+	return 0, ""
+}
+
+func (p *Proxy) ejected(cluster, ep string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return time.Now().Before(p.ejectedUntil[cluster+"|"+ep])
+}
+
+// observe feeds outlier detection: consecutive gateway failures eject an endpoint.
+func (p *Proxy) observe(cl *simulate.Cluster, ep string, gatewayFailure bool) {
+	if cl.EjectAfterGatewayFailures == 0 {
+		return
+	}
+	k := cl.Name + "|" + ep
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !gatewayFailure {
+		delete(p.failures, k)
+		return
+	}
+	p.failures[k]++
+	if p.failures[k] >= int(cl.EjectAfterGatewayFailures) {
+		p.ejectedUntil[k] = time.Now().Add(cl.EjectFor)
+		p.failures[k] = 0
+	}
 }
 
 // errRetry marks a response held back so that the request is retried.
 var errRetry = errors.New("retrying on the next priority")
 
-// forward sends r to ep. When mayRetry, a connect failure or a 5xx is not written to w and is
-// returned instead, so the caller can retry; otherwise every response is written.
-func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, ep, path string, mayRetry bool) (int, error) {
+// forward sends r to ep. An answer that holdBack accepts (a failure the route retries) is not
+// written to w but returned, so the caller can retry; every other answer is written.
+func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, ep, path string, holdBack func(status int, err error) bool) (int, error) {
 	status := 0
 	var failed error
 	rp := &httputil.ReverseProxy{
@@ -186,14 +252,17 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, ep, path string,
 		Transport: p.plain,
 		ModifyResponse: func(resp *http.Response) error {
 			status = resp.StatusCode
-			if mayRetry && resp.StatusCode >= 500 {
+			if holdBack(resp.StatusCode, nil) {
 				return errRetry
 			}
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
 			failed = err
-			if !mayRetry {
+			if errors.Is(err, errRetry) {
+				return
+			}
+			if !holdBack(0, err) {
 				http.Error(w, "upstream connect error: "+err.Error(), http.StatusServiceUnavailable)
 			}
 		},
@@ -202,7 +271,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, ep, path string,
 		rp.Transport = p.h2c
 	}
 	rp.ServeHTTP(w, r)
-	if failed != nil && mayRetry {
+	if failed != nil && !errors.Is(failed, errRetry) {
 		return status, failed
 	}
 	return status, nil
@@ -233,14 +302,12 @@ func (p *Proxy) pickCluster(cs []simulate.Cluster) *simulate.Cluster {
 
 // pickEndpoint chooses a locality by weight (smooth weighted round robin, as Envoy's locality
 // weighted balancing does) and an endpoint in it by round robin, skipping those in skip.
-func (p *Proxy) pickEndpoint(cluster string, prio simulate.Priority, skip map[string]bool) string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+func (p *Proxy) pickEndpoint(cluster string, prio simulate.Priority, skip func(string) bool) string {
 	var locs []simulate.Locality
 	for _, l := range prio.Localities {
 		var eps []string
 		for _, e := range l.Endpoints {
-			if !skip[e] {
+			if !skip(e) {
 				eps = append(eps, e)
 			}
 		}
@@ -252,6 +319,8 @@ func (p *Proxy) pickEndpoint(cluster string, prio simulate.Priority, skip map[st
 	if len(locs) == 0 {
 		return ""
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	key := func(l simulate.Locality) string { return fmt.Sprintf("%s/%d/%s", cluster, prio.Priority, l.Name) }
 	total, best := 0, 0
 	for i, l := range locs {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -62,6 +63,9 @@ type Result struct {
 	Path string
 	// Retry is the retry policy's retry_on, when the route retries.
 	Retry string
+	// RetryOtherPriority is set when a retry goes to another priority than the ones tried
+	// (previous_priorities), RetryOtherHost when to another host (previous_hosts).
+	RetryOtherPriority, RetryOtherHost bool
 }
 
 // Cluster is one upstream the request may reach.
@@ -73,6 +77,10 @@ type Cluster struct {
 	Missing bool
 	// Priorities hold the eligible endpoints, by priority from 0.
 	Priorities []Priority
+	// EjectAfterGatewayFailures is the outlier detection's consecutive gateway failures (502,
+	// 503, 504, connect failures) after which an endpoint is ejected for EjectFor; 0: none.
+	EjectAfterGatewayFailures uint32
+	EjectFor                  time.Duration
 }
 
 // Priority is one priority level of a cluster's endpoints.
@@ -305,6 +313,10 @@ func routeAction(res *translate.Resources, req Request, r *Result, m *routev3.Ro
 	}
 	if rp := a.GetRetryPolicy(); rp != nil {
 		r.Retry = rp.GetRetryOn()
+		r.RetryOtherPriority = rp.GetRetryPriority().GetName() == "envoy.retry_priorities.previous_priorities"
+		for _, p := range rp.GetRetryHostPredicate() {
+			r.RetryOtherHost = r.RetryOtherHost || p.GetName() == "envoy.retry_host_predicates.previous_hosts"
+		}
 	}
 	r.Path = rewrite(req.Path, m, a)
 	return r
@@ -345,6 +357,10 @@ func resolveCluster(res *translate.Resources, name string, weight uint32) Cluste
 	if c == nil {
 		out.Missing = true
 		return out
+	}
+	if od := c.GetOutlierDetection(); od != nil && od.GetConsecutiveGatewayFailure().GetValue() > 0 {
+		out.EjectAfterGatewayFailures = od.GetConsecutiveGatewayFailure().GetValue()
+		out.EjectFor = od.GetBaseEjectionTime().AsDuration()
 	}
 	cla := c.GetLoadAssignment()
 	if c.GetType() == clusterv3.Cluster_EDS {

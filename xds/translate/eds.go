@@ -17,7 +17,7 @@ import (
 
 // edsCluster is a cluster whose endpoints come over EDS, with mTLS to its endpoints. gRPC
 // accepts only EDS clusters with ROUND_ROBIN, RING_HASH or LEAST_REQUEST.
-func edsCluster(name string, tls *corev3.TransportSocket, failover bool) *clusterv3.Cluster {
+func edsCluster(name string, tls *corev3.TransportSocket, eject bool) *clusterv3.Cluster {
 	c := &clusterv3.Cluster{
 		Name:                 name,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
@@ -26,9 +26,9 @@ func edsCluster(name string, tls *corev3.TransportSocket, failover bool) *cluste
 		ConnectTimeout:       durationpb.New(5 * time.Second),
 		TransportSocket:      tls,
 	}
-	if failover {
-		// Without health checks, consecutive failures are what moves traffic to the next
-		// priority: eject a failing endpoint quickly.
+	if eject {
+		// Without health checks, consecutive failures are what moves traffic away from a
+		// failing endpoint (to the next priority, or to the other clusters): eject it quickly.
 		c.OutlierDetection = &clusterv3.OutlierDetection{
 			Consecutive_5Xx:           wrapperspb.UInt32(3),
 			ConsecutiveGatewayFailure: wrapperspb.UInt32(1),

@@ -15,6 +15,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
 	prevpriov3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/priority/previous_priorities/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -35,7 +36,7 @@ func (b *builder) sidecarOutbound(outbound []ir.OutboundService) {
 		}
 		byPort[o.Port] = append(byPort[o.Port], o)
 		name := OutboundClusterName(o.Key())
-		b.cluster(edsCluster(name, upstreamTLS(viaSDS, b.trustDomain), o.RetryOtherPriority))
+		b.cluster(edsCluster(name, upstreamTLS(viaSDS, b.trustDomain), o.RetryOtherPriority || spreads(o)))
 		cla, err := loadAssignment(name, o.Localities)
 		if err != nil {
 			b.fail(err)
@@ -112,8 +113,11 @@ func (b *builder) outboundPort(port uint32, svcs []*ir.OutboundService) {
 			continue
 		}
 		action := &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster}}
-		if o.RetryOtherPriority {
+		switch {
+		case o.RetryOtherPriority:
 			action.RetryPolicy = failoverRetry()
+		case spreads(o):
+			action.RetryPolicy = otherHostRetry()
 		}
 		rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{
 			Name:    o.Key(),
@@ -147,6 +151,27 @@ func failoverRetry() *routev3.RetryPolicy {
 			ConfigType: &routev3.RetryPolicy_RetryPriority_TypedConfig{TypedConfig: mustAny(&prevpriov3.PreviousPrioritiesConfig{UpdateFrequency: 1})},
 		},
 	}
+}
+
+// otherHostRetry retries a request that failed at the connection or at a gateway (502, 503,
+// 504) once, on another endpoint: under ActiveActive, another cluster's gateway takes a request
+// that a gateway without a healthy backend refused.
+func otherHostRetry() *routev3.RetryPolicy {
+	return &routev3.RetryPolicy{
+		RetryOn:    "connect-failure,refused-stream,reset,gateway-error",
+		NumRetries: wrapperspb.UInt32(1),
+		RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{
+			Name:       "envoy.retry_host_predicates.previous_hosts",
+			ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: mustAny(&previoushostsv3.PreviousHostsPredicate{})},
+		}},
+		HostSelectionRetryMaxAttempts: 5,
+	}
+}
+
+// spreads reports whether an outbound service spreads its load over several clusters
+// (ActiveActive with more than one locality).
+func spreads(o *ir.OutboundService) bool {
+	return o.Policy == "ActiveActive" && len(o.Localities) > 1
 }
 
 // inbound builds the listener that captured incoming connections reach: one filter chain per

@@ -1,0 +1,177 @@
+// Package demo asserts the walkthrough on the sandbox: `crossgate sandbox up` (separate
+// processes: API servers, one crossgate-controller per cluster, stand-in gateways), the
+// walkthrough replayed with kubectl, sandbox apps and the HTTP probe, and the nine behaviours of
+// shared/reference/fsm-behaviour.md checked with their distributions.
+package demo
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/crossgate-io/crossgate/sandbox"
+	"github.com/crossgate-io/crossgate/sandbox/demo"
+	"github.com/crossgate-io/crossgate/sandbox/probe"
+)
+
+const requests = 300
+
+func build(t *testing.T) string {
+	t.Helper()
+	root, err := sandbox.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, cmd := range []string{"crossgate", "crossgate-controller"} {
+		b := exec.Command("go", "build", "-o", filepath.Join(dir, cmd), "./cmd/"+cmd)
+		b.Dir = root
+		if out, err := b.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", cmd, err, out)
+		}
+	}
+	return filepath.Join(dir, "crossgate")
+}
+
+func within(t *testing.T, o *demo.Outcome, cluster string, lo, hi float64) {
+	t.Helper()
+	share := float64(o.Counts[cluster]) / float64(len(o.Answers))
+	if share < lo || share > hi {
+		t.Errorf("behaviour %d: %s answered %.0f%% (%d of %d), want %.0f-%.0f%%: %v", o.Behaviour, cluster, share*100, o.Counts[cluster], len(o.Answers), lo*100, hi*100, o.Counts)
+	}
+}
+
+func only(t *testing.T, o *demo.Outcome, key string) {
+	t.Helper()
+	if o.Counts[key] != len(o.Answers) {
+		t.Errorf("behaviour %d (%s): %v, want all %d %s", o.Behaviour, o.Title, o.Counts, len(o.Answers), key)
+	}
+}
+
+func TestWalkthrough(t *testing.T) {
+	bin := build(t)
+	dir := filepath.Join(t.TempDir(), "sandbox")
+	binDir, err := sandbox.BinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := func(args ...string) (string, error) {
+		cmd := exec.Command(bin, append(args, "--dir", dir)...)
+		cmd.Env = append(os.Environ(), "CROSSGATE_BIN_DIR="+binDir)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		return out.String(), err
+	}
+	if out, err := cli("sandbox", "up", "--gateway-port", fmt.Sprint(freePorts(t, 3))); err != nil {
+		t.Fatalf("sandbox up: %v\n%s", err, out)
+	}
+	st, err := sandbox.ReadState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := st.Pids()
+	defer func() {
+		if out, err := cli("sandbox", "down"); err != nil {
+			t.Errorf("sandbox down: %v\n%s", err, out)
+		}
+		for _, p := range pids {
+			if syscall.Kill(p, 0) == nil {
+				t.Errorf("process %d still runs after sandbox down", p)
+				_ = syscall.Kill(p, syscall.SIGKILL)
+			}
+		}
+	}()
+
+	var narration bytes.Buffer
+	env := &demo.Env{State: st, Kubectl: filepath.Join(binDir, "kubectl"), Crossgate: bin, Out: &narration, Requests: requests}
+	defer env.StopApps()
+	ctx := context.Background()
+	err = env.Run(ctx, func(o *demo.Outcome) error {
+		t.Logf("behaviour %d, %s: %v", o.Behaviour, o.Title, o.Counts)
+		switch o.Behaviour {
+		case 1: // the direct path through each gateway answers from its own cluster
+			if o.Counts["cluster-1"] != 2 || o.Counts["cluster-3"] != 2 {
+				t.Errorf("direct access through the gateways: %v", o.Counts)
+			}
+		case 2:
+			if len(o.Counts) != 3 {
+				t.Errorf("cluster-2's imports: %v", o.Counts)
+			}
+		case 3, 7:
+			only(t, o, "failed")
+		case 4:
+			within(t, o, "cluster-1", 0.40, 0.60)
+			within(t, o, "cluster-3", 0.40, 0.60)
+		case 5, 8:
+			only(t, o, "cluster-2")
+		case 6, 9:
+			for _, c := range []string{"cluster-1", "cluster-2", "cluster-3"} {
+				within(t, o, c, 1.0/3-0.15, 1.0/3+0.15)
+			}
+		}
+		if t.Failed() {
+			return fmt.Errorf("behaviour %d failed", o.Behaviour)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%v\nthe narration so far:\n%s", err, narration.String())
+	}
+
+	// Killing cluster-1's app while ActiveActive traffic runs: after 2 s no call fails and none
+	// goes to cluster-1.
+	caller, err := env.NewCaller(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caller.Close()
+	if err := env.KillApp("cluster-1", "httpbin", "httpbin"); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	var before, after []probe.Answer
+	for time.Since(killed) < 5*time.Second {
+		a := caller.Get(ctx, "http://httpbin.httpbin:8080/")
+		if time.Since(killed) > 2*time.Second {
+			after = append(after, a)
+		} else {
+			before = append(before, a)
+		}
+	}
+	_, first := probe.Summary(before)
+	counts, summary := probe.Summary(after)
+	t.Logf("in the 2 s after cluster-1's app was killed: %s; from 2 s to 5 s: %s", first, summary)
+	if counts["failed"] > 0 || counts["cluster-1"] > 0 || counts["cluster-2"] == 0 || counts["cluster-3"] == 0 {
+		t.Errorf("after cluster-1's app was killed: %s", summary)
+	}
+}
+
+// freePorts returns the first of n consecutive free ports on 127.0.0.1, so that the test's
+// gateways do not collide with a sandbox the developer is running on 81-83.
+func freePorts(t *testing.T, n int) int {
+	t.Helper()
+	for base := 20081; base < 30000; base += 10 {
+		free := true
+		for i := range n {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
+			if err != nil {
+				free = false
+				break
+			}
+			_ = l.Close()
+		}
+		if free {
+			return base
+		}
+	}
+	t.Fatal("no free ports for the gateways")
+	return 0
+}
