@@ -91,16 +91,16 @@ func sandboxCommand() *cobra.Command {
 // upFlagChanged is set when --gateway-port was given to up.
 var upFlagChanged bool
 
-// canListen reports whether n consecutive ports from base can be bound on 127.0.0.1.
-func canListen(base, n int) bool {
+// canListen reports why n consecutive ports from base cannot be bound on 127.0.0.1, if so.
+func canListen(base, n int) error {
 	for i := range n {
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
 		if err != nil {
-			return false
+			return err
 		}
 		_ = l.Close()
 	}
-	return true
+	return nil
 }
 
 // alive reports whether a process exists.
@@ -178,7 +178,7 @@ func sandboxUp(ctx context.Context, f *sandboxFlags, out io.Writer) error {
 	if err := os.MkdirAll(f.dir, 0o700); err != nil {
 		return err
 	}
-	if !upFlagChanged && f.gatewayPortBase < 1024 && !canListen(f.gatewayPortBase, 3) {
+	if err := canListen(f.gatewayPortBase, 3); !upFlagChanged && errors.Is(err, syscall.EACCES) {
 		// Ports below 1024 need privileges; the walkthrough's 81-83 are a convention, not a need.
 		fmt.Fprintf(out, "cannot listen on 127.0.0.1:%d-%d without privileges: the gateways use 18081-18083 instead\n", f.gatewayPortBase, f.gatewayPortBase+2)
 		f.gatewayPortBase = 18081
