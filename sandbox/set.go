@@ -378,8 +378,13 @@ func (s *Set) startGateway(ctx context.Context, root *identity.CA, cs ClusterSta
 		_ = ln.Close()
 		return err
 	}
+	tln, err := p.Listener(ln)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
 	srv := p.Server()
-	s.wg.Go(func() { _ = srv.Serve(ln) })
+	s.wg.Go(func() { _ = srv.Serve(tln) })
 	s.wg.Go(func() { <-ctx.Done(); _ = srv.Close() })
 	select {
 	case <-p.Ready():

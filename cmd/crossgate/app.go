@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -21,6 +22,7 @@ func appCommand(f *sandboxFlags) *cobra.Command {
 		o       app.Options
 		labels  []string
 		cluster string
+		noGRPC  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "app",
@@ -40,7 +42,7 @@ interrupted, and then deletes its Pod.`,
 				}
 				o.Labels[k] = v
 			}
-			return runApp(cmd.Context(), f, cluster, o, cmd.OutOrStdout())
+			return runApp(cmd.Context(), f, cluster, o, !noGRPC, cmd.OutOrStdout())
 		},
 	}
 	cmd.Flags().StringVar(&cluster, "cluster", "", "the sandbox cluster to run in (cluster-1, cluster-2, ...)")
@@ -50,11 +52,12 @@ interrupted, and then deletes its Pod.`,
 	cmd.Flags().StringSliceVarP(&labels, "label", "l", nil, "labels of the pod, key=value (Services select on them)")
 	cmd.Flags().IntVar(&o.Port, "port", 8080, "HTTP port (the Service's targetPort)")
 	cmd.Flags().StringVar(&o.Message, "message", "", `the answer (default "Hi, I am from <cluster> and controlled by mesh!")`)
+	cmd.Flags().BoolVar(&noGRPC, "no-grpc", false, "answer HTTP only (by default the port also serves gRPC as an xDS-enabled grpc-go server)")
 	_ = cmd.MarkFlagRequired("cluster")
 	return cmd
 }
 
-func runApp(ctx context.Context, f *sandboxFlags, cluster string, o app.Options, out io.Writer) error {
+func runApp(ctx context.Context, f *sandboxFlags, cluster string, o app.Options, withGRPC bool, out io.Writer) error {
 	st, ok := running(f.dir)
 	if !ok {
 		return fmt.Errorf("the sandbox is not up (%s): start it with `crossgate sandbox up`", f.dir)
@@ -68,6 +71,10 @@ func runApp(ctx context.Context, f *sandboxFlags, cluster string, o app.Options,
 				return err
 			}
 			o.Cluster, o.ClusterIndex, o.Config = c.Name, i, cfg
+			if withGRPC {
+				o.XDS = c.XDS
+				o.Dir = filepath.Join(f.dir, "apps", fmt.Sprintf("%s-%s-%s-%d", c.Name, o.Namespace, o.Name, os.Getpid()))
+			}
 		}
 	}
 	if o.Config == nil {

@@ -12,7 +12,10 @@ import (
 )
 
 func demoCommand(f *sandboxFlags) *cobra.Command {
-	var requests int
+	var (
+		requests int
+		withGRPC bool
+	)
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Replay the multi-cluster walkthrough on the running sandbox, printing each outcome",
@@ -30,11 +33,12 @@ func demoCommand(f *sandboxFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			env := &demo.Env{State: st, Kubectl: filepath.Join(bins, "kubectl"), Crossgate: self, Out: cmd.OutOrStdout(), Requests: requests}
+			env := &demo.Env{State: st, Kubectl: filepath.Join(bins, "kubectl"), Crossgate: self, Out: cmd.OutOrStdout(), Requests: requests, GRPC: withGRPC}
 			defer env.StopApps()
 			return env.Run(cmd.Context(), nil)
 		},
 	}
 	cmd.Flags().IntVarP(&requests, "requests", "n", 6, "requests per probe")
+	cmd.Flags().BoolVar(&withGRPC, "grpc", false, "repeat behaviours 3-6 through grpc-go's own xDS client")
 	return cmd
 }

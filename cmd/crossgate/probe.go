@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"net/url"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -15,6 +17,7 @@ func probeCommand() *cobra.Command {
 	var (
 		dir, cluster, as string
 		n                int
+		useGRPC          bool
 	)
 	cmd := &cobra.Command{
 		Use:   "probe URL",
@@ -25,19 +28,20 @@ cluster answered each request, then a summary.`,
 		Example: `  crossgate probe --cluster cluster-2 --as curl/curl -n 30 http://httpbin.httpbin:8080/`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runProbe(cmd, dir, cluster, as, n, args[0], cmd.OutOrStdout())
+			return runProbe(cmd, dir, cluster, as, n, useGRPC, args[0], cmd.OutOrStdout())
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", defaultSandboxDir(), "the sandbox's directory ($CROSSGATE_SANDBOX_DIR)")
 	cmd.Flags().StringVar(&cluster, "cluster", "", "the caller's sandbox cluster")
 	cmd.Flags().StringVar(&as, "as", "", "the caller's identity, namespace/serviceaccount (curl/curl)")
 	cmd.Flags().IntVarP(&n, "requests", "n", 10, "how many requests to send")
+	cmd.Flags().BoolVar(&useGRPC, "grpc", false, "call grpc.testing.TestService/UnaryCall through grpc-go's own xDS client (xds:///host:port) instead of the stand-in sidecar")
 	_ = cmd.MarkFlagRequired("cluster")
 	_ = cmd.MarkFlagRequired("as")
 	return cmd
 }
 
-func runProbe(cmd *cobra.Command, dir, cluster, as string, n int, target string, out io.Writer) error {
+func runProbe(cmd *cobra.Command, dir, cluster, as string, n int, useGRPC bool, target string, out io.Writer) error {
 	ns, sa, ok := strings.Cut(as, "/")
 	if !ok || ns == "" || sa == "" {
 		return fmt.Errorf("--as %q: want namespace/serviceaccount, for example curl/curl", as)
@@ -59,14 +63,35 @@ func runProbe(cmd *cobra.Command, dir, cluster, as string, n int, target string,
 		if err != nil {
 			return err
 		}
-		caller, err := probe.NewCaller(cmd.Context(), probe.Options{Config: cfg, XDS: c.XDS, Namespace: ns, ServiceAccount: sa})
-		if err != nil {
-			return err
+		o := probe.Options{Config: cfg, XDS: c.XDS, Namespace: ns, ServiceAccount: sa}
+		var call func() probe.Answer
+		if useGRPC {
+			u, err := url.Parse(target)
+			if err != nil || u.Host == "" {
+				return fmt.Errorf("%q: want a URL such as http://httpbin.httpbin:8080/", target)
+			}
+			certs, err := os.MkdirTemp("", "crossgate-probe-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(certs)
+			caller, err := probe.NewGRPCCaller(cmd.Context(), o, certs, u.Host)
+			if err != nil {
+				return err
+			}
+			defer caller.Close()
+			call = func() probe.Answer { return caller.Call(cmd.Context()) }
+		} else {
+			caller, err := probe.NewCaller(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			defer caller.Close()
+			call = func() probe.Answer { return caller.Get(cmd.Context(), target) }
 		}
-		defer caller.Close()
 		var answers []probe.Answer
 		for range n {
-			a := caller.Get(cmd.Context(), target)
+			a := call()
 			answers = append(answers, a)
 			fmt.Fprintln(out, a)
 		}

@@ -14,6 +14,11 @@ import (
 	"strconv"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	xdscreds "google.golang.org/grpc/credentials/xds"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/xds"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,7 +26,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/crossgate-io/crossgate/sandbox"
+	"github.com/crossgate-io/crossgate/sandbox/grpcxds"
 	"github.com/crossgate-io/crossgate/sandbox/network"
+	"github.com/crossgate-io/crossgate/translator"
 )
 
 // Options describe one app.
@@ -39,7 +46,12 @@ type Options struct {
 	Port int
 	// Message answers every request; "Hi, I am from <cluster> and controlled by mesh!" when empty.
 	Message string
-	Log     *slog.Logger
+	// XDS, when set, is the cluster controller's xDS address: the app then also serves gRPC
+	// (grpc.testing.TestService, UnaryCall answering Message as its hostname) as an
+	// xDS-enabled grpc-go server, so crossgate's inbound configuration and RBAC apply to it,
+	// with a certificate for its identity written under Dir.
+	XDS, Dir string
+	Log      *slog.Logger
 }
 
 // App is a running app.
@@ -49,6 +61,8 @@ type App struct {
 	Pod  *corev1.Pod
 	c    client.Client
 	srv  *http.Server
+	grpc *xds.GRPCServer
+	mux  *mux
 	done chan struct{} // closed when the server ends; err says why
 	err  error
 }
@@ -89,9 +103,13 @@ func Start(ctx context.Context, o Options) (*App, error) {
 		_ = ln.Close()
 		return nil, fmt.Errorf("ServiceAccount %s/%s: %w", o.Namespace, o.ServiceAccount, err)
 	}
+	annotations := map[string]string{sandbox.AppAnnotation: a.Addr}
+	if o.XDS != "" {
+		annotations[translator.ProxylessAnnotation] = "true"
+	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: o.Namespace, Name: o.Name + "-" + strconv.Itoa(host), Labels: o.Labels,
-			Annotations: map[string]string{sandbox.AppAnnotation: a.Addr}},
+			Annotations: annotations},
 		Spec: corev1.PodSpec{ // the pod stands for this process; nothing runs the container
 			ServiceAccountName: o.ServiceAccount, NodeName: "sandbox-" + o.Cluster,
 			Containers: []corev1.Container{{Name: "app", Image: "crossgate.io/sandbox-app",
@@ -127,8 +145,17 @@ func Start(ctx context.Context, o Options) (*App, error) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write(msg)
 	})}
+	httpLn := ln
+	if o.XDS != "" {
+		if err := a.startGRPC(ctx, o, ln, ip); err != nil {
+			_ = ln.Close()
+			_ = c.Delete(ctx, pod, client.GracePeriodSeconds(0))
+			return nil, err
+		}
+		httpLn = a.mux.http
+	}
 	go func() {
-		if err := a.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := a.srv.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 			a.err = err
 		}
 		close(a.done)
@@ -142,7 +169,13 @@ func ptrBool(b bool) *bool               { return &b }
 
 // Stop stops answering and deletes the Pod.
 func (a *App) Stop(ctx context.Context) error {
+	if a.grpc != nil {
+		a.grpc.Stop()
+	}
 	_ = a.srv.Shutdown(ctx)
+	if a.mux != nil {
+		_ = a.mux.ln.Close()
+	}
 	<-a.done
 	err := a.err
 	if derr := a.c.Delete(ctx, a.Pod, client.GracePeriodSeconds(0)); derr != nil && !apierrors.IsNotFound(derr) {
@@ -156,3 +189,40 @@ func (a *App) Done() <-chan struct{} { return a.done }
 
 // Err is why the server ended, once Done is closed.
 func (a *App) Err() error { return a.err }
+
+// startGRPC serves grpc.testing.TestService on the app's port beside HTTP, as an xDS-enabled
+// server whose listener is named after the pod IP.
+func (a *App) startGRPC(ctx context.Context, o Options, ln net.Listener, podIP string) error {
+	ca, err := grpcxds.RootCA(ctx, o.Config)
+	if err != nil {
+		return err
+	}
+	boot, err := grpcxds.Bootstrap(ca, o.Dir, o.XDS, o.Namespace, o.ServiceAccount)
+	if err != nil {
+		return err
+	}
+	creds, err := xdscreds.NewServerCredentials(xdscreds.ServerOptions{FallbackCreds: insecure.NewCredentials()})
+	if err != nil {
+		return err
+	}
+	// The sandbox passes the bootstrap in-process (grpc-go reads its environment variables once,
+	// at start): the option is grpc-go's for tests, and the sandbox is one.
+	srv, err := xds.NewGRPCServer(grpc.Creds(creds), xds.BootstrapContentsForTesting(boot))
+	if err != nil {
+		return err
+	}
+	testgrpc.RegisterTestServiceServer(srv, &testService{hostname: o.Message})
+	a.grpc = srv
+	a.mux = newMux(ln, &net.TCPAddr{IP: net.ParseIP(podIP), Port: o.Port})
+	go func() { _ = srv.Serve(a.mux.grpc) }()
+	return nil
+}
+
+type testService struct {
+	testgrpc.UnimplementedTestServiceServer
+	hostname string
+}
+
+func (s *testService) UnaryCall(context.Context, *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+	return &testgrpc.SimpleResponse{Hostname: s.hostname}, nil
+}

@@ -34,6 +34,9 @@ type Env struct {
 	// Requests is how many requests each probe sends (the walkthrough's loops send a few;
 	// the tests send more to measure distributions).
 	Requests int
+	// GRPC repeats behaviours 3-6 with `crossgate probe --grpc`: grpc-go's own xDS client as
+	// the caller, through the same gateways.
+	GRPC bool
 
 	apps map[string]*exec.Cmd
 }
@@ -45,6 +48,9 @@ type Outcome struct {
 	Title     string
 	Answers   []probe.Answer
 	Counts    map[string]int
+	// GRPCAnswers and GRPCCounts are the same calls through grpc-go's xDS client, when asked.
+	GRPCAnswers []probe.Answer
+	GRPCCounts  map[string]int
 }
 
 func (e *Env) say(format string, args ...any) { fmt.Fprintf(e.Out, format+"\n", args...) }
@@ -199,6 +205,31 @@ func (e *Env) Probe(ctx context.Context, behaviour int, title string) (*Outcome,
 	var summary string
 	o.Counts, summary = probe.Summary(o.Answers)
 	e.say("=> %d. %s: %s\n", behaviour, title, summary)
+	if e.GRPC && behaviour >= 3 && behaviour <= 6 {
+		c := e.cluster("cluster-2")
+		cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+		if err != nil {
+			return nil, err
+		}
+		dir, err := os.MkdirTemp(e.State.Dir, "probe-grpc-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		gc, err := probe.NewGRPCCaller(ctx, probe.Options{Config: cfg, XDS: c.XDS, Namespace: "curl", ServiceAccount: "curl"}, dir, "httpbin.httpbin:8080")
+		if err != nil {
+			return nil, err
+		}
+		defer gc.Close()
+		e.say("$ crossgate probe --grpc --cluster cluster-2 --as curl/curl -n %d http://httpbin.httpbin:8080/", e.Requests)
+		for range e.Requests {
+			a := gc.Call(ctx)
+			o.GRPCAnswers = append(o.GRPCAnswers, a)
+			e.say("  %s", a)
+		}
+		o.GRPCCounts, summary = probe.Summary(o.GRPCAnswers)
+		e.say("=> %d. over gRPC (grpc-go's xDS client): %s\n", behaviour, summary)
+	}
 	return o, nil
 }
 

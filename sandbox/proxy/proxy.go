@@ -98,6 +98,7 @@ func (p *Proxy) Updates() int {
 func (p *Proxy) Server() *http.Server {
 	var ps http.Protocols
 	ps.SetHTTP1(true)
+	ps.SetHTTP2(true)
 	ps.SetUnencryptedHTTP2(true)
 	return &http.Server{Handler: p, Protocols: &ps, ReadHeaderTimeout: 10 * time.Second}
 }
@@ -109,6 +110,7 @@ func (p *Proxy) Decide(r *http.Request) *simulate.Result {
 		req.Headers[strings.ToLower(k)] = strings.Join(v, ",")
 	}
 	req.Headers[":authority"] = r.Host
+	req.TLS, req.Source = r.TLS != nil, peerIdentity(r)
 	switch p.opts.Role {
 	case Sidecar:
 		host := r.Host

@@ -40,15 +40,18 @@ func Register(ctx context.Context, s *grpc.Server, c *cache.Cache, opts Options)
 	if log == nil {
 		log = slog.Default()
 	}
-	g := &guard{require: opts.RequireIdentity, log: log, streams: map[int64]string{}, nodes: map[int64]string{}, metrics: opts.Metrics}
+	// State-of-the-world and delta streams are numbered by separate counters: one guard each,
+	// or the streams of one kind would read the identities of the other.
+	sotw := &guard{require: opts.RequireIdentity, log: log, streams: map[int64]string{}, nodes: map[int64]string{}, metrics: opts.Metrics}
+	delta := &guard{require: opts.RequireIdentity, log: log, streams: map[int64]string{}, nodes: map[int64]string{}, metrics: opts.Metrics}
 	xds := serverv3.NewServer(ctx, c, serverv3.CallbackFuncs{
-		StreamOpenFunc:        g.open,
-		StreamClosedFunc:      func(id int64, _ *corev3.Node) { g.closed(id) },
-		StreamRequestFunc:     g.request,
-		DeltaStreamOpenFunc:   g.open,
-		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { g.closed(id) },
+		StreamOpenFunc:        sotw.open,
+		StreamClosedFunc:      func(id int64, _ *corev3.Node) { sotw.closed(id) },
+		StreamRequestFunc:     sotw.request,
+		DeltaStreamOpenFunc:   delta.open,
+		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { delta.closed(id) },
 		StreamDeltaRequestFunc: func(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
-			return g.check(id, req.GetNode().GetId(), req.GetTypeUrl())
+			return delta.check(id, req.GetNode().GetId(), req.GetTypeUrl())
 		},
 	})
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(s, xds)

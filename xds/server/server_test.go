@@ -189,3 +189,72 @@ func TestNodeIsIdentity(t *testing.T) {
 		}
 	}
 }
+
+// A state-of-the-world stream and a delta stream are numbered by separate counters, so the first
+// of each carries the same number: each must keep its own identity.
+func TestSotWAndDeltaStreamsKeepTheirIdentities(t *testing.T) {
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "root"}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	caDER, _ := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	ca, _ := x509.ParseCertificate(caDER)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	c := cache.New(cache.NodeIDResolver, nil)
+	for _, key := range []string{"a/a", "b/b"} {
+		if err := c.Set(key, &translate.Resources{Listeners: []*listenerv3.Listener{{Name: "listener-of-" + key}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lis, _ := net.Listen("tcp", "127.0.0.1:0")
+	s := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{
+		Certificates: []tls.Certificate{issue(t, ca, caKey, "", true)},
+		ClientAuth:   tls.RequireAndVerifyClientCert, ClientCAs: pool, MinVersion: tls.VersionTLS13,
+	})))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	Register(ctx, s, c, Options{RequireIdentity: true})
+	go s.Serve(lis)
+	defer s.Stop()
+	dial := func(spiffe string) discoveryv3.AggregatedDiscoveryServiceClient {
+		conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
+			Certificates: []tls.Certificate{issue(t, ca, caKey, spiffe, false)}, RootCAs: pool, MinVersion: tls.VersionTLS13,
+		})))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
+	}
+	sotw, err := dial("spiffe://cluster.local/ns/b/sa/b").StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sotw.Send(&discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "b/b"}, TypeUrl: resourcev3.ListenerType}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := sotw.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	delta, err := dial("spiffe://cluster.local/ns/a/sa/a").DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := delta.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "a/a"}, TypeUrl: resourcev3.ListenerType}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := delta.Recv(); err != nil || len(r.GetResources()) != 1 {
+		t.Fatalf("a/a over delta: %v %v", r, err)
+	}
+	// b/b acknowledges and gets its next configuration: its stream still has its own identity.
+	if err := sotw.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.ListenerType, VersionInfo: first.GetVersionInfo(), ResponseNonce: first.GetNonce()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Set("b/b", &translate.Resources{Listeners: []*listenerv3.Listener{{Name: "listener-of-b/b-2"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := sotw.Recv(); err != nil || len(r.GetResources()) != 1 {
+		t.Fatalf("b/b over SotW after a delta stream of the same number opened: %v, %v", r, err)
+	}
+}
