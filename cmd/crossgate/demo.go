@@ -39,6 +39,6 @@ func demoCommand(f *sandboxFlags) *cobra.Command {
 		},
 	}
 	cmd.Flags().IntVarP(&requests, "requests", "n", 6, "requests per probe")
-	cmd.Flags().BoolVar(&withGRPC, "grpc", false, "repeat behaviours 3-6 through grpc-go's own xDS client")
+	cmd.Flags().BoolVar(&withGRPC, "grpc", true, "repeat behaviours 3-6 through grpc-go's own xDS client")
 	return cmd
 }

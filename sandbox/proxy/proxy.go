@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/crossgate-io/crossgate/sandbox/network"
+	"github.com/crossgate-io/crossgate/xds/identity"
 	"github.com/crossgate-io/crossgate/xds/simulate"
 )
 
@@ -44,7 +47,7 @@ type Proxy struct {
 	opts      Options
 	cfg       *config
 	plain     *http.Transport
-	h2c       *http.Transport
+	h2tls     *http.Transport // gRPC to proxyless servers, which require mTLS
 	mu        sync.Mutex
 	localityW map[string]int // smooth weighted round robin state, by cluster/priority/locality
 	endpointN map[string]int // round robin over a locality's endpoints
@@ -70,18 +73,45 @@ func Start(ctx context.Context, o Options) (*Proxy, error) {
 	p := &Proxy{opts: o, cfg: newConfig(), localityW: map[string]int{}, endpointN: map[string]int{},
 		failures: map[string]int{}, ejectedUntil: map[string]time.Time{},
 		plain: &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second},
-		h2c:   &http.Transport{DialContext: dial, Protocols: unencryptedHTTP2()},
 	}
 	if err := p.cfg.subscribe(ctx, o.XDS); err != nil {
 		return nil, err
 	}
+	tlsCfg, err := upstreamTLS(o.XDS.Certificate)
+	if err != nil {
+		return nil, err
+	}
+	var h2 http.Protocols
+	h2.SetHTTP2(true)
+	p.h2tls = &http.Transport{DialContext: dial, TLSClientConfig: tlsCfg, Protocols: &h2, ForceAttemptHTTP2: true}
 	return p, nil
 }
 
-func unencryptedHTTP2() *http.Protocols {
-	var ps http.Protocols
-	ps.SetUnencryptedHTTP2(true)
-	return &ps
+// upstreamTLS is the client side of mTLS to a proxyless gRPC server: the proxy's certificate,
+// and the server's chain checked against the set's root (identities are SPIFFE URIs, not host
+// names).
+func upstreamTLS(cert *identity.Certificate) (*tls.Config, error) {
+	pair, err := tls.X509KeyPair(cert.CertPEM, cert.KeyPEM)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(cert.RootPEM)
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}, NextProtos: []string{"h2"},
+		InsecureSkipVerify: true, // replaced by the chain check below: no host name to match
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("the upstream presented no certificate")
+			}
+			opts := x509.VerifyOptions{Roots: pool, Intermediates: x509.NewCertPool()}
+			for _, c := range cs.PeerCertificates[1:] {
+				opts.Intermediates.AddCert(c)
+			}
+			_, err := cs.PeerCertificates[0].Verify(opts)
+			return err
+		},
+	}, nil
 }
 
 // Ready is closed once the proxy holds its configuration.
@@ -270,7 +300,11 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, ep, path string,
 		},
 	}
 	if r.ProtoMajor == 2 {
-		rp.Transport = p.h2c
+		// gRPC: proxyless gRPC servers require mTLS, as Envoy's upstream TLS gives them. (The
+		// stand-in sends HTTP/1.1 in plaintext: sandbox apps take it without a sidecar.)
+		rp.Transport = p.h2tls
+		pr := rp.Rewrite
+		rp.Rewrite = func(x *httputil.ProxyRequest) { pr(x); x.Out.URL.Scheme = "https" }
 	}
 	rp.ServeHTTP(w, r)
 	if failed != nil && !errors.Is(failed, errRetry) {

@@ -91,7 +91,7 @@ func TestWalkthrough(t *testing.T) {
 	}()
 
 	var narration bytes.Buffer
-	env := &demo.Env{State: st, Kubectl: filepath.Join(binDir, "kubectl"), Crossgate: bin, Out: &narration, Requests: requests}
+	env := &demo.Env{State: st, Kubectl: filepath.Join(binDir, "kubectl"), Crossgate: bin, Out: &narration, Requests: requests, GRPC: true}
 	defer env.StopApps()
 	ctx := context.Background()
 	err = env.Run(ctx, func(o *demo.Outcome) error {
@@ -115,6 +115,24 @@ func TestWalkthrough(t *testing.T) {
 		case 6, 9:
 			for _, c := range []string{"cluster-1", "cluster-2", "cluster-3"} {
 				within(t, o, c, 1.0/3-0.15, 1.0/3+0.15)
+			}
+		}
+		if o.Behaviour >= 3 && o.Behaviour <= 6 {
+			// The same calls through grpc-go's own xDS client, the stand-in gateways between.
+			t.Logf("behaviour %d over gRPC: %v", o.Behaviour, o.GRPCCounts)
+			g := &demo.Outcome{Behaviour: o.Behaviour, Title: o.Title + " (gRPC)", Answers: o.GRPCAnswers, Counts: o.GRPCCounts}
+			switch o.Behaviour {
+			case 3:
+				only(t, g, "failed")
+			case 4:
+				within(t, g, "cluster-1", 0.40, 0.60)
+				within(t, g, "cluster-3", 0.40, 0.60)
+			case 5:
+				only(t, g, "cluster-2")
+			case 6:
+				for _, c := range []string{"cluster-1", "cluster-2", "cluster-3"} {
+					within(t, g, c, 1.0/3-0.15, 1.0/3+0.15)
+				}
 			}
 		}
 		if t.Failed() {
