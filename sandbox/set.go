@@ -393,3 +393,23 @@ func (s *Set) startGateway(ctx context.Context, root *identity.CA, cs ClusterSta
 		return fmt.Errorf("the gateway of %s got no configuration from %s within 30s", cs.Name, cs.XDS)
 	}
 }
+
+// FreeGatewayPorts returns the first of n consecutive free ports on 127.0.0.1 from 20081, for
+// tests whose gateways must not collide with a sandbox running on 81-83.
+func FreeGatewayPorts(n int) (int, error) {
+	for base := 20081; base < 30000; base += 10 {
+		free := true
+		for i := range n {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
+			if err != nil {
+				free = false
+				break
+			}
+			_ = l.Close()
+		}
+		if free {
+			return base, nil
+		}
+	}
+	return 0, errors.New("no free ports for the gateways between 20081 and 30000")
+}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -354,7 +355,8 @@ func sandboxStatus(ctx context.Context, f *sandboxFlags, out io.Writer) error {
 		}
 	}
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "CLUSTER\tAPI SERVER\tCONTROLLER\tMANAGED\tGATEWAY PORT")
+	fmt.Fprintln(w, "CLUSTER\tAPI SERVER\tCONTROLLER\tMANAGED\tGATEWAY")
+	var apps []string
 	for _, c := range st.Clusters {
 		api := "down"
 		if alive(c.APIServerPid) {
@@ -367,16 +369,65 @@ func sandboxStatus(ctx context.Context, f *sandboxFlags, out io.Writer) error {
 				ctl = "ready, xDS " + c.XDS
 			}
 		}
-		m, gw := managed[c.Name], fmt.Sprint(c.GatewayPort)
+		m, gw := managed[c.Name], "-"
 		if c.GatewayPort == 0 {
-			m, gw = "(control plane)", "-"
+			m = "(control plane)"
+		} else {
+			gw = fmt.Sprintf("127.0.0.1:%d down", c.GatewayPort)
+			if conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", c.GatewayPort), time.Second); err == nil {
+				_ = conn.Close()
+				gw = fmt.Sprintf("127.0.0.1:%d", c.GatewayPort)
+			}
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", c.Name, api, ctl, m, gw)
+		apps = append(apps, appsOf(ctx, c)...)
 	}
 	if err := w.Flush(); err != nil {
 		return err
 	}
+	if len(apps) > 0 {
+		fmt.Fprintln(out)
+		w = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "APP (CLUSTER/NAMESPACE/POD)\tSERVICE ACCOUNT\tADDRESS\tREADY")
+		for _, a := range apps {
+			fmt.Fprintln(w, a)
+		}
+		if err := w.Flush(); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(out, "\nKUBECONFIG=%s   supervisor pid %d   logs in %s\n", st.Kubeconfig, st.Pid, st.Dir)
-	fmt.Fprintln(out, "Gateways and sandbox apps are not part of the sandbox yet (issue 7).")
 	return nil
+}
+
+// appsOf lists the sandbox apps of a cluster, a tab-separated line each.
+func appsOf(ctx context.Context, c sandbox.ClusterState) []string {
+	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+	if err != nil {
+		return nil
+	}
+	cfg.Timeout = 2 * time.Second
+	cl, err := client.New(cfg, client.Options{Scheme: sandbox.Scheme})
+	if err != nil {
+		return nil
+	}
+	var pods corev1.PodList
+	if err := cl.List(ctx, &pods); err != nil {
+		return nil
+	}
+	var out []string
+	for _, p := range pods.Items {
+		addr := p.Annotations[sandbox.AppAnnotation]
+		if addr == "" {
+			continue
+		}
+		ready := "no"
+		for _, cond := range p.Status.Conditions {
+			if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
+				ready = "yes"
+			}
+		}
+		out = append(out, fmt.Sprintf("%s/%s/%s\t%s\t%s (pod IP %s)\t%s", c.Name, p.Namespace, p.Name, p.Spec.ServiceAccountName, addr, p.Status.PodIP, ready))
+	}
+	return out
 }

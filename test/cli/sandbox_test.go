@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -54,8 +55,12 @@ func alive(pid int) bool { return pid > 0 && syscall.Kill(pid, 0) == nil }
 func TestSandboxUpStatusDown(t *testing.T) {
 	bin := build(t)
 	dir := filepath.Join(t.TempDir(), "sandbox")
+	base, err := sandbox.FreeGatewayPorts(3)
+	if err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
-	out, err := run(t, bin, dir, "sandbox", "up")
+	out, err := run(t, bin, dir, "sandbox", "up", "--gateway-port", strconv.Itoa(base))
 	if err != nil {
 		t.Fatalf("sandbox up: %v\n%s", err, out)
 	}
@@ -103,8 +108,8 @@ func TestSandboxUpStatusDown(t *testing.T) {
 		if !strings.Contains(line, "ready, xDS") {
 			t.Errorf("status of %s: %q\n%s", c, line, out)
 		}
-		if c != "control-plane" && !strings.Contains(line, "True (Connected)") {
-			t.Errorf("%s is not Managed: %q", c, line)
+		if c != "control-plane" && (!strings.Contains(line, "True (Connected)") || !strings.Contains(line, "127.0.0.1:") || strings.Contains(line, "down")) {
+			t.Errorf("%s is not Managed or its gateway not up: %q", c, line)
 		}
 	}
 

@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -70,7 +69,11 @@ func TestWalkthrough(t *testing.T) {
 		err := cmd.Run()
 		return out.String(), err
 	}
-	if out, err := cli("sandbox", "up", "--gateway-port", fmt.Sprint(freePorts(t, 3))); err != nil {
+	base, err := sandbox.FreeGatewayPorts(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := cli("sandbox", "up", "--gateway-port", fmt.Sprint(base)); err != nil {
 		t.Fatalf("sandbox up: %v\n%s", err, out)
 	}
 	st, err := sandbox.ReadState(dir)
@@ -170,26 +173,4 @@ func TestWalkthrough(t *testing.T) {
 	if counts["failed"] > 0 || counts["cluster-1"] > 0 || counts["cluster-2"] == 0 || counts["cluster-3"] == 0 {
 		t.Errorf("after cluster-1's app was killed: %s", summary)
 	}
-}
-
-// freePorts returns the first of n consecutive free ports on 127.0.0.1, so that the test's
-// gateways do not collide with a sandbox the developer is running on 81-83.
-func freePorts(t *testing.T, n int) int {
-	t.Helper()
-	for base := 20081; base < 30000; base += 10 {
-		free := true
-		for i := range n {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
-			if err != nil {
-				free = false
-				break
-			}
-			_ = l.Close()
-		}
-		if free {
-			return base
-		}
-	}
-	t.Fatal("no free ports for the gateways")
-	return 0
 }
