@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -412,4 +413,21 @@ func FreeGatewayPorts(n int) (int, error) {
 		}
 	}
 	return 0, errors.New("no free ports for the gateways between 20081 and 30000")
+}
+
+// BuildCommands builds crossgate and crossgate-controller side by side into dir, for tests
+// that run them as a user would, and returns the path of crossgate.
+func BuildCommands(dir string) (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	for _, cmd := range []string{"crossgate", "crossgate-controller"} {
+		b := exec.Command("go", "build", "-o", filepath.Join(dir, cmd), "./cmd/"+cmd)
+		b.Dir = root
+		if out, err := b.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("go build %s: %v\n%s", cmd, err, out)
+		}
+	}
+	return filepath.Join(dir, "crossgate"), nil
 }

@@ -18,19 +18,11 @@ import (
 // build compiles crossgate and crossgate-controller side by side into a temporary directory.
 func build(t *testing.T) string {
 	t.Helper()
-	root, err := sandbox.RepoRoot()
+	bin, err := sandbox.BuildCommands(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	for _, cmd := range []string{"crossgate", "crossgate-controller"} {
-		b := exec.Command("go", "build", "-o", filepath.Join(dir, cmd), "./cmd/"+cmd)
-		b.Dir = root
-		if out, err := b.CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", cmd, err, out)
-		}
-	}
-	return filepath.Join(dir, "crossgate")
+	return bin
 }
 
 func run(t *testing.T, bin, dir string, args ...string) (string, error) {

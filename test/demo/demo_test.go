@@ -24,19 +24,11 @@ const requests = 300
 
 func build(t *testing.T) string {
 	t.Helper()
-	root, err := sandbox.RepoRoot()
+	bin, err := sandbox.BuildCommands(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	for _, cmd := range []string{"crossgate", "crossgate-controller"} {
-		b := exec.Command("go", "build", "-o", filepath.Join(dir, cmd), "./cmd/"+cmd)
-		b.Dir = root
-		if out, err := b.CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", cmd, err, out)
-		}
-	}
-	return filepath.Join(dir, "crossgate")
+	return bin
 }
 
 func within(t *testing.T, o *demo.Outcome, cluster string, lo, hi float64) {
