@@ -8,7 +8,7 @@ CONTROLLER_GEN := $(BIN)/controller-gen
 CRD_DIR := charts/crossgate/crds
 GO_TEST_FLAGS ?=
 # Packages whose tests need no API server.
-UNIT_PKGS = $$(go list ./... | grep -v -e '/test/integration' -e '/crossgate/sandbox' -e '/test/member' -e '/test/federation' -e '/test/cli' -e '/test/demo' -e '/test/bench')
+UNIT_PKGS = $$(go list ./... | grep -v -e '/test/integration' -e '/crossgate/sandbox' -e '/test/member' -e '/test/federation' -e '/test/membership' -e '/test/cli' -e '/test/demo' -e '/test/bench')
 
 ##@ General
 
@@ -83,7 +83,7 @@ test-unit: ## Run the unit tests (no API server needed).
 
 .PHONY: test-integration
 test-integration: bins ## Run the tests on real etcd and kube-apiserver processes (builds bin/ first).
-	go test $(GO_TEST_FLAGS) -p 1 -timeout 30m ./test/integration/... ./sandbox/... ./test/member/... ./test/federation/... ./test/bench/...
+	go test $(GO_TEST_FLAGS) -p 1 -timeout 30m ./test/integration/... ./sandbox/... ./test/member/... ./test/federation/... ./test/membership/... ./test/bench/...
 
 .PHONY: test-sandbox
 test-sandbox: bins ## Run the sandbox as a user would (crossgate sandbox up/down, the walkthrough asserted).

@@ -3,6 +3,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,12 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
+	"github.com/crossgate-io/crossgate/inject"
 	"github.com/crossgate-io/crossgate/sandbox"
 )
 
@@ -119,5 +126,50 @@ func TestSandboxUpStatusDown(t *testing.T) {
 	}
 	if out, err := run(t, bin, dir, "sandbox", "status"); err == nil || !strings.Contains(out, "not up") {
 		t.Errorf("status after down: %v\n%s", err, out)
+	}
+}
+
+// TestNamespaceAndClusterCommands: namespace add labels a namespace so the webhook injects, and
+// remove undoes it; cluster join with the CLI creates the Cluster and its Secret.
+func TestNamespaceAndClusterCommands(t *testing.T) {
+	bin := build(t)
+	sb := sandbox.StartForTest(t, "control-plane", "cluster-1")
+	cli := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(bin, append(args, "--kubeconfig", sb.Kubeconfig)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("crossgate %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	ctx := context.Background()
+	c := sb.Cluster("cluster-1").Client
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "httpbin"}}); err != nil {
+		t.Fatal(err)
+	}
+	label := func() string {
+		var ns corev1.Namespace
+		if err := c.Get(ctx, client.ObjectKey{Name: "httpbin"}, &ns); err != nil {
+			t.Fatal(err)
+		}
+		return ns.Labels[inject.NamespaceLabel]
+	}
+	cli("namespace", "add", "httpbin", "--context", "cluster-1")
+	if got := label(); got != inject.NamespaceLabelValue {
+		t.Errorf("after namespace add: label %q", got)
+	}
+	cli("namespace", "remove", "httpbin", "--context", "cluster-1")
+	if got := label(); got != "" {
+		t.Errorf("after namespace remove: label %q", got)
+	}
+
+	out := cli("cluster", "join", "cluster-1", "--context", "control-plane", "--gateway-host", "127.0.0.1", "--gateway-port", "81")
+	var cl flomeshv1alpha1.Cluster
+	if err := sb.Cluster("control-plane").Client.Get(ctx, client.ObjectKey{Name: "cluster-1"}, &cl); err != nil {
+		t.Fatalf("no Cluster after join: %v\n%s", err, out)
+	}
+	if r := cl.Spec.KubeconfigSecretRef; r == nil || r.Name != "kubeconfig-cluster-1" || cl.Spec.GatewayPort != 81 || cl.Spec.Kubeconfig != "" {
+		t.Errorf("the joined Cluster: %+v", cl.Spec)
 	}
 }
