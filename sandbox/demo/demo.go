@@ -189,7 +189,7 @@ func (e *Env) NewCaller(ctx context.Context) (*probe.Caller, error) {
 
 // Probe is `kubectl exec curl -- curl -s http://httpbin.httpbin:8080/`, Requests times.
 func (e *Env) Probe(ctx context.Context, behaviour int, title string) (*Outcome, error) {
-	time.Sleep(500 * time.Millisecond) // the walkthrough waits a moment after each change, too
+	time.Sleep(time.Second) // the walkthrough waits a moment after each change, too
 	caller, err := e.NewCaller(ctx)
 	if err != nil {
 		return nil, err
