@@ -111,3 +111,18 @@ func TestB9(t *testing.T) {
 		}
 	}
 }
+
+func TestB6(t *testing.T) {
+	slices := 1000
+	if full() {
+		slices = 10000
+	}
+	l, err := RunB6(slices)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(l)
+	if full() {
+		os.Stdout.WriteString(l.String() + "\n")
+	}
+}

@@ -80,13 +80,7 @@ func cpuSeconds() float64 {
 }
 
 // heapInuseMiB is the live heap after a full collection.
-func heapInuseMiB() float64 {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return float64(ms.HeapInuse) / (1 << 20)
-}
+func heapInuseMiB() float64 { return heapBytes() / (1 << 20) }
 
 // rssMiB is the process's resident set now.
 func rssMiB() float64 {
