@@ -233,10 +233,24 @@ func (e *Env) Probe(ctx context.Context, behaviour int, title string) (*Outcome,
 	return o, nil
 }
 
-// direct is `curl -s http://HOST:PORT/<cluster>/httpbin-mesh` against a member's gateway.
+// direct is `curl -s http://HOST:PORT/<cluster>/httpbin-mesh` against a member's gateway. The
+// gateway's configuration follows the export within moments, as the walkthrough's `sleep 1`
+// allows; a slow machine may need more, so an answer other than 200 is retried for up to 10 s.
 func (e *Env) direct(ctx context.Context, cluster, path string) (string, error) {
 	url := fmt.Sprintf("http://127.0.0.1:%d%s", e.cluster(cluster).GatewayPort, path)
 	e.say("$ curl -s %s", url)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		body, err := e.get(ctx, url)
+		if err == nil || time.Now().After(deadline) {
+			e.say("  %s", body)
+			return body, err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func (e *Env) get(ctx context.Context, url string) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return "", err
@@ -248,7 +262,6 @@ func (e *Env) direct(ctx context.Context, cluster, path string) (string, error) 
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	body := strings.TrimSpace(string(b))
-	e.say("  %s", body)
 	if resp.StatusCode != http.StatusOK {
 		return body, fmt.Errorf("%s: %s", url, resp.Status)
 	}
