@@ -6,6 +6,7 @@ SHELL := /usr/bin/env bash
 BIN := $(CURDIR)/bin
 CONTROLLER_GEN := $(BIN)/controller-gen
 CRD_DIR := charts/crossgate/crds
+RBAC_DIR := charts/crossgate/files/rbac
 GO_TEST_FLAGS ?=
 # Packages whose tests need no API server.
 UNIT_PKGS = $$(go list ./... | grep -v -e '/test/integration' -e '/crossgate/sandbox' -e '/test/member' -e '/test/federation' -e '/test/membership' -e '/test/cli' -e '/test/demo' -e '/test/bench')
@@ -44,9 +45,10 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code for the API types.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate the CRDs into charts/crossgate/crds and copy the Gateway API CRDs from their module.
+manifests: $(CONTROLLER_GEN) ## Generate the CRDs into charts/crossgate/crds, the controller's RBAC from its markers into charts/crossgate/files/rbac, and copy the Gateway API CRDs from their module.
 	rm -f $(CRD_DIR)/*.yaml
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=$(CRD_DIR)
+	$(CONTROLLER_GEN) rbac:roleName=crossgate-controller paths=./controllers/... paths=./gateway/... paths=./inject/... paths=./cmd/crossgate-controller/... output:rbac:artifacts:config=$(RBAC_DIR)
 	@gw=$$(go list -m -f '{{.Dir}}' sigs.k8s.io/gateway-api); \
 	for f in $$gw/config/crd/standard/gateway.networking.k8s.io_*.yaml; do \
 		case $$f in *_vap_*) continue ;; esac; \

@@ -83,6 +83,14 @@ type Publisher struct {
 	OnPublish func()
 }
 
+// The translator's inputs, read through the manager's informers.
+// +kubebuilder:rbac:groups="",resources=namespaces;services;pods;serviceaccounts,verbs=get;list;watch
+// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
+// +kubebuilder:rbac:groups=flomesh.io,resources=serviceexports;serviceimports;globaltrafficpolicies;meshconfigs,verbs=get;list;watch
+// +kubebuilder:rbac:groups=access.smi-spec.io,resources=traffictargets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=specs.smi-spec.io,resources=httproutegroups,verbs=get;list;watch
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=gatewayclasses;gateways;httproutes,verbs=get;list;watch
+
 // watchedTypes are the kinds the translator reads.
 func watchedTypes() []client.Object {
 	return []client.Object{

@@ -45,6 +45,10 @@ func (w *StatusWriter) leading() bool {
 	}
 }
 
+// The statuses the writer keeps.
+// +kubebuilder:rbac:groups=flomesh.io,resources=serviceexports/status;globaltrafficpolicies/status,verbs=get;update
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=gatewayclasses/status;gateways/status;httproutes/status,verbs=get;update
+
 // Write applies every status of st; in is what the statuses were computed from.
 func (w *StatusWriter) Write(ctx context.Context, in *translator.Input, st *translator.Statuses) error {
 	if !w.leading() {

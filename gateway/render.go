@@ -22,6 +22,9 @@ const (
 	// LBPortAnnotation on a Gateway sets the port its LoadBalancer Service exposes for the
 	// listener on port 80 (the reference setup uses 81-83, one per cluster).
 	LBPortAnnotation = "crossgate.io/lb-port"
+	// NodePortAnnotation on a Gateway pins the node port of the listener on port 80, so that a
+	// cluster without load balancers (kind, k3d) can map a fixed host port to it.
+	NodePortAnnotation = "crossgate.io/node-port"
 	// BootstrapConfigMap is the ConfigMap holding the Envoy bootstrap in a proxy's namespace.
 	BootstrapConfigMap = "crossgate-bootstrap"
 	// IdentitySecretPrefix + ServiceAccount is the Secret holding a proxy's certificate.
@@ -52,6 +55,14 @@ func ServicePorts(gw *gatewayv1.Gateway) ([]corev1.ServicePort, error) {
 		}
 		lb = int32(n)
 	}
+	node := int32(0)
+	if v, ok := gw.Annotations[NodePortAnnotation]; ok {
+		n, err := strconv.ParseInt(v, 10, 32)
+		if err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("annotation %s: %q is not a port number (1-65535; the API server accepts its node-port range, 30000-32767 by default)", NodePortAnnotation, v)
+		}
+		node = int32(n)
+	}
 	var ports []int32
 	for _, l := range gw.Spec.Listeners {
 		if !slices.Contains(ports, l.Port) {
@@ -65,9 +76,13 @@ func ServicePorts(gw *gatewayv1.Gateway) ([]corev1.ServicePort, error) {
 		if p == 80 && lb != 0 {
 			exposed = lb
 		}
-		out = append(out, corev1.ServicePort{
+		sp := corev1.ServicePort{
 			Name: "port-" + strconv.Itoa(int(p)), Port: exposed, TargetPort: intstr.FromInt32(p), Protocol: corev1.ProtocolTCP,
-		})
+		}
+		if p == 80 {
+			sp.NodePort = node
+		}
+		out = append(out, sp)
 	}
 	return out, nil
 }

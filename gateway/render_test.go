@@ -32,6 +32,19 @@ func TestServicePorts(t *testing.T) {
 	}
 }
 
+func TestServicePortsNodePort(t *testing.T) {
+	ports, err := ServicePorts(gw(map[string]string{LBPortAnnotation: "81", NodePortAnnotation: "30080"}, 80, 8443))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ports[0].Port != 81 || ports[0].NodePort != 30080 || ports[1].NodePort != 0 {
+		t.Errorf("ports %+v: want 81->80 on node port 30080 and 8443 on an allocated one", ports)
+	}
+	if _, err := ServicePorts(gw(map[string]string{NodePortAnnotation: "x"}, 80)); err == nil || !strings.Contains(err.Error(), NodePortAnnotation) {
+		t.Errorf("a bad node port: error %v, want one naming the annotation", err)
+	}
+}
+
 func TestRender(t *testing.T) {
 	r, err := Render(gw(map[string]string{LBPortAnnotation: "82"}, 80), RenderOptions{Image: "envoy:test"})
 	if err != nil {

@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -71,18 +74,49 @@ func EnsureConfiguration(ctx context.Context, c client.Client, want *admissionre
 }
 
 // Server serves the webhook over HTTPS with a certificate from ca for names and ips, renewed
-// before it expires.
+// before it expires, or, when CertFile is set, with the certificate in CertFile and KeyFile
+// (cert-manager's Secret mounted as files), read again whenever either file changes.
 type Server struct {
 	Handler  http.Handler
 	CA       *identity.CA
 	DNSNames []string
 	IPs      []net.IP
 	TTL      time.Duration
-	cert     *tls.Certificate
-	renewAt  time.Time
+
+	CertFile, KeyFile string
+
+	cert    *tls.Certificate
+	renewAt time.Time
+	stamp   string
+}
+
+// fileStamp identifies the current contents of the certificate files.
+func (s *Server) fileStamp() string {
+	var b strings.Builder
+	for _, f := range []string{s.CertFile, s.KeyFile} {
+		if fi, err := os.Stat(f); err == nil {
+			fmt.Fprintf(&b, "%d/%d;", fi.ModTime().UnixNano(), fi.Size())
+		}
+	}
+	return b.String()
 }
 
 func (s *Server) certificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if s.CertFile != "" {
+		stamp := s.fileStamp()
+		if s.cert != nil && stamp == s.stamp {
+			return s.cert, nil
+		}
+		pair, err := tls.LoadX509KeyPair(s.CertFile, s.KeyFile)
+		if err != nil {
+			if s.cert != nil { // a rotation half written: keep serving the old pair
+				return s.cert, nil
+			}
+			return nil, fmt.Errorf("the webhook's certificate files: %w", err)
+		}
+		s.cert, s.stamp = &pair, stamp
+		return s.cert, nil
+	}
 	if s.cert != nil && time.Now().Before(s.renewAt) {
 		return s.cert, nil
 	}

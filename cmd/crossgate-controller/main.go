@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -59,12 +60,17 @@ func nsName(flagName, v string) (types.NamespacedName, error) {
 	return types.NamespacedName{Namespace: ns, Name: name}, nil
 }
 
+// The root CA Secret in the controller's namespace, and the webhook's registration.
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create,namespace=crossgate-system
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;create;update
+
 func run() error {
 	var (
 		opts                                   controllers.Options
 		meshConfig, gw, namespace, trustDomain string
 		xdsAddr, metricsAddr, webhookAddr      string
 		webhookURL, webhookService             string
+		webhookCertDir, webhookRegistration    string
 		proxyImage, initImage, logLevel        string
 		fedMode                                string
 		fedOpts                                federation.Options
@@ -84,6 +90,8 @@ func run() error {
 	flag.StringVar(&webhookAddr, "webhook-address", ":9443", "where the sidecar-injection webhook listens (empty: no webhook)")
 	flag.StringVar(&webhookURL, "webhook-url", "", "URL the API server calls the webhook at (the sandbox's); default: --webhook-service")
 	flag.StringVar(&webhookService, "webhook-service", "crossgate-system/crossgate-controller", "namespace/name of the Service in front of the webhook")
+	flag.StringVar(&webhookCertDir, "webhook-cert-dir", "", "serve the webhook with tls.crt and tls.key from this directory (cert-manager), read again when they change; default: a certificate from the built-in CA")
+	flag.StringVar(&webhookRegistration, "webhook-registration", "managed", "managed: this controller keeps the MutatingWebhookConfiguration and its CA bundle; external: it is installed with its CA bundle by someone else (the chart with cert-manager's CA injector)")
 	flag.StringVar(&proxyImage, "proxy-image", controllers.DefaultEnvoyImage, "Envoy image of sidecars and gateways")
 	flag.StringVar(&initImage, "init-image", "ghcr.io/crossgate-io/crossgate-init:latest", "image of the traffic-capture init container (sh and iptables)")
 	flag.BoolVar(&opts.LeaderElection, "leader-elect", true, "elect one leader among replicas for writes")
@@ -167,6 +175,9 @@ func run() error {
 	}()
 	go func() { <-ctx.Done(); _ = metricsSrv.Close() }()
 
+	if webhookRegistration != "managed" && webhookRegistration != "external" {
+		return fmt.Errorf("--webhook-registration %q: want managed or external", webhookRegistration)
+	}
 	if webhookAddr != "" {
 		cc := admissionregistrationv1.WebhookClientConfig{CABundle: srvCert.RootPEM}
 		dns := []string{"localhost"}
@@ -190,9 +201,14 @@ func run() error {
 			return fmt.Errorf("--webhook-address: %w", err)
 		}
 		wh := &inject.Server{Handler: inject.NewHandler(inject.Options{ProxyImage: proxyImage, InitImage: initImage}), CA: ca, DNSNames: dns, IPs: []net.IP{net.ParseIP("127.0.0.1")}}
+		if webhookCertDir != "" {
+			wh.CertFile, wh.KeyFile = filepath.Join(webhookCertDir, "tls.crt"), filepath.Join(webhookCertDir, "tls.key")
+		}
 		go func() { errc <- wh.Serve(ctx, wl) }()
-		if err := inject.EnsureConfiguration(ctx, direct, inject.Configuration(cc)); err != nil {
-			return fmt.Errorf("registering the sidecar-injection webhook: %w", err)
+		if webhookRegistration == "managed" {
+			if err := inject.EnsureConfiguration(ctx, direct, inject.Configuration(cc)); err != nil {
+				return fmt.Errorf("registering the sidecar-injection webhook: %w", err)
+			}
 		}
 	}
 	if on, err := federationWanted(fedMode, cfg); err != nil {
