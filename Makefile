@@ -9,7 +9,7 @@ CRD_DIR := charts/crossgate/crds
 RBAC_DIR := charts/crossgate/files/rbac
 GO_TEST_FLAGS ?=
 # Packages whose tests need no API server.
-UNIT_PKGS = $$(go list ./... | grep -v -e '/test/integration' -e '/crossgate/sandbox' -e '/test/member' -e '/test/federation' -e '/test/membership' -e '/test/cli' -e '/test/demo' -e '/test/bench')
+UNIT_PKGS = $$(go list ./... | grep -v -e '/test/integration' -e '/crossgate/sandbox' -e '/test/member' -e '/test/federation' -e '/test/membership' -e '/test/install' -e '/test/cli' -e '/test/demo' -e '/test/bench')
 
 ##@ General
 
@@ -80,12 +80,13 @@ verify: generate manifests testdata tidy ## Regenerate code, CRDs and goldens, t
 test: test-unit test-integration test-sandbox ## Run every test: unit and golden, integration on real API servers, the sandbox walkthrough.
 
 .PHONY: test-unit
-test-unit: ## Run the unit tests (no API server needed).
+test-unit: ## Run the unit tests (no API server needed), and vet the kind end-to-end suite (it needs Docker to run).
 	go test $(GO_TEST_FLAGS) $(UNIT_PKGS)
+	go vet -tags e2e ./test/e2e/...
 
 .PHONY: test-integration
 test-integration: bins ## Run the tests on real etcd and kube-apiserver processes (builds bin/ first).
-	go test $(GO_TEST_FLAGS) -p 1 -timeout 30m ./test/integration/... ./sandbox/... ./test/member/... ./test/federation/... ./test/membership/... ./test/bench/...
+	go test $(GO_TEST_FLAGS) -p 1 -timeout 30m ./test/integration/... ./sandbox/... ./test/member/... ./test/federation/... ./test/membership/... ./test/install/... ./test/bench/...
 
 .PHONY: test-sandbox
 test-sandbox: bins ## Run the sandbox as a user would (crossgate sandbox up/down, the walkthrough asserted).
@@ -95,12 +96,17 @@ test-sandbox: bins ## Run the sandbox as a user would (crossgate sandbox up/down
 lint: ## gofmt and go vet over every package.
 	@gofmt -l $$(git ls-files '*.go') | (! grep .) || { echo "lint: run gofmt on the files above"; exit 1; }
 	go vet ./...
+	go vet -tags e2e ./test/e2e/...
 
 .PHONY: bench
 bench: bins ## Run the benchmarks of shared/reference/performance.md at full size and print their JSON lines (B1-B4, B6, B9, B10).
 	@CROSSGATE_BENCH=full go test ./test/bench/ -run 'TestB[0-9]+$$' -count=1 -timeout 60m -v | grep '^{' \
 		|| { echo "bench: a benchmark failed: run CROSSGATE_BENCH=full go test ./test/bench -v" >&2; exit 1; }
 	@echo "bench: B5 is not built yet." >&2
+
+.PHONY: e2e-kind
+e2e-kind: bins ## Build the images, create four kind clusters, install with the CLI, join, and assert the walkthrough with real Envoy (needs Docker).
+	go test -tags e2e -count=1 -timeout 60m -v ./test/e2e/...
 
 ##@ Run
 

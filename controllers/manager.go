@@ -138,6 +138,7 @@ type Member struct {
 
 // Leader election among replicas, in the controller's namespace.
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update,namespace=crossgate-system
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch,namespace=crossgate-system
 
 // NewMember builds the manager and registers every member controller on it.
 func NewMember(cfg *rest.Config, opts Options) (*Member, error) {

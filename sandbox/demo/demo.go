@@ -195,6 +195,11 @@ func (e *Env) Probe(ctx context.Context, behaviour int, title string) (*Outcome,
 		return nil, err
 	}
 	defer caller.Close()
+	if waited, ok := settle(ctx, behaviour, func() probe.Answer { return caller.Get(ctx, "http://httpbin.httpbin:8080/") }); !ok {
+		e.say("(the answers did not settle within %v: counting anyway)", waited.Round(time.Millisecond))
+	} else if waited > 0 {
+		e.say("(settled after another %v)", waited.Round(time.Millisecond))
+	}
 	e.say("$ crossgate probe --cluster cluster-2 --as curl/curl -n %d http://httpbin.httpbin:8080/", e.Requests)
 	o := &Outcome{Behaviour: behaviour, Title: title}
 	for range e.Requests {
@@ -221,6 +226,9 @@ func (e *Env) Probe(ctx context.Context, behaviour int, title string) (*Outcome,
 			return nil, err
 		}
 		defer gc.Close()
+		if waited, ok := settle(ctx, behaviour, func() probe.Answer { return gc.Call(ctx) }); !ok {
+			e.say("(the gRPC answers did not settle within %v: counting anyway)", waited.Round(time.Millisecond))
+		}
 		e.say("$ crossgate probe --grpc --cluster cluster-2 --as curl/curl -n %d http://httpbin.httpbin:8080/", e.Requests)
 		for range e.Requests {
 			a := gc.Call(ctx)
@@ -231,6 +239,65 @@ func (e *Env) Probe(ctx context.Context, behaviour int, title string) (*Outcome,
 		e.say("=> %d. over gRPC (grpc-go's xDS client): %s\n", behaviour, summary)
 	}
 	return o, nil
+}
+
+// settleWithin bounds the wait for the answers to reflect the last change.
+const settleWithin = 15 * time.Second
+
+// settled tells whether a batch of answers shows what behaviour n leads to once the change has
+// reached the caller's proxy: only which clusters answer, not in which proportion (that is what
+// the counted requests that follow measure).
+func settled(n int, counts map[string]int) bool {
+	has := func(keys ...string) bool {
+		if len(counts) != len(keys) {
+			return false
+		}
+		for _, k := range keys {
+			if counts[k] == 0 {
+				return false
+			}
+		}
+		return true
+	}
+	switch n {
+	case 3, 7:
+		return has("failed")
+	case 4:
+		return has("cluster-1", "cluster-3")
+	case 5, 8:
+		return has("cluster-2")
+	case 6, 9:
+		return has("cluster-1", "cluster-2", "cluster-3")
+	}
+	return true
+}
+
+// settle makes uncounted calls, in batches of 20, until a batch shows the behaviour's clusters
+// (settled), for at most settleWithin. The walkthrough's `sleep 1` is a person's "wait a
+// moment"; on a loaded machine a change can take longer to reach the caller, and grpc-go's
+// weighted_target picks only among localities whose connections are already up, so a new
+// channel answers from the nearest one first. It returns how long it waited and whether the
+// answers settled.
+func settle(ctx context.Context, n int, call func() probe.Answer) (time.Duration, bool) {
+	start := time.Now()
+	for {
+		counts := map[string]int{}
+		for range 20 {
+			a := call()
+			k := a.Cluster
+			if a.Failed() {
+				k = "failed"
+			}
+			counts[k]++
+		}
+		if settled(n, counts) {
+			return time.Since(start), true
+		}
+		if time.Since(start) > settleWithin || ctx.Err() != nil {
+			return time.Since(start), false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // direct is `curl -s http://HOST:PORT/<cluster>/httpbin-mesh` against a member's gateway. The
