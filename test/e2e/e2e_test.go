@@ -356,4 +356,3 @@ var _ = Describe("the multi-cluster walkthrough", Ordered, func() {
 		Expect(out).To(MatchRegexp(`Proxies:\s+[1-9][0-9]* xDS streams connected`))
 	})
 })
-
