@@ -167,7 +167,10 @@ func run() error {
 	go func() { <-ctx.Done(); grpcServer.GracefulStop() }()
 
 	ready := member.Publisher.Ready
-	metricsSrv := &http.Server{Addr: metricsAddr, Handler: metrics.Handler(ready), ReadHeaderTimeout: 10 * time.Second}
+	mux := http.NewServeMux()
+	mux.Handle("/", metrics.Handler(ready))
+	mux.Handle(server.ConfigDumpPath, server.ConfigDumpHandler(opts.XDS, controllers.NodeKey))
+	metricsSrv := &http.Server{Addr: metricsAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := metricsSrv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 			errc <- err

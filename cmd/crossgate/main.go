@@ -16,7 +16,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(installCommand(), uninstallCommand(), statusCommand(), namespaceCommand(), clusterCommand(), sandboxCommand(), probeCommand())
+	root.AddCommand(installCommand(), uninstallCommand(), statusCommand(), namespaceCommand(), clusterCommand(), proxyCommand(), sandboxCommand(), probeCommand())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "crossgate:", err)
 		os.Exit(1)

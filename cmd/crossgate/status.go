@@ -6,11 +6,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"strconv"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 	appsv1 "k8s.io/api/apps/v1"
@@ -50,8 +48,8 @@ func statusCommand() *cobra.Command {
 	}
 	k.add(cmd)
 	cmd.Flags().StringVarP(&namespace, "namespace", "n", "crossgate-system", "the namespace crossgate was installed into")
-	cmd.Flags().StringVar(&metricsURL, "controller-metrics", "", "the controller's /metrics URL (default: through the API server's proxy to its Service)")
-	_ = cmd.Flags().MarkHidden("controller-metrics") // for the sandbox, whose controllers are processes
+	cmd.Flags().StringVar(&metricsURL, "controller-url", "", "the controller's HTTP endpoint (default: through the API server's proxy to its Service)")
+	_ = cmd.Flags().MarkHidden("controller-url") // for the sandbox, whose controllers are processes
 	return cmd
 }
 
@@ -178,28 +176,9 @@ func imageOf(d *appsv1.Deployment) string {
 	return ""
 }
 
-// connectedProxies reads the controller's connected-streams gauge, through the API server's
-// proxy to the controller's Service unless a URL is given.
-func connectedProxies(ctx context.Context, kube kubernetes.Interface, namespace, url string) string {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	var body []byte
-	var err error
-	if url != "" {
-		var req *http.Request
-		if req, err = http.NewRequestWithContext(ctx, http.MethodGet, url, nil); err == nil {
-			var resp *http.Response
-			if resp, err = http.DefaultClient.Do(req); err == nil {
-				defer resp.Body.Close()
-				body, err = io.ReadAll(resp.Body)
-				if err == nil && resp.StatusCode != http.StatusOK {
-					err = fmt.Errorf("%s: %s", url, resp.Status)
-				}
-			}
-		}
-	} else {
-		body, err = kube.CoreV1().Services(namespace).ProxyGet("http", "crossgate-controller", "http-metrics", "/metrics", nil).DoRaw(ctx)
-	}
+// connectedProxies reads the controller's connected-streams gauge.
+func connectedProxies(ctx context.Context, kube kubernetes.Interface, namespace, base string) string {
+	body, err := controllerGet(ctx, kube, namespace, base, "/metrics", nil)
 	if err != nil {
 		return fmt.Sprintf("unknown (the controller's metrics: %v)", err)
 	}

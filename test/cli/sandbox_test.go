@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -110,6 +111,30 @@ func TestSandboxUpStatusDown(t *testing.T) {
 		if c != "control-plane" && (!strings.Contains(line, "True (Connected)") || !strings.Contains(line, "127.0.0.1:") || strings.Contains(line, "down")) {
 			t.Errorf("%s is not Managed or its gateway not up: %q", c, line)
 		}
+	}
+
+	// proxy config and status as a user runs them against the sandbox's cluster-1, whose gateway
+	// is a stand-in proxy holding a delta stream.
+	c1 := st.Clusters[1]
+	ctl := "http://" + c1.Metrics
+	gw := "gateway~" + sandbox.SystemNamespace + "/" + sandbox.GatewayName
+	var pc string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pc, err = run(t, bin, dir, "proxy", "config", "ignored", "--node", gw, "--controller-url", ctl, "--kubeconfig", st.Kubeconfig, "--context", c1.Name)
+		if err == nil && regexp.MustCompile(`gateway~\S+\s+delta\s+Listener\s+\d+\s+up to date`).MatchString(pc) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, want := range []string{`(?m)^Listener\s+\S+`, `(?m)^RouteConfiguration\s+\S+`, `Open streams`, `gateway~\S+\s+delta\s+Cluster\s+\d+\s+up to date`} {
+		if !regexp.MustCompile(want).MatchString(pc) {
+			t.Errorf("proxy config of cluster-1's gateway lacks %s: %v\n%s", want, err, pc)
+		}
+	}
+	if out, err := run(t, bin, dir, "status", "--controller-url", ctl, "--kubeconfig", st.Kubeconfig, "--context", c1.Name); err != nil ||
+		!regexp.MustCompile(`Proxies:\s+[1-9]\d* xDS streams connected`).MatchString(out) {
+		t.Errorf("status of cluster-1: %v\n%s", err, out)
 	}
 
 	out, err = run(t, bin, dir, "sandbox", "down")

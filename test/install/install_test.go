@@ -5,6 +5,7 @@ package install
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -351,12 +352,47 @@ func TestInstallRunStatusUninstall(t *testing.T) {
 		}
 		return nil
 	})
+
+	// proxy config: what the controller serves to the injected pod's sidecar.
+	pod := fmt.Sprintf("added-%d", n)
+	eventually(t, 10*time.Second, "the sidecar's configuration published", func() error {
+		out := cli("proxy", "config", pod, "-n", "httpbin", "--controller-url", metricsURL)
+		for _, want := range []string{`Node: sidecar~httpbin/httpbin`, `(?m)^Listener\s+\S+\s+\d+`, `(?m)^Cluster\s+\S+`, `(?m)^Secret\s+\S+`,
+			"No stream of this node is open"} {
+			if !regexp.MustCompile(want).MatchString(out) {
+				return fmt.Errorf("proxy config lacks %s:\n%s", want, out)
+			}
+		}
+		return nil
+	})
+	raw := cli("proxy", "config", pod, "-n", "httpbin", "--controller-url", metricsURL, "-o", "json")
+	var dump struct {
+		Known     bool
+		Resources []struct {
+			Type     string
+			Resource json.RawMessage
+		}
+	}
+	if err := json.Unmarshal([]byte(raw), &dump); err != nil || !dump.Known || len(dump.Resources) == 0 {
+		t.Errorf("proxy config -o json: %v, %+v", err, dump)
+	}
+	if strings.Contains(raw, "PRIVATE KEY") || strings.Contains(raw, "privateKey") {
+		t.Error("proxy config shows a private key")
+	}
+	for _, r := range dump.Resources {
+		if strings.HasSuffix(r.Type, "Secret") && len(r.Resource) != 0 {
+			t.Errorf("a secret's content is shown: %s", r.Resource)
+		}
+	}
+	if out := cli("proxy", "config", "before", "-n", "httpbin", "--controller-url", metricsURL, "--node", "sidecar~elsewhere/nobody"); !strings.Contains(out, "has published nothing for sidecar~elsewhere/nobody") {
+		t.Errorf("proxy config of an unknown node:\n%s", out)
+	}
 	cli("namespace", "remove", "httpbin")
 	if p := newPod("removed"); len(p.Spec.Containers) != 1 {
 		t.Errorf("a pod was injected after namespace remove: %d containers", len(p.Spec.Containers))
 	}
 
-	out = cli("status", "--controller-metrics", metricsURL+"/metrics")
+	out = cli("status", "--controller-url", metricsURL)
 	for _, want := range []string{
 		`Cluster:\s+default/default/default/cluster-1\s+\(MeshConfig fsm-system/fsm-mesh-config, permissive, trust domain cluster.local\)`,
 		`Controller:\s+crossgate-system/crossgate-controller\s+0/1 ready`, `Proxies:\s+0 xDS streams connected`,
