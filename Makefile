@@ -9,7 +9,7 @@ CRD_DIR := charts/crossgate/crds
 RBAC_DIR := charts/crossgate/files/rbac
 GO_TEST_FLAGS ?=
 # Packages whose tests need no API server.
-UNIT_PKGS = $$(go list ./... | grep -v -e '/test/integration' -e '/crossgate/sandbox' -e '/test/member' -e '/test/federation' -e '/test/membership' -e '/test/install' -e '/test/cli' -e '/test/demo' -e '/test/bench')
+UNIT_PKGS = $$(go list ./... | grep -v -e '/test/integration' -e '/crossgate/sandbox' -e '/test/member' -e '/test/federation' -e '/test/membership' -e '/test/install' -e '/test/certmanager' -e '/test/cli' -e '/test/demo' -e '/test/bench')
 
 ##@ General
 
@@ -27,7 +27,7 @@ build: ## Build every command of the product module into bin/.
 	@if [ -n "$$(go list ./cmd/... 2>/dev/null)" ]; then go build -o $(BIN)/ ./cmd/...; else go build ./...; fi
 
 .PHONY: bins
-bins: ## Build etcd, kube-apiserver and kubectl from Go modules into bin/ (cached; skips what is there).
+bins: ## Build etcd, kube-apiserver, kubectl and cert-manager's issuer controllers from Go modules into bin/ (cached; skips what is there).
 	@tools/bins/build.sh
 
 $(CONTROLLER_GEN): tools/go.mod tools/go.sum
@@ -48,7 +48,7 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code for the API types.
 manifests: $(CONTROLLER_GEN) ## Generate the CRDs into charts/crossgate/crds, the controller's RBAC from its markers into charts/crossgate/files/rbac, and copy the Gateway API CRDs from their module.
 	rm -f $(CRD_DIR)/*.yaml
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=$(CRD_DIR)
-	$(CONTROLLER_GEN) rbac:roleName=crossgate-controller paths=./controllers/... paths=./gateway/... paths=./inject/... paths=./cmd/crossgate-controller/... output:rbac:artifacts:config=$(RBAC_DIR)
+	$(CONTROLLER_GEN) rbac:roleName=crossgate-controller paths=./controllers/... paths=./gateway/... paths=./inject/... paths=./xds/identity/certmanager/... paths=./cmd/crossgate-controller/... output:rbac:artifacts:config=$(RBAC_DIR)
 	@gw=$$(go list -m -f '{{.Dir}}' sigs.k8s.io/gateway-api); \
 	for f in $$gw/config/crd/standard/gateway.networking.k8s.io_*.yaml; do \
 		case $$f in *_vap_*) continue ;; esac; \
@@ -66,6 +66,7 @@ tidy: ## Tidy every Go module of the repository.
 	cd tools && go mod tidy
 	cd tools/bins/k8s && go mod tidy
 	cd tools/bins/etcd && go mod tidy
+	cd tools/bins/certmanager && go mod tidy
 
 .PHONY: verify
 verify: generate manifests testdata tidy ## Regenerate code, CRDs and goldens, tidy, and fail if anything changed.
@@ -86,7 +87,7 @@ test-unit: ## Run the unit tests (no API server needed), and vet the kind end-to
 
 .PHONY: test-integration
 test-integration: bins ## Run the tests on real etcd and kube-apiserver processes (builds bin/ first).
-	go test $(GO_TEST_FLAGS) -p 1 -timeout 30m ./test/integration/... ./sandbox/... ./test/member/... ./test/federation/... ./test/membership/... ./test/install/... ./test/bench/...
+	go test $(GO_TEST_FLAGS) -p 1 -timeout 30m ./test/integration/... ./sandbox/... ./test/member/... ./test/federation/... ./test/membership/... ./test/install/... ./test/certmanager/... ./test/bench/...
 
 .PHONY: test-sandbox
 test-sandbox: bins ## Run the sandbox as a user would (crossgate sandbox up/down, the walkthrough asserted).

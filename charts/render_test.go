@@ -95,7 +95,7 @@ func TestNoWildcards(t *testing.T) {
 func TestTemplateCertManager(t *testing.T) {
 	objs := render(t, "certManager.enabled=true")
 	got := kinds(objs)
-	for _, k := range []string{"Certificate/crossgate-webhook", "Issuer/crossgate-selfsigned", "MutatingWebhookConfiguration/crossgate-sidecar-injector"} {
+	for _, k := range []string{"Certificate/crossgate-webhook", "Issuer/crossgate-selfsigned", "Certificate/crossgate-ca", "Issuer/crossgate-ca", "MutatingWebhookConfiguration/crossgate-sidecar-injector"} {
 		if !slices.Contains(got, k) {
 			t.Errorf("no %s in %v", k, got)
 		}
@@ -111,15 +111,18 @@ func TestTemplateCertManager(t *testing.T) {
 		t.Errorf("the chart's webhook differs from the controller's own registration:\n got %+v\nwant %+v", mwc.Webhooks, want.Webhooks)
 	}
 	dep := strings.Join(find[appsv1.Deployment](t, objs, "Deployment", "crossgate-controller").Spec.Template.Spec.Containers[0].Args, " ")
-	for _, a := range []string{"--webhook-cert-dir=/etc/crossgate/webhook", "--webhook-registration=external"} {
+	for _, a := range []string{"--webhook-cert-dir=/etc/crossgate/webhook", "--webhook-registration=external", "--cert-manager-issuer=Issuer/crossgate-ca"} {
 		if !strings.Contains(dep, a) {
 			t.Errorf("the controller's args %q lack %s", dep, a)
 		}
 	}
 
 	objs = render(t, "certManager.enabled=true", "certManager.issuerRef.name=corp-ca", "certManager.issuerRef.kind=ClusterIssuer")
-	if slices.Contains(kinds(objs), "Issuer/crossgate-selfsigned") {
-		t.Error("a self-signed Issuer is created although an issuer is named")
+	if slices.Contains(kinds(objs), "Issuer/crossgate-selfsigned") || slices.Contains(kinds(objs), "Issuer/crossgate-ca") {
+		t.Error("an Issuer is created although an issuer is named")
+	}
+	if dep := find[appsv1.Deployment](t, objs, "Deployment", "crossgate-controller"); !slices.Contains(dep.Spec.Template.Spec.Containers[0].Args, "--cert-manager-issuer=ClusterIssuer/corp-ca") {
+		t.Errorf("the controller's args %v: want the named issuer", dep.Spec.Template.Spec.Containers[0].Args)
 	}
 	cert := find[unstructured.Unstructured](t, objs, "Certificate", "crossgate-webhook")
 	if ref, _, _ := unstructured.NestedStringMap(cert.Object, "spec", "issuerRef"); ref["name"] != "corp-ca" || ref["kind"] != "ClusterIssuer" {

@@ -51,7 +51,7 @@ type Options struct {
 	// MeshConfig's spec.gateway.
 	Gateway types.NamespacedName
 	// CA issues the certificates served to Envoy by SDS; none are served when nil.
-	CA *identity.CA
+	CA identity.Issuer
 	// CertTTL is the lifetime of those certificates (24h when zero).
 	CertTTL time.Duration
 	// Quiet and MaxDelay bound the debounce of the translate loop (10ms and 200ms when zero).

@@ -39,7 +39,7 @@ type Reconciler struct {
 	Recorder events.EventRecorder
 	Render   RenderOptions
 	// CA issues the identity Secrets; XDSHost and XDSPort are where proxies reach the xDS server.
-	CA        *identity.CA
+	CA        identity.Issuer
 	CertTTL   time.Duration
 	XDSHost   string
 	XDSPort   uint32
@@ -221,7 +221,7 @@ func EnsureBootstrap(ctx context.Context, c client.Client, namespace string, boo
 // EnsureIdentity keeps the identity Secret of namespace/serviceAccount (tls.crt, tls.key,
 // ca.crt): issued when missing, re-issued when due for renewal or issued by another root. It
 // returns when to look again.
-func EnsureIdentity(ctx context.Context, c client.Client, ca *identity.CA, namespace, serviceAccount string, ttl time.Duration, now time.Time) (time.Time, error) {
+func EnsureIdentity(ctx context.Context, c client.Client, ca identity.Issuer, namespace, serviceAccount string, ttl time.Duration, now time.Time) (time.Time, error) {
 	name := IdentitySecretPrefix + serviceAccount
 	s := &corev1.Secret{}
 	err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, s)
@@ -229,7 +229,7 @@ func EnsureIdentity(ctx context.Context, c client.Client, ca *identity.CA, names
 		return time.Time{}, err
 	}
 	exists := err == nil
-	root, _ := ca.PEM()
+	root := ca.Root()
 	if exists && bytes.Equal(s.Data["ca.crt"], root) {
 		if renew, ok := renewAt(s.Data["tls.crt"]); ok && now.Before(renew) {
 			return renew, nil

@@ -78,7 +78,7 @@ func EnsureConfiguration(ctx context.Context, c client.Client, want *admissionre
 // (cert-manager's Secret mounted as files), read again whenever either file changes.
 type Server struct {
 	Handler  http.Handler
-	CA       *identity.CA
+	CA       identity.Issuer
 	DNSNames []string
 	IPs      []net.IP
 	TTL      time.Duration

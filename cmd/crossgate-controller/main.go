@@ -39,6 +39,7 @@ import (
 	"github.com/crossgate-io/crossgate/inject"
 	"github.com/crossgate-io/crossgate/xds/cache"
 	"github.com/crossgate-io/crossgate/xds/identity"
+	"github.com/crossgate-io/crossgate/xds/identity/certmanager"
 	"github.com/crossgate-io/crossgate/xds/server"
 )
 
@@ -72,7 +73,7 @@ func run() error {
 		webhookURL, webhookService             string
 		webhookCertDir, webhookRegistration    string
 		proxyImage, initImage, logLevel        string
-		fedMode                                string
+		fedMode, certManagerIssuer             string
 		fedOpts                                federation.Options
 	)
 	flag.StringVar(&opts.Name, "cluster-name", "", "this cluster's name in the cluster set (default: the MeshConfig's spec.clusterSet.name)")
@@ -96,6 +97,7 @@ func run() error {
 	flag.StringVar(&initImage, "init-image", "ghcr.io/crossgate-io/crossgate-init:latest", "image of the traffic-capture init container (sh and iptables)")
 	flag.BoolVar(&opts.LeaderElection, "leader-elect", true, "elect one leader among replicas for writes")
 	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	flag.StringVar(&certManagerIssuer, "cert-manager-issuer", "", "issue every certificate (workloads, xDS server, webhook) by CertificateRequests against this cert-manager issuer, Issuer/NAME (in --namespace) or ClusterIssuer/NAME; default: the built-in CA")
 	flag.StringVar(&fedMode, "federation", "auto", "run the federation controller (Cluster objects): on, off, or auto (on when the API server serves the Cluster kind)")
 	flag.StringVar(&fedOpts.ID, "control-plane-id", "", "this control plane's name in the members' claim Lease (default: the UID of kube-system)")
 	flag.Parse()
@@ -130,9 +132,24 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	ca, err := identity.LoadOrCreateRoot(ctx, kube, namespace, "crossgate-root-ca", trustDomain)
-	if err != nil {
-		return fmt.Errorf("the root CA: %w", err)
+	var ca identity.Issuer
+	if certManagerIssuer == "" {
+		if ca, err = identity.LoadOrCreateRoot(ctx, kube, namespace, "crossgate-root-ca", trustDomain); err != nil {
+			return fmt.Errorf("the root CA: %w", err)
+		}
+	} else {
+		kind, group, name, err := certmanager.ParseIssuerRef(certManagerIssuer)
+		if err != nil {
+			return fmt.Errorf("--cert-manager-issuer: %w", err)
+		}
+		cmClient, err := client.New(cfg, client.Options{Scheme: certmanager.Scheme()})
+		if err != nil {
+			return err
+		}
+		if ca, err = certmanager.New(certmanager.Options{Client: cmClient, Namespace: namespace, IssuerName: name, IssuerKind: kind, IssuerGroup: group, TrustDomain: trustDomain}); err != nil {
+			return fmt.Errorf("--cert-manager-issuer: %w", err)
+		}
+		log.Info("certificates are issued by cert-manager", "issuer", certManagerIssuer)
 	}
 	opts.CA = ca
 	metrics := server.NewMetrics()

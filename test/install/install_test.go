@@ -27,19 +27,18 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
-	"sigs.k8s.io/yaml"
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	"github.com/crossgate-io/crossgate/charts"
 	"github.com/crossgate-io/crossgate/inject"
 	"github.com/crossgate-io/crossgate/sandbox"
+	"github.com/crossgate-io/crossgate/test/internal/cmtest"
 )
 
 func eventually(t *testing.T, within time.Duration, what string, cond func() error) {
@@ -56,37 +55,6 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() err
 	t.Fatalf("%s: not within %v: %v", what, within, err)
 }
 
-// certManagerCRDs installs cert-manager's CRDs, as its module ships them, so that the chart's
-// Certificate and Issuer are checked against cert-manager's own schema.
-func certManagerCRDs(t *testing.T, ctx context.Context, c client.Client) {
-	t.Helper()
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/cert-manager/cert-manager").Output()
-	if err != nil {
-		t.Fatalf("locating the cert-manager module: %v", err)
-	}
-	dir := filepath.Join(strings.TrimSpace(string(out)), "deploy", "crds")
-	files, err := filepath.Glob(filepath.Join(dir, "cert-manager.io_*.yaml"))
-	if err != nil || len(files) < 4 {
-		t.Fatalf("cert-manager's CRDs in %s: %v %v", dir, files, err)
-	}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		u := &unstructured.Unstructured{}
-		if err := yaml.Unmarshal(b, &u.Object); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		if err := c.Create(ctx, u); err != nil && !apierrors.IsAlreadyExists(err) {
-			t.Fatalf("%s: %v", f, err)
-		}
-	}
-	eventually(t, 20*time.Second, "cert-manager's CRDs served", func() error {
-		return c.List(ctx, &unstructured.UnstructuredList{Object: map[string]any{"apiVersion": "cert-manager.io/v1", "kind": "CertificateList"}})
-	})
-}
-
 // TestChartAcceptedByTheAPIServer renders the chart with default values and with cert-manager's,
 // and applies every object with server-side dry-run to an API server holding the CRDs: the API
 // server's validation, the CRDs' schemas and CEL rules included, accepts them all.
@@ -94,7 +62,7 @@ func TestChartAcceptedByTheAPIServer(t *testing.T) {
 	ctx := context.Background()
 	sb := sandbox.StartForTest(t, "cluster-1")
 	c := sb.Cluster("cluster-1").Client
-	certManagerCRDs(t, ctx, c)
+	cmtest.InstallCRDs(t, ctx, c)
 	for _, ns := range []string{"crossgate-system", "fsm-system"} { // the namespaces install creates
 		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 			t.Fatal(err)

@@ -26,6 +26,20 @@ import (
 	"time"
 )
 
+// Issuer issues a cluster's certificates: the workloads' SPIFFE certificates, and the serving
+// certificates of the xDS server and the webhook. CA is the built-in one; package certmanager
+// issues through cert-manager.
+type Issuer interface {
+	// Issue makes a certificate for namespace/serviceAccount valid for ttl.
+	Issue(namespace, serviceAccount string, ttl time.Duration) (*Certificate, error)
+	// IssueServing makes a server certificate for DNS names and IP addresses.
+	IssueServing(dnsNames []string, ips []net.IP, ttl time.Duration) (*Certificate, error)
+	// Root is the trust bundle (PEM) the issued certificates chain to.
+	Root() []byte
+}
+
+var _ Issuer = (*CA)(nil)
+
 // CA issues workload certificates.
 type CA struct {
 	trustDomain string
@@ -94,6 +108,9 @@ func LoadCA(trustDomain string, certPEM, keyPEM []byte) (*CA, error) {
 
 // PEM returns the root's certificate and key, to persist.
 func (ca *CA) PEM() (cert, key []byte) { return ca.certPEM, ca.keyPEM }
+
+// Root is the root's certificate.
+func (ca *CA) Root() []byte { return ca.certPEM }
 
 // SPIFFEID is the URI of a workload identity in the CA's trust domain.
 func (ca *CA) SPIFFEID(namespace, serviceAccount string) string {
