@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"helm.sh/helm/v3/pkg/lint"
+	"helm.sh/helm/v3/pkg/lint/support"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -161,5 +163,28 @@ func TestTemplateRefusesBadValues(t *testing.T) {
 	}
 	if _, err := Values([]string{"novalue"}); err == nil || !strings.Contains(err.Error(), "key=value") {
 		t.Errorf("a --set without '=': %v", err)
+	}
+}
+
+// TestHelmLint runs helm's own linter (as `helm lint --strict` does) over the chart directory,
+// with default and with cert-manager values: no warning or error (helm lint --strict fails on
+// warnings); INFO messages (the chart has no icon) are logged.
+func TestHelmLint(t *testing.T) {
+	for _, sets := range [][]string{nil, {"certManager.enabled=true"}} {
+		vals, err := Values(sets)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := lint.All("crossgate", vals, "crossgate-system", true)
+		for _, m := range l.Messages {
+			if m.Severity > support.InfoSev {
+				t.Errorf("helm lint %v: %s", sets, m.Error())
+			} else {
+				t.Logf("helm lint %v: %s", sets, m.Error())
+			}
+		}
+		if len(l.Messages) > 0 && l.HighestSeverity > support.InfoSev {
+			t.Errorf("helm lint %v: highest severity %d", sets, l.HighestSeverity)
+		}
 	}
 }
