@@ -325,7 +325,7 @@ func TestInstallRunStatusUninstall(t *testing.T) {
 	pod := fmt.Sprintf("added-%d", n)
 	eventually(t, 10*time.Second, "the sidecar's configuration published", func() error {
 		out := cli("proxy", "config", pod, "-n", "httpbin", "--controller-url", metricsURL)
-		for _, want := range []string{`Node: sidecar~httpbin/httpbin`, `(?m)^Listener\s+\S+\s+\d+`, `(?m)^Cluster\s+\S+`, `(?m)^Secret\s+\S+`,
+		for _, want := range []string{`Node: sidecar~httpbin/httpbin`, `(?m)^Listener\s+\S+\s+[0-9a-z]+$`, `(?m)^Cluster\s+\S+`, `(?m)^Secret\s+\S+`,
 			"No stream of this node is open"} {
 			if !regexp.MustCompile(want).MatchString(out) {
 				return fmt.Errorf("proxy config lacks %s:\n%s", want, out)
