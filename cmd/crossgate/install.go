@@ -21,7 +21,9 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	"github.com/crossgate-io/crossgate/charts"
+	"github.com/crossgate-io/crossgate/controllers"
 	"github.com/crossgate-io/crossgate/inject"
 	"github.com/crossgate-io/crossgate/translator"
 )
@@ -204,8 +206,8 @@ func ptrOr(p *int32, d int32) int32 {
 func uninstallCommand() *cobra.Command {
 	k := &kubeFlags{}
 	var (
-		namespace string
-		purge     bool
+		namespace    string
+		purge, force bool
 	)
 	cmd := &cobra.Command{
 		Use:   "uninstall",
@@ -217,6 +219,24 @@ until restarted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, out := cmd.Context(), cmd.OutOrStdout()
+			cfg, err := k.config("")
+			if err != nil {
+				return err
+			}
+			c, err := client.New(cfg, client.Options{Scheme: controllers.Scheme()})
+			if err != nil {
+				return err
+			}
+			// On a control plane, the controller's finalizer removes each member's imports when
+			// its Cluster goes: without the controller, Clusters could not be deleted.
+			var clusters flomeshv1alpha1.ClusterList
+			if err := c.List(ctx, &clusters); err == nil && len(clusters.Items) > 0 && !force {
+				var names []string
+				for _, cl := range clusters.Items {
+					names = append(names, cl.Name)
+				}
+				return fmt.Errorf("this cluster is the control plane of %s: run crossgate cluster leave NAME for each first (their imports are removed from the members), or uninstall with --force to leave them behind", strings.Join(names, ", "))
+			}
 			hc, err := k.helmConfig(namespace, nil)
 			if err != nil {
 				return err
@@ -228,14 +248,6 @@ until restarted.`,
 				fmt.Fprintf(out, "no crossgate release in %s (already uninstalled, or installed into another namespace: --namespace)\n", namespace)
 			} else if err != nil {
 				return fmt.Errorf("uninstalling: %w", err)
-			}
-			cfg, err := k.config("")
-			if err != nil {
-				return err
-			}
-			c, err := client.New(cfg, client.Options{})
-			if err != nil {
-				return err
 			}
 			// The controller registers the webhook itself (it owns the CA bundle): remove it, or
 			// pod creation in labelled namespaces would fail closed.
@@ -260,6 +272,7 @@ until restarted.`,
 	}
 	k.add(cmd)
 	cmd.Flags().StringVarP(&namespace, "namespace", "n", "crossgate-system", "the namespace crossgate was installed into")
+	cmd.Flags().BoolVar(&force, "force", false, "uninstall although member clusters are joined (their imports stay in the members)")
 	cmd.Flags().BoolVar(&purge, "purge", false, "also delete the CRDs (and with them every crossgate object), the root CA Secret and the namespace")
 	return cmd
 }

@@ -392,6 +392,21 @@ func TestInstallRunStatusUninstall(t *testing.T) {
 		t.Errorf("the Gateway after the upgrade: %v %v", gw.Annotations, err)
 	}
 
+	// A control plane with a member: uninstall refuses, saying what to do.
+	member := &flomeshv1alpha1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: "cluster-9"}, Spec: flomeshv1alpha1.ClusterSpec{
+		GatewayHost: "192.0.2.1", GatewayPort: 81,
+		KubeconfigSecretRef: &flomeshv1alpha1.SecretKeyReference{Namespace: "crossgate-system", Name: "kubeconfig-cluster-9", Key: "kubeconfig"}}}
+	if err := c.Create(ctx, member); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(bin, "crossgate"), "uninstall", "--kubeconfig", sb.Kubeconfig, "--context", "cluster-1")
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "control plane of cluster-9: run crossgate cluster leave NAME") {
+		t.Errorf("uninstall with a joined member: %v\n%s", err, out)
+	}
+	if err := c.Delete(ctx, member); err != nil {
+		t.Fatal(err)
+	}
+
 	cli("uninstall")
 	for _, o := range []client.Object{
 		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "crossgate-system", Name: "crossgate-controller"}},
