@@ -3,40 +3,31 @@ package bench
 import (
 	"context"
 	"fmt"
-	"net"
-	"sync"
-	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	cachetypes "github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/crossgate-io/crossgate/xds/cache"
 	"github.com/crossgate-io/crossgate/xds/translate"
 )
 
-// FanOut is the shape of B3: clients delta-subscribed to resources EDS resources each.
+// FanOut is the shape of B3 and B10: clients delta-subscribed to resources EDS resources each.
 type FanOut struct {
 	Clients   int
 	Resources int
 	Changes   int
-	// SeparateProcess runs the clients in a second process.
-	SeparateProcess bool
 }
 
 // FullFanOut is B3 as performance.md gives it.
-var FullFanOut = FanOut{Clients: 1000, Resources: 10000, Changes: 5, SeparateProcess: true}
+var FullFanOut = FanOut{Clients: 1000, Resources: 10000, Changes: 5}
 
 // SmallFanOut runs with the tests.
-var SmallFanOut = FanOut{Clients: 20, Resources: 200, Changes: 3, SeparateProcess: true}
+var SmallFanOut = FanOut{Clients: 20, Resources: 200, Changes: 3}
 
 func endpoints(n, version int) []*endpointv3.ClusterLoadAssignment {
 	out := make([]*endpointv3.ClusterLoadAssignment, n)
@@ -61,175 +52,73 @@ func endpoints(n, version int) []*endpointv3.ClusterLoadAssignment {
 // publisher sets a version of the world in one cache implementation.
 type publisher func(version int) error
 
-// fanOut serves cacheImpl, connects the clients, and measures each change's arrival at every
-// client: latencies and bytes per client.
-func fanOut(s FanOut, impl serverv3.Server, publish publisher) (lat []time.Duration, maxBytes int, syncs []time.Duration, err error) {
-	if err := publish(0); err != nil {
-		return nil, 0, nil, err
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, 0, nil, err
-	}
-	gs := grpc.NewServer(grpc.MaxRecvMsgSize(64 << 20))
-	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, impl)
-	go gs.Serve(lis)
-	defer gs.Stop()
-
-	names := make([]string, s.Resources)
-	for i, e := range endpoints(s.Resources, 0) {
-		names[i] = e.ClusterName
-	}
-	conns := make([]*grpc.ClientConn, (s.Clients+99)/100)
-	for i := range conns {
-		if conns[i], err = grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20))); err != nil {
-			return nil, 0, nil, err
-		}
-		defer conns[i].Close()
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-
-	type arrival struct {
-		d     time.Duration
-		bytes int
-	}
-	var mu sync.Mutex
-	var changeAt time.Time
-	arrivals := make(chan arrival, s.Clients*s.Changes)
-	var synced, done sync.WaitGroup
-	syncCh := make(chan time.Duration, s.Clients)
-	synced.Add(s.Clients)
-	done.Add(s.Clients)
-	errs := make(chan error, s.Clients)
-	start := time.Now()
-	for c := range s.Clients {
-		go func() {
-			defer done.Done()
-			st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conns[c/100]).DeltaAggregatedResources(ctx)
-			if err != nil {
-				errs <- err
-				synced.Done()
-				return
-			}
-			node := &corev3.Node{Id: "bench"}
-			if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: names}); err != nil {
-				errs <- err
-				synced.Done()
-				return
-			}
-			got := 0
-			for got < s.Resources { // the initial state may come in several responses
-				r, err := st.Recv()
-				if err != nil {
-					errs <- err
-					synced.Done()
-					return
-				}
-				got += len(r.GetResources())
-				_ = st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResponseNonce: r.GetNonce()})
-			}
-			syncCh <- time.Since(start)
-			synced.Done()
-			for range s.Changes {
-				r, err := st.Recv()
-				if err != nil {
-					return
-				}
-				mu.Lock()
-				d := time.Since(changeAt)
-				mu.Unlock()
-				arrivals <- arrival{d, proto.Size(r)}
-				_ = st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResponseNonce: r.GetNonce()})
-			}
-		}()
-	}
-	synced.Wait()
-	select {
-	case err := <-errs:
-		return nil, 0, nil, err
-	default:
-	}
-	for range s.Clients {
-		syncs = append(syncs, <-syncCh)
-	}
-	for v := 1; v <= s.Changes; v++ {
-		mu.Lock()
-		changeAt = time.Now()
-		mu.Unlock()
-		if err := publish(v); err != nil {
-			return nil, 0, nil, err
-		}
-		for range s.Clients {
-			select {
-			case a := <-arrivals:
-				lat = append(lat, a.d)
-				maxBytes = max(maxBytes, a.bytes)
-			case <-time.After(60 * time.Second):
-				return nil, 0, nil, fmt.Errorf("change %d did not reach every client within 60s", v)
-			}
-		}
-	}
-	cancel()
-	return lat, maxBytes, syncs, nil
-}
-
 // RunB3 is B3 on crossgate's cache, then the same workload on go-control-plane's stock
-// SnapshotCache, with the ratio of their p99s. Each run also yields a B10 line: every client
-// connecting at once (a cold start: a reconnect with initial_resource_versions has less to send)
-// and syncing the whole state, as percentiles of the per-client time to sync.
-func RunB3(s FanOut) (ours, stock, ours10, stock10 *Line, err error) {
-	run := func(name, impl10 string, srv serverv3.Server, publish publisher) (*Line, *Line, error) {
+// SnapshotCache, with the ratio of their p99s. Each run also yields two B10 lines, as
+// percentiles of the per-client time to sync: every client reconnecting at once to a restarted
+// server with the versions it holds (B10 as performance.md gives it), and every client
+// connecting at once with nothing (the cold start, which sends the whole state to everyone).
+func RunB3(s FanOut) (ours, stock *Line, ours10, stock10 []*Line, err error) {
+	run := func(name, impl10 string, fresh func() (serverv3.Server, publisher)) (*Line, []*Line, error) {
 		cpu0 := cpuSeconds()
-		measure := fanOut
-		if s.SeparateProcess {
-			measure = fanOutProcess
-		}
-		lat, maxBytes, syncs, err := measure(s, srv, publish)
+		r, err := fanOut(s, fresh)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", name, err)
 		}
-		params := map[string]any{"clients": s.Clients, "resources_per_client": s.Resources, "changes": s.Changes, "clients_in_own_process": s.SeparateProcess}
-		l := &Line{Name: name, Params: map[string]any{"max_bytes_per_client_per_change": maxBytes},
+		params := map[string]any{"clients": s.Clients, "resources_per_client": s.Resources, "changes": s.Changes, "clients_in_own_process": true}
+		l := &Line{Name: name, Params: map[string]any{"max_bytes_per_client_per_change": r.maxBytes},
 			CoreS: cpuSeconds() - cpu0, HeapInuseMiB: heapInuseMiB(), RSSMiB: rssMiB()}
 		for k, v := range params {
 			l.Params[k] = v
 		}
-		l.percentiles(lat)
-		b10 := &Line{Name: "B10 all clients connect at once and sync (" + impl10 + ")", Params: params, RSSMiB: l.RSSMiB}
-		b10.percentiles(syncs)
-		return l, b10, nil
+		l.percentiles(r.lat)
+		reconnect := &Line{Name: "B10 all clients reconnect at once after a restart and resync (" + impl10 + ")",
+			Params: map[string]any{"max_bytes_per_client": r.resyncB, "changed_while_away": 1}, RSSMiB: l.RSSMiB}
+		cold := &Line{Name: "B10-cold all clients connect at once with nothing and sync the whole state (" + impl10 + ")",
+			Params: map[string]any{}, RSSMiB: l.RSSMiB}
+		for k, v := range params {
+			reconnect.Params[k], cold.Params[k] = v, v
+		}
+		reconnect.percentiles(r.resync)
+		cold.percentiles(r.cold)
+		return l, []*Line{reconnect, cold}, nil
 	}
 	ctx := context.Background()
-	ours0 := cache.New(cache.NodeIDResolver, nil)
-	ours, ours10, err = run("B3 fan-out to delta clients (crossgate cache)", "crossgate cache", serverv3.NewServer(ctx, ours0, nil), func(v int) error {
-		if v == 0 {
-			return ours0.Set("bench", &translate.Resources{Endpoints: endpoints(s.Resources, v)})
+	ours, ours10, err = run("B3 fan-out to delta clients (crossgate cache)", "crossgate cache", func() (serverv3.Server, publisher) {
+		c := cache.New(cache.NodeIDResolver, nil)
+		set := false
+		return serverv3.NewServer(ctx, c, nil), func(v int) error {
+			if !set {
+				set = true
+				return c.Set("bench", &translate.Resources{Endpoints: endpoints(s.Resources, v)})
+			}
+			// The change an incremental publisher makes: the one resource that changed.
+			changed := endpoints(1, v)[0]
+			return c.Upsert("bench", resourcev3.EndpointType, changed.ClusterName, changed)
 		}
-		// The change an incremental publisher makes: the one resource that changed.
-		changed := endpoints(1, v)[0]
-		return ours0.Upsert("bench", resourcev3.EndpointType, changed.ClusterName, changed)
 	})
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
-	snap := cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
-	stock, stock10, err = run("B3 fan-out to delta clients (go-control-plane SnapshotCache)", "go-control-plane SnapshotCache", serverv3.NewServer(ctx, snap, nil), func(v int) error {
-		res := make([]cachetypes.Resource, 0, s.Resources)
-		for _, e := range endpoints(s.Resources, v) {
-			res = append(res, e)
+	stock, stock10, err = run("B3 fan-out to delta clients (go-control-plane SnapshotCache)", "go-control-plane SnapshotCache", func() (serverv3.Server, publisher) {
+		snap := cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
+		return serverv3.NewServer(ctx, snap, nil), func(v int) error {
+			res := make([]cachetypes.Resource, 0, s.Resources)
+			for _, e := range endpoints(s.Resources, v) {
+				res = append(res, e)
+			}
+			sn, err := cachev3.NewSnapshot(fmt.Sprint(v), map[resourcev3.Type][]cachetypes.Resource{resourcev3.EndpointType: res})
+			if err != nil {
+				return err
+			}
+			return snap.SetSnapshot(ctx, "bench", sn)
 		}
-		sn, err := cachev3.NewSnapshot(fmt.Sprint(v), map[resourcev3.Type][]cachetypes.Resource{resourcev3.EndpointType: res})
-		if err != nil {
-			return err
-		}
-		return snap.SetSnapshot(ctx, "bench", sn)
 	})
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
 	ours.Params["stock_p99_over_ours"] = stock.P99 / ours.P99
-	ours10.Params["stock_p99_over_ours"] = stock10.P99 / ours10.P99
+	for i := range ours10 {
+		ours10[i].Params["stock_p99_over_ours"] = stock10[i].P99 / ours10[i].P99
+	}
 	return ours, stock, ours10, stock10, nil
 }

@@ -26,21 +26,50 @@ import (
 // "addr clients resources changes".
 const ClientEnv = "CROSSGATE_B3_CLIENTS"
 
-// fanOutProcess is fanOut with the clients in a second process (the test binary run again),
-// as a real fleet would be: the clients' work does not compete with the server's in one Go
-// runtime. Latency is measured on the wall clock, which both processes share.
-func fanOutProcess(s FanOut, impl serverv3.Server, publish publisher) (lat []time.Duration, maxBytes int, syncs []time.Duration, err error) {
+// fanOutResult is what one implementation measured.
+type fanOutResult struct {
+	lat      []time.Duration // each change's arrival at each client
+	maxBytes int             // the largest change response
+	cold     []time.Duration // each client's first full sync, all connecting at once
+	resync   []time.Duration // each client's resync after the restart, all reconnecting at once
+	resyncB  int             // the largest resync response
+}
+
+// fanOut serves a fresh implementation, runs the clients in a second process (the test binary
+// run again, as a real fleet would be: the clients' work does not compete with the server's in
+// one Go runtime), and measures on the wall clock, which both processes share:
+//  1. the cold start: every client connects at once and syncs the whole state;
+//  2. s.Changes changes, each reaching every client (B3);
+//  3. a restart: the server is replaced by a fresh one holding the state after one more change,
+//     and every client reconnects at once with the versions it holds (initial_resource_versions)
+//     and is synced when it has the changed resource (B10).
+func fanOut(s FanOut, fresh func() (serverv3.Server, publisher)) (*fanOutResult, error) {
+	serve := func(v int) (*grpc.Server, string, error) {
+		impl, publish := fresh()
+		if err := publish(v); err != nil {
+			return nil, "", err
+		}
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, "", err
+		}
+		gs := grpc.NewServer()
+		discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, impl)
+		go gs.Serve(lis)
+		return gs, lis.Addr().String(), nil
+	}
+	impl, publish := fresh()
 	if err := publish(0); err != nil {
-		return nil, 0, nil, err
+		return nil, err
 	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, 0, nil, err
+		return nil, err
 	}
 	gs := grpc.NewServer()
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, impl)
 	go gs.Serve(lis)
-	defer gs.Stop()
+	defer func() { gs.Stop() }()
 
 	cmd := exec.Command(os.Args[0], "-test.run=^TestB3ClientProcess$", "-test.timeout=30m")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d %d %d", ClientEnv, lis.Addr(), s.Clients, s.Resources, s.Changes))
@@ -48,48 +77,89 @@ func fanOutProcess(s FanOut, impl serverv3.Server, publish publisher) (lat []tim
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
-		return nil, 0, nil, err
+		return nil, err
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	// A phase that does not end in time ends the client process, and with it the run.
+	var watchdog *time.Timer
+	arm := func() {
+		if watchdog != nil {
+			watchdog.Stop()
+		}
+		watchdog = time.AfterFunc(3*time.Minute, func() { _ = cmd.Process.Kill() })
+	}
+	arm()
+	defer func() { watchdog.Stop() }()
 	lines := bufio.NewScanner(stdout)
 	lines.Buffer(make([]byte, 1<<20), 1<<20)
-	next := func() ([]string, error) {
+	next := func(want string) ([]string, error) {
 		for lines.Scan() {
 			if f := strings.Fields(lines.Text()); len(f) > 0 && strings.HasPrefix(f[0], "B3:") {
+				if f[0] != want || len(f) < 2 {
+					return nil, fmt.Errorf("client process: %s, want %s", lines.Text(), want)
+				}
 				return f, nil
 			}
 		}
 		return nil, fmt.Errorf("client process ended: %v", lines.Err())
 	}
+	res := &fanOutResult{}
 	for range s.Clients {
-		f, err := next()
-		if err != nil || f[0] != "B3:synced" {
-			return nil, 0, nil, fmt.Errorf("waiting for clients to sync: %v %v", f, err)
+		f, err := next("B3:synced")
+		if err != nil {
+			return nil, fmt.Errorf("waiting for clients to sync: %w", err)
 		}
 		ns, _ := strconv.ParseInt(f[1], 10, 64)
-		syncs = append(syncs, time.Duration(ns))
+		res.cold = append(res.cold, time.Duration(ns))
 	}
-	for v := 1; v <= s.Changes; v++ {
-		at := time.Now().UnixNano()
-		if err := publish(v); err != nil {
-			return nil, 0, nil, err
-		}
+	arrivals := func(want string, at int64, d *[]time.Duration, maxBytes *int) error {
 		for range s.Clients {
-			f, err := next()
-			if err != nil || f[0] != "B3:arrived" {
-				return nil, 0, nil, fmt.Errorf("waiting for change %d: %v %v", v, f, err)
+			f, err := next(want)
+			if err != nil {
+				return err
 			}
 			when, _ := strconv.ParseInt(f[1], 10, 64)
 			size, _ := strconv.Atoi(f[2])
-			lat = append(lat, time.Duration(when-at))
-			maxBytes = max(maxBytes, size)
+			*d = append(*d, time.Duration(when-at))
+			*maxBytes = max(*maxBytes, size)
+		}
+		return nil
+	}
+	for v := 1; v <= s.Changes; v++ {
+		arm()
+		at := time.Now().UnixNano()
+		if err := publish(v); err != nil {
+			return nil, err
+		}
+		if err := arrivals("B3:arrived", at, &res.lat, &res.maxBytes); err != nil {
+			return nil, fmt.Errorf("waiting for change %d: %w", v, err)
 		}
 		_, _ = io.WriteString(stdin, "next\n") // the clients ACKed; the next change may come
 	}
-	return lat, maxBytes, syncs, nil
+
+	// The restart: the new server is up (with one more change) before the old one goes away.
+	arm()
+	gs2, addr, err := serve(s.Changes + 1)
+	if err != nil {
+		return nil, err
+	}
+	defer gs2.Stop()
+	gs.Stop()
+	for range s.Clients {
+		if _, err := next("B3:disconnected"); err != nil {
+			return nil, fmt.Errorf("waiting for clients to see the restart: %w", err)
+		}
+	}
+	arm()
+	at := time.Now().UnixNano()
+	_, _ = io.WriteString(stdin, "reconnect "+addr+"\n")
+	if err := arrivals("B3:resynced", at, &res.resync, &res.resyncB); err != nil {
+		return nil, fmt.Errorf("waiting for clients to resync: %w", err)
+	}
+	return res, nil
 }
 
-// clientProcess is the other side of fanOutProcess.
+// clientProcess is the other side of fanOut.
 func clientProcess(spec string, out io.Writer, in io.Reader) error {
 	var addr string
 	var clients, resources, changes int
@@ -100,15 +170,21 @@ func clientProcess(spec string, out io.Writer, in io.Reader) error {
 	for i, e := range endpoints(resources, 0) {
 		names[i] = e.ClusterName
 	}
-	conns := make([]*grpc.ClientConn, (clients+99)/100)
-	for i := range conns {
-		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
-		if err != nil {
-			return err
+	dial := func(addr string) ([]*grpc.ClientConn, error) {
+		conns := make([]*grpc.ClientConn, (clients+99)/100)
+		for i := range conns {
+			c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+				grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
+			if err != nil {
+				return nil, err
+			}
+			conns[i] = c
 		}
-		conns[i] = c
-		defer c.Close()
+		return conns, nil
+	}
+	conns, err := dial(addr)
+	if err != nil {
+		return err
 	}
 	var mu sync.Mutex
 	emit := func(format string, args ...any) {
@@ -120,45 +196,90 @@ func clientProcess(spec string, out io.Writer, in io.Reader) error {
 	for i := range gate {
 		gate[i] = make(chan struct{})
 	}
-	go func() { // the server says when a change has reached everyone
+	reconnect := make(chan struct{})
+	var conns2 []*grpc.ClientConn
+	go func() { // the server says when a change has reached everyone, then where to reconnect
 		sc := bufio.NewScanner(in)
 		for i := 0; i < changes && sc.Scan(); i++ {
 			close(gate[i])
 		}
+		if sc.Scan() {
+			if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == "reconnect" {
+				var err error
+				if conns2, err = dial(f[1]); err != nil {
+					emit("B3:error %v", err)
+					return
+				}
+				close(reconnect)
+			}
+		}
 	}()
+	node := &corev3.Node{Id: "bench"}
 	start := time.Now()
 	var wg sync.WaitGroup
 	for c := range clients {
 		wg.Go(func() {
-			st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conns[c/100]).DeltaAggregatedResources(context.Background())
+			held := make(map[string]string, resources)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conns[c/100]).DeltaAggregatedResources(ctx)
 			if err != nil {
 				emit("B3:error %v", err)
 				return
 			}
-			node := &corev3.Node{Id: "bench"}
 			_ = st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: names})
-			for got := 0; got < resources; {
+			recv := func() (*discoveryv3.DeltaDiscoveryResponse, error) {
 				r, err := st.Recv()
 				if err != nil {
+					return nil, err
+				}
+				for _, x := range r.GetResources() {
+					held[x.GetName()] = x.GetVersion()
+				}
+				for _, name := range r.GetRemovedResources() {
+					delete(held, name)
+				}
+				return r, st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResponseNonce: r.GetNonce()})
+			}
+			for len(held) < resources { // the initial state may come in several responses
+				if _, err := recv(); err != nil {
 					emit("B3:error %v", err)
 					return
 				}
-				got += len(r.GetResources())
-				_ = st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResponseNonce: r.GetNonce()})
 			}
 			emit("B3:synced %d", time.Since(start).Nanoseconds())
 			for i := range changes {
-				r, err := st.Recv()
+				r, err := recv()
 				if err != nil {
 					emit("B3:error %v", err)
 					return
 				}
 				emit("B3:arrived %d %d", time.Now().UnixNano(), proto.Size(r))
-				_ = st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResponseNonce: r.GetNonce()})
 				<-gate[i]
 			}
+			if _, err := st.Recv(); err == nil {
+				emit("B3:error a response after the last change")
+				return
+			}
+			emit("B3:disconnected 0")
+			<-reconnect
+			st, err = discoveryv3.NewAggregatedDiscoveryServiceClient(conns2[c/100]).DeltaAggregatedResources(ctx)
+			if err != nil {
+				emit("B3:error %v", err)
+				return
+			}
+			_ = st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: names, InitialResourceVersions: held})
+			r, err := recv()
+			if err != nil {
+				emit("B3:error %v", err)
+				return
+			}
+			emit("B3:resynced %d %d", time.Now().UnixNano(), proto.Size(r))
 		})
 	}
 	wg.Wait()
+	for _, c := range append(conns, conns2...) {
+		c.Close()
+	}
 	return nil
 }

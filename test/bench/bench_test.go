@@ -56,7 +56,7 @@ func TestB3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range []*Line{ours, stock, ours10, stock10} {
+	for _, l := range append([]*Line{ours, stock}, append(ours10, stock10...)...) {
 		t.Log(l)
 		if full() {
 			os.Stdout.WriteString(l.String() + "\n")
@@ -64,6 +64,9 @@ func TestB3(t *testing.T) {
 	}
 	if b := ours.Params["max_bytes_per_client_per_change"].(int); b > 2048 {
 		t.Errorf("a one-resource change cost %d bytes per client, want at most 2 KiB", b)
+	}
+	if b := ours10[0].Params["max_bytes_per_client"].(int); b > 2048 {
+		t.Errorf("reconnecting after a restart with one resource changed cost %d bytes per client, want at most 2 KiB (only the changed resource)", b)
 	}
 }
 

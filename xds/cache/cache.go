@@ -2,6 +2,8 @@ package cache
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -48,6 +50,15 @@ type Observer interface {
 type entry struct {
 	version string
 	any     *anypb.Any
+}
+
+// newEntry makes the entry of a resource's (deterministically) marshaled bytes. Its version is
+// derived from the bytes, not from a counter: a restarted control plane gives an unchanged
+// resource the version it had, so a delta client reconnecting with initial_resource_versions is
+// sent only what changed while it was away, not everything it holds.
+func newEntry(typeURL string, b []byte) *entry {
+	sum := sha256.Sum256(b)
+	return &entry{version: hex.EncodeToString(sum[:8]), any: &anypb.Any{TypeUrl: typeURL, Value: b}}
 }
 
 // Cache implements go-control-plane's cache interface for state-of-the-world streams.
@@ -151,12 +162,11 @@ func (c *Cache) Set(key string, r *translate.Resources) error {
 		cur[typ] = map[string]*entry{}
 		changed[typ] = map[string]bool{}
 		for name, b := range byName {
-			if e := old[typ][name]; e != nil && proto.Equal(e.any, &anypb.Any{TypeUrl: typ, Value: b}) {
+			if e := old[typ][name]; e != nil && string(e.any.Value) == string(b) {
 				cur[typ][name] = e
 				continue
 			}
-			c.counter++
-			cur[typ][name] = &entry{version: strconv.FormatUint(c.counter, 36), any: &anypb.Any{TypeUrl: typ, Value: b}}
+			cur[typ][name] = newEntry(typ, b)
 			changed[typ][name] = true
 		}
 		for name := range old[typ] {

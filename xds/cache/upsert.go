@@ -2,11 +2,9 @@ package cache
 
 import (
 	"fmt"
-	"strconv"
 	"time"
 
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // Upsert replaces one resource of key (or adds it), as an incremental publisher does when only
@@ -39,8 +37,7 @@ func (c *Cache) Upsert(key, typeURL, name string, m proto.Message) error {
 	if e := byName[name]; e != nil {
 		old = len(e.any.Value)
 	}
-	c.counter++
-	byName[name] = &entry{version: strconv.FormatUint(c.counter, 36), any: &anypb.Any{TypeUrl: typeURL, Value: b}}
+	byName[name] = newEntry(typeURL, b)
 	next := make(map[string]map[string]*entry, len(cur))
 	for t, m := range cur {
 		next[t] = m

@@ -61,14 +61,6 @@ func TestDelta(t *testing.T) {
 			return nil
 		}
 	}
-	names := func(r *discoveryv3.DeltaDiscoveryResponse) []string {
-		var out []string
-		for _, x := range r.GetResources() {
-			out = append(out, x.GetName())
-		}
-		slices.Sort(out)
-		return out
-	}
 	ack := func(r *discoveryv3.DeltaDiscoveryResponse, nack bool) {
 		req := &discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType, ResponseNonce: r.GetNonce()}
 		if nack {
@@ -219,4 +211,67 @@ func serveInsecure(t *testing.T, c *cache.Cache) (*grpc.ClientConn, context.Cont
 	}
 	t.Cleanup(func() { conn.Close(); s.Stop(); cancel() })
 	return conn, ctx
+}
+
+// TestDeltaReconnectAfterRestart: a client that synced with one control plane reconnects, with
+// the versions it holds, to a restarted one (a new cache, the same configuration but one changed
+// cluster and one removed): it is sent the changed cluster and the removal, nothing else.
+func TestDeltaReconnectAfterRestart(t *testing.T) {
+	before := map[string]int64{"c1": 1, "c2": 1, "c3": 1, "c4": 1}
+	c := cache.New(cache.NodeIDResolver, nil)
+	if err := c.Set("a/a", clusters(before)); err != nil {
+		t.Fatal(err)
+	}
+	node := &corev3.Node{Id: "a/a"}
+	first := func(c *cache.Cache, req *discoveryv3.DeltaDiscoveryRequest) (*discoveryv3.DeltaDiscoveryResponse, error) {
+		conn, ctx := serveInsecure(t, c)
+		st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
+		if err != nil {
+			return nil, err
+		}
+		req.Node, req.TypeUrl = node, resourcev3.ClusterType
+		if err := st.Send(req); err != nil {
+			return nil, err
+		}
+		got := make(chan *discoveryv3.DeltaDiscoveryResponse, 1)
+		go func() {
+			r, _ := st.Recv()
+			got <- r
+		}()
+		select {
+		case r := <-got:
+			return r, nil
+		case <-time.After(5 * time.Second):
+			return nil, nil
+		}
+	}
+	r, err := first(c, &discoveryv3.DeltaDiscoveryRequest{ResourceNamesSubscribe: []string{"c1", "c2", "c3", "c4"}})
+	if err != nil || len(r.GetResources()) != 4 {
+		t.Fatalf("first sync: %v %v", r, err)
+	}
+	held := map[string]string{}
+	for _, x := range r.GetResources() {
+		held[x.GetName()] = x.GetVersion()
+	}
+
+	restarted := cache.New(cache.NodeIDResolver, nil)
+	if err := restarted.Set("a/a", clusters(map[string]int64{"c1": 1, "c2": 2, "c3": 1})); err != nil {
+		t.Fatal(err)
+	}
+	r, err = first(restarted, &discoveryv3.DeltaDiscoveryRequest{ResourceNamesSubscribe: []string{"c1", "c2", "c3", "c4"}, InitialResourceVersions: held})
+	if err != nil || r == nil {
+		t.Fatalf("no response after reconnecting: %v", err)
+	}
+	if got := names(r); !slices.Equal(got, []string{"c2"}) || !slices.Equal(r.GetRemovedResources(), []string{"c4"}) {
+		t.Errorf("after reconnecting: sent %v removed %v, want only c2 sent and c4 removed", got, r.GetRemovedResources())
+	}
+}
+
+func names(r *discoveryv3.DeltaDiscoveryResponse) []string {
+	var out []string
+	for _, x := range r.GetResources() {
+		out = append(out, x.GetName())
+	}
+	slices.Sort(out)
+	return out
 }
