@@ -172,9 +172,9 @@ func run() error {
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(srvCert.RootPEM)
-	grpcServer := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{
-		MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert,
-	})))
+	grpcServer := grpc.NewServer(append(server.GRPCOptions(), grpc.Creds(credentials.NewTLS(&tls.Config{
+		MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool,
+	})))...)
 	server.Register(ctx, grpcServer, opts.XDS, server.Options{RequireIdentity: true, Log: log, Metrics: metrics})
 	xdsLn, err := net.Listen("tcp", xdsAddr)
 	if err != nil {

@@ -10,9 +10,11 @@ import (
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/crossgate-io/crossgate/xds/cache"
+	"github.com/crossgate-io/crossgate/xds/server"
 	"github.com/crossgate-io/crossgate/xds/translate"
 )
 
@@ -58,9 +60,9 @@ type publisher func(version int) error
 // server with the versions it holds (B10 as performance.md gives it), and every client
 // connecting at once with nothing (the cold start, which sends the whole state to everyone).
 func RunB3(s FanOut) (ours, stock *Line, ours10, stock10 []*Line, err error) {
-	run := func(name, impl10 string, fresh func() (serverv3.Server, publisher)) (*Line, []*Line, error) {
+	run := func(name, impl10 string, fresh func() (serverv3.Server, publisher), opts []grpc.ServerOption) (*Line, []*Line, error) {
 		cpu0 := cpuSeconds()
-		r, err := fanOut(s, fresh)
+		r, err := fanOut(s, fresh, opts)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", name, err)
 		}
@@ -95,7 +97,7 @@ func RunB3(s FanOut) (ours, stock *Line, ours10, stock10 []*Line, err error) {
 			changed := endpoints(1, v)[0]
 			return c.Upsert("bench", resourcev3.EndpointType, changed.ClusterName, changed)
 		}
-	})
+	}, server.GRPCOptions())
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
@@ -112,7 +114,7 @@ func RunB3(s FanOut) (ours, stock *Line, ours10, stock10 []*Line, err error) {
 			}
 			return snap.SetSnapshot(ctx, "bench", sn)
 		}
-	})
+	}, nil) // go-control-plane as shipped: gRPC's own codec
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}

@@ -26,6 +26,10 @@ import (
 // "addr clients resources changes".
 const ClientEnv = "CROSSGATE_B3_CLIENTS"
 
+// ClientProfileEnv, when set, names the file of a CPU profile of the client process (the
+// server's is go test's -cpuprofile).
+const ClientProfileEnv = "CROSSGATE_B3_CLIENT_CPUPROFILE"
+
 // fanOutResult is what one implementation measured.
 type fanOutResult struct {
 	lat      []time.Duration // each change's arrival at each client
@@ -43,7 +47,7 @@ type fanOutResult struct {
 //  3. a restart: the server is replaced by a fresh one holding the state after one more change,
 //     and every client reconnects at once with the versions it holds (initial_resource_versions)
 //     and is synced when it has the changed resource (B10).
-func fanOut(s FanOut, fresh func() (serverv3.Server, publisher)) (*fanOutResult, error) {
+func fanOut(s FanOut, fresh func() (serverv3.Server, publisher), opts []grpc.ServerOption) (_ *fanOutResult, err error) {
 	serve := func(v int) (*grpc.Server, string, error) {
 		impl, publish := fresh()
 		if err := publish(v); err != nil {
@@ -53,7 +57,7 @@ func fanOut(s FanOut, fresh func() (serverv3.Server, publisher)) (*fanOutResult,
 		if err != nil {
 			return nil, "", err
 		}
-		gs := grpc.NewServer()
+		gs := grpc.NewServer(opts...)
 		discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, impl)
 		go gs.Serve(lis)
 		return gs, lis.Addr().String(), nil
@@ -66,12 +70,16 @@ func fanOut(s FanOut, fresh func() (serverv3.Server, publisher)) (*fanOutResult,
 	if err != nil {
 		return nil, err
 	}
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(opts...)
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, impl)
 	go gs.Serve(lis)
 	defer func() { gs.Stop() }()
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestB3ClientProcess$", "-test.timeout=30m")
+	args := []string{"-test.run=^TestB3ClientProcess$", "-test.timeout=30m"}
+	if p := os.Getenv(ClientProfileEnv); p != "" {
+		args = append(args, "-test.cpuprofile="+p)
+	}
+	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d %d %d", ClientEnv, lis.Addr(), s.Clients, s.Resources, s.Changes))
 	cmd.Stderr = os.Stderr
 	stdin, _ := cmd.StdinPipe()
@@ -79,7 +87,22 @@ func fanOut(s FanOut, fresh func() (serverv3.Server, publisher)) (*fanOutResult,
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	defer func() {
+		// The clients end once resynced (writing their profile, if asked); a failed run is
+		// ended at once.
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		grace := 30 * time.Second
+		if err != nil {
+			grace = 0
+		}
+		select {
+		case <-exited:
+		case <-time.After(grace):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	}()
 	// A phase that does not end in time ends the client process, and with it the run.
 	var watchdog *time.Timer
 	arm := func() {
@@ -159,6 +182,11 @@ func fanOut(s FanOut, fresh func() (serverv3.Server, publisher)) (*fanOutResult,
 	return res, nil
 }
 
+// The fleet's streams are opened by method name: fleetCodec reads their responses.
+const deltaMethod = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
+
+var deltaStream = &grpc.StreamDesc{StreamName: "DeltaAggregatedResources", ServerStreams: true, ClientStreams: true}
+
 // clientProcess is the other side of fanOut.
 func clientProcess(spec string, out io.Writer, in io.Reader) error {
 	var addr string
@@ -167,14 +195,16 @@ func clientProcess(spec string, out io.Writer, in io.Reader) error {
 		return err
 	}
 	names := make([]string, resources)
+	index := make(map[string]int, resources)
 	for i, e := range endpoints(resources, 0) {
 		names[i] = e.ClusterName
+		index[e.ClusterName] = i
 	}
 	dial := func(addr string) ([]*grpc.ClientConn, error) {
 		conns := make([]*grpc.ClientConn, (clients+99)/100)
 		for i := range conns {
 			c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-				grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
+				grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20), grpc.ForceCodecV2(newFleetCodec())))
 			if err != nil {
 				return nil, err
 			}
@@ -219,29 +249,38 @@ func clientProcess(spec string, out io.Writer, in io.Reader) error {
 	var wg sync.WaitGroup
 	for c := range clients {
 		wg.Go(func() {
-			held := make(map[string]string, resources)
+			held := make([]string, resources) // the version held of each name
+			holds := 0
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conns[c/100]).DeltaAggregatedResources(ctx)
+			st, err := conns[c/100].NewStream(ctx, deltaStream, deltaMethod)
 			if err != nil {
 				emit("B3:error %v", err)
 				return
 			}
-			_ = st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: names})
-			recv := func() (*discoveryv3.DeltaDiscoveryResponse, error) {
-				r, err := st.Recv()
-				if err != nil {
+			_ = st.SendMsg(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: names})
+			recv := func() (*deltaSummary, error) {
+				r := &deltaSummary{}
+				if err := st.RecvMsg(r); err != nil {
 					return nil, err
 				}
-				for _, x := range r.GetResources() {
-					held[x.GetName()] = x.GetVersion()
+				for _, x := range r.resources {
+					if i, ok := index[x[0]]; ok {
+						if held[i] == "" {
+							holds++
+						}
+						held[i] = x[1]
+					}
 				}
-				for _, name := range r.GetRemovedResources() {
-					delete(held, name)
+				for _, name := range r.removed {
+					if i, ok := index[name]; ok && held[i] != "" {
+						held[i] = ""
+						holds--
+					}
 				}
-				return r, st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResponseNonce: r.GetNonce()})
+				return r, st.SendMsg(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResponseNonce: r.nonce})
 			}
-			for len(held) < resources { // the initial state may come in several responses
+			for holds < resources { // the initial state may come in several responses
 				if _, err := recv(); err != nil {
 					emit("B3:error %v", err)
 					return
@@ -254,27 +293,39 @@ func clientProcess(spec string, out io.Writer, in io.Reader) error {
 					emit("B3:error %v", err)
 					return
 				}
-				emit("B3:arrived %d %d", time.Now().UnixNano(), proto.Size(r))
+				emit("B3:arrived %d %d", time.Now().UnixNano(), r.size)
 				<-gate[i]
 			}
-			if _, err := st.Recv(); err == nil {
+			if err := st.RecvMsg(&deltaSummary{}); err == nil {
 				emit("B3:error a response after the last change")
 				return
 			}
-			emit("B3:disconnected 0")
-			<-reconnect
-			st, err = discoveryv3.NewAggregatedDiscoveryServiceClient(conns2[c/100]).DeltaAggregatedResources(ctx)
+			// What the client holds, as it will tell the restarted server.
+			versions := make(map[string]string, holds)
+			for i, v := range held {
+				if v != "" {
+					versions[names[i]] = v
+				}
+			}
+			req, err := proto.Marshal(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType,
+				ResourceNamesSubscribe: names, InitialResourceVersions: versions})
 			if err != nil {
 				emit("B3:error %v", err)
 				return
 			}
-			_ = st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: names, InitialResourceVersions: held})
+			emit("B3:disconnected 0")
+			<-reconnect
+			if st, err = conns2[c/100].NewStream(ctx, deltaStream, deltaMethod); err != nil {
+				emit("B3:error %v", err)
+				return
+			}
+			_ = st.SendMsg(rawRequest(req))
 			r, err := recv()
 			if err != nil {
 				emit("B3:error %v", err)
 				return
 			}
-			emit("B3:resynced %d %d", time.Now().UnixNano(), proto.Size(r))
+			emit("B3:resynced %d %d", time.Now().UnixNano(), r.size)
 		})
 	}
 	wg.Wait()

@@ -111,7 +111,7 @@ func setup(t *testing.T, lbType string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	xs := grpc.NewServer()
+	xs := grpc.NewServer(server.GRPCOptions()...)
 	ctx, cancel := context.WithCancel(context.Background())
 	server.Register(ctx, xs, f.cache, server.Options{})
 	go xs.Serve(lis)

@@ -50,6 +50,17 @@ type Observer interface {
 type entry struct {
 	version string
 	any     *anypb.Any
+	// delta is the entry as a delta response carries it, made on first use (under the cache's
+	// lock) and then shared by every delta response, like any.
+	delta *discoveryv3.Resource
+}
+
+// deltaResource is e as delta responses carry it.
+func (e *entry) deltaResource(name string) *discoveryv3.Resource {
+	if e.delta == nil {
+		e.delta = &discoveryv3.Resource{Name: name, Version: e.version, Resource: e.any}
+	}
+	return e.delta
 }
 
 // newEntry makes the entry of a resource's (deterministically) marshaled bytes. Its version is

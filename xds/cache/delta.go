@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"maps"
 	"strconv"
 	"time"
 
@@ -94,6 +95,20 @@ func (c *Cache) respondDelta(w *deltaWatch, cur map[string]map[string]*entry, ch
 	if known == nil {
 		return false // the server always gives a map; without one there is nothing to track
 	}
+	orig, fresh := known, false
+	if names == nil {
+		want := len(cur[typ])
+		if !w.sub.IsWildcard() {
+			want = len(w.sub.SubscribedResources())
+		}
+		if len(known) < want/2 {
+			// Most of it is to be sent (a first sync): a map of the final size, not one grown
+			// step by step. It replaces the stream's when the response is processed.
+			grown := make(map[string]string, want+1)
+			maps.Copy(grown, known)
+			known, fresh = grown, true
+		}
+	}
 	out := &discoveryv3.DeltaDiscoveryResponse{TypeUrl: typ}
 	type undo struct {
 		name, version string
@@ -109,11 +124,15 @@ func (c *Cache) respondDelta(w *deltaWatch, cur map[string]map[string]*entry, ch
 		switch {
 		case e == nil && has:
 			out.RemovedResources = append(out.RemovedResources, name)
-			undos = append(undos, undo{name, v, true})
+			if !fresh {
+				undos = append(undos, undo{name, v, true})
+			}
 			delete(known, name)
 		case e != nil && (!has || v != e.version):
-			out.Resources = append(out.Resources, &discoveryv3.Resource{Name: name, Version: e.version, Resource: e.any})
-			undos = append(undos, undo{name, v, has})
+			out.Resources = append(out.Resources, e.deltaResource(name))
+			if !fresh {
+				undos = append(undos, undo{name, v, has})
+			}
 			known[name] = e.version
 		}
 	}
@@ -142,6 +161,9 @@ func (c *Cache) respondDelta(w *deltaWatch, cur map[string]map[string]*entry, ch
 		advanceSynced(known, from, to)
 	}
 	if len(out.Resources) == 0 && len(out.RemovedResources) == 0 {
+		if fresh {
+			orig[syncedKey] = known[syncedKey] // nothing to send: what it holds is current
+		}
 		return false
 	}
 	c.counter++
@@ -151,6 +173,9 @@ func (c *Cache) respondDelta(w *deltaWatch, cur map[string]map[string]*entry, ch
 		c.pushed(w.key, typ, changed)
 		return true
 	default:
+		if fresh {
+			return false // the stream's map was not touched
+		}
 		for i := len(undos) - 1; i >= 0; i-- { // not sent: the client still holds what it held
 			if u := undos[i]; u.had {
 				known[u.name] = u.version

@@ -201,7 +201,7 @@ func serveInsecure(t *testing.T, c *cache.Cache) (*grpc.ClientConn, context.Cont
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := grpc.NewServer()
+	s := grpc.NewServer(GRPCOptions()...)
 	ctx, cancel := context.WithCancel(context.Background())
 	Register(ctx, s, c, Options{})
 	go s.Serve(lis)

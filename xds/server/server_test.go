@@ -70,10 +70,10 @@ func TestIdentityIsEnforced(t *testing.T) {
 		}
 	}
 	lis, _ := net.Listen("tcp", "127.0.0.1:0")
-	s := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{
+	s := grpc.NewServer(append(GRPCOptions(), grpc.Creds(credentials.NewTLS(&tls.Config{
 		Certificates: []tls.Certificate{issue(t, ca, caKey, "", true)},
 		ClientAuth:   tls.RequireAndVerifyClientCert, ClientCAs: pool, MinVersion: tls.VersionTLS13,
-	})))
+	})))...)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	Register(ctx, s, c, Options{RequireIdentity: true, Metrics: metrics})
@@ -207,10 +207,10 @@ func TestSotWAndDeltaStreamsKeepTheirIdentities(t *testing.T) {
 		}
 	}
 	lis, _ := net.Listen("tcp", "127.0.0.1:0")
-	s := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{
+	s := grpc.NewServer(append(GRPCOptions(), grpc.Creds(credentials.NewTLS(&tls.Config{
 		Certificates: []tls.Certificate{issue(t, ca, caKey, "", true)},
 		ClientAuth:   tls.RequireAndVerifyClientCert, ClientCAs: pool, MinVersion: tls.VersionTLS13,
-	})))
+	})))...)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	Register(ctx, s, c, Options{RequireIdentity: true})
