@@ -94,6 +94,8 @@ type Cache struct {
 	bytes    map[string]int // per key
 	// gen counts, per key and type URL, the Sets that changed something of that type.
 	gen map[string]map[string]uint64
+	// changes holds, per key and type URL, the names each of the latest generations changed.
+	changes map[string]map[string][]change
 }
 
 // PushCount is the number of responses of one type sent for one key.
@@ -115,7 +117,7 @@ func New(resolve Resolver, log *slog.Logger) *Cache {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Cache{resolve: resolve, log: log, keys: map[string]map[string]map[string]*entry{}, watches: map[string]map[*watch]struct{}{}, deltas: map[string]map[*deltaWatch]struct{}{}, pushes: map[string]int{}, bytes: map[string]int{}, gen: map[string]map[string]uint64{}}
+	return &Cache{resolve: resolve, log: log, keys: map[string]map[string]map[string]*entry{}, watches: map[string]map[*watch]struct{}{}, deltas: map[string]map[*deltaWatch]struct{}{}, pushes: map[string]int{}, bytes: map[string]int{}, gen: map[string]map[string]uint64{}, changes: map[string]map[string][]change{}}
 }
 
 var typeURLs = []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.SecretType}
@@ -214,6 +216,7 @@ func (c *Cache) notify(key string, cur map[string]map[string]*entry, changed map
 	for typ, names := range changed {
 		if len(names) > 0 {
 			c.gen[key][typ]++
+			c.remember(key, typ, c.gen[key][typ], names)
 		}
 	}
 	for w := range c.deltas[key] {

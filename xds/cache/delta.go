@@ -42,15 +42,21 @@ func (c *Cache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscrip
 		typ := req.GetTypeUrl()
 		gen := c.gen[key][typ]
 		var names []string
-		if syncedAt(sub.ReturnedResources()) == gen && gen > 0 {
+		from := gen
+		if at := syncedAt(sub.ReturnedResources()); at == gen && gen > 0 {
 			// The client holds everything up to now (an ACK, or a change of subscription):
 			// only newly subscribed names can be missing. Re-arming an ACK is O(1).
 			names = req.GetResourceNamesSubscribe()
 			if names == nil {
 				names = []string{}
 			}
+		} else if since, ok := c.changedSince(key, typ, at, gen); ok && at > 0 {
+			// Changes came while the client was not waiting (between a response and its ACK):
+			// what they changed, of what it subscribes to, and newly subscribed names.
+			names = append(relevantChanges(since, sub), req.GetResourceNamesSubscribe()...)
+			from = at
 		}
-		if c.respondDelta(w, cur, time.Time{}, names, gen, gen) {
+		if c.respondDelta(w, cur, time.Time{}, names, from, gen) {
 			return func() {}, nil
 		}
 	}
@@ -207,3 +213,56 @@ func (r *deltaResponse) GetResponseVersion() string                          { r
 func (r *deltaResponse) GetNextVersionMap() map[string]string                { return r.next }
 func (r *deltaResponse) GetReturnedResources() map[string]string             { return r.next }
 func (r *deltaResponse) GetContext() context.Context                         { return context.Background() }
+
+// change is what one generation of a key's resources of one type changed.
+type change struct {
+	gen   uint64
+	names []string // nil when too many to keep: a client synced before it compares everything
+}
+
+// Bounds of the change log: generations kept per key and type, names kept per generation.
+const (
+	changeLogLength = 64
+	changeLogNames  = 256
+)
+
+// remember logs what generation gen of key's resources of type typ changed.
+func (c *Cache) remember(key, typ string, gen uint64, changed map[string]bool) {
+	var names []string
+	if len(changed) <= changeLogNames {
+		names = make([]string, 0, len(changed))
+		for name := range changed {
+			names = append(names, name)
+		}
+	}
+	if c.changes[key] == nil {
+		c.changes[key] = map[string][]change{}
+	}
+	log := append(c.changes[key][typ], change{gen, names})
+	if len(log) > changeLogLength {
+		log = append(log[:0:0], log[len(log)-changeLogLength:]...)
+	}
+	c.changes[key][typ] = log
+}
+
+// changedSince gathers the names changed by generations after from, up to to, when the log
+// still holds them all.
+func (c *Cache) changedSince(key, typ string, from, to uint64) (map[string]bool, bool) {
+	log := c.changes[key][typ]
+	if from >= to || len(log) == 0 || log[0].gen > from+1 || log[len(log)-1].gen != to {
+		return nil, false
+	}
+	out := map[string]bool{}
+	for _, ch := range log {
+		if ch.gen <= from {
+			continue
+		}
+		if ch.names == nil {
+			return nil, false
+		}
+		for _, name := range ch.names {
+			out[name] = true
+		}
+	}
+	return out, true
+}

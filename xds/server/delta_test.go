@@ -275,3 +275,73 @@ func names(r *discoveryv3.DeltaDiscoveryResponse) []string {
 	slices.Sort(out)
 	return out
 }
+
+// TestDeltaLateACK: changes made between a response and its ACK are sent when the ACK comes,
+// exactly those of subscribed names, whether the change log still holds them (a few changes)
+// or not (more than it keeps).
+func TestDeltaLateACK(t *testing.T) {
+	for _, between := range []int{1, 100} {
+		c := cache.New(cache.NodeIDResolver, nil)
+		world := map[string]int64{"c1": 1, "c2": 1, "c3": 1}
+		if err := c.Set("a/a", clusters(world)); err != nil {
+			t.Fatal(err)
+		}
+		conn, ctx := serveInsecure(t, c)
+		st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		responses := make(chan *discoveryv3.DeltaDiscoveryResponse, 10)
+		go func() {
+			for {
+				r, err := st.Recv()
+				if err != nil {
+					close(responses)
+					return
+				}
+				responses <- r
+			}
+		}()
+		next := func() *discoveryv3.DeltaDiscoveryResponse {
+			select {
+			case r := <-responses:
+				return r
+			case <-time.After(3 * time.Second):
+				t.Fatal("no response")
+				return nil
+			}
+		}
+		send := func(req *discoveryv3.DeltaDiscoveryRequest) {
+			req.Node, req.TypeUrl = &corev3.Node{Id: "a/a"}, resourcev3.ClusterType
+			if err := st.Send(req); err != nil {
+				t.Fatal(err)
+			}
+		}
+		send(&discoveryv3.DeltaDiscoveryRequest{ResourceNamesSubscribe: []string{"c1", "c2"}})
+		send(&discoveryv3.DeltaDiscoveryRequest{ResponseNonce: next().GetNonce()})
+		world["c1"]++
+		if err := c.Set("a/a", clusters(world)); err != nil {
+			t.Fatal(err)
+		}
+		r := next()
+		if got := names(r); !slices.Equal(got, []string{"c1"}) {
+			t.Fatalf("after c1 changed: %v", got)
+		}
+		for range between { // not yet ACKed: nothing is sent
+			world["c2"]++
+			world["c3"]++
+			if err := c.Set("a/a", clusters(world)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		select {
+		case r := <-responses:
+			t.Fatalf("a response before the ACK: %v", names(r))
+		case <-time.After(100 * time.Millisecond):
+		}
+		send(&discoveryv3.DeltaDiscoveryRequest{ResponseNonce: r.GetNonce()})
+		if got := names(next()); !slices.Equal(got, []string{"c2"}) {
+			t.Errorf("%d changes before the ACK: sent %v, want c2 only", between, got)
+		}
+	}
+}
