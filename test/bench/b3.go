@@ -61,22 +61,21 @@ type publisher func(version int) error
 // connecting at once with nothing (the cold start, which sends the whole state to everyone).
 func RunB3(s FanOut) (ours, stock *Line, ours10, stock10 []*Line, err error) {
 	run := func(name, impl10 string, fresh func() (serverv3.Server, publisher), opts []grpc.ServerOption) (*Line, []*Line, error) {
-		cpu0 := cpuSeconds()
 		r, err := fanOut(s, fresh, opts)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", name, err)
 		}
 		params := map[string]any{"clients": s.Clients, "resources_per_client": s.Resources, "changes": s.Changes, "clients_in_own_process": true}
 		l := &Line{Name: name, Params: map[string]any{"max_bytes_per_client_per_change": r.maxBytes},
-			CoreS: cpuSeconds() - cpu0, HeapInuseMiB: heapInuseMiB(), RSSMiB: rssMiB()}
+			CoreS: r.changesCore, HeapInuseMiB: heapInuseMiB(), RSSMiB: rssMiB()}
 		for k, v := range params {
 			l.Params[k] = v
 		}
 		l.percentiles(r.lat)
 		reconnect := &Line{Name: "B10 all clients reconnect at once after a restart and resync (" + impl10 + ")",
-			Params: map[string]any{"max_bytes_per_client": r.resyncB, "changed_while_away": 1}, RSSMiB: l.RSSMiB}
+			Params: map[string]any{"max_bytes_per_client": r.resyncB, "changed_while_away": 1}, CoreS: r.resyncCore, HeapInuseMiB: l.HeapInuseMiB, RSSMiB: l.RSSMiB}
 		cold := &Line{Name: "B10-cold all clients connect at once with nothing and sync the whole state (" + impl10 + ")",
-			Params: map[string]any{}, RSSMiB: l.RSSMiB}
+			Params: map[string]any{}, CoreS: r.coldCore, HeapInuseMiB: l.HeapInuseMiB, RSSMiB: l.RSSMiB}
 		for k, v := range params {
 			reconnect.Params[k], cold.Params[k] = v, v
 		}

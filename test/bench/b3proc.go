@@ -38,6 +38,8 @@ type fanOutResult struct {
 	cold     []time.Duration // each client's first full sync, all connecting at once
 	resync   []time.Duration // each client's resync after the restart, all reconnecting at once
 	resyncB  int             // the largest resync response
+	// The server's CPU seconds in each phase.
+	coldCore, changesCore, resyncCore float64
 }
 
 // fanOut serves a fresh implementation, runs the clients in a second process (the test binary
@@ -128,6 +130,7 @@ func fanOut(s FanOut, fresh func() (serverv3.Server, publisher), opts []grpc.Ser
 		return nil, fmt.Errorf("client process ended: %v", lines.Err())
 	}
 	res := &fanOutResult{}
+	cpu := cpuSeconds()
 	for range s.Clients {
 		f, err := next("B3:synced")
 		if err != nil {
@@ -141,7 +144,9 @@ func fanOut(s FanOut, fresh func() (serverv3.Server, publisher), opts []grpc.Ser
 	if _, err := next("B3:settled"); err != nil {
 		return nil, err
 	}
+	res.coldCore = cpuSeconds() - cpu
 	runtime.GC()
+	cpu = cpuSeconds()
 	arrivals := func(want string, at int64, d *[]time.Duration, maxBytes *int) error {
 		for range s.Clients {
 			f, err := next(want)
@@ -167,6 +172,7 @@ func fanOut(s FanOut, fresh func() (serverv3.Server, publisher), opts []grpc.Ser
 		_, _ = io.WriteString(stdin, "next\n") // the clients ACKed; the next change may come
 	}
 
+	res.changesCore = cpuSeconds() - cpu
 	// The restart: the new server is up (with one more change) before the old one goes away.
 	arm()
 	gs2, addr, err := serve(s.Changes + 1)
@@ -181,11 +187,13 @@ func fanOut(s FanOut, fresh func() (serverv3.Server, publisher), opts []grpc.Ser
 		}
 	}
 	arm()
+	cpu = cpuSeconds()
 	at := time.Now().UnixNano()
 	_, _ = io.WriteString(stdin, "reconnect "+addr+"\n")
 	if err := arrivals("B3:resynced", at, &res.resync, &res.resyncB); err != nil {
 		return nil, fmt.Errorf("waiting for clients to resync: %w", err)
 	}
+	res.resyncCore = cpuSeconds() - cpu
 	return res, nil
 }
 
