@@ -55,13 +55,6 @@ type entry struct {
 	delta *discoveryv3.Resource
 }
 
-// deltaResource is e as delta responses carry it.
-func (e *entry) deltaResource(name string) *discoveryv3.Resource {
-	if e.delta == nil {
-		e.delta = &discoveryv3.Resource{Name: name, Version: e.version, Resource: e.any}
-	}
-	return e.delta
-}
 
 // newEntry makes the entry of a resource's (deterministically) marshaled bytes. Its version is
 // derived from the bytes, not from a counter: a restarted control plane gives an unchanged
@@ -179,11 +172,13 @@ func (c *Cache) Set(key string, r *translate.Resources) error {
 				cur[typ][name] = e
 				continue
 			}
+			old[typ][name].retire()
 			cur[typ][name] = newEntry(typ, b)
 			changed[typ][name] = true
 		}
-		for name := range old[typ] {
+		for name, e := range old[typ] {
 			if _, ok := byName[name]; !ok {
+				e.retire()
 				changed[typ][name] = true // removed
 			}
 		}

@@ -8,6 +8,9 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/crossgate-io/crossgate/xds/cache"
 )
 
 // GRPCOptions are the options of the gRPC server Register is given: the codec below.
@@ -15,11 +18,61 @@ func GRPCOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{grpc.ForceServerCodecV2(codec{encoding.GetCodecV2(protoenc.Name)})}
 }
 
-// codec is gRPC's proto codec, except that a delta request's repeated names and its map of
+// codec is gRPC's proto codec, except that delta responses are sent as the cache's shared
+// encodings of their resources (Marshal), and a delta request's repeated names and its map of
 // initial resource versions are decoded into a slice and a map made at their final size. A
 // fleet reconnecting at once sends tens of thousands of each per stream; grown entry by entry
 // (as protobuf-go does), the map alone cost most of the server's time in B10.
 type codec struct{ encoding.CodecV2 }
+
+// Marshal hands gRPC a delta response as its fields followed by the cache's shared encoding
+// of each resource: the resources (most of the bytes: a first sync sends all of them to every
+// client) are neither marshaled again nor copied into a buffer of the response's size. A
+// resource the cache does not share (or no longer does) is marshaled as usual.
+func (c codec) Marshal(v any) (mem.BufferSlice, error) {
+	resp, ok := v.(*discoveryv3.DeltaDiscoveryResponse)
+	if !ok || len(resp.GetResources()) < sharedResourcesAtLeast {
+		return c.CodecV2.Marshal(v)
+	}
+	// Every field but the resources, through proto.
+	rest := &discoveryv3.DeltaDiscoveryResponse{}
+	dst := rest.ProtoReflect()
+	resp.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Number() != resourcesField {
+			dst.Set(fd, v)
+		}
+		return true
+	})
+	dst.SetUnknown(resp.ProtoReflect().GetUnknown())
+	head, err := proto.Marshal(rest)
+	if err != nil {
+		return nil, err
+	}
+	out := make(mem.BufferSlice, 0, len(resp.Resources)+1)
+	out = append(out, mem.SliceBuffer(head))
+	var own []byte // the encodings of resources the cache does not share
+	for _, r := range resp.Resources {
+		if b, ok := cache.DeltaWire(r); ok {
+			out = append(out, mem.SliceBuffer(b))
+			continue
+		}
+		m, err := proto.Marshal(r)
+		if err != nil {
+			return nil, err
+		}
+		start := len(own)
+		own = protowire.AppendBytes(protowire.AppendTag(own, resourcesField, protowire.BytesType), m)
+		out = append(out, mem.SliceBuffer(own[start:len(own):len(own)]))
+	}
+	return out, nil
+}
+
+// resourcesField is DeltaDiscoveryResponse.resources.
+const resourcesField = 2
+
+// sharedResourcesAtLeast is the number of resources from which a response is sent as shared
+// encodings; a small one costs less marshaled into one buffer.
+const sharedResourcesAtLeast = 16
 
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	req, ok := v.(*discoveryv3.DeltaDiscoveryRequest)

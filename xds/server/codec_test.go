@@ -4,14 +4,18 @@ import (
 	"fmt"
 	"testing"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/encoding"
 	protoenc "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/crossgate-io/crossgate/xds/cache"
 )
 
 func reconnectRequest(n int) *discoveryv3.DeltaDiscoveryRequest {
@@ -87,5 +91,79 @@ func TestCodecDecodesAsProto(t *testing.T) {
 	t.Logf("decoding a 10k-name reconnect: %.0f allocations, proto's codec %.0f", o, p)
 	if o >= p {
 		t.Errorf("decoding a 10k-name reconnect took %.0f allocations, proto's codec %.0f: the map and slice were not made at their final size", o, p)
+	}
+}
+
+// TestCodecSendsSharedResources: a delta response of many resources reaches a client exactly
+// as the cache holds them (sent as the cache's shared encodings), after a change too (the
+// replaced resources' encodings retired), and the codec's output for resources the cache does
+// not share equals proto's.
+func TestCodecSendsSharedResources(t *testing.T) {
+	world := map[string]int64{}
+	for i := range 40 {
+		world[fmt.Sprintf("c%02d", i)] = 1
+	}
+	c := cache.New(cache.NodeIDResolver, nil)
+	if err := c.Set("a/a", clusters(world)); err != nil {
+		t.Fatal(err)
+	}
+	conn, ctx := serveInsecure(t, c)
+	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := &corev3.Node{Id: "a/a"}
+	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(r *discoveryv3.DeltaDiscoveryResponse, want map[string]int64) {
+		t.Helper()
+		if len(r.GetResources()) != len(want) || r.GetNonce() == "" || r.GetTypeUrl() != resourcev3.ClusterType {
+			t.Fatalf("%d resources (want %d), nonce %q, type %q", len(r.GetResources()), len(want), r.GetNonce(), r.GetTypeUrl())
+		}
+		for _, x := range r.GetResources() {
+			cl := &clusterv3.Cluster{}
+			if err := x.GetResource().UnmarshalTo(cl); err != nil {
+				t.Fatal(err)
+			}
+			if cl.GetName() != x.GetName() || x.GetVersion() == "" || cl.GetConnectTimeout().GetSeconds() != want[x.GetName()] {
+				t.Errorf("%s: got %v version %q", x.GetName(), cl, x.GetVersion())
+			}
+		}
+	}
+	r, err := st.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(r, world)
+	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType, ResponseNonce: r.GetNonce()}); err != nil {
+		t.Fatal(err)
+	}
+	changed := map[string]int64{}
+	for i := range 20 {
+		name := fmt.Sprintf("c%02d", i)
+		world[name] = 2
+		changed[name] = 2
+	}
+	if err := c.Set("a/a", clusters(world)); err != nil {
+		t.Fatal(err)
+	}
+	if r, err = st.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	check(r, changed)
+
+	// Resources the cache does not share (those just received are new objects), a removal
+	// and unknown fields: the same as proto.
+	r.RemovedResources = []string{"gone"}
+	r.ProtoReflect().SetUnknown(protowire.AppendVarint(protowire.AppendTag(nil, 99, protowire.VarintType), 1))
+	ours := codec{encoding.GetCodecV2(protoenc.Name)}
+	data, err := ours.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := &discoveryv3.DeltaDiscoveryResponse{}
+	if err := proto.Unmarshal(data.Materialize(), got); err != nil || !proto.Equal(got, r) {
+		t.Errorf("the codec's response differs from proto's: %v", err)
 	}
 }

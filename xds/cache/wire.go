@@ -1,0 +1,50 @@
+package cache
+
+import (
+	"sync"
+
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// wires maps each entry's shared delta Resource to its encoding as an element of
+// DeltaDiscoveryResponse.resources (tag, length and message), so that the server's codec can
+// hand gRPC those bytes instead of marshaling the same resource once per client. An entry's
+// Resource is registered when first sent and unregistered when the entry is replaced or
+// removed; a response still holding it then has it marshaled as usual.
+var wires sync.Map // *discoveryv3.Resource -> []byte
+
+// resourcesField is DeltaDiscoveryResponse.resources.
+const resourcesField = 2
+
+// DeltaWire is the encoding of r as an element of DeltaDiscoveryResponse.resources, when r is
+// a resource the cache shares between responses.
+func DeltaWire(r *discoveryv3.Resource) ([]byte, bool) {
+	b, ok := wires.Load(r)
+	if !ok {
+		return nil, false
+	}
+	return b.([]byte), true
+}
+
+// deltaResource is e as delta responses carry it, made on first use (under the cache's lock)
+// and then shared by every delta response, like any.
+func (e *entry) deltaResource(name string) *discoveryv3.Resource {
+	if e.delta == nil {
+		r := &discoveryv3.Resource{Name: name, Version: e.version, Resource: e.any}
+		if m, err := (proto.MarshalOptions{Deterministic: true}).Marshal(r); err == nil {
+			b := protowire.AppendTag(make([]byte, 0, len(m)+8), resourcesField, protowire.BytesType)
+			wires.Store(r, protowire.AppendBytes(b, m))
+		}
+		e.delta = r
+	}
+	return e.delta
+}
+
+// retire unregisters e's delta Resource: e is no longer the current version of its resource.
+func (e *entry) retire() {
+	if e != nil && e.delta != nil {
+		wires.Delete(e.delta)
+	}
+}
