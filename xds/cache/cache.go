@@ -55,7 +55,6 @@ type entry struct {
 	delta *discoveryv3.Resource
 }
 
-
 // newEntry makes the entry of a resource's (deterministically) marshaled bytes. Its version is
 // derived from the bytes, not from a counter: a restarted control plane gives an unchanged
 // resource the version it had, so a delta client reconnecting with initial_resource_versions is
