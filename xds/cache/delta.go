@@ -101,9 +101,9 @@ func (c *Cache) respondDelta(w *deltaWatch, cur map[string]map[string]*entry, ch
 	if known == nil {
 		return false // the server always gives a map; without one there is nothing to track
 	}
-	orig, fresh := known, false
+	orig, fresh, want := known, false, 0
 	if names == nil {
-		want := len(cur[typ])
+		want = len(cur[typ])
 		if !w.sub.IsWildcard() {
 			want = len(w.sub.SubscribedResources())
 		}
@@ -121,12 +121,23 @@ func (c *Cache) respondDelta(w *deltaWatch, cur map[string]map[string]*entry, ch
 		had           bool
 	}
 	var undos []undo
+	byName := cur[typ]
+	// A first sync of a client that holds nothing: no name is in its map until put there, and
+	// nearly every subscribed name is to be sent.
+	empty := fresh && len(orig) == 0
+	if fresh {
+		out.Resources = make([]*discoveryv3.Resource, 0, min(len(byName), want))
+	}
 	consider := func(name string) {
 		if name == syncedKey {
 			return
 		}
-		e := cur[typ][name]
-		v, has := known[name]
+		e := byName[name]
+		var v string
+		var has bool
+		if !empty {
+			v, has = known[name]
+		}
 		switch {
 		case e == nil && has:
 			out.RemovedResources = append(out.RemovedResources, name)
