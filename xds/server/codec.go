@@ -1,6 +1,9 @@
 package server
 
 import (
+	"fmt"
+	"unicode/utf8"
+
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
@@ -91,12 +94,78 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 		req.ResourceNamesUnsubscribe = make([]string, 0, unsub)
 	}
 	if versions > 0 {
-		req.InitialResourceVersions = make(map[string]string, versions)
+		// The map is decoded here, the rest by proto.
+		m := make(map[string]string, versions)
+		rest, err := decodeVersions(b, m)
+		if err != nil {
+			return err
+		}
+		b = rest
+		defer func() { req.InitialResourceVersions = m }()
 	}
 	// Merging into the empty message keeps what was made above; protobuf-go copies strings out
 	// of b, so the pooled buffer may be reused after.
 	return proto.UnmarshalOptions{Merge: true}.Unmarshal(b, req)
 }
+
+// decodeVersions decodes the initial_resource_versions entries of a DeltaDiscoveryRequest into
+// m, as protobuf-go does (later entries win, keys and values must be UTF-8, other fields of an
+// entry are skipped), and returns the request's other fields. protobuf-go decodes map entries
+// through reflection; a reconnecting client sends tens of thousands of them.
+func decodeVersions(b []byte, m map[string]string) ([]byte, error) {
+	rest := make([]byte, 0, len(b)/2)
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		l := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if l < 0 {
+			return nil, protowire.ParseError(l)
+		}
+		field := b[:n+l]
+		b = b[n+l:]
+		if num != initialResourceVersionsField || typ != protowire.BytesType {
+			rest = append(rest, field...)
+			continue
+		}
+		entry, _ := protowire.ConsumeBytes(field[n:])
+		var key, value []byte
+		for len(entry) > 0 {
+			num, typ, n := protowire.ConsumeTag(entry)
+			if n < 0 {
+				return nil, protowire.ParseError(n)
+			}
+			entry = entry[n:]
+			if (num == 1 || num == 2) && typ == protowire.BytesType {
+				v, n := protowire.ConsumeBytes(entry)
+				if n < 0 {
+					return nil, protowire.ParseError(n)
+				}
+				if !utf8.Valid(v) {
+					return nil, fmt.Errorf("initial_resource_versions: invalid UTF-8 in a %s", map[protowire.Number]string{1: "key", 2: "value"}[num])
+				}
+				if num == 1 {
+					key = v
+				} else {
+					value = v
+				}
+				entry = entry[n:]
+				continue
+			}
+			n = protowire.ConsumeFieldValue(num, typ, entry)
+			if n < 0 {
+				return nil, protowire.ParseError(n)
+			}
+			entry = entry[n:]
+		}
+		m[string(key)] = string(value)
+	}
+	return rest, nil
+}
+
+// initialResourceVersionsField is DeltaDiscoveryRequest.initial_resource_versions.
+const initialResourceVersionsField = 5
 
 // countDeltaRequest counts the top-level occurrences of DeltaDiscoveryRequest's
 // resource_names_subscribe (3), resource_names_unsubscribe (4) and initial_resource_versions
