@@ -51,39 +51,33 @@ type fanOutResult struct {
 //     and every client reconnects at once with the versions it holds (initial_resource_versions)
 //     and is synced when it has the changed resource (B10).
 func fanOut(s FanOut, fresh func() (serverv3.Server, publisher), opts []grpc.ServerOption) (_ *fanOutResult, err error) {
-	serve := func(v int) (*grpc.Server, string, error) {
+	// serve starts a fresh implementation holding version v of the world.
+	serve := func(v int) (*grpc.Server, string, publisher, error) {
 		impl, publish := fresh()
 		if err := publish(v); err != nil {
-			return nil, "", err
+			return nil, "", nil, err
 		}
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return nil, "", err
+			return nil, "", nil, err
 		}
 		gs := grpc.NewServer(opts...)
 		discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, impl)
 		go gs.Serve(lis)
-		return gs, lis.Addr().String(), nil
+		return gs, lis.Addr().String(), publish, nil
 	}
-	impl, publish := fresh()
-	if err := publish(0); err != nil {
-		return nil, err
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	gs, addr, publish, err := serve(0)
 	if err != nil {
 		return nil, err
 	}
-	gs := grpc.NewServer(opts...)
-	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, impl)
-	go gs.Serve(lis)
-	defer func() { gs.Stop() }()
+	defer gs.Stop()
 
 	args := []string{"-test.run=^TestB3ClientProcess$", "-test.timeout=30m"}
 	if p := os.Getenv(ClientProfileEnv); p != "" {
 		args = append(args, "-test.cpuprofile="+p)
 	}
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d %d %d", ClientEnv, lis.Addr(), s.Clients, s.Resources, s.Changes))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d %d %d", ClientEnv, addr, s.Clients, s.Resources, s.Changes))
 	cmd.Stderr = os.Stderr
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
@@ -175,7 +169,7 @@ func fanOut(s FanOut, fresh func() (serverv3.Server, publisher), opts []grpc.Ser
 	res.changesCore = cpuSeconds() - cpu
 	// The restart: the new server is up (with one more change) before the old one goes away.
 	arm()
-	gs2, addr, err := serve(s.Changes + 1)
+	gs2, addr2, _, err := serve(s.Changes + 1)
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +183,7 @@ func fanOut(s FanOut, fresh func() (serverv3.Server, publisher), opts []grpc.Ser
 	arm()
 	cpu = cpuSeconds()
 	at := time.Now().UnixNano()
-	_, _ = io.WriteString(stdin, "reconnect "+addr+"\n")
+	_, _ = io.WriteString(stdin, "reconnect "+addr2+"\n")
 	if err := arrivals("B3:resynced", at, &res.resync, &res.resyncB); err != nil {
 		return nil, fmt.Errorf("waiting for clients to resync: %w", err)
 	}

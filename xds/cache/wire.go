@@ -28,14 +28,22 @@ func DeltaWire(r *discoveryv3.Resource) ([]byte, bool) {
 	return b.([]byte), true
 }
 
+// AppendDeltaResource appends r's encoding as an element of DeltaDiscoveryResponse.resources.
+func AppendDeltaResource(dst []byte, r *discoveryv3.Resource) ([]byte, error) {
+	m, err := (proto.MarshalOptions{Deterministic: true}).Marshal(r)
+	if err != nil {
+		return dst, err
+	}
+	return protowire.AppendBytes(protowire.AppendTag(dst, resourcesField, protowire.BytesType), m), nil
+}
+
 // deltaResource is e as delta responses carry it, made on first use (under the cache's lock)
 // and then shared by every delta response, like any.
 func (e *entry) deltaResource(name string) *discoveryv3.Resource {
 	if e.delta == nil {
 		r := &discoveryv3.Resource{Name: name, Version: e.version, Resource: e.any}
-		if m, err := (proto.MarshalOptions{Deterministic: true}).Marshal(r); err == nil {
-			b := protowire.AppendTag(make([]byte, 0, len(m)+8), resourcesField, protowire.BytesType)
-			wires.Store(r, protowire.AppendBytes(b, m))
+		if b, err := AppendDeltaResource(nil, r); err == nil {
+			wires.Store(r, b)
 		}
 		e.delta = r
 	}

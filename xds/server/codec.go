@@ -41,7 +41,7 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	rest := &discoveryv3.DeltaDiscoveryResponse{}
 	dst := rest.ProtoReflect()
 	resp.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		if fd.Number() != resourcesField {
+		if fd.Name() != "resources" {
 			dst.Set(fd, v)
 		}
 		return true
@@ -59,19 +59,15 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 			out = append(out, mem.SliceBuffer(b))
 			continue
 		}
-		m, err := proto.Marshal(r)
-		if err != nil {
+		start := len(own)
+		var err error
+		if own, err = cache.AppendDeltaResource(own, r); err != nil {
 			return nil, err
 		}
-		start := len(own)
-		own = protowire.AppendBytes(protowire.AppendTag(own, resourcesField, protowire.BytesType), m)
 		out = append(out, mem.SliceBuffer(own[start:len(own):len(own)]))
 	}
 	return out, nil
 }
-
-// resourcesField is DeltaDiscoveryResponse.resources.
-const resourcesField = 2
 
 // sharedResourcesAtLeast is the number of resources from which a response is sent as shared
 // encodings; a small one costs less marshaled into one buffer.

@@ -107,15 +107,8 @@ func TestCodecSendsSharedResources(t *testing.T) {
 	if err := c.Set("a/a", clusters(world)); err != nil {
 		t.Fatal(err)
 	}
-	conn, ctx := serveInsecure(t, c)
-	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	node := &corev3.Node{Id: "a/a"}
-	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType}); err != nil {
-		t.Fatal(err)
-	}
+	send, next, _ := openClusterStream(t, c, "a/a")
+	send(&discoveryv3.DeltaDiscoveryRequest{})
 	check := func(r *discoveryv3.DeltaDiscoveryResponse, want map[string]int64) {
 		t.Helper()
 		if len(r.GetResources()) != len(want) || r.GetNonce() == "" || r.GetTypeUrl() != resourcev3.ClusterType {
@@ -131,14 +124,9 @@ func TestCodecSendsSharedResources(t *testing.T) {
 			}
 		}
 	}
-	r, err := st.Recv()
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := next()
 	check(r, world)
-	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType, ResponseNonce: r.GetNonce()}); err != nil {
-		t.Fatal(err)
-	}
+	send(&discoveryv3.DeltaDiscoveryRequest{ResponseNonce: r.GetNonce()})
 	changed := map[string]int64{}
 	for i := range 20 {
 		name := fmt.Sprintf("c%02d", i)
@@ -148,9 +136,7 @@ func TestCodecSendsSharedResources(t *testing.T) {
 	if err := c.Set("a/a", clusters(world)); err != nil {
 		t.Fatal(err)
 	}
-	if r, err = st.Recv(); err != nil {
-		t.Fatal(err)
-	}
+	r = next()
 	check(r, changed)
 
 	// Resources the cache does not share (those just received are new objects), a removal

@@ -120,43 +120,12 @@ func TestDeltaSubscriptions(t *testing.T) {
 	if err := c.Set("a/a", clusters(map[string]int64{"c1": 1, "c2": 1, "c3": 1})); err != nil {
 		t.Fatal(err)
 	}
-	conn, ctx := serveInsecure(t, c)
-	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	node := &corev3.Node{Id: "a/a"}
-	responses := make(chan *discoveryv3.DeltaDiscoveryResponse, 10)
-	go func() {
-		for {
-			r, err := st.Recv()
-			if err != nil {
-				close(responses)
-				return
-			}
-			responses <- r
-		}
-	}()
-	next := func() *discoveryv3.DeltaDiscoveryResponse {
-		select {
-		case r := <-responses:
-			return r
-		case <-time.After(3 * time.Second):
-			t.Fatal("no response")
-			return nil
-		}
-	}
+	send, next, responses := openClusterStream(t, c, "a/a")
 	none := func(what string) {
 		select {
 		case r := <-responses:
 			t.Errorf("%s: unexpected response with %d resources", what, len(r.GetResources()))
 		case <-time.After(300 * time.Millisecond):
-		}
-	}
-	send := func(req *discoveryv3.DeltaDiscoveryRequest) {
-		req.Node, req.TypeUrl = node, resourcev3.ClusterType
-		if err := st.Send(req); err != nil {
-			t.Fatal(err)
 		}
 	}
 	send(&discoveryv3.DeltaDiscoveryRequest{ResourceNamesSubscribe: []string{"c1"}})
@@ -286,37 +255,7 @@ func TestDeltaLateACK(t *testing.T) {
 		if err := c.Set("a/a", clusters(world)); err != nil {
 			t.Fatal(err)
 		}
-		conn, ctx := serveInsecure(t, c)
-		st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		responses := make(chan *discoveryv3.DeltaDiscoveryResponse, 10)
-		go func() {
-			for {
-				r, err := st.Recv()
-				if err != nil {
-					close(responses)
-					return
-				}
-				responses <- r
-			}
-		}()
-		next := func() *discoveryv3.DeltaDiscoveryResponse {
-			select {
-			case r := <-responses:
-				return r
-			case <-time.After(3 * time.Second):
-				t.Fatal("no response")
-				return nil
-			}
-		}
-		send := func(req *discoveryv3.DeltaDiscoveryRequest) {
-			req.Node, req.TypeUrl = &corev3.Node{Id: "a/a"}, resourcev3.ClusterType
-			if err := st.Send(req); err != nil {
-				t.Fatal(err)
-			}
-		}
+		send, next, responses := openClusterStream(t, c, "a/a")
 		send(&discoveryv3.DeltaDiscoveryRequest{ResourceNamesSubscribe: []string{"c1", "c2"}})
 		send(&discoveryv3.DeltaDiscoveryRequest{ResponseNonce: next().GetNonce()})
 		world["c1"]++
@@ -344,4 +283,42 @@ func TestDeltaLateACK(t *testing.T) {
 			t.Errorf("%d changes before the ACK: sent %v, want c2 only", between, got)
 		}
 	}
+}
+
+// openClusterStream opens a delta stream to c as node for clusters: send fills in the node and
+// type URL; next waits up to 3 s for a response; responses is what arrives.
+func openClusterStream(t *testing.T, c *cache.Cache, node string) (send func(*discoveryv3.DeltaDiscoveryRequest), next func() *discoveryv3.DeltaDiscoveryResponse, responses <-chan *discoveryv3.DeltaDiscoveryResponse) {
+	t.Helper()
+	conn, ctx := serveInsecure(t, c)
+	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan *discoveryv3.DeltaDiscoveryResponse, 10)
+	go func() {
+		defer close(ch)
+		for {
+			r, err := st.Recv()
+			if err != nil {
+				return
+			}
+			ch <- r
+		}
+	}()
+	send = func(req *discoveryv3.DeltaDiscoveryRequest) {
+		req.Node, req.TypeUrl = &corev3.Node{Id: node}, resourcev3.ClusterType
+		if err := st.Send(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next = func() *discoveryv3.DeltaDiscoveryResponse {
+		select {
+		case r := <-ch:
+			return r
+		case <-time.After(3 * time.Second):
+			t.Fatal("no response")
+			return nil
+		}
+	}
+	return send, next, ch
 }
