@@ -179,8 +179,19 @@ func (i *Issuer) request(tmpl *x509.CertificateRequest, ttl time.Duration, prefi
 		_ = i.opts.Client.Delete(dctx, cr)
 	}()
 	var last string
+	timedOut := func() error {
+		if last == "" {
+			last = "no condition: is cert-manager running, and does the issuer exist?"
+		}
+		return fmt.Errorf("CertificateRequest %s not signed within %v (%s)", cr.Name, i.opts.Timeout, last)
+	}
 	for {
 		if err := i.opts.Client.Get(ctx, client.ObjectKeyFromObject(cr), cr); err != nil {
+			// The time ran out during the read, or the client's rate limiter refused to wait
+			// past the deadline (golang.org/x/time/rate has no sentinel error for that).
+			if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "would exceed context deadline") {
+				return nil, timedOut()
+			}
 			return nil, fmt.Errorf("reading CertificateRequest %s: %w", cr.Name, err)
 		}
 		for _, c := range cr.Status.Conditions {
@@ -197,10 +208,7 @@ func (i *Issuer) request(tmpl *x509.CertificateRequest, ttl time.Duration, prefi
 		}
 		select {
 		case <-ctx.Done():
-			if last == "" {
-				last = "no condition: is cert-manager running, and does the issuer exist?"
-			}
-			return nil, fmt.Errorf("CertificateRequest %s not signed within %v (%s)", cr.Name, i.opts.Timeout, last)
+			return nil, timedOut()
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
