@@ -18,14 +18,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/crossgate-io/crossgate/gateway"
+	"github.com/crossgate-io/crossgate/translator"
 	"github.com/crossgate-io/crossgate/xds/translate"
 )
 
 const (
 	// NamespaceLabel marks a namespace whose pods get the sidecar; `crossgate namespace add` sets it.
-	NamespaceLabel = "crossgate.io/inject"
+	NamespaceLabel = translator.MeshNamespaceLabel
 	// NamespaceLabelValue is its value.
-	NamespaceLabelValue = "enabled"
+	NamespaceLabelValue = translator.MeshNamespaceValue
 	// PodAnnotation set to "false" on a pod opts it out.
 	PodAnnotation = "crossgate.io/inject"
 	// InjectedAnnotation records that a pod was injected (so a second pass does nothing).

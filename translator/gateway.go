@@ -292,26 +292,56 @@ func wildcardMatch(wildcard, host string) bool {
 	return strings.HasSuffix(host, suffix) && len(host) > len(suffix) && !strings.HasPrefix(host, "*.")
 }
 
+// buildGatewayIR builds one IR listener per port. Listeners of one port share it (Gateway API
+// listeners differ by hostname), and Envoy serves one route configuration per port in which a
+// domain may appear once: routes that reach a hostname through several listeners of a port are
+// merged into that hostname's one virtual host.
 func buildGatewayIR(g *gatewayv1.Gateway, ls []*listenerState) ir.Gateway {
 	out := ir.Gateway{Namespace: g.Namespace, Name: g.Name, Identity: GatewayIdentity(g.Namespace, g.Name)}
-	byPort := map[uint32]*ir.Listener{}
+	type routeKey struct {
+		owner       nsName
+		rule, match int
+	}
+	byPort := map[uint32]map[string][]sortableRoute{}
+	seen := map[uint32]map[string]map[routeKey]bool{}
 	for _, l := range ls {
 		if !l.usable() {
 			continue
 		}
 		port := uint32(l.spec.Port)
-		il := byPort[port]
-		if il == nil {
-			il = &ir.Listener{Name: listenerName(port), Port: port, Protocol: ir.HTTP}
-			byPort[port] = il
+		if byPort[port] == nil {
+			byPort[port], seen[port] = map[string][]sortableRoute{}, map[string]map[routeKey]bool{}
 		}
-		hosts := make([]string, 0, len(l.routes))
-		for h := range l.routes {
+		for h, rs := range l.routes {
+			if seen[port][h] == nil {
+				seen[port][h] = map[routeKey]bool{}
+			}
+			for _, r := range rs {
+				k := routeKey{r.owner, r.rule, r.match}
+				if !seen[port][h][k] { // one route attached to two listeners of the port
+					seen[port][h][k] = true
+					byPort[port][h] = append(byPort[port][h], r)
+				}
+			}
+		}
+	}
+	for port, byHost := range byPort {
+		il := ir.Listener{Name: listenerName(port), Port: port, Protocol: ir.HTTP}
+		hosts := make([]string, 0, len(byHost))
+		for h := range byHost {
 			hosts = append(hosts, h)
 		}
-		slices.Sort(hosts)
+		slices.SortFunc(hosts, func(a, b string) int {
+			if (a == "*") != (b == "*") {
+				if a == "*" {
+					return 1
+				}
+				return -1
+			}
+			return cmp.Compare(a, b)
+		})
 		for _, h := range hosts {
-			rs := slices.Clone(l.routes[h])
+			rs := byHost[h]
 			slices.SortStableFunc(rs, routePrecedence)
 			vh := ir.VirtualHost{Name: h, Hostnames: []string{h}}
 			for _, r := range rs {
@@ -319,18 +349,7 @@ func buildGatewayIR(g *gatewayv1.Gateway, ls []*listenerState) ir.Gateway {
 			}
 			il.VirtualHosts = append(il.VirtualHosts, vh)
 		}
-	}
-	for _, il := range byPort {
-		slices.SortFunc(il.VirtualHosts, func(a, b ir.VirtualHost) int {
-			if (a.Name == "*") != (b.Name == "*") {
-				if a.Name == "*" {
-					return 1
-				}
-				return -1
-			}
-			return cmp.Compare(a.Name, b.Name)
-		})
-		out.Listeners = append(out.Listeners, *il)
+		out.Listeners = append(out.Listeners, il)
 	}
 	slices.SortFunc(out.Listeners, func(a, b ir.Listener) int { return cmp.Compare(a.Port, b.Port) })
 	return out

@@ -34,7 +34,7 @@ func (t *translation) inboundIndex() map[ir.Identity][]ir.InboundPort {
 					ports[e.Port] = a
 				}
 				a.services[ir.ServiceKey(v.key.ns, v.key.name, p.port)] = true
-				if t.proxyless[e] {
+				if e.Proxyless {
 					a.addresses[e.Address] = true
 				}
 				if isExported {

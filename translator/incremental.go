@@ -238,7 +238,7 @@ func (x *Incremental) sameServing(a, b *serviceView) bool {
 		for _, p := range v.ports {
 			for i := range p.local {
 				e := &p.local[i]
-				if x.t.proxyless[*e] || (id != nil && e.Identity != *id) {
+				if e.Proxyless || (id != nil && e.Identity != *id) {
 					simple = false
 				}
 				id = &e.Identity
@@ -263,7 +263,7 @@ func (x *Incremental) inboundSignature(v *serviceView) string {
 	var parts []string
 	for _, p := range v.ports {
 		for _, e := range p.local {
-			if x.t.proxyless[e] {
+			if e.Proxyless {
 				parts = append(parts, "proxyless|"+e.Address+"|"+strconv.FormatUint(uint64(e.Port), 10))
 			}
 			parts = append(parts, e.Identity.String()+"|"+strconv.FormatUint(uint64(e.Port), 10))

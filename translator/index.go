@@ -54,11 +54,12 @@ type translation struct {
 	// gateways are the identities of this cluster's Gateways of our class.
 	gateways []ir.Identity
 
-	// proxyless are the local endpoints whose pods are proxyless gRPC workloads.
-	proxyless map[ir.Endpoint]bool
 
 	permissiveOutbound []ir.OutboundService
 	permissiveDone     bool
+
+	// warned are the warnings met while translating.
+	warned []ObjectWarning
 }
 
 // allowSet is what one caller may reach in policy mode.
@@ -95,7 +96,6 @@ func newTranslation(in *Input) *translation {
 		viewsByNS:   map[string][]*serviceView{},
 		access:      map[ir.Identity]*allowSet{},
 		ttByDest:    map[ir.Identity][]*accessv1alpha3.TrafficTarget{},
-		proxyless:   map[ir.Endpoint]bool{},
 	}
 	if mc := in.MeshConfig; mc != nil {
 		t.permissive = mc.PermissiveMode()
@@ -190,4 +190,13 @@ func (t *translation) buildViews() {
 		t.views = append(t.views, v)
 		t.viewsByNS[k.ns] = append(t.viewsByNS[k.ns], v)
 	}
+}
+
+// view is the view of ns/name, or nil.
+func (t *translation) view(k nsName) *serviceView {
+	i, found := slices.BinarySearchFunc(t.views, k, func(v *serviceView, k nsName) int { return cmpNsName(v.key, k) })
+	if !found {
+		return nil
+	}
+	return t.views[i]
 }

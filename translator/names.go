@@ -16,6 +16,18 @@ const ControllerName gatewayv1.GatewayController = "crossgate.io/gateway-control
 // DefaultDNSDomain is the cluster DNS domain when the Input names none.
 const DefaultDNSDomain = "cluster.local"
 
+// MeshNamespaceLabel set to MeshNamespaceValue adds a namespace to the mesh: its pods get the
+// sidecar (`crossgate namespace add`), and its Services are routed by callers' sidecars.
+const (
+	MeshNamespaceLabel = "crossgate.io/inject"
+	MeshNamespaceValue = "enabled"
+)
+
+// ProbesAnnotation lists, on a pod, the HTTP probes the sidecar injector rewrote to the
+// sidecar's probe port, as JSON: [{"port":8080,"path":"/healthz"}]. The sidecar forwards each
+// to the application in plaintext.
+const ProbesAnnotation = "crossgate.io/probes"
+
 // ProxylessAnnotation marks a pod whose workload uses grpc-go's xDS support instead of an Envoy
 // sidecar: its server listeners are built for its address.
 const ProxylessAnnotation = "crossgate.io/proxyless"

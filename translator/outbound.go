@@ -49,15 +49,29 @@ func sortOutbound(out []ir.OutboundService) {
 
 // appendOutbound adds v's ports that keep at least one endpoint once the caller's access (nil:
 // permissive) and the GlobalTrafficPolicy apply. A port with none left gets no entry: requests
-// to it fail, as the walkthrough shows.
+// to it fail, as the walkthrough shows. Services outside the mesh, and ports the sidecar itself
+// listens on (ir.ReservedPorts), get none either: their connections pass through unchanged.
 func (t *translation) appendOutbound(out []ir.OutboundService, v *serviceView, access *allowSet) []ir.OutboundService {
+	if !v.mesh {
+		return out
+	}
 	gtp := t.gtps[v.key]
 	for _, p := range v.ports {
+		if ir.Reserved(uint32(p.port)) {
+			continue // reported by reservedPortWarnings
+		}
 		o := ir.OutboundService{
 			Namespace: v.key.ns, Name: v.key.name, Port: p.port, Protocol: p.protocol,
 			Hostnames: v.hostnames,
 		}
 		o.Localities, o.Policy, o.RetryOtherPriority = t.localities(p, gtp, access)
+		for _, l := range o.Localities {
+			if !l.Local {
+				// A remote gateway routes the service's mesh hostnames; name.ns.svc is one of
+				// them whatever the exporting cluster's DNS domain.
+				o.HostRewrite = v.key.name + "." + v.key.ns + ".svc"
+			}
+		}
 		if len(o.Localities) > 0 {
 			out = append(out, o)
 		}
@@ -85,7 +99,13 @@ func (t *translation) localities(p *portView, gtp *flomeshv1alpha1.GlobalTraffic
 		return out
 	}
 	local := allowed(p.local)
-	remote := func(key string) []ir.Endpoint { return allowed(p.remote[key]) }
+	remote := func(key string) []ir.Endpoint {
+		if !p.protocol.Routed() {
+			// Gateways route HTTP only: a TCP or TLS port is served by local endpoints alone.
+			return nil
+		}
+		return allowed(p.remote[key])
+	}
 
 	lbType := flomeshv1alpha1.Locality
 	var targets []weightedCluster

@@ -22,6 +22,18 @@ type Statuses struct {
 	HTTPRoutes            []HTTPRouteStatus    `json:"httpRoutes,omitempty"`
 	ServiceExports        []ObjectConditions   `json:"serviceExports,omitempty"`
 	GlobalTrafficPolicies []ObjectConditions   `json:"globalTrafficPolicies,omitempty"`
+	// Warnings are problems with objects that have no status of crossgate's to hold them (a
+	// Service); the controller reports each as an Event on the object when it first appears.
+	Warnings []ObjectWarning `json:"warnings,omitempty"`
+}
+
+// ObjectWarning is a problem with one object, for an Event.
+type ObjectWarning struct {
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	Reason    string `json:"reason"`
+	Message   string `json:"message"`
 }
 
 // GatewayClassStatus is the status of a GatewayClass of our controller.

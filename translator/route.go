@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/crossgate-io/crossgate/translator/ir"
@@ -174,9 +173,18 @@ func (t *translation) resolveBackend(routeNS string, ref gatewayv1.BackendRef) (
 		return invalid, &refProblem{string(gatewayv1.RouteReasonUnsupportedValue), fmt.Sprintf("Backend Service %s/%s needs a port.", ns, ref.Name)}
 	}
 	for _, sp := range svc.Spec.Ports {
-		if sp.Port == int32(*ref.Port) && (sp.Protocol == "" || sp.Protocol == corev1.ProtocolTCP) {
-			return ir.Backend{Cluster: ir.ServiceKey(ns, svc.Name, sp.Port), Endpoints: t.localEndpoints(nsName{ns, svc.Name}, sp)}, nil
+		if sp.Port != int32(*ref.Port) {
+			continue
 		}
+		proto, ok := portProtocol(sp.Protocol, sp.Name, sp.AppProtocol)
+		if !ok {
+			break
+		}
+		if !proto.Routed() {
+			return invalid, &refProblem{string(gatewayv1.RouteReasonUnsupportedProtocol),
+				fmt.Sprintf("Port %d of Service %s/%s carries %s (its appProtocol or name says so); an HTTPRoute sends HTTP.", sp.Port, ns, ref.Name, proto)}
+		}
+		return ir.Backend{Cluster: ir.ServiceKey(ns, svc.Name, sp.Port), Protocol: proto, Endpoints: t.localEndpoints(nsName{ns, svc.Name}, sp)}, nil
 	}
 	return invalid, &refProblem{string(gatewayv1.RouteReasonBackendNotFound), fmt.Sprintf("Service %s/%s has no TCP port %d.", ns, ref.Name, *ref.Port)}
 }

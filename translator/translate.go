@@ -2,6 +2,7 @@ package translator
 
 import (
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -22,7 +23,42 @@ func Translate(in *Input) *Result {
 	res.IR.Sidecars = t.sidecars()
 	res.Statuses.ServiceExports = t.exportStatuses()
 	res.Statuses.GlobalTrafficPolicies = t.policyStatuses()
+	res.Statuses.Warnings = append(t.warnings(), t.warned...)
+	slices.SortFunc(res.Statuses.Warnings, func(a, b ObjectWarning) int {
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name), cmp.Compare(a.Reason, b.Reason))
+	})
 	return res
+}
+
+func (t *translation) warn(w ObjectWarning) { t.warned = append(t.warned, w) }
+
+// warnings reports mesh services on a port the sidecar listens on itself: callers' sidecars
+// cannot route them (the outbound listener would take the capture listener's address), so their
+// connections pass through unrouted.
+func (t *translation) warnings() []ObjectWarning {
+	var out []ObjectWarning
+	for _, v := range t.views {
+		if !v.mesh {
+			continue
+		}
+		var ports []string
+		for _, p := range v.ports {
+			if ir.Reserved(uint32(p.port)) {
+				ports = append(ports, fmt.Sprint(p.port))
+			}
+		}
+		if len(ports) == 0 {
+			continue
+		}
+		kind := "Service"
+		if v.svc == nil {
+			kind = "ServiceImport"
+		}
+		out = append(out, ObjectWarning{Kind: kind, Namespace: v.key.ns, Name: v.key.name, Reason: "ReservedPort",
+			Message: fmt.Sprintf("Port %s is one the mesh's sidecar listens on itself (%d, %d, %d, %d): callers' sidecars do not route it, and its connections pass through unchanged; use another port.",
+				strings.Join(ports, ", "), ir.AdminPort, ir.OutboundCapturePort, ir.InboundCapturePort, ir.ProbePort)})
+	}
+	return out
 }
 
 // identities are the workload identities of this cluster: every ServiceAccount and every pod's.
@@ -49,9 +85,42 @@ func (t *translation) identities() []ir.Identity {
 
 func (t *translation) sidecars() []ir.Sidecar {
 	inbound := t.inboundIndex()
+	probes := t.probes()
 	var out []ir.Sidecar
 	for _, id := range t.identities() {
-		out = append(out, ir.Sidecar{Identity: id, Outbound: t.outbound(id), Inbound: inbound[id]})
+		out = append(out, ir.Sidecar{Identity: id, Outbound: t.outbound(id), Inbound: inbound[id], Probes: probes[id]})
+	}
+	return out
+}
+
+// probes gathers, per identity, the rewritten HTTP probes its pods declare (ProbesAnnotation).
+// A malformed annotation declares none: the pod's probes then fail, and the warning says why.
+func (t *translation) probes() map[ir.Identity][]ir.Probe {
+	out := map[ir.Identity][]ir.Probe{}
+	for i := range t.in.Pods {
+		pod := &t.in.Pods[i]
+		v, ok := pod.Annotations[ProbesAnnotation]
+		if !ok {
+			continue
+		}
+		var ps []ir.Probe
+		if err := json.Unmarshal([]byte(v), &ps); err != nil {
+			t.warn(ObjectWarning{Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, Reason: "ProbesAnnotationInvalid",
+				Message: fmt.Sprintf("Annotation %s is not a JSON list of {\"port\": N, \"path\": \"/...\"}: %v; the sidecar forwards none of its probes.", ProbesAnnotation, err)})
+			continue
+		}
+		id := ir.Identity{Namespace: pod.Namespace, ServiceAccount: cmp.Or(pod.Spec.ServiceAccountName, "default")}
+		for _, p := range ps {
+			if p.Port == 0 || p.Port > 65535 || !strings.HasPrefix(p.Path, "/") {
+				continue
+			}
+			if !slices.Contains(out[id], p) {
+				out[id] = append(out[id], p)
+			}
+		}
+	}
+	for id := range out {
+		slices.SortFunc(out[id], func(a, b ir.Probe) int { return cmp.Or(cmp.Compare(a.Port, b.Port), cmp.Compare(a.Path, b.Path)) })
 	}
 	return out
 }
@@ -118,8 +187,19 @@ func (t *translation) policyStatuses() []ObjectConditions {
 			conds = append(conds, cond(flomeshv1alpha1.ConditionAccepted, false, "ServiceNotFound",
 				fmt.Sprintf("No Service or ServiceImport %s/%s exists; a GlobalTrafficPolicy applies to the service of its own namespace and name.", g.Namespace, g.Name), g.Generation))
 		} else {
-			conds = append(conds, cond(flomeshv1alpha1.ConditionAccepted, true, "Accepted",
-				fmt.Sprintf("%s applies to callers of %s.%s in this cluster.", cmp.Or(g.Spec.LbType, flomeshv1alpha1.Locality), g.Name, g.Namespace), g.Generation))
+			msg := fmt.Sprintf("%s applies to callers of %s.%s in this cluster.", cmp.Or(g.Spec.LbType, flomeshv1alpha1.Locality), g.Name, g.Namespace)
+			if v := t.view(k); v != nil {
+				var local []string
+				for _, p := range v.ports {
+					if !p.protocol.Routed() && len(p.remoteKeys) > 0 {
+						local = append(local, fmt.Sprintf("%d (%s)", p.port, p.protocol))
+					}
+				}
+				if len(local) > 0 {
+					msg += fmt.Sprintf(" Port %s is not HTTP: gateways route HTTP only, so only this cluster's endpoints serve it.", strings.Join(local, ", "))
+				}
+			}
+			conds = append(conds, cond(flomeshv1alpha1.ConditionAccepted, true, "Accepted", msg, g.Generation))
 		}
 		exporting := map[string]bool{}
 		if imp != nil {

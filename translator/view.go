@@ -21,6 +21,10 @@ type serviceView struct {
 	imp       *flomeshv1alpha1.ServiceImport
 	hostnames []string
 	ports     []*portView
+	// mesh is set for the services callers' sidecars route: imports, and Services with a
+	// selector in namespaces added to the mesh. Any other destination (the API server's
+	// "kubernetes" Service, kube-dns, Services of other namespaces) is passed through unchanged.
+	mesh bool
 }
 
 // portView is one port of a service with its endpoints by source cluster.
@@ -38,6 +42,7 @@ func (t *translation) newView(k nsName) *serviceView {
 	if v.svc != nil && v.svc.Spec.Type == corev1.ServiceTypeExternalName {
 		v.svc = nil
 	}
+	v.mesh = v.imp != nil || (v.svc != nil && len(v.svc.Spec.Selector) > 0 && t.meshNamespace(k.ns))
 	v.hostnames = meshHostnames(k.name, k.ns, t.domain)
 	var ips []string
 	if v.svc != nil {
@@ -137,16 +142,35 @@ func (v *serviceView) svcPorts() []corev1.ServicePort {
 }
 
 // portProtocol says what a Service port carries; ok is false for ports crossgate does not proxy
-// (UDP, SCTP).
+// (UDP, SCTP). As Istio and Envoy Gateway do, the port's appProtocol decides first, then its name
+// (the protocol, alone or before a "-"). A port that declares neither is HTTP (OSM's default): a
+// TCP or TLS service must say so, or its connections are parsed as HTTP.
 func portProtocol(proto corev1.Protocol, name string, appProtocol *string) (ir.Protocol, bool) {
 	if proto != "" && proto != corev1.ProtocolTCP {
 		return "", false
 	}
-	app := strings.ToLower(name)
-	if appProtocol != nil {
-		app = strings.ToLower(*appProtocol)
+	if appProtocol != nil && *appProtocol != "" {
+		switch strings.ToLower(*appProtocol) {
+		case "http", "kubernetes.io/ws", "grpc-web":
+			return ir.HTTP, true
+		case "http2", "grpc", "kubernetes.io/h2c":
+			return ir.HTTP2, true
+		case "https", "tls", "kubernetes.io/wss":
+			return ir.TLS, true
+		default: // tcp, and any protocol that is not HTTP (mysql, redis, ...)
+			return ir.TCP, true
+		}
 	}
-	if app == "tcp" || strings.HasPrefix(app, "tcp-") {
+	n := strings.ToLower(name)
+	prefix, _, _ := strings.Cut(n, "-")
+	switch {
+	case prefix == "http" || n == "grpc-web" || strings.HasPrefix(n, "grpc-web-"):
+		return ir.HTTP, true
+	case prefix == "http2" || prefix == "grpc" || prefix == "h2c":
+		return ir.HTTP2, true
+	case prefix == "https" || prefix == "tls" || strings.HasSuffix(n, "-https") || strings.HasSuffix(n, "-tls"):
+		return ir.TLS, true
+	case prefix == "tcp" || prefix == "mongo" || prefix == "mysql" || prefix == "redis" || prefix == "dns":
 		return ir.TCP, true
 	}
 	return ir.HTTP, true
@@ -186,12 +210,9 @@ func (t *translation) localEndpoints(k nsName, sp corev1.ServicePort) []ir.Endpo
 				}
 			}
 			for _, a := range e.Addresses {
-				ep := ir.Endpoint{Address: a, Port: uint32(port), Identity: idn}
+				ep := ir.Endpoint{Address: a, Port: uint32(port), Identity: idn, Proxyless: proxyless}
 				if !slices.Contains(out, ep) {
 					out = append(out, ep)
-					if proxyless {
-						t.proxyless[ep] = true
-					}
 				}
 			}
 		}
@@ -205,4 +226,10 @@ func cmpEndpoint(a, b ir.Endpoint) int {
 		return c
 	}
 	return cmp.Compare(a.Port, b.Port)
+}
+
+// meshNamespace reports whether a namespace was added to the mesh.
+func (t *translation) meshNamespace(ns string) bool {
+	n := t.namespaces[ns]
+	return n != nil && n.Labels[MeshNamespaceLabel] == MeshNamespaceValue
 }

@@ -73,6 +73,8 @@ type Backend struct {
 	Weight  uint32 `json:"weight"`
 	// Invalid backends did not resolve; their share of requests gets a 500.
 	Invalid bool `json:"invalid,omitempty"`
+	// Protocol of the Service port (HTTP or HTTP2).
+	Protocol Protocol `json:"protocol,omitempty"`
 	// Endpoints of the Service port (local pods), sorted.
 	Endpoints []Endpoint `json:"endpoints,omitempty"`
 }

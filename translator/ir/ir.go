@@ -29,15 +29,43 @@ func (i Identity) SPIFFEID(trustDomain string) string {
 	return "spiffe://" + trustDomain + "/ns/" + i.Namespace + "/sa/" + i.ServiceAccount
 }
 
-// Protocol is what a port carries.
+// Protocol is what a port carries, as the Service port's appProtocol or name declares it.
 type Protocol string
 
 const (
-	// HTTP is HTTP/1.1 or HTTP/2 (gRPC included), routed by Host and path.
+	// HTTP is HTTP/1.1 or HTTP/2, routed by Host and path; upstream, a proxy speaks the protocol
+	// its caller spoke. Ports that declare nothing are HTTP.
 	HTTP Protocol = "HTTP"
-	// TCP is opaque TCP, forwarded by port.
+	// HTTP2 is HTTP/2 only (gRPC, h2c): routed like HTTP, and always HTTP/2 upstream.
+	HTTP2 Protocol = "HTTP2"
+	// TLS is a TLS stream the application terminates itself (https, tls): forwarded opaque by
+	// address and port, never parsed as HTTP.
+	TLS Protocol = "TLS"
+	// TCP is opaque TCP, forwarded by address and port.
 	TCP Protocol = "TCP"
 )
+
+// Routed reports whether a proxy parses the port's traffic as HTTP (routes by Host and path).
+func (p Protocol) Routed() bool { return p == HTTP || p == HTTP2 }
+
+// Ports a sidecar's Envoy listens on itself, which no outbound service may use: its admin
+// interface, the capture listeners of outgoing and incoming connections, and the listener that
+// answers kubelet's probes.
+const (
+	AdminPort           = 15000
+	OutboundCapturePort = 15001
+	InboundCapturePort  = 15006
+	ProbePort           = 15020
+)
+
+// Reserved reports whether port is one the sidecar listens on itself.
+func Reserved(port uint32) bool {
+	switch port {
+	case AdminPort, OutboundCapturePort, InboundCapturePort, ProbePort:
+		return true
+	}
+	return false
+}
 
 // Sidecar is the configuration of every proxy (or proxyless workload) running as one identity.
 type Sidecar struct {
@@ -47,6 +75,16 @@ type Sidecar struct {
 	Outbound []OutboundService `json:"outbound,omitempty"`
 	// Inbound are the ports this identity serves, sorted by port.
 	Inbound []InboundPort `json:"inbound,omitempty"`
+	// Probes are the kubelet HTTP probes of this identity's pods, as the injector rewrote them
+	// to the sidecar's probe port, sorted by port and path.
+	Probes []Probe `json:"probes,omitempty"`
+}
+
+// Probe is one HTTP probe the sidecar forwards to the application: kubelet sends
+// GET /crossgate-probe/<Port><Path> to the probe port, the application gets GET <Path> on Port.
+type Probe struct {
+	Port uint32 `json:"port"`
+	Path string `json:"path"`
 }
 
 // OutboundService is one port of a service as a caller sees it.
@@ -67,6 +105,10 @@ type OutboundService struct {
 	RetryOtherPriority bool `json:"retryOtherPriority,omitempty"`
 	// Policy is the GlobalTrafficPolicy type in force: Locality, FailOver or ActiveActive.
 	Policy string `json:"policy"`
+	// HostRewrite, set when a remote cluster's gateway may take the request, is the mesh
+	// hostname such a gateway routes: requests that name the service otherwise (a short name, a
+	// ClusterIP) are sent with it as Host.
+	HostRewrite string `json:"hostRewrite,omitempty"`
 }
 
 // Key is the deterministic name of the outbound service port: ns/name:port.
@@ -97,6 +139,9 @@ type Endpoint struct {
 	// Identity the endpoint serves as: its pod's ServiceAccount, or for a remote cluster the
 	// ServiceImport's serviceAccountName (ServiceAccount "*" = any).
 	Identity Identity `json:"identity"`
+	// Proxyless is set for a pod that serves with grpc-go's xDS support (no sidecar): it takes
+	// mTLS and HTTP/2 only.
+	Proxyless bool `json:"proxyless,omitempty"`
 }
 
 // InboundPort is one port a sidecar's workload listens on.

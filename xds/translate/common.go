@@ -16,6 +16,7 @@ import (
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/crossgate-io/crossgate/translator/ir"
@@ -47,13 +48,48 @@ func routerFilter() *hcmv3.HttpFilter {
 	return &hcmv3.HttpFilter{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}}
 }
 
+// hcmKind says which proxy and which side an HTTP connection manager serves.
+type hcmKind int
+
+const (
+	// hcmOutbound is a sidecar's outbound: the app is the client.
+	hcmOutbound hcmKind = iota
+	// hcmInbound is a sidecar's inbound: it authorizes requests by path (RBAC).
+	hcmInbound
+	// hcmGateway is a gateway: it faces clients outside the mesh and routes by path.
+	hcmGateway
+	// hcmGRPC is grpc-go's (an API listener or a proxyless server's listener): grpc-go reads the
+	// route configuration and the HTTP filters, and ignores Envoy's connection settings.
+	hcmGRPC
+)
+
 // hcm builds an HTTP connection manager with RDS (rdsName) or an inline route configuration.
-func hcm(statPrefix, rdsName string, inline *routev3.RouteConfiguration, filters ...*hcmv3.HttpFilter) *hcmv3.HttpConnectionManager {
+//
+// Every Envoy HCM proxies WebSocket upgrades (Envoy forwards an Upgrade only for the types in
+// upgrade_configs: docs arch_overview/http/upgrades). Those that authorize or route by path
+// (inbound, gateway) normalise it first, as Envoy Gateway does: without normalize_path and
+// merge_slashes, an RBAC rule on /status/.* admits /status/../admin (http_connection_manager.proto
+// normalize_path, "defaults to false"). A gateway takes requests from outside the mesh, so it uses
+// the peer's address rather than trusting x-forwarded-for, and treats its clients as external:
+// Envoy honours x-envoy-* request headers only from internal clients (use_remote_address;
+// Envoy's edge proxy best practices).
+func hcm(kind hcmKind, statPrefix, rdsName string, inline *routev3.RouteConfiguration, filters ...*hcmv3.HttpFilter) *hcmv3.HttpConnectionManager {
 	m := &hcmv3.HttpConnectionManager{
-		StatPrefix:    statPrefix,
-		CodecType:     hcmv3.HttpConnectionManager_AUTO,
-		StripPortMode: &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true},
-		HttpFilters:   append(filters, routerFilter()),
+		StatPrefix:  statPrefix,
+		CodecType:   hcmv3.HttpConnectionManager_AUTO,
+		HttpFilters: append(filters, routerFilter()),
+	}
+	if kind != hcmGRPC {
+		m.StripPortMode = &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true}
+		m.UpgradeConfigs = []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: "websocket"}}
+	}
+	if kind == hcmInbound || kind == hcmGateway {
+		m.NormalizePath = wrapperspb.Bool(true)
+		m.MergeSlashes = true
+		m.PathWithEscapedSlashesAction = hcmv3.HttpConnectionManager_UNESCAPE_AND_REDIRECT
+	}
+	if kind == hcmGateway {
+		m.UseRemoteAddress = wrapperspb.Bool(true)
 	}
 	if inline != nil {
 		m.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: inline}
@@ -62,6 +98,11 @@ func hcm(statPrefix, rdsName string, inline *routev3.RouteConfiguration, filters
 	}
 	return m
 }
+
+// noTimeout is a route's timeout: none, as for an application without a proxy. Envoy's default
+// is 15 s (route_components.proto RouteAction.timeout), which would cut long requests and every
+// gRPC stream; Istio sets 0s likewise.
+func noTimeout() *durationpb.Duration { return durationpb.New(0) }
 
 // Envoy reads certificates over SDS; proxyless gRPC reads them from its certificate provider.
 type certSource int
@@ -74,12 +115,22 @@ const (
 // commonTLS configures a workload certificate and the trust bundle. When matchPeer is set the
 // peer must also carry an identity of the trust domain; grpc-go refuses that check on the server
 // side, where the RBAC filter authorizes the peer's identity instead.
+//
+// Envoy matches the peer with match_typed_subject_alt_names (a URI SAN); match_subject_alt_names
+// is deprecated there (common.proto) and logs a deprecation warning. grpc-go reads only
+// match_subject_alt_names (xdsresource/unmarshal_cds.go) and would ignore the typed one, so the
+// proxyless form keeps it.
+//
+// The peer is only known to be a workload of the trust domain: the endpoints of a cluster may be
+// local pods of several identities or a remote cluster's gateway, whose identity the caller does
+// not know (finding K9 of the Envoy review; the identity issue makes the destination the peer).
 func commonTLS(src certSource, trustDomain string, matchPeer bool) *tlsv3.CommonTlsContext {
-	var peer []*matcherv3.StringMatcher
-	if matchPeer {
-		peer = []*matcherv3.StringMatcher{{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "spiffe://" + trustDomain + "/"}}}
-	}
+	prefix := "spiffe://" + trustDomain + "/"
 	if src == viaProvider {
+		var peer []*matcherv3.StringMatcher
+		if matchPeer {
+			peer = []*matcherv3.StringMatcher{{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: prefix}}}
+		}
 		return &tlsv3.CommonTlsContext{
 			TlsCertificateProviderInstance: &tlsv3.CertificateProviderPluginInstance{InstanceName: CertificateProviderInstance, CertificateName: SecretCertificate},
 			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
@@ -88,28 +139,42 @@ func commonTLS(src certSource, trustDomain string, matchPeer bool) *tlsv3.Common
 			}},
 		}
 	}
+	var peer []*tlsv3.SubjectAltNameMatcher
+	if matchPeer {
+		peer = []*tlsv3.SubjectAltNameMatcher{{SanType: tlsv3.SubjectAltNameMatcher_URI, Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: prefix}}}}
+	}
 	sds := func(name string) *tlsv3.SdsSecretConfig {
 		return &tlsv3.SdsSecretConfig{Name: name, SdsConfig: adsConfig()}
 	}
 	return &tlsv3.CommonTlsContext{
 		TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sds(SecretCertificate)},
 		ValidationContextType: &tlsv3.CommonTlsContext_CombinedValidationContext{CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
-			DefaultValidationContext:         &tlsv3.CertificateValidationContext{MatchSubjectAltNames: peer},
+			DefaultValidationContext:         &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: peer},
 			ValidationContextSdsSecretConfig: sds(SecretRootCA),
 		}},
 	}
 }
 
+// upstreamTLS originates mTLS. It sets no alpn_protocols: Envoy then offers the protocol of the
+// connection pool, h2 or http/1.1, as the cluster's protocol options select it
+// (conn_pool_base.cc wrapTransportSocketOptions; a configured list would override it).
 func upstreamTLS(src certSource, trustDomain string) *corev3.TransportSocket {
 	return &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{
 		TypedConfig: mustAny(&tlsv3.UpstreamTlsContext{CommonTlsContext: commonTLS(src, trustDomain, true)}),
 	}}
 }
 
+// downstreamTLS terminates mTLS. Envoy's server negotiates ALPN only with alpn_protocols set;
+// without it a client offering h2 gets no protocol and relies on Envoy inferring HTTP/2 from the
+// preface. grpc-go ignores alpn_protocols (it always negotiates h2).
 func downstreamTLS(src certSource, trustDomain string) *corev3.TransportSocket {
+	common := commonTLS(src, trustDomain, src == viaSDS)
+	if src == viaSDS {
+		common.AlpnProtocols = []string{"h2", "http/1.1"}
+	}
 	return &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{
 		TypedConfig: mustAny(&tlsv3.DownstreamTlsContext{
-			CommonTlsContext:         commonTLS(src, trustDomain, src == viaSDS),
+			CommonTlsContext:         common,
 			RequireClientCertificate: wrapperspb.Bool(true),
 		}),
 	}}

@@ -9,32 +9,100 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/crossgate-io/crossgate/translator/ir"
 )
 
+// upstreamProtocol is the HTTP protocol a cluster speaks to its endpoints.
+type upstreamProtocol int
+
+const (
+	// notHTTP: a TCP cluster (tcp_proxy), or one of grpc-go's, which always speaks HTTP/2.
+	notHTTP upstreamProtocol = iota
+	// sameAsDownstream: the protocol the request came in with (HTTP/1.1 or HTTP/2).
+	sameAsDownstream
+	// alwaysHTTP2: HTTP/2, for gRPC and h2c ports and for proxyless gRPC servers.
+	alwaysHTTP2
+)
+
+// httpProtocolOptions selects a cluster's upstream HTTP protocol. Without them Envoy speaks
+// HTTP/1.1 to every upstream whatever the client spoke (upstream_impl.cc upstreamHttpProtocol),
+// which breaks gRPC at the first Envoy hop; use_downstream_protocol_config keeps the caller's
+// protocol (Istio's useClientProtocol), explicit_http_config pins HTTP/2 (Envoy Gateway's choice
+// for gRPC backends).
+func httpProtocolOptions(p upstreamProtocol) map[string]*anypb.Any {
+	var o *httpv3.HttpProtocolOptions
+	switch p {
+	case sameAsDownstream:
+		o = &httpv3.HttpProtocolOptions{UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_UseDownstreamProtocolConfig{
+			UseDownstreamProtocolConfig: &httpv3.HttpProtocolOptions_UseDownstreamHttpConfig{
+				HttpProtocolOptions: &corev3.Http1ProtocolOptions{}, Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
+			}}}
+	case alwaysHTTP2:
+		o = &httpv3.HttpProtocolOptions{UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
+			ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}},
+		}}}
+	default:
+		return nil
+	}
+	return map[string]*anypb.Any{HTTPProtocolOptionsKey: mustAny(o)}
+}
+
+// protocolFor is the upstream protocol of a cluster of endpoints serving a port of protocol p.
+// A proxyless gRPC server takes HTTP/2 only.
+func protocolFor(p ir.Protocol, eps func(yield func(ir.Endpoint) bool)) upstreamProtocol {
+	if !p.Routed() {
+		return notHTTP
+	}
+	if p == ir.HTTP2 {
+		return alwaysHTTP2
+	}
+	if eps == nil {
+		return sameAsDownstream
+	}
+	for e := range eps {
+		if e.Proxyless { // the inbound side (eps nil) reaches an application behind a sidecar
+			return alwaysHTTP2
+		}
+	}
+	return sameAsDownstream
+}
+
 // edsCluster is a cluster whose endpoints come over EDS, with mTLS to its endpoints. gRPC
-// accepts only EDS clusters with ROUND_ROBIN, RING_HASH or LEAST_REQUEST.
-func edsCluster(name string, tls *corev3.TransportSocket, eject bool) *clusterv3.Cluster {
+// accepts only EDS clusters with ROUND_ROBIN, RING_HASH or LEAST_REQUEST. Envoy balances by the
+// localities' weights only with locality_weighted_lb_config ("Locality weights are only
+// considered when locality weighted load balancing is configured", endpoint_components.proto);
+// grpc-go always does, and ignores common_lb_config.
+func edsCluster(name string, tls *corev3.TransportSocket, eject bool, proto upstreamProtocol) *clusterv3.Cluster {
 	c := &clusterv3.Cluster{
-		Name:                 name,
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
-		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsConfig(), ServiceName: name},
-		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
-		ConnectTimeout:       durationpb.New(5 * time.Second),
-		TransportSocket:      tls,
+		Name:                          name,
+		ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig:              &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsConfig(), ServiceName: name},
+		LbPolicy:                      clusterv3.Cluster_ROUND_ROBIN,
+		ConnectTimeout:                durationpb.New(5 * time.Second),
+		TransportSocket:               tls,
+		TypedExtensionProtocolOptions: httpProtocolOptions(proto),
+		CommonLbConfig: &clusterv3.Cluster_CommonLbConfig{LocalityConfigSpecifier: &clusterv3.Cluster_CommonLbConfig_LocalityWeightedLbConfig_{
+			LocalityWeightedLbConfig: &clusterv3.Cluster_CommonLbConfig_LocalityWeightedLbConfig{},
+		}},
 	}
 	if eject {
 		// Without health checks, consecutive failures are what moves traffic away from a
 		// failing endpoint (to the next priority, or to the other clusters): eject it quickly.
+		// Each consecutive_* ejects only as often as its enforcing_* says, and that of gateway
+		// failures defaults to 0 (outlier_detection.proto): both are set.
 		c.OutlierDetection = &clusterv3.OutlierDetection{
-			Consecutive_5Xx:           wrapperspb.UInt32(3),
-			ConsecutiveGatewayFailure: wrapperspb.UInt32(1),
-			Interval:                  durationpb.New(time.Second),
-			BaseEjectionTime:          durationpb.New(10 * time.Second),
-			MaxEjectionPercent:        wrapperspb.UInt32(100),
+			Consecutive_5Xx:                    wrapperspb.UInt32(3),
+			EnforcingConsecutive_5Xx:           wrapperspb.UInt32(100),
+			ConsecutiveGatewayFailure:          wrapperspb.UInt32(1),
+			EnforcingConsecutiveGatewayFailure: wrapperspb.UInt32(100),
+			Interval:                           durationpb.New(time.Second),
+			BaseEjectionTime:                   durationpb.New(10 * time.Second),
+			MaxEjectionPercent:                 wrapperspb.UInt32(100),
 		}
 	}
 	return c

@@ -2,6 +2,7 @@ package translate
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -35,7 +36,7 @@ func (b *builder) gateway(g *ir.Gateway) {
 					if b.seen["cluster/"+name] {
 						continue
 					}
-					b.cluster(edsCluster(name, upstreamTLS(viaSDS, b.trustDomain), false))
+					b.cluster(edsCluster(name, upstreamTLS(viaSDS, b.trustDomain), false, protocolFor(be.Protocol, slices.Values(be.Endpoints))))
 					cla, err := loadAssignment(name, []ir.Locality{{Priority: 0, Weight: 1, Endpoints: be.Endpoints}})
 					if err != nil {
 						b.fail(err)
@@ -48,7 +49,7 @@ func (b *builder) gateway(g *ir.Gateway) {
 			}
 		}
 		b.route(rc)
-		manager := func() *listenerv3.Filter { return hcmFilter(hcm(l.Name, rc.Name, nil)) }
+		manager := func() *listenerv3.Filter { return hcmFilter(hcm(hcmGateway, l.Name, rc.Name, nil)) }
 		b.listener(&listenerv3.Listener{
 			Name:    l.Name,
 			Address: socketAddress("0.0.0.0", l.Port),
@@ -109,7 +110,7 @@ func (b *builder) gatewayRoute(r ir.Route) (*routev3.Route, bool) {
 		route.Action = &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: r.DirectResponse}}
 		return route, true
 	}
-	action := &routev3.RouteAction{ClusterNotFoundResponseCode: routev3.RouteAction_INTERNAL_SERVER_ERROR}
+	action := &routev3.RouteAction{ClusterNotFoundResponseCode: routev3.RouteAction_INTERNAL_SERVER_ERROR, Timeout: noTimeout()}
 	if len(r.Backends) == 1 {
 		action.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: backendCluster(r.Backends[0])}
 	} else {

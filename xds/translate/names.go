@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+
+	"github.com/crossgate-io/crossgate/translator/ir"
 )
 
 // Deterministic names of the resources this package builds, defined in one place.
@@ -20,13 +22,29 @@ const (
 	ServerListenerTemplate = "crossgate/inbound/%s"
 
 	// OutboundCapturePort is where traffic capture sends a sidecar's outgoing connections.
-	OutboundCapturePort = 15001
+	OutboundCapturePort = ir.OutboundCapturePort
 	// InboundCapturePort is where traffic capture sends a sidecar's incoming connections.
-	InboundCapturePort = 15006
+	InboundCapturePort = ir.InboundCapturePort
+	// ProbePort is where kubelet's rewritten HTTP probes reach the sidecar, which forwards each
+	// to the application in plaintext.
+	ProbePort = ir.ProbePort
+	// ProbePathPrefix starts a rewritten probe's path: /crossgate-probe/<port><original path>.
+	ProbePathPrefix = "/crossgate-probe/"
+	// ReadyPath on ProbePort answers 200 once the sidecar has its listeners: the sidecar's
+	// startup probe, which holds the application back until then.
+	ReadyPath = "/crossgate-ready"
+	// HTTPProtocolOptionsKey is the typed_extension_protocol_options key of a cluster's upstream
+	// HTTP protocol.
+	HTTPProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 	outboundVirtualListener = "outbound-virtual"
 	inboundListener         = "inbound"
+	probeListener           = "probe"
 	passthroughCluster      = "passthrough"
+	// inboundPassthroughCluster takes incoming connections to ports no Service exposes to their
+	// original destination, from InboundPassthroughSource: the capture rules let connections
+	// from that address through, so they reach the application instead of the sidecar again.
+	inboundPassthroughCluster = "inbound-passthrough"
 	// invalidBackendCluster is never defined: a route to it answers 500
 	// (cluster_not_found_response_code), which is what Gateway API asks for unresolved backends.
 	invalidBackendCluster = "invalid-backend"
@@ -39,6 +57,12 @@ func outboundRouteName(port uint32) string { return "outbound-" + strconv.Format
 
 // OutboundClusterName names the cluster (and its EDS resource) of a service port key ns/name:port.
 func OutboundClusterName(key string) string { return "outbound/" + key }
+
+// InboundPassthroughSource is the source address of the connections the sidecar passes through
+// to its own application (Istio uses 127.0.0.6 likewise).
+const InboundPassthroughSource = "127.0.0.6"
+
+func probeClusterName(port uint32) string { return "probe/" + strconv.FormatUint(uint64(port), 10) }
 
 func inboundClusterName(port uint32) string { return "inbound/" + strconv.FormatUint(uint64(port), 10) }
 

@@ -27,7 +27,7 @@ func (b *builder) proxylessOutbound(outbound []ir.OutboundService, known []*endp
 	}
 	for i := range outbound {
 		o := &outbound[i]
-		if o.Protocol != ir.HTTP {
+		if !o.Protocol.Routed() {
 			continue // gRPC is HTTP/2
 		}
 		key := o.Key()
@@ -56,11 +56,11 @@ func (b *builder) proxylessOutbound(outbound []ir.OutboundService, known []*endp
 			b.listener(&listenerv3.Listener{
 				Name: target,
 				ApiListener: &listenerv3.ApiListener{ApiListener: mustAny(
-					hcm(target, rc.Name, nil),
+					hcm(hcmGRPC, target, rc.Name, nil),
 				)},
 			})
 		}
-		b.cluster(edsCluster(cluster, upstreamTLS(viaProvider, b.trustDomain), o.RetryOtherPriority))
+		b.cluster(edsCluster(cluster, upstreamTLS(viaProvider, b.trustDomain), o.RetryOtherPriority, notHTTP))
 		if cla := byName[cluster]; cla != nil {
 			b.res.Endpoints = append(b.res.Endpoints, cla) // built and validated for the sidecar
 			continue
@@ -75,7 +75,7 @@ func (b *builder) proxylessOutbound(outbound []ir.OutboundService, known []*endp
 
 func (b *builder) proxylessInbound(inbound []ir.InboundPort) {
 	for _, p := range inbound {
-		if p.Protocol != ir.HTTP {
+		if !p.Protocol.Routed() {
 			continue
 		}
 		var filters []*hcmv3.HttpFilter
@@ -101,7 +101,7 @@ func (b *builder) proxylessInbound(inbound []ir.InboundPort) {
 				FilterChains: []*listenerv3.FilterChain{{
 					Name:            name,
 					TransportSocket: downstreamTLS(viaProvider, b.trustDomain),
-					Filters:         []*listenerv3.Filter{hcmFilter(hcm(name, "", serve, filters...))},
+					Filters:         []*listenerv3.Filter{hcmFilter(hcm(hcmGRPC, name, "", serve, filters...))},
 				}},
 			})
 		}
