@@ -54,7 +54,6 @@ type translation struct {
 	// gateways are the identities of this cluster's Gateways of our class.
 	gateways []ir.Identity
 
-
 	permissiveOutbound []ir.OutboundService
 	permissiveDone     bool
 

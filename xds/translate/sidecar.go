@@ -418,4 +418,3 @@ func (b *builder) networkRBAC(statPrefix string, r *ir.RBAC) *listenerv3.Filter 
 		TypedConfig: mustAny(&netrbacv3.RBAC{StatPrefix: statPrefix, Rules: cfg}),
 	}}
 }
-
