@@ -23,7 +23,7 @@ import (
 type IdentityReconciler struct {
 	Client    client.Client
 	Opts      *Options
-	bootstrap []byte
+	bootstrap map[string]string
 }
 
 // +kubebuilder:rbac:groups="",resources=namespaces;serviceaccounts,verbs=get;list;watch

@@ -43,7 +43,7 @@ type Reconciler struct {
 	CertTTL   time.Duration
 	XDSHost   string
 	XDSPort   uint32
-	bootstrap []byte
+	bootstrap map[string]string
 }
 
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=gateways;gatewayclasses,verbs=get;list;watch
@@ -194,27 +194,24 @@ func (r *Reconciler) remove(ctx context.Context, gw types.NamespacedName) error 
 	}}))
 }
 
-// EnsureBootstrap keeps the namespace's bootstrap ConfigMap.
-func EnsureBootstrap(ctx context.Context, c client.Client, namespace string, bootstrap []byte) error {
+// EnsureBootstrap keeps the namespace's bootstrap ConfigMap: files, by name.
+func EnsureBootstrap(ctx context.Context, c client.Client, namespace string, files map[string]string) error {
 	cm := &corev1.ConfigMap{}
 	err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: BootstrapConfigMap}, cm)
 	if apierrors.IsNotFound(err) {
 		cm = &corev1.ConfigMap{
 			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: BootstrapConfigMap, Labels: map[string]string{translator.ManagedByLabel: translator.ManagedByValue}},
-			Data:       map[string]string{BootstrapFile: string(bootstrap)},
+			Data:       maps.Clone(files),
 		}
 		return client.IgnoreAlreadyExists(c.Create(ctx, cm, fieldOwner))
 	}
 	if err != nil {
 		return err
 	}
-	if cm.Data[BootstrapFile] == string(bootstrap) {
+	if maps.Equal(cm.Data, files) {
 		return nil
 	}
-	if cm.Data == nil {
-		cm.Data = map[string]string{}
-	}
-	cm.Data[BootstrapFile] = string(bootstrap)
+	cm.Data = maps.Clone(files)
 	return c.Update(ctx, cm, fieldOwner)
 }
 

@@ -4,6 +4,9 @@ import (
 	"strings"
 	"testing"
 
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/protobuf/encoding/protojson"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
@@ -67,11 +70,11 @@ func TestRender(t *testing.T) {
 }
 
 func TestBootstrap(t *testing.T) {
-	b, err := Bootstrap("crossgate-controller.crossgate-system.svc", 15010)
+	files, err := Bootstrap("crossgate-controller.crossgate-system.svc", 15010)
 	if err != nil {
 		t.Fatal(err)
 	}
-	back, err := ParseBootstrap(b)
+	back, err := ParseBootstrap([]byte(files[BootstrapFile]))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +91,44 @@ func TestBootstrap(t *testing.T) {
 		t.Errorf("xds address %v", addr)
 	}
 	if xds.GetTransportSocket() == nil {
-		t.Error("the xDS connection must be TLS")
+		t.Fatal("the xDS connection must be TLS")
+	}
+	up := &tlsv3.UpstreamTlsContext{}
+	if err := xds.GetTransportSocket().GetTypedConfig().UnmarshalTo(up); err != nil {
+		t.Fatal(err)
+	}
+	common := up.GetCommonTlsContext()
+	// Envoy reads static TLS files once: the certificate must come by SDS from files, with the
+	// identity Secret's directory watched, or it is never rotated inside Envoy.
+	if len(common.GetTlsCertificates()) != 0 || len(common.GetTlsCertificateSdsSecretConfigs()) != 1 {
+		t.Fatalf("client certificate %v: want file-based SDS only", common)
+	}
+	sds := common.GetTlsCertificateSdsSecretConfigs()[0]
+	if p := sds.GetSdsConfig().GetPathConfigSource(); p.GetPath() != BootstrapDir+"/"+XDSCertificateFile {
+		t.Errorf("certificate SDS source %v", p)
+	}
+	combined := common.GetCombinedValidationContext()
+	if p := combined.GetValidationContextSdsSecretConfig().GetSdsConfig().GetPathConfigSource(); p.GetPath() != BootstrapDir+"/"+XDSTrustedCAFile {
+		t.Errorf("trusted CA SDS source %v", p)
+	}
+	if m := combined.GetDefaultValidationContext().GetMatchTypedSubjectAltNames(); len(m) != 1 || m[0].GetMatcher().GetExact() != "crossgate-controller.crossgate-system.svc" || m[0].GetSanType() != tlsv3.SubjectAltNameMatcher_DNS {
+		t.Errorf("the xDS server's name is not checked: %v", m)
+	}
+	for name, want := range map[string]string{XDSCertificateFile: xdsCertificateSecret, XDSTrustedCAFile: xdsTrustedCASecret} {
+		resp := &discoveryv3.DiscoveryResponse{}
+		if err := protojson.Unmarshal([]byte(files[name]), resp); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		secret := &tlsv3.Secret{}
+		if len(resp.GetResources()) != 1 || resp.GetResources()[0].UnmarshalTo(secret) != nil || secret.GetName() != want {
+			t.Fatalf("%s holds %v, want secret %s", name, resp, want)
+		}
+		dir := secret.GetTlsCertificate().GetWatchedDirectory().GetPath() + secret.GetValidationContext().GetWatchedDirectory().GetPath()
+		if dir != IdentityDir {
+			t.Errorf("%s: watched directory %q, want %s", name, dir, IdentityDir)
+		}
+	}
+	if back.GetOverloadManager() == nil {
+		t.Error("no overload manager: Envoy accepts unlimited downstream connections")
 	}
 }

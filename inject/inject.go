@@ -8,17 +8,23 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/netip"
+	"slices"
 	"strconv"
+	"strings"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/crossgate-io/crossgate/gateway"
+	"github.com/crossgate-io/crossgate/inject/capture"
 	"github.com/crossgate-io/crossgate/translator"
+	"github.com/crossgate-io/crossgate/translator/ir"
 	"github.com/crossgate-io/crossgate/xds/translate"
 )
 
@@ -31,8 +37,10 @@ const (
 	PodAnnotation = "crossgate.io/inject"
 	// InjectedAnnotation records that a pod was injected (so a second pass does nothing).
 	InjectedAnnotation = "crossgate.io/injected"
-	// ProxyUID is the user the sidecar runs as; its own traffic is not captured.
-	ProxyUID = 101
+	// ProxyUID is the user the sidecar runs as; its own traffic is not captured. It is not 101,
+	// the user of the official nginx images (and of Envoy's): an application running as the
+	// proxy's user would escape capture (Istio uses 1337 for the same reason).
+	ProxyUID = 1337
 	// Path is where the webhook is served.
 	Path = "/inject"
 )
@@ -85,7 +93,25 @@ func (h *Handler) Handle(_ context.Context, req admission.Request) admission.Res
 	return admission.PatchResponseFromRaw(req.Object.Raw, out)
 }
 
-// Mutate adds the sidecar, the init container, their volumes and the injected annotation.
+// CaptureRules are the traffic capture rules the init container installs.
+func CaptureRules() []capture.Rule {
+	return capture.Rules(capture.Options{
+		ProxyUID:            ProxyUID,
+		OutboundPort:        translate.OutboundCapturePort,
+		InboundPort:         translate.InboundCapturePort,
+		ExcludeInboundPorts: []int{gateway.AdminPort, translate.ProbePort},
+		PassthroughSource:   netip.MustParseAddr(translate.InboundPassthroughSource),
+	})
+}
+
+// Mutate adds the sidecar, the init container, their volumes and the injected annotation, and
+// rewrites the application's HTTP probes to reach it through the sidecar's probe port.
+//
+// The sidecar is a native sidecar (an init container that keeps running, restartPolicy Always):
+// kubelet starts it after the capture rules are installed and before the application, whose
+// containers start once its startup probe passes, that is once Envoy has received its
+// listeners. A connection the application opens before that would be refused (captured towards
+// a port nothing listens on yet).
 func Mutate(pod *corev1.Pod, namespace string, opts Options) {
 	sa := pod.Spec.ServiceAccountName
 	if sa == "" {
@@ -95,45 +121,46 @@ func Mutate(pod *corev1.Pod, namespace string, opts Options) {
 		pod.Annotations = map[string]string{}
 	}
 	pod.Annotations[InjectedAnnotation] = "true"
-	out, in := strconv.Itoa(translate.OutboundCapturePort), strconv.Itoa(translate.InboundCapturePort)
-	uid := strconv.Itoa(ProxyUID)
-	// Outbound TCP goes to the sidecar's outbound port and inbound TCP to its inbound port,
-	// except the sidecar's own traffic, loopback, and Envoy's admin port.
-	script := "set -e\n" +
-		"iptables -t nat -N CROSSGATE_OUT\n" +
-		"iptables -t nat -A CROSSGATE_OUT -m owner --uid-owner " + uid + " -j RETURN\n" +
-		"iptables -t nat -A CROSSGATE_OUT -d 127.0.0.1/32 -j RETURN\n" +
-		"iptables -t nat -A CROSSGATE_OUT -p tcp -j REDIRECT --to-ports " + out + "\n" +
-		"iptables -t nat -A OUTPUT -p tcp -j CROSSGATE_OUT\n" +
-		"iptables -t nat -N CROSSGATE_IN\n" +
-		"iptables -t nat -A CROSSGATE_IN -p tcp --dport " + strconv.Itoa(gateway.AdminPort) + " -j RETURN\n" +
-		"iptables -t nat -A CROSSGATE_IN -p tcp -j REDIRECT --to-ports " + in + "\n" +
-		"iptables -t nat -A PREROUTING -p tcp -j CROSSGATE_IN\n"
-	pod.Spec.InitContainers = append([]corev1.Container{{
+	if probes := rewriteProbes(pod); len(probes) > 0 {
+		b, _ := json.Marshal(probes)
+		pod.Annotations[translator.ProbesAnnotation] = string(b)
+	}
+	always := corev1.ContainerRestartPolicyAlways
+	ready := &corev1.Probe{
+		ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: translate.ReadyPath, Port: intstr.FromInt32(translate.ProbePort)}},
+		PeriodSeconds:    1,
+		FailureThreshold: 120,
+	}
+	initContainers := []corev1.Container{{
 		Name:    "crossgate-init",
 		Image:   opts.InitImage,
-		Command: []string{"sh", "-c", script},
+		Command: []string{"sh", "-c", capture.Script(CaptureRules())},
 		SecurityContext: &corev1.SecurityContext{
 			Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "NET_RAW"}, Drop: []corev1.Capability{"ALL"}},
 			RunAsUser:    ptr.To[int64](0), RunAsNonRoot: ptr.To(false),
 		},
-	}}, pod.Spec.InitContainers...)
-	pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{
-		Name:  "envoy",
-		Image: opts.ProxyImage,
+	}, {
+		Name:          "envoy",
+		Image:         opts.ProxyImage,
+		RestartPolicy: &always,
 		Args: []string{
 			"-c", gateway.BootstrapDir + "/" + gateway.BootstrapFile,
 			"--service-node", "sidecar~" + namespace + "/" + sa,
 			"--service-cluster", namespace + "/" + sa,
 			"--log-level", "warn",
 		},
-		Ports: []corev1.ContainerPort{{Name: "envoy-admin", ContainerPort: gateway.AdminPort}},
+		Ports: []corev1.ContainerPort{
+			{Name: "envoy-admin", ContainerPort: gateway.AdminPort},
+			{Name: "crossgate-probe", ContainerPort: translate.ProbePort},
+		},
+		StartupProbe:   ready,
+		ReadinessProbe: &corev1.Probe{ProbeHandler: ready.ProbeHandler, PeriodSeconds: 5},
 		Resources: corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
 			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("512Mi")},
 		},
 		SecurityContext: &corev1.SecurityContext{
-			RunAsUser: ptr.To[int64](ProxyUID), RunAsNonRoot: ptr.To(true),
+			RunAsUser: ptr.To[int64](ProxyUID), RunAsGroup: ptr.To[int64](ProxyUID), RunAsNonRoot: ptr.To(true),
 			AllowPrivilegeEscalation: ptr.To(false), ReadOnlyRootFilesystem: ptr.To(true),
 			Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 		},
@@ -141,11 +168,57 @@ func Mutate(pod *corev1.Pod, namespace string, opts Options) {
 			{Name: "crossgate-bootstrap", MountPath: gateway.BootstrapDir, ReadOnly: true},
 			{Name: "crossgate-identity", MountPath: gateway.IdentityDir, ReadOnly: true},
 		},
-	})
+	}}
+	pod.Spec.InitContainers = append(initContainers, pod.Spec.InitContainers...)
 	pod.Spec.Volumes = append(pod.Spec.Volumes,
 		corev1.Volume{Name: "crossgate-bootstrap", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 			LocalObjectReference: corev1.LocalObjectReference{Name: gateway.BootstrapConfigMap}}}},
 		corev1.Volume{Name: "crossgate-identity", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
 			SecretName: gateway.IdentitySecretPrefix + sa}}},
 	)
+}
+
+// rewriteProbes points the application containers' HTTP probes at the sidecar's probe port, which
+// forwards each to the application in plaintext: kubelet's probes come without a client
+// certificate, so through the inbound listener they would be refused in policy mode (Istio and
+// OSM rewrite probes for the same reason). It returns the probes as the sidecar must forward them.
+// HTTPS probes, probes naming a host, tcpSocket, gRPC and exec probes are left as they are.
+func rewriteProbes(pod *corev1.Pod) []ir.Probe {
+	var out []ir.Probe
+	for ci := range pod.Spec.Containers {
+		c := &pod.Spec.Containers[ci]
+		for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe, c.StartupProbe} {
+			if p == nil || p.HTTPGet == nil || p.HTTPGet.Host != "" || (p.HTTPGet.Scheme != "" && p.HTTPGet.Scheme != corev1.URISchemeHTTP) {
+				continue
+			}
+			port := containerPort(c, p.HTTPGet.Port)
+			if port <= 0 || ir.Reserved(uint32(port)) {
+				continue
+			}
+			path := p.HTTPGet.Path
+			if !strings.HasPrefix(path, "/") {
+				path = "/" + path
+			}
+			p.HTTPGet.Port = intstr.FromInt32(translate.ProbePort)
+			p.HTTPGet.Path = translate.ProbePathPrefix + strconv.Itoa(int(port)) + path
+			pr := ir.Probe{Port: uint32(port), Path: path}
+			if !slices.Contains(out, pr) {
+				out = append(out, pr)
+			}
+		}
+	}
+	return out
+}
+
+// containerPort resolves a probe's port, a number or the name of one of the container's ports.
+func containerPort(c *corev1.Container, port intstr.IntOrString) int32 {
+	if port.Type == intstr.Int {
+		return port.IntVal
+	}
+	for _, p := range c.Ports {
+		if p.Name == port.StrVal {
+			return p.ContainerPort
+		}
+	}
+	return 0
 }

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/crossgate-io/crossgate/gateway"
 	"github.com/crossgate-io/crossgate/inject"
@@ -19,7 +20,12 @@ import (
 func pod(ns, name string, annotations map[string]string) *corev1.Pod {
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: annotations},
-		Spec:       corev1.PodSpec{ServiceAccountName: "curl", Containers: []corev1.Container{{Name: "curl", Image: "curlimages/curl"}}},
+		Spec: corev1.PodSpec{ServiceAccountName: "curl", Containers: []corev1.Container{{
+			Name: "curl", Image: "curlimages/curl",
+			Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
+			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromString("http")}}},
+			LivenessProbe:  &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(8080)}}},
+		}}},
 	}
 }
 
@@ -75,16 +81,35 @@ func TestSidecarInjection(t *testing.T) {
 		got = p
 		return nil
 	})
-	if names := containerNames(got.Spec.Containers); len(names) != 2 || names[1] != "envoy" {
-		t.Errorf("containers %v, want curl and envoy", names)
+	if names := containerNames(got.Spec.Containers); len(names) != 1 || names[0] != "curl" {
+		t.Errorf("containers %v, want curl only", names)
 	}
-	if names := containerNames(got.Spec.InitContainers); len(names) != 1 || names[0] != "crossgate-init" {
-		t.Errorf("init containers %v", names)
+	// Envoy is a native sidecar: an init container that keeps running, started after the capture
+	// rules and before the application (the API server keeps restartPolicy: it supports them).
+	if names := containerNames(got.Spec.InitContainers); len(names) != 2 || names[0] != "crossgate-init" || names[1] != "envoy" {
+		t.Fatalf("init containers %v, want crossgate-init then envoy", names)
 	}
-	envoy := got.Spec.Containers[1]
+	envoy := got.Spec.InitContainers[1]
 	if envoy.Image != "envoy:test" || fmt.Sprint(envoy.Args) != fmt.Sprint([]string{"-c", gateway.BootstrapDir + "/" + gateway.BootstrapFile,
 		"--service-node", "sidecar~injected/curl", "--service-cluster", "injected/curl", "--log-level", "warn"}) {
 		t.Errorf("envoy container %v %v", envoy.Image, envoy.Args)
+	}
+	if envoy.RestartPolicy == nil || *envoy.RestartPolicy != corev1.ContainerRestartPolicyAlways || envoy.StartupProbe == nil {
+		t.Errorf("envoy is not a native sidecar with a startup probe: restartPolicy %v, startupProbe %v", envoy.RestartPolicy, envoy.StartupProbe)
+	}
+	if u := envoy.SecurityContext.RunAsUser; u == nil || *u != inject.ProxyUID || *u == 101 {
+		t.Errorf("envoy runs as %v, want the dedicated proxy UID %d", u, inject.ProxyUID)
+	}
+	// The HTTP probe (by port name) goes to the sidecar's probe port; the tcpSocket one is kept.
+	app := got.Spec.Containers[0]
+	if g := app.ReadinessProbe.HTTPGet; g.Port.IntValue() != 15020 || g.Path != "/crossgate-probe/8080/ready" {
+		t.Errorf("readiness probe %d %s, want 15020 /crossgate-probe/8080/ready", g.Port.IntValue(), g.Path)
+	}
+	if app.LivenessProbe.TCPSocket == nil || app.LivenessProbe.TCPSocket.Port.IntValue() != 8080 {
+		t.Errorf("liveness probe %+v changed", app.LivenessProbe)
+	}
+	if a := got.Annotations["crossgate.io/probes"]; a != `[{"port":8080,"path":"/ready"}]` {
+		t.Errorf("probes annotation %q", a)
 	}
 
 	for _, tc := range []struct {
@@ -98,7 +123,7 @@ func TestSidecarInjection(t *testing.T) {
 		if err := c.Create(ctx, p); err != nil {
 			t.Fatal(err)
 		}
-		if len(p.Spec.InitContainers) != 0 || len(p.Spec.Containers) != 1 {
+		if len(p.Spec.InitContainers) != 0 || len(p.Spec.Containers) != 1 || p.Spec.Containers[0].ReadinessProbe.HTTPGet.Port.IntValue() == 15020 {
 			t.Errorf("%s/%s was injected: %v %v", tc.ns, tc.name, containerNames(p.Spec.InitContainers), containerNames(p.Spec.Containers))
 		}
 	}
