@@ -22,7 +22,7 @@ func pod(ns, name string, annotations map[string]string) *corev1.Pod {
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: annotations},
 		Spec: corev1.PodSpec{ServiceAccountName: "curl", Containers: []corev1.Container{{
 			Name: "curl", Image: "curlimages/curl",
-			Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
+			Ports:          []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
 			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromString("http")}}},
 			LivenessProbe:  &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(8080)}}},
 		}}},
