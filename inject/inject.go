@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,10 +36,8 @@ const (
 	PodAnnotation = "crossgate.io/inject"
 	// InjectedAnnotation records that a pod was injected (so a second pass does nothing).
 	InjectedAnnotation = "crossgate.io/injected"
-	// ProxyUID is the user the sidecar runs as; its own traffic is not captured. It is not 101,
-	// the user of the official nginx images (and of Envoy's): an application running as the
-	// proxy's user would escape capture (Istio uses 1337 for the same reason).
-	ProxyUID = 1337
+	// ProxyUID is the user the sidecar runs as (capture.ProxyUID).
+	ProxyUID = capture.ProxyUID
 	// Path is where the webhook is served.
 	Path = "/inject"
 )
@@ -93,17 +90,6 @@ func (h *Handler) Handle(_ context.Context, req admission.Request) admission.Res
 	return admission.PatchResponseFromRaw(req.Object.Raw, out)
 }
 
-// CaptureRules are the traffic capture rules the init container installs.
-func CaptureRules() []capture.Rule {
-	return capture.Rules(capture.Options{
-		ProxyUID:            ProxyUID,
-		OutboundPort:        translate.OutboundCapturePort,
-		InboundPort:         translate.InboundCapturePort,
-		ExcludeInboundPorts: []int{gateway.AdminPort, translate.ProbePort},
-		PassthroughSource:   netip.MustParseAddr(translate.InboundPassthroughSource),
-	})
-}
-
 // Mutate adds the sidecar, the init container, their volumes and the injected annotation, and
 // rewrites the application's HTTP probes to reach it through the sidecar's probe port.
 //
@@ -134,7 +120,7 @@ func Mutate(pod *corev1.Pod, namespace string, opts Options) {
 	initContainers := []corev1.Container{{
 		Name:    "crossgate-init",
 		Image:   opts.InitImage,
-		Command: []string{"sh", "-c", capture.Script(CaptureRules())},
+		Command: []string{"sh", "-c", capture.Script(capture.Sidecar())},
 		SecurityContext: &corev1.SecurityContext{
 			Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "NET_RAW"}, Drop: []corev1.Capability{"ALL"}},
 			RunAsUser:    ptr.To[int64](0), RunAsNonRoot: ptr.To(false),

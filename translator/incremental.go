@@ -65,6 +65,7 @@ func NewIncremental(in *Input) *Incremental {
 	res.IR.Sidecars = t.sidecars()
 	res.Statuses.ServiceExports = t.exportStatuses()
 	res.Statuses.GlobalTrafficPolicies = t.policyStatuses()
+	res.Statuses.Warnings = t.allWarnings()
 	x := &Incremental{t: t, res: res, sliceOwner: map[nsName]nsName{}, backends: map[string][]gatewayBackend{}, byNamespace: map[string][]int{}}
 	for svc, list := range t.slicesBySvc {
 		for _, s := range list {

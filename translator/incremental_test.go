@@ -84,7 +84,7 @@ func TestIncrementalEqualsFull(t *testing.T) {
 // TestIncrementalReportsOnlyTheService checks that a change reports the changed service's port
 // and nothing else.
 func TestIncrementalReportsOnlyTheService(t *testing.T) {
-	b, _ := os.ReadFile("testdata/gateway-export-routes.in.yaml")
+	b, _ := os.ReadFile("testdata/gateway-hostnames.in.yaml")
 	in, _ := ParseInput(b)
 	x := NewIncremental(in)
 	s := in.EndpointSlices[0].DeepCopy() // httpbin/httpbin

@@ -23,11 +23,17 @@ func Translate(in *Input) *Result {
 	res.IR.Sidecars = t.sidecars()
 	res.Statuses.ServiceExports = t.exportStatuses()
 	res.Statuses.GlobalTrafficPolicies = t.policyStatuses()
-	res.Statuses.Warnings = append(t.warnings(), t.warned...)
-	slices.SortFunc(res.Statuses.Warnings, func(a, b ObjectWarning) int {
+	res.Statuses.Warnings = t.allWarnings()
+	return res
+}
+
+// allWarnings are the warnings of the translation, sorted.
+func (t *translation) allWarnings() []ObjectWarning {
+	out := append(t.warnings(), t.warned...)
+	slices.SortFunc(out, func(a, b ObjectWarning) int {
 		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name), cmp.Compare(a.Reason, b.Reason))
 	})
-	return res
+	return out
 }
 
 func (t *translation) warn(w ObjectWarning) { t.warned = append(t.warned, w) }

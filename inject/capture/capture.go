@@ -4,14 +4,32 @@
 // sidecar's listeners, or straight to its destination). One definition serves both, so what the
 // tests model is what the pod runs.
 //
-// It imports the standard library only.
+// It imports the standard library and the IR's well-known ports only.
 package capture
 
 import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/crossgate-io/crossgate/translator/ir"
 )
+
+// ProxyUID is the user the sidecar runs as; its own connections are not captured. It is not 101,
+// the user of the official nginx images (and of Envoy's): an application running as the proxy's
+// user would escape capture (Istio uses 1337 for the same reason).
+const ProxyUID = 1337
+
+// Sidecar are the rules the injector installs in every pod it gives a sidecar.
+func Sidecar() []Rule {
+	return Rules(Options{
+		ProxyUID:            ProxyUID,
+		OutboundPort:        ir.OutboundCapturePort,
+		InboundPort:         ir.InboundCapturePort,
+		ExcludeInboundPorts: []int{ir.AdminPort, ir.ProbePort},
+		PassthroughSource:   netip.MustParseAddr(ir.InboundPassthroughSource),
+	})
+}
 
 // Chains of the nat table the rules use.
 const (

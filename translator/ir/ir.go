@@ -58,6 +58,10 @@ const (
 	ProbePort           = 15020
 )
 
+// InboundPassthroughSource is the source address of the connections a sidecar passes through
+// to its own application: capture lets connections from it through (Istio uses 127.0.0.6).
+const InboundPassthroughSource = "127.0.0.6"
+
 // Reserved reports whether port is one the sidecar listens on itself.
 func Reserved(port uint32) bool {
 	switch port {

@@ -3,425 +3,622 @@ package simulate
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	rbacfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
+	"github.com/crossgate-io/crossgate/inject/capture"
 	"github.com/crossgate-io/crossgate/xds/translate"
 )
 
-// Request is one request as a proxy sees it.
+// Protocols a client speaks, and a cluster speaks upstream.
+const (
+	HTTP1 = "HTTP/1.1"
+	HTTP2 = "HTTP/2"
+	// TCP is a stream that is not HTTP: a database protocol, or TLS that the proxy does not
+	// terminate.
+	TCP = "TCP"
+)
+
+// Request is one connection, and the request it carries, as a client opens it.
 type Request struct {
-	// Listener names the listener explicitly: an API listener for a proxyless client (the
-	// target host:port), or a proxyless server's listener. Empty: chosen by Port.
+	// Listener names a listener of grpc-go: an API listener (the client's target host:port) or
+	// a proxyless server's listener. The request is then evaluated as grpc-go would.
 	Listener string
-	// Inbound selects the sidecar's inbound listener (the request arrives at Port) instead of
-	// an outbound or gateway listener for Port.
+	// Inbound is set for a connection arriving at the sidecar's pod; otherwise a process of the
+	// pod opens it (a sidecar), or it arrives at the proxy's listening port (a gateway).
 	Inbound bool
-	// Port the request is sent to (outbound, gateway) or arrives at (inbound).
-	Port uint32
-	// DestinationIP, when set, selects among filter chains matched by address (TCP services).
-	DestinationIP string
-	// TLS is true when the connection is TLS (mTLS from a mesh peer).
-	TLS bool
-	// Host is the Host header or :authority, with or without port.
+	// PodIP is the pod's own address (a sidecar); DestinationIP the address the connection is
+	// opened to (for Inbound, the pod's address when empty); Port its port.
+	PodIP, DestinationIP string
+	Port                 uint32
+	// UID of the process opening an outbound connection: 0 is the application.
+	UID int
+	// TLS is set when the client opens TLS; then SNI and ALPN are what its ClientHello offers, and
+	// Source the SPIFFE URI of its client certificate ("" for none).
+	TLS    bool
+	SNI    string
+	ALPN   []string
+	Source string
+	// Protocol is what the client speaks inside: HTTP1 (the default), HTTP2 (gRPC, h2c), or TCP.
+	Protocol string
+	// ServerFirst is set for a client that sends nothing until the server speaks (MySQL, SMTP).
+	ServerFirst bool
+	// The HTTP request.
 	Host    string
 	Path    string
 	Method  string
 	Headers map[string]string
-	// Source is the caller's identity as its certificate names it (a SPIFFE URI); empty for a
-	// caller without a certificate.
-	Source string
 }
 
-// Result is what the proxy does with the request.
+func (r Request) protocol() string { return cmpOr(r.Protocol, HTTP1) }
+
+// Result is what the proxy does with the connection.
 type Result struct {
-	Listener    string
-	FilterChain string
-	RouteConfig string
-	VirtualHost string
-	Route       string
-	// Denied is set when the request does not reach any upstream, with the reason.
+	// Bypass is set when the connection does not go through the proxy: capture leaves it alone,
+	// and it reaches its destination (or, arriving, the application) directly.
+	Bypass bool
+	// Arrived is the listener that accepted the connection; Listener the one that served it,
+	// another one when Arrived handed it over (use_original_dst).
+	Arrived, Listener, FilterChain string
+	// DownstreamProtocol is the HTTP protocol of the request as the proxy decoded it.
+	DownstreamProtocol string
+	RouteConfig, VirtualHost, Route string
+	// Denied is set when the request reaches no upstream, with the reason.
 	Denied     bool
 	DenyReason string
+	// Status is the HTTP status the proxy answers itself when it denies a request (404 no
+	// route, 403 RBAC, 500 or 503 no cluster); 0 when it closes or resets the connection.
+	Status uint32
 	// DirectResponse is the status of a direct response (for example 500 for unresolved
-	// Gateway API backends).
+	// Gateway API backends, 200 for the sidecar's readiness path).
 	DirectResponse uint32
 	// Clusters the request may go to, with their weights (one with weight 1 without splitting).
 	Clusters []Cluster
-	// Path after rewrites.
-	Path string
-	// Retry is the retry policy's retry_on, when the route retries.
-	Retry string
+	// Path and Host as sent upstream, after rewrites.
+	Path, Host string
+	// Retry is the retry policy's retry_on, when the route retries, and Retries how many times.
+	Retry   string
+	Retries uint32
 	// RetryOtherPriority is set when a retry goes to another priority than the ones tried
 	// (previous_priorities), RetryOtherHost when to another host (previous_hosts).
 	RetryOtherPriority, RetryOtherHost bool
+	// Timeout is the route's timeout (Envoy), 0 for none.
+	Timeout time.Duration
 }
 
-// Cluster is one upstream the request may reach.
-type Cluster struct {
-	Name   string
-	Weight uint32
-	// Missing is true when no such cluster is defined (Envoy answers with the route's
-	// cluster_not_found_response_code).
-	Missing bool
-	// Priorities hold the eligible endpoints, by priority from 0.
-	Priorities []Priority
-	// EjectAfterGatewayFailures is the outlier detection's consecutive gateway failures (502,
-	// 503, 504, connect failures) after which an endpoint is ejected for EjectFor; 0: none.
-	EjectAfterGatewayFailures uint32
-	EjectFor                  time.Duration
-}
-
-// Priority is one priority level of a cluster's endpoints.
-type Priority struct {
-	Priority   uint32
-	Localities []Locality
-}
-
-// Locality is one locality of endpoints with its weight.
-type Locality struct {
-	// Name is region/zone/sub-zone.
-	Name      string
-	Weight    uint32
-	Endpoints []string
-}
-
-func deny(r *Result, format string, args ...any) *Result {
+func deny(r *Result, status uint32, format string, args ...any) *Result {
 	r.Denied = true
+	r.Status = status
 	r.DenyReason = fmt.Sprintf(format, args...)
 	return r
 }
 
-// Simulate runs the request through the resources of one proxy.
+// Simulate loads a proxy's resources and runs one connection through them. With Listener set it
+// is grpc-go that loads and serves; otherwise Envoy. Resources the client would refuse are left
+// out, as the client leaves them out; Load reports them.
 func Simulate(res *translate.Resources, req Request) *Result {
-	r := &Result{Path: req.Path}
-	l := findListener(res, req)
+	f := Envoy
+	if req.Listener != "" {
+		f = GRPC
+	}
+	return Load(res, f).Simulate(req)
+}
+
+// connection is the state of a connection inside the proxy.
+type connection struct {
+	req Request
+	// local is the connection's local address as Envoy sees it; restored once the original
+	// destination of a redirected connection was read back.
+	local      netip.AddrPort
+	redirected bool
+	restored   bool
+	// transport is what the listener filters detected ("tls", "raw_buffer"); sni and alpn are
+	// those tls_inspector read.
+	transport string
+	sni       string
+	alpn      []string
+	// terminated is set once a filter chain terminated TLS; peer is then the client's verified
+	// identity, negotiated the ALPN protocol agreed.
+	terminated bool
+	peer       string
+	negotiated string
+}
+
+// Simulate runs one connection through the loaded proxy.
+func (p *Proxy) Simulate(req Request) *Result {
+	r := &Result{Path: req.Path, Host: req.Host}
+	if req.Listener != "" {
+		l := p.byName[req.Listener]
+		if l == nil {
+			return deny(r, 0, "no listener %q", req.Listener)
+		}
+		r.Arrived, r.Listener = l.Name, l.Name
+		if api := l.GetApiListener(); api != nil {
+			m := &hcmv3.HttpConnectionManager{}
+			_ = api.GetApiListener().UnmarshalTo(m) // checked by Load
+			c := &connection{req: req, terminated: true, peer: "", negotiated: "h2"}
+			req.Protocol = HTTP2
+			c.req = req
+			return p.httpConnection(c, r, m)
+		}
+		dst := req.DestinationIP
+		if dst == "" {
+			dst = l.GetAddress().GetSocketAddress().GetAddress()
+		}
+		c, err := newConnection(req, dst, req.Port)
+		if err != nil {
+			return deny(r, 0, "%v", err)
+		}
+		return p.serve(c, r, l)
+	}
+	sidecar := p.sidecar()
+	dst := req.DestinationIP
+	if dst == "" && req.Inbound {
+		dst = cmpOr(req.PodIP, defaultPodIP)
+	}
+	if dst == "" {
+		if sidecar {
+			return deny(r, 0, "the request names no destination address: give the IP the application connects to (the ClusterIP its DNS name resolves to)")
+		}
+		dst = "0.0.0.0"
+	}
+	c, err := newConnection(req, dst, req.Port)
+	if err != nil {
+		return deny(r, 0, "%v", err)
+	}
+	if sidecar {
+		// The capture rules the injector installs decide where the connection goes.
+		pod := netip.MustParseAddr(cmpOr(req.PodIP, defaultPodIP))
+		v := capture.Evaluate(capture.Sidecar(), capture.Connection{
+			Local: !req.Inbound, UID: req.UID, Destination: c.local.Addr(), DestinationPort: int(req.Port),
+			PodAddresses: []netip.Addr{pod},
+		})
+		if v.Redirected {
+			c.redirected = true
+			l := p.listenerAt(netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(v.Port)), true)
+			if l == nil {
+				return deny(r, 0, "capture redirects the connection to port %d, where no listener is: connection refused", v.Port)
+			}
+			return p.serve(c, r, l)
+		}
+		if !req.Inbound {
+			r.Bypass = true
+			return r // not captured: straight to its destination
+		}
+		// Not captured arriving: whatever listens on the port takes it, a listener of the
+		// sidecar's own (its probe port) or the application.
+		if l := p.listenerAt(c.local, true); l != nil {
+			return p.serve(c, r, l)
+		}
+		r.Bypass = true
+		return r
+	}
+	l := p.listenerAt(c.local, true)
 	if l == nil {
-		return deny(r, "no listener for port %d (listener %q)", req.Port, req.Listener)
+		return deny(r, 0, "no listener on %s: connection refused", c.local)
+	}
+	return p.serve(c, r, l)
+}
+
+// defaultPodIP stands for the pod's address when a request gives none.
+const defaultPodIP = "192.0.2.10"
+
+func newConnection(req Request, ip string, port uint32) (*connection, error) {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return nil, fmt.Errorf("destination %q is not an IP address", ip)
+	}
+	return &connection{req: req, local: netip.AddrPortFrom(a, uint16(port))}, nil
+}
+
+// sidecar reports whether the proxy runs as a sidecar: its configuration holds the outbound
+// capture listener, which only crossgate's sidecars get, and the injector installs the capture
+// rules in every pod it gives a sidecar.
+func (p *Proxy) sidecar() bool {
+	l := p.listenerAt(netip.AddrPortFrom(netip.IPv4Unspecified(), translate.OutboundCapturePort), true)
+	return l != nil && l.GetUseOriginalDst().GetValue()
+}
+
+// listenerAt is the listener Envoy gives a connection to addr: one at that exact address, then
+// one at the wildcard address of its port (connection_handler_impl.cc
+// getBalancedHandlerByAddress). Listeners that do not bind (bind_to_port false) take connections
+// only by hand-off; bound is false when looking for one.
+func (p *Proxy) listenerAt(addr netip.AddrPort, bound bool) *listenerv3.Listener {
+	var wildcard *listenerv3.Listener
+	for _, l := range p.listeners {
+		sa := l.GetAddress().GetSocketAddress()
+		if sa == nil || l.GetApiListener() != nil || sa.GetPortValue() != uint32(addr.Port()) {
+			continue
+		}
+		if bound && l.GetBindToPort() != nil && !l.GetBindToPort().GetValue() {
+			continue
+		}
+		a, err := netip.ParseAddr(sa.GetAddress())
+		if err != nil {
+			continue
+		}
+		switch {
+		case a == addr.Addr():
+			return l
+		case a.IsUnspecified() && wildcard == nil:
+			wildcard = l
+		}
+	}
+	return wildcard
+}
+
+// serve runs the connection through a listener: its listener filters, a hand-off to the
+// listener of the original destination when it sets use_original_dst
+// (active_tcp_socket.cc newConnection: "Hands off connections redirected by iptables to the
+// listener associated with the original destination address"), then the filter chain.
+func (p *Proxy) serve(c *connection, r *Result, l *listenerv3.Listener) *Result {
+	if r.Arrived == "" {
+		r.Arrived = l.Name
 	}
 	r.Listener = l.Name
-	if api := l.GetApiListener(); api != nil {
-		m := &hcmv3.HttpConnectionManager{}
-		if err := api.GetApiListener().UnmarshalTo(m); err != nil {
-			return deny(r, "API listener %s does not hold an HTTP connection manager: %v", l.Name, err)
-		}
-		return httpChain(res, req, r, m, false)
+	if !p.listenerFilters(c, r, l) {
+		return r
 	}
-	fc := findChain(l, req)
+	if l.GetUseOriginalDst().GetValue() && c.restored {
+		if target := p.listenerAt(c.local, false); target != nil && target != l {
+			// The target runs its own listener filters; it does not hand over again.
+			r.Listener = target.Name
+			if !p.listenerFilters(c, r, target) {
+				return r
+			}
+			l = target
+		}
+	}
+	fc := findFilterChain(l, c)
 	if fc == nil {
-		return deny(r, "no filter chain of %s matches (port %d, tls %v, ip %q)", l.Name, req.Port, req.TLS, req.DestinationIP)
+		// listener.proto default_filter_chain: "If no default filter chain is supplied, the
+		// connection will be closed."
+		return deny(r, 0, "no filter chain of listener %s matches (destination %s, transport %s, server name %q): the connection is closed", l.Name, c.local, c.transport, c.sni)
 	}
 	r.FilterChain = fc.Name
-	for _, f := range fc.Filters {
+	if !p.transportSocket(c, r, fc) {
+		return r
+	}
+	return p.networkFilters(c, r, fc)
+}
+
+// listenerFilters runs a listener's filters: original_dst restores the destination of a
+// redirected connection (use_original_dst adds it, listener_impl.cc
+// buildOriginalDstListenerFilter); tls_inspector reads the ClientHello. A client that speaks
+// first is read at once; one that waits for the server makes tls_inspector wait until
+// listener_filters_timeout (15 s by default), after which the socket is closed, unless
+// continue_on_listener_filters_timeout (listener.proto). Without an inspector the transport is
+// raw_buffer (active_tcp_socket.cc: "Set default transport protocol if none of the listener
+// filters did it").
+func (p *Proxy) listenerFilters(c *connection, r *Result, l *listenerv3.Listener) bool {
+	origDst := l.GetUseOriginalDst().GetValue()
+	inspector := false
+	for _, f := range l.GetListenerFilters() {
 		switch f.Name {
-		case "envoy.filters.network.http_connection_manager":
-			m := &hcmv3.HttpConnectionManager{}
-			if err := f.GetTypedConfig().UnmarshalTo(m); err != nil {
-				return deny(r, "bad HTTP connection manager: %v", err)
-			}
-			return httpChain(res, req, r, m, true)
-		case "envoy.filters.network.tcp_proxy":
-			tp := &tcpproxyv3.TcpProxy{}
-			if err := f.GetTypedConfig().UnmarshalTo(tp); err != nil {
-				return deny(r, "bad tcp_proxy: %v", err)
-			}
-			r.Clusters = []Cluster{resolveCluster(res, tp.GetCluster(), 1)}
-			return r
-		case "envoy.filters.network.rbac":
-			return deny(r, "network RBAC is not simulated")
+		case "envoy.filters.listener.original_dst":
+			origDst = true
+		case "envoy.filters.listener.tls_inspector":
+			inspector = true
 		default:
-			return deny(r, "network filter %s is not simulated", f.Name)
+			deny(r, 0, "listener filter %s is not simulated", f.Name)
+			return false
 		}
 	}
-	return deny(r, "filter chain %s has no terminal filter", fc.Name)
-}
-
-func findListener(res *translate.Resources, req Request) *listenerv3.Listener {
-	for part := range res.Parts() {
-		if l := findListenerIn(part, req); l != nil {
-			return l
+	if origDst && c.redirected {
+		c.restored = true
+	}
+	if !c.restored {
+		if sa := l.GetAddress().GetSocketAddress(); sa != nil && c.redirected {
+			// The socket's local address is the capture port's, not the original destination.
+			c.local = netip.AddrPortFrom(c.local.Addr(), uint16(sa.GetPortValue()))
 		}
 	}
-	return nil
+	if c.transport != "" && !inspector {
+		return true // detected by the listener that handed the connection over
+	}
+	c.transport, c.sni, c.alpn = "raw_buffer", "", nil
+	if !inspector {
+		return true
+	}
+	switch {
+	case c.req.ServerFirst:
+		if !l.GetContinueOnListenerFiltersTimeout() {
+			deny(r, 0, "tls_inspector waits for the client, which waits for the server: the socket is closed at listener_filters_timeout (%s)", durationOr(l.GetListenerFiltersTimeout().AsDuration(), "15s"))
+			return false
+		}
+	case c.req.TLS:
+		c.transport, c.sni, c.alpn = "tls", strings.ToLower(c.req.SNI), c.req.ALPN
+	}
+	return true
 }
 
-func findListenerIn(res *translate.Resources, req Request) *listenerv3.Listener {
-	for _, l := range res.Listeners {
-		if req.Listener != "" {
-			if l.Name == req.Listener {
-				return l
+// findFilterChain picks the filter chain as Envoy's filter chain manager does
+// (filter_chain_manager_impl.cc findFilterChain): destination port, then the longest destination
+// prefix, then server name (exact, then wildcards from the longest), then transport protocol,
+// then application protocol, then the source criteria. At each step a more specific match
+// found is final: Envoy does not fall back to less specific chains when it fails further down,
+// it takes the default filter chain (except that a destination port with no chain falls back to
+// chains of any port).
+func findFilterChain(l *listenerv3.Listener, c *connection) *listenerv3.FilterChain {
+	chains := l.GetFilterChains()
+	port := uint32(c.local.Port())
+	var cands []*listenerv3.FilterChain
+	for _, fc := range chains {
+		if fc.GetFilterChainMatch().GetDestinationPort().GetValue() == port {
+			cands = append(cands, fc)
+		}
+	}
+	if len(cands) == 0 {
+		for _, fc := range chains {
+			if fc.GetFilterChainMatch().GetDestinationPort() == nil || fc.GetFilterChainMatch().GetDestinationPort().GetValue() == 0 {
+				cands = append(cands, fc)
 			}
-			continue
 		}
-		port := l.GetAddress().GetSocketAddress().GetPortValue()
-		isInbound := port == translate.InboundCapturePort
-		if req.Inbound {
-			if isInbound {
-				return l
+	}
+	pick := func(out []*listenerv3.FilterChain) *listenerv3.FilterChain {
+		if len(out) == 0 {
+			return l.GetDefaultFilterChain()
+		}
+		return out[0]
+	}
+	// Destination IP: the longest prefix containing it; chains without prefixes count as /0.
+	best := -1
+	var byIP []*listenerv3.FilterChain
+	for _, fc := range cands {
+		bits := prefixContaining(fc.GetFilterChainMatch().GetPrefixRanges(), c.local.Addr())
+		switch {
+		case bits > best:
+			best, byIP = bits, []*listenerv3.FilterChain{fc}
+		case bits == best && bits >= 0:
+			byIP = append(byIP, fc)
+		}
+	}
+	if best < 0 {
+		return pick(nil)
+	}
+	// Server name.
+	var bySNI []*listenerv3.FilterChain
+	if c.sni != "" {
+		for _, fc := range byIP {
+			if slices.Contains(lower(fc.GetFilterChainMatch().GetServerNames()), c.sni) {
+				bySNI = append(bySNI, fc)
 			}
-			continue
 		}
-		if !isInbound && port != translate.OutboundCapturePort && port == req.Port && l.GetApiListener() == nil {
-			return l
+		for i := strings.Index(c.sni[1:], "."); len(bySNI) == 0 && i >= 0; {
+			wildcard := "*" + c.sni[i+1:]
+			for _, fc := range byIP {
+				if slices.Contains(lower(fc.GetFilterChainMatch().GetServerNames()), wildcard) {
+					bySNI = append(bySNI, fc)
+				}
+			}
+			j := strings.Index(c.sni[i+2:], ".")
+			if j < 0 {
+				break
+			}
+			i += j + 1
 		}
 	}
-	return nil
-}
-
-// findChain picks the filter chain Envoy would: the most specific match on destination port,
-// then destination address, then transport protocol.
-func findChain(l *listenerv3.Listener, req Request) *listenerv3.FilterChain {
-	transport := "raw_buffer"
-	if req.TLS {
-		transport = "tls"
+	if len(bySNI) == 0 {
+		for _, fc := range byIP {
+			if len(fc.GetFilterChainMatch().GetServerNames()) == 0 {
+				bySNI = append(bySNI, fc)
+			}
+		}
 	}
-	var best *listenerv3.FilterChain
-	bestScore := -1
-	for _, fc := range l.FilterChains {
+	if len(bySNI) == 0 {
+		return pick(nil)
+	}
+	// Transport protocol.
+	var byTransport []*listenerv3.FilterChain
+	for _, fc := range bySNI {
+		if fc.GetFilterChainMatch().GetTransportProtocol() == c.transport {
+			byTransport = append(byTransport, fc)
+		}
+	}
+	if len(byTransport) == 0 {
+		for _, fc := range bySNI {
+			if fc.GetFilterChainMatch().GetTransportProtocol() == "" {
+				byTransport = append(byTransport, fc)
+			}
+		}
+	}
+	if len(byTransport) == 0 {
+		return pick(nil)
+	}
+	// Application protocols, in the client's order.
+	var byALPN []*listenerv3.FilterChain
+	for _, a := range c.alpn {
+		for _, fc := range byTransport {
+			if slices.Contains(fc.GetFilterChainMatch().GetApplicationProtocols(), a) {
+				byALPN = append(byALPN, fc)
+			}
+		}
+		if len(byALPN) > 0 {
+			break
+		}
+	}
+	if len(byALPN) == 0 {
+		for _, fc := range byTransport {
+			if len(fc.GetFilterChainMatch().GetApplicationProtocols()) == 0 {
+				byALPN = append(byALPN, fc)
+			}
+		}
+	}
+	// Source criteria: crossgate sets none; chains that set them are not simulated.
+	var out []*listenerv3.FilterChain
+	for _, fc := range byALPN {
 		m := fc.GetFilterChainMatch()
-		score := 0
-		if p := m.GetDestinationPort(); p != nil {
-			if p.GetValue() != req.Port {
-				continue
-			}
-			score += 4
-		}
-		if rs := m.GetPrefixRanges(); len(rs) > 0 {
-			if !ipInRanges(req.DestinationIP, rs) {
-				continue
-			}
-			score += 2
-		}
-		if tp := m.GetTransportProtocol(); tp != "" {
-			if tp != transport {
-				continue
-			}
-			score++
-		}
-		if score > bestScore {
-			best, bestScore = fc, score
+		if len(m.GetSourcePrefixRanges()) == 0 && len(m.GetDirectSourcePrefixRanges()) == 0 && len(m.GetSourcePorts()) == 0 && m.GetSourceType() == listenerv3.FilterChainMatch_ANY {
+			out = append(out, fc)
 		}
 	}
-	if best == nil {
-		return l.GetDefaultFilterChain()
+	return pick(out)
+}
+
+func lower(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = strings.ToLower(s)
+	}
+	return out
+}
+
+// prefixContaining is the length of the longest of ranges containing a, 0 when there are none
+// (a catch-all), -1 when none contains it.
+func prefixContaining(ranges []*corev3.CidrRange, a netip.Addr) int {
+	if len(ranges) == 0 {
+		return 0
+	}
+	best := -1
+	for _, r := range ranges {
+		pfx, err := netip.ParsePrefix(r.GetAddressPrefix() + "/" + strconv.Itoa(int(r.GetPrefixLen().GetValue())))
+		if err == nil && pfx.Contains(a.Unmap()) && pfx.Bits() > best {
+			best = pfx.Bits()
+		}
 	}
 	return best
 }
 
-func ipInRanges(ip string, rs []*corev3.CidrRange) bool {
-	a := net.ParseIP(ip)
-	if a == nil {
+// transportSocket terminates TLS when the chain says so: the client must open TLS, present a
+// certificate when one is required, and one whose subject alternative names the context
+// accepts (match_typed_subject_alt_names for Envoy, match_subject_alt_names for grpc-go); the
+// server's alpn_protocols pick the protocol from those the client offers (Envoy negotiates none
+// without them).
+func (p *Proxy) transportSocket(c *connection, r *Result, fc *listenerv3.FilterChain) bool {
+	ts := fc.GetTransportSocket()
+	if ts == nil {
+		return true
+	}
+	ctx := &tlsv3.DownstreamTlsContext{}
+	if err := ts.GetTypedConfig().UnmarshalTo(ctx); err != nil {
+		deny(r, 0, "chain %s: %v", fc.Name, err)
 		return false
 	}
-	for _, r := range rs {
-		_, n, err := net.ParseCIDR(r.GetAddressPrefix() + "/" + strconv.Itoa(int(r.GetPrefixLen().GetValue())))
-		if err == nil && n.Contains(a) {
+	if !c.req.TLS {
+		deny(r, 0, "chain %s terminates TLS and the client speaks plaintext: the handshake fails", fc.Name)
+		return false
+	}
+	if ctx.GetRequireClientCertificate().GetValue() && c.req.Source == "" {
+		deny(r, 0, "chain %s requires a client certificate and the client presents none: the handshake fails", fc.Name)
+		return false
+	}
+	if c.req.Source != "" && !sanAccepted(ctx.GetCommonTlsContext(), c.req.Source, p.Flavor) {
+		deny(r, 0, "chain %s does not accept the client's certificate (%s): the handshake fails", fc.Name, c.req.Source)
+		return false
+	}
+	c.terminated, c.peer = true, c.req.Source
+	c.negotiated = ""
+	for _, s := range ctx.GetCommonTlsContext().GetAlpnProtocols() {
+		if slices.Contains(c.req.ALPN, s) {
+			c.negotiated = s
+			break
+		}
+	}
+	if p.Flavor == GRPC {
+		c.negotiated = "h2" // grpc-go's server always negotiates h2 and ignores alpn_protocols
+	}
+	return true
+}
+
+// sanAccepted applies a validation context's subject alternative name matchers to a peer's
+// SPIFFE URI.
+func sanAccepted(common *tlsv3.CommonTlsContext, uri string, f Flavor) bool {
+	v := common.GetValidationContext()
+	if cv := common.GetCombinedValidationContext(); cv != nil {
+		v = cv.GetDefaultValidationContext()
+	}
+	if f == GRPC {
+		ms := v.GetMatchSubjectAltNames()
+		for _, m := range ms {
+			if stringMatches(m, uri) {
+				return true
+			}
+		}
+		return len(ms) == 0
+	}
+	typed := v.GetMatchTypedSubjectAltNames()
+	for _, m := range typed {
+		if m.GetSanType() == tlsv3.SubjectAltNameMatcher_URI && stringMatches(m.GetMatcher(), uri) {
 			return true
 		}
 	}
-	return false
+	legacy := v.GetMatchSubjectAltNames() // deprecated; still honoured by Envoy
+	for _, m := range legacy {
+		if stringMatches(m, uri) {
+			return true
+		}
+	}
+	return len(typed) == 0 && len(legacy) == 0
 }
 
-// httpChain applies the HTTP filters (RBAC) and routes the request. envoy is false for grpc-go,
-// which matches the authority as dialled and ignores Envoy-only settings.
-func httpChain(res *translate.Resources, req Request, r *Result, m *hcmv3.HttpConnectionManager, envoy bool) *Result {
-	for _, f := range m.HttpFilters {
+// networkFilters runs a chain's network filters: RBAC, then the terminal filter.
+func (p *Proxy) networkFilters(c *connection, r *Result, fc *listenerv3.FilterChain) *Result {
+	for _, f := range fc.Filters {
 		switch f.Name {
-		case "envoy.filters.http.router":
-		case "envoy.filters.http.rbac":
-			cfg := &rbacfilterv3.RBAC{}
+		case "envoy.filters.network.rbac":
+			cfg := &netrbacv3.RBAC{}
 			if err := f.GetTypedConfig().UnmarshalTo(cfg); err != nil {
-				return deny(r, "bad RBAC filter: %v", err)
+				return deny(r, 0, "bad network RBAC: %v", err)
 			}
-			if ok, why := evalRBAC(cfg.GetRules(), req); !ok {
-				return deny(r, "RBAC: %s", why)
+			if ok, why := evalRBAC(cfg.GetRules(), c.rbacRequest()); !ok {
+				return deny(r, 0, "RBAC (network): %s: the connection is closed", why)
 			}
-		default:
-			return deny(r, "HTTP filter %s is not simulated", f.Name)
-		}
-	}
-	var rc *routev3.RouteConfiguration
-	switch {
-	case m.GetRouteConfig() != nil:
-		rc = m.GetRouteConfig()
-	case m.GetRds() != nil:
-		name := m.GetRds().GetRouteConfigName()
-		for part := range res.Parts() {
-			for _, c := range part.Routes {
-				if c.Name == name {
-					rc = c
-				}
+		case "envoy.filters.network.tcp_proxy":
+			tp := &tcpproxyv3.TcpProxy{}
+			if err := f.GetTypedConfig().UnmarshalTo(tp); err != nil {
+				return deny(r, 0, "bad tcp_proxy: %v", err)
 			}
-		}
-		if rc == nil {
-			return deny(r, "route configuration %s is not defined", name)
-		}
-	default:
-		return deny(r, "HTTP connection manager without routes")
-	}
-	r.RouteConfig = rc.Name
-	host := req.Host
-	if h, _, err := net.SplitHostPort(host); err == nil && envoy && m.GetStripAnyHostPort() {
-		host = h // Envoy strips the port before matching domains
-	}
-	vh := vhostFor(rc, host)
-	if vh == nil {
-		return deny(r, "no virtual host of %s matches host %q", rc.Name, req.Host)
-	}
-	r.VirtualHost = vh.Name
-	for _, rt := range vh.Routes {
-		if !routeMatches(rt.GetMatch(), req) {
-			continue
-		}
-		r.Route = rt.Name
-		switch a := rt.Action.(type) {
-		case *routev3.Route_DirectResponse:
-			r.DirectResponse = a.DirectResponse.GetStatus()
+			cl := p.resolveCluster(tp.GetCluster(), 1, c, "")
+			r.Clusters = []Cluster{cl}
+			if cl.Missing {
+				return deny(r, 0, "tcp_proxy cluster %s is not defined: the connection is closed", tp.GetCluster())
+			}
 			return r
-		case *routev3.Route_NonForwardingAction:
-			return r // a proxyless server: the request reaches the application
-		case *routev3.Route_Route:
-			return routeAction(res, req, r, rt.GetMatch(), a.Route)
+		case "envoy.filters.network.http_connection_manager":
+			m := &hcmv3.HttpConnectionManager{}
+			if err := f.GetTypedConfig().UnmarshalTo(m); err != nil {
+				return deny(r, 0, "bad HTTP connection manager: %v", err)
+			}
+			return p.httpConnection(c, r, m)
 		default:
-			return deny(r, "route action %T is not simulated", a)
+			return deny(r, 0, "network filter %s is not simulated", f.Name)
 		}
 	}
-	return deny(r, "no route of virtual host %s matches %s %s", vh.Name, req.Method, req.Path)
+	return deny(r, 0, "filter chain %s has no terminal filter", fc.Name)
 }
 
-func routeAction(res *translate.Resources, req Request, r *Result, m *routev3.RouteMatch, a *routev3.RouteAction) *Result {
-	switch c := a.ClusterSpecifier.(type) {
-	case *routev3.RouteAction_Cluster:
-		r.Clusters = []Cluster{resolveCluster(res, c.Cluster, 1)}
-	case *routev3.RouteAction_WeightedClusters:
-		for _, w := range c.WeightedClusters.GetClusters() {
-			r.Clusters = append(r.Clusters, resolveCluster(res, w.GetName(), w.GetWeight().GetValue()))
-		}
-	default:
-		return deny(r, "cluster specifier %T is not simulated", c)
+// rbacRequest is the request as an RBAC filter sees it: the peer's identity only when this hop
+// verified a certificate, the destination port as the connection's local port.
+func (c *connection) rbacRequest() Request {
+	q := c.req
+	q.Source = ""
+	if c.terminated {
+		q.Source = c.peer
 	}
-	if rp := a.GetRetryPolicy(); rp != nil {
-		r.Retry = rp.GetRetryOn()
-		r.RetryOtherPriority = rp.GetRetryPriority().GetName() == "envoy.retry_priorities.previous_priorities"
-		for _, p := range rp.GetRetryHostPredicate() {
-			r.RetryOtherHost = r.RetryOtherHost || p.GetName() == "envoy.retry_host_predicates.previous_hosts"
-		}
-	}
-	r.Path = rewrite(req.Path, m, a)
-	return r
+	q.Port = uint32(c.local.Port())
+	return q
 }
 
-func rewrite(path string, m *routev3.RouteMatch, a *routev3.RouteAction) string {
-	if rr := a.GetRegexRewrite(); rr != nil {
-		re, err := compile(rr.GetPattern().GetRegex(), false)
-		if err == nil {
-			return re.ReplaceAllString(path, strings.ReplaceAll(rr.GetSubstitution(), "$", "$$"))
-		}
-		return path
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
 	}
-	if pr := a.GetPrefixRewrite(); pr != "" {
-		prefix := m.GetPrefix()
-		if prefix == "" {
-			prefix = m.GetPathSeparatedPrefix()
-		}
-		if prefix == "" {
-			prefix = m.GetPath()
-		}
-		return pr + strings.TrimPrefix(path, prefix)
-	}
-	return path
+	return b
 }
 
-// resolveCluster finds a cluster and, through EDS, its endpoints by priority.
-func resolveCluster(res *translate.Resources, name string, weight uint32) Cluster {
-	out := Cluster{Name: name, Weight: weight}
-	var c *clusterv3.Cluster
-	for part := range res.Parts() {
-		for _, x := range part.Clusters {
-			if x.Name == name {
-				c = x
-			}
-		}
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
 	}
-	if c == nil {
-		out.Missing = true
-		return out
-	}
-	if od := c.GetOutlierDetection(); od != nil && od.GetConsecutiveGatewayFailure().GetValue() > 0 {
-		out.EjectAfterGatewayFailures = od.GetConsecutiveGatewayFailure().GetValue()
-		out.EjectFor = od.GetBaseEjectionTime().AsDuration()
-	}
-	cla := c.GetLoadAssignment()
-	if c.GetType() == clusterv3.Cluster_EDS {
-		svc := c.GetEdsClusterConfig().GetServiceName()
-		if svc == "" {
-			svc = name
-		}
-		cla = nil
-		for part := range res.Parts() {
-			for _, e := range part.Endpoints {
-				if e.ClusterName == svc {
-					cla = e
-				}
-			}
-		}
-	}
-	out.Priorities = priorities(cla)
-	return out
-}
-
-func priorities(cla *endpointv3.ClusterLoadAssignment) []Priority {
-	byPrio := map[uint32]*Priority{}
-	for _, le := range cla.GetEndpoints() {
-		p := byPrio[le.GetPriority()]
-		if p == nil {
-			p = &Priority{Priority: le.GetPriority()}
-			byPrio[le.GetPriority()] = p
-		}
-		loc := le.GetLocality()
-		l := Locality{Name: loc.GetRegion() + "/" + loc.GetZone() + "/" + loc.GetSubZone(), Weight: le.GetLoadBalancingWeight().GetValue()}
-		if l.Weight == 0 {
-			l.Weight = 1
-		}
-		for _, e := range le.GetLbEndpoints() {
-			sa := e.GetEndpoint().GetAddress().GetSocketAddress()
-			l.Endpoints = append(l.Endpoints, net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))))
-		}
-		p.Localities = append(p.Localities, l)
-	}
-	var out []Priority
-	for _, p := range byPrio {
-		out = append(out, *p)
-	}
-	slices.SortFunc(out, func(a, b Priority) int { return int(a.Priority) - int(b.Priority) })
-	return out
-}
-
-// Shares returns, for the first priority with endpoints of the first cluster, each locality's
-// share of requests (locality weights normalised), by locality name.
-func (r *Result) Shares() map[string]float64 {
-	out := map[string]float64{}
-	if len(r.Clusters) == 0 || len(r.Clusters[0].Priorities) == 0 {
-		return out
-	}
-	p := r.Clusters[0].Priorities[0]
-	total := 0.0
-	for _, l := range p.Localities {
-		total += float64(l.Weight)
-	}
-	for _, l := range p.Localities {
-		out[l.Name] = float64(l.Weight) / total
-	}
-	return out
+	return hostport
 }

@@ -27,6 +27,8 @@ const (
 	sameAsDownstream
 	// alwaysHTTP2: HTTP/2, for gRPC and h2c ports and for proxyless gRPC servers.
 	alwaysHTTP2
+	// alwaysHTTP1: HTTP/1.1, for kubelet's probes.
+	alwaysHTTP1
 )
 
 // httpProtocolOptions selects a cluster's upstream HTTP protocol. Without them Envoy speaks
@@ -45,6 +47,10 @@ func httpProtocolOptions(p upstreamProtocol) map[string]*anypb.Any {
 	case alwaysHTTP2:
 		o = &httpv3.HttpProtocolOptions{UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
 			ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}},
+		}}}
+	case alwaysHTTP1:
+		o = &httpv3.HttpProtocolOptions{UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
+			ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}},
 		}}}
 	default:
 		return nil

@@ -60,7 +60,7 @@ func OutboundClusterName(key string) string { return "outbound/" + key }
 
 // InboundPassthroughSource is the source address of the connections the sidecar passes through
 // to its own application (Istio uses 127.0.0.6 likewise).
-const InboundPassthroughSource = "127.0.0.6"
+const InboundPassthroughSource = ir.InboundPassthroughSource
 
 func probeClusterName(port uint32) string { return "probe/" + strconv.FormatUint(uint64(port), 10) }
 

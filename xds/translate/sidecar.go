@@ -376,10 +376,11 @@ func (b *builder) probe(probes []ir.Probe) {
 		cluster := probeClusterName(p.Port)
 		if !b.seen["cluster/"+cluster] {
 			b.cluster(&clusterv3.Cluster{
-				Name:                 cluster,
-				ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
-				ConnectTimeout:       durationpb.New(5e9),
-				LoadAssignment:       loadAssignmentStatic(cluster, "127.0.0.1", p.Port),
+				Name:                          cluster,
+				ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+				ConnectTimeout:                durationpb.New(5e9),
+				LoadAssignment:                loadAssignmentStatic(cluster, "127.0.0.1", p.Port),
+				TypedExtensionProtocolOptions: httpProtocolOptions(alwaysHTTP1),
 			})
 		}
 		path, _, _ := strings.Cut(p.Path, "?")

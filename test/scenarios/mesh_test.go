@@ -1,0 +1,405 @@
+package scenarios
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/crossgate-io/crossgate/translator"
+	"github.com/crossgate-io/crossgate/xds/simulate"
+	"github.com/crossgate-io/crossgate/xds/translate"
+)
+
+// A mesh of clusters, each one translated from a translator golden input, through which a
+// connection is followed hop by hop: the caller's sidecar (or grpc-go), kube-proxy for a
+// ClusterIP, a remote cluster's gateway, the destination's sidecar or grpc-go server, and the
+// application. Every proxy decides with xds/simulate, and every hop connects the way the previous
+// one's configuration says (protocol, TLS, ALPN, Host), so a configuration that would break a
+// request on Envoy breaks it here.
+
+// world is one cluster: its input and what Build made of it.
+type world struct {
+	name string
+	in   *translator.Input
+	out  *translate.Output
+}
+
+func loadWorld(t *testing.T, name string) *world {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "translator", "testdata", name+".in.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := translator.ParseInput(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := translator.Translate(in)
+	out, err := translate.Build(&res.IR)
+	if err != nil {
+		t.Fatalf("build %s: %v", name, err)
+	}
+	checkOutput(t, name, out)
+	return &world{name: name, in: in, out: out}
+}
+
+// checkOutput fails on anything a client would refuse or Envoy would mishandle.
+func checkOutput(t *testing.T, name string, out *translate.Output) {
+	t.Helper()
+	for kind, group := range map[string]map[string]*translate.Resources{"sidecar": out.Sidecars, "gateway": out.Gateways, "proxyless": out.Proxyless} {
+		for id, res := range group {
+			f := simulate.Envoy
+			if kind == "proxyless" {
+				f = simulate.GRPC
+			}
+			if err := simulate.Load(res, f).Err(); err != nil {
+				t.Errorf("%s: %s %s: %v", name, kind, id, err)
+			}
+			if f == simulate.Envoy {
+				if err := simulate.Lint(res); err != nil {
+					t.Errorf("%s: %s %s: %v", name, kind, id, err)
+				}
+			}
+		}
+	}
+}
+
+// mesh is a set of worlds and the addresses of their gateways.
+type mesh struct {
+	worlds []*world
+	// gateways maps a gateway's LoadBalancer address to its world, its key and listener port.
+	gateways map[string]gatewayAt
+	// apps say what the application of each pod speaks: "http" (HTTP/1.1 and h2c, a sidecar's
+	// application) by default, "grpc" (h2c only).
+	apps map[string]string
+}
+
+type gatewayAt struct {
+	w    *world
+	key  string
+	port uint32
+}
+
+// hop is one step of a connection's path.
+type hop struct {
+	at     string // what handled it: "sidecar ns/sa", "gateway ns/name", "kube-proxy", "app ..."
+	result *simulate.Result
+	note   string
+}
+
+// path is what happened to a connection: its hops, and how it ended.
+type path struct {
+	hops []hop
+	// reached is the application that answered ("cluster-1 httpbin/httpbin-6d8f7"), "" when none.
+	reached string
+	// failed says why the request failed, "" when an application answered.
+	failed string
+	// host and proto are the Host and protocol the application got.
+	host, proto string
+}
+
+func (p *path) String() string {
+	var b strings.Builder
+	for _, h := range p.hops {
+		fmt.Fprintf(&b, "  %s", h.at)
+		if r := h.result; r != nil {
+			fmt.Fprintf(&b, ": listener %s chain %s vhost %s", r.Listener, r.FilterChain, r.VirtualHost)
+			if r.Denied {
+				fmt.Fprintf(&b, " DENIED %d %s", r.Status, r.DenyReason)
+			}
+		}
+		if h.note != "" {
+			fmt.Fprintf(&b, " (%s)", h.note)
+		}
+		b.WriteString("\n")
+	}
+	if p.failed != "" {
+		fmt.Fprintf(&b, "  failed: %s\n", p.failed)
+	} else {
+		fmt.Fprintf(&b, "  reached %s with Host %q over %s\n", p.reached, p.host, p.proto)
+	}
+	return b.String()
+}
+
+// call is what a client sends: from a pod of a world (its application's connection), to an
+// address, with a request.
+type call struct {
+	from    *world
+	pod     string // ns/name of the calling pod
+	grpc    bool   // the caller is a proxyless grpc-go client: target is Host
+	dst     string // IP:port the application connects to (a sidecar caller)
+	proto   string // simulate.HTTP1 or HTTP2
+	host    string
+	method  string
+	urlPath string
+	// pick chooses an endpoint among those a proxy may send to (priority, locality order);
+	// nil takes the first.
+	pick func(c simulate.Cluster) string
+}
+
+// send follows one call through the mesh.
+func (m *mesh) send(t *testing.T, c call) *path {
+	t.Helper()
+	p := &path{}
+	pod := c.from.pod(t, c.pod)
+	id := pod.Namespace + "/" + cmpOr(pod.Spec.ServiceAccountName, "default")
+	req := simulate.Request{Protocol: cmpOr(c.proto, simulate.HTTP1), Host: c.host, Method: cmpOr(c.method, "GET"), Path: cmpOr(c.urlPath, "/")}
+	var r *simulate.Result
+	if c.grpc {
+		req.Listener, req.Protocol = c.host, simulate.HTTP2
+		r = simulate.Simulate(c.from.out.Proxyless[id], req)
+		p.hops = append(p.hops, hop{at: "grpc-go client " + id, result: r})
+	} else {
+		ap, err := netip.ParseAddrPort(c.dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.PodIP, req.DestinationIP, req.Port = pod.Status.PodIP, ap.Addr().String(), uint32(ap.Port())
+		r = simulate.Simulate(c.from.out.Sidecars[id], req)
+		p.hops = append(p.hops, hop{at: "sidecar " + id + " of " + c.from.name, result: r})
+		if r.Bypass {
+			return m.direct(t, p, c.from, ap, req, "")
+		}
+	}
+	source := "spiffe://" + trustDomain(c.from) + "/ns/" + pod.Namespace + "/sa/" + cmpOr(pod.Spec.ServiceAccountName, "default")
+	return m.forward(t, p, c.from, r, req, source, c.pick)
+}
+
+// forward takes a proxy's decision to its upstream.
+func (m *mesh) forward(t *testing.T, p *path, w *world, r *simulate.Result, req simulate.Request, source string, pick func(simulate.Cluster) string) *path {
+	t.Helper()
+	if r.Denied || r.DirectResponse != 0 {
+		p.failed = fmt.Sprintf("%s answered itself (status %d): %s", p.hops[len(p.hops)-1].at, cmpU(r.Status, r.DirectResponse), r.DenyReason)
+		return p
+	}
+	if len(r.Clusters) == 0 {
+		p.failed = "no upstream"
+		return p
+	}
+	cl := r.Clusters[0]
+	up := req
+	up.Host, up.Path = r.Host, r.Path
+	up.Listener = ""
+	if cl.Upstream.Protocol != simulate.TCP {
+		up.Protocol = cl.Upstream.Protocol
+	}
+	up.TLS, up.ALPN, up.SNI = cl.Upstream.TLS, cl.Upstream.ALPN, cl.Upstream.SNI
+	up.Source = ""
+	if cl.Upstream.TLS {
+		up.Source = source // the proxy's own certificate: the caller's identity for its sidecar
+	}
+	if cl.OriginalDestination != "" {
+		ap := netip.MustParseAddrPort(cl.OriginalDestination)
+		if cl.BindSource != "" {
+			// The inbound passthrough: to the application itself.
+			return m.app(t, p, w, ap, up, "passthrough from "+cl.BindSource)
+		}
+		return m.direct(t, p, w, ap, up, "passthrough")
+	}
+	ep := ""
+	if pick != nil {
+		ep = pick(cl)
+	} else if len(cl.Priorities) > 0 {
+		ep = cl.Priorities[0].Localities[0].Endpoints[0]
+	}
+	if ep == "" {
+		p.failed = "cluster " + cl.Name + " has no endpoint"
+		return p
+	}
+	ap := netip.MustParseAddrPort(ep)
+	if ap.Addr().IsLoopback() {
+		return m.app(t, p, w, ap, up, "")
+	}
+	return m.toAddress(t, p, w, ap, up)
+}
+
+// direct is a connection that no proxy of the sender captures: a ClusterIP goes through
+// kube-proxy to an endpoint; a pod address or a gateway is reached as it is.
+func (m *mesh) direct(t *testing.T, p *path, w *world, ap netip.AddrPort, req simulate.Request, note string) *path {
+	t.Helper()
+	if eps, isSvc := w.clusterIP(ap); isSvc {
+		if len(eps) == 0 {
+			p.hops = append(p.hops, hop{at: "kube-proxy of " + w.name, note: note})
+			p.failed = fmt.Sprintf("Service %s has no endpoints: kube-proxy refuses the connection", ap)
+			return p
+		}
+		p.hops = append(p.hops, hop{at: "kube-proxy of " + w.name, note: note + " to " + eps[0].String()})
+		ap = eps[0]
+	} else if note != "" {
+		p.hops = append(p.hops, hop{at: "network", note: note + " to " + ap.String()})
+	}
+	return m.toAddress(t, p, w, ap, req)
+}
+
+// toAddress is a connection arriving at an address: a gateway, or a pod (its sidecar's capture,
+// or grpc-go's server for a proxyless pod).
+func (m *mesh) toAddress(t *testing.T, p *path, w *world, ap netip.AddrPort, req simulate.Request) *path {
+	t.Helper()
+	if g, ok := m.gateways[ap.String()]; ok {
+		in := req
+		in.Listener, in.PodIP, in.DestinationIP, in.Port, in.Inbound = "", "", "", g.port, false
+		r := simulate.Simulate(g.w.out.Gateways[g.key], in)
+		p.hops = append(p.hops, hop{at: "gateway " + g.key + " of " + g.w.name, result: r})
+		return m.forward(t, p, g.w, r, in, "spiffe://"+trustDomain(g.w)+"/ns/"+strings.Replace(g.key, "/", "/sa/", 1), nil)
+	}
+	for _, dw := range m.worlds {
+		pod := dw.podByIP(ap.Addr().String())
+		if pod == nil {
+			continue
+		}
+		id := pod.Namespace + "/" + cmpOr(pod.Spec.ServiceAccountName, "default")
+		in := req
+		in.Listener, in.Inbound, in.PodIP, in.DestinationIP, in.Port = "", true, ap.Addr().String(), ap.Addr().String(), uint32(ap.Port())
+		if pod.Annotations[translator.ProxylessAnnotation] == "true" {
+			in.Listener = translate.ServerListenerName(ap.Addr().String(), uint32(ap.Port()))
+			if !req.TLS {
+				p.failed = "grpc-go's server requires mTLS and the connection is plaintext"
+				return p
+			}
+			if req.Protocol != simulate.HTTP2 {
+				p.failed = "grpc-go's server speaks HTTP/2 only and gets " + req.Protocol + " (bogus greeting)"
+				return p
+			}
+			r := simulate.Simulate(dw.out.Proxyless[id], in)
+			p.hops = append(p.hops, hop{at: "grpc-go server " + id + " of " + dw.name, result: r})
+			if r.Denied {
+				p.failed = fmt.Sprintf("grpc-go server refused: %s", r.DenyReason)
+				return p
+			}
+			p.reached, p.host, p.proto = dw.name+" "+pod.Namespace+"/"+pod.Name, req.Host, req.Protocol
+			return p
+		}
+		r := simulate.Simulate(dw.out.Sidecars[id], in)
+		p.hops = append(p.hops, hop{at: "sidecar " + id + " of " + dw.name + " (inbound)", result: r})
+		if r.Bypass {
+			return m.app(t, p, dw, ap, req, "not captured")
+		}
+		return m.forward(t, p, dw, r, in, "spiffe://"+trustDomain(dw)+"/ns/"+id[:strings.Index(id, "/")]+"/sa/"+id[strings.Index(id, "/")+1:], nil)
+	}
+	p.failed = "nothing at " + ap.String()
+	return p
+}
+
+// app is the application of the pod that owns an address (or of the proxy that forwards to
+// 127.0.0.1), receiving a request.
+func (m *mesh) app(t *testing.T, p *path, w *world, ap netip.AddrPort, req simulate.Request, note string) *path {
+	t.Helper()
+	// The application is the one behind the last sidecar.
+	last := ""
+	for i := len(p.hops) - 1; i >= 0; i-- {
+		if strings.HasPrefix(p.hops[i].at, "sidecar ") {
+			last = p.hops[i].at
+			break
+		}
+	}
+	kind := m.apps[last]
+	p.hops = append(p.hops, hop{at: "app behind " + last, note: note})
+	switch {
+	case req.TLS:
+		p.failed = "the application gets TLS where it serves plaintext"
+	case kind == "grpc" && req.Protocol != simulate.HTTP2:
+		p.failed = "the gRPC application gets " + req.Protocol
+	case req.Protocol == simulate.TCP && kind != "tcp":
+		p.failed = "the application gets a stream that is not HTTP"
+	default:
+		p.reached, p.host, p.proto = strings.TrimPrefix(last, "sidecar "), req.Host, req.Protocol
+	}
+	return p
+}
+
+func (w *world) pod(t *testing.T, nsName string) *podT {
+	t.Helper()
+	for i := range w.in.Pods {
+		p := &w.in.Pods[i]
+		if p.Namespace+"/"+p.Name == nsName {
+			return p
+		}
+	}
+	t.Fatalf("%s has no pod %s", w.name, nsName)
+	return nil
+}
+
+func (w *world) podByIP(ip string) *podT {
+	for i := range w.in.Pods {
+		if w.in.Pods[i].Status.PodIP == ip {
+			return &w.in.Pods[i]
+		}
+	}
+	return nil
+}
+
+// clusterIP is kube-proxy: the ready endpoints of the Service with that ClusterIP and port.
+func (w *world) clusterIP(ap netip.AddrPort) ([]netip.AddrPort, bool) {
+	for _, s := range w.in.Services {
+		if !slices.Contains(s.Spec.ClusterIPs, ap.Addr().String()) && s.Spec.ClusterIP != ap.Addr().String() {
+			continue
+		}
+		var out []netip.AddrPort
+		for _, sp := range s.Spec.Ports {
+			if uint16(sp.Port) != ap.Port() {
+				continue
+			}
+			for _, es := range w.in.EndpointSlices {
+				if es.Namespace != s.Namespace || es.Labels[discoveryv1.LabelServiceName] != s.Name {
+					continue
+				}
+				for _, port := range es.Ports {
+					if port.Port == nil || (port.Name != nil && *port.Name != sp.Name) {
+						continue
+					}
+					for _, e := range es.Endpoints {
+						for _, a := range e.Addresses {
+							out = append(out, netip.AddrPortFrom(netip.MustParseAddr(a), uint16(*port.Port)))
+						}
+					}
+				}
+			}
+		}
+		return out, true
+	}
+	return nil, false
+}
+
+func trustDomain(w *world) string {
+	if mc := w.in.MeshConfig; mc != nil && mc.Spec.Certificate.TrustDomain != "" {
+		return mc.Spec.Certificate.TrustDomain
+	}
+	return translator.DefaultTrustDomain
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func cmpU(a, b uint32) uint32 {
+	if a != 0 {
+		return a
+	}
+	return b
+}
+
+// endpointIn picks the first endpoint of a locality whose name ends with suffix.
+func endpointIn(suffix string) func(c simulate.Cluster) string {
+	return func(c simulate.Cluster) string {
+		for _, pr := range c.Priorities {
+			for _, l := range pr.Localities {
+				if strings.HasSuffix(l.Name, suffix) && len(l.Endpoints) > 0 {
+					return l.Endpoints[0]
+				}
+			}
+		}
+		return ""
+	}
+}
+
+var _ = strconv.Itoa
