@@ -71,7 +71,7 @@ type Result struct {
 	// another one when Arrived handed it over (use_original_dst).
 	Arrived, Listener, FilterChain string
 	// DownstreamProtocol is the HTTP protocol of the request as the proxy decoded it.
-	DownstreamProtocol string
+	DownstreamProtocol              string
 	RouteConfig, VirtualHost, Route string
 	// Denied is set when the request reaches no upstream, with the reason.
 	Denied     bool
