@@ -11,8 +11,9 @@ import (
 	"github.com/crossgate-io/crossgate/xds/translate"
 )
 
-// FuzzPipeline feeds mutated golden inputs through Translate and Build: nothing may panic, and
-// every resource Build returns must validate and marshal. Run longer with
+// FuzzPipeline feeds mutated golden inputs through Translate and Build: nothing may panic, every
+// resource Build returns must validate and marshal, its clients must accept it (simulate.Load)
+// and Envoy must not mishandle it (simulate.Lint). Run longer with
 // go test ./test/scenarios -fuzz FuzzPipeline -fuzzminimizetime 5s.
 func FuzzPipeline(f *testing.F) {
 	ins, _ := filepath.Glob(filepath.Join("..", "..", "translator", "testdata", "*.in.yaml"))
@@ -33,6 +34,7 @@ func FuzzPipeline(f *testing.F) {
 		}
 		res := translator.Translate(in)
 		out, _ := translate.Build(&res.IR) // errors name dropped pieces; what is returned must be valid
+		checkOutput(t, "fuzzed input", out)
 		for _, group := range []map[string]*translate.Resources{out.Sidecars, out.Proxyless, out.Gateways} {
 			for proxy, whole := range group {
 				for r := range whole.Parts() {

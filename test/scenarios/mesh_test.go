@@ -6,12 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 
+	"github.com/crossgate-io/crossgate/inject/capture"
 	"github.com/crossgate-io/crossgate/translator"
 	"github.com/crossgate-io/crossgate/xds/simulate"
 	"github.com/crossgate-io/crossgate/xds/translate"
@@ -101,8 +102,16 @@ type path struct {
 	reached string
 	// failed says why the request failed, "" when an application answered.
 	failed string
-	// host and proto are the Host and protocol the application got.
-	host, proto string
+	// host and proto are the Host and protocol the application got, path its path, tls whether
+	// it got TLS (its client's own).
+	host, proto, urlPath string
+	tls                  bool
+	// payload is what a proxy carries inside the mTLS it originated for a TCP stream: what the
+	// next sidecar's tcp_proxy hands the application.
+	payload *simulate.Request
+	// podIP is the pod whose sidecar made the last hop: a connection it opens to its own
+	// address is the sidecar's own (captured as such).
+	podIP string
 }
 
 func (p *path) String() string {
@@ -139,6 +148,10 @@ type call struct {
 	host    string
 	method  string
 	urlPath string
+	// tls is set when the application opens TLS itself (to an https port, an external site),
+	// with sni.
+	tls bool
+	sni string
 	// pick chooses an endpoint among those a proxy may send to (priority, locality order);
 	// nil takes the first.
 	pick func(c simulate.Cluster) string
@@ -161,6 +174,11 @@ func (m *mesh) send(t *testing.T, c call) *path {
 		if err != nil {
 			t.Fatal(err)
 		}
+		req.TLS, req.SNI = c.tls, c.sni
+		if c.tls {
+			req.Protocol = simulate.TCP // the application's own TLS: opaque to the proxy
+		}
+		p.podIP = pod.Status.PodIP
 		req.PodIP, req.DestinationIP, req.Port = pod.Status.PodIP, ap.Addr().String(), uint32(ap.Port())
 		r = simulate.Simulate(c.from.out.Sidecars[id], req)
 		p.hops = append(p.hops, hop{at: "sidecar " + id + " of " + c.from.name, result: r})
@@ -186,14 +204,28 @@ func (m *mesh) forward(t *testing.T, p *path, w *world, r *simulate.Result, req 
 	cl := r.Clusters[0]
 	up := req
 	up.Host, up.Path = r.Host, r.Path
-	up.Listener = ""
-	if cl.Upstream.Protocol != simulate.TCP {
+	up.Listener, up.Inbound, up.UID = "", false, 0
+	if cl.Upstream.Protocol == simulate.TCP {
+		// tcp_proxy: the client's bytes go on as they are, inside the mTLS the proxy originates.
+		switch {
+		case cl.Upstream.TLS:
+			inner := req
+			if p.payload != nil && req.TLS && lastTerminated(r) {
+				inner = *p.payload
+			}
+			p.payload = &inner
+			up.Protocol, up.TLS, up.ALPN, up.SNI, up.Source = simulate.TCP, true, cl.Upstream.ALPN, cl.Upstream.SNI, source
+		case p.payload != nil && lastTerminated(r):
+			up = *p.payload // this hop took the mTLS off: the application gets what is inside
+			p.payload = nil
+		}
+	} else {
 		up.Protocol = cl.Upstream.Protocol
-	}
-	up.TLS, up.ALPN, up.SNI = cl.Upstream.TLS, cl.Upstream.ALPN, cl.Upstream.SNI
-	up.Source = ""
-	if cl.Upstream.TLS {
-		up.Source = source // the proxy's own certificate: the caller's identity for its sidecar
+		up.TLS, up.ALPN, up.SNI = cl.Upstream.TLS, cl.Upstream.ALPN, cl.Upstream.SNI
+		up.Source = ""
+		if cl.Upstream.TLS {
+			up.Source = source // the proxy's own certificate
+		}
 	}
 	if cl.OriginalDestination != "" {
 		ap := netip.MustParseAddrPort(cl.OriginalDestination)
@@ -257,6 +289,15 @@ func (m *mesh) toAddress(t *testing.T, p *path, w *world, ap netip.AddrPort, req
 		id := pod.Namespace + "/" + cmpOr(pod.Spec.ServiceAccountName, "default")
 		in := req
 		in.Listener, in.Inbound, in.PodIP, in.DestinationIP, in.Port = "", true, ap.Addr().String(), ap.Addr().String(), uint32(ap.Port())
+		if ap.Addr().String() == p.podIP {
+			// The sidecar connects to its own pod: a local connection of the proxy's user.
+			in.Inbound, in.UID = false, capture.ProxyUID
+		}
+		if !dw.meshNamespace(pod.Namespace) {
+			p.hops = append(p.hops, hop{at: "pod " + pod.Namespace + "/" + pod.Name + " of " + dw.name + " (no sidecar)"})
+			p.reached, p.host, p.proto, p.urlPath, p.tls = dw.name+" "+pod.Namespace+"/"+pod.Name, req.Host, req.Protocol, req.Path, req.TLS
+			return p
+		}
 		if pod.Annotations[translator.ProxylessAnnotation] == "true" {
 			in.Listener = translate.ServerListenerName(ap.Addr().String(), uint32(ap.Port()))
 			if !req.TLS {
@@ -278,14 +319,21 @@ func (m *mesh) toAddress(t *testing.T, p *path, w *world, ap netip.AddrPort, req
 		}
 		r := simulate.Simulate(dw.out.Sidecars[id], in)
 		p.hops = append(p.hops, hop{at: "sidecar " + id + " of " + dw.name + " (inbound)", result: r})
+		p.podIP = ap.Addr().String()
 		if r.Bypass {
 			return m.app(t, p, dw, ap, req, "not captured")
 		}
 		return m.forward(t, p, dw, r, in, "spiffe://"+trustDomain(dw)+"/ns/"+id[:strings.Index(id, "/")]+"/sa/"+id[strings.Index(id, "/")+1:], nil)
 	}
-	p.failed = "nothing at " + ap.String()
+	// No pod of the mesh's worlds: a server outside (the API server, a site on the internet).
+	p.hops = append(p.hops, hop{at: "server at " + ap.String()})
+	p.reached, p.host, p.proto, p.urlPath, p.tls = "server at "+ap.String(), req.Host, req.Protocol, req.Path, req.TLS
 	return p
 }
+
+// lastTerminated reports whether the proxy that decided r terminated TLS: its filter chain
+// ended it (a chain of the inbound listener for mesh ports).
+func lastTerminated(r *simulate.Result) bool { return r.FilterChain != "" && !strings.HasSuffix(r.FilterChain, "/plaintext") && r.Listener == "inbound" }
 
 // app is the application of the pod that owns an address (or of the proxy that forwards to
 // 127.0.0.1), receiving a request.
@@ -302,14 +350,16 @@ func (m *mesh) app(t *testing.T, p *path, w *world, ap netip.AddrPort, req simul
 	kind := m.apps[last]
 	p.hops = append(p.hops, hop{at: "app behind " + last, note: note})
 	switch {
-	case req.TLS:
+	case req.TLS && kind != "tls":
 		p.failed = "the application gets TLS where it serves plaintext"
+	case !req.TLS && kind == "tls":
+		p.failed = "the TLS application gets plaintext"
 	case kind == "grpc" && req.Protocol != simulate.HTTP2:
 		p.failed = "the gRPC application gets " + req.Protocol
-	case req.Protocol == simulate.TCP && kind != "tcp":
+	case req.Protocol == simulate.TCP && kind != "tcp" && kind != "tls":
 		p.failed = "the application gets a stream that is not HTTP"
 	default:
-		p.reached, p.host, p.proto = strings.TrimPrefix(last, "sidecar "), req.Host, req.Protocol
+		p.reached, p.host, p.proto, p.urlPath, p.tls = strings.TrimPrefix(last, "sidecar "), req.Host, req.Protocol, req.Path, req.TLS
 	}
 	return p
 }
@@ -367,6 +417,15 @@ func (w *world) clusterIP(ap netip.AddrPort) ([]netip.AddrPort, bool) {
 	return nil, false
 }
 
+func (w *world) meshNamespace(ns string) bool {
+	for _, n := range w.in.Namespaces {
+		if n.Name == ns {
+			return n.Labels[translator.MeshNamespaceLabel] == translator.MeshNamespaceValue
+		}
+	}
+	return false
+}
+
 func trustDomain(w *world) string {
 	if mc := w.in.MeshConfig; mc != nil && mc.Spec.Certificate.TrustDomain != "" {
 		return mc.Spec.Certificate.TrustDomain
@@ -402,4 +461,10 @@ func endpointIn(suffix string) func(c simulate.Cluster) string {
 	}
 }
 
-var _ = strconv.Itoa
+type podT = corev1.Pod
+
+func mustAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+func netipAddrPort(ip string, port uint16) netip.AddrPort {
+	return netip.AddrPortFrom(netip.MustParseAddr(ip), port)
+}

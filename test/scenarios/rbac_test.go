@@ -11,7 +11,7 @@ import (
 // where curl-to-ext-httpbin allows curl/curl to GET "/", through the Envoy sidecar's inbound
 // listener and through the proxyless gRPC server's listener.
 func TestInboundRBAC(t *testing.T) {
-	out := world(t, "inbound-policy-rbac")
+	out := loadWorld(t, "inbound-policy-rbac").out
 	const curl = "spiffe://cluster.local/ns/curl/sa/curl"
 	const gateway = "spiffe://cluster.local/ns/crossgate-system/sa/crossgate-gateway"
 	cases := []struct {
@@ -30,7 +30,7 @@ func TestInboundRBAC(t *testing.T) {
 	proxyless := out.Proxyless["httpbin/httpbin"]
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			req := simulate.Request{Inbound: true, Port: 8080, TLS: true, Host: "httpbin.httpbin:8080", Method: tc.method, Path: tc.path, Source: tc.source}
+			req := simulate.Request{Inbound: true, PodIP: "10.1.2.7", Port: 8080, TLS: true, ALPN: []string{"http/1.1"}, Host: "httpbin.httpbin:8080", Method: tc.method, Path: tc.path, Source: tc.source}
 			r := simulate.Simulate(sidecar, req)
 			if r.Denied == tc.allowed {
 				t.Errorf("sidecar: denied=%v (%s), want allowed=%v", r.Denied, r.DenyReason, tc.allowed)
@@ -46,15 +46,15 @@ func TestInboundRBAC(t *testing.T) {
 			}
 		})
 	}
-	// Without TLS the port has no filter chain at all in policy mode.
-	r := simulate.Simulate(sidecar, simulate.Request{Inbound: true, Port: 8080, Host: "httpbin.httpbin:8080", Method: "GET", Path: "/"})
-	if !r.Denied {
-		t.Errorf("plaintext reached %+v in policy mode", r.Clusters)
+	// Without TLS no identity is known: in policy mode the port refuses plaintext.
+	r := simulate.Simulate(sidecar, simulate.Request{Inbound: true, PodIP: "10.1.2.7", Port: 8080, Host: "httpbin.httpbin:8080", Method: "GET", Path: "/", Source: curl})
+	if !r.Denied || r.Status != 403 {
+		t.Errorf("plaintext reached %+v in policy mode (%s)", r.Clusters, r.DenyReason)
 	}
 	// In permissive mode plaintext and any identity get through.
-	perm := world(t, "inbound-permissive").Sidecars["httpbin/httpbin"]
+	perm := loadWorld(t, "inbound-permissive").out.Sidecars["httpbin/httpbin"]
 	for _, tls := range []bool{false, true} {
-		r := simulate.Simulate(perm, simulate.Request{Inbound: true, Port: 8080, TLS: tls, Host: "x", Method: "DELETE", Path: "/x", Source: "spiffe://cluster.local/ns/a/sa/b"})
+		r := simulate.Simulate(perm, simulate.Request{Inbound: true, PodIP: "10.1.2.7", Port: 8080, TLS: tls, Host: "x", Method: "DELETE", Path: "/x", Source: "spiffe://cluster.local/ns/a/sa/b"})
 		if r.Denied {
 			t.Errorf("permissive, tls=%v: %s", tls, r.DenyReason)
 		}
