@@ -1,7 +1,17 @@
 // Package app is the sandbox's workload: a process standing in for one pod of a Deployment. It
-// registers a Pod (labels, ServiceAccount, a loopback IP 127.<cluster>.0.x) in its cluster, so
-// Services select it and crossgate sees its identity, and answers every HTTP request with its
-// message ("Hi, I am from cluster-1 and controlled by mesh!").
+// registers a Pod (labels, ServiceAccount, a pod IP 10.(240+i).0.x standing for the loopback
+// address 127.i.0.x) in its cluster, so Services select it and crossgate sees its identity, and
+// answers every request with its message ("Hi, I am from cluster-1 and controlled by mesh!").
+//
+// A pod runs one of three ways, as in a cluster with crossgate:
+//   - with a sidecar (the default, given the controller's xDS address): the application answers
+//     HTTP/1.1, and gRPC (grpc.testing.TestService) over h2c, on a private address, and a stand-in
+//     for its Envoy sidecar takes the connections arriving at the pod's address (mTLS from mesh
+//     callers, plaintext from others) and hands them over as the sidecar's inbound
+//     configuration says (RBAC, protocol);
+//   - proxyless: grpc-go's xDS server serves gRPC on the pod's address itself, with the mTLS and
+//     RBAC of its xDS configuration, and nothing else;
+//   - without the mesh: the application answers on the pod's address directly.
 package app
 
 import (
@@ -12,6 +22,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -28,6 +39,7 @@ import (
 	"github.com/crossgate-io/crossgate/sandbox"
 	"github.com/crossgate-io/crossgate/sandbox/grpcxds"
 	"github.com/crossgate-io/crossgate/sandbox/network"
+	"github.com/crossgate-io/crossgate/sandbox/proxy"
 	"github.com/crossgate-io/crossgate/translator"
 )
 
@@ -42,29 +54,28 @@ type Options struct {
 	// stands for.
 	Namespace, Name, ServiceAccount string
 	Labels                          map[string]string
-	// Port is the HTTP port (the Service's targetPort).
+	// Port is the application's port (the Service's targetPort).
 	Port int
 	// Message answers every request; "Hi, I am from <cluster> and controlled by mesh!" when empty.
 	Message string
-	// XDS, when set, is the cluster controller's xDS address: the app then also serves gRPC
-	// (grpc.testing.TestService, UnaryCall answering Message as its hostname) as an
-	// xDS-enabled grpc-go server, so crossgate's inbound configuration and RBAC apply to it,
-	// with a certificate for its identity written under Dir.
-	XDS, Dir string
-	Log      *slog.Logger
+	// XDS is the cluster controller's xDS address: the pod then runs with a sidecar, or, with
+	// Proxyless, as a proxyless gRPC server. Empty: outside the mesh. Dir holds what the pod
+	// writes (grpc-go's bootstrap and certificate files).
+	XDS, Dir  string
+	Proxyless bool
+	Log       *slog.Logger
 }
 
 // App is a running app.
 type App struct {
-	// Addr is where it answers HTTP.
-	Addr string
-	Pod  *corev1.Pod
-	c    client.Client
-	srv  *http.Server
-	grpc *xds.GRPCServer
-	mux  *mux
-	done chan struct{} // closed when the server ends; err says why
-	err  error
+	// Addr is the pod's address (where callers connect); AppAddr where the application itself
+	// answers (behind its sidecar, or the same).
+	Addr, AppAddr string
+	Pod           *corev1.Pod
+	c             client.Client
+	servers       []func()
+	done          chan struct{} // closed when the application's server ends; err says why
+	err           error
 }
 
 // Start registers the app's Pod and starts answering.
@@ -74,6 +85,9 @@ func Start(ctx context.Context, o Options) (*App, error) {
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
+	}
+	if o.Proxyless && o.XDS == "" {
+		return nil, errors.New("a proxyless app needs the controller's xDS address")
 	}
 	c, err := client.New(o.Config, client.Options{Scheme: sandbox.Scheme})
 	if err != nil {
@@ -95,16 +109,33 @@ func Start(ctx context.Context, o Options) (*App, error) {
 	if ln == nil {
 		return nil, fmt.Errorf("no free loopback address 127.%d.0.x for port %d", o.ClusterIndex, o.Port)
 	}
-	a := &App{Addr: ln.Addr().String(), c: c, done: make(chan struct{})}
+	a := &App{Addr: ln.Addr().String(), AppAddr: ln.Addr().String(), c: c, done: make(chan struct{})}
 	ip := network.PodIP(o.ClusterIndex, host) // the API server refuses loopback endpoints
+	fail := func(err error) (*App, error) {
+		_ = ln.Close()
+		a.stopServers()
+		if a.Pod != nil {
+			_ = c.Delete(context.Background(), a.Pod, client.GracePeriodSeconds(0))
+		}
+		return nil, err
+	}
+
+	// The application, behind a sidecar on a private address of the pod.
+	appLn := ln
+	sidecar := o.XDS != "" && !o.Proxyless
+	if sidecar {
+		if appLn, err = net.Listen("tcp", network.AppAddress(o.ClusterIndex, host, 0)); err != nil {
+			return fail(err)
+		}
+		a.AppAddr = appLn.Addr().String()
+	}
 
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: o.Namespace, Name: o.ServiceAccount}}
 	if err := c.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
-		_ = ln.Close()
-		return nil, fmt.Errorf("ServiceAccount %s/%s: %w", o.Namespace, o.ServiceAccount, err)
+		return fail(fmt.Errorf("ServiceAccount %s/%s: %w", o.Namespace, o.ServiceAccount, err))
 	}
-	annotations := map[string]string{sandbox.AppAnnotation: a.Addr}
-	if o.XDS != "" {
+	annotations := map[string]string{sandbox.AppAnnotation: a.AppAddr}
+	if o.Proxyless {
 		annotations[translator.ProxylessAnnotation] = "true"
 	}
 	pod := &corev1.Pod{
@@ -126,73 +157,112 @@ func Start(ctx context.Context, o Options) (*App, error) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	if err != nil {
-		_ = ln.Close()
-		return nil, fmt.Errorf("registering the Pod: %w", err)
+		return fail(fmt.Errorf("registering the Pod: %w", err))
 	}
+	a.Pod = pod
+
+	msg := []byte(o.Message + "\n")
+	switch {
+	case o.Proxyless:
+		if err := a.serveProxyless(ctx, o, ln, ip); err != nil {
+			return fail(err)
+		}
+	default:
+		a.serveApp(appLn, o.Message, msg)
+		if sidecar {
+			// Like kubelet with a native sidecar, the pod is Ready once its sidecar has its
+			// configuration.
+			if err := a.startSidecar(ctx, o, ln, ip); err != nil {
+				return fail(err)
+			}
+		}
+	}
+
 	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}, HostIP: "127.0.0.1",
 		StartTime: ptrTime(metav1.Now()),
 		ContainerStatuses: []corev1.ContainerStatus{{Name: "app", Image: "crossgate.io/sandbox-app", Started: ptrBool(true),
 			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}}}}
 	sandbox.SetPodReady(pod, true)
 	if err := c.Status().Update(ctx, pod); err != nil {
-		_ = ln.Close()
-		_ = c.Delete(ctx, pod)
-		return nil, fmt.Errorf("the Pod's status: %w", err)
+		return fail(fmt.Errorf("the Pod's status: %w", err))
 	}
-	a.Pod = pod
-	msg := []byte(o.Message + "\n")
-	a.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		_, _ = w.Write(msg)
-	})}
-	httpLn := ln
-	if o.XDS != "" {
-		if err := a.startGRPC(ctx, o, ln, ip); err != nil {
-			_ = ln.Close()
-			_ = c.Delete(ctx, pod, client.GracePeriodSeconds(0))
-			return nil, err
-		}
-		httpLn = a.mux.http
+	mode := "without the mesh"
+	switch {
+	case o.Proxyless:
+		mode = "proxyless"
+	case sidecar:
+		mode = "with a sidecar"
 	}
-	go func() {
-		if err := a.srv.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
-			a.err = err
-		}
-		close(a.done)
-	}()
-	o.Log.Info("app up", "cluster", o.Cluster, "pod", o.Namespace+"/"+pod.Name, "address", a.Addr, "serviceAccount", o.ServiceAccount)
+	o.Log.Info("app up", "cluster", o.Cluster, "pod", o.Namespace+"/"+pod.Name, "address", a.Addr, "serviceAccount", o.ServiceAccount, "mode", mode)
 	return a, nil
 }
 
 func ptrTime(t metav1.Time) *metav1.Time { return &t }
 func ptrBool(b bool) *bool               { return &b }
 
-// Stop stops answering and deletes the Pod.
-func (a *App) Stop(ctx context.Context) error {
-	if a.grpc != nil {
-		a.grpc.Stop()
-	}
-	_ = a.srv.Shutdown(ctx)
-	if a.mux != nil {
-		_ = a.mux.ln.Close()
-	}
-	<-a.done
-	err := a.err
-	if derr := a.c.Delete(ctx, a.Pod, client.GracePeriodSeconds(0)); derr != nil && !apierrors.IsNotFound(derr) {
-		err = errors.Join(err, derr)
-	}
-	return err
+// serveApp runs the application: HTTP/1.1 answering the message, and gRPC over h2c.
+func (a *App) serveApp(ln net.Listener, hostname string, msg []byte) {
+	gs := grpc.NewServer()
+	testgrpc.RegisterTestServiceServer(gs, &testService{hostname: hostname})
+	var ps http.Protocols
+	ps.SetHTTP1(true)
+	ps.SetUnencryptedHTTP2(true)
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Protocols: &ps, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			gs.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write(msg)
+	})}
+	a.servers = append(a.servers, func() { _ = srv.Close(); gs.Stop() })
+	go func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			a.err = err
+		}
+		close(a.done)
+	}()
 }
 
-// Done is closed when the server ends; Err then says why.
-func (a *App) Done() <-chan struct{} { return a.done }
+// startSidecar runs the stand-in for the pod's Envoy sidecar on the pod's address.
+func (a *App) startSidecar(ctx context.Context, o Options, ln net.Listener, podIP string) error {
+	ca, err := grpcxds.RootCA(ctx, o.Config)
+	if err != nil {
+		return err
+	}
+	cert, err := ca.Issue(o.Namespace, o.ServiceAccount, 24*time.Hour)
+	if err != nil {
+		return err
+	}
+	pctx, cancel := context.WithCancel(context.Background())
+	p, err := proxy.Start(pctx, proxy.Options{Role: proxy.Inbound, PodIP: podIP, Namespace: o.Namespace, AppAddress: a.AppAddr,
+		Log: o.Log.With("sidecar", o.Namespace+"/"+o.Name),
+		XDS: proxy.XDSOptions{Address: o.XDS, Node: "sidecar~" + o.Namespace + "/" + o.ServiceAccount, Certificate: cert}})
+	if err != nil {
+		cancel()
+		return err
+	}
+	tln, err := p.Listener(ln)
+	if err != nil {
+		cancel()
+		return err
+	}
+	srv := p.Server()
+	a.servers = append(a.servers, func() { _ = srv.Close(); cancel() })
+	go func() { _ = srv.Serve(tln) }()
+	select {
+	case <-p.Ready():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("the sidecar of %s/%s got no configuration from %s within 30s", o.Namespace, o.Name, o.XDS)
+	}
+}
 
-// Err is why the server ended, once Done is closed.
-func (a *App) Err() error { return a.err }
-
-// startGRPC serves grpc.testing.TestService on the app's port beside HTTP, as an xDS-enabled
-// server whose listener is named after the pod IP.
-func (a *App) startGRPC(ctx context.Context, o Options, ln net.Listener, podIP string) error {
+// serveProxyless serves grpc.testing.TestService on the pod's address as an xDS-enabled grpc-go
+// server, whose listener is named after the pod IP.
+func (a *App) serveProxyless(ctx context.Context, o Options, ln net.Listener, podIP string) error {
 	ca, err := grpcxds.RootCA(ctx, o.Config)
 	if err != nil {
 		return err
@@ -212,11 +282,39 @@ func (a *App) startGRPC(ctx context.Context, o Options, ln net.Listener, podIP s
 		return err
 	}
 	testgrpc.RegisterTestServiceServer(srv, &testService{hostname: o.Message})
-	a.grpc = srv
-	a.mux = newMux(ln, &net.TCPAddr{IP: net.ParseIP(podIP), Port: o.Port})
-	go func() { _ = srv.Serve(a.mux.grpc) }()
+	a.servers = append(a.servers, srv.Stop)
+	go func() {
+		if err := srv.Serve(podAddrListener{Listener: ln, pod: &net.TCPAddr{IP: net.ParseIP(podIP), Port: o.Port}}); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			a.err = err
+		}
+		close(a.done)
+	}()
 	return nil
 }
+
+func (a *App) stopServers() {
+	for i := len(a.servers) - 1; i >= 0; i-- {
+		a.servers[i]()
+	}
+	a.servers = nil
+}
+
+// Stop stops answering and deletes the Pod.
+func (a *App) Stop(ctx context.Context) error {
+	a.stopServers()
+	<-a.done
+	err := a.err
+	if derr := a.c.Delete(ctx, a.Pod, client.GracePeriodSeconds(0)); derr != nil && !apierrors.IsNotFound(derr) {
+		err = errors.Join(err, derr)
+	}
+	return err
+}
+
+// Done is closed when the server ends; Err then says why.
+func (a *App) Done() <-chan struct{} { return a.done }
+
+// Err is why the server ended, once Done is closed.
+func (a *App) Err() error { return a.err }
 
 type testService struct {
 	testgrpc.UnimplementedTestServiceServer

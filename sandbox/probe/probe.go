@@ -88,8 +88,9 @@ func NewCaller(ctx context.Context, o Options) (*Caller, error) {
 		return nil, err
 	}
 	pctx, cancel := context.WithCancel(ctx)
-	p, err := proxy.Start(pctx, proxy.Options{Role: proxy.Sidecar, Log: o.Log,
-		XDS: proxy.XDSOptions{Address: o.XDS, Node: "sidecar~" + o.Namespace + "/" + o.ServiceAccount, Certificate: cert}})
+	p, err := proxy.Start(pctx, proxy.Options{Role: proxy.Sidecar, Log: o.Log, Namespace: o.Namespace,
+		Network: &sandbox.ClusterNetwork{Client: cl, Namespace: o.Namespace},
+		XDS:     proxy.XDSOptions{Address: o.XDS, Node: "sidecar~" + o.Namespace + "/" + o.ServiceAccount, Certificate: cert}})
 	if err != nil {
 		cancel()
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -16,7 +17,6 @@ import (
 	"time"
 
 	"github.com/crossgate-io/crossgate/sandbox/network"
-	"github.com/crossgate-io/crossgate/xds/identity"
 	"github.com/crossgate-io/crossgate/xds/simulate"
 )
 
@@ -24,13 +24,28 @@ import (
 type Role int
 
 const (
-	// Sidecar is a caller's sidecar: it takes requests as an HTTP proxy would (absolute URI or
-	// Host header) and sends them where the caller's outbound configuration says.
+	// Sidecar is a caller's sidecar, outbound: it takes the application's requests as an HTTP
+	// proxy does (absolute URI or Host header), resolves the host as the application's DNS would,
+	// and sends each where the sidecar's configuration says for that destination.
 	Sidecar Role = iota
 	// Gateway is a member's gateway: it takes requests on the LoadBalancer port and sends them
 	// where the gateway's listener on ListenerPort says.
 	Gateway
+	// Inbound is a pod's sidecar, inbound: it takes the connections arriving at the pod's
+	// address (mTLS from mesh callers, plaintext from others) and hands them to the application
+	// as the sidecar's inbound listener says.
+	Inbound
 )
+
+// Network is the sandbox's network as the stand-in needs it.
+type Network interface {
+	// Resolve is the application's DNS: a Service's name (name, name.ns, name.ns.svc, ...) to
+	// its ClusterIP; an IP is itself.
+	Resolve(ctx context.Context, host string) (string, error)
+	// Route is kube-proxy and the pod network: where a connection to ip:port goes (a ClusterIP
+	// to one of its endpoints, a pod IP to the loopback address it stands for).
+	Route(ctx context.Context, addr string) (string, error)
+}
 
 // Options configure a stand-in proxy.
 type Options struct {
@@ -39,25 +54,34 @@ type Options struct {
 	// ListenerPort is the gateway listener's port in the xDS configuration (80); the stand-in
 	// itself listens wherever it is served.
 	ListenerPort uint32
-	Log          *slog.Logger
+	// PodIP is the pod's address (Sidecar, Inbound); Namespace the pod's, for short names.
+	PodIP, Namespace string
+	// AppAddress is where the application listens (Inbound): the sidecar's inbound clusters
+	// send to 127.0.0.1:<port>, which is the application in the pod.
+	AppAddress string
+	Network    Network
+	Log        *slog.Logger
 }
 
 // Proxy is a running stand-in.
 type Proxy struct {
-	opts      Options
-	cfg       *config
-	plain     *http.Transport
-	h2tls     *http.Transport // gRPC to proxyless servers, which require mTLS
-	mu        sync.Mutex
-	localityW map[string]int // smooth weighted round robin state, by cluster/priority/locality
-	endpointN map[string]int // round robin over a locality's endpoints
+	opts Options
+	cfg  *config
+	cert tls.Certificate
+	root *x509.CertPool
+	// transports by upstream protocol, TLS and ALPN.
+	mu         sync.Mutex
+	transports map[string]*http.Transport
+	localityW  map[string]float64 // smooth weighted round robin state
+	endpointN  map[string]int     // round robin over a locality's endpoints
 	// Outlier detection, by cluster|endpoint.
-	failures     map[string]int
+	failures     map[string]*failureCount
 	ejectedUntil map[string]time.Time
 }
 
-// Start subscribes to the proxy's configuration. Ready is closed once it holds listeners and
-// clusters.
+type failureCount struct{ fivexx, gateway uint32 }
+
+// Start subscribes to the proxy's configuration. Ready is closed once it holds listeners.
 func Start(ctx context.Context, o Options) (*Proxy, error) {
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -66,52 +90,34 @@ func Start(ctx context.Context, o Options) (*Proxy, error) {
 	if o.ListenerPort == 0 {
 		o.ListenerPort = 80
 	}
-	dial := func(ctx context.Context, netw, addr string) (net.Conn, error) {
-		// The sandbox network: pod IPs stand for loopback addresses.
-		return (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, netw, network.LoopbackAddr(addr))
+	if o.Network == nil {
+		o.Network = loopbackNetwork{}
 	}
-	p := &Proxy{opts: o, cfg: newConfig(), localityW: map[string]int{}, endpointN: map[string]int{},
-		failures: map[string]int{}, ejectedUntil: map[string]time.Time{},
-		plain: &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second},
-	}
-	if err := p.cfg.subscribe(ctx, o.XDS); err != nil {
-		return nil, err
-	}
-	tlsCfg, err := upstreamTLS(o.XDS.Certificate)
-	if err != nil {
-		return nil, err
-	}
-	var h2 http.Protocols
-	h2.SetHTTP2(true)
-	p.h2tls = &http.Transport{DialContext: dial, TLSClientConfig: tlsCfg, Protocols: &h2, ForceAttemptHTTP2: true}
-	return p, nil
-}
-
-// upstreamTLS is the client side of mTLS to a proxyless gRPC server: the proxy's certificate,
-// and the server's chain checked against the set's root (identities are SPIFFE URIs, not host
-// names).
-func upstreamTLS(cert *identity.Certificate) (*tls.Config, error) {
-	pair, err := tls.X509KeyPair(cert.CertPEM, cert.KeyPEM)
+	pair, err := tls.X509KeyPair(o.XDS.Certificate.CertPEM, o.XDS.Certificate.KeyPEM)
 	if err != nil {
 		return nil, err
 	}
 	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(cert.RootPEM)
-	return &tls.Config{
-		MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}, NextProtos: []string{"h2"},
-		InsecureSkipVerify: true, // replaced by the chain check below: no host name to match
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("the upstream presented no certificate")
-			}
-			opts := x509.VerifyOptions{Roots: pool, Intermediates: x509.NewCertPool()}
-			for _, c := range cs.PeerCertificates[1:] {
-				opts.Intermediates.AddCert(c)
-			}
-			_, err := cs.PeerCertificates[0].Verify(opts)
-			return err
-		},
-	}, nil
+	pool.AppendCertsFromPEM(o.XDS.Certificate.RootPEM)
+	p := &Proxy{opts: o, cfg: newConfig(), cert: pair, root: pool, transports: map[string]*http.Transport{},
+		localityW: map[string]float64{}, endpointN: map[string]int{}, failures: map[string]*failureCount{}, ejectedUntil: map[string]time.Time{}}
+	if err := p.cfg.subscribe(ctx, o.XDS); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// loopbackNetwork knows no Services: IPs are themselves, pod IPs their loopback addresses.
+type loopbackNetwork struct{}
+
+func (loopbackNetwork) Resolve(_ context.Context, host string) (string, error) {
+	if net.ParseIP(host) != nil {
+		return host, nil
+	}
+	return "", fmt.Errorf("cannot resolve %s", host)
+}
+func (loopbackNetwork) Route(_ context.Context, addr string) (string, error) {
+	return network.LoopbackAddr(addr), nil
 }
 
 // Ready is closed once the proxy holds its configuration.
@@ -124,7 +130,8 @@ func (p *Proxy) Updates() int {
 	return p.cfg.updates
 }
 
-// Server returns an HTTP server for the proxy that speaks HTTP/1.1 and h2c.
+// Server returns an HTTP server for the proxy that speaks HTTP/1.1 and HTTP/2 (over TLS by ALPN,
+// or h2c in plaintext).
 func (p *Proxy) Server() *http.Server {
 	var ps http.Protocols
 	ps.SetHTTP1(true)
@@ -133,14 +140,22 @@ func (p *Proxy) Server() *http.Server {
 	return &http.Server{Handler: p, Protocols: &ps, ReadHeaderTimeout: 10 * time.Second}
 }
 
-// Decide is where the request goes, per the proxy's configuration.
+// Decide is where the request goes, per the proxy's configuration, as xds/simulate says Envoy
+// would decide.
 func (p *Proxy) Decide(r *http.Request) *simulate.Result {
-	req := simulate.Request{Host: r.Host, Path: r.URL.Path, Method: r.Method, Headers: map[string]string{}}
+	req := simulate.Request{Host: r.Host, Path: r.URL.RequestURI(), Method: r.Method, Headers: map[string]string{}, Protocol: simulate.HTTP1}
+	if r.ProtoMajor == 2 {
+		req.Protocol = simulate.HTTP2
+	}
 	for k, v := range r.Header {
 		req.Headers[strings.ToLower(k)] = strings.Join(v, ",")
 	}
-	req.Headers[":authority"] = r.Host
-	req.TLS, req.Source = r.TLS != nil, peerIdentity(r)
+	if r.TLS != nil {
+		req.TLS, req.SNI, req.Source = true, r.TLS.ServerName, peerIdentity(r)
+		if r.TLS.NegotiatedProtocol != "" {
+			req.ALPN = []string{r.TLS.NegotiatedProtocol}
+		}
+	}
 	switch p.opts.Role {
 	case Sidecar:
 		host := r.Host
@@ -148,27 +163,41 @@ func (p *Proxy) Decide(r *http.Request) *simulate.Result {
 			host = r.URL.Host
 		}
 		port := uint32(80)
-		if _, ps, err := net.SplitHostPort(host); err == nil {
+		name := host
+		if h, ps, err := net.SplitHostPort(host); err == nil {
 			n, _ := strconv.ParseUint(ps, 10, 16)
-			port = uint32(n)
+			name, port = h, uint32(n)
 		}
-		req.Port, req.Host = port, host
-		req.Headers[":authority"] = host
+		ip, err := p.opts.Network.Resolve(r.Context(), name)
+		if err != nil {
+			return &simulate.Result{Denied: true, Status: http.StatusBadGateway, DenyReason: "the application cannot resolve " + name + ": " + err.Error()}
+		}
+		req.PodIP, req.DestinationIP, req.Port, req.Host = p.opts.PodIP, ip, port, host
 	case Gateway:
 		req.Port = p.opts.ListenerPort
+	case Inbound:
+		_, ps, _ := net.SplitHostPort(p.opts.AppAddress)
+		n, _ := strconv.ParseUint(ps, 10, 16)
+		req.Inbound, req.PodIP, req.DestinationIP, req.Port = true, p.opts.PodIP, p.opts.PodIP, uint32(n)
 	}
-	return simulate.Simulate(p.cfg.current(), req)
+	req.Headers[":authority"] = req.Host
+	return p.cfg.proxy().Simulate(req)
 }
 
-// ServeHTTP forwards one request.
+// ServeHTTP forwards one request as Envoy would: to a cluster by weight, a priority by the
+// priorities' load, a locality by its effective weight, an endpoint in turn, with the protocol,
+// TLS and ALPN the cluster's configuration selects; it retries as the route's policy says and
+// ejects endpoints as the cluster's outlier detection enforces.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	res := p.Decide(r)
 	switch {
-	case res.Denied && strings.Contains(strings.ToLower(res.DenyReason), "rbac"):
-		http.Error(w, "RBAC: access denied ("+res.DenyReason+")", http.StatusForbidden)
+	case res.Denied && res.Status != 0:
+		http.Error(w, res.DenyReason, int(res.Status))
 		return
 	case res.Denied:
-		http.Error(w, "no route: "+res.DenyReason, http.StatusNotFound)
+		// Envoy closes or resets the connection: no HTTP answer.
+		p.opts.Log.Debug("connection closed", "reason", res.DenyReason)
+		hijackClose(w)
 		return
 	case res.DirectResponse != 0:
 		w.WriteHeader(int(res.DirectResponse))
@@ -179,26 +208,42 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no cluster", http.StatusServiceUnavailable)
 		return
 	}
+	if cl.OriginalDestination != "" {
+		_, _ = p.forward(w, r, cl, cl.OriginalDestination, res, func(int, error) bool { return false })
+		return
+	}
 	retryable := retryOn(res.Retry)
 	attempts := 1
 	if res.Retry != "" {
-		attempts = 2 // num_retries 1
+		attempts += int(res.Retries)
 	}
 	tried, triedPrio := map[string]bool{}, map[int]bool{}
 	for attempt := range attempts {
-		prio, ep := p.choose(cl, attempt > 0 && res.RetryOtherPriority, tried, triedPrio)
+		prio, ep := p.choose(cl, attempt > 0 && res.RetryOtherPriority, attempt > 0 && res.RetryOtherHost, tried, triedPrio)
 		if ep == "" {
 			break
 		}
 		tried[ep], triedPrio[prio] = true, true
 		last := attempt == attempts-1
-		status, err := p.forward(w, r, ep, res.Path, func(status int, err error) bool { return !last && retryable(status, err) })
-		p.observe(cl, ep, err != nil || status == 502 || status == 503 || status == 504)
+		status, err := p.forward(w, r, cl, ep, res, func(status int, err error) bool { return !last && retryable(status, err) })
+		p.observe(cl, ep, status, err)
 		if last || !retryable(status, err) {
 			return
 		}
 	}
 	http.Error(w, "no healthy upstream", http.StatusServiceUnavailable)
+}
+
+// hijackClose closes the client's connection without an answer, as Envoy does when no filter
+// chain matches or a network filter refuses.
+func hijackClose(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if c, _, err := hj.Hijack(); err == nil {
+			_ = c.Close()
+			return
+		}
+	}
+	panic(http.ErrAbortHandler) // HTTP/2: reset the stream
 }
 
 // retryOn turns a retry_on list into a predicate on an upstream's answer.
@@ -220,20 +265,41 @@ func retryOn(on string) func(status int, err error) bool {
 	}
 }
 
-// choose picks the priority and endpoint of one attempt, as Envoy's load balancer would: the
-// first priority with an endpoint that is not ejected, a locality by weight, an endpoint in turn.
-// A retry skips the endpoints tried (previous_hosts), or with otherPriority the priorities tried
-// (previous_priorities). When every endpoint is ejected, ejections are ignored (panic mode).
-func (p *Proxy) choose(cl *simulate.Cluster, otherPriority bool, tried map[string]bool, triedPrio map[int]bool) (int, string) {
-	for _, ignoreEjected := range []bool{false, true} {
-		for i, prio := range cl.Priorities {
-			if otherPriority && triedPrio[i] {
-				continue
+// choose picks the priority and endpoint of one attempt: a priority by the priorities' load
+// (simulate's model of Envoy's, ejected endpoints unhealthy), and in it a locality by its
+// effective weight and an endpoint in turn. A retry skips the endpoints tried (previous_hosts)
+// or the priorities tried (previous_priorities).
+func (p *Proxy) choose(cl *simulate.Cluster, otherPriority, otherHost bool, tried map[string]bool, triedPrio map[int]bool) (int, string) {
+	healthy := func(ep string) bool { return !p.ejected(cl.Name, ep) }
+	loads, panicking := cl.PriorityLoad(healthy)
+	order := make([]int, 0, len(loads))
+	total := 0.0
+	for i, l := range loads {
+		if otherPriority && triedPrio[i] {
+			continue
+		}
+		total += l
+		order = append(order, i)
+	}
+	if total > 0 {
+		// A priority by its load: the first whose cumulative load passes a random draw.
+		x, acc := rand.Float64()*total, 0.0
+		for j, i := range order {
+			acc += loads[i]
+			if x < acc {
+				order[0], order[j] = order[j], order[0]
+				break
 			}
-			skip := func(ep string) bool { return tried[ep] || (!ignoreEjected && p.ejected(cl.Name, ep)) }
-			if ep := p.pickEndpoint(cl.Name, prio, skip); ep != "" {
-				return i, ep
-			}
+		}
+	}
+	for _, i := range order {
+		use := healthy
+		if panicking[i] {
+			use = nil // panic: every host of the priority
+		}
+		skip := func(ep string) bool { return (otherHost || otherPriority) && tried[ep] }
+		if ep := p.pickEndpoint(cl, i, use, skip); ep != "" {
+			return i, ep
 		}
 	}
 	return 0, ""
@@ -245,43 +311,99 @@ func (p *Proxy) ejected(cluster, ep string) bool {
 	return time.Now().Before(p.ejectedUntil[cluster+"|"+ep])
 }
 
-// observe feeds outlier detection: consecutive gateway failures eject an endpoint.
-func (p *Proxy) observe(cl *simulate.Cluster, ep string, gatewayFailure bool) {
-	if cl.EjectAfterGatewayFailures == 0 {
+// observe feeds outlier detection as the cluster configures it: consecutive 5xx (connection
+// failures count as 503, split_external_local_origin_errors being off) and consecutive gateway
+// failures (502, 503, 504), each ejecting only as often as its enforcing_* says, and never more
+// than max_ejection_percent of the cluster's hosts.
+func (p *Proxy) observe(cl *simulate.Cluster, ep string, status int, err error) {
+	o := cl.Outlier
+	if o == nil {
 		return
+	}
+	if err != nil {
+		status = 503
 	}
 	k := cl.Name + "|" + ep
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !gatewayFailure {
-		delete(p.failures, k)
+	f := p.failures[k]
+	if f == nil {
+		f = &failureCount{}
+		p.failures[k] = f
+	}
+	if status < 500 {
+		*f = failureCount{}
 		return
 	}
-	p.failures[k]++
-	if p.failures[k] >= int(cl.EjectAfterGatewayFailures) {
-		p.ejectedUntil[k] = time.Now().Add(cl.EjectFor)
-		p.failures[k] = 0
+	f.fivexx++
+	if status == 502 || status == 503 || status == 504 {
+		f.gateway++
+	} else {
+		f.gateway = 0
 	}
+	enforce := func(pct uint32) bool { return pct >= 100 || (pct > 0 && rand.Uint32N(100) < pct) }
+	eject := (o.Consecutive5xx > 0 && f.fivexx >= o.Consecutive5xx && enforce(o.Enforcing5xx)) ||
+		(o.ConsecutiveGatewayFailure > 0 && f.gateway >= o.ConsecutiveGatewayFailure && enforce(o.EnforcingGatewayFailure))
+	if !eject {
+		return
+	}
+	hosts, ejected := 0, 0
+	now := time.Now()
+	for _, pr := range cl.Priorities {
+		for _, l := range pr.Localities {
+			for _, e := range l.Endpoints {
+				hosts++
+				if now.Before(p.ejectedUntil[cl.Name+"|"+e]) {
+					ejected++
+				}
+			}
+		}
+	}
+	if hosts > 0 && 100*(ejected+1) > int(o.MaxEjectionPercent)*hosts && ejected > 0 {
+		return
+	}
+	p.ejectedUntil[k] = now.Add(o.BaseEjectionTime)
+	*f = failureCount{}
 }
 
 // errRetry marks a response held back so that the request is retried.
-var errRetry = errors.New("retrying on the next priority")
+var errRetry = errors.New("retrying")
 
-// forward sends r to ep. An answer that holdBack accepts (a failure the route retries) is not
-// written to w but returned, so the caller can retry; every other answer is written.
-func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, ep, path string, holdBack func(status int, err error) bool) (int, error) {
+// forward sends r to ep as the cluster says. An answer that holdBack accepts (a failure the
+// route retries) is not written to w but returned, so the caller can retry; every other answer is
+// written.
+func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, cl *simulate.Cluster, ep string, res *simulate.Result, holdBack func(status int, err error) bool) (int, error) {
+	addr, err := p.dialAddress(r.Context(), ep)
+	if err != nil {
+		if !holdBack(0, err) {
+			http.Error(w, "upstream connect error: "+err.Error(), http.StatusServiceUnavailable)
+		}
+		return 0, err
+	}
+	up := cl.Upstream
+	if up.Protocol == simulate.TCP || up.Protocol == "ALPN" {
+		up.Protocol = simulate.HTTP1
+	}
 	status := 0
 	var failed error
+	scheme := "http"
+	if up.TLS {
+		scheme = "https"
+	}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.Out.URL.Scheme, pr.Out.URL.Host, pr.Out.URL.Path, pr.Out.URL.RawPath = "http", ep, path, ""
-			pr.Out.Host = r.Host
+			pr.Out.URL.Scheme, pr.Out.URL.Host = scheme, addr
+			pr.Out.URL.Path, pr.Out.URL.RawPath, pr.Out.URL.RawQuery = res.Path, "", ""
+			if i := strings.IndexByte(res.Path, '?'); i >= 0 {
+				pr.Out.URL.Path, pr.Out.URL.RawQuery = res.Path[:i], res.Path[i+1:]
+			}
+			pr.Out.Host = res.Host
 			if pr.Out.Host == "" {
 				pr.Out.Host = r.URL.Host
 			}
 			pr.Out.RequestURI = ""
 		},
-		Transport: p.plain,
+		Transport: p.transport(up),
 		ModifyResponse: func(resp *http.Response) error {
 			status = resp.StatusCode
 			if holdBack(resp.StatusCode, nil) {
@@ -295,22 +417,74 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, ep, path string,
 				return
 			}
 			if !holdBack(0, err) {
-				http.Error(w, "upstream connect error: "+err.Error(), http.StatusServiceUnavailable)
+				http.Error(w, "upstream connect error or disconnect/reset before headers: "+err.Error(), http.StatusServiceUnavailable)
 			}
 		},
-	}
-	if r.ProtoMajor == 2 {
-		// gRPC: proxyless gRPC servers require mTLS, as Envoy's upstream TLS gives them. (The
-		// stand-in sends HTTP/1.1 in plaintext: sandbox apps take it without a sidecar.)
-		rp.Transport = p.h2tls
-		pr := rp.Rewrite
-		rp.Rewrite = func(x *httputil.ProxyRequest) { pr(x); x.Out.URL.Scheme = "https" }
 	}
 	rp.ServeHTTP(w, r)
 	if failed != nil && !errors.Is(failed, errRetry) {
 		return status, failed
 	}
 	return status, nil
+}
+
+// dialAddress is where a connection to an endpoint goes in the sandbox: 127.0.0.1:<port> of an
+// inbound cluster is the pod's application; anything else goes through the sandbox's network.
+func (p *Proxy) dialAddress(ctx context.Context, ep string) (string, error) {
+	if host, _, err := net.SplitHostPort(ep); err == nil && host == "127.0.0.1" && p.opts.Role == Inbound {
+		return p.opts.AppAddress, nil
+	}
+	return p.opts.Network.Route(ctx, ep)
+}
+
+// transport is the connection pool of an upstream protocol: HTTP/1.1 or HTTP/2 (h2c without
+// TLS), with mTLS offering the ALPN the cluster's configuration gives.
+func (p *Proxy) transport(up simulate.Upstream) *http.Transport {
+	key := fmt.Sprintf("%s|%v|%v", up.Protocol, up.TLS, up.ALPN)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t := p.transports[key]; t != nil {
+		return t
+	}
+	var protos http.Protocols
+	switch {
+	case up.Protocol == simulate.HTTP2 && up.TLS:
+		protos.SetHTTP2(true)
+	case up.Protocol == simulate.HTTP2:
+		protos.SetUnencryptedHTTP2(true)
+	default:
+		protos.SetHTTP1(true)
+	}
+	t := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+		Protocols:           &protos,
+		MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second,
+	}
+	if up.TLS {
+		t.TLSClientConfig = p.upstreamTLS(up.ALPN)
+	}
+	p.transports[key] = t
+	return t
+}
+
+// upstreamTLS originates mTLS with the proxy's certificate, checking the peer's chain against
+// the set's root (identities are SPIFFE URIs, not host names), offering alpn.
+func (p *Proxy) upstreamTLS(alpn []string) *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{p.cert}, NextProtos: alpn,
+		InsecureSkipVerify: true, // replaced by the chain check below: no host name to match
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("the upstream presented no certificate")
+			}
+			opts := x509.VerifyOptions{Roots: p.root, Intermediates: x509.NewCertPool()}
+			for _, c := range cs.PeerCertificates[1:] {
+				opts.Intermediates.AddCert(c)
+			}
+			_, err := cs.PeerCertificates[0].Verify(opts)
+			return err
+		},
+	}
 }
 
 // pickCluster chooses among weighted clusters (smooth weighted round robin).
@@ -323,11 +497,11 @@ func (p *Proxy) pickCluster(cs []simulate.Cluster) *simulate.Cluster {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	total, best := 0, -1
+	total, best := 0.0, -1
 	for i, c := range cs {
 		k := "cluster/" + c.Name
-		p.localityW[k] += int(c.Weight)
-		total += int(c.Weight)
+		p.localityW[k] += float64(c.Weight)
+		total += float64(c.Weight)
 		if best < 0 || p.localityW[k] > p.localityW["cluster/"+cs[best].Name] {
 			best = i
 		}
@@ -336,40 +510,47 @@ func (p *Proxy) pickCluster(cs []simulate.Cluster) *simulate.Cluster {
 	return &cs[best]
 }
 
-// pickEndpoint chooses a locality by weight (smooth weighted round robin, as Envoy's locality
-// weighted balancing does) and an endpoint in it by round robin, skipping those in skip.
-func (p *Proxy) pickEndpoint(cluster string, prio simulate.Priority, skip func(string) bool) string {
-	var locs []simulate.Locality
-	for _, l := range prio.Localities {
+// pickEndpoint chooses a locality of priority prio by its effective weight (simulate's model:
+// locality weights only with locality weighted balancing, otherwise every host weighs the same),
+// smooth weighted round robin, and an endpoint in it in turn, skipping those in skip. healthy
+// nil: panic mode, every host.
+func (p *Proxy) pickEndpoint(cl *simulate.Cluster, prio int, healthy func(string) bool, skip func(string) bool) string {
+	pr := cl.Priorities[prio]
+	weights := cl.LocalityWeights(prio, healthy)
+	type cand struct {
+		name string
+		w    float64
+		eps  []string
+	}
+	var cands []cand
+	for i, l := range pr.Localities {
 		var eps []string
 		for _, e := range l.Endpoints {
-			if !skip(e) {
+			if !skip(e) && (healthy == nil || healthy(e)) {
 				eps = append(eps, e)
 			}
 		}
-		if len(eps) > 0 {
-			l.Endpoints = eps
-			locs = append(locs, l)
+		if len(eps) > 0 && weights[i] > 0 {
+			cands = append(cands, cand{l.Name, weights[i], eps})
 		}
 	}
-	if len(locs) == 0 {
+	if len(cands) == 0 {
 		return ""
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	key := func(l simulate.Locality) string { return fmt.Sprintf("%s/%d/%s", cluster, prio.Priority, l.Name) }
-	total, best := 0, 0
-	for i, l := range locs {
-		w := max(int(l.Weight), 1)
-		p.localityW[key(l)] += w
-		total += w
-		if p.localityW[key(l)] > p.localityW[key(locs[best])] {
+	key := func(c cand) string { return fmt.Sprintf("%s/%d/%s", cl.Name, pr.Priority, c.name) }
+	total, best := 0.0, 0
+	for i, c := range cands {
+		p.localityW[key(c)] += c.w
+		total += c.w
+		if p.localityW[key(c)] > p.localityW[key(cands[best])] {
 			best = i
 		}
 	}
-	p.localityW[key(locs[best])] -= total
-	l := locs[best]
-	n := p.endpointN[key(l)]
-	p.endpointN[key(l)] = n + 1
-	return l.Endpoints[n%len(l.Endpoints)]
+	p.localityW[key(cands[best])] -= total
+	c := cands[best]
+	n := p.endpointN[key(c)]
+	p.endpointN[key(c)] = n + 1
+	return c.eps[n%len(c.eps)]
 }

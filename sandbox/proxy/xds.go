@@ -1,7 +1,9 @@
 // Package proxy is the sandbox's stand-in for Envoy, which cannot run here: it subscribes over
-// xDS as the proxy it stands in for (a caller's sidecar, or a member's gateway), decides route,
-// endpoint and RBAC with xds/simulate, and forwards HTTP/1.1 and h2c. Production uses Envoy; the
-// stand-in does not do TLS on the data path.
+// xDS as the proxy it stands in for (a caller's sidecar, a pod's sidecar on the inbound side, or
+// a member's gateway), loads its configuration with xds/simulate's model of Envoy (refusing,
+// with a NACK, what Envoy refuses), decides listener, route, endpoint and RBAC with it, and
+// forwards HTTP/1.1 and HTTP/2 with the protocol, mTLS and ALPN each cluster's configuration
+// selects. It works at the HTTP level: opaque TCP is not forwarded. Production uses Envoy.
 package proxy
 
 import (
@@ -11,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,6 +31,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/crossgate-io/crossgate/xds/identity"
+	"github.com/crossgate-io/crossgate/xds/simulate"
 	"github.com/crossgate-io/crossgate/xds/translate"
 )
 
@@ -39,6 +43,7 @@ type config struct {
 	mu       sync.RWMutex
 	byType   map[string]map[string]proto.Message
 	res      *translate.Resources
+	loaded   *simulate.Proxy
 	received map[string]bool
 	ready    chan struct{}
 	updates  int
@@ -102,6 +107,7 @@ func (c *config) apply(r *discoveryv3.DeltaDiscoveryResponse) error {
 		res.Endpoints = append(res.Endpoints, m.(*endpointv3.ClusterLoadAssignment))
 	}
 	c.res = res
+	c.loaded = simulate.Load(res, simulate.Envoy)
 	c.updates++
 	c.received[typ] = true
 	if c.received[resourcev3.ListenerType] { // a proxy without clusters gets no Cluster response
@@ -111,13 +117,41 @@ func (c *config) apply(r *discoveryv3.DeltaDiscoveryResponse) error {
 			close(c.ready)
 		}
 	}
+	// What Envoy refuses of this update it NACKs, and does without.
+	var refused []string
+	for _, rj := range c.loaded.Rejected {
+		if _, inThis := msgs[rj.Name]; inThis && typeOf(rj.Kind) == typ {
+			refused = append(refused, rj.Error())
+		}
+	}
+	if len(refused) > 0 {
+		return errors.New(strings.Join(refused, "; "))
+	}
 	return nil
 }
 
-func (c *config) current() *translate.Resources {
+func typeOf(kind string) string {
+	switch {
+	case kind == "listener":
+		return resourcev3.ListenerType
+	case kind == "route":
+		return resourcev3.RouteType
+	case kind == "cluster":
+		return resourcev3.ClusterType
+	case kind == "endpoints":
+		return resourcev3.EndpointType
+	}
+	return ""
+}
+
+// proxy is the configuration as Envoy holds it.
+func (c *config) proxy() *simulate.Proxy {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return c.res
+	if c.loaded == nil {
+		return simulate.Load(c.res, simulate.Envoy)
+	}
+	return c.loaded
 }
 
 // XDSOptions say how the stand-in reaches crossgate's xDS server.

@@ -49,7 +49,8 @@ func World(s Size) *translator.Input {
 	nsName := func(i int) string { return fmt.Sprintf("ns-%d", i%s.Namespaces) }
 	saName := func(i int) string { return fmt.Sprintf("sa-%d", i%s.AccountsPerNS) }
 	for n := range s.Namespaces {
-		in.Namespaces = append(in.Namespaces, corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: nsName(n)}})
+		in.Namespaces = append(in.Namespaces, corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: nsName(n),
+			Labels: map[string]string{translator.MeshNamespaceLabel: translator.MeshNamespaceValue}}})
 		for a := range s.AccountsPerNS {
 			in.ServiceAccounts = append(in.ServiceAccounts, corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: nsName(n), Name: saName(a)}})
 		}
@@ -64,7 +65,8 @@ func World(s Size) *translator.Input {
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 			Spec: corev1.ServiceSpec{
 				ClusterIP: fmt.Sprintf("10.96.%d.%d", (i+1)>>8, (i+1)&255), ClusterIPs: []string{fmt.Sprintf("10.96.%d.%d", (i+1)>>8, (i+1)&255)},
-				Ports: []corev1.ServicePort{{Name: "http", Port: 8080, Protocol: corev1.ProtocolTCP}},
+				Ports:    []corev1.ServicePort{{Name: "http", Port: 8080, Protocol: corev1.ProtocolTCP}},
+				Selector: map[string]string{"app": name},
 			},
 		})
 		slice := discoveryv1.EndpointSlice{

@@ -90,7 +90,7 @@ func Load(res *translate.Resources, f Flavor) *Proxy {
 			}
 		}
 		for _, r := range part.Routes {
-			if p.checkRouteConfig("route", r, false) {
+			if p.checkRouteConfig("route", r.Name, r, false) {
 				p.routes[r.Name] = r
 			}
 		}
@@ -263,7 +263,7 @@ func (p *Proxy) checkHCM(listener string, m *hcmv3.HttpConnectionManager) bool {
 		}
 	}
 	if rc := m.GetRouteConfig(); rc != nil {
-		return p.checkRouteConfig("listener "+listener+" route_config", rc, true)
+		return p.checkRouteConfig("listener", listener, rc, true)
 	}
 	if m.GetRds() == nil {
 		p.reject("listener", listener, "http_connection_manager.proto route_specifier", "no route configuration")
@@ -277,8 +277,7 @@ func (p *Proxy) checkHCM(listener string, m *hcmv3.HttpConnectionManager) bool {
 // ... in route ..."), valid regular expressions, weighted clusters with a positive total weight,
 // no prefix_rewrite with regex_rewrite, and, when validate_clusters holds, every cluster a route
 // names known ("route: unknown cluster").
-func (p *Proxy) checkRouteConfig(kind string, rc *routev3.RouteConfiguration, inline bool) bool {
-	name := rc.GetName()
+func (p *Proxy) checkRouteConfig(kind, name string, rc *routev3.RouteConfiguration, inline bool) bool {
 	if err := rc.ValidateAll(); err != nil {
 		p.reject(kind, name, "proto validation (PGV rules of route.proto)", "%v", err)
 		return false
