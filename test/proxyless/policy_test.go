@@ -29,10 +29,11 @@ func policyWorld(port int, methods string) *translator.Input {
 	in, err := translator.ParseInput([]byte(fmt.Sprintf(`
 cluster: default/default/default/cluster-1
 meshConfig: {metadata: {name: mesh, namespace: crossgate-system}, spec: {traffic: {enablePermissiveTrafficPolicyMode: false}}}
+namespaces: [{metadata: {name: httpbin, labels: {crossgate.io/inject: enabled}}}]
 serviceAccounts: [{metadata: {namespace: curl, name: curl}}, {metadata: {namespace: intruder, name: intruder}}]
 services:
 - metadata: {namespace: httpbin, name: httpbin}
-  spec: {clusterIP: 10.96.0.30, clusterIPs: [10.96.0.30], ports: [{port: 8080, protocol: TCP}]}
+  spec: {clusterIP: 10.96.0.30, clusterIPs: [10.96.0.30], ports: [{port: 8080, protocol: TCP}], selector: {app: httpbin}}
 pods:
 - metadata: {namespace: httpbin, name: httpbin-0, annotations: {crossgate.io/proxyless: "true"}}
   spec: {serviceAccountName: httpbin, containers: [{name: app, image: app}]}

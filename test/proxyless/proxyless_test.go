@@ -52,10 +52,11 @@ func world(ports map[string]int, lbType string) *translator.Input {
 	yaml := fmt.Sprintf(`
 cluster: default/default/default/cluster-2
 meshConfig: {metadata: {name: mesh, namespace: crossgate-system}, spec: {traffic: {enablePermissiveTrafficPolicyMode: true}}}
+namespaces: [{metadata: {name: httpbin, labels: {crossgate.io/inject: enabled}}}]
 serviceAccounts: [{metadata: {namespace: curl, name: curl}}]
 services:
 - metadata: {namespace: httpbin, name: httpbin}
-  spec: {clusterIP: 10.97.0.30, clusterIPs: [10.97.0.30], ports: [{port: 8080, protocol: TCP}]}
+  spec: {clusterIP: 10.97.0.30, clusterIPs: [10.97.0.30], ports: [{port: 8080, protocol: TCP}], selector: {app: httpbin}}
 pods:
 - metadata: {namespace: httpbin, name: httpbin-0}
 endpointSlices:
