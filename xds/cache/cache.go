@@ -1,12 +1,14 @@
 package cache
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -213,7 +215,15 @@ func (c *Cache) notify(key string, cur map[string]map[string]*entry, changed map
 			c.remember(key, typ, c.gen[key][typ], names)
 		}
 	}
-	for w := range c.deltas[key] {
+	// Make before break (the xDS protocol's "eventual consistency considerations"): a client
+	// gets secrets and clusters first, then their endpoints, then the listeners and route
+	// configurations that use them, and the removal of clusters last, so that nothing it holds
+	// names a cluster it does not have yet (an inline route configuration validates its
+	// clusters; a route to a missing cluster answers 503). go-control-plane's streams send
+	// responses in the order they are given.
+	deltas := sortedWatches(c.deltas[key], func(w *deltaWatch) string { return w.req.GetTypeUrl() })
+	var removals []*deltaWatch
+	for _, w := range deltas {
 		typ := w.req.GetTypeUrl()
 		if len(changed[typ]) == 0 {
 			continue
@@ -224,17 +234,59 @@ func (c *Cache) notify(key string, cur map[string]map[string]*entry, changed map
 			advanceSynced(w.sub.ReturnedResources(), to-1, to) // nothing it holds changed
 			continue
 		}
+		if typ == resourcev3.ClusterType {
+			kept := relevant[:0:0]
+			gone := false
+			for _, name := range relevant {
+				if cur[typ][name] != nil {
+					kept = append(kept, name)
+				} else {
+					gone = true
+				}
+			}
+			if gone {
+				if len(kept) == 0 {
+					removals = append(removals, w)
+					continue
+				}
+				// The new and changed clusters now; the client stays synced at the previous
+				// generation, so its acknowledgement brings the removals (changedSince).
+				if c.respondDelta(w, cur, started, kept, to-1, to-1) {
+					delete(c.deltas[key], w)
+				}
+				continue
+			}
+		}
 		if c.respondDelta(w, cur, started, relevant, to-1, to) {
 			delete(c.deltas[key], w)
 		}
 	}
-	for w := range c.watches[key] {
+	for _, w := range removals {
+		typ := w.req.GetTypeUrl()
+		to := c.gen[key][typ]
+		if c.respondDelta(w, cur, started, relevantChanges(changed[typ], w.sub), to-1, to) {
+			delete(c.deltas[key], w)
+		}
+	}
+	for _, w := range sortedWatches(c.watches[key], func(w *watch) string { return w.req.GetTypeUrl() }) {
 		typ := w.req.GetTypeUrl()
 		touched := len(relevantChanges(changed[typ], w.sub)) > 0
 		if touched && c.respond(w, cur, started) {
 			delete(c.watches[key], w)
 		}
 	}
+}
+
+// pushOrder is the order in which a change's types are sent: make before break.
+var pushOrder = map[string]int{resourcev3.SecretType: 0, resourcev3.ClusterType: 1, resourcev3.EndpointType: 2, resourcev3.ListenerType: 3, resourcev3.RouteType: 4}
+
+func sortedWatches[W comparable](set map[W]struct{}, typeURL func(W) string) []W {
+	out := make([]W, 0, len(set))
+	for w := range set {
+		out = append(out, w)
+	}
+	slices.SortFunc(out, func(a, b W) int { return cmp.Compare(pushOrder[typeURL(a)], pushOrder[typeURL(b)]) })
+	return out
 }
 
 // relevantChanges are the changed names a subscription covers.
