@@ -333,7 +333,9 @@ func (m *mesh) toAddress(t *testing.T, p *path, w *world, ap netip.AddrPort, req
 
 // lastTerminated reports whether the proxy that decided r terminated TLS: its filter chain
 // ended it (a chain of the inbound listener for mesh ports).
-func lastTerminated(r *simulate.Result) bool { return r.FilterChain != "" && !strings.HasSuffix(r.FilterChain, "/plaintext") && r.Listener == "inbound" }
+func lastTerminated(r *simulate.Result) bool {
+	return r.FilterChain != "" && !strings.HasSuffix(r.FilterChain, "/plaintext") && r.Listener == "inbound"
+}
 
 // app is the application of the pod that owns an address (or of the proxy that forwards to
 // 127.0.0.1), receiving a request.
