@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -29,8 +31,48 @@ type StatusWriter struct {
 	elected <-chan struct{}
 	log     *slog.Logger
 	now     func() time.Time
+	// recorder reports the translation's warnings as Events; warned holds those reported.
+	recorder events.EventRecorder
+	warned   map[translator.ObjectWarning]bool
 	// Writes counts status updates sent.
 	Writes int
+}
+
+// warn reports each warning once, as a Warning Event on its object, while it lasts: one that
+// goes away and comes back is reported again.
+func (w *StatusWriter) warn(ctx context.Context, ws []translator.ObjectWarning) {
+	if w.recorder == nil {
+		return
+	}
+	now := map[translator.ObjectWarning]bool{}
+	for _, x := range ws {
+		now[x] = true
+		if w.warned[x] {
+			continue
+		}
+		var obj client.Object
+		switch x.Kind {
+		case "Service":
+			obj = &corev1.Service{}
+		case "ServiceImport":
+			obj = &flomeshv1alpha1.ServiceImport{}
+		case "Pod":
+			obj = &corev1.Pod{}
+		default:
+			continue
+		}
+		if err := w.client.Get(ctx, types.NamespacedName{Namespace: x.Namespace, Name: x.Name}, obj); err != nil {
+			now[x] = false // not reported: try again next time
+			continue
+		}
+		w.recorder.Eventf(obj, nil, corev1.EventTypeWarning, x.Reason, "Translate", "%s", x.Message)
+	}
+	for x, ok := range now {
+		if !ok {
+			delete(now, x)
+		}
+	}
+	w.warned = now
 }
 
 func (w *StatusWriter) leading() bool {
@@ -54,6 +96,7 @@ func (w *StatusWriter) Write(ctx context.Context, in *translator.Input, st *tran
 	if !w.leading() {
 		return nil
 	}
+	w.warn(ctx, st.Warnings)
 	var errs []error
 	idx := func(ns, name string) types.NamespacedName { return types.NamespacedName{Namespace: ns, Name: name} }
 

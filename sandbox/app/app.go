@@ -34,6 +34,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/crossgate-io/crossgate/sandbox"
@@ -178,12 +179,18 @@ func Start(ctx context.Context, o Options) (*App, error) {
 		}
 	}
 
-	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}, HostIP: "127.0.0.1",
-		StartTime: ptrTime(metav1.Now()),
-		ContainerStatuses: []corev1.ContainerStatus{{Name: "app", Image: "crossgate.io/sandbox-app", Started: ptrBool(true),
-			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}}}}
-	sandbox.SetPodReady(pod, true)
-	if err := c.Status().Update(ctx, pod); err != nil {
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
+			return err
+		}
+		pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}, HostIP: "127.0.0.1",
+			StartTime: ptrTime(metav1.Now()),
+			ContainerStatuses: []corev1.ContainerStatus{{Name: "app", Image: "crossgate.io/sandbox-app", Started: ptrBool(true),
+				State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}}}}
+		sandbox.SetPodReady(pod, true)
+		return c.Status().Update(ctx, pod)
+	})
+	if err != nil {
 		return fail(fmt.Errorf("the Pod's status: %w", err))
 	}
 	mode := "without the mesh"

@@ -57,7 +57,7 @@ type Options struct {
 	// PodIP is the pod's address (Sidecar, Inbound); Namespace the pod's, for short names.
 	PodIP, Namespace string
 	// AppAddress is where the application listens (Inbound): the sidecar's inbound clusters
-	// send to 127.0.0.1:<port>, which is the application in the pod.
+	// send to 127.0.0.1:<port>, which is the application in the pod (its one port).
 	AppAddress string
 	Network    Network
 	Log        *slog.Logger
@@ -176,9 +176,15 @@ func (p *Proxy) Decide(r *http.Request) *simulate.Result {
 	case Gateway:
 		req.Port = p.opts.ListenerPort
 	case Inbound:
-		_, ps, _ := net.SplitHostPort(p.opts.AppAddress)
-		n, _ := strconv.ParseUint(ps, 10, 16)
-		req.Inbound, req.PodIP, req.DestinationIP, req.Port = true, p.opts.PodIP, p.opts.PodIP, uint32(n)
+		// The port the connection arrived at: the pod's.
+		port := uint32(0)
+		if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+			if _, ps, err := net.SplitHostPort(a.String()); err == nil {
+				n, _ := strconv.ParseUint(ps, 10, 16)
+				port = uint32(n)
+			}
+		}
+		req.Inbound, req.PodIP, req.DestinationIP, req.Port = true, p.opts.PodIP, p.opts.PodIP, port
 	}
 	req.Headers[":authority"] = req.Host
 	return p.cfg.proxy().Simulate(req)
