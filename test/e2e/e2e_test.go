@@ -148,6 +148,13 @@ func callFromCurl(n int) map[string]int {
 	return counts
 }
 
+// curlFrom runs curl with args in cluster-2's curl pod and returns its output.
+func curlFrom(args ...string) string {
+	GinkgoHelper()
+	out, _ := kubectl("cluster-2", "", append([]string{"exec", "-n", "curl", "deploy/curl", "-c", "curl", "--", "curl"}, args...)...)
+	return strings.TrimSpace(out)
+}
+
 func clustersOf(counts map[string]int) []string {
 	var out []string
 	for k := range counts {
@@ -281,8 +288,11 @@ var _ = Describe("the multi-cluster walkthrough", Ordered, func() {
 		meshNamespace("cluster-2", "curl")
 		apply("cluster-2", "curl.yaml", "curl")
 		waitReady("cluster-2", "curl")
-		out := mustKubectl("cluster-2", "", "get", "pod", "-n", "curl", "-l", "app=curl", "-o", "jsonpath={.items[0].spec.containers[*].name}")
+		// Envoy is a native sidecar: an init container that keeps running.
+		out := mustKubectl("cluster-2", "", "get", "pod", "-n", "curl", "-l", "app=curl", "-o", "jsonpath={.items[0].spec.initContainers[*].name}")
 		Expect(strings.Fields(out)).To(ContainElement("envoy"), "curl's pod has no sidecar")
+		out = mustKubectl("cluster-2", "", "get", "pod", "-n", "curl", "-l", "app=curl", "-o", `jsonpath={.items[0].spec.initContainers[?(@.name=="envoy")].restartPolicy}`)
+		Expect(out).To(Equal("Always"), "the sidecar is not a native sidecar")
 	})
 
 	It("1. exports httpbin: each member's gateway serves its own cluster's path", func() {
@@ -344,6 +354,54 @@ var _ = Describe("the multi-cluster walkthrough", Ordered, func() {
 	It("9. TrafficTarget curl-to-ext-httpbin: all three clusters", func() {
 		apply("cluster-2", "curl-to-ext-httpbin.yaml", "httpbin")
 		expect([]string{"cluster-1", "cluster-2", "cluster-3"}, 0.15)
+	})
+
+	// What meshed pods do on real Envoy beyond the walkthrough (test/scenarios asserts the same on
+	// the Envoy model); cluster-2 is in policy mode here, curl may GET / of httpbin everywhere.
+
+	It("a meshed pod reaches the API server on 443 with its own TLS", func() {
+		code := curlFrom("-sk", "-o", "/dev/null", "-w", "%{http_code}", "https://kubernetes.default.svc/version")
+		Expect(code).To(BeElementOf("200", "401", "403"), "HTTPS to the API server from a meshed pod")
+	})
+
+	It("a request by ClusterIP crosses to the other clusters' gateways", func() {
+		ip := mustKubectl("cluster-2", "", "get", "service", "httpbin", "-n", "httpbin", "-o", "jsonpath={.spec.clusterIP}")
+		counts := map[string]int{}
+		for range 30 {
+			if m := fromCluster.FindStringSubmatch(curlFrom("-s", "-m", "5", "http://"+ip+":8080/")); m != nil {
+				counts[m[1]]++
+			}
+		}
+		Expect(clustersOf(counts)).To(Equal([]string{"cluster-1", "cluster-2", "cluster-3"}), "answers %v", counts)
+	})
+
+	It("an unknown Host on a mesh port passes through to the Service, whose sidecar enforces the policy", func() {
+		code := curlFrom("-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Host: unknown.example", "http://httpbin.httpbin:8080/")
+		Expect(code).To(Equal("403"), "plaintext without an identity reaches httpbin's sidecar in policy mode")
+	})
+
+	It("kubelet's HTTP probes pass in policy mode", func() {
+		mustKubectl("cluster-2", "", "patch", "deployment", "httpbin", "-n", "httpbin", "--type=strategic", "-p",
+			`{"spec":{"template":{"spec":{"containers":[{"name":"pipy","readinessProbe":{"httpGet":{"path":"/","port":8080},"periodSeconds":2}}]}}}}`)
+		mustKubectl("cluster-2", "", "rollout", "status", "deployment/httpbin", "-n", "httpbin", "--timeout=3m")
+		out := mustKubectl("cluster-2", "", "get", "pod", "-n", "httpbin", "-o", "jsonpath={.items[*].metadata.annotations.crossgate\\.io/probes}")
+		Expect(out).To(ContainSubstring(`"port":8080`), "the injector rewrote the probe")
+	})
+
+	It("ActiveActive weights 3 (cluster-1) and 1 (cluster-2) share requests 3:1 by locality", func() {
+		mustKubectl("cluster-2", `apiVersion: flomesh.io/v1alpha1
+kind: GlobalTrafficPolicy
+metadata: {name: httpbin, namespace: httpbin}
+spec:
+  lbType: ActiveActive
+  targets:
+  - {clusterKey: default/default/default/cluster-1, weight: 3}
+  - {clusterKey: default/default/default/cluster-2, weight: 1}
+`, "apply", "-f", "-")
+		Eventually(func() []string { return clustersOf(callFromCurl(10)) }).
+			WithTimeout(time.Minute).WithPolling(2 * time.Second).Should(Equal([]string{"cluster-1", "cluster-2"}))
+		counts := callFromCurl(env.calls)
+		Expect(float64(counts["cluster-1"]) / float64(env.calls)).To(BeNumerically("~", 0.75, 0.15), "answers %v", counts)
 	})
 
 	It("status reports the members Managed and cluster-2's imports", func() {
