@@ -162,8 +162,8 @@ func TestPriorityLoad(t *testing.T) {
 		wantPanic0 bool
 	}{
 		{nil, []float64{100, 0}, false},
-		{[]string{"a1"}, []float64{100, 0}, false},             // 80% × 1.4 = 112: still 100
-		{[]string{"a1", "a2"}, []float64{84, 16}, false},       // 60% × 1.4 = 84, the rest spills
+		{[]string{"a1"}, []float64{100, 0}, false},       // 80% × 1.4 = 112: still 100
+		{[]string{"a1", "a2"}, []float64{84, 16}, false}, // 60% × 1.4 = 84, the rest spills
 		{[]string{"a1", "a2", "a3", "a4"}, []float64{28, 72}, false},
 		{[]string{"a1", "a2", "a3", "a4", "a5", "b1"}, []float64{500.0 / 6, 100.0 / 6}, true}, // total panic: by hosts
 	} {
