@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"sigs.k8s.io/yaml"
 
 	"github.com/crossgate-io/crossgate/translator/ir"
@@ -57,6 +58,56 @@ func CheckOutput(t *testing.T, out *translate.Output) {
 					t.Errorf("%s %s: %v", kind, id, err)
 				}
 			}
+		}
+	}
+}
+
+// TestConnectionManagers: a gateway faces clients outside the mesh, so it takes the peer's address
+// (use_remote_address: x-envoy-* request headers are honoured only from internal clients) and
+// normalises paths before routing; sidecars proxy WebSocket upgrades and, inbound, normalise
+// paths before RBAC.
+func TestConnectionManagers(t *testing.T) {
+	b, err := os.ReadFile("../../translator/testdata/gateway-export-routes.out.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		IR ir.Snapshot `json:"ir"`
+	}
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := translate.Build(&doc.IR)
+	hcms := func(res *translate.Resources, listener string) []*hcmv3.HttpConnectionManager {
+		var ms []*hcmv3.HttpConnectionManager
+		for part := range res.Parts() {
+			for _, l := range part.Listeners {
+				if l.Name != listener {
+					continue
+				}
+				for _, fc := range l.FilterChains {
+					for _, f := range fc.Filters {
+						m := &hcmv3.HttpConnectionManager{}
+						if f.GetTypedConfig().UnmarshalTo(m) == nil && f.Name == "envoy.filters.network.http_connection_manager" {
+							ms = append(ms, m)
+						}
+					}
+				}
+			}
+		}
+		if len(ms) == 0 {
+			t.Fatalf("no connection manager on %s", listener)
+		}
+		return ms
+	}
+	for _, m := range hcms(out.Gateways["crossgate-system/crossgate-gateway"], "http-80") {
+		if !m.GetUseRemoteAddress().GetValue() || !m.GetNormalizePath().GetValue() || !m.GetMergeSlashes() {
+			t.Errorf("gateway: use_remote_address %v normalize_path %v merge_slashes %v", m.GetUseRemoteAddress(), m.GetNormalizePath(), m.GetMergeSlashes())
+		}
+	}
+	for _, m := range hcms(out.Sidecars["httpbin/httpbin"], "inbound") {
+		if m.GetUseRemoteAddress().GetValue() || !m.GetNormalizePath().GetValue() || len(m.GetUpgradeConfigs()) == 0 {
+			t.Errorf("inbound: use_remote_address %v normalize_path %v upgrades %v", m.GetUseRemoteAddress(), m.GetNormalizePath(), m.GetUpgradeConfigs())
 		}
 	}
 }
