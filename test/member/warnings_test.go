@@ -1,0 +1,52 @@
+package member
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/crossgate-io/crossgate/translator"
+)
+
+// TestReservedPortWarning: a Service of the mesh on a port the sidecar listens on itself is not
+// routed, and the controller says so with a Warning Event on the Service, once.
+func TestReservedPortWarning(t *testing.T) {
+	ctx := context.Background()
+	c := sb.Cluster("cluster-1").Client
+	ns := "reserved-port"
+	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{translator.MeshNamespaceLabel: translator.MeshNamespaceValue}}})
+	mustCreate(t, c, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "proxyish"},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "x"}, Ports: []corev1.ServicePort{{Name: "http", Port: 15001, TargetPort: intstr.FromInt32(8080)}}}})
+	var ev eventsv1.Event
+	eventually(t, 10*time.Second, "a ReservedPort Warning Event on the Service", func() error {
+		var l eventsv1.EventList
+		if err := c.List(ctx, &l, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		var found []eventsv1.Event
+		for _, e := range l.Items {
+			if e.Regarding.Name == "proxyish" && e.Regarding.Kind == "Service" && e.Reason == "ReservedPort" && e.Type == corev1.EventTypeWarning {
+				found = append(found, e)
+			}
+		}
+		switch {
+		case len(found) == 0:
+			return fmt.Errorf("events %v", l.Items)
+		case len(found) > 1:
+			return fmt.Errorf("%d events, want one", len(found))
+		}
+		ev = found[0]
+		return nil
+	})
+	if !strings.Contains(ev.Note, "15001") {
+		t.Errorf("note %q does not name the port", ev.Note)
+	}
+}
