@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -26,6 +27,34 @@ type ClusterNetwork struct {
 	Namespace string
 	mu        sync.Mutex
 	next      map[string]int
+	// services by ClusterIP, read again after servicesTTL.
+	services map[string]corev1.Service
+	read     time.Time
+}
+
+const servicesTTL = time.Second
+
+// serviceAt is the Service whose ClusterIP is ip, if any.
+func (n *ClusterNetwork) serviceAt(ctx context.Context, ip string) (*corev1.Service, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.services == nil || time.Since(n.read) > servicesTTL {
+		var svcs corev1.ServiceList
+		if err := n.Client.List(ctx, &svcs); err != nil {
+			return nil, err
+		}
+		n.services = map[string]corev1.Service{}
+		for _, s := range svcs.Items {
+			if s.Spec.ClusterIP != "" && s.Spec.ClusterIP != corev1.ClusterIPNone {
+				n.services[s.Spec.ClusterIP] = s
+			}
+		}
+		n.read = time.Now()
+	}
+	if s, ok := n.services[ip]; ok {
+		return &s, nil
+	}
+	return nil, nil
 }
 
 // Resolve is the cluster's DNS for a Service: name, name.ns, name.ns.svc or
@@ -61,14 +90,11 @@ func (n *ClusterNetwork) Route(ctx context.Context, addr string) (string, error)
 		return "", err
 	}
 	port, _ := strconv.Atoi(portStr)
-	var svcs corev1.ServiceList
-	if err := n.Client.List(ctx, &svcs); err != nil {
+	svc, err := n.serviceAt(ctx, host)
+	if err != nil {
 		return "", err
 	}
-	for _, s := range svcs.Items {
-		if s.Spec.ClusterIP != host {
-			continue
-		}
+	if s := svc; s != nil {
 		var eps []string
 		for _, sp := range s.Spec.Ports {
 			if int(sp.Port) != port {

@@ -91,6 +91,11 @@ type Options struct {
 //
 // Locally generated packets to the pod's own address leave by the loopback interface and never
 // traverse PREROUTING (the nat decision is taken once, in OUTPUT), hence the "lo" rules.
+//
+// Capture is IPv4 only: no ip6tables rules are installed, so a pod's IPv6 connections bypass the
+// sidecar (finding K11 of the Envoy review). Dual-stack clusters would need the same rules for
+// ip6tables and bracketed IPv6 domains in the route configurations; crossgate does not support
+// IPv6 yet, and says so in README.
 func Rules(o Options) []Rule {
 	uid := o.ProxyUID
 	loopback := netip.MustParsePrefix("127.0.0.1/32")

@@ -117,11 +117,11 @@ func (e *Env) createNamespace(ctx context.Context, cluster, ns string) error {
 }
 
 // StartApp runs a sandbox app standing in for a pod of the walkthrough's Deployment.
-func (e *Env) StartApp(ctx context.Context, cluster, ns, name, sa string, labels string) error {
+func (e *Env) StartApp(ctx context.Context, cluster, ns, name, sa string, labels string, extra ...string) error {
 	key := cluster + "/" + ns + "/" + name
-	e.say("$ crossgate sandbox app --cluster %s -n %s --name %s --service-account %s -l %s", cluster, ns, name, sa, labels)
-	cmd := exec.Command(e.Crossgate, "sandbox", "app", "--dir", e.State.Dir, "--cluster", cluster, "-n", ns, "--name", name,
-		"--service-account", sa, "-l", labels, "--port", "8080")
+	e.say("$ crossgate sandbox app --cluster %s -n %s --name %s --service-account %s -l %s %s", cluster, ns, name, sa, labels, strings.Join(extra, " "))
+	cmd := exec.Command(e.Crossgate, append([]string{"sandbox", "app", "--dir", e.State.Dir, "--cluster", cluster, "-n", ns, "--name", name,
+		"--service-account", sa, "-l", labels, "--port", "8080"}, extra...)...)
 	logf, err := os.Create(filepath.Join(e.State.Dir, "app-"+strings.ReplaceAll(key, "/", "-")+".log"))
 	if err != nil {
 		return err
@@ -268,9 +268,14 @@ func settled(n int, counts map[string]int) bool {
 		return has("cluster-2")
 	case 6, 9:
 		return has("cluster-1", "cluster-2", "cluster-3")
+	case proxylessStep:
+		return has("cluster-1")
 	}
 	return true
 }
+
+// proxylessStep names the calls of ProxylessBehindGateway for settle: cluster-1 answers all.
+const proxylessStep = 100
 
 // settle makes uncounted calls, in batches of 20, until a batch shows the behaviour's clusters
 // (settled), for at most settleWithin. The walkthrough's `sleep 1` is a person's "wait a
@@ -490,4 +495,68 @@ func (e *Env) Run(ctx context.Context, check Step) error {
 		}
 	}
 	return nil
+}
+
+// ProxylessBehindGateway runs a proxyless gRPC server (grpc-go with xDS, no sidecar) as the Service
+// grpc/echo of cluster-1, exports it, sends cluster-2's callers there (FailOver), and calls it
+// Requests times from cluster-2 through grpc-go's xDS client: each call crosses cluster-1's
+// stand-in gateway, which must speak HTTP/2 with mTLS to the server, as the gateway's cluster
+// configuration says (Envoy would speak HTTP/1.1 without it, and the call would fail).
+func (e *Env) ProxylessBehindGateway(ctx context.Context) (map[string]int, error) {
+	for _, c := range []string{"cluster-1", "cluster-2"} {
+		if err := e.createNamespace(ctx, c, "grpc"); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := e.kubectl(ctx, "cluster-1", `apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: grpc}
+spec:
+  ports: [{name: grpc, port: 8080, targetPort: 8080}]
+  selector: {app: echo}
+---
+apiVersion: flomesh.io/v1alpha1
+kind: ServiceExport
+metadata: {name: echo, namespace: grpc}
+spec:
+  serviceAccountName: echo
+  rules: [{portNumber: 8080, path: /cluster-1/echo, pathType: Prefix}]
+`, "apply", "-f", "-"); err != nil {
+		return nil, err
+	}
+	if _, err := e.kubectl(ctx, "cluster-2", `apiVersion: flomesh.io/v1alpha1
+kind: GlobalTrafficPolicy
+metadata: {name: echo, namespace: grpc}
+spec:
+  lbType: FailOver
+  targets: [{clusterKey: default/default/default/cluster-1}]
+`, "apply", "-f", "-"); err != nil {
+		return nil, err
+	}
+	if err := e.StartApp(ctx, "cluster-1", "grpc", "echo", "echo", "app=echo", "--proxyless"); err != nil {
+		return nil, err
+	}
+	c := e.cluster("cluster-2")
+	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp(e.State.Dir, "probe-grpc-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	gc, err := probe.NewGRPCCaller(ctx, probe.Options{Config: cfg, XDS: c.XDS, Namespace: "curl", ServiceAccount: "curl"}, dir, "echo.grpc:8080")
+	if err != nil {
+		return nil, err
+	}
+	defer gc.Close()
+	settle(ctx, proxylessStep, func() probe.Answer { return gc.Call(ctx) })
+	var answers []probe.Answer
+	for range e.Requests {
+		answers = append(answers, gc.Call(ctx))
+	}
+	counts, summary := probe.Summary(answers)
+	e.say("=> a proxyless gRPC server behind cluster-1's gateway, called from cluster-2: %s", summary)
+	return counts, nil
 }

@@ -139,6 +139,18 @@ func TestWalkthrough(t *testing.T) {
 		t.Fatalf("%v\nthe narration so far:\n%s", err, narration.String())
 	}
 
+	// A proxyless gRPC server (real grpc-go) behind cluster-1's stand-in gateway, called by
+	// grpc-go's client from cluster-2: the gateway speaks HTTP/2 with mTLS to it, as its
+	// configuration says.
+	counts, err := env.ProxylessBehindGateway(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("a proxyless gRPC server behind cluster-1's gateway: %v", counts)
+	if counts["cluster-1"] != requests {
+		t.Errorf("calls to the proxyless server behind cluster-1's gateway: %v, want all from cluster-1", counts)
+	}
+
 	// Killing cluster-1's app while ActiveActive traffic runs: after 2 s no call fails and none
 	// goes to cluster-1.
 	caller, err := env.NewCaller(ctx)
@@ -160,7 +172,8 @@ func TestWalkthrough(t *testing.T) {
 		}
 	}
 	_, first := probe.Summary(before)
-	counts, summary := probe.Summary(after)
+	var summary string
+	counts, summary = probe.Summary(after)
 	t.Logf("in the 2 s after cluster-1's app was killed: %s; from 2 s to 5 s: %s", first, summary)
 	if counts["failed"] > 0 || counts["cluster-1"] > 0 || counts["cluster-2"] == 0 || counts["cluster-3"] == 0 {
 		t.Errorf("after cluster-1's app was killed: %s", summary)
