@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -55,10 +56,11 @@ func controllerGet(ctx context.Context, kube kubernetes.Interface, namespace, ba
 	return body, nil
 }
 
-// nodeID is the xDS node a pod's proxy presents: the Envoy container's --service-node (sidecars
-// and gateways), else the pod's identity as a proxyless gRPC workload.
+// nodeID is the xDS node a pod's proxy presents: the Envoy container's --service-node (a
+// sidecar, which is a native sidecar among the init containers, or a gateway), else the pod's
+// identity as a proxyless gRPC workload.
 func nodeID(p *corev1.Pod) string {
-	for _, c := range p.Spec.Containers {
+	for _, c := range append(slices.Clone(p.Spec.InitContainers), p.Spec.Containers...) {
 		for i, a := range c.Args {
 			if a == "--service-node" && i+1 < len(c.Args) {
 				return c.Args[i+1]

@@ -315,8 +315,9 @@ func TestInstallRunStatusUninstall(t *testing.T) {
 	eventually(t, 10*time.Second, "a pod injected after namespace add", func() error {
 		n++
 		p := newPod(fmt.Sprintf("added-%d", n))
-		if len(p.Spec.Containers) != 2 || p.Spec.Containers[1].Name != "envoy" {
-			return fmt.Errorf("%d containers", len(p.Spec.Containers))
+		// Envoy is a native sidecar: an init container that keeps running.
+		if len(p.Spec.InitContainers) != 2 || p.Spec.InitContainers[1].Name != "envoy" {
+			return fmt.Errorf("init containers %d", len(p.Spec.InitContainers))
 		}
 		return nil
 	})
