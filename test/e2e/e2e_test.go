@@ -401,7 +401,7 @@ spec:
 		Eventually(func() []string { return clustersOf(callFromCurl(10)) }).
 			WithTimeout(time.Minute).WithPolling(2 * time.Second).Should(Equal([]string{"cluster-1", "cluster-2"}))
 		counts := callFromCurl(env.calls)
-		Expect(float64(counts["cluster-1"]) / float64(env.calls)).To(BeNumerically("~", 0.75, 0.15), "answers %v", counts)
+		Expect(float64(counts["cluster-1"])/float64(env.calls)).To(BeNumerically("~", 0.75, 0.15), "answers %v", counts)
 	})
 
 	It("status reports the members Managed and cluster-2's imports", func() {
