@@ -211,17 +211,7 @@ func (e *Env) Probe(ctx context.Context, behaviour int, title string) (*Outcome,
 	o.Counts, summary = probe.Summary(o.Answers)
 	e.say("=> %d. %s: %s\n", behaviour, title, summary)
 	if e.GRPC && behaviour >= 3 && behaviour <= 6 {
-		c := e.cluster("cluster-2")
-		cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
-		if err != nil {
-			return nil, err
-		}
-		dir, err := os.MkdirTemp(e.State.Dir, "probe-grpc-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(dir)
-		gc, err := probe.NewGRPCCaller(ctx, probe.Options{Config: cfg, XDS: c.XDS, Namespace: "curl", ServiceAccount: "curl"}, dir, "httpbin.httpbin:8080")
+		gc, err := e.grpcCaller(ctx, "httpbin.httpbin:8080")
 		if err != nil {
 			return nil, err
 		}
@@ -536,17 +526,7 @@ spec:
 	if err := e.StartApp(ctx, "cluster-1", "grpc", "echo", "echo", "app=echo", "--proxyless"); err != nil {
 		return nil, err
 	}
-	c := e.cluster("cluster-2")
-	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
-	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp(e.State.Dir, "probe-grpc-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	gc, err := probe.NewGRPCCaller(ctx, probe.Options{Config: cfg, XDS: c.XDS, Namespace: "curl", ServiceAccount: "curl"}, dir, "echo.grpc:8080")
+	gc, err := e.grpcCaller(ctx, "echo.grpc:8080")
 	if err != nil {
 		return nil, err
 	}
@@ -559,4 +539,30 @@ spec:
 	counts, summary := probe.Summary(answers)
 	e.say("=> a proxyless gRPC server behind cluster-1's gateway, called from cluster-2: %s", summary)
 	return counts, nil
+}
+
+// grpcCaller is curl/curl of cluster-2 as a proxyless gRPC client of target (host:port).
+type grpcCaller struct {
+	*probe.GRPCCaller
+	dir string
+}
+
+func (g *grpcCaller) Close() { g.GRPCCaller.Close(); _ = os.RemoveAll(g.dir) }
+
+func (e *Env) grpcCaller(ctx context.Context, target string) (*grpcCaller, error) {
+	c := e.cluster("cluster-2")
+	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp(e.State.Dir, "probe-grpc-")
+	if err != nil {
+		return nil, err
+	}
+	gc, err := probe.NewGRPCCaller(ctx, probe.Options{Config: cfg, XDS: c.XDS, Namespace: "curl", ServiceAccount: "curl"}, dir, target)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	return &grpcCaller{gc, dir}, nil
 }

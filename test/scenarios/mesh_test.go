@@ -54,21 +54,8 @@ func loadWorld(t *testing.T, name string) *world {
 // checkOutput fails on anything a client would refuse or Envoy would mishandle.
 func checkOutput(t *testing.T, name string, out *translate.Output) {
 	t.Helper()
-	for kind, group := range map[string]map[string]*translate.Resources{"sidecar": out.Sidecars, "gateway": out.Gateways, "proxyless": out.Proxyless} {
-		for id, res := range group {
-			f := simulate.Envoy
-			if kind == "proxyless" {
-				f = simulate.GRPC
-			}
-			if err := simulate.Load(res, f).Err(); err != nil {
-				t.Errorf("%s: %s %s: %v", name, kind, id, err)
-			}
-			if f == simulate.Envoy {
-				if err := simulate.Lint(res); err != nil {
-					t.Errorf("%s: %s %s: %v", name, kind, id, err)
-				}
-			}
-		}
+	if err := simulate.Check(out); err != nil {
+		t.Errorf("%s: %v", name, err)
 	}
 }
 

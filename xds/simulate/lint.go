@@ -133,3 +133,27 @@ func lintTLS(add func(kind, name, rule, format string, args ...any), kind, name 
 		add(kind, name, "common.proto match_subject_alt_names", "deprecated in favor of match_typed_subject_alt_names: Envoy warns and counts a deprecated feature use")
 	}
 }
+
+// Check loads every proxy's resources of a build as its client does (Envoy for sidecars and
+// gateways, grpc-go for proxyless workloads) and lints Envoy's: the error names every refusal
+// and every mishandling, by proxy.
+func Check(out *translate.Output) error {
+	var errs []error
+	for kind, group := range map[string]map[string]*translate.Resources{"sidecar": out.Sidecars, "gateway": out.Gateways, "proxyless": out.Proxyless} {
+		for id, res := range group {
+			f := Envoy
+			if kind == "proxyless" {
+				f = GRPC
+			}
+			if err := Load(res, f).Err(); err != nil {
+				errs = append(errs, fmt.Errorf("%s %s: %w", kind, id, err))
+			}
+			if f == Envoy {
+				if err := Lint(res); err != nil {
+					errs = append(errs, fmt.Errorf("%s %s: %w", kind, id, err))
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
