@@ -488,7 +488,8 @@ func (e *Env) Run(ctx context.Context, check Step) error {
 }
 
 // ProxylessBehindGateway runs a proxyless gRPC server (grpc-go with xDS, no sidecar) as the Service
-// grpc/echo of cluster-1, exports it, sends cluster-2's callers there (FailOver), and calls it
+// grpc/echo of cluster-1, exports it, sends cluster-2's callers there (FailOver, and a
+// TrafficTarget for curl: cluster-2 is in policy mode after the walkthrough), and calls it
 // Requests times from cluster-2 through grpc-go's xDS client: each call crosses cluster-1's
 // stand-in gateway, which must speak HTTP/2 with mTLS to the server, as the gateway's cluster
 // configuration says (Envoy would speak HTTP/1.1 without it, and the call would fail).
@@ -514,12 +515,28 @@ spec:
 `, "apply", "-f", "-"); err != nil {
 		return nil, err
 	}
+	// cluster-2 is in policy mode by now: curl may call echo's gRPC methods.
 	if _, err := e.kubectl(ctx, "cluster-2", `apiVersion: flomesh.io/v1alpha1
 kind: GlobalTrafficPolicy
 metadata: {name: echo, namespace: grpc}
 spec:
   lbType: FailOver
   targets: [{clusterKey: default/default/default/cluster-1}]
+---
+apiVersion: specs.smi-spec.io/v1alpha4
+kind: HTTPRouteGroup
+metadata: {name: echo-grpc, namespace: grpc}
+spec:
+  matches:
+  - {name: test-service, pathRegex: "/grpc.testing.TestService/.*", methods: ["POST"]}
+---
+apiVersion: access.smi-spec.io/v1alpha3
+kind: TrafficTarget
+metadata: {name: curl-to-echo, namespace: grpc}
+spec:
+  destination: {kind: ServiceAccount, name: echo, namespace: grpc}
+  rules: [{kind: HTTPRouteGroup, name: echo-grpc, matches: [test-service]}]
+  sources: [{kind: ServiceAccount, name: curl, namespace: curl}]
 `, "apply", "-f", "-"); err != nil {
 		return nil, err
 	}
