@@ -55,16 +55,21 @@ func TestDNSOverTCP(t *testing.T) {
 	}
 }
 
-// W2: an unknown Host on a mesh port, and any other address on it, pass through.
-func TestUnknownHostPassesThrough(t *testing.T) {
+// W2: a connection to any address the sidecar does not route passes through unchanged, whatever
+// its port; a request to a mesh Service's address is that Service's, whatever its Host (the
+// address decides, as kube-proxy's would).
+func TestUnknownHostsAndAddresses(t *testing.T) {
 	m, w := scopeMesh(t)
-	p := m.send(t, call{from: w, pod: "curl/curl-5b8d6", dst: "10.97.1.10:8080", host: "example.com"})
+	p := m.send(t, call{from: w, pod: "curl/curl-5b8d6", dst: "10.97.1.10:8080", host: "example.com", pick: endpointIn("cluster-2")})
 	wantReached(t, p, "shop/web")
-	if r := first(p); r.VirtualHost != "passthrough" || r.Clusters[0].OriginalDestination != "10.97.1.10:8080" {
-		t.Errorf("unknown Host: vhost %s to %+v", r.VirtualHost, r.Clusters)
+	if r := first(p); r.Clusters[0].Name != "outbound/shop/web:8080" {
+		t.Errorf("unknown Host to web's address went to %+v", r.Clusters)
 	}
 	p = m.send(t, call{from: w, pod: "curl/curl-5b8d6", dst: "203.0.113.7:8080", host: "api.example.org"})
 	wantReached(t, p, "server at 203.0.113.7:8080")
+	if r := first(p); r.Clusters[0].Name != "passthrough" {
+		t.Errorf("an external address on a mesh port went to %+v", r.Clusters)
+	}
 	p = m.send(t, call{from: w, pod: "curl/curl-5b8d6", dst: "10.97.1.12:8080", host: "legacy.shop"}) // a Service without selector
 	wantReached(t, p, "server at 10.50.0.9:8080")
 }
@@ -135,9 +140,9 @@ func TestShortNamesAndClusterIPHosts(t *testing.T) {
 	if p.host != "httpbin.httpbin:8080" {
 		t.Errorf("Host httpbin.httpbin:8080 arrives as %q", p.host)
 	}
-	// The short name means nothing from another namespace: it passes through.
-	if r := first(m.send(t, call{from: w, pod: "curl/curl-5b8d6", dst: "10.97.0.30:8080", host: "httpbin:8080"})); r.VirtualHost != "passthrough" {
-		t.Errorf("short name from another namespace: vhost %s", r.VirtualHost)
+	// Whatever name resolved to httpbin's address, the connection is httpbin's.
+	if r := first(m.send(t, call{from: w, pod: "curl/curl-5b8d6", dst: "10.97.0.30:8080", host: "some-alias:8080"})); r.Clusters[0].Name != "outbound/httpbin/httpbin:8080" {
+		t.Errorf("another name for httpbin's address: %+v", r.Clusters)
 	}
 }
 

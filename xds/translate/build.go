@@ -56,38 +56,21 @@ func Build(s *ir.Snapshot) (*Output, error) {
 	out := &Output{Sidecars: map[string]*Resources{}, Proxyless: map[string]*Resources{}, Gateways: map[string]*Resources{}}
 	var errs []error
 	// Identities that share one outbound list (every identity in permissive mode) share the
-	// resources built from it, built, validated and reported once: the clusters and endpoints
-	// with every such identity, the listeners and route configurations with those of the same
-	// namespace (short names resolve in the caller's namespace).
-	type nsKey struct {
-		list *ir.OutboundService
-		ns   string
-	}
+	// resources built from it: built, validated and reported once.
 	shared := map[*ir.OutboundService]*[2]*builder{}
-	byNS := map[nsKey]*builder{}
 	for i := range s.Sidecars {
 		sc := &s.Sidecars[i]
 		var outb *[2]*builder
-		var listeners *builder
 		if len(sc.Outbound) > 0 {
 			outb = shared[&sc.Outbound[0]]
 			if outb == nil {
 				outb = &[2]*builder{newBuilder(s.TrustDomain), newBuilder(s.TrustDomain)}
-				outb[0].sidecarClusters(sc.Outbound)
+				outb[0].sidecarOutbound(sc.Outbound)
 				outb[1].proxylessOutbound(sc.Outbound, outb[0].res.Endpoints)
 				outb[0].finish()
 				outb[1].finish()
 				shared[&sc.Outbound[0]] = outb
 				errs = append(errs, wrap("outbound of "+sc.Identity.String(), append(outb[0].errs, outb[1].errs...))...)
-			}
-			k := nsKey{&sc.Outbound[0], sc.Identity.Namespace}
-			if listeners = byNS[k]; listeners == nil {
-				listeners = newBuilder(s.TrustDomain)
-				listeners.sidecarListeners(sc.Outbound, sc.Identity.Namespace)
-				listeners.finish()
-				listeners.res.Shared = &outb[0].res
-				byNS[k] = listeners
-				errs = append(errs, wrap("outbound listeners of "+sc.Identity.String(), listeners.errs)...)
 			}
 		}
 		b := newBuilder(s.TrustDomain)
@@ -98,7 +81,7 @@ func Build(s *ir.Snapshot) (*Output, error) {
 		p.proxylessInbound(sc.Inbound)
 		own, ownP := b.finish(), p.finish()
 		if outb != nil {
-			own.Shared, ownP.Shared = &listeners.res, &outb[1].res
+			own.Shared, ownP.Shared = &outb[0].res, &outb[1].res
 		}
 		out.Sidecars[sc.Identity.String()] = own
 		out.Proxyless[sc.Identity.String()] = ownP

@@ -53,7 +53,8 @@ const (
 func outboundListenerName(port uint32) string {
 	return "outbound-" + strconv.FormatUint(uint64(port), 10)
 }
-func outboundRouteName(port uint32) string { return "outbound-" + strconv.FormatUint(uint64(port), 10) }
+// outboundRouteName names the route configuration of one HTTP service port, as its cluster.
+func outboundRouteName(key string) string { return OutboundClusterName(key) }
 
 // OutboundClusterName names the cluster (and its EDS resource) of a service port key ns/name:port.
 func OutboundClusterName(key string) string { return "outbound/" + key }

@@ -29,15 +29,21 @@ import (
 //     and hands it to the listener of its original destination port, or passes it through;
 //     inbound (15006) takes every captured incoming connection, one filter chain per served
 //     port, terminating mTLS and applying RBAC; probe (15020) answers kubelet;
-//   - per destination port, an outbound listener and route configuration (per caller
-//     namespace: short names resolve in the caller's namespace), shared by the identities of a
-//     namespace that see the same services;
-//   - one EDS cluster per service port, shared by every identity that sees the same services.
+//   - per destination port, an outbound listener whose filter chains tell services apart by
+//     their ClusterIPs; per HTTP service port a route configuration, and per service port an
+//     EDS cluster, all shared by every identity that sees the same services.
 
-// sidecarClusters builds the clusters and endpoints of an outbound list.
-func (b *builder) sidecarClusters(outbound []ir.OutboundService) {
+// sidecarOutbound builds the outbound listeners, route configurations, clusters and endpoints of
+// an outbound list.
+func (b *builder) sidecarOutbound(outbound []ir.OutboundService) {
+	byPort := map[int32][]*ir.OutboundService{}
+	var ports []int32
 	for i := range outbound {
 		o := &outbound[i]
+		if byPort[o.Port] == nil {
+			ports = append(ports, o.Port)
+		}
+		byPort[o.Port] = append(byPort[o.Port], o)
 		name := OutboundClusterName(o.Key())
 		b.cluster(edsCluster(name, upstreamTLS(viaSDS, b.trustDomain), o.RetryOtherPriority || spreads(o), protocolFor(o.Protocol, localEndpoints(o.Localities))))
 		cla, err := loadAssignment(name, o.Localities)
@@ -45,6 +51,10 @@ func (b *builder) sidecarClusters(outbound []ir.OutboundService) {
 			b.fail(err)
 		}
 		b.endpoints(cla)
+	}
+	slices.Sort(ports)
+	for _, port := range ports {
+		b.outboundPort(uint32(port), byPort[port])
 	}
 }
 
@@ -58,24 +68,6 @@ func localEndpoints(ls []ir.Locality) func(yield func(ir.Endpoint) bool) {
 				}
 			}
 		}
-	}
-}
-
-// sidecarListeners builds the outbound listeners and route configurations of an outbound list
-// as callers in namespace callerNS see it.
-func (b *builder) sidecarListeners(outbound []ir.OutboundService, callerNS string) {
-	byPort := map[int32][]*ir.OutboundService{}
-	var ports []int32
-	for i := range outbound {
-		o := &outbound[i]
-		if byPort[o.Port] == nil {
-			ports = append(ports, o.Port)
-		}
-		byPort[o.Port] = append(byPort[o.Port], o)
-	}
-	slices.Sort(ports)
-	for _, port := range ports {
-		b.outboundPort(uint32(port), byPort[port], callerNS)
 	}
 }
 
@@ -122,23 +114,24 @@ func hcmFilter(m *hcmv3.HttpConnectionManager) *listenerv3.Filter {
 	return &listenerv3.Filter{Name: "envoy.filters.network.http_connection_manager", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(m)}}
 }
 
-// outboundPort builds the listener of one destination port. Connections are told apart by their
-// original destination address, as OSM does: TCP and TLS services each by their ClusterIPs, the
-// HTTP services of the port together by theirs, their requests then by Host. A connection to any
-// other address (a pod IP, an external host, a Service outside the mesh) takes the default
-// filter chain and passes through unchanged, as does a request for an unknown Host (the route
-// configuration's catch-all virtual host).
-func (b *builder) outboundPort(port uint32, svcs []*ir.OutboundService, callerNS string) {
+// outboundPort builds the listener of one destination port. Connections are told apart by
+// their original destination address, as OSM does: each service by its ClusterIPs, a TCP or TLS
+// service to its cluster, an HTTP service to its route configuration. A connection to any other
+// address (a pod IP, an external host, a Service outside the mesh) takes the default filter
+// chain and passes through unchanged. Routing by address rather than by Host is what kube-proxy
+// does with the same connection, and it needs no name of the caller's namespace: a short name,
+// a ClusterIP or any other Host reaches the service the caller connected to.
+func (b *builder) outboundPort(port uint32, svcs []*ir.OutboundService) {
 	l := &listenerv3.Listener{
 		Name:               outboundListenerName(port),
 		Address:            socketAddress("0.0.0.0", port),
 		BindToPort:         wrapperspb.Bool(false), // reached through the capture listener only
 		DefaultFilterChain: passthroughChain(passthroughCluster),
 	}
-	rc := &routev3.RouteConfiguration{Name: outboundRouteName(port), ValidateClusters: wrapperspb.Bool(false)}
 	used := map[string]bool{} // an address belongs to one chain: Envoy rejects overlapping matches
-	ranges := func(o *ir.OutboundService) []*corev3.CidrRange {
-		var out []*corev3.CidrRange
+	for _, o := range svcs {
+		cluster := OutboundClusterName(o.Key())
+		var ranges []*corev3.CidrRange
 		for _, h := range o.Hostnames {
 			ip := net.ParseIP(h)
 			if ip == nil {
@@ -153,56 +146,35 @@ func (b *builder) outboundPort(port uint32, svcs []*ir.OutboundService, callerNS
 			if ip.To4() == nil {
 				bits = 128
 			}
-			out = append(out, &corev3.CidrRange{AddressPrefix: ip.String(), PrefixLen: wrapperspb.UInt32(bits)})
+			ranges = append(ranges, &corev3.CidrRange{AddressPrefix: ip.String(), PrefixLen: wrapperspb.UInt32(bits)})
 		}
-		return out
-	}
-	var httpRanges []*corev3.CidrRange
-	for _, o := range svcs {
-		cluster := OutboundClusterName(o.Key())
-		rs := ranges(o)
-		if !o.Protocol.Routed() {
-			if len(rs) == 0 {
+		if len(ranges) == 0 {
+			if !o.Protocol.Routed() {
 				b.fail(fmt.Errorf("%s service %s has no ClusterIP to tell its connections apart: left out", o.Protocol, o.Key()))
-				continue
 			}
-			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
-				Name:             cluster,
-				FilterChainMatch: &listenerv3.FilterChainMatch{PrefixRanges: rs},
-				Filters:          []*listenerv3.Filter{tcpProxy(cluster, cluster)},
-			})
-			continue
+			continue // a headless Service: its pods are reached by address, passed through
 		}
-		httpRanges = append(httpRanges, rs...)
-		rc.VirtualHosts = append(rc.VirtualHosts, outboundVirtualHosts(o, callerNS)...)
-	}
-	if len(httpRanges) > 0 {
-		rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{
-			Name: passthroughCluster, Domains: []string{"*"},
-			Routes: []*routev3.Route{{
-				Name:   passthroughCluster,
-				Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-				Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: passthroughCluster}, Timeout: noTimeout()}},
-			}},
-		})
-		b.route(rc)
-		l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
-			Name:             "http",
-			FilterChainMatch: &listenerv3.FilterChainMatch{PrefixRanges: httpRanges},
-			Filters:          []*listenerv3.Filter{hcmFilter(hcm(hcmOutbound, outboundListenerName(port), rc.Name, nil))},
-		})
+		fc := &listenerv3.FilterChain{Name: cluster, FilterChainMatch: &listenerv3.FilterChainMatch{PrefixRanges: ranges}}
+		if o.Protocol.Routed() {
+			rc := outboundRoutes(o)
+			b.route(rc)
+			fc.Filters = []*listenerv3.Filter{hcmFilter(hcm(hcmOutbound, l.Name, rc.Name, nil))}
+		} else {
+			fc.Filters = []*listenerv3.Filter{tcpProxy(cluster, cluster)}
+		}
+		l.FilterChains = append(l.FilterChains, fc)
 	}
 	if len(l.FilterChains) > 0 {
 		b.listener(l)
 	}
 }
 
-// outboundVirtualHosts are the virtual hosts of one HTTP service for callers in callerNS: its
-// mesh hostnames, its ClusterIPs, and its short name for callers of its own namespace. When a
-// remote cluster's gateway may take the request, the names that gateway does not route (the
-// short name, the ClusterIPs, the name with this cluster's DNS domain) are rewritten to one it
-// routes, in a virtual host of their own; the others keep the caller's Host.
-func outboundVirtualHosts(o *ir.OutboundService, callerNS string) []*routev3.VirtualHost {
+// outboundRoutes is the route configuration of one HTTP service port: every request on a
+// connection to the service goes to its cluster. When a remote cluster's gateway may take the
+// request, a Host that gateway does not route (a short name, a ClusterIP, this cluster's DNS
+// domain, anything else) is rewritten to one it routes; the mesh names it routes keep the
+// caller's Host.
+func outboundRoutes(o *ir.OutboundService) *routev3.RouteConfiguration {
 	route := func(rewrite string) []*routev3.Route {
 		action := &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: OutboundClusterName(o.Key())}, Timeout: noTimeout()}
 		switch {
@@ -220,27 +192,16 @@ func outboundVirtualHosts(o *ir.OutboundService, callerNS string) []*routev3.Vir
 			Action: &routev3.Route_Route{Route: action},
 		}}
 	}
-	domains := slices.Clone(o.Hostnames)
-	if o.Namespace == callerNS {
-		domains = append(domains, o.Name)
-	}
+	rc := &routev3.RouteConfiguration{Name: outboundRouteName(o.Key()), ValidateClusters: wrapperspb.Bool(false)}
 	if o.HostRewrite == "" {
-		return []*routev3.VirtualHost{{Name: o.Key(), Domains: domains, Routes: route("")}}
+		rc.VirtualHosts = []*routev3.VirtualHost{{Name: o.Key(), Domains: []string{"*"}, Routes: route("")}}
+		return rc
 	}
-	routed := []string{o.Name + "." + o.Namespace, o.Name + "." + o.Namespace + ".svc"}
-	var keep, rewrite []string
-	for _, d := range domains {
-		if slices.Contains(routed, d) {
-			keep = append(keep, d)
-		} else {
-			rewrite = append(rewrite, d)
-		}
+	rc.VirtualHosts = []*routev3.VirtualHost{
+		{Name: o.Key(), Domains: []string{o.Name + "." + o.Namespace, o.Name + "." + o.Namespace + ".svc"}, Routes: route("")},
+		{Name: o.Key() + "/rewrite", Domains: []string{"*"}, Routes: route(o.HostRewrite)},
 	}
-	out := []*routev3.VirtualHost{{Name: o.Key(), Domains: keep, Routes: route("")}}
-	if len(rewrite) > 0 {
-		out = append(out, &routev3.VirtualHost{Name: o.Key() + "/rewrite", Domains: rewrite, Routes: route(o.HostRewrite)})
-	}
-	return out
+	return rc
 }
 
 // failoverRetry retries a failed request once, on the next priority (FailOver).
