@@ -53,6 +53,7 @@ const (
 func outboundListenerName(port uint32) string {
 	return "outbound-" + strconv.FormatUint(uint64(port), 10)
 }
+
 // outboundRouteName names the route configuration of one HTTP service port, as its cluster.
 func outboundRouteName(key string) string { return OutboundClusterName(key) }
 
