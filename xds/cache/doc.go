@@ -7,5 +7,9 @@
 // subscribed to a changed resource; and a NACKed version is never sent again (the NACK is logged
 // and counted), the next change is.
 //
+// A change reaches a client make-before-break, as the xDS protocol's eventual consistency
+// considerations ask: secrets, clusters and endpoints before the listeners and route
+// configurations that use them, and a delta client's cluster removals after those.
+//
 // It serves state-of-the-world and delta streams.
 package cache
