@@ -27,34 +27,43 @@ type ClusterNetwork struct {
 	Namespace string
 	mu        sync.Mutex
 	next      map[string]int
-	// services by ClusterIP, read again after servicesTTL.
-	services map[string]corev1.Service
-	read     time.Time
+	// The cluster's Services by ClusterIP and by namespace/name, and EndpointSlices by
+	// namespace/Service, read again after readTTL: a DNS server and kube-proxy watch them, and
+	// reading them per connection would be throttled by the client's rate limiter.
+	byIP, byName map[string]*corev1.Service
+	slices       map[string][]discoveryv1.EndpointSlice
+	read         time.Time
 }
 
-const servicesTTL = time.Second
+const readTTL = time.Second
 
-// serviceAt is the Service whose ClusterIP is ip, if any.
-func (n *ClusterNetwork) serviceAt(ctx context.Context, ip string) (*corev1.Service, error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.services == nil || time.Since(n.read) > servicesTTL {
-		var svcs corev1.ServiceList
-		if err := n.Client.List(ctx, &svcs); err != nil {
-			return nil, err
-		}
-		n.services = map[string]corev1.Service{}
-		for _, s := range svcs.Items {
-			if s.Spec.ClusterIP != "" && s.Spec.ClusterIP != corev1.ClusterIPNone {
-				n.services[s.Spec.ClusterIP] = s
-			}
-		}
-		n.read = time.Now()
+// refresh reads the Services and EndpointSlices when they are older than readTTL.
+func (n *ClusterNetwork) refresh(ctx context.Context) error {
+	if n.byIP != nil && time.Since(n.read) < readTTL {
+		return nil
 	}
-	if s, ok := n.services[ip]; ok {
-		return &s, nil
+	var svcs corev1.ServiceList
+	if err := n.Client.List(ctx, &svcs); err != nil {
+		return err
 	}
-	return nil, nil
+	var eps discoveryv1.EndpointSliceList
+	if err := n.Client.List(ctx, &eps); err != nil {
+		return err
+	}
+	n.byIP, n.byName, n.slices = map[string]*corev1.Service{}, map[string]*corev1.Service{}, map[string][]discoveryv1.EndpointSlice{}
+	for i := range svcs.Items {
+		s := &svcs.Items[i]
+		n.byName[s.Namespace+"/"+s.Name] = s
+		if s.Spec.ClusterIP != "" && s.Spec.ClusterIP != corev1.ClusterIPNone {
+			n.byIP[s.Spec.ClusterIP] = s
+		}
+	}
+	for _, es := range eps.Items {
+		k := es.Namespace + "/" + es.Labels[discoveryv1.LabelServiceName]
+		n.slices[k] = append(n.slices[k], es)
+	}
+	n.read = time.Now()
+	return nil
 }
 
 // Resolve is the cluster's DNS for a Service: name, name.ns, name.ns.svc or
@@ -72,9 +81,14 @@ func (n *ClusterNetwork) Resolve(ctx context.Context, host string) (string, erro
 	default:
 		return "", fmt.Errorf("no such host %s in the sandbox (it resolves Service names only)", host)
 	}
-	var svc corev1.Service
-	if err := n.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &svc); err != nil {
-		return "", fmt.Errorf("no such host %s: %w", host, err)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.refresh(ctx); err != nil {
+		return "", err
+	}
+	svc := n.byName[ns+"/"+name]
+	if svc == nil {
+		return "", fmt.Errorf("no such host %s: Service %s/%s does not exist", host, ns, name)
 	}
 	if svc.Spec.ClusterIP == "" || svc.Spec.ClusterIP == corev1.ClusterIPNone {
 		return "", fmt.Errorf("Service %s/%s has no ClusterIP", ns, name)
@@ -90,47 +104,43 @@ func (n *ClusterNetwork) Route(ctx context.Context, addr string) (string, error)
 		return "", err
 	}
 	port, _ := strconv.Atoi(portStr)
-	svc, err := n.serviceAt(ctx, host)
-	if err != nil {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.refresh(ctx); err != nil {
 		return "", err
 	}
-	if s := svc; s != nil {
-		var eps []string
-		for _, sp := range s.Spec.Ports {
-			if int(sp.Port) != port {
-				continue
-			}
-			var slices discoveryv1.EndpointSliceList
-			if err := n.Client.List(ctx, &slices, client.InNamespace(s.Namespace), client.MatchingLabels{discoveryv1.LabelServiceName: s.Name}); err != nil {
-				return "", err
-			}
-			for _, es := range slices.Items {
-				for _, p := range es.Ports {
-					if p.Port == nil || (p.Name != nil && *p.Name != sp.Name) {
+	s := n.byIP[host]
+	if s == nil {
+		return network.LoopbackAddr(addr), nil
+	}
+	var eps []string
+	for _, sp := range s.Spec.Ports {
+		if int(sp.Port) != port {
+			continue
+		}
+		for _, es := range n.slices[s.Namespace+"/"+s.Name] {
+			for _, p := range es.Ports {
+				if p.Port == nil || (p.Name != nil && *p.Name != sp.Name) {
+					continue
+				}
+				for _, e := range es.Endpoints {
+					if e.Conditions.Ready != nil && !*e.Conditions.Ready {
 						continue
 					}
-					for _, e := range es.Endpoints {
-						if e.Conditions.Ready != nil && !*e.Conditions.Ready {
-							continue
-						}
-						for _, a := range e.Addresses {
-							eps = append(eps, net.JoinHostPort(a, strconv.Itoa(int(*p.Port))))
-						}
+					for _, a := range e.Addresses {
+						eps = append(eps, net.JoinHostPort(a, strconv.Itoa(int(*p.Port))))
 					}
 				}
 			}
 		}
-		if len(eps) == 0 {
-			return "", fmt.Errorf("Service %s/%s has no ready endpoint on port %d: connection refused", s.Namespace, s.Name, port)
-		}
-		n.mu.Lock()
-		if n.next == nil {
-			n.next = map[string]int{}
-		}
-		i := n.next[addr]
-		n.next[addr] = i + 1
-		n.mu.Unlock()
-		return network.LoopbackAddr(eps[i%len(eps)]), nil
 	}
-	return network.LoopbackAddr(addr), nil
+	if len(eps) == 0 {
+		return "", fmt.Errorf("Service %s/%s has no ready endpoint on port %d: connection refused", s.Namespace, s.Name, port)
+	}
+	if n.next == nil {
+		n.next = map[string]int{}
+	}
+	i := n.next[addr]
+	n.next[addr] = i + 1
+	return network.LoopbackAddr(eps[i%len(eps)]), nil
 }
