@@ -54,9 +54,13 @@ func (c *connection) stop() {
 }
 
 // restConfig parses a kubeconfig; every request made with the result is bounded by timeout.
+// Only inline credentials are taken (see inlineOnly).
 func restConfig(raw []byte, timeout time.Duration) (*rest.Config, error) {
 	if len(strings.TrimSpace(string(raw))) == 0 {
 		return nil, errors.New("the kubeconfig is empty")
+	}
+	if err := inlineOnly(raw); err != nil {
+		return nil, err
 	}
 	cfg, err := clientcmd.RESTConfigFromKubeConfig(raw)
 	if err != nil {
@@ -66,6 +70,55 @@ func restConfig(raw []byte, timeout time.Duration) (*rest.Config, error) {
 	cfg.QPS, cfg.Burst = 50, 100
 	cfg.UserAgent = "crossgate-federation"
 	return cfg, nil
+}
+
+// inlineOnly refuses a kubeconfig whose current context would make the control plane run a
+// command (exec, an auth-provider plugin) or read one of its own files (tokenFile,
+// client-certificate, client-key, certificate-authority) and send or trust what it holds: a
+// Cluster's author is not the controller, and must not reach its process or its files. Only
+// inline credentials (token, client-certificate-data and client-key-data, username and
+// password) and certificate-authority-data are taken.
+func inlineOnly(raw []byte) error {
+	kc, err := clientcmd.Load(raw)
+	if err != nil {
+		return err
+	}
+	ctxName := kc.CurrentContext
+	kctx := kc.Contexts[ctxName]
+	if kctx == nil {
+		return fmt.Errorf("current-context %q names no context", ctxName)
+	}
+	var bad []string
+	if u := kc.AuthInfos[kctx.AuthInfo]; u != nil {
+		at := func(field string) string { return fmt.Sprintf("users[%s].user.%s", kctx.AuthInfo, field) }
+		if u.Exec != nil {
+			bad = append(bad, at("exec"))
+		}
+		if u.AuthProvider != nil {
+			bad = append(bad, at("auth-provider"))
+		}
+		if u.TokenFile != "" {
+			bad = append(bad, at("tokenFile"))
+		}
+		if u.ClientCertificate != "" {
+			bad = append(bad, at("client-certificate"))
+		}
+		if u.ClientKey != "" {
+			bad = append(bad, at("client-key"))
+		}
+	}
+	if c := kc.Clusters[kctx.Cluster]; c != nil {
+		if c.CertificateAuthority != "" {
+			bad = append(bad, fmt.Sprintf("clusters[%s].cluster.certificate-authority", kctx.Cluster))
+		}
+		if c.ProxyURL != "" {
+			bad = append(bad, fmt.Sprintf("clusters[%s].cluster.proxy-url", kctx.Cluster))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%s: not allowed in a Cluster's kubeconfig (the control plane runs no command and reads none of its own files for a member); use inline credentials: token, or client-certificate-data and client-key-data, with certificate-authority-data", strings.Join(bad, ", "))
+	}
+	return nil
 }
 
 // connect checks that the member is reachable, accepts the credentials, runs crossgate and is

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -486,5 +487,30 @@ func TestControlPlaneOutage(t *testing.T) {
 	t.Logf("converged %v after the federation restarted", took)
 	if os.Getenv("CROSSGATE_TEST_VERBOSE") != "" {
 		t.Log(versions())
+	}
+}
+
+// A Cluster's kubeconfig cannot make the control plane run a command or read its files: exec is
+// refused with Managed=False naming the field, and the command never runs.
+func TestKubeconfigExecRefused(t *testing.T) {
+	pwned := filepath.Join(t.TempDir(), "pwned")
+	spec := flomeshv1alpha1.ClusterSpec{GatewayHost: "127.0.0.1", Kubeconfig: fmt.Sprintf(`apiVersion: v1
+kind: Config
+current-context: c
+contexts: [{name: c, context: {cluster: k, user: u}}]
+clusters: [{name: k, cluster: {server: %q, insecure-skip-tls-verify: true}}]
+users: [{name: u, user: {exec: {apiVersion: client.authentication.k8s.io/v1, command: touch, args: [%q], interactiveMode: Never}}}]
+`, sb.Cluster("cluster-1").Config.Host, pwned)}
+	applyCluster(t, "exec", spec)
+	c := waitManaged(t, "exec", metav1.ConditionFalse, federation.ReasonKubeconfigInvalid, 5*time.Second)
+	if !strings.Contains(c.Message, "users[u].user.exec") {
+		t.Errorf("message %q does not name the field", c.Message)
+	}
+	if _, err := os.Stat(pwned); err == nil {
+		t.Error("the control plane ran the kubeconfig's command")
+	}
+	deleteCluster(t, "exec", opts.LeaveTimeout+5*time.Second)
+	if _, err := os.Stat(pwned); err == nil {
+		t.Error("the control plane ran the kubeconfig's command while leaving")
 	}
 }
