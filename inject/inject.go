@@ -78,6 +78,10 @@ func (h *Handler) Handle(_ context.Context, req admission.Request) admission.Res
 	if pod.Annotations[InjectedAnnotation] == "true" {
 		return admission.Allowed("already injected")
 	}
+	if pod.Spec.HostNetwork {
+		// The capture rules would take the node's own traffic.
+		return admission.Allowed("not injected: a hostNetwork pod shares the node's network, whose traffic capture would take")
+	}
 	ns := pod.Namespace
 	if ns == "" {
 		ns = req.Namespace

@@ -118,8 +118,10 @@ func TestSidecarInjection(t *testing.T) {
 	}{
 		{"not-injected", "plain", nil},
 		{"injected", "opted-out", map[string]string{inject.PodAnnotation: "false"}},
+		{"injected", "host-network", nil},
 	} {
 		p := pod(tc.ns, tc.name, tc.annotations)
+		p.Spec.HostNetwork = tc.name == "host-network"
 		if err := c.Create(ctx, p); err != nil {
 			t.Fatal(err)
 		}
