@@ -90,6 +90,8 @@ type Cache struct {
 	gen map[string]map[string]uint64
 	// changes holds, per key and type URL, the names each of the latest generations changed.
 	changes map[string]map[string][]change
+	// nackLogs limits the logging of NACKs, per key and type URL (under mu).
+	nackLogs map[string]*nackLog
 }
 
 // PushCount is the number of responses of one type sent for one key.
@@ -313,14 +315,7 @@ func (c *Cache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch c
 		return nil, err
 	}
 	if req.GetErrorDetail() != nil {
-		c.NACKs.Add(1)
-		if c.Observer != nil {
-			c.mu.Lock()
-			c.Observer.NACKed(req.GetTypeUrl())
-			c.mu.Unlock()
-		}
-		c.log.Warn("xDS update rejected", "node", req.GetNode().GetId(), "key", key, "type", req.GetTypeUrl(),
-			"version", req.GetVersionInfo(), "error", req.GetErrorDetail().GetMessage())
+		c.nacked(req.GetNode().GetId(), key, req.GetTypeUrl(), req.GetErrorDetail().GetMessage())
 	}
 	w := &watch{key: key, req: req, sub: sub, resp: ch}
 	c.mu.Lock()
@@ -440,3 +435,52 @@ func (r *response) GetVersion() (string, error)                                 
 func (r *response) GetResponseVersion() string                                    { return r.resp.VersionInfo }
 func (r *response) GetReturnedResources() map[string]string                       { return r.returned }
 func (r *response) GetContext() context.Context                                   { return context.Background() }
+
+// NACK logging: a client chooses its error message and how often it NACKs, so each message is
+// cut to nackMessageMax bytes and each key and type logs at most once per nackLogEvery, saying
+// how many it left out meanwhile. Every NACK is counted.
+const (
+	nackMessageMax = 1024
+	nackLogEvery   = 10 * time.Second
+)
+
+type nackLog struct {
+	last       time.Time
+	suppressed int
+}
+
+func (c *Cache) nacked(node, key, typeURL, msg string) {
+	c.NACKs.Add(1)
+	c.mu.Lock()
+	if c.Observer != nil {
+		c.Observer.NACKed(typeURL)
+	}
+	if c.nackLogs == nil {
+		c.nackLogs = map[string]*nackLog{}
+	}
+	l := c.nackLogs[key+" "+typeURL]
+	if l == nil {
+		l = &nackLog{}
+		c.nackLogs[key+" "+typeURL] = l
+	}
+	now := time.Now()
+	if !l.last.IsZero() && now.Sub(l.last) < nackLogEvery {
+		l.suppressed++
+		c.mu.Unlock()
+		return
+	}
+	suppressed := l.suppressed
+	l.last, l.suppressed = now, 0
+	c.mu.Unlock()
+	if len(msg) > nackMessageMax {
+		msg = msg[:nackMessageMax] + fmt.Sprintf("... (%d bytes)", len(msg))
+	}
+	c.log.Warn("xDS update rejected", "node", truncate(node, 256), "key", key, "type", truncate(typeURL, 256), "error", msg, "notLoggedSinceLast", suppressed)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}

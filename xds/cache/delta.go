@@ -26,14 +26,7 @@ func (c *Cache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscrip
 		return nil, err
 	}
 	if req.GetErrorDetail() != nil {
-		c.NACKs.Add(1)
-		c.log.Warn("xDS update rejected", "node", req.GetNode().GetId(), "key", key, "type", req.GetTypeUrl(),
-			"error", req.GetErrorDetail().GetMessage())
-		if c.Observer != nil {
-			c.mu.Lock()
-			c.Observer.NACKed(req.GetTypeUrl())
-			c.mu.Unlock()
-		}
+		c.nacked(req.GetNode().GetId(), key, req.GetTypeUrl(), req.GetErrorDetail().GetMessage())
 	}
 	w := &deltaWatch{key: key, req: req, sub: sub, resp: ch}
 	c.mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -43,7 +44,15 @@ func NewMetrics() *Metrics {
 	return m
 }
 
-func shortType(typeURL string) string { return typeURL[strings.LastIndexByte(typeURL, '.')+1:] }
+// shortType is a metric's type label: the served types by their short name, any other (a client
+// may send any type URL) as "other", so that a client cannot make series without bound.
+func shortType(typeURL string) string {
+	switch typeURL {
+	case resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.SecretType:
+		return typeURL[strings.LastIndexByte(typeURL, '.')+1:]
+	}
+	return "other"
+}
 
 // Pushed implements cache.Observer.
 func (m *Metrics) Pushed(typeURL string, sinceChange time.Duration) {
