@@ -1,6 +1,10 @@
 package translator
 
-import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
+)
 
 // cond builds a condition; LastTransitionTime is left for the status writer.
 func cond(typ string, ok bool, reason, message string, generation int64) metav1.Condition {
@@ -8,5 +12,5 @@ func cond(typ string, ok bool, reason, message string, generation int64) metav1.
 	if ok {
 		s = metav1.ConditionTrue
 	}
-	return metav1.Condition{Type: typ, Status: s, Reason: reason, Message: message, ObservedGeneration: generation}
+	return metav1.Condition{Type: typ, Status: s, Reason: reason, Message: flomeshv1alpha1.ConditionMessage(message), ObservedGeneration: generation}
 }

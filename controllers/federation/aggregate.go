@@ -291,7 +291,7 @@ func portList(ps []flomeshv1alpha1.ServicePort, protocol bool) string {
 }
 
 func condition(e *flomeshv1alpha1.ServiceExport, status bool, reason, message string) metav1.Condition {
-	c := metav1.Condition{Type: flomeshv1alpha1.ConditionConflict, Status: metav1.ConditionFalse, Reason: reason, Message: message, ObservedGeneration: e.Generation}
+	c := metav1.Condition{Type: flomeshv1alpha1.ConditionConflict, Status: metav1.ConditionFalse, Reason: reason, Message: flomeshv1alpha1.ConditionMessage(message), ObservedGeneration: e.Generation}
 	if status {
 		c.Status = metav1.ConditionTrue
 	}

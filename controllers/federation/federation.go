@@ -300,7 +300,7 @@ func keyOf(r *flomeshv1alpha1.SecretKeyReference) string { return cmp.Or(r.Key, 
 
 // setManaged writes the Cluster's Managed condition when it changed.
 func (f *Federation) setManaged(ctx context.Context, name string, ok bool, reason, msg string) error {
-	want := metav1.Condition{Type: flomeshv1alpha1.ConditionManaged, Status: metav1.ConditionFalse, Reason: reason, Message: msg}
+	want := metav1.Condition{Type: flomeshv1alpha1.ConditionManaged, Status: metav1.ConditionFalse, Reason: reason, Message: flomeshv1alpha1.ConditionMessage(msg)}
 	if ok {
 		want.Status = metav1.ConditionTrue
 	}

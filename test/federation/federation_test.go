@@ -514,3 +514,21 @@ users: [{name: u, user: {exec: {apiVersion: client.authentication.k8s.io/v1, com
 		t.Error("the control plane ran the kubeconfig's command while leaving")
 	}
 }
+
+// A Cluster whose error would not fit a condition (its server's name is 40,000 characters) still
+// gets its Managed condition, cut to the API's limit.
+func TestLongErrorFitsTheCondition(t *testing.T) {
+	spec := flomeshv1alpha1.ClusterSpec{GatewayHost: "127.0.0.1", Kubeconfig: fmt.Sprintf(`apiVersion: v1
+kind: Config
+current-context: c
+contexts: [{name: c, context: {cluster: k, user: u}}]
+clusters: [{name: k, cluster: {server: "https://a%s.invalid:6443"}}]
+users: [{name: u, user: {token: abc}}]
+`, strings.Repeat("b", 40000))}
+	applyCluster(t, "long-error", spec)
+	c := waitManaged(t, "long-error", metav1.ConditionFalse, federation.ReasonUnreachable, 10*time.Second)
+	if len(c.Message) > flomeshv1alpha1.MaxConditionMessage {
+		t.Errorf("message of %d bytes", len(c.Message))
+	}
+	deleteCluster(t, "long-error", opts.LeaveTimeout+5*time.Second)
+}

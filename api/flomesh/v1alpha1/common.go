@@ -1,5 +1,7 @@
 package v1alpha1
 
+import "unicode/utf8"
+
 import "strings"
 
 // Condition types and reasons written by crossgate. Every condition is a metav1.Condition with
@@ -59,3 +61,21 @@ const (
 	// PathMatchPrefix matches the path and everything below it, element by element.
 	PathMatchPrefix PathMatchType = "Prefix"
 )
+
+// MaxConditionMessage is the longest message a condition may hold (metav1.Condition's
+// validation: maxLength 32768); a longer one makes the whole status write fail.
+const MaxConditionMessage = 32768
+
+// ConditionMessage cuts a condition's message to MaxConditionMessage bytes, at a character
+// boundary, saying it was cut.
+func ConditionMessage(msg string) string {
+	if len(msg) <= MaxConditionMessage {
+		return msg
+	}
+	const tail = " ... (cut)"
+	cut := MaxConditionMessage - len(tail)
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return msg[:cut] + tail
+}

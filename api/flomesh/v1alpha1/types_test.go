@@ -1,7 +1,9 @@
 package v1alpha1
 
 import (
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -35,5 +37,16 @@ func TestPermissiveMode(t *testing.T) {
 	m.Spec.Traffic.EnablePermissiveTrafficPolicyMode = &f
 	if m.PermissiveMode() {
 		t.Error("false must turn policy mode on")
+	}
+}
+
+func TestConditionMessageFits(t *testing.T) {
+	long := strings.Repeat("é", MaxConditionMessage) // 2 bytes a character
+	got := ConditionMessage(long)
+	if len(got) > MaxConditionMessage || !utf8.ValidString(got) || !strings.HasSuffix(got, "(cut)") {
+		t.Errorf("cut message: %d bytes, valid UTF-8 %v", len(got), utf8.ValidString(got))
+	}
+	if ConditionMessage("short") != "short" {
+		t.Error("a short message changed")
 	}
 }
