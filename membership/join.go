@@ -33,8 +33,9 @@ const (
 	Namespace      = "crossgate-system"
 	ServiceAccount = "crossgate-federation"
 	RootSecret     = "crossgate-root-ca"
-	// LeaseNamespace holds the federation's claim on the member.
+	// LeaseNamespace holds the federation's claim on the member, the Lease ClaimLease.
 	LeaseNamespace = metav1.NamespaceSystem
+	ClaimLease     = "crossgate-federation"
 )
 
 // MemberRules are what the federation does in a member: read exports and Services, set the
@@ -48,9 +49,12 @@ var MemberRules = []rbacv1.PolicyRule{
 	{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "create"}},
 }
 
-// LeaseRules are the federation's rights on its claim, in kube-system only.
+// LeaseRules are the federation's rights on its claim, in kube-system only: that one Lease (by
+// name; RBAC cannot restrict create by name, so creating a Lease is allowed, and taking over
+// another, such as kube-controller-manager's, is not).
 var LeaseRules = []rbacv1.PolicyRule{
-	{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update", "delete"}},
+	{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{ClaimLease}, Verbs: []string{"get", "update", "delete"}},
+	{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
 }
 
 // Options of a join.

@@ -26,13 +26,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
+	"github.com/crossgate-io/crossgate/membership"
 )
 
 // The claim: a Lease in the member's kube-system namespace naming the control plane that manages
 // it, so that two control planes never write into one member.
 const (
-	claimNamespace = metav1.NamespaceSystem
-	claimName      = "crossgate-federation"
+	claimNamespace = membership.LeaseNamespace
+	claimName      = membership.ClaimLease // the join grants rights on this one Lease only
 )
 
 // connection is a live link to a member: a client for writes, a cache of its exports, Services

@@ -117,6 +117,26 @@ func TestJoinWithAScopedServiceAccount(t *testing.T) {
 	if err := asFederation.List(ctx, &flomeshv1alpha1.ServiceExportList{}); err != nil {
 		t.Errorf("the federation's ServiceAccount cannot list ServiceExports: %v", err)
 	}
+	// It may hold its own claim, and cannot take over another Lease of kube-system (such as
+	// kube-controller-manager's leader election).
+	other := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "kube-controller-manager"}}
+	if err := member.Client.Create(ctx, other); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	if err := member.Client.Get(ctx, client.ObjectKeyFromObject(other), other); err != nil {
+		t.Fatal(err)
+	}
+	holder := "crossgate-federation-takeover"
+	other.Spec.HolderIdentity = &holder
+	if err := asFederation.Update(ctx, other); !apierrors.IsForbidden(err) {
+		t.Errorf("the federation's ServiceAccount can update kube-controller-manager's Lease: %v", err)
+	}
+	if err := asFederation.Delete(ctx, other); !apierrors.IsForbidden(err) {
+		t.Errorf("the federation's ServiceAccount can delete kube-controller-manager's Lease: %v", err)
+	}
+	if err := asFederation.Get(ctx, client.ObjectKey{Namespace: "kube-system", Name: membership.ClaimLease}, &coordinationv1.Lease{}); err != nil {
+		t.Errorf("the federation's ServiceAccount cannot read its claim: %v", err)
+	}
 	// No wildcard anywhere in what the join granted.
 	var cr rbacv1.ClusterRole
 	if err := member.Client.Get(ctx, client.ObjectKey{Name: membership.ServiceAccount}, &cr); err != nil {
