@@ -13,6 +13,7 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -26,10 +27,17 @@ import (
 // ConfigurationName is the MutatingWebhookConfiguration crossgate keeps.
 const ConfigurationName = "crossgate-sidecar-injector"
 
+// ProtectedNamespaces are never injected, labelled or not: Kubernetes' own, and the controller's
+// (with the webhook down, its fail-closed registration would block the controller's own pods).
+func ProtectedNamespaces(controllerNamespace string) []string {
+	return []string{metav1.NamespaceSystem, metav1.NamespacePublic, "kube-node-lease", controllerNamespace}
+}
+
 // Configuration is the webhook's registration: pods created in namespaces labelled
-// NamespaceLabel=enabled only, failing closed there (a pod that would run without its sidecar
-// is refused rather than created), and never consulted for any other namespace.
-func Configuration(cc admissionregistrationv1.WebhookClientConfig) *admissionregistrationv1.MutatingWebhookConfiguration {
+// NamespaceLabel=enabled only, never in the ProtectedNamespaces, failing closed there (a pod
+// that would run without its sidecar is refused rather than created), and never consulted for
+// any other namespace.
+func Configuration(cc admissionregistrationv1.WebhookClientConfig, controllerNamespace string) *admissionregistrationv1.MutatingWebhookConfiguration {
 	fail := admissionregistrationv1.Fail
 	none := admissionregistrationv1.SideEffectClassNone
 	never := admissionregistrationv1.NeverReinvocationPolicy
@@ -43,7 +51,12 @@ func Configuration(cc admissionregistrationv1.WebhookClientConfig) *admissionreg
 			ReinvocationPolicy:      &never,
 			AdmissionReviewVersions: []string{"v1"},
 			TimeoutSeconds:          ptr.To[int32](5),
-			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{NamespaceLabel: NamespaceLabelValue}},
+			NamespaceSelector: &metav1.LabelSelector{
+				MatchLabels: map[string]string{NamespaceLabel: NamespaceLabelValue},
+				MatchExpressions: []metav1.LabelSelectorRequirement{{
+					Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpNotIn, Values: ProtectedNamespaces(controllerNamespace),
+				}},
+			},
 			Rules: []admissionregistrationv1.RuleWithOperations{{
 				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
 				Rule: admissionregistrationv1.Rule{

@@ -226,7 +226,7 @@ func run() error {
 		}
 		go func() { errc <- wh.Serve(ctx, wl) }()
 		if webhookRegistration == "managed" {
-			if err := inject.EnsureConfiguration(ctx, direct, inject.Configuration(cc)); err != nil {
+			if err := inject.EnsureConfiguration(ctx, direct, inject.Configuration(cc, namespace)); err != nil {
 				return fmt.Errorf("registering the sidecar-injection webhook: %w", err)
 			}
 		}

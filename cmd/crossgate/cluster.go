@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
@@ -141,6 +145,12 @@ func labelNamespaces(cmd *cobra.Command, cfg *rest.Config, names []string, add b
 	if err != nil {
 		return err
 	}
+	protected := inject.ProtectedNamespaces(controllerNamespace(cmd.Context(), c))
+	for _, n := range names {
+		if add && slices.Contains(protected, n) {
+			return fmt.Errorf("namespace %s cannot be added to the mesh: %s are Kubernetes' own and the controller's, whose pods must start without the sidecar injector", n, strings.Join(protected, ", "))
+		}
+	}
 	for _, n := range names {
 		var ns corev1.Namespace
 		if err := c.Get(cmd.Context(), client.ObjectKey{Name: n}, &ns); err != nil {
@@ -160,4 +170,18 @@ func labelNamespaces(cmd *cobra.Command, cfg *rest.Config, names []string, add b
 		}
 	}
 	return nil
+}
+
+// controllerNamespace is the namespace of the controller that serves the injection webhook, as
+// its registration names it; crossgate-system when none is registered.
+func controllerNamespace(ctx context.Context, c client.Client) string {
+	var mwc admissionregistrationv1.MutatingWebhookConfiguration
+	if err := c.Get(ctx, client.ObjectKey{Name: inject.ConfigurationName}, &mwc); err == nil {
+		for _, w := range mwc.Webhooks {
+			if s := w.ClientConfig.Service; s != nil {
+				return s.Namespace
+			}
+		}
+	}
+	return "crossgate-system"
 }

@@ -310,6 +310,14 @@ func TestInstallRunStatusUninstall(t *testing.T) {
 	if p := newPod("before"); len(p.Spec.Containers) != 1 {
 		t.Errorf("a pod outside the mesh was injected: %d containers", len(p.Spec.Containers))
 	}
+	// Kubernetes' own namespaces and the controller's are refused: with the webhook down, its
+	// fail-closed registration would block their pods.
+	for _, ns := range []string{"kube-system", "crossgate-system"} {
+		cmd := exec.Command(filepath.Join(bin, "crossgate"), "namespace", "add", ns, "--kubeconfig", sb.Kubeconfig, "--context", "cluster-1")
+		if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "cannot be added to the mesh") {
+			t.Errorf("crossgate namespace add %s: %v\n%s", ns, err, out)
+		}
+	}
 	cli("namespace", "add", "httpbin")
 	n := 0
 	eventually(t, 10*time.Second, "a pod injected after namespace add", func() error {

@@ -55,7 +55,7 @@ func TestSidecarInjection(t *testing.T) {
 	go func() { _ = srv.Serve(ctx, ln) }()
 	root, _ := ca.PEM()
 	url := fmt.Sprintf("https://%s%s", ln.Addr(), inject.Path)
-	if err := inject.EnsureConfiguration(ctx, c, inject.Configuration(admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: root})); err != nil {
+	if err := inject.EnsureConfiguration(ctx, c, inject.Configuration(admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: root}, "crossgate-system")); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -112,6 +112,31 @@ func TestSidecarInjection(t *testing.T) {
 		t.Errorf("probes annotation %q", a)
 	}
 
+	// Kubernetes' namespaces and the controller's are never injected, even labelled.
+	for _, ns := range []string{"kube-system", "crossgate-system"} {
+		var n corev1.Namespace
+		if err := c.Get(ctx, types.NamespacedName{Name: ns}, &n); err != nil {
+			mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+			_ = c.Get(ctx, types.NamespacedName{Name: ns}, &n)
+		}
+		if n.Labels == nil {
+			n.Labels = map[string]string{}
+		}
+		n.Labels[inject.NamespaceLabel] = inject.NamespaceLabelValue
+		if err := c.Update(ctx, &n); err != nil {
+			t.Fatal(err)
+		}
+		mustCreate(t, c, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "curl"}})
+		p := pod(ns, "protected", nil)
+		if err := c.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Spec.InitContainers) != 0 {
+			t.Errorf("a pod of %s was injected", ns)
+		}
+		delete(n.Labels, inject.NamespaceLabel)
+		_ = c.Update(ctx, &n)
+	}
 	for _, tc := range []struct {
 		ns, name    string
 		annotations map[string]string
