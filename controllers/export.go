@@ -76,14 +76,34 @@ func (r *ExportReconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 // gateway is the Gateway routes attach to.
 func (r *ExportReconciler) gateway(ctx context.Context) types.NamespacedName {
-	if r.Opts.Gateway.Name != "" {
-		return r.Opts.Gateway
+	return r.Opts.exportGateway(ctx, r.Client)
+}
+
+// exportGateway is the Gateway exported services attach to: the options', the MeshConfig's
+// spec.gateway, or DefaultGateway.
+func (o *Options) exportGateway(ctx context.Context, c client.Reader) types.NamespacedName {
+	if o.Gateway.Name != "" {
+		return o.Gateway
 	}
 	mc := &flomeshv1alpha1.MeshConfig{}
-	if err := r.Client.Get(ctx, r.Opts.MeshConfig, mc); err == nil && mc.Spec.Gateway.Name != "" {
+	if err := c.Get(ctx, o.MeshConfig, mc); err == nil && mc.Spec.Gateway.Name != "" {
 		return types.NamespacedName{Namespace: mc.Spec.Gateway.Namespace, Name: mc.Spec.Gateway.Name}
 	}
 	return DefaultGateway
+}
+
+// controllerNamespace is the controller's namespace.
+func (o *Options) controllerNamespace() string {
+	if o.LeaderElectionNamespace != "" {
+		return o.LeaderElectionNamespace
+	}
+	return translator.DefaultControllerNamespace
+}
+
+// trustedGateway applies translator.TrustedGateway with the controller's namespace and export
+// Gateway.
+func (o *Options) trustedGateway(ctx context.Context, c client.Reader, gw *gatewayv1.Gateway) bool {
+	return translator.TrustedGateway(gw.Namespace, gw.Name, o.controllerNamespace(), o.exportGateway(ctx, c).String())
 }
 
 // Reconcile brings the export's HTTPRoutes to what the export asks for.

@@ -186,6 +186,9 @@ func NewMember(cfg *rest.Config, opts Options) (*Member, error) {
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("crossgate-gateways"),
 		Render: gateway.RenderOptions{Image: opts.GatewayImage},
 		CA:     opts.CA, CertTTL: opts.CertTTL, XDSHost: opts.XDSHost, XDSPort: opts.XDSPort,
+		Trusted: func(ctx context.Context, gw *gatewayv1.Gateway) bool {
+			return opts.trustedGateway(ctx, mgr.GetClient(), gw)
+		},
 	}
 	if err := m.Gateways.SetupWithManager(mgr); err != nil {
 		return nil, err

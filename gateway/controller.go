@@ -43,6 +43,9 @@ type Reconciler struct {
 	CertTTL   time.Duration
 	XDSHost   string
 	XDSPort   uint32
+	// Trusted says whether a Gateway of crossgate's class is one the operator declared
+	// (translator.TrustedGateway); only those get a proxy and an identity. Nil trusts all.
+	Trusted   func(ctx context.Context, gw *gatewayv1.Gateway) bool
 	bootstrap map[string]string
 }
 
@@ -111,6 +114,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{}, err
 	}
 	if !ours || !gw.DeletionTimestamp.IsZero() {
+		return reconcile.Result{}, r.remove(ctx, req.NamespacedName)
+	}
+	if r.Trusted != nil && !r.Trusted(ctx, gw) {
+		// The translator sets its Accepted=False NotTrusted condition.
+		r.Recorder.Eventf(gw, nil, corev1.EventTypeWarning, translator.GatewayReasonNotTrusted, "Render",
+			"Gateways of class %s run only in the controller's namespace or as the export Gateway: no proxy, no certificate.", gw.Spec.GatewayClassName)
 		return reconcile.Result{}, r.remove(ctx, req.NamespacedName)
 	}
 	out, err := Render(gw, r.Render)

@@ -42,9 +42,20 @@ func (t *translation) ourGateways() []*gatewayv1.Gateway {
 func (t *translation) ourGatewayIdentities() []ir.Identity {
 	var out []ir.Identity
 	for _, g := range t.ourGateways() {
-		out = append(out, GatewayIdentity(g.Namespace, g.Name))
+		if t.trusted(g) {
+			out = append(out, GatewayIdentity(g.Namespace, g.Name))
+		}
 	}
 	return out
+}
+
+// trusted reports whether a Gateway of our class is one the operator declared (TrustedGateway).
+func (t *translation) trusted(g *gatewayv1.Gateway) bool {
+	export := t.in.ExportGateway
+	if export == "" && t.in.MeshConfig != nil && t.in.MeshConfig.Spec.Gateway.Name != "" {
+		export = cmp.Or(t.in.MeshConfig.Spec.Gateway.Namespace, DefaultControllerNamespace) + "/" + t.in.MeshConfig.Spec.Gateway.Name
+	}
+	return TrustedGateway(g.Namespace, g.Name, t.in.ControllerNamespace, export)
 }
 
 // listenerState is a listener being checked and the routes attached to it.
@@ -86,7 +97,14 @@ func (t *translation) translateGateways(st *Statuses) []ir.Gateway {
 		}})
 	}
 
-	gws := t.ourGateways()
+	var gws []*gatewayv1.Gateway
+	for _, g := range t.ourGateways() {
+		if t.trusted(g) {
+			gws = append(gws, g)
+			continue
+		}
+		st.Gateways = append(st.Gateways, untrustedStatus(g))
+	}
 	states := map[nsName][]*listenerState{}
 	for _, g := range gws {
 		states[nsName{g.Namespace, g.Name}] = checkListeners(g)
@@ -100,7 +118,20 @@ func (t *translation) translateGateways(st *Statuses) []ir.Gateway {
 		out = append(out, buildGatewayIR(g, ls))
 		st.Gateways = append(st.Gateways, gatewayStatus(g, ls))
 	}
+	slices.SortFunc(st.Gateways, func(a, b GatewayStatus) int { return cmpNsName(nsName{a.Namespace, a.Name}, nsName{b.Namespace, b.Name}) })
 	return out
+}
+
+// GatewayReasonNotTrusted is the Accepted=False reason of a Gateway of crossgate's class that the
+// operator did not declare (TrustedGateway).
+const GatewayReasonNotTrusted = "NotTrusted"
+
+func untrustedStatus(g *gatewayv1.Gateway) GatewayStatus {
+	msg := fmt.Sprintf("Gateways of class %s run only in the controller's namespace, or as the Gateway exported services attach to (the MeshConfig's spec.gateway): this one gets no proxy, no certificate and no mesh trust.", g.Spec.GatewayClassName)
+	return GatewayStatus{Namespace: g.Namespace, Name: g.Name, Status: gatewayv1.GatewayStatus{Conditions: []metav1.Condition{
+		cond(string(gatewayv1.GatewayConditionAccepted), false, GatewayReasonNotTrusted, msg, g.Generation),
+		cond(string(gatewayv1.GatewayConditionProgrammed), false, string(gatewayv1.GatewayReasonInvalid), "The Gateway is not accepted.", g.Generation),
+	}}}
 }
 
 func checkListeners(g *gatewayv1.Gateway) []*listenerState {

@@ -21,6 +21,12 @@ type Input struct {
 	DNSDomain string `json:"dnsDomain,omitempty"`
 	// MeshConfig is the installation's configuration; defaults apply when nil.
 	MeshConfig *flomeshv1alpha1.MeshConfig `json:"meshConfig,omitempty"`
+	// ControllerNamespace is the controller's namespace (crossgate-system when empty) and
+	// ExportGateway the Gateway exported services attach to (namespace/name; the MeshConfig's
+	// spec.gateway, else crossgate-system/crossgate-gateway, when empty): Gateways of crossgate's
+	// class are trusted mesh peers only there (TrustedGateway).
+	ControllerNamespace string `json:"controllerNamespace,omitempty"`
+	ExportGateway       string `json:"exportGateway,omitempty"`
 
 	Namespaces      []corev1.Namespace          `json:"namespaces,omitempty"`
 	Services        []corev1.Service            `json:"services,omitempty"`

@@ -35,6 +35,28 @@ const ProxylessAnnotation = "crossgate.io/proxyless"
 // DefaultTrustDomain is the SPIFFE trust domain when the MeshConfig names none.
 const DefaultTrustDomain = "cluster.local"
 
+// DefaultControllerNamespace is the controller's namespace when the Input names none, and
+// DefaultExportGateway the Gateway exported services attach to when nothing names one.
+const (
+	DefaultControllerNamespace = "crossgate-system"
+	DefaultExportGateway       = "crossgate-system/crossgate-gateway"
+)
+
+// TrustedGateway reports whether a Gateway of crossgate's class is one the operator declared: in
+// the controller's namespace, or the Gateway exported services attach to (namespace/name). Only
+// those run as gateways (a Deployment, a certificate) and are admitted as mesh peers by exported
+// workloads: anyone who may create a Gateway in their namespace could otherwise mint an identity
+// every export trusts.
+func TrustedGateway(namespace, name, controllerNamespace, exportGateway string) bool {
+	if controllerNamespace == "" {
+		controllerNamespace = DefaultControllerNamespace
+	}
+	if exportGateway == "" {
+		exportGateway = DefaultExportGateway
+	}
+	return namespace == controllerNamespace || namespace+"/"+name == exportGateway
+}
+
 // GatewayIdentity is the identity a Gateway's proxy runs as: a ServiceAccount of the Gateway's
 // name in its namespace.
 func GatewayIdentity(namespace, name string) ir.Identity {

@@ -11,6 +11,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -60,19 +61,39 @@ func TestGatewayRendered(t *testing.T) {
 		t.Errorf("bootstrap: %v", err)
 	}
 
-	// A second Gateway of our class, then deleted.
+	// A second Gateway of our class in the controller's namespace, then deleted; one in a user's
+	// namespace, which is not trusted; one of another class.
 	ns := "gateway-lifecycle"
 	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
 	mustCreate(t, c, &gatewayv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "not-ours"}, Spec: gatewayv1.GatewayClassSpec{ControllerName: "example.com/other"}})
 	listeners := []gatewayv1.Listener{{Name: "http", Port: 80, Protocol: gatewayv1.HTTPProtocolType}}
-	mustCreate(t, c, &gatewayv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ours"}, Spec: gatewayv1.GatewaySpec{GatewayClassName: "crossgate", Listeners: listeners}})
+	mustCreate(t, c, &gatewayv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: "crossgate-system", Name: "second"}, Spec: gatewayv1.GatewaySpec{GatewayClassName: "crossgate", Listeners: listeners}})
+	mustCreate(t, c, &gatewayv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "rogue"}, Spec: gatewayv1.GatewaySpec{GatewayClassName: "crossgate", Listeners: listeners}})
 	mustCreate(t, c, &gatewayv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "theirs"}, Spec: gatewayv1.GatewaySpec{GatewayClassName: "not-ours", Listeners: listeners}})
-	ours := types.NamespacedName{Namespace: ns, Name: "ours"}
+	ours := types.NamespacedName{Namespace: "crossgate-system", Name: "second"}
 	eventually(t, 5*time.Second, "second gateway's Deployment", func() error { return c.Get(ctx, ours, &appsv1.Deployment{}) })
 	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "theirs"}, &appsv1.Deployment{}); !apierrors.IsNotFound(err) {
 		t.Errorf("a Gateway of another class got a Deployment (%v)", err)
 	}
-	if err := c.Delete(ctx, &gatewayv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ours"}}); err != nil {
+	// The user's Gateway of our class: Accepted=False NotTrusted, and no proxy or identity.
+	rogue := types.NamespacedName{Namespace: ns, Name: "rogue"}
+	eventually(t, 5*time.Second, "the untrusted Gateway's Accepted=False NotTrusted", func() error {
+		g := &gatewayv1.Gateway{}
+		if err := c.Get(ctx, rogue, g); err != nil {
+			return err
+		}
+		if a := meta.FindStatusCondition(g.Status.Conditions, string(gatewayv1.GatewayConditionAccepted)); a == nil || a.Status != metav1.ConditionFalse || a.Reason != "NotTrusted" {
+			return fmt.Errorf("Accepted %+v", a)
+		}
+		return nil
+	})
+	if err := c.Get(ctx, rogue, &appsv1.Deployment{}); !apierrors.IsNotFound(err) {
+		t.Errorf("an untrusted Gateway got a Deployment (%v)", err)
+	}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: gateway.IdentitySecretPrefix + "rogue"}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+		t.Errorf("an untrusted Gateway got an identity (%v)", err)
+	}
+	if err := c.Delete(ctx, &gatewayv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: "crossgate-system", Name: "second"}}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 5*time.Second, "objects of a deleted Gateway", func() error {

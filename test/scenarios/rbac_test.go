@@ -60,3 +60,22 @@ func TestInboundRBAC(t *testing.T) {
 		}
 	}
 }
+
+// A Gateway of crossgate's class that a namespace user created is no trusted peer: httpbin's
+// policy admits the controller's gateway, not it, and it gets no configuration.
+func TestUntrustedGatewayIsNotAPeer(t *testing.T) {
+	w := loadWorld(t, "gateway-untrusted")
+	if _, ok := w.out.Gateways["team-a/rogue"]; ok {
+		t.Error("the untrusted Gateway got a configuration")
+	}
+	send := func(source string) *simulate.Result {
+		return simulate.Simulate(w.out.Sidecars["httpbin/httpbin"], simulate.Request{Inbound: true, PodIP: "10.1.2.7", Port: 8080, TLS: true,
+			Source: source, Protocol: simulate.HTTP1, Host: "httpbin.httpbin:8080", Method: "POST", Path: "/anything"})
+	}
+	if r := send("spiffe://cluster.local/ns/team-a/sa/rogue"); !r.Denied {
+		t.Error("the untrusted Gateway's identity is admitted")
+	}
+	if r := send("spiffe://cluster.local/ns/crossgate-system/sa/crossgate-gateway"); r.Denied {
+		t.Errorf("the controller's gateway is refused: %s", r.DenyReason)
+	}
+}
