@@ -39,10 +39,10 @@ type Reconciler struct {
 	Recorder events.EventRecorder
 	Render   RenderOptions
 	// CA issues the identity Secrets; XDSHost and XDSPort are where proxies reach the xDS server.
-	CA        identity.Issuer
-	CertTTL   time.Duration
-	XDSHost   string
-	XDSPort   uint32
+	CA      identity.Issuer
+	CertTTL time.Duration
+	XDSHost string
+	XDSPort uint32
 	// Trusted says whether a Gateway of crossgate's class is one the operator declared
 	// (translator.TrustedGateway); only those get a proxy and an identity. Nil trusts all.
 	Trusted   func(ctx context.Context, gw *gatewayv1.Gateway) bool

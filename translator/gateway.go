@@ -118,7 +118,9 @@ func (t *translation) translateGateways(st *Statuses) []ir.Gateway {
 		out = append(out, buildGatewayIR(g, ls))
 		st.Gateways = append(st.Gateways, gatewayStatus(g, ls))
 	}
-	slices.SortFunc(st.Gateways, func(a, b GatewayStatus) int { return cmpNsName(nsName{a.Namespace, a.Name}, nsName{b.Namespace, b.Name}) })
+	slices.SortFunc(st.Gateways, func(a, b GatewayStatus) int {
+		return cmpNsName(nsName{a.Namespace, a.Name}, nsName{b.Namespace, b.Name})
+	})
 	return out
 }
 
