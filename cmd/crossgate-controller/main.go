@@ -175,7 +175,7 @@ func run() error {
 	grpcServer := grpc.NewServer(append(server.GRPCOptions(), grpc.Creds(credentials.NewTLS(&tls.Config{
 		MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool,
 	})))...)
-	server.Register(ctx, grpcServer, opts.XDS, server.Options{RequireIdentity: true, Log: log, Metrics: metrics})
+	server.Register(ctx, grpcServer, opts.XDS, server.Options{RequireIdentity: true, TrustDomain: trustDomain, Log: log, Metrics: metrics})
 	xdsLn, err := net.Listen("tcp", xdsAddr)
 	if err != nil {
 		return fmt.Errorf("--xds-address: %w", err)

@@ -27,7 +27,10 @@ type Options struct {
 	// requests whose node ID names another identity than the certificate's. Node IDs are
 	// "ns/serviceaccount", optionally prefixed by a kind and "~" ("sidecar~ns/sa").
 	RequireIdentity bool
-	Log             *slog.Logger
+	// TrustDomain, when set, is the only SPIFFE trust domain whose identities are served: a
+	// certificate of the same root naming another trust domain gets nothing.
+	TrustDomain string
+	Log         *slog.Logger
 	// Metrics, when set, counts open streams (the cache reports the rest: set it as the cache's
 	// Observer).
 	Metrics *Metrics
@@ -42,8 +45,8 @@ func Register(ctx context.Context, s *grpc.Server, c *cache.Cache, opts Options)
 	}
 	// State-of-the-world and delta streams are numbered by separate counters: one guard each,
 	// or the streams of one kind would read the identities of the other.
-	sotw := &guard{require: opts.RequireIdentity, log: log, streams: map[int64]string{}, nodes: map[int64]string{}, metrics: opts.Metrics}
-	delta := &guard{require: opts.RequireIdentity, log: log, streams: map[int64]string{}, nodes: map[int64]string{}, metrics: opts.Metrics}
+	sotw := &guard{require: opts.RequireIdentity, trustDomain: opts.TrustDomain, log: log, streams: map[int64]string{}, nodes: map[int64]string{}, metrics: opts.Metrics}
+	delta := &guard{require: opts.RequireIdentity, trustDomain: opts.TrustDomain, log: log, streams: map[int64]string{}, nodes: map[int64]string{}, metrics: opts.Metrics}
 	xds := serverv3.NewServer(ctx, c, serverv3.CallbackFuncs{
 		StreamOpenFunc:        sotw.open,
 		StreamClosedFunc:      func(id int64, _ *corev3.Node) { sotw.closed(id) },
@@ -59,7 +62,8 @@ func Register(ctx context.Context, s *grpc.Server, c *cache.Cache, opts Options)
 
 // guard remembers the identity proven by each stream's peer certificate.
 type guard struct {
-	require bool
+	require     bool
+	trustDomain string
 	log     *slog.Logger
 	metrics *Metrics
 	mu      sync.Mutex
@@ -74,7 +78,7 @@ func (g *guard) open(ctx context.Context, id int64, _ string) error {
 	if !g.require {
 		return nil
 	}
-	ident, err := PeerIdentity(ctx)
+	ident, err := peerIdentity(ctx, g.trustDomain)
 	if err != nil {
 		g.log.Warn("xDS stream refused", "stream", id, "error", err)
 		return status.Error(codes.Unauthenticated, err.Error())
@@ -138,7 +142,10 @@ func NodeIsIdentity(node, identity string) bool {
 
 // PeerIdentity is the ns/serviceaccount of the SPIFFE URI in the verified client certificate of
 // the connection in ctx.
-func PeerIdentity(ctx context.Context) (string, error) {
+func PeerIdentity(ctx context.Context) (string, error) { return peerIdentity(ctx, "") }
+
+// peerIdentity is PeerIdentity, for a SPIFFE URI of trustDomain only when it is set.
+func peerIdentity(ctx context.Context, trustDomain string) (string, error) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
 		return "", status.Error(codes.Unauthenticated, "no peer")
@@ -150,6 +157,9 @@ func PeerIdentity(ctx context.Context) (string, error) {
 	for _, u := range info.State.PeerCertificates[0].URIs {
 		if u.Scheme != "spiffe" {
 			continue
+		}
+		if trustDomain != "" && u.Host != trustDomain {
+			return "", status.Errorf(codes.PermissionDenied, "the client certificate names trust domain %q; this server serves %q only", u.Host, trustDomain)
 		}
 		parts := strings.Split(strings.TrimPrefix(u.Path, "/"), "/")
 		if len(parts) == 4 && parts[0] == "ns" && parts[2] == "sa" && parts[1] != "" && parts[3] != "" {

@@ -76,7 +76,7 @@ func TestIdentityIsEnforced(t *testing.T) {
 	})))...)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	Register(ctx, s, c, Options{RequireIdentity: true, Metrics: metrics})
+	Register(ctx, s, c, Options{RequireIdentity: true, TrustDomain: "cluster.local", Metrics: metrics})
 	go s.Serve(lis)
 	defer s.Stop()
 
@@ -116,6 +116,10 @@ func TestIdentityIsEnforced(t *testing.T) {
 	l := &listenerv3.Listener{}
 	if err := resp.GetResources()[0].UnmarshalTo(l); err != nil || l.Name != "listener-of-a/a" {
 		t.Errorf("got listener %q (%v), want a/a's", l.Name, err)
+	}
+	// A certificate of the same root for another trust domain gets nothing.
+	if _, err := ask(issue(t, ca, caKey, "spiffe://evil.example/ns/a/sa/a", false), "a/a"); status.Code(err) == codes.OK {
+		t.Error("a certificate of another trust domain was served")
 	}
 	// A certificate without a workload identity gets nothing.
 	if _, err := ask(issue(t, ca, caKey, "", false), "a/a"); status.Code(err) != codes.Unauthenticated {
