@@ -64,11 +64,11 @@ func Register(ctx context.Context, s *grpc.Server, c *cache.Cache, opts Options)
 type guard struct {
 	require     bool
 	trustDomain string
-	log     *slog.Logger
-	metrics *Metrics
-	mu      sync.Mutex
-	streams map[int64]string
-	nodes   map[int64]string // the node ID each stream named first
+	log         *slog.Logger
+	metrics     *Metrics
+	mu          sync.Mutex
+	streams     map[int64]string
+	nodes       map[int64]string // the node ID each stream named first
 }
 
 func (g *guard) open(ctx context.Context, id int64, _ string) error {
