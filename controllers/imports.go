@@ -49,7 +49,7 @@ func (r *ImportReconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 // IsPlaceholder reports whether svc is crossgate's placeholder for the import of its name.
 func IsPlaceholder(svc *corev1.Service) bool {
-	return svc.Labels[translator.ImportLabel] == svc.Name && svc.Labels[translator.ManagedByLabel] == translator.ManagedByValue
+	return translator.IsPlaceholder(svc)
 }
 
 // TakenOver reports whether someone other than crossgate wrote a placeholder: a selector, kubectl's

@@ -4,6 +4,7 @@ import (
 	"path"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -20,6 +21,12 @@ const (
 	// ImportLabel names the ServiceImport a placeholder Service stands for.
 	ImportLabel = "crossgate.io/import"
 )
+
+// IsPlaceholder reports whether svc is crossgate's placeholder for the import of its name (a
+// Service someone else wrote over is released: it loses these labels).
+func IsPlaceholder(svc *corev1.Service) bool {
+	return svc.Labels[ImportLabel] == svc.Name && svc.Labels[ManagedByLabel] == ManagedByValue
+}
 
 // Suffixes of the two HTTPRoutes of an export. A Service name is a DNS label, so "<name>.mesh"
 // can never be the route of another export.

@@ -3,6 +3,7 @@ package translator
 import (
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -64,5 +65,27 @@ func TestExportRoutesRewrite(t *testing.T) {
 				t.Errorf("parent namespace %v", n)
 			}
 		})
+	}
+}
+
+// A ServiceExport of crossgate's placeholder for an import is not valid: the placeholder has no
+// endpoints in this cluster (issue 16, defect 4). A Service the user took over (labels removed)
+// is theirs and exportable.
+func TestExportConditionPlaceholder(t *testing.T) {
+	e := &flomeshv1alpha1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: "httpbin", Generation: 2},
+		Spec: flomeshv1alpha1.ServiceExportSpec{Rules: []flomeshv1alpha1.ServiceExportRule{{PortNumber: 8080, Path: "/x", PathType: flomeshv1alpha1.PathMatchPrefix}}}}
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: "httpbin",
+		Labels: map[string]string{ManagedByLabel: ManagedByValue, ImportLabel: "httpbin"}},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 8080}}}}
+	c := ExportCondition(e, svc)
+	if c.Status != metav1.ConditionFalse || c.Reason != "ServiceNotFound" || c.ObservedGeneration != 2 {
+		t.Errorf("export of a placeholder: %+v", c)
+	}
+	svc.Labels = map[string]string{"app": "httpbin"}
+	if c := ExportCondition(e, svc); c.Status != metav1.ConditionTrue {
+		t.Errorf("export of the user's Service: %+v", c)
+	}
+	if c := ExportCondition(e, nil); c.Status != metav1.ConditionFalse || c.Reason != "ServiceNotFound" {
+		t.Errorf("export of no Service: %+v", c)
 	}
 }

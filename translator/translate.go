@@ -147,12 +147,17 @@ func (t *translation) exportStatuses() []ObjectConditions {
 }
 
 // ExportCondition is the Valid condition of a ServiceExport given its Service (nil when the
-// Service does not exist): False when the Service is missing or a rule's port is not one of its
-// ports, True otherwise.
+// Service does not exist): False when the Service is missing, is crossgate's placeholder for an
+// import (which has no endpoints in this cluster: exporting it would advertise a gateway that
+// answers 503), or a rule's port is not one of its ports; True otherwise.
 func ExportCondition(e *flomeshv1alpha1.ServiceExport, svc *corev1.Service) metav1.Condition {
 	if svc == nil {
 		return cond(flomeshv1alpha1.ConditionValid, false, "ServiceNotFound",
 			fmt.Sprintf("Service %s/%s does not exist; a ServiceExport exports the Service of its own namespace and name.", e.Namespace, e.Name), e.Generation)
+	}
+	if IsPlaceholder(svc) {
+		return cond(flomeshv1alpha1.ConditionValid, false, "ServiceNotFound",
+			fmt.Sprintf("Service %s/%s is crossgate's placeholder for the import of this name, not a Service of this cluster; a ServiceExport exports the Service of its own namespace and name.", e.Namespace, e.Name), e.Generation)
 	}
 	var missing []string
 	for _, r := range e.Spec.Rules {

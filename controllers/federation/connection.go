@@ -27,6 +27,7 @@ import (
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	"github.com/crossgate-io/crossgate/membership"
+	"github.com/crossgate-io/crossgate/translator"
 )
 
 // The claim: a Lease in the member's kube-system namespace naming the control plane that manages
@@ -359,7 +360,14 @@ func strip(obj any) (any, error) {
 	if svc, ok := o.(*corev1.Service); ok {
 		svc.Spec = corev1.ServiceSpec{Ports: svc.Spec.Ports, ClusterIP: svc.Spec.ClusterIP, Type: svc.Spec.Type}
 		svc.Status = corev1.ServiceStatus{}
-		svc.Annotations, svc.Labels = nil, nil
+		svc.Annotations = nil
+		// Only the labels that mark crossgate's placeholder for an import are kept: an export of
+		// a placeholder is not valid (translator.ExportCondition).
+		var labels map[string]string
+		if translator.IsPlaceholder(svc) {
+			labels = map[string]string{translator.ImportLabel: svc.Name, translator.ManagedByLabel: translator.ManagedByValue}
+		}
+		svc.Labels = labels
 	}
 	return o, nil
 }

@@ -24,6 +24,7 @@ import (
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	"github.com/crossgate-io/crossgate/controllers/federation"
 	"github.com/crossgate-io/crossgate/test/walkthrough"
+	"github.com/crossgate-io/crossgate/translator"
 )
 
 // walkthroughState is what each member holds once cluster-1 and cluster-3 export httpbin and
@@ -128,6 +129,39 @@ func TestConflictClearsWhenFixed(t *testing.T) {
 	})
 	took += expectImports(t, 2*time.Second, walkthroughState())
 	t.Logf("conflict cleared and endpoint back in %v", took)
+}
+
+// 2b. Deleting the exported Service of a member that also imports it: the member's import
+// controller puts a placeholder in its place (written here as it writes it, since no member
+// controllers run in this suite). A placeholder is not the member's Service, so the member leaves
+// the import everywhere, and comes back with its Service (issue 16, defect 4).
+func TestPlaceholderIsNotExported(t *testing.T) {
+	ctx := context.Background()
+	c := sb.Cluster("cluster-1").Client
+	key := client.ObjectKey{Namespace: "httpbin", Name: "httpbin"}
+	if err := c.Delete(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}); err != nil {
+		t.Fatal(err)
+	}
+	placeholder := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, Labels: map[string]string{
+			translator.ManagedByLabel: translator.ManagedByValue, translator.ImportLabel: key.Name}},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 8080}}},
+	}
+	eventually(t, 5*time.Second, "the deleted Service gone", func() error {
+		return c.Create(ctx, placeholder)
+	})
+	want := walkthroughState()
+	want["cluster-2"][0] = "httpbin/httpbin 8080:cluster-3@83"
+	want["cluster-3"] = []string{"httpbin/httpbin-cluster-1 8080:cluster-1@81"}
+	took := expectImports(t, 2*time.Second, want)
+	t.Logf("the member left the import in %v", took)
+
+	if err := c.Delete(ctx, placeholder); err != nil {
+		t.Fatal(err)
+	}
+	services := render(t, "httpbin-services.yaml", "cluster-1", 0)
+	kubectl(t, "cluster-1", strings.SplitN(services, "\n---\n", 2)[0], "apply", "-n", "httpbin", "-f", "-")
+	expectImports(t, 2*time.Second, walkthroughState())
 }
 
 // kubeconfigFor writes a kubeconfig for the cluster's API server with the given server URL and

@@ -149,3 +149,57 @@ func TestPlaceholderRemovedWithImport(t *testing.T) {
 		t.Errorf("the user's Service went with the import: %v", err)
 	}
 }
+
+// TestExportOfDeletedServiceWithImport: deleting the exported Service of a cluster that also
+// imports it leaves a placeholder in its place, which is not this cluster's Service: the export
+// turns invalid and its routes go (issue 16, defect 4; the federation then drops the cluster
+// from the import, test/federation TestPlaceholderIsNotExported).
+func TestExportOfDeletedServiceWithImport(t *testing.T) {
+	ctx := context.Background()
+	c := sb.Cluster("cluster-2").Client
+	ns := "exported-and-imported"
+	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "both"},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "both"}, Ports: []corev1.ServicePort{{Port: 8080}}}}
+	mustCreate(t, c, svc)
+	mustCreate(t, c, &flomeshv1alpha1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "both"},
+		Spec: flomeshv1alpha1.ServiceExportSpec{Rules: []flomeshv1alpha1.ServiceExportRule{{PortNumber: 8080, Path: "/cluster-2/both", PathType: flomeshv1alpha1.PathMatchPrefix}}}})
+	mustCreate(t, c, importOf(ns, "both"))
+	key := types.NamespacedName{Namespace: ns, Name: "both"}
+	eventually(t, 5*time.Second, "export Valid with its routes", func() error {
+		if _, err := exportValid(ctx, c, key, metav1.ConditionTrue); err != nil {
+			return err
+		}
+		if r, err := exportRoutes(ctx, c, ns, "both"); err != nil || len(r) != 2 {
+			return fmt.Errorf("%d routes (%v)", len(r), err)
+		}
+		return nil
+	})
+
+	if err := c.Delete(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "placeholder in place of the deleted Service", func() error {
+		got := &corev1.Service{}
+		if err := c.Get(ctx, key, got); err != nil {
+			return err
+		}
+		if !controllers.IsPlaceholder(got) {
+			return fmt.Errorf("not a placeholder: %v", got.Labels)
+		}
+		return nil
+	})
+	eventually(t, 5*time.Second, "export not Valid, routes gone", func() error {
+		v, err := exportValid(ctx, c, key, metav1.ConditionFalse)
+		if err != nil {
+			return err
+		}
+		if v.Reason != "ServiceNotFound" || !strings.Contains(v.Message, "placeholder") {
+			return fmt.Errorf("Valid: %s %s", v.Reason, v.Message)
+		}
+		if r, err := exportRoutes(ctx, c, ns, "both"); err != nil || len(r) != 0 {
+			return fmt.Errorf("%d routes left (%v)", len(r), err)
+		}
+		return nil
+	})
+}
