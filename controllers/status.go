@@ -19,6 +19,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
+	accessv1alpha3 "github.com/crossgate-io/crossgate/api/smi/access/v1alpha3"
 	"github.com/crossgate-io/crossgate/translator"
 )
 
@@ -58,6 +59,8 @@ func (w *StatusWriter) warn(ctx context.Context, ws []translator.ObjectWarning) 
 			obj = &flomeshv1alpha1.ServiceImport{}
 		case "Pod":
 			obj = &corev1.Pod{}
+		case "TrafficTarget":
+			obj = &accessv1alpha3.TrafficTarget{}
 		default:
 			continue
 		}

@@ -2,6 +2,7 @@ package translator
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -145,4 +146,30 @@ func (t *translation) trafficTargetRules(tt *accessv1alpha3.TrafficTarget) []ir.
 		}
 	}
 	return rules
+}
+
+// whyNoRules says why a TrafficTarget's rules resolve to nothing, naming the fields.
+func (t *translation) whyNoRules(tt *accessv1alpha3.TrafficTarget) string {
+	if len(tt.Spec.Rules) == 0 {
+		return "spec.rules is empty"
+	}
+	var why []string
+	for i, rule := range tt.Spec.Rules {
+		if rule.Kind != "HTTPRouteGroup" {
+			why = append(why, fmt.Sprintf("spec.rules[%d] is a %s (only HTTPRouteGroup rules are enforced)", i, rule.Kind))
+			continue
+		}
+		g := t.routeGroups[nsName{tt.Namespace, rule.Name}]
+		if g == nil {
+			why = append(why, fmt.Sprintf("spec.rules[%d] names HTTPRouteGroup %s/%s, which does not exist", i, tt.Namespace, rule.Name))
+			continue
+		}
+		var defined []string
+		for _, m := range g.Spec.Matches {
+			defined = append(defined, m.Name)
+		}
+		why = append(why, fmt.Sprintf("spec.rules[%d].matches %s are not matches of HTTPRouteGroup %s/%s (it defines: %s)",
+			i, strings.Join(rule.Matches, ", "), tt.Namespace, rule.Name, cmp.Or(strings.Join(defined, ", "), "none")))
+	}
+	return strings.Join(why, "; ")
 }

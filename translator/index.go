@@ -61,10 +61,19 @@ type translation struct {
 	warned []ObjectWarning
 }
 
-// allowSet is what one caller may reach in policy mode.
+// allowSet is what one caller may reach in policy mode: the TrafficTargets naming it as a
+// source, by destination identity. A TrafficTarget whose rules resolve to nothing (no rules, a
+// missing HTTPRouteGroup, match names it does not define) grants nothing, here as on the
+// destination's sidecar (translation.rbac).
 type allowSet struct {
-	identities map[ir.Identity]bool
+	grants     map[ir.Identity][]grant
 	namespaces map[string]bool
+}
+
+// grant is one TrafficTarget's permission: the requests of rules, on port (nil: every port).
+type grant struct {
+	port  *int
+	rules []ir.HTTPRule
 }
 
 func (a *allowSet) allows(dst ir.Identity) bool {
@@ -74,7 +83,50 @@ func (a *allowSet) allows(dst ir.Identity) bool {
 	if dst.Any() {
 		return a.namespaces[dst.Namespace]
 	}
-	return a.identities[dst]
+	return len(a.grants[dst]) > 0
+}
+
+// requests returns the requests the caller may send to dst's workloads on service port port,
+// as a request match list: nil with all true when any request is allowed, nil with all false
+// when none is. The remote clusters' workloads admit whatever their gateway forwards, so these
+// rules are what keeps a cross-cluster call to the TrafficTargets (issue 16, defect 3). An
+// identity "*" (an import that declares no service account) takes the rules of every
+// destination of its namespace.
+func (a *allowSet) requests(dst ir.Identity, port int32) (rules []ir.HTTPRule, all bool) {
+	if a == nil {
+		return nil, false
+	}
+	var grants []grant
+	if dst.Any() {
+		ids := make([]ir.Identity, 0, len(a.grants))
+		for id := range a.grants {
+			if id.Namespace == dst.Namespace {
+				ids = append(ids, id)
+			}
+		}
+		slices.SortFunc(ids, func(x, y ir.Identity) int {
+			return cmpNsName(nsName{x.Namespace, x.ServiceAccount}, nsName{y.Namespace, y.ServiceAccount})
+		})
+		for _, id := range ids {
+			grants = append(grants, a.grants[id]...)
+		}
+	} else {
+		grants = a.grants[dst]
+	}
+	for _, g := range grants {
+		if g.port != nil && int32(*g.port) != port {
+			continue
+		}
+		for _, r := range g.rules {
+			if r.MatchesAll() {
+				return nil, true
+			}
+			if !slices.ContainsFunc(rules, r.Equal) {
+				rules = append(rules, r)
+			}
+		}
+	}
+	return rules, false
 }
 
 func newTranslation(in *Input) *translation {
@@ -142,6 +194,19 @@ func newTranslation(in *Input) *translation {
 			id := ir.Identity{Namespace: cmp.Or(d.Namespace, tt.Namespace), ServiceAccount: d.Name}
 			t.ttByDest[id] = append(t.ttByDest[id], tt)
 		}
+		dst := tt.Spec.Destination
+		if dst.Kind != "ServiceAccount" {
+			continue
+		}
+		rules := t.trafficTargetRules(tt)
+		if len(rules) == 0 {
+			// Its rules name nothing that exists: it allows nothing, to any cluster.
+			t.warn(ObjectWarning{Kind: "TrafficTarget", Namespace: tt.Namespace, Name: tt.Name, Reason: "AllowsNothing",
+				Message: "This TrafficTarget allows no request: " + t.whyNoRules(tt) + "."})
+			continue
+		}
+		ns := cmp.Or(dst.Namespace, tt.Namespace)
+		dstID := ir.Identity{Namespace: ns, ServiceAccount: dst.Name}
 		for _, src := range tt.Spec.Sources {
 			if src.Kind != "ServiceAccount" {
 				continue
@@ -149,12 +214,10 @@ func newTranslation(in *Input) *translation {
 			caller := ir.Identity{Namespace: cmp.Or(src.Namespace, tt.Namespace), ServiceAccount: src.Name}
 			a := t.access[caller]
 			if a == nil {
-				a = &allowSet{identities: map[ir.Identity]bool{}, namespaces: map[string]bool{}}
+				a = &allowSet{grants: map[ir.Identity][]grant{}, namespaces: map[string]bool{}}
 				t.access[caller] = a
 			}
-			dst := tt.Spec.Destination
-			ns := cmp.Or(dst.Namespace, tt.Namespace)
-			a.identities[ir.Identity{Namespace: ns, ServiceAccount: dst.Name}] = true
+			a.grants[dstID] = append(a.grants[dstID], grant{port: dst.Port, rules: rules})
 			a.namespaces[ns] = true
 		}
 	}

@@ -70,6 +70,9 @@ func (t *translation) appendOutbound(out []ir.OutboundService, v *serviceView, a
 				// A remote gateway routes the service's mesh hostnames; name.ns.svc is one of
 				// them whatever the exporting cluster's DNS domain.
 				o.HostRewrite = v.key.name + "." + v.key.ns + ".svc"
+				// The remote workloads admit their gateway, which admits any mesh caller: the
+				// caller's TrafficTarget rules are applied here, before the request leaves.
+				o.RemoteRules, _ = access.requests(l.Endpoints[0].Identity, p.port)
 			}
 		}
 		if len(o.Localities) > 0 {
@@ -104,7 +107,18 @@ func (t *translation) localities(p *portView, gtp *flomeshv1alpha1.GlobalTraffic
 			// Gateways route HTTP only: a TCP or TLS port is served by local endpoints alone.
 			return nil
 		}
-		return allowed(p.remote[key])
+		if access == nil {
+			return p.remote[key]
+		}
+		// A remote endpoint is reached when some request on this port is allowed to its
+		// identity; which requests is the outbound service's RemoteRules.
+		var out []ir.Endpoint
+		for _, e := range p.remote[key] {
+			if rules, all := access.requests(e.Identity, p.port); all || len(rules) > 0 {
+				out = append(out, e)
+			}
+		}
+		return out
 	}
 
 	lbType := flomeshv1alpha1.Locality

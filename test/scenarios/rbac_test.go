@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/crossgate-io/crossgate/xds/simulate"
@@ -77,5 +78,51 @@ func TestUntrustedGatewayIsNotAPeer(t *testing.T) {
 	}
 	if r := send("spiffe://cluster.local/ns/crossgate-system/sa/crossgate-gateway"); r.Denied {
 		t.Errorf("the controller's gateway is refused: %s", r.DenyReason)
+	}
+}
+
+// TestCrossClusterRules: the caller applies its TrafficTarget rules to the remote clusters'
+// endpoints, whose workloads admit whatever their gateway forwards (issue 16, defect 3). In
+// policy-remote-rules, curl/curl may GET or HEAD /status/.* of httpbin/httpbin, which only
+// cluster-1 and cluster-3 serve; curl/admin may send anything; curl/ops's TrafficTarget is for
+// another port and curl/broken's name a route group, or a match, that does not exist.
+func TestCrossClusterRules(t *testing.T) {
+	m, w := walkthrough(t, "policy-remote-rules")
+	to := func(pod, method, path string) call {
+		return call{from: w, pod: pod, dst: "10.97.0.30:8080", host: "httpbin.httpbin:8080", method: method, urlPath: path}
+	}
+	grpcTo := func(pod string) call {
+		return call{from: w, pod: pod, grpc: true, host: "httpbin.httpbin:8080", method: "POST", urlPath: "/hello.Greeter/SayHello"}
+	}
+	for _, tc := range []struct {
+		name string
+		c    call
+		want string // the application reached, or why it fails
+		ok   bool
+	}{
+		{"an allowed request crosses", to("curl/curl-1", "GET", "/status/200"), "httpbin/httpbin", true},
+		{"HEAD is allowed too", to("curl/curl-1", "HEAD", "/status/418"), "httpbin/httpbin", true},
+		{"another method is refused at the caller", to("curl/curl-1", "POST", "/status/200"), "403", false},
+		{"another path is refused at the caller", to("curl/curl-1", "GET", "/anything"), "403", false},
+		{"a path that leaves the allowed one once normalised is refused", to("curl/curl-1", "GET", "/status/../anything"), "403", false},
+		{"an escaped dot segment is normalised too", to("curl/curl-1", "GET", "/status/%2e%2e/anything"), "403", false},
+		{"a gRPC call (a POST) is refused by grpc-go with PERMISSION_DENIED", grpcTo("curl/curl-1"), "gRPC status 7", false},
+		{"a TrafficTarget for any request lets everything cross", to("curl/admin-1", "DELETE", "/anything"), "httpbin/httpbin", true},
+		{"and gRPC too", grpcTo("curl/admin-1"), "httpbin/httpbin", true},
+		{"a TrafficTarget for another port allows nothing on this one", to("curl/ops-1", "GET", "/status/200"), "kube-proxy", false},
+		{"a missing route group or match allows nothing", to("curl/broken-1", "GET", "/status/200"), "kube-proxy", false},
+		{"nor to a gRPC caller", grpcTo("curl/broken-1"), "no listener", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := m.send(t, tc.c)
+			if tc.ok {
+				wantReached(t, p, tc.want+" of gateway-export-routes")
+				return
+			}
+			if p.failed == "" || !strings.Contains(p.String(), tc.want) {
+				t.Errorf("want the request to fail (%s), got:\n%s", tc.want, p)
+			}
+
+		})
 	}
 }

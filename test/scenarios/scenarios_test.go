@@ -193,9 +193,24 @@ func TestCurlToHTTPBin(t *testing.T) {
 	})
 }
 
-// Behaviour 9: curl-to-ext-httpbin adds the imports' ServiceAccount: all three answer.
+// Behaviour 9: curl-to-ext-httpbin adds the imports' ServiceAccount: all three answer the
+// walkthrough's GET /. The same rules hold everywhere: a request the route group does not allow
+// (a POST, another path, a gRPC call) is kept to cluster-2, whose httpbin refuses it, and never
+// reaches the other clusters, whose workloads admit what their gateway forwards.
 func TestCurlToExtHTTPBin(t *testing.T) {
 	both(t, "walkthrough-7-curl-to-ext-httpbin", func(t *testing.T, m *mesh, c call, r *simulate.Result) {
+		if c.grpc {
+			wantShares(t, r, map[string]float64{c2: 1})
+			wantFailed(t, m.send(t, c), "403")
+			return
+		}
 		wantShares(t, r, map[string]float64{c1: 1.0 / 3, c2: 1.0 / 3, c3: 1.0 / 3})
+		for _, other := range []struct{ method, path string }{{"POST", "/"}, {"GET", "/headers"}} {
+			o := c
+			o.method, o.urlPath = other.method, other.path
+			p := m.send(t, o)
+			wantShares(t, first(p), map[string]float64{c2: 1})
+			wantFailed(t, p, "403")
+		}
 	})
 }

@@ -1,6 +1,9 @@
 package ir
 
-import "strconv"
+import (
+	"slices"
+	"strconv"
+)
 
 // Snapshot is the whole configuration of one cluster's proxies.
 type Snapshot struct {
@@ -109,6 +112,11 @@ type OutboundService struct {
 	RetryOtherPriority bool `json:"retryOtherPriority,omitempty"`
 	// Policy is the GlobalTrafficPolicy type in force: Locality, FailOver or ActiveActive.
 	Policy string `json:"policy"`
+	// RemoteRules, in policy mode, are the requests the caller may send to the remote clusters'
+	// localities (the rules of its TrafficTargets to the import's identity): a request that
+	// matches none is served by the local localities alone, or refused with 403 when there are
+	// none. Empty: any request may go to any locality.
+	RemoteRules []HTTPRule `json:"remoteRules,omitempty"`
 	// HostRewrite, set when a remote cluster's gateway may take the request, is the mesh
 	// hostname such a gateway routes: requests that name the service otherwise (a short name, a
 	// ClusterIP) are sent with it as Host.
@@ -186,6 +194,16 @@ type HTTPRule struct {
 	Methods []string `json:"methods,omitempty"`
 	// Headers must all be present and match these RE2 expressions, sorted by name.
 	Headers []HeaderMatch `json:"headers,omitempty"`
+}
+
+// MatchesAll reports whether the rule matches every request.
+func (r HTTPRule) MatchesAll() bool {
+	return r.PathRegex == "" && len(r.Methods) == 0 && len(r.Headers) == 0
+}
+
+// Equal reports whether two rules are the same.
+func (r HTTPRule) Equal(o HTTPRule) bool {
+	return r.PathRegex == o.PathRegex && slices.Equal(r.Methods, o.Methods) && slices.Equal(r.Headers, o.Headers)
 }
 
 // HeaderMatch is one header condition.

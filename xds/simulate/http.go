@@ -2,12 +2,16 @@ package simulate
 
 import (
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	rbacfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // httpConnection runs the HTTP connection manager: the codec, path normalisation, the HTTP
@@ -61,21 +65,6 @@ func (p *Proxy) httpConnection(c *connection, r *Result, m *hcmv3.HttpConnection
 	if c.terminated {
 		hreq.Source = c.peer
 	}
-	for _, f := range m.HttpFilters {
-		switch f.Name {
-		case "envoy.filters.http.router":
-		case "envoy.filters.http.rbac":
-			cfg := &rbacfilterv3.RBAC{}
-			if err := f.GetTypedConfig().UnmarshalTo(cfg); err != nil {
-				return deny(r, 500, "bad RBAC filter: %v", err)
-			}
-			if ok, why := evalRBAC(cfg.GetRules(), hreq); !ok {
-				return deny(r, 403, "RBAC: %s", why)
-			}
-		default:
-			return deny(r, 500, "HTTP filter %s is not simulated", f.Name)
-		}
-	}
 	var rc *routev3.RouteConfiguration
 	switch {
 	case m.GetRouteConfig() != nil:
@@ -90,34 +79,120 @@ func (p *Proxy) httpConnection(c *connection, r *Result, m *hcmv3.HttpConnection
 	default:
 		return deny(r, 404, "HTTP connection manager without routes")
 	}
+	// The route is resolved once, before the filters run (Envoy: the filters and the router
+	// read the same cached route, conn_manager_impl.cc refreshCachedRoute; grpc-go: the config
+	// selector picks the route before the interceptors run, resolver/serviceconfig.go).
 	r.RouteConfig = rc.Name
 	host := req.Host
 	if p.Flavor == Envoy && m.GetStripAnyHostPort() {
 		host = hostOnly(host) // strip_any_host_port: the port is removed before matching domains
 	}
 	vh := vhostFor(rc, host)
+	var rt *routev3.Route
+	if vh != nil {
+		r.VirtualHost = vh.Name
+		for _, x := range vh.Routes {
+			if routeMatches(x.GetMatch(), req, p.Flavor) {
+				rt = x
+				r.Route = x.Name
+				break
+			}
+		}
+	}
+	for _, f := range m.HttpFilters {
+		switch f.Name {
+		case "envoy.filters.http.router":
+		case "envoy.filters.http.rbac":
+			cfg := &rbacfilterv3.RBAC{}
+			if err := f.GetTypedConfig().UnmarshalTo(cfg); err != nil {
+				return deny(r, 500, "bad RBAC filter: %v", err)
+			}
+			if ok, why := evalRBAC(cfg.GetRules(), hreq); !ok {
+				return deny(r, 403, "RBAC: %s", why)
+			}
+		case "envoy.filters.http.fault":
+			if done := p.fault(r, f, rc, vh, rt); done != nil {
+				return done
+			}
+		default:
+			return deny(r, 500, "HTTP filter %s is not simulated", f.Name)
+		}
+	}
 	if vh == nil {
 		return deny(r, 404, "no virtual host of %s matches host %q", rc.Name, req.Host)
 	}
-	r.VirtualHost = vh.Name
-	for _, rt := range vh.Routes {
-		if !routeMatches(rt.GetMatch(), req) {
-			continue
+	if rt == nil {
+		return deny(r, 404, "no route of virtual host %s matches %s %s", vh.Name, req.Method, req.Path)
+	}
+	switch a := rt.Action.(type) {
+	case *routev3.Route_DirectResponse:
+		if p.Flavor == GRPC {
+			return deny(r, 0, "grpc-go answers UNAVAILABLE: the matched route's direct_response is not a route action it supports (resolver/serviceconfig.go errUnsupportedClientRouteAction)")
 		}
-		r.Route = rt.Name
-		switch a := rt.Action.(type) {
-		case *routev3.Route_DirectResponse:
-			r.DirectResponse = a.DirectResponse.GetStatus()
-			return r
-		case *routev3.Route_NonForwardingAction:
-			return r // a proxyless server: the request reaches the application
-		case *routev3.Route_Route:
-			return p.routeAction(c, req, r, rt.GetMatch(), a.Route)
-		default:
-			return deny(r, 500, "route action %T is not simulated", a)
+		r.DirectResponse = a.DirectResponse.GetStatus()
+		return r
+	case *routev3.Route_NonForwardingAction:
+		if c.client {
+			return deny(r, 0, "grpc-go answers UNAVAILABLE: a client's route must forward (resolver/serviceconfig.go errUnsupportedClientRouteAction)")
+		}
+		return r // a proxyless server: the request reaches the application
+	case *routev3.Route_Route:
+		if p.Flavor == GRPC && !c.client {
+			// server/routing.go: "NonForwardingAction is expected for all Routes used on
+			// server-side"; any other action fails the RPC.
+			return deny(r, 0, "grpc-go answers UNAVAILABLE: a server's route must be non-forwarding (xds/server/routing.go)")
+		}
+		return p.routeAction(c, req, r, rt.GetMatch(), a.Route)
+	default:
+		return deny(r, 500, "route action %T is not simulated", a)
+	}
+}
+
+// fault applies the fault injection filter (fault_filter.cc; grpc-go httpfilter/fault): the
+// most specific configuration (the route's typed_per_filter_config under the filter's name,
+// then the virtual host's, then the route configuration's, then the filter's own) replaces the
+// others. An abort of 100% ends the request: Envoy answers the HTTP status, grpc-go fails the
+// RPC with the gRPC status (an HTTP status mapped as fault.go grpcFromHTTP does). Other
+// percentages, and delays, are not simulated. A nil result lets the request through.
+func (p *Proxy) fault(r *Result, f *hcmv3.HttpFilter, rc *routev3.RouteConfiguration, vh *routev3.VirtualHost, rt *routev3.Route) *Result {
+	cfg := &faultv3.HTTPFault{}
+	if err := f.GetTypedConfig().UnmarshalTo(cfg); err != nil {
+		return deny(r, 500, "bad fault filter: %v", err)
+	}
+	for _, per := range []map[string]*anypb.Any{rc.GetTypedPerFilterConfig(), vh.GetTypedPerFilterConfig(), rt.GetTypedPerFilterConfig()} {
+		if o := per[f.Name]; o != nil {
+			cfg = &faultv3.HTTPFault{}
+			if err := o.UnmarshalTo(cfg); err != nil {
+				return deny(r, 500, "bad fault override: %v", err)
+			}
 		}
 	}
-	return deny(r, 404, "no route of virtual host %s matches %s %s", vh.Name, req.Method, req.Path)
+	if cfg.GetDelay() != nil {
+		return deny(r, 500, "fault delays are not simulated")
+	}
+	a := cfg.GetAbort()
+	if a == nil {
+		return nil
+	}
+	pct := a.GetPercentage()
+	switch {
+	case pct.GetNumerator() == 0:
+		return nil
+	case pct.GetDenominator() != typev3.FractionalPercent_HUNDRED || pct.GetNumerator() < 100:
+		return deny(r, 500, "fault aborts of less than 100%% are not simulated")
+	}
+	switch e := a.GetErrorType().(type) {
+	case *faultv3.FaultAbort_HttpStatus:
+		return deny(r, e.HttpStatus, "fault filter abort: HTTP %d", e.HttpStatus)
+	case *faultv3.FaultAbort_GrpcStatus:
+		status := uint32(0)
+		if e.GrpcStatus == 7 { // PERMISSION_DENIED, what an RBAC denial is (grpc-go rbac filter)
+			status = 403
+		}
+		return deny(r, status, "fault filter abort: gRPC status %d", e.GrpcStatus)
+	default:
+		return deny(r, 500, "fault abort %T is not simulated", e)
+	}
 }
 
 // normalizePath applies the HTTP connection manager's path normalisation before filters and
@@ -138,6 +213,10 @@ func normalizePath(p string, m *hcmv3.HttpConnectionManager) string {
 		}
 	}
 	if m.GetNormalizePath().GetValue() && p != "" {
+		// Envoy canonicalizes with Chromium's path canonicalizer (source/common/chromium_url
+		// url_canon_path.cc): an escaped unreserved character is unescaped (kPathCharLookup
+		// UNESCAPE), so an escaped dot ("%2e") is a dot for the dot segments (IsDot).
+		p = unescapeUnreserved(p)
 		trailing := strings.HasSuffix(p, "/") && p != "/"
 		p = path.Clean("/" + p)
 		if trailing {
@@ -145,6 +224,29 @@ func normalizePath(p string, m *hcmv3.HttpConnectionManager) string {
 		}
 	}
 	return p + q
+}
+
+// unescapeUnreserved decodes the percent-escapes of unreserved characters (RFC 3986: ALPHA,
+// DIGIT, "-", ".", "_", "~") and leaves the others.
+func unescapeUnreserved(p string) string {
+	if !strings.Contains(p, "%") {
+		return p
+	}
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		if p[i] == '%' && i+2 < len(p) {
+			if v, err := strconv.ParseUint(p[i+1:i+3], 16, 8); err == nil {
+				c := byte(v)
+				if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~", c) >= 0 {
+					b.WriteByte(c)
+					i += 2
+					continue
+				}
+			}
+		}
+		b.WriteByte(p[i])
+	}
+	return b.String()
 }
 
 // routeAction resolves a route's clusters and applies its rewrites and retry policy.

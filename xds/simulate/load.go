@@ -134,7 +134,7 @@ func (p *Proxy) checkListener(l *listenerv3.Listener) bool {
 			p.reject("listener", l.Name, "grpc-go: xdsresource/unmarshal_lds.go", "API listener without an HTTP connection manager: %v", err)
 			return false
 		}
-		return p.checkHCM(l.Name, m)
+		return p.checkHCM(l.Name, m, true)
 	}
 	chains := slices.Clone(l.FilterChains)
 	seen := map[string]string{}
@@ -228,7 +228,7 @@ func (p *Proxy) checkNetworkFilters(listener string, fc *listenerv3.FilterChain)
 				p.reject("listener", listener, "Envoy: typed_config of envoy.filters.network.http_connection_manager", "%v", err)
 				return false
 			}
-			if !p.checkHCM(listener, m) {
+			if !p.checkHCM(listener, m, false) {
 				return false
 			}
 		}
@@ -252,7 +252,7 @@ func (p *Proxy) checkNetworkFilters(listener string, fc *listenerv3.FilterChain)
 // inline route configuration, the route configuration's own rules with validate_clusters
 // defaulting to true (route.proto: "defaults to true if the route table is statically defined
 // via the route_config option").
-func (p *Proxy) checkHCM(listener string, m *hcmv3.HttpConnectionManager) bool {
+func (p *Proxy) checkHCM(listener string, m *hcmv3.HttpConnectionManager, client bool) bool {
 	fs := m.GetHttpFilters()
 	for i, f := range fs {
 		last := i == len(fs)-1
@@ -260,6 +260,21 @@ func (p *Proxy) checkHCM(listener string, m *hcmv3.HttpConnectionManager) bool {
 		if router != last {
 			p.reject("listener", listener, "Envoy: config/utility.h validateTerminalFilters", "HTTP filter %s at position %d: the router must be the last HTTP filter, and only the last", f.Name, i)
 			return false
+		}
+		// grpc-go: xdsresource/unmarshal_lds.go processHTTPFilters refuses a filter its side
+		// cannot run ("HTTP filter %q not supported client-side" / "server-side") unless it is
+		// optional: RBAC runs on servers only (httpfilter/rbac), fault injection on clients
+		// only (httpfilter/fault).
+		if p.Flavor == GRPC && !f.GetIsOptional() {
+			url := f.GetTypedConfig().GetTypeUrl()
+			switch {
+			case client && strings.Contains(url, "filters.http.rbac."):
+				p.reject("listener", listener, "grpc-go: xdsresource/unmarshal_lds.go processHTTPFilters", "HTTP filter %q not supported client-side", f.Name)
+				return false
+			case !client && strings.Contains(url, "filters.http.fault."):
+				p.reject("listener", listener, "grpc-go: xdsresource/unmarshal_lds.go processHTTPFilters", "HTTP filter %q not supported server-side", f.Name)
+				return false
+			}
 		}
 	}
 	if rc := m.GetRouteConfig(); rc != nil {

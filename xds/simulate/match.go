@@ -63,7 +63,7 @@ func vhostFor(rc *routev3.RouteConfiguration, host string) *routev3.VirtualHost 
 	return best
 }
 
-func routeMatches(m *routev3.RouteMatch, req Request) bool {
+func routeMatches(m *routev3.RouteMatch, req Request, f Flavor) bool {
 	path := req.Path
 	if i := strings.IndexAny(path, "?#"); i >= 0 {
 		path = path[:i]
@@ -90,17 +90,40 @@ func routeMatches(m *routev3.RouteMatch, req Request) bool {
 		return false
 	}
 	for _, h := range m.Headers {
-		if !headerMatches(h, req) {
+		if f == GRPC && !grpcHeaderMatches(h, req) {
+			return false
+		}
+		if f == Envoy && !headerMatches(h, req) {
 			return false
 		}
 	}
 	return true
 }
 
+// grpcHeaderMatches is a route's header matcher as grpc-go applies it: to the RPC's metadata,
+// which holds no pseudo-header (:method, :authority, :path), drops binary (-bin) headers, and
+// reads content-type as application/grpc (resolver/serviceconfig.go SelectConfig; gRFC A28).
+func grpcHeaderMatches(h *routev3.HeaderMatcher, req Request) bool {
+	name := strings.ToLower(h.GetName())
+	v, present := "", false
+	switch {
+	case strings.HasPrefix(name, ":"), strings.HasSuffix(name, "-bin"):
+	case name == "content-type":
+		v, present = "application/grpc", true
+	default:
+		for k, x := range req.Headers {
+			if strings.EqualFold(k, name) {
+				v, present = x, true
+			}
+		}
+	}
+	return valueMatches(h, v, present)
+}
+
 func header(req Request, name string) (string, bool) {
 	switch strings.ToLower(name) {
 	case ":method":
-		return req.Method, true
+		return cmpOr(req.Method, "GET"), true
 	case ":path":
 		return req.Path, true
 	case ":authority", "host":
@@ -116,6 +139,11 @@ func header(req Request, name string) (string, bool) {
 
 func headerMatches(h *routev3.HeaderMatcher, req Request) bool {
 	v, present := header(req, h.GetName())
+	return valueMatches(h, v, present)
+}
+
+// valueMatches applies a header matcher to a header's value (present false: no such header).
+func valueMatches(h *routev3.HeaderMatcher, v string, present bool) bool {
 	var ok bool
 	switch s := h.HeaderMatchSpecifier.(type) {
 	case *routev3.HeaderMatcher_StringMatch:

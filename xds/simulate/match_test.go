@@ -39,21 +39,35 @@ func TestRouteMatch(t *testing.T) {
 		Headers: []*routev3.HeaderMatcher{{Name: ":method", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
 			StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "GET"}}}}},
 	}
+	post := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}, Headers: []*routev3.HeaderMatcher{{Name: ":method", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
+		StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "POST"}}}}}}
+	header := func(name, value string) *routev3.RouteMatch {
+		return &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}, Headers: []*routev3.HeaderMatcher{{Name: name, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
+			StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: value}}}}}}
+	}
 	cases := []struct {
-		m    *routev3.RouteMatch
-		req  Request
-		want bool
+		m      *routev3.RouteMatch
+		req    Request
+		flavor Flavor
+		want   bool
 	}{
-		{sep, Request{Path: "/a/b"}, true},
-		{sep, Request{Path: "/a/b/c?q=1"}, true},
-		{sep, Request{Path: "/a/bc"}, false},
-		{re, Request{Path: "/r12"}, true},
-		{re, Request{Path: "/r12/x"}, false}, // safe_regex matches the whole path
-		{get, Request{Path: "/x", Method: "GET"}, true},
-		{get, Request{Path: "/x", Method: "POST"}, false},
+		{sep, Request{Path: "/a/b"}, Envoy, true},
+		{sep, Request{Path: "/a/b/c?q=1"}, Envoy, true},
+		{sep, Request{Path: "/a/bc"}, Envoy, false},
+		{re, Request{Path: "/r12"}, Envoy, true},
+		{re, Request{Path: "/r12/x"}, Envoy, false}, // safe_regex matches the whole path
+		{get, Request{Path: "/x", Method: "GET"}, Envoy, true},
+		{get, Request{Path: "/x", Method: "POST"}, Envoy, false},
+		// grpc-go matches headers against the RPC's metadata: no pseudo-headers, no -bin
+		// headers, content-type application/grpc.
+		{post, Request{Path: "/pkg.Svc/Call", Method: "POST"}, GRPC, false},
+		{post, Request{Path: "/pkg.Svc/Call", Method: "POST"}, Envoy, true},
+		{header("content-type", "application/grpc"), Request{Path: "/pkg.Svc/Call"}, GRPC, true},
+		{header("x-team", "a"), Request{Path: "/pkg.Svc/Call", Headers: map[string]string{"X-Team": "a"}}, GRPC, true},
+		{header("x-id-bin", "a"), Request{Path: "/pkg.Svc/Call", Headers: map[string]string{"x-id-bin": "a"}}, GRPC, false},
 	}
 	for i, c := range cases {
-		if got := routeMatches(c.m, c.req); got != c.want {
+		if got := routeMatches(c.m, c.req, c.flavor); got != c.want {
 			t.Errorf("case %d (%s %s): got %v", i, c.req.Method, c.req.Path, got)
 		}
 	}

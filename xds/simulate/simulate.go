@@ -132,6 +132,8 @@ type connection struct {
 	terminated bool
 	peer       string
 	negotiated string
+	// client is set for grpc-go's API listener (the RPC's client side).
+	client bool
 }
 
 // Simulate runs one connection through the loaded proxy.
@@ -146,7 +148,7 @@ func (p *Proxy) Simulate(req Request) *Result {
 		if api := l.GetApiListener(); api != nil {
 			m := &hcmv3.HttpConnectionManager{}
 			_ = api.GetApiListener().UnmarshalTo(m) // checked by Load
-			c := &connection{req: req, terminated: true, peer: "", negotiated: "h2"}
+			c := &connection{req: req, terminated: true, peer: "", negotiated: "h2", client: true}
 			req.Protocol = HTTP2
 			c.req = req
 			return p.httpConnection(c, r, m)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -84,9 +85,7 @@ func hcm(kind hcmKind, statPrefix, rdsName string, inline *routev3.RouteConfigur
 		m.UpgradeConfigs = []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: "websocket"}}
 	}
 	if kind == hcmInbound || kind == hcmGateway {
-		m.NormalizePath = wrapperspb.Bool(true)
-		m.MergeSlashes = true
-		m.PathWithEscapedSlashesAction = hcmv3.HttpConnectionManager_UNESCAPE_AND_REDIRECT
+		normalizePaths(m)
 	}
 	if kind == hcmGateway {
 		m.UseRemoteAddress = wrapperspb.Bool(true)
@@ -97,6 +96,16 @@ func hcm(kind hcmKind, statPrefix, rdsName string, inline *routev3.RouteConfigur
 		m.RouteSpecifier = &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{RouteConfigName: rdsName, ConfigSource: adsConfig()}}
 	}
 	return m
+}
+
+// normalizePaths has the connection manager normalize paths before filters and routing, as
+// every proxy that authorizes by path must: the path a rule matched is then the path the next
+// hop sees (an RBAC filter, or a remote gateway that normalizes it in turn). Without it a rule
+// for /status/.* would admit /status/../admin, which the gateway then routes as /admin.
+func normalizePaths(m *hcmv3.HttpConnectionManager) {
+	m.NormalizePath = wrapperspb.Bool(true)
+	m.MergeSlashes = true
+	m.PathWithEscapedSlashesAction = hcmv3.HttpConnectionManager_UNESCAPE_AND_REDIRECT
 }
 
 // noTimeout is a route's timeout: none, as for an application without a proxy. Envoy's default
@@ -261,6 +270,49 @@ func permission(rule ir.HTTPRule) (*rbacv3.Permission, error) {
 		return &rbacv3.Permission{Rule: &rbacv3.Permission_Any{Any: true}}, nil
 	}
 	return &rbacv3.Permission{Rule: &rbacv3.Permission_AndRules{AndRules: &rbacv3.Permission_Set{Rules: and}}}, nil
+}
+
+// ruleMatch is the route match of an HTTP rule: what permission(rule) admits, as a route. Envoy
+// matches a safe_regex path against the whole path without its query (route_components.proto
+// RouteMatch.safe_regex), as the RBAC filter's url_path (rbac.proto Permission.url_path). For
+// grpc-go (withMethod false) the :method pseudo-header is not in the metadata its header
+// matchers read (resolver/serviceconfig.go SelectConfig), and every RPC is a POST: a rule that
+// allows POST (or any method) matches without the method, and one that does not can never match
+// (an error).
+func ruleMatch(rule ir.HTTPRule, withMethod bool) (*routev3.RouteMatch, error) {
+	m := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}
+	if rule.PathRegex != "" {
+		re, err := regex(rule.PathRegex)
+		if err != nil {
+			return nil, err
+		}
+		m.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: re.GetSafeRegex()}
+	}
+	switch {
+	case len(rule.Methods) == 0:
+	case !withMethod:
+		if !slices.Contains(rule.Methods, "POST") {
+			return nil, fmt.Errorf("methods %s: a gRPC call is a POST", strings.Join(rule.Methods, ", "))
+		}
+	default:
+		quoted := make([]string, len(rule.Methods))
+		for i, meth := range rule.Methods {
+			quoted[i] = regexp.QuoteMeta(meth)
+		}
+		sm := exact(rule.Methods[0])
+		if len(quoted) > 1 {
+			sm = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: strings.Join(quoted, "|")}}}
+		}
+		m.Headers = append(m.Headers, &routev3.HeaderMatcher{Name: ":method", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: sm}})
+	}
+	for _, h := range rule.Headers {
+		hm, err := headerMatcher(h)
+		if err != nil {
+			return nil, err
+		}
+		m.Headers = append(m.Headers, hm)
+	}
+	return m, nil
 }
 
 func headerMatcher(h ir.HeaderMatch) (*routev3.HeaderMatcher, error) {

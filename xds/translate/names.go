@@ -60,6 +60,10 @@ func outboundRouteName(key string) string { return OutboundClusterName(key) }
 // OutboundClusterName names the cluster (and its EDS resource) of a service port key ns/name:port.
 func OutboundClusterName(key string) string { return "outbound/" + key }
 
+// OutboundLocalClusterName names the cluster of a service port's local endpoints alone, which
+// takes the requests a caller may not send to the remote clusters.
+func OutboundLocalClusterName(key string) string { return "outbound-local/" + key }
+
 // InboundPassthroughSource is the source address of the connections the sidecar passes through
 // to its own application (Istio uses 127.0.0.6 likewise).
 const InboundPassthroughSource = ir.InboundPassthroughSource

@@ -1,12 +1,17 @@
 package translate
 
 import (
+	"fmt"
 	"strconv"
 
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/crossgate-io/crossgate/translator/ir"
@@ -42,35 +47,88 @@ func (b *builder) proxylessOutbound(outbound []ir.OutboundService, known []*endp
 			// gRPC retries by status code; priorities fail over inside its load balancer.
 			action.RetryPolicy = &routev3.RetryPolicy{RetryOn: "unavailable", NumRetries: wrapperspb.UInt32(1)}
 		}
+		routes, denies := proxylessRoutes(o, action)
 		rc := &routev3.RouteConfiguration{Name: proxylessRouteName(key), VirtualHosts: []*routev3.VirtualHost{{
-			Name: key, Domains: domains,
-			Routes: []*routev3.Route{{
-				Name:   key,
-				Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-				Action: &routev3.Route_Route{Route: action},
-			}},
+			Name: key, Domains: domains, Routes: routes,
 		}}}
 		b.route(rc)
+		var filters []*hcmv3.HttpFilter
+		if denies {
+			filters = append(filters, faultFilter())
+		}
 		for _, h := range o.Hostnames {
 			target := h + ":" + port
 			b.listener(&listenerv3.Listener{
 				Name: target,
 				ApiListener: &listenerv3.ApiListener{ApiListener: mustAny(
-					hcm(hcmGRPC, target, rc.Name, nil),
+					hcm(hcmGRPC, target, rc.Name, nil, filters...),
 				)},
 			})
 		}
-		b.cluster(edsCluster(cluster, upstreamTLS(viaProvider, b.trustDomain), o.RetryOtherPriority, notHTTP))
-		if cla := byName[cluster]; cla != nil {
-			b.res.Endpoints = append(b.res.Endpoints, cla) // built and validated for the sidecar
+		b.proxylessCluster(cluster, o.RetryOtherPriority, o.Localities, byName)
+		if local := localOnly(o); local != nil {
+			b.proxylessCluster(local.name, false, local.localities, byName)
+		}
+	}
+}
+
+// proxylessCluster adds a cluster for grpc-go and its endpoints, reusing those built for the
+// sidecar (known) when there are.
+func (b *builder) proxylessCluster(name string, eject bool, ls []ir.Locality, known map[string]*endpointv3.ClusterLoadAssignment) {
+	b.cluster(edsCluster(name, upstreamTLS(viaProvider, b.trustDomain), eject, notHTTP))
+	if cla := known[name]; cla != nil {
+		b.res.Endpoints = append(b.res.Endpoints, cla) // built and validated for the sidecar
+		return
+	}
+	cla, err := loadAssignment(name, ls)
+	if err != nil {
+		b.fail(err)
+	}
+	b.endpoints(cla)
+}
+
+// proxylessRoutes are the routes of one service port for grpc-go, as outboundRoutes for Envoy:
+// with RemoteRules, the calls they allow go to every locality, and the others to the local
+// localities alone, or are refused. grpc-go supports no direct_response on a client
+// (errUnsupportedClientRouteAction), so a refusal is a fault filter abort with
+// PERMISSION_DENIED, which grpc-go applies before the call leaves (httpfilter/fault); denies
+// reports that the listener needs that filter. A rule on methods other than POST never matches
+// an RPC and gets no route.
+func proxylessRoutes(o *ir.OutboundService, action *routev3.RouteAction) (routes []*routev3.Route, denies bool) {
+	key := o.Key()
+	if len(o.RemoteRules) == 0 {
+		return []*routev3.Route{{
+			Name:   key,
+			Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+			Action: &routev3.Route_Route{Route: action},
+		}}, false
+	}
+	for i, rule := range o.RemoteRules {
+		m, err := ruleMatch(rule, false)
+		if err != nil {
 			continue
 		}
-		cla, err := loadAssignment(cluster, o.Localities)
-		if err != nil {
-			b.fail(err)
-		}
-		b.endpoints(cla)
+		routes = append(routes, &routev3.Route{Name: fmt.Sprintf("%s/rule-%d", key, i), Match: m, Action: &routev3.Route_Route{Route: action}})
 	}
+	last := &routev3.Route{Name: key + "/not-remote", Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}}
+	if local := localOnly(o); local != nil {
+		last.Action = &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: local.name}}}
+		return append(routes, last), false
+	}
+	last.Action = &routev3.Route_Route{Route: action} // never taken: the fault aborts the call first
+	last.TypedPerFilterConfig = map[string]*anypb.Any{faultFilterName: mustAny(&faultv3.HTTPFault{Abort: &faultv3.FaultAbort{
+		ErrorType:  &faultv3.FaultAbort_GrpcStatus{GrpcStatus: uint32(codes.PermissionDenied)},
+		Percentage: &typev3.FractionalPercent{Numerator: 100, Denominator: typev3.FractionalPercent_HUNDRED},
+	}})}
+	return append(routes, last), true
+}
+
+const faultFilterName = "envoy.filters.http.fault"
+
+// faultFilter is the fault injection filter with nothing to inject: routes that refuse a call
+// configure it (typed_per_filter_config).
+func faultFilter() *hcmv3.HttpFilter {
+	return &hcmv3.HttpFilter{Name: faultFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&faultv3.HTTPFault{})}}
 }
 
 func (b *builder) proxylessInbound(inbound []ir.InboundPort) {

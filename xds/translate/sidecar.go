@@ -51,6 +51,14 @@ func (b *builder) sidecarOutbound(outbound []ir.OutboundService) {
 			b.fail(err)
 		}
 		b.endpoints(cla)
+		if local := localOnly(o); local != nil {
+			b.cluster(edsCluster(local.name, upstreamTLS(viaSDS, b.trustDomain), false, protocolFor(o.Protocol, localEndpoints(local.localities))))
+			cla, err := loadAssignment(local.name, local.localities)
+			if err != nil {
+				b.fail(err)
+			}
+			b.endpoints(cla)
+		}
 	}
 	slices.Sort(ports)
 	for _, port := range ports {
@@ -158,7 +166,11 @@ func (b *builder) outboundPort(port uint32, svcs []*ir.OutboundService) {
 		if o.Protocol.Routed() {
 			rc := outboundRoutes(o)
 			b.route(rc)
-			fc.Filters = []*listenerv3.Filter{hcmFilter(hcm(hcmOutbound, l.Name, rc.Name, nil))}
+			m := hcm(hcmOutbound, l.Name, rc.Name, nil)
+			if len(o.RemoteRules) > 0 {
+				normalizePaths(m) // the routes authorize by path
+			}
+			fc.Filters = []*listenerv3.Filter{hcmFilter(m)}
 		} else {
 			fc.Filters = []*listenerv3.Filter{tcpProxy(cluster, cluster)}
 		}
@@ -174,6 +186,11 @@ func (b *builder) outboundPort(port uint32, svcs []*ir.OutboundService) {
 // request, a Host that gateway does not route (a short name, a ClusterIP, this cluster's DNS
 // domain, anything else) is rewritten to one it routes; the mesh names it routes keep the
 // caller's Host.
+//
+// When the caller may send only some requests to the remote clusters (o.RemoteRules, policy
+// mode), those requests are routed as above and the others go to the local endpoints alone, or
+// get 403 when there are none: the remote workloads admit what their gateway forwards, so this
+// is where the caller's TrafficTarget rules hold for a cross-cluster call.
 func outboundRoutes(o *ir.OutboundService) *routev3.RouteConfiguration {
 	route := func(rewrite string) []*routev3.Route {
 		action := &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: OutboundClusterName(o.Key())}, Timeout: noTimeout()}
@@ -186,11 +203,22 @@ func outboundRoutes(o *ir.OutboundService) *routev3.RouteConfiguration {
 		if rewrite != "" {
 			action.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: rewrite}
 		}
-		return []*routev3.Route{{
-			Name:   o.Key(),
-			Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-			Action: &routev3.Route_Route{Route: action},
-		}}
+		if len(o.RemoteRules) == 0 {
+			return []*routev3.Route{{
+				Name:   o.Key(),
+				Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+				Action: &routev3.Route_Route{Route: action},
+			}}
+		}
+		var routes []*routev3.Route
+		for i, rule := range o.RemoteRules {
+			m, err := ruleMatch(rule, true)
+			if err != nil {
+				continue // validated by the translator; a rule that cannot be matched allows nothing
+			}
+			routes = append(routes, &routev3.Route{Name: fmt.Sprintf("%s/rule-%d", o.Key(), i), Match: m, Action: &routev3.Route_Route{Route: action}})
+		}
+		return append(routes, notRemote(o))
 	}
 	rc := &routev3.RouteConfiguration{Name: outboundRouteName(o.Key()), ValidateClusters: wrapperspb.Bool(false)}
 	if o.HostRewrite == "" {
@@ -202,6 +230,45 @@ func outboundRoutes(o *ir.OutboundService) *routev3.RouteConfiguration {
 		{Name: o.Key() + "/rewrite", Domains: []string{"*"}, Routes: route(o.HostRewrite)},
 	}
 	return rc
+}
+
+// notRemote is the last route of a service whose remote localities take only some requests:
+// the others go to the local localities, or are refused as the destination's RBAC filter
+// would refuse them (403, rbac_filter.cc).
+func notRemote(o *ir.OutboundService) *routev3.Route {
+	r := &routev3.Route{Name: o.Key() + "/not-remote", Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}}
+	if local := localOnly(o); local != nil {
+		r.Action = &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: local.name}, Timeout: noTimeout()}}
+		return r
+	}
+	r.Action = &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
+		Status: 403, Body: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: "RBAC: access denied"}},
+	}}
+	return r
+}
+
+// localCluster is the cluster of a service's local localities alone.
+type localCluster struct {
+	name       string
+	localities []ir.Locality
+}
+
+// localOnly is the local-only cluster of a service whose remote localities take only some
+// requests and that has local ones; nil otherwise.
+func localOnly(o *ir.OutboundService) *localCluster {
+	if len(o.RemoteRules) == 0 {
+		return nil
+	}
+	var ls []ir.Locality
+	for _, l := range o.Localities {
+		if l.Local {
+			ls = append(ls, l)
+		}
+	}
+	if len(ls) == 0 {
+		return nil
+	}
+	return &localCluster{name: OutboundLocalClusterName(o.Key()), localities: ls}
 }
 
 // failoverRetry retries a failed request once, on the next priority (FailOver).
