@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -30,7 +31,11 @@ const ConfigurationName = "crossgate-sidecar-injector"
 // ProtectedNamespaces are never injected, labelled or not: Kubernetes' own, and the controller's
 // (with the webhook down, its fail-closed registration would block the controller's own pods).
 func ProtectedNamespaces(controllerNamespace string) []string {
-	return []string{metav1.NamespaceSystem, metav1.NamespacePublic, "kube-node-lease", controllerNamespace}
+	out := slices.Clone(translator.SystemNamespaces)
+	if controllerNamespace != "" && !slices.Contains(out, controllerNamespace) {
+		out = append(out, controllerNamespace)
+	}
+	return out
 }
 
 // Configuration is the webhook's registration: pods created in namespaces labelled

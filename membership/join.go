@@ -9,14 +9,17 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -25,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
+	"github.com/crossgate-io/crossgate/translator"
 	"github.com/crossgate-io/crossgate/xds/identity"
 )
 
@@ -57,6 +61,47 @@ var LeaseRules = []rbacv1.PolicyRule{
 	{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
 }
 
+// ImportsPolicy is the ValidatingAdmissionPolicy (and its binding) that holds the federation's
+// ServiceImport writes to the namespaces imports go to: every namespace but the
+// translator.SystemNamespaces, where no export is federated. RBAC cannot name that set (it
+// grows with every exported namespace, and the federation must not be able to create
+// RoleBindings to follow it), so the API server's in-process admission does, which no webhook
+// outage can bypass.
+const ImportsPolicy = "crossgate-federation-imports"
+
+// importsPolicy is ImportsPolicy: ServiceImport writes by the federation's ServiceAccount are
+// refused in the SystemNamespaces, naming the namespace and what is allowed.
+func importsPolicy() (*admissionregistrationv1.ValidatingAdmissionPolicy, *admissionregistrationv1.ValidatingAdmissionPolicyBinding) {
+	quoted := make([]string, len(translator.SystemNamespaces))
+	for i, n := range translator.SystemNamespaces {
+		quoted[i] = "'" + n + "'"
+	}
+	list := "[" + strings.Join(quoted, ", ") + "]"
+	labels := map[string]string{"app.kubernetes.io/managed-by": "crossgate"}
+	p := &admissionregistrationv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: ImportsPolicy, Labels: labels},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
+			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update, admissionregistrationv1.Delete},
+					Rule: admissionregistrationv1.Rule{APIGroups: []string{flomeshv1alpha1.GroupVersion.Group}, APIVersions: []string{"*"},
+						Resources: []string{"serviceimports", "serviceimports/status"}},
+				}}}},
+			MatchConditions: []admissionregistrationv1.MatchCondition{{Name: "federation-service-account",
+				Expression: fmt.Sprintf("request.userInfo.username == 'system:serviceaccount:%s:%s'", Namespace, ServiceAccount)}},
+			Validations: []admissionregistrationv1.Validation{{
+				Expression: "!(request.namespace in " + list + ")",
+				MessageExpression: "'metadata.namespace ' + request.namespace + ': the federation writes ServiceImports in every namespace but " +
+					strings.Join(translator.SystemNamespaces, ", ") + ", where no export is federated'",
+				Reason: ptr.To(metav1.StatusReasonForbidden),
+			}},
+		}}
+	b := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: ImportsPolicy, Labels: labels},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: ImportsPolicy,
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}}}
+	return p, b
+}
+
 // Options of a join.
 type Options struct {
 	// Name of the Cluster object (the last part of the cluster key) and its place in the set.
@@ -82,6 +127,10 @@ func Join(ctx context.Context, cp, member *rest.Config, o Options) error {
 	if o.Name == "" || o.GatewayHost == "" {
 		return errors.New("a join needs the member's name and its gateway host (--gateway-host)")
 	}
+	// Everything that can be refused is refused before anything is created in either cluster.
+	if errs := validation.IsDNS1123Label(o.Name); len(errs) > 0 {
+		return fmt.Errorf("--name %q: %s (it names the Cluster and the member's place in cluster keys)", o.Name, strings.Join(errs, "; "))
+	}
 	mk, err := kubernetes.NewForConfig(member)
 	if err != nil {
 		return err
@@ -89,6 +138,26 @@ func Join(ctx context.Context, cp, member *rest.Config, o Options) error {
 	ck, err := kubernetes.NewForConfig(cp)
 	if err != nil {
 		return err
+	}
+	scheme := runtime.NewScheme()
+	if err := flomeshv1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	c, err := client.New(cp, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	secretName := "kubeconfig-" + o.Name
+	cl := &flomeshv1alpha1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: o.Name}, Spec: flomeshv1alpha1.ClusterSpec{
+		Region: o.Region, Zone: o.Zone, Group: o.Group, GatewayHost: o.GatewayHost, GatewayPort: o.GatewayPort,
+		KubeconfigSecretRef: &flomeshv1alpha1.SecretKeyReference{Namespace: Namespace, Name: secretName, Key: "kubeconfig"},
+	}}
+	// The control plane's own validation of the Cluster (a server-side dry run), so that a bad
+	// --region or --gateway-host is refused with the API's message before anything exists.
+	if err := c.Create(ctx, cl.DeepCopy(), client.DryRunAll); apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("Cluster %s already exists on the control plane: `crossgate cluster leave %s` first, or join under another --name", o.Name, o.Name)
+	} else if err != nil {
+		return fmt.Errorf("the Cluster this join would register: %w", err)
 	}
 	progress("creating ServiceAccount %s/%s and its roles in the member", Namespace, ServiceAccount)
 	if err := ensureAccess(ctx, mk); err != nil {
@@ -114,18 +183,10 @@ func Join(ctx context.Context, cp, member *rest.Config, o Options) error {
 	}
 
 	progress("registering Cluster %s on the control plane", o.Name)
-	scheme := runtime.NewScheme()
-	if err := flomeshv1alpha1.AddToScheme(scheme); err != nil {
-		return err
-	}
-	c, err := client.New(cp, client.Options{Scheme: scheme})
-	if err != nil {
-		return err
-	}
 	if _, err := ck.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: Namespace, Name: "kubeconfig-" + o.Name,
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: Namespace, Name: secretName,
 		Labels: map[string]string{"app.kubernetes.io/managed-by": "crossgate"}},
 		Data: map[string][]byte{"kubeconfig": kubeconfig}}
 	if _, err := ck.CoreV1().Secrets(Namespace).Create(ctx, secret, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
@@ -136,10 +197,6 @@ func Join(ctx context.Context, cp, member *rest.Config, o Options) error {
 	} else if err != nil {
 		return err
 	}
-	cl := &flomeshv1alpha1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: o.Name}, Spec: flomeshv1alpha1.ClusterSpec{
-		Region: o.Region, Zone: o.Zone, Group: o.Group, GatewayHost: o.GatewayHost, GatewayPort: o.GatewayPort,
-		KubeconfigSecretRef: &flomeshv1alpha1.SecretKeyReference{Namespace: Namespace, Name: secret.Name, Key: "kubeconfig"},
-	}}
 	if err := c.Create(ctx, cl); apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("Cluster %s already exists on the control plane: `crossgate cluster leave %s` first, or join under another --name", o.Name, o.Name)
 	} else if err != nil {
@@ -170,6 +227,22 @@ func ensureAccess(ctx context.Context, k kubernetes.Interface) error {
 		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: ServiceAccount}, Subjects: subject}
 	if _, err := k.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
+	}
+	p, b := importsPolicy()
+	if _, err := k.AdmissionregistrationV1().ValidatingAdmissionPolicies().Create(ctx, p, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
+		cur, err := k.AdmissionregistrationV1().ValidatingAdmissionPolicies().Get(ctx, p.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		cur.Spec = p.Spec
+		if _, err := k.AdmissionregistrationV1().ValidatingAdmissionPolicies().Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return fmt.Errorf("the admission policy %s: %w", p.Name, err)
+	}
+	if _, err := k.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Create(ctx, b, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("the admission policy binding %s: %w", b.Name, err)
 	}
 	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: LeaseNamespace, Name: ServiceAccount, Labels: labels}, Rules: LeaseRules}
 	if _, err := k.RbacV1().Roles(LeaseNamespace).Create(ctx, role, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -241,7 +314,16 @@ func Leave(ctx context.Context, cp, member *rest.Config, name string) error {
 		return err
 	}
 	cl := &flomeshv1alpha1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: name}}
-	if err := c.Delete(ctx, cl); err != nil && !apierrors.IsNotFound(err) {
+	ck, err := kubernetes.NewForConfig(cp)
+	if err != nil {
+		return err
+	}
+	if err := c.Delete(ctx, cl); apierrors.IsNotFound(err) {
+		// Nothing to leave, unless an earlier leave stopped half-way (its Secret is still here).
+		if _, serr := ck.CoreV1().Secrets(Namespace).Get(ctx, "kubeconfig-"+name, metav1.GetOptions{}); apierrors.IsNotFound(serr) {
+			return fmt.Errorf("no Cluster %s on the control plane (`kubectl get clusters` lists them): nothing to leave", name)
+		}
+	} else if err != nil {
 		return err
 	}
 	deadline := time.Now().Add(3 * time.Minute)
@@ -258,10 +340,6 @@ func Leave(ctx context.Context, cp, member *rest.Config, name string) error {
 			return ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
-	}
-	ck, err := kubernetes.NewForConfig(cp)
-	if err != nil {
-		return err
 	}
 	if err := ck.CoreV1().Secrets(Namespace).Delete(ctx, "kubeconfig-"+name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		return err
@@ -286,6 +364,12 @@ func Leave(ctx context.Context, cp, member *rest.Config, name string) error {
 		func() error { return mk.RbacV1().ClusterRoles().Delete(ctx, ServiceAccount, metav1.DeleteOptions{}) },
 		func() error {
 			return mk.CoreV1().ServiceAccounts(Namespace).Delete(ctx, ServiceAccount, metav1.DeleteOptions{})
+		},
+		func() error {
+			return mk.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Delete(ctx, ImportsPolicy, metav1.DeleteOptions{})
+		},
+		func() error {
+			return mk.AdmissionregistrationV1().ValidatingAdmissionPolicies().Delete(ctx, ImportsPolicy, metav1.DeleteOptions{})
 		},
 	} {
 		if err := del(); err != nil && !apierrors.IsNotFound(err) {

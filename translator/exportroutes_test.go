@@ -1,6 +1,7 @@
 package translator
 
 import (
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -87,5 +88,16 @@ func TestExportConditionPlaceholder(t *testing.T) {
 	}
 	if c := ExportCondition(e, nil); c.Status != metav1.ConditionFalse || c.Reason != "ServiceNotFound" {
 		t.Errorf("export of no Service: %+v", c)
+	}
+}
+
+func TestExportConditionSystemNamespace(t *testing.T) {
+	for _, ns := range SystemNamespaces {
+		e := &flomeshv1alpha1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kube-dns", Generation: 1}}
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kube-dns"}, Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 53}}}}
+		c := ExportCondition(e, svc)
+		if c.Status != metav1.ConditionFalse || c.Reason != "NamespaceNotAllowed" || !strings.Contains(c.Message, "metadata.namespace "+ns) {
+			t.Errorf("export in %s: %+v", ns, c)
+		}
 	}
 }

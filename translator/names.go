@@ -1,6 +1,7 @@
 package translator
 
 import (
+	"slices"
 	"strconv"
 
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -41,6 +42,16 @@ const (
 	DefaultControllerNamespace = "crossgate-system"
 	DefaultExportGateway       = "crossgate-system/crossgate-gateway"
 )
+
+// SystemNamespaces are Kubernetes' own namespaces and crossgate's default one. Pods there are
+// never injected, and Services there are never federated: the federation's ServiceAccount in a
+// member may write ServiceImports anywhere but in these (an admission policy the join installs
+// holds it to that), so a leaked member token cannot plant imports beside the cluster's own
+// components.
+var SystemNamespaces = []string{"kube-system", "kube-public", "kube-node-lease", DefaultControllerNamespace}
+
+// IsSystemNamespace reports whether ns is one of the SystemNamespaces.
+func IsSystemNamespace(ns string) bool { return slices.Contains(SystemNamespaces, ns) }
 
 // TrustedGateway reports whether a Gateway of crossgate's class is one the operator declared: in
 // the controller's namespace, or the Gateway exported services attach to (namespace/name). Only

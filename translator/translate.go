@@ -149,8 +149,13 @@ func (t *translation) exportStatuses() []ObjectConditions {
 // ExportCondition is the Valid condition of a ServiceExport given its Service (nil when the
 // Service does not exist): False when the Service is missing, is crossgate's placeholder for an
 // import (which has no endpoints in this cluster: exporting it would advertise a gateway that
-// answers 503), or a rule's port is not one of its ports; True otherwise.
+// answers 503), is in one of the SystemNamespaces, or a rule's port is not one of its ports;
+// True otherwise.
 func ExportCondition(e *flomeshv1alpha1.ServiceExport, svc *corev1.Service) metav1.Condition {
+	if IsSystemNamespace(e.Namespace) {
+		return cond(flomeshv1alpha1.ConditionValid, false, "NamespaceNotAllowed",
+			fmt.Sprintf("metadata.namespace %s: Services of %s are not exported (no cluster imports into these namespaces); export from another namespace.", e.Namespace, strings.Join(SystemNamespaces, ", ")), e.Generation)
+	}
 	if svc == nil {
 		return cond(flomeshv1alpha1.ConditionValid, false, "ServiceNotFound",
 			fmt.Sprintf("Service %s/%s does not exist; a ServiceExport exports the Service of its own namespace and name.", e.Namespace, e.Name), e.Generation)

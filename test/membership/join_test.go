@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -75,6 +77,30 @@ func TestJoinWithAScopedServiceAccount(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A join that would be refused is refused before anything is created in either cluster.
+	for _, bad := range []membership.Options{
+		{Name: "Bad_Name", GatewayHost: "127.0.0.1"},
+		{Name: "cluster-1", GatewayHost: "127.0.0.1", Region: "EU West"},
+		{Name: "cluster-1", GatewayHost: "not a host"},
+		{Name: "cluster-1", GatewayHost: "127.0.0.1", GatewayPort: -5},
+	} {
+		err := membership.Join(ctx, cp.Config, member.Config, bad)
+		if err == nil {
+			t.Fatalf("join %+v accepted", bad)
+		}
+		t.Logf("join %+v: %v", bad, err)
+		if err := member.Client.Get(ctx, client.ObjectKey{Name: membership.Namespace}, &corev1.Namespace{}); !apierrors.IsNotFound(err) {
+			t.Fatalf("a refused join (%+v) created the member's namespace: %v", bad, err)
+		}
+		var cls flomeshv1alpha1.ClusterList
+		if err := cp.Client.List(ctx, &cls); err != nil || len(cls.Items) > 0 {
+			t.Fatalf("a refused join (%+v) left Clusters: %v %d", bad, err, len(cls.Items))
+		}
+	}
+	if err := membership.Leave(ctx, cp.Config, member.Config, "no-such-cluster"); err == nil || !strings.Contains(err.Error(), "no Cluster no-such-cluster") {
+		t.Errorf("leaving a Cluster that does not exist: %v", err)
+	}
+
 	if err := membership.Join(ctx, cp.Config, member.Config, membership.Options{Name: "cluster-1", GatewayHost: "127.0.0.1", GatewayPort: 81}); err != nil {
 		t.Fatal(err)
 	}
@@ -137,6 +163,38 @@ func TestJoinWithAScopedServiceAccount(t *testing.T) {
 	if err := asFederation.Get(ctx, client.ObjectKey{Namespace: "kube-system", Name: membership.ClaimLease}, &coordinationv1.Lease{}); err != nil {
 		t.Errorf("the federation's ServiceAccount cannot read its claim: %v", err)
 	}
+	// It writes ServiceImports where imports go, and never in Kubernetes' own namespaces: the
+	// join's admission policy refuses them there, naming the field.
+	imp := func(ns, name string) *flomeshv1alpha1.ServiceImport {
+		return &flomeshv1alpha1.ServiceImport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec: flomeshv1alpha1.ServiceImportSpec{Type: flomeshv1alpha1.ClusterSetIP, Ports: []flomeshv1alpha1.ServicePort{{Port: 80, Protocol: "TCP"}}}}
+	}
+	for _, ns := range []string{"kube-system", "kube-public", "kube-node-lease", membership.Namespace} {
+		eventually(t, 10*time.Second, "a ServiceImport in "+ns+" refused", func() error {
+			err := asFederation.Create(ctx, imp(ns, "planted"))
+			if err == nil {
+				_ = member.Client.Delete(ctx, imp(ns, "planted"))
+				return fmt.Errorf("created")
+			}
+			if !strings.Contains(err.Error(), "metadata.namespace "+ns) {
+				return err
+			}
+			return nil
+		})
+	}
+	if err := member.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "imports"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := asFederation.Create(ctx, imp("imports", "allowed")); err != nil {
+		t.Errorf("the federation cannot write a ServiceImport where imports go: %v", err)
+	} else if err := asFederation.Delete(ctx, imp("imports", "allowed")); err != nil {
+		t.Errorf("the federation cannot delete its ServiceImport: %v", err)
+	}
+	// The same policy leaves the member's own users alone.
+	if err := member.Client.Create(ctx, imp("kube-public", "by-admin")); err != nil {
+		t.Errorf("the admission policy refuses an admin's ServiceImport: %v", err)
+	}
+
 	// No wildcard anywhere in what the join granted.
 	var cr rbacv1.ClusterRole
 	if err := member.Client.Get(ctx, client.ObjectKey{Name: membership.ServiceAccount}, &cr); err != nil {
@@ -193,6 +251,9 @@ func TestJoinWithAScopedServiceAccount(t *testing.T) {
 		}
 		if err := member.Client.Get(ctx, client.ObjectKey{Namespace: membership.Namespace, Name: membership.ServiceAccount}, &corev1.ServiceAccount{}); !apierrors.IsNotFound(err) {
 			return fmt.Errorf("the ServiceAccount: %v", err)
+		}
+		if err := member.Client.Get(ctx, client.ObjectKey{Name: membership.ImportsPolicy}, &admissionregistrationv1.ValidatingAdmissionPolicy{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("the admission policy: %v", err)
 		}
 		return nil
 	})
