@@ -169,6 +169,22 @@ func sandboxUp(ctx context.Context, f *sandboxFlags, out io.Writer) error {
 		fmt.Fprintf(out, "the sandbox is already up (supervisor pid %d, %s); `crossgate sandbox status` shows it, `crossgate sandbox down` stops it\n", st.Pid, f.dir)
 		return nil
 	}
+	// The gateway ports are checked first: a bad or taken port fails now, not after the build
+	// and the cluster set's start.
+	members := len(sandbox.SetClusters) - 1
+	if f.gatewayPortBase < 1 || f.gatewayPortBase+members-1 > 65535 {
+		return fmt.Errorf("--gateway-port %d: the %d members use it and the next %d ports, so it must be 1-%d", f.gatewayPortBase, members, members-1, 65535-members+1)
+	}
+	if err := canListen(f.gatewayPortBase, members); !upFlagChanged && errors.Is(err, syscall.EACCES) {
+		// Ports below 1024 need privileges; the walkthrough's 81-83 are a convention, not a need.
+		fmt.Fprintf(out, "cannot listen on 127.0.0.1:%d-%d without privileges: the gateways use 18081-18083 instead\n", f.gatewayPortBase, f.gatewayPortBase+members-1)
+		f.gatewayPortBase = 18081
+		if err := canListen(f.gatewayPortBase, members); err != nil {
+			return fmt.Errorf("the gateway ports 127.0.0.1:%d-%d: %w (choose others with --gateway-port)", f.gatewayPortBase, f.gatewayPortBase+members-1, err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("--gateway-port %d: the gateways need 127.0.0.1:%d-%d: %w", f.gatewayPortBase, f.gatewayPortBase, f.gatewayPortBase+members-1, err)
+	}
 	_ = os.Remove(sandbox.StatePath(f.dir)) // a stale state: its supervisor is gone
 	if _, err := ensureBins(out); err != nil {
 		return err
@@ -178,11 +194,6 @@ func sandboxUp(ctx context.Context, f *sandboxFlags, out io.Writer) error {
 	}
 	if err := os.MkdirAll(f.dir, 0o700); err != nil {
 		return err
-	}
-	if err := canListen(f.gatewayPortBase, 3); !upFlagChanged && errors.Is(err, syscall.EACCES) {
-		// Ports below 1024 need privileges; the walkthrough's 81-83 are a convention, not a need.
-		fmt.Fprintf(out, "cannot listen on 127.0.0.1:%d-%d without privileges: the gateways use 18081-18083 instead\n", f.gatewayPortBase, f.gatewayPortBase+2)
-		f.gatewayPortBase = 18081
 	}
 	self, err := os.Executable()
 	if err != nil {
