@@ -31,6 +31,8 @@ func TestInvalidObjectsAreRejected(t *testing.T) {
 			[]string{"spec.targets[0].weight", "greater than or equal to 0"}},
 		{"clusterKey not region/zone/group/name", gtp + "spec:\n  lbType: ActiveActive\n  targets:\n  - {clusterKey: cluster-1}\n",
 			[]string{"spec.targets[0].clusterKey", "must be a cluster key region/zone/group/name"}},
+		{"ActiveActive with every weight 0", gtp + "spec:\n  lbType: ActiveActive\n  targets:\n  - {clusterKey: default/default/default/cluster-1, weight: 0}\n  - {clusterKey: default/default/default/cluster-3, weight: 0}\n",
+			[]string{"spec.targets", "ActiveActive with every target's weight 0 sends nothing"}},
 		{"unknown lbType", gtp + "spec: {lbType: Random}\n",
 			[]string{"spec.lbType", `supported values: "Locality", "FailOver", "ActiveActive"`}},
 		{"the same target twice", gtp + "spec:\n  lbType: ActiveActive\n  targets:\n" + ok1 + ok1,

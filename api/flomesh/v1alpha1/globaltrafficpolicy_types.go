@@ -24,6 +24,7 @@ const DefaultTargetWeight = 100
 //
 // +kubebuilder:validation:XValidation:rule="self.lbType != 'Locality' || !has(self.targets) || size(self.targets) <= 1",message="Locality accepts at most one target",fieldPath=".targets"
 // +kubebuilder:validation:XValidation:rule="self.lbType != 'FailOver' || (has(self.targets) && size(self.targets) >= 1)",message="FailOver needs at least one target to fail over to",fieldPath=".targets"
+// +kubebuilder:validation:XValidation:rule="self.lbType != 'ActiveActive' || !has(self.targets) || size(self.targets) == 0 || self.targets.exists(t, !has(t.weight) || t.weight > 0)",message="ActiveActive with every target's weight 0 sends nothing to other clusters: give a target a weight above 0, or use lbType Locality for this cluster only",fieldPath=".targets"
 type GlobalTrafficPolicySpec struct {
 	// LbType is Locality (the caller's cluster only; the default), FailOver (the caller's cluster
 	// first, then the targets) or ActiveActive (the caller's cluster and the targets together).
