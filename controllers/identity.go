@@ -65,7 +65,7 @@ func (r *IdentityReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	sa := &corev1.ServiceAccount{}
 	if err := r.Client.Get(ctx, req.NamespacedName, sa); err != nil {
 		if apierrors.IsNotFound(err) {
-			err = client.IgnoreNotFound(r.Client.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: req.Namespace, Name: gateway.IdentitySecretPrefix + req.Name}}))
+			err = client.IgnoreNotFound(r.Client.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: req.Namespace, Name: gateway.IdentitySecretName(req.Name)}}))
 		}
 		return reconcile.Result{}, err
 	}

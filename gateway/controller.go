@@ -199,7 +199,7 @@ func (r *Reconciler) remove(ctx context.Context, gw types.NamespacedName) error 
 		}
 	}
 	return client.IgnoreNotFound(r.Client.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
-		Namespace: gw.Namespace, Name: IdentitySecretPrefix + translator.GatewayIdentity(gw.Namespace, gw.Name).ServiceAccount,
+		Namespace: gw.Namespace, Name: IdentitySecretName(translator.GatewayIdentity(gw.Namespace, gw.Name).ServiceAccount),
 	}}))
 }
 
@@ -228,7 +228,7 @@ func EnsureBootstrap(ctx context.Context, c client.Client, namespace string, fil
 // ca.crt): issued when missing, re-issued when due for renewal or issued by another root. It
 // returns when to look again.
 func EnsureIdentity(ctx context.Context, c client.Client, ca identity.Issuer, namespace, serviceAccount string, ttl time.Duration, now time.Time) (time.Time, error) {
-	name := IdentitySecretPrefix + serviceAccount
+	name := IdentitySecretName(serviceAccount)
 	s := &corev1.Secret{}
 	err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, s)
 	if err != nil && !apierrors.IsNotFound(err) {

@@ -1,15 +1,19 @@
 package gateway
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/ptr"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -27,9 +31,25 @@ const (
 	NodePortAnnotation = "crossgate.io/node-port"
 	// BootstrapConfigMap is the ConfigMap holding the Envoy bootstrap in a proxy's namespace.
 	BootstrapConfigMap = "crossgate-bootstrap"
-	// IdentitySecretPrefix + ServiceAccount is the Secret holding a proxy's certificate.
+	// IdentitySecretPrefix starts the name of the Secret holding a proxy's certificate (see
+	// IdentitySecretName).
 	IdentitySecretPrefix = "crossgate-identity-"
 )
+
+// IdentitySecretName is the Secret holding the certificate of a ServiceAccount's proxies:
+// IdentitySecretPrefix + the ServiceAccount's name, or, when that would pass the 253 characters
+// of an object name (a ServiceAccount's name may have 253 itself), its first characters and a
+// hash of the whole name, so that every ServiceAccount has a Secret and no two share one.
+func IdentitySecretName(serviceAccount string) string {
+	name := IdentitySecretPrefix + serviceAccount
+	if len(name) <= validation.DNS1123SubdomainMaxLength {
+		return name
+	}
+	sum := sha256.Sum256([]byte(serviceAccount))
+	suffix := "-" + hex.EncodeToString(sum[:])[:16]
+	keep := strings.TrimRight(name[:validation.DNS1123SubdomainMaxLength-len(suffix)], ".-")
+	return keep + suffix
+}
 
 // RenderOptions are what every rendered gateway shares.
 type RenderOptions struct {
@@ -142,7 +162,7 @@ func Render(gw *gatewayv1.Gateway, opts RenderOptions) (*Rendered, error) {
 		}},
 		Volumes: []corev1.Volume{
 			{Name: "bootstrap", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: BootstrapConfigMap}}}},
-			{Name: "identity", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: IdentitySecretPrefix + id.ServiceAccount}}},
+			{Name: "identity", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: IdentitySecretName(id.ServiceAccount)}}},
 		},
 	}
 	deploy := &appsv1.Deployment{

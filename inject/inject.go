@@ -164,7 +164,7 @@ func Mutate(pod *corev1.Pod, namespace string, opts Options) {
 		corev1.Volume{Name: "crossgate-bootstrap", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 			LocalObjectReference: corev1.LocalObjectReference{Name: gateway.BootstrapConfigMap}}}},
 		corev1.Volume{Name: "crossgate-identity", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-			SecretName: gateway.IdentitySecretPrefix + sa}}},
+			SecretName: gateway.IdentitySecretName(sa)}}},
 	)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -164,5 +165,36 @@ func TestSidecarInjection(t *testing.T) {
 	})
 	if err := c.Get(ctx, types.NamespacedName{Namespace: "not-injected", Name: gateway.IdentitySecretPrefix + "curl"}, &corev1.Secret{}); err == nil {
 		t.Error("a namespace not in the mesh got an identity Secret")
+	}
+
+	// A ServiceAccount whose name is as long as names go (253) gets its identity too, and its
+	// pods mount it: the Secret's name is shortened with a hash instead of failing.
+	long := strings.Repeat("a", 120) + "." + strings.Repeat("b", 132)
+	mustCreate(t, c, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "injected", Name: long}})
+	secret := gateway.IdentitySecretName(long)
+	if len(secret) > 253 || secret == gateway.IdentitySecretName(long[:252]+"c") {
+		t.Fatalf("the identity Secret's name %q is too long or not unique", secret)
+	}
+	eventually(t, 10*time.Second, "the identity Secret of a ServiceAccount with a 253-character name", func() error {
+		var s corev1.Secret
+		if err := c.Get(ctx, types.NamespacedName{Namespace: "injected", Name: secret}, &s); err != nil {
+			return err
+		}
+		if len(s.Data["tls.crt"]) == 0 {
+			return fmt.Errorf("no certificate")
+		}
+		return nil
+	})
+	p := pod("injected", "long-account", nil)
+	p.Spec.ServiceAccountName = long
+	if err := c.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	mounted := false
+	for _, v := range p.Spec.Volumes {
+		mounted = mounted || (v.Secret != nil && v.Secret.SecretName == secret)
+	}
+	if !mounted {
+		t.Errorf("the pod does not mount %s: %+v", secret, p.Spec.Volumes)
 	}
 }
