@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -30,6 +32,7 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -106,7 +109,7 @@ func run() error {
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
 	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := setupLogging(os.Stderr, level)
 	var err error
 	if opts.MeshConfig, err = nsName("mesh-config", meshConfig); err != nil {
 		return err
@@ -275,4 +278,15 @@ func federationWanted(mode string, cfg *rest.Config) (bool, error) {
 		return false, fmt.Errorf("--federation=auto: discovering %s: %w", flomeshv1alpha1.GroupVersion, err)
 	}
 	return slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == "clusters" }), nil
+}
+
+// setupLogging is the controller's logger: JSON lines on w at level, which controller-runtime's
+// and client-go's logs (reconciler errors, leader election, watch failures) share, so none of
+// them is dropped.
+func setupLogging(w io.Writer, level slog.Level) *slog.Logger {
+	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
+	l := logr.FromSlogHandler(h)
+	ctrl.SetLogger(l)
+	klog.SetLogger(l)
+	return slog.New(h)
 }
