@@ -41,7 +41,7 @@ func ProtectedNamespaces(controllerNamespace string) []string {
 // Configuration is the webhook's registration: pods created in namespaces labelled
 // NamespaceLabel=enabled only, never in the ProtectedNamespaces, failing closed there (a pod
 // that would run without its sidecar is refused rather than created), and never consulted for
-// any other namespace.
+// any other namespace or for a pod labelled PodLabel=false.
 func Configuration(cc admissionregistrationv1.WebhookClientConfig, controllerNamespace string) *admissionregistrationv1.MutatingWebhookConfiguration {
 	fail := admissionregistrationv1.Fail
 	none := admissionregistrationv1.SideEffectClassNone
@@ -62,6 +62,10 @@ func Configuration(cc admissionregistrationv1.WebhookClientConfig, controllerNam
 					Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpNotIn, Values: ProtectedNamespaces(controllerNamespace),
 				}},
 			},
+			// A pod labelled out is never sent to the webhook: it starts while the webhook is down.
+			ObjectSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+				Key: PodLabel, Operator: metav1.LabelSelectorOpNotIn, Values: OptOutValues,
+			}}},
 			Rules: []admissionregistrationv1.RuleWithOperations{{
 				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
 				Rule: admissionregistrationv1.Rule{

@@ -32,8 +32,12 @@ const (
 	NamespaceLabel = translator.MeshNamespaceLabel
 	// NamespaceLabelValue is its value.
 	NamespaceLabelValue = translator.MeshNamespaceValue
-	// PodAnnotation set to "false" on a pod opts it out.
+	// PodAnnotation set to "false" on a pod opts it out when the webhook is consulted.
 	PodAnnotation = "crossgate.io/inject"
+	// PodLabel set to "false" (or "disabled") on a pod opts it out before the webhook is
+	// consulted (the registration's objectSelector), so such a pod is created even while the
+	// webhook is down.
+	PodLabel = "crossgate.io/inject"
 	// InjectedAnnotation records that a pod was injected (so a second pass does nothing).
 	InjectedAnnotation = "crossgate.io/injected"
 	// ProxyUID is the user the sidecar runs as (capture.ProxyUID).
@@ -41,6 +45,9 @@ const (
 	// Path is where the webhook is served.
 	Path = "/inject"
 )
+
+// OptOutValues of PodLabel and PodAnnotation opt a pod out.
+var OptOutValues = []string{"false", "disabled"}
 
 // Options of the injected containers.
 type Options struct {
@@ -74,6 +81,9 @@ func (h *Handler) Handle(_ context.Context, req admission.Request) admission.Res
 	}
 	if v := pod.Annotations[PodAnnotation]; v == "false" || v == "disabled" {
 		return admission.Allowed("opted out by annotation " + PodAnnotation)
+	}
+	if v := pod.Labels[PodLabel]; slices.Contains(OptOutValues, v) {
+		return admission.Allowed("opted out by label " + PodLabel)
 	}
 	if pod.Annotations[InjectedAnnotation] == "true" {
 		return admission.Allowed("already injected")

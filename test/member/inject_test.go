@@ -53,7 +53,9 @@ func TestSidecarInjection(t *testing.T) {
 		Handler: inject.NewHandler(inject.Options{ProxyImage: "envoy:test", InitImage: "init:test"}),
 		CA:      ca, IPs: []net.IP{net.ParseIP("127.0.0.1")},
 	}
-	go func() { _ = srv.Serve(ctx, ln) }()
+	srvCtx, stopWebhook := context.WithCancel(ctx)
+	defer stopWebhook()
+	go func() { _ = srv.Serve(srvCtx, ln) }()
 	root, _ := ca.PEM()
 	url := fmt.Sprintf("https://%s%s", ln.Addr(), inject.Path)
 	if err := inject.EnsureConfiguration(ctx, c, inject.Configuration(admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: root}, "crossgate-system")); err != nil {
@@ -196,5 +198,24 @@ func TestSidecarInjection(t *testing.T) {
 	}
 	if !mounted {
 		t.Errorf("the pod does not mount %s: %+v", secret, p.Spec.Volumes)
+	}
+
+	// With the webhook down, a pod of the mesh is refused (fail closed) and a pod labelled out
+	// starts: the registration's objectSelector keeps it from the webhook.
+	stopWebhook()
+	eventually(t, 15*time.Second, "a pod of the mesh refused while the webhook is down", func() error {
+		p := pod("injected", fmt.Sprintf("down-%d", time.Now().UnixNano()), nil)
+		if err := c.Create(ctx, p); err == nil {
+			_ = c.Delete(ctx, p)
+			return fmt.Errorf("created")
+		}
+		return nil
+	})
+	out := pod("injected", "labelled-out", nil)
+	out.Labels = map[string]string{inject.PodLabel: "false"}
+	if err := c.Create(ctx, out); err != nil {
+		t.Errorf("a pod labelled %s=false is refused while the webhook is down: %v", inject.PodLabel, err)
+	} else if len(out.Spec.InitContainers) != 0 {
+		t.Errorf("a pod labelled out was injected")
 	}
 }
