@@ -77,6 +77,8 @@ type ClusterState struct {
 	ControllerPid int    `json:"controllerPid"`
 	// Metrics serves the controller's /metrics, /healthz and /readyz.
 	Metrics string `json:"metrics"`
+	// Debug serves the controller's /debug/config (loopback only, as in a pod).
+	Debug string `json:"debug"`
 	// XDS is where the controller serves xDS (mTLS).
 	XDS string `json:"xds"`
 	// GatewayPort is the member's gateway port (its Cluster object's gatewayPort); 0 for the
@@ -181,12 +183,13 @@ func StartSet(ctx context.Context, opts SetOptions) (set *Set, err error) {
 
 	progress("starting crossgate-controller in each cluster")
 	for i, c := range sb.Clusters {
-		ports, err := freePorts(2)
+		ports, err := freePorts(3)
 		if err != nil {
 			return set, err
 		}
 		cs := &set.State.Clusters[i]
 		cs.Metrics = "127.0.0.1:" + strconv.Itoa(ports[0])
+		cs.Debug = "127.0.0.1:" + strconv.Itoa(ports[2])
 		cs.XDS = "127.0.0.1:" + strconv.Itoa(ports[1])
 		p, err := startProcess("crossgate-controller "+c.Name, opts.Controller, []string{
 			"--cluster-name=" + c.Name,
@@ -194,6 +197,7 @@ func StartSet(ctx context.Context, opts SetOptions) (set *Set, err error) {
 			"--mesh-config=" + MeshNamespace + "/" + MeshConfigName,
 			"--xds-address=" + cs.XDS, "--xds-host=127.0.0.1", "--xds-port=" + strconv.Itoa(ports[1]),
 			"--metrics-address=" + cs.Metrics,
+			"--debug-address=" + cs.Debug,
 			"--webhook-address=", // sandbox workloads are processes, not pods
 			"--log-level=info",
 		}, filepath.Join(opts.Dir, "crossgate-controller-"+c.Name+".log"), "KUBECONFIG="+c.Kubeconfig)

@@ -73,6 +73,7 @@ func run() error {
 		opts                                   controllers.Options
 		meshConfig, gw, namespace, trustDomain string
 		xdsAddr, metricsAddr, webhookAddr      string
+		debugAddr                              string
 		webhookURL, webhookService             string
 		webhookCertDir, webhookRegistration    string
 		proxyImage, initImage, logLevel        string
@@ -91,6 +92,7 @@ func run() error {
 	flag.StringVar(&opts.XDSHost, "xds-host", "crossgate-controller.crossgate-system.svc", "the host proxies dial for xDS")
 	xdsPort := flag.Uint("xds-port", 15010, "the port proxies dial for xDS")
 	flag.StringVar(&metricsAddr, "metrics-address", ":9090", "where /metrics, /healthz and /readyz are served")
+	flag.StringVar(&debugAddr, "debug-address", server.DefaultDebugAddress, "where "+server.ConfigDumpPath+" (every identity's configuration) is served: a loopback address only, reached by `crossgate proxy config` through a port-forward; empty turns it off")
 	flag.StringVar(&webhookAddr, "webhook-address", ":9443", "where the sidecar-injection webhook listens (empty: no webhook)")
 	flag.StringVar(&webhookURL, "webhook-url", "", "URL the API server calls the webhook at (the sandbox's); default: --webhook-service")
 	flag.StringVar(&webhookService, "webhook-service", "crossgate-system/crossgate-controller", "namespace/name of the Service in front of the webhook")
@@ -116,6 +118,16 @@ func run() error {
 	}
 	if opts.Gateway, err = nsName("gateway", gw); err != nil {
 		return err
+	}
+	var debugLn net.Listener
+	if debugAddr != "" {
+		if err := server.CheckLoopback(debugAddr); err != nil {
+			return fmt.Errorf("--debug-address: %w", err)
+		}
+		if debugLn, err = net.Listen("tcp", debugAddr); err != nil {
+			return fmt.Errorf("--debug-address: %w", err)
+		}
+		defer debugLn.Close()
 	}
 	if *xdsPort == 0 || *xdsPort > 65535 {
 		return fmt.Errorf("--xds-port %d: want 1-65535", *xdsPort)
@@ -189,7 +201,6 @@ func run() error {
 	ready := member.Publisher.Ready
 	mux := http.NewServeMux()
 	mux.Handle("/", metrics.Handler(ready))
-	mux.Handle(server.ConfigDumpPath, server.ConfigDumpHandler(opts.XDS, controllers.NodeKey))
 	metricsSrv := &http.Server{Addr: metricsAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := metricsSrv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
@@ -197,6 +208,17 @@ func run() error {
 		}
 	}()
 	go func() { <-ctx.Done(); _ = metricsSrv.Close() }()
+	if debugAddr != "" {
+		debugMux := http.NewServeMux()
+		debugMux.Handle(server.ConfigDumpPath, server.ConfigDumpHandler(opts.XDS, controllers.NodeKey))
+		debugSrv := &http.Server{Handler: debugMux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { <-ctx.Done(); _ = debugSrv.Close() }()
+		go func() {
+			if err := debugSrv.Serve(debugLn); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
 
 	if webhookRegistration != "managed" && webhookRegistration != "external" {
 		return fmt.Errorf("--webhook-registration %q: want managed or external", webhookRegistration)

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -29,31 +27,7 @@ func controllerGet(ctx context.Context, kube kubernetes.Interface, namespace, ba
 	if base == "" {
 		return kube.CoreV1().Services(namespace).ProxyGet("http", "crossgate-controller", "http-metrics", path, query).DoRaw(ctx)
 	}
-	q := url.Values{}
-	for k, v := range query {
-		q.Set(k, v)
-	}
-	u := strings.TrimRight(base, "/") + path
-	if len(q) > 0 {
-		u += "?" + q.Encode()
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %s: %s", u, resp.Status, strings.TrimSpace(string(body)))
-	}
-	return body, nil
+	return httpGet(ctx, base, path, query)
 }
 
 // nodeID is the xDS node a pod's proxy presents: the Envoy container's --service-node (a
@@ -119,7 +93,12 @@ are never shown. -o json gives the resources themselves.`,
 				}
 				id = nodeID(&p)
 			}
-			body, err := controllerGet(cmd.Context(), kube, ctrlNS, base, server.ConfigDumpPath, map[string]string{"node": id})
+			var body []byte
+			if base != "" {
+				body, err = httpGet(cmd.Context(), base, server.ConfigDumpPath, map[string]string{"node": id})
+			} else {
+				body, err = debugGet(cmd.Context(), cfg, kube, ctrlNS, server.ConfigDumpPath, map[string]string{"node": id})
+			}
 			if err != nil {
 				return fmt.Errorf("asking the controller for node %s: %w (is crossgate-controller running in %s? kubectl -n %s get pods)", id, err, ctrlNS, ctrlNS)
 			}
@@ -139,7 +118,7 @@ are never shown. -o json gives the resources themselves.`,
 	config.Flags().StringVar(&ctrlNS, "controller-namespace", "crossgate-system", "the namespace crossgate was installed into")
 	config.Flags().StringVarP(&output, "output", "o", "summary", "summary or json")
 	config.Flags().StringVar(&node, "node", "", "ask for this node ID instead of the pod's (kind~namespace/name)")
-	config.Flags().StringVar(&base, "controller-url", "", "the controller's HTTP endpoint (default: through the API server's proxy to its Service)")
+	config.Flags().StringVar(&base, "controller-url", "", "the controller's debug endpoint (default: a port-forward to its pod's --debug-address)")
 	_ = config.Flags().MarkHidden("controller-url") // for the sandbox, whose controllers are processes
 	cmd.AddCommand(config)
 	return cmd

@@ -222,7 +222,7 @@ func TestControllerWithCertManager(t *testing.T) {
 	cmd := exec.Command(filepath.Join(filepath.Dir(crossgate), "crossgate-controller"),
 		"--namespace="+ns, "--cert-manager-issuer=Issuer/corp-ca",
 		"--xds-address=127.0.0.1:"+strconv.Itoa(xds), "--xds-host=127.0.0.1", "--xds-port="+strconv.Itoa(xds),
-		"--metrics-address=127.0.0.1:"+strconv.Itoa(metrics), "--webhook-address=127.0.0.1:"+strconv.Itoa(webhook),
+		"--metrics-address=127.0.0.1:"+strconv.Itoa(metrics), "--webhook-address=127.0.0.1:"+strconv.Itoa(webhook), "--debug-address=",
 		fmt.Sprintf("--webhook-url=https://127.0.0.1:%d%s", webhook, inject.Path))
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+cl.Kubeconfig)
 	cmd.Stdout, cmd.Stderr = logf, logf

@@ -121,7 +121,7 @@ func TestSandboxUpStatusDown(t *testing.T) {
 	var pc string
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		pc, err = run(t, bin, dir, "proxy", "config", "ignored", "--node", gw, "--controller-url", ctl, "--kubeconfig", st.Kubeconfig, "--context", c1.Name)
+		pc, err = run(t, bin, dir, "proxy", "config", "ignored", "--node", gw, "--controller-url", "http://"+c1.Debug, "--kubeconfig", st.Kubeconfig, "--context", c1.Name)
 		if err == nil && regexp.MustCompile(`gateway~\S+\s+delta\s+Listener\s+\d+\s+up to date`).MatchString(pc) || time.Now().After(deadline) {
 			break
 		}

@@ -413,4 +413,10 @@ spec:
 		Expect(out).To(ContainSubstring("httpbin/httpbin-cluster-1"))
 		Expect(out).To(MatchRegexp(`Proxies:\s+[1-9][0-9]* xDS streams connected`))
 	})
+
+	It("proxy config reaches the controller's loopback-only debug endpoint through a port-forward", func() {
+		pod := strings.TrimSpace(mustKubectl("cluster-2", "", "get", "pods", "-n", "curl", "-o", "jsonpath={.items[0].metadata.name}"))
+		out := crossgate("proxy", "config", pod, "-n", "curl", "--context", "kind-cluster-2")
+		Expect(out).To(MatchRegexp(`(?m)^Listener\s+\S+`))
+	})
 })

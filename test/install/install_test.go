@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -210,17 +211,18 @@ func TestInstallRunStatusUninstall(t *testing.T) {
 	}
 
 	// The controller, as the Deployment runs it, but as a process on loopback.
-	xds, metrics, webhook := freePort(t), freePort(t), freePort(t)
+	xds, metrics, webhook, debug := freePort(t), freePort(t), freePort(t), freePort(t)
 	var args []string
 	for _, a := range dep.Spec.Template.Spec.Containers[0].Args {
 		switch name, _, _ := strings.Cut(a, "="); name {
-		case "--xds-address", "--metrics-address", "--webhook-address", "--xds-host", "--xds-port":
+		case "--xds-address", "--metrics-address", "--webhook-address", "--xds-host", "--xds-port", "--debug-address":
 			continue // where a pod would listen; the process listens on free loopback ports
 		}
 		args = append(args, a)
 	}
 	args = append(args, "--xds-address=127.0.0.1:"+strconv.Itoa(xds), "--xds-host=127.0.0.1", "--xds-port="+strconv.Itoa(xds),
 		"--metrics-address=127.0.0.1:"+strconv.Itoa(metrics), "--webhook-address=127.0.0.1:"+strconv.Itoa(webhook),
+		"--debug-address=127.0.0.1:"+strconv.Itoa(debug),
 		fmt.Sprintf("--webhook-url=https://127.0.0.1:%d%s", webhook, inject.Path))
 	logPath := filepath.Join(dir, "controller.log")
 	logf, err := os.Create(logPath)
@@ -244,6 +246,7 @@ func TestInstallRunStatusUninstall(t *testing.T) {
 	}
 	t.Cleanup(stop)
 	metricsURL := fmt.Sprintf("http://127.0.0.1:%d", metrics)
+	debugURL := fmt.Sprintf("http://127.0.0.1:%d", debug)
 	eventually(t, time.Minute, "the controller ready with the chart's RBAC", func() error {
 		if ctrl.ProcessState != nil {
 			return fmt.Errorf("exited")
@@ -333,7 +336,7 @@ func TestInstallRunStatusUninstall(t *testing.T) {
 	// proxy config: what the controller serves to the injected pod's sidecar.
 	pod := fmt.Sprintf("added-%d", n)
 	eventually(t, 10*time.Second, "the sidecar's configuration published", func() error {
-		out := cli("proxy", "config", pod, "-n", "httpbin", "--controller-url", metricsURL)
+		out := cli("proxy", "config", pod, "-n", "httpbin", "--controller-url", debugURL)
 		for _, want := range []string{`Node: sidecar~httpbin/httpbin`, `(?m)^Listener\s+\S+\s+[0-9a-z]+$`, `(?m)^Cluster\s+\S+`, `(?m)^Secret\s+\S+`,
 			"No stream of this node is open"} {
 			if !regexp.MustCompile(want).MatchString(out) {
@@ -342,7 +345,7 @@ func TestInstallRunStatusUninstall(t *testing.T) {
 		}
 		return nil
 	})
-	raw := cli("proxy", "config", pod, "-n", "httpbin", "--controller-url", metricsURL, "-o", "json")
+	raw := cli("proxy", "config", pod, "-n", "httpbin", "--controller-url", debugURL, "-o", "json")
 	var dump struct {
 		Known     bool
 		Resources []struct {
@@ -361,7 +364,17 @@ func TestInstallRunStatusUninstall(t *testing.T) {
 			t.Errorf("a secret's content is shown: %s", r.Resource)
 		}
 	}
-	if out := cli("proxy", "config", "before", "-n", "httpbin", "--controller-url", metricsURL, "--node", "sidecar~elsewhere/nobody"); !strings.Contains(out, "has published nothing for sidecar~elsewhere/nobody") {
+	// The metrics port, which Prometheus and the API server's proxy reach, does not serve it.
+	if resp, err := http.Get(metricsURL + "/debug/config?node=sidecar~httpbin/httpbin"); err != nil {
+		t.Fatal(err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK || strings.Contains(string(body), "resources") {
+			t.Errorf("the metrics port serves a configuration: %s %s", resp.Status, body)
+		}
+	}
+	if out := cli("proxy", "config", "before", "-n", "httpbin", "--controller-url", debugURL, "--node", "sidecar~elsewhere/nobody"); !strings.Contains(out, "has published nothing for sidecar~elsewhere/nobody") {
 		t.Errorf("proxy config of an unknown node:\n%s", out)
 	}
 	cli("namespace", "remove", "httpbin")

@@ -78,3 +78,17 @@ func TestClientCannotFloodLogsOrMetrics(t *testing.T) {
 		t.Errorf("NACKs of unknown types counted as other: %v, want 100", got)
 	}
 }
+
+// The config dump, which shows every identity's configuration, is served on loopback only.
+func TestConfigDumpIsLoopbackOnly(t *testing.T) {
+	for _, ok := range []string{DefaultDebugAddress, "localhost:9091", "[::1]:9091", "127.0.0.2:1"} {
+		if err := CheckLoopback(ok); err != nil {
+			t.Errorf("%s refused: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{":9091", "0.0.0.0:9091", "10.0.0.5:9091", "[::]:9091", "example.com:9091", "9091"} {
+		if err := CheckLoopback(bad); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}

@@ -2,6 +2,8 @@ package server
 
 import (
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -37,8 +39,29 @@ type ConfigDumpStream struct {
 	Held  map[string]string `json:"held"`
 }
 
-// ConfigDumpPath serves ConfigDump for ?node=<node ID>.
+// ConfigDumpPath serves ConfigDump for ?node=<node ID>. It shows every identity's
+// configuration, so it is served on a loopback address only (DefaultDebugAddress, see
+// CheckLoopback), never beside the metrics: reaching it takes a port-forward into the
+// controller's pod, which RBAC grants to the cluster's administrators (pods/portforward).
 const ConfigDumpPath = "/debug/config"
+
+// DefaultDebugAddress is where ConfigDumpPath is served unless told otherwise.
+const DefaultDebugAddress = "127.0.0.1:9091"
+
+// CheckLoopback refuses an address whose host is not a loopback IP or localhost.
+func CheckLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("%q is not a loopback address: %s shows every identity's configuration, so it is served on 127.0.0.1, ::1 or localhost only", addr, ConfigDumpPath)
+}
 
 // ConfigDumpHandler serves what c holds for a node ID, resolved to its key by resolve. Private
 // keys are never included: secrets are listed by name and version only.
