@@ -32,6 +32,7 @@ import (
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	accessv1alpha3 "github.com/crossgate-io/crossgate/api/smi/access/v1alpha3"
 	specsv1alpha4 "github.com/crossgate-io/crossgate/api/smi/specs/v1alpha4"
+	crossgateevents "github.com/crossgate-io/crossgate/controllers/events"
 	"github.com/crossgate-io/crossgate/gateway"
 	"github.com/crossgate-io/crossgate/translator"
 	"github.com/crossgate-io/crossgate/xds/cache"
@@ -166,7 +167,7 @@ func NewMember(cfg *rest.Config, opts Options) (*Member, error) {
 	}
 	m := &Member{Manager: mgr}
 	status := &StatusWriter{client: mgr.GetClient(), api: mgr.GetAPIReader(), elected: mgr.Elected(), log: opts.Log, now: time.Now,
-		recorder: mgr.GetEventRecorder("crossgate-translator")}
+		recorder: crossgateevents.Bounded(mgr.GetEventRecorder("crossgate-translator"))}
 	m.Publisher = &Publisher{opts: &opts, reader: mgr.GetClient(), status: status, xds: opts.XDS, log: opts.Log, certs: map[string]*identity.Certificate{}}
 	if opts.XDS == nil {
 		m.Publisher.xds = cache.New(cache.NodeIDResolver, opts.Log)
@@ -174,16 +175,16 @@ func NewMember(cfg *rest.Config, opts Options) (*Member, error) {
 	if err := mgr.Add(runnable{m.Publisher, mgr.GetCache()}); err != nil {
 		return nil, err
 	}
-	m.Exports = &ExportReconciler{Client: mgr.GetClient(), Opts: &opts, Recorder: mgr.GetEventRecorder("crossgate-exports")}
+	m.Exports = &ExportReconciler{Client: mgr.GetClient(), Opts: &opts, Recorder: crossgateevents.Bounded(mgr.GetEventRecorder("crossgate-exports"))}
 	if err := m.Exports.SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
-	m.Imports = &ImportReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("crossgate-imports")}
+	m.Imports = &ImportReconciler{Client: mgr.GetClient(), Recorder: crossgateevents.Bounded(mgr.GetEventRecorder("crossgate-imports"))}
 	if err := m.Imports.SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
 	m.Gateways = &gateway.Reconciler{
-		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("crossgate-gateways"),
+		Client: mgr.GetClient(), Recorder: crossgateevents.Bounded(mgr.GetEventRecorder("crossgate-gateways")),
 		Render: gateway.RenderOptions{Image: opts.GatewayImage},
 		CA:     opts.CA, CertTTL: opts.CertTTL, XDSHost: opts.XDSHost, XDSPort: opts.XDSPort,
 		Trusted: func(ctx context.Context, gw *gatewayv1.Gateway) bool {

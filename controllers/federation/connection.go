@@ -125,8 +125,9 @@ func inlineOnly(raw []byte) error {
 
 // connect checks that the member is reachable, accepts the credentials, runs crossgate and is
 // not managed by another control plane, claims it, and starts watching it. On failure it returns
-// the Managed condition's reason and message.
-func (f *Federation) connect(ctx context.Context, c *flomeshv1alpha1.Cluster, raw []byte) (*connection, string, string) {
+// the Managed condition's reason and message. beforeClaim runs before the first write to the
+// member; its error is returned as the last value.
+func (f *Federation) connect(ctx context.Context, c *flomeshv1alpha1.Cluster, raw []byte, beforeClaim func(context.Context) error) (*connection, string, string, error) {
 	began := time.Now()
 	cfg, err := restConfig(raw, f.opts.ConnectTimeout)
 	if err != nil {
@@ -134,33 +135,39 @@ func (f *Federation) connect(ctx context.Context, c *flomeshv1alpha1.Cluster, ra
 		if c.Spec.KubeconfigSecretRef != nil {
 			where = fmt.Sprintf("the kubeconfig in Secret %s/%s", c.Spec.KubeconfigSecretRef.Namespace, c.Spec.KubeconfigSecretRef.Name)
 		}
-		return nil, ReasonKubeconfigInvalid, fmt.Sprintf("%s does not parse as a kubeconfig with a current context: %v", where, err)
+		return nil, ReasonKubeconfigInvalid, fmt.Sprintf("%s does not parse as a kubeconfig with a current context: %v", where, err), nil
 	}
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
-		return nil, ReasonKubeconfigInvalid, err.Error()
+		return nil, ReasonKubeconfigInvalid, err.Error(), nil
 	}
 	resources, err := dc.ServerResourcesForGroupVersion(flomeshv1alpha1.GroupVersion.String())
 	if err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, ReasonNotInstalled, fmt.Sprintf("%s serves no %s API: install crossgate in the member first.", cfg.Host, flomeshv1alpha1.GroupVersion)
+			return nil, ReasonNotInstalled, fmt.Sprintf("%s serves no %s API: install crossgate in the member first.", cfg.Host, flomeshv1alpha1.GroupVersion), nil
 		}
 		reason, msg := classify(cfg.Host, err)
-		return nil, reason, msg
+		return nil, reason, msg, nil
 	}
 	served := map[string]bool{}
 	for _, r := range resources.APIResources {
 		served[r.Name] = true
 	}
 	if !served["serviceexports"] || !served["serviceimports"] {
-		return nil, ReasonNotInstalled, fmt.Sprintf("%s serves %s without ServiceExport and ServiceImport: install crossgate's CRDs in the member.", cfg.Host, flomeshv1alpha1.GroupVersion)
+		return nil, ReasonNotInstalled, fmt.Sprintf("%s serves %s without ServiceExport and ServiceImport: install crossgate's CRDs in the member.", cfg.Host, flomeshv1alpha1.GroupVersion), nil
 	}
 	cl, err := client.New(cfg, client.Options{Scheme: f.scheme})
 	if err != nil {
-		return nil, ReasonKubeconfigInvalid, err.Error()
+		return nil, ReasonKubeconfigInvalid, err.Error(), nil
 	}
-	if reason, msg := f.claim(ctx, cl, cfg.Host, c.Name); reason != "" {
-		return nil, reason, msg
+	var beforeErr error
+	if reason, msg := f.claim(ctx, cl, cfg.Host, c.Name, func(ctx context.Context) error {
+		beforeErr = beforeClaim(ctx)
+		return beforeErr
+	}); beforeErr != nil {
+		return nil, "", "", beforeErr
+	} else if reason != "" {
+		return nil, reason, msg, nil
 	}
 
 	f.opts.Log.Debug("member claimed", "cluster", c.Name, "took", time.Since(began))
@@ -174,7 +181,7 @@ func (f *Federation) connect(ctx context.Context, c *flomeshv1alpha1.Cluster, ra
 		},
 	})
 	if err != nil {
-		return nil, ReasonKubeconfigInvalid, err.Error()
+		return nil, ReasonKubeconfigInvalid, err.Error(), nil
 	}
 	runCtx, cancel := context.WithCancel(f.base)
 	conn := &connection{name: c.Name, server: cfg.Host, client: cl, cache: informers, cancel: cancel}
@@ -191,7 +198,7 @@ func (f *Federation) connect(ctx context.Context, c *flomeshv1alpha1.Cluster, ra
 		}
 		if err != nil {
 			cancel()
-			return nil, ReasonUnreachable, fmt.Sprintf("watching %T in %s: %v", o, cfg.Host, err)
+			return nil, ReasonUnreachable, fmt.Sprintf("watching %T in %s: %v", o, cfg.Host, err), nil
 		}
 	}
 	conn.done.Go(func() { _ = informers.Start(runCtx) })
@@ -200,12 +207,12 @@ func (f *Federation) connect(ctx context.Context, c *flomeshv1alpha1.Cluster, ra
 	syncCancel()
 	if !ok {
 		conn.stop()
-		return nil, ReasonUnreachable, fmt.Sprintf("the watches on %s did not sync within %v.", cfg.Host, 6*f.opts.ConnectTimeout)
+		return nil, ReasonUnreachable, fmt.Sprintf("the watches on %s did not sync within %v.", cfg.Host, 6*f.opts.ConnectTimeout), nil
 	}
 	conn.synced.Store(true)
 	f.opts.Log.Debug("member watches synced", "cluster", c.Name, "took", time.Since(began))
 	conn.done.Go(func() { f.health(runCtx, conn) })
-	return conn, "", ""
+	return conn, "", "", nil
 }
 
 // classify turns a request error into the Managed condition's reason and message.
@@ -232,8 +239,13 @@ func classify(host string, err error) (string, string) {
 // holder is this control plane's holder identity in a member's claim.
 func (f *Federation) holder(name string) string { return f.opts.ID + "/" + name }
 
-// claim takes or renews the member's claim Lease for this control plane.
-func (f *Federation) claim(ctx context.Context, cl client.Client, host, name string) (string, string) {
+// claim takes or renews the member's claim Lease for this control plane. beforeWrite, when
+// given, runs just before the Lease is written; its error ends the claim (returned as the
+// reason Unreachable, the caller reads the error itself).
+func (f *Federation) claim(ctx context.Context, cl client.Client, host, name string, beforeWrite func(context.Context) error) (string, string) {
+	if beforeWrite == nil {
+		beforeWrite = func(context.Context) error { return nil }
+	}
 	now := metav1.NewMicroTime(time.Now())
 	var l coordinationv1.Lease
 	err := cl.Get(ctx, client.ObjectKey{Namespace: claimNamespace, Name: claimName}, &l)
@@ -244,6 +256,9 @@ func (f *Federation) claim(ctx context.Context, cl client.Client, host, name str
 				HolderIdentity: ptr.To(f.holder(name)), LeaseDurationSeconds: ptr.To(int32(f.opts.LeaseDuration / time.Second)),
 				AcquireTime: &now, RenewTime: &now,
 			},
+		}
+		if err := beforeWrite(ctx); err != nil {
+			return ReasonUnreachable, err.Error()
 		}
 		err = cl.Create(ctx, &l)
 		if err == nil {
@@ -268,6 +283,9 @@ func (f *Federation) claim(ctx context.Context, cl client.Client, host, name str
 	}
 	l.Spec.RenewTime = &now
 	l.Spec.LeaseDurationSeconds = ptr.To(int32(f.opts.LeaseDuration / time.Second))
+	if err := beforeWrite(ctx); err != nil {
+		return ReasonUnreachable, err.Error()
+	}
 	if err := cl.Update(ctx, &l); err != nil {
 		if apierrors.IsConflict(err) {
 			return ReasonManagedByOther, fmt.Sprintf("another writer changed Lease %s/%s in %s while this control plane claimed it.", claimNamespace, claimName, host)
@@ -304,7 +322,7 @@ func (f *Federation) health(ctx context.Context, conn *connection) {
 		case <-t.C:
 		}
 		reqCtx, cancel := context.WithTimeout(ctx, f.opts.ConnectTimeout)
-		reason, msg := f.claim(reqCtx, conn.client, conn.server, conn.name)
+		reason, msg := f.claim(reqCtx, conn.client, conn.server, conn.name, nil)
 		cancel()
 		if ctx.Err() != nil {
 			return

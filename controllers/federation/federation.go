@@ -40,6 +40,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
+	crossgateevents "github.com/crossgate-io/crossgate/controllers/events"
 )
 
 const (
@@ -139,7 +140,7 @@ func Setup(mgr manager.Manager, opts Options) (*Federation, error) {
 	opts.defaults()
 	f := &Federation{
 		opts: opts, cp: mgr.GetClient(), api: mgr.GetAPIReader(),
-		recorder: mgr.GetEventRecorder("crossgate-federation"), scheme: memberScheme(),
+		recorder: crossgateevents.Bounded(mgr.GetEventRecorder("crossgate-federation")), scheme: memberScheme(),
 		kick: make(chan struct{}, 1), retry: make(chan event.GenericEvent, 64), members: map[string]*member{},
 	}
 	if f.opts.ID == "" {
@@ -221,11 +222,6 @@ func (f *Federation) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if !c.DeletionTimestamp.IsZero() {
 		return f.leave(ctx, &c)
 	}
-	if controllerutil.AddFinalizer(&c, Finalizer) {
-		if err := f.cp.Update(ctx, &c); err != nil {
-			return reconcile.Result{}, err
-		}
-	}
 	f.opts.Log.Debug("reconciling", "cluster", c.Name)
 	raw, reason, msg := f.kubeconfig(ctx, &c)
 	if reason != "" {
@@ -249,7 +245,18 @@ func (f *Federation) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 
 	f.disconnect(c.Name, fp)
-	conn, reason, msg := f.connect(ctx, &c, raw)
+	// The finalizer goes on just before the first write to the member (its claim): a Cluster that
+	// never connected has nothing to clean up there, and is deleted at once.
+	conn, reason, msg, err := f.connect(ctx, &c, raw, func(ctx context.Context) error {
+		if controllerutil.AddFinalizer(&c, Finalizer) {
+			return f.cp.Update(ctx, &c)
+		}
+		return nil
+	})
+	if err != nil {
+		f.disconnect(c.Name, "")
+		return reconcile.Result{}, fmt.Errorf("adding finalizer %s to Cluster %s: %w", Finalizer, c.Name, err)
+	}
 	f.mu.Lock()
 	if reason != "" {
 		m.failures++

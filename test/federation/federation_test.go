@@ -13,6 +13,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -269,7 +270,16 @@ func TestManagedReasons(t *testing.T) {
 	waitManaged(t, "control-plane", metav1.ConditionTrue, federation.ReasonConnected, 5*time.Second)
 	t.Logf("Managed=True %v after the Secret was fixed", time.Since(fixed))
 
+	// A Cluster that never connected wrote nothing to its member: it carries no finalizer, so
+	// its deletion is not held for the leave timeout, nor warns of imports left behind.
 	for _, n := range []string{"broken", "unreachable", "dup"} {
+		var c flomeshv1alpha1.Cluster
+		if err := cp.Get(ctx, client.ObjectKey{Name: n}, &c); err != nil {
+			t.Fatal(err)
+		}
+		if len(c.Finalizers) > 0 {
+			t.Errorf("Cluster %s never connected and has finalizers %v", n, c.Finalizers)
+		}
 		deleteCluster(t, n, opts.LeaveTimeout+5*time.Second)
 	}
 	// dup's deletion must not have touched cluster-1, which belongs to its own Cluster.
@@ -564,5 +574,21 @@ users: [{name: u, user: {token: abc}}]
 	if len(c.Message) > flomeshv1alpha1.MaxConditionMessage {
 		t.Errorf("message of %d bytes", len(c.Message))
 	}
+	// Its Event too: the API server drops an Event whose note is too long.
+	eventually(t, 10*time.Second, "the Unreachable Event of long-error, cut to fit", func() error {
+		var l eventsv1.EventList
+		if err := sb.Cluster("control-plane").Client.List(context.Background(), &l); err != nil {
+			return err
+		}
+		for _, e := range l.Items {
+			if e.Regarding.Name == "long-error" && e.Reason == federation.ReasonUnreachable {
+				if len(e.Note) > flomeshv1alpha1.MaxEventNote || !strings.HasSuffix(e.Note, "(cut)") {
+					return fmt.Errorf("note of %d bytes: %.80s...", len(e.Note), e.Note)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("no Event among %d", len(l.Items))
+	})
 	deleteCluster(t, "long-error", opts.LeaveTimeout+5*time.Second)
 }

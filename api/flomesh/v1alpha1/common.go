@@ -66,14 +66,23 @@ const (
 // validation: maxLength 32768); a longer one makes the whole status write fail.
 const MaxConditionMessage = 32768
 
+// MaxEventNote is the longest note an Event may hold (events.k8s.io/v1 validation: 1024
+// bytes); the API server drops a longer Event whole.
+const MaxEventNote = 1024
+
 // ConditionMessage cuts a condition's message to MaxConditionMessage bytes, at a character
 // boundary, saying it was cut.
-func ConditionMessage(msg string) string {
-	if len(msg) <= MaxConditionMessage {
+func ConditionMessage(msg string) string { return cutMessage(msg, MaxConditionMessage) }
+
+// EventNote cuts an Event's note to MaxEventNote bytes the same way.
+func EventNote(msg string) string { return cutMessage(msg, MaxEventNote) }
+
+func cutMessage(msg string, max int) string {
+	if len(msg) <= max {
 		return msg
 	}
 	const tail = " ... (cut)"
-	cut := MaxConditionMessage - len(tail)
+	cut := max - len(tail)
 	for cut > 0 && !utf8.RuneStart(msg[cut]) {
 		cut--
 	}
