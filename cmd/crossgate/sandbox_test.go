@@ -6,6 +6,9 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // A bad or taken --gateway-port is refused before anything is built or started.
@@ -31,6 +34,22 @@ func TestSandboxUpRefusesBadGatewayPorts(t *testing.T) {
 		err := sandboxUp(context.Background(), &sandboxFlags{dir: dir, gatewayPortBase: tc.port}, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("--gateway-port %d: %v, want an error with %q", tc.port, err, tc.want)
+		}
+	}
+}
+
+func TestStaleProbe(t *testing.T) {
+	now := time.Now()
+	for _, tc := range []struct {
+		last  *metav1.Time
+		stale bool
+	}{
+		{nil, false},
+		{&metav1.Time{Time: now.Add(-20 * time.Second)}, false},
+		{&metav1.Time{Time: now.Add(-10 * time.Minute)}, true},
+	} {
+		if got := staleProbe(tc.last, now); got != tc.stale {
+			t.Errorf("%v: stale %v", tc.last, got)
 		}
 	}
 }

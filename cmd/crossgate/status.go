@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	appsv1 "k8s.io/api/apps/v1"
@@ -127,6 +128,8 @@ func printStatus(ctx context.Context, out io.Writer, c client.Client, kube kuber
 			msg := ""
 			if m := meta.FindStatusCondition(cl.Status.Conditions, flomeshv1alpha1.ConditionManaged); m != nil && m.Status != metav1.ConditionTrue {
 				msg = m.Message
+			} else if m != nil && staleProbe(cl.Status.LastProbeTime, time.Now()) {
+				msg = fmt.Sprintf("stale: the member was last reached %s ago (status.lastProbeTime); is the federation controller running?", time.Since(cl.Status.LastProbeTime.Time).Round(time.Second))
 			}
 			fmt.Fprintf(w, "  %s\t%s:%d\t%s\t%s\n", cl.Name, cl.Spec.GatewayHost, cl.Spec.GatewayPort, condition(cl.Status.Conditions, flomeshv1alpha1.ConditionManaged), msg)
 		}
@@ -200,4 +203,10 @@ func gauge(body []byte, name string) (float64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// staleProbe reports whether a Cluster's last probe is too old for its Managed condition to be
+// current: the federation writes it at least every 30 seconds while it reaches the member.
+func staleProbe(last *metav1.Time, now time.Time) bool {
+	return last != nil && now.Sub(last.Time) > 2*time.Minute
 }

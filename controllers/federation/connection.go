@@ -329,6 +329,7 @@ func (f *Federation) health(ctx context.Context, conn *connection) {
 		}
 		switch {
 		case reason == "":
+			f.probed(ctx, conn.name, time.Now())
 			if !conn.healthy.Load() {
 				// Back after an outage. The watches may be waiting out a long backoff, so
 				// connect afresh: the member's last state stands in until the new watches sync.

@@ -20,6 +20,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -30,12 +31,14 @@ import (
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
@@ -85,6 +88,9 @@ type Options struct {
 	// LeaveTimeout is how long a deleted Cluster waits for its member to be reachable, to delete
 	// its imports there, before it goes anyway with a Warning event (2m when zero).
 	LeaveTimeout time.Duration
+	// ProbeInterval is how often, at most, a Cluster's status.lastProbeTime is written while its
+	// member is reachable (30s, or the health interval when longer, when zero).
+	ProbeInterval time.Duration
 	Log          *slog.Logger
 }
 
@@ -95,6 +101,7 @@ func (o *Options) defaults() {
 	o.ConnectTimeout = cmp.Or(o.ConnectTimeout, 5*time.Second)
 	o.LeaseDuration = cmp.Or(o.LeaseDuration, 4*o.HealthInterval)
 	o.LeaveTimeout = cmp.Or(o.LeaveTimeout, 2*time.Minute)
+	o.ProbeInterval = cmp.Or(o.ProbeInterval, max(30*time.Second, o.HealthInterval))
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
@@ -174,7 +181,10 @@ func Setup(mgr manager.Manager, opts Options) (*Federation, error) {
 	})
 	err := ctrl.NewControllerManagedBy(mgr).
 		Named("federation").
-		For(&flomeshv1alpha1.Cluster{}).
+		// A heartbeat (status.lastProbeTime) alone changes nothing the federation reads.
+		For(&flomeshv1alpha1.Cluster{}, builder.WithPredicates(predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+			return !onlyProbed(e.ObjectOld.(*flomeshv1alpha1.Cluster), e.ObjectNew.(*flomeshv1alpha1.Cluster))
+		}})).
 		WatchesMetadata(&corev1.Secret{}, bySecret).
 		WatchesRawSource(source.Channel(f.retry, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
@@ -274,6 +284,7 @@ func (f *Federation) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	f.Connects.Add(1)
 	f.opts.Log.Info("connected to member", "cluster", c.Name, "key", c.Key(), "server", conn.server)
 	f.trigger()
+	f.probed(ctx, c.Name, time.Now())
 	return reconcile.Result{}, f.setManaged(ctx, c.Name, true, ReasonConnected,
 		fmt.Sprintf("Connected to %s; crossgate is installed there and this control plane holds its claim.", conn.server))
 }
@@ -304,6 +315,31 @@ func (f *Federation) kubeconfig(ctx context.Context, c *flomeshv1alpha1.Cluster)
 }
 
 func keyOf(r *flomeshv1alpha1.SecretKeyReference) string { return cmp.Or(r.Key, "kubeconfig") }
+
+// onlyProbed reports whether b differs from a in its status.lastProbeTime only.
+func onlyProbed(a, b *flomeshv1alpha1.Cluster) bool {
+	a, b = a.DeepCopy(), b.DeepCopy()
+	a.Status.LastProbeTime, b.Status.LastProbeTime = nil, nil
+	a.ResourceVersion, b.ResourceVersion = "", ""
+	a.ManagedFields, b.ManagedFields = nil, nil
+	return equality.Semantic.DeepEqual(a, b)
+}
+
+// probed records that the member of Cluster name was reached at now: status.lastProbeTime,
+// written when the last one is ProbeInterval old (a merge patch of that field alone).
+func (f *Federation) probed(ctx context.Context, name string, now time.Time) {
+	var c flomeshv1alpha1.Cluster
+	if err := f.api.Get(ctx, client.ObjectKey{Name: name}, &c); err != nil {
+		return
+	}
+	if last := c.Status.LastProbeTime; last != nil && now.Sub(last.Time) < f.opts.ProbeInterval {
+		return
+	}
+	patch := []byte(fmt.Sprintf(`{"status":{"lastProbeTime":%q}}`, now.UTC().Format(time.RFC3339)))
+	if err := f.cp.Status().Patch(ctx, &c, client.RawPatch(types.MergePatchType, patch)); err != nil && !apierrors.IsNotFound(err) {
+		f.opts.Log.Debug("writing the probe time", "cluster", name, "error", err)
+	}
+}
 
 // setManaged writes the Cluster's Managed condition when it changed.
 func (f *Federation) setManaged(ctx context.Context, name string, ok bool, reason, msg string) error {

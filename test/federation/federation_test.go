@@ -592,3 +592,31 @@ users: [{name: u, user: {token: abc}}]
 	})
 	deleteCluster(t, "long-error", opts.LeaveTimeout+5*time.Second)
 }
+
+// A reachable member's Cluster carries a fresh status.lastProbeTime, so that Managed=True from
+// a federation that has stopped shows as stale (the time stops moving).
+func TestLastProbeTimeMoves(t *testing.T) {
+	cp := sb.Cluster("control-plane").Client
+	var first time.Time
+	eventually(t, 10*time.Second, "cluster-1's lastProbeTime set", func() error {
+		var c flomeshv1alpha1.Cluster
+		if err := cp.Get(context.Background(), client.ObjectKey{Name: "cluster-1"}, &c); err != nil {
+			return err
+		}
+		if c.Status.LastProbeTime == nil {
+			return fmt.Errorf("no lastProbeTime")
+		}
+		first = c.Status.LastProbeTime.Time
+		return nil
+	})
+	eventually(t, 15*time.Second, "cluster-1's lastProbeTime moving on", func() error {
+		var c flomeshv1alpha1.Cluster
+		if err := cp.Get(context.Background(), client.ObjectKey{Name: "cluster-1"}, &c); err != nil {
+			return err
+		}
+		if !c.Status.LastProbeTime.After(first) {
+			return fmt.Errorf("still %v", c.Status.LastProbeTime)
+		}
+		return nil
+	})
+}

@@ -37,7 +37,7 @@ var (
 	fed  *running
 	opts = federation.Options{
 		Quiet: 10 * time.Millisecond, HealthInterval: 300 * time.Millisecond, ConnectTimeout: 2 * time.Second,
-		LeaseDuration: 3 * time.Second, LeaveTimeout: 4 * time.Second,
+		LeaseDuration: 3 * time.Second, LeaveTimeout: 4 * time.Second, ProbeInterval: time.Second,
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()})),
 	}
 	members = []string{"cluster-1", "cluster-2", "cluster-3"}

@@ -96,6 +96,12 @@ type ClusterStatus struct {
 	// +kubebuilder:validation:MaxItems=8
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// LastProbeTime is when the control plane last reached the member (renewed its claim there),
+	// written at most every 30 seconds. A time older than that under Managed=True means the
+	// control plane's federation controller is not running: the condition is stale.
+	// +optional
+	LastProbeTime *metav1.Time `json:"lastProbeTime,omitempty"`
 }
 
 // Cluster is a member of the cluster set, registered on the control-plane cluster. Its key is
@@ -114,6 +120,7 @@ type ClusterStatus struct {
 // +kubebuilder:printcolumn:name="Gateway Port",type=integer,JSONPath=`.spec.gatewayPort`
 // +kubebuilder:printcolumn:name="Managed",type=string,JSONPath=`.status.conditions[?(@.type=="Managed")].status`
 // +kubebuilder:printcolumn:name="Managed Age",type=date,JSONPath=`.status.conditions[?(@.type=="Managed")].lastTransitionTime`
+// +kubebuilder:printcolumn:name="Last Probe",type=date,JSONPath=`.status.lastProbeTime`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Cluster struct {
 	metav1.TypeMeta `json:",inline"`
