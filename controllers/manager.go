@@ -68,6 +68,9 @@ type Options struct {
 	// LeaderElection and LeaderElectionNamespace configure the manager's leader election.
 	LeaderElection          bool
 	LeaderElectionNamespace string
+	// LeaseDuration, RenewDeadline and RetryPeriod tune it (controller-runtime's 15s, 10s and 2s
+	// when zero).
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	// HealthProbeAddress serves /healthz and /readyz ("0" disables).
 	HealthProbeAddress string
 	Log                *slog.Logger
@@ -160,6 +163,9 @@ func NewMember(cfg *rest.Config, opts Options) (*Member, error) {
 		LeaderElectionID:              "crossgate-controller",
 		LeaderElectionNamespace:       opts.LeaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 nonZero(opts.LeaseDuration),
+		RenewDeadline:                 nonZero(opts.RenewDeadline),
+		RetryPeriod:                   nonZero(opts.RetryPeriod),
 		Logger:                        logr.FromSlogHandler(opts.Log.Handler()),
 	})
 	if err != nil {
@@ -292,3 +298,11 @@ var internedPtrs sync.Map
 
 // Compact is the informers' transform (see compact), for measurements of the informer footprint.
 func Compact(obj any) (any, error) { return compact(obj) }
+
+// nonZero is d, or nil for zero (controller-runtime's default).
+func nonZero(d time.Duration) *time.Duration {
+	if d == 0 {
+		return nil
+	}
+	return &d
+}

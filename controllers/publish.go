@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/wait"
 	toolscache "k8s.io/client-go/tools/cache"
 	ctrlcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -119,9 +120,19 @@ func (p *Publisher) Start(ctx context.Context, informers ctrlcache.Informers) er
 		DeleteFunc: func(any) { p.deb.Trigger() },
 	}
 	for _, obj := range watchedTypes() {
-		inf, err := informers.GetInformer(ctx, obj)
+		// The API server may be unreachable (a manager built after a lost leadership): wait for
+		// it rather than end, the xDS cache serving the last state meanwhile.
+		var inf ctrlcache.Informer
+		err := wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
+			var err error
+			if inf, err = informers.GetInformer(ctx, obj); err != nil {
+				p.log.Warn("waiting for the API server to watch", "kind", fmt.Sprintf("%T", obj), "error", err)
+				return false, nil
+			}
+			return true, nil
+		})
 		if err != nil {
-			return fmt.Errorf("watching %T: %w", obj, err)
+			return nil // ctx ended
 		}
 		if _, err := inf.AddEventHandler(handler); err != nil {
 			return err

@@ -170,10 +170,23 @@ func run() error {
 	metrics := server.NewMetrics()
 	opts.XDS = cache.New(controllers.NodeKey, log)
 	opts.XDS.Observer = metrics
-	member, err := controllers.NewMember(cfg, opts)
+	fedOn, err := federationWanted(fedMode, cfg)
 	if err != nil {
 		return err
 	}
+	fedOpts.Log = log
+	sup := &controllers.Supervisor{Log: log, Build: func() (*controllers.Member, error) {
+		member, err := controllers.NewMember(cfg, opts)
+		if err != nil {
+			return nil, err
+		}
+		if fedOn {
+			if _, err := federation.Setup(member.Manager, fedOpts); err != nil {
+				return nil, fmt.Errorf("the federation controller: %w", err)
+			}
+		}
+		return member, nil
+	}}
 
 	errc := make(chan error, 4)
 	// xDS over mTLS: a proxy proves its identity with its certificate.
@@ -198,7 +211,7 @@ func run() error {
 	go func() { errc <- grpcServer.Serve(xdsLn) }()
 	go func() { <-ctx.Done(); grpcServer.GracefulStop() }()
 
-	ready := member.Publisher.Ready
+	ready := sup.Ready
 	mux := http.NewServeMux()
 	mux.Handle("/", metrics.Handler(ready))
 	metricsSrv := &http.Server{Addr: metricsAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -256,16 +269,10 @@ func run() error {
 			}
 		}
 	}
-	if on, err := federationWanted(fedMode, cfg); err != nil {
-		return err
-	} else if on {
-		fedOpts.Log = log
-		if _, err := federation.Setup(member.Manager, fedOpts); err != nil {
-			return fmt.Errorf("the federation controller: %w", err)
-		}
+	if fedOn {
 		log.Info("federation controller enabled: this cluster is a control plane for the Cluster objects it holds")
 	}
-	go func() { errc <- member.Manager.Start(ctx) }()
+	go func() { errc <- sup.Run(ctx) }()
 	log.Info("crossgate-controller started", "cluster", opts.ClusterKey(), "xds", xdsLn.Addr().String())
 	select {
 	case <-ctx.Done():

@@ -91,7 +91,7 @@ type Options struct {
 	// ProbeInterval is how often, at most, a Cluster's status.lastProbeTime is written while its
 	// member is reachable (30s, or the health interval when longer, when zero).
 	ProbeInterval time.Duration
-	Log          *slog.Logger
+	Log           *slog.Logger
 }
 
 func (o *Options) defaults() {
