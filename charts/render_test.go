@@ -161,6 +161,22 @@ func TestTemplateRefusesBadValues(t *testing.T) {
 			t.Errorf("--set %s: error %v, want one saying %q", set, err, want)
 		}
 	}
+	// values.schema.json: an unknown key (a typo) or a wrong type is refused, naming the key.
+	for set, want := range map[string]string{
+		"gatway.lbPort=81":         "gatway",
+		"controller.replica=2":     "replica",
+		"controller.replicas=none": "/controller/replicas",
+		"webhook.enabled=maybe":    "/webhook/enabled",
+	} {
+		vals, err := Values([]string{set})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = Template(context.Background(), "crossgate-system", vals, false)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("--set %s: error %v, want one naming %q", set, err, want)
+		}
+	}
 	if _, err := Values([]string{"novalue"}); err == nil || !strings.Contains(err.Error(), "key=value") {
 		t.Errorf("a --set without '=': %v", err)
 	}
