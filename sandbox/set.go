@@ -24,6 +24,7 @@ import (
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	"github.com/crossgate-io/crossgate/sandbox/proxy"
+	"github.com/crossgate-io/crossgate/membership"
 	"github.com/crossgate-io/crossgate/xds/identity"
 )
 
@@ -135,6 +136,23 @@ func StartSet(ctx context.Context, opts SetOptions) (set *Set, err error) {
 	if _, err := os.Stat(opts.Controller); err != nil {
 		return nil, fmt.Errorf("the crossgate-controller binary: %w", err)
 	}
+	// The gateways' ports are taken first, so that they are held (and a taken one fails the
+	// start at once) while the rest starts; each stand-in gateway serves on its listener later.
+	gwListeners := map[string]net.Listener{}
+	defer func() {
+		for _, ln := range gwListeners {
+			_ = ln.Close() // not handed to a gateway: the start failed
+		}
+	}()
+	for i, name := range SetClusters[1:] {
+		addr := "127.0.0.1:" + strconv.Itoa(opts.GatewayPortBase+i)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("the gateway of %s cannot listen on %s (%w): choose other ports with `crossgate sandbox up --gateway-port 18081`", name, addr, err)
+		}
+		gwListeners[name] = ln
+	}
+	progress("holding the gateway ports 127.0.0.1:%d-%d", opts.GatewayPortBase, opts.GatewayPortBase+len(SetClusters)-2)
 	progress("starting etcd and %d kube-apiservers", len(SetClusters))
 	sb, err := Start(ctx, Options{Clusters: SetClusters, Dir: filepath.Join(opts.Dir, "data"), BinDir: opts.BinDir})
 	if err != nil {
@@ -216,16 +234,18 @@ func StartSet(ctx context.Context, opts SetOptions) (set *Set, err error) {
 
 	progress("starting the stand-in gateways (Envoy cannot run here) on 127.0.0.1:%d-%d", opts.GatewayPortBase, opts.GatewayPortBase+len(sb.Clusters)-2)
 	for _, cs := range set.State.Clusters[1:] {
-		if err := set.startGateway(wctx, root, cs, log); err != nil {
+		ln := gwListeners[cs.Name]
+		delete(gwListeners, cs.Name)
+		if err := set.startGateway(wctx, root, cs, ln, log); err != nil {
 			return set, err
 		}
 	}
 
-	progress("registering cluster-1..3 with the control plane")
+	progress("joining cluster-1..3 to the control plane (crossgate cluster join)")
 	cp := sb.Clusters[0]
-	for _, cs := range set.State.Clusters[1:] {
-		if err := register(ctx, cp.Client, cs); err != nil {
-			return set, err
+	for i, cs := range set.State.Clusters[1:] {
+		if err := join(ctx, cp, sb.Clusters[i+1], cs); err != nil {
+			return set, fmt.Errorf("joining %s: %w", cs.Name, err)
 		}
 	}
 	deadline := time.Now().Add(time.Minute)
@@ -284,25 +304,15 @@ func install(ctx context.Context, c *Cluster, root *identity.CA, gatewayPort int
 	return nil
 }
 
-// register creates a member's Cluster object on the control plane, its kubeconfig in a Secret.
-func register(ctx context.Context, cp client.Client, cs ClusterState) error {
-	kc, err := os.ReadFile(cs.Kubeconfig)
-	if err != nil {
-		return err
+// join registers a member the way `crossgate cluster join` does: the federation reaches it with
+// a token of a ServiceAccount holding membership.MemberRules only, never the admin's
+// credentials. A member already registered (the Cluster exists) is left as it is.
+func join(ctx context.Context, cp, member *Cluster, cs ClusterState) error {
+	if err := cp.Client.Get(ctx, client.ObjectKey{Name: cs.Name}, &flomeshv1alpha1.Cluster{}); err == nil {
+		return nil
 	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: SystemNamespace, Name: "kubeconfig-" + cs.Name},
-		Data: map[string][]byte{"kubeconfig": kc}}
-	if err := cp.Create(ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
-		return err
-	}
-	cl := &flomeshv1alpha1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: cs.Name}, Spec: flomeshv1alpha1.ClusterSpec{
-		GatewayHost: "127.0.0.1", GatewayPort: int32(cs.GatewayPort),
-		KubeconfigSecretRef: &flomeshv1alpha1.SecretKeyReference{Namespace: SystemNamespace, Name: secret.Name, Key: "kubeconfig"},
-	}}
-	if err := cp.Create(ctx, cl); err != nil && !apierrors.IsAlreadyExists(err) {
-		return err
-	}
-	return nil
+	return membership.Join(ctx, cp.Config, member.Config, membership.Options{
+		Name: cs.Name, GatewayHost: "127.0.0.1", GatewayPort: int32(cs.GatewayPort)})
 }
 
 // WriteState writes the state file.
@@ -366,12 +376,7 @@ func Ready(ctx context.Context, metrics string) error {
 
 // startGateway runs the stand-in for a member's gateway Envoy on its LoadBalancer port: it
 // subscribes as gateway~crossgate-system/crossgate-gateway with the gateway's identity.
-func (s *Set) startGateway(ctx context.Context, root *identity.CA, cs ClusterState, log *slog.Logger) error {
-	addr := "127.0.0.1:" + strconv.Itoa(cs.GatewayPort)
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("the gateway of %s cannot listen on %s (%w): choose other ports with `crossgate sandbox up --gateway-port 18081`", cs.Name, addr, err)
-	}
+func (s *Set) startGateway(ctx context.Context, root *identity.CA, cs ClusterState, ln net.Listener, log *slog.Logger) error {
 	cert, err := root.Issue(SystemNamespace, GatewayName, 24*time.Hour)
 	if err != nil {
 		_ = ln.Close()

@@ -75,7 +75,8 @@ func RunWorkloads(ctx context.Context, cfg *rest.Config, period time.Duration, l
 type workloads struct{ c client.Client }
 
 // probe dials every sandbox Pod's address each period and writes its Ready condition when it
-// changes.
+// changes (never Ready without a Pod IP), and completes the deletion of a Pod whose app has
+// stopped.
 func (r *workloads) probe(ctx context.Context, period time.Duration) error {
 	t := time.NewTicker(period)
 	defer t.Stop()
@@ -92,19 +93,31 @@ func (r *workloads) probe(ctx context.Context, period time.Duration) error {
 		for i := range pods.Items {
 			p := &pods.Items[i]
 			addr := p.Annotations[AppAnnotation]
-			if addr == "" || !p.DeletionTimestamp.IsZero() {
+			if addr == "" {
 				continue
 			}
 			conn, err := net.DialTimeout("tcp", addr, period/2)
-			ready := err == nil
+			answers := err == nil
 			if conn != nil {
 				_ = conn.Close()
 			}
+			if !p.DeletionTimestamp.IsZero() {
+				// Being deleted: once its app no longer answers, confirm the deletion as kubelet
+				// does when the containers have stopped (nothing else would: it stays Terminating).
+				if !answers {
+					_ = client.IgnoreNotFound(r.c.Delete(ctx, p, client.GracePeriodSeconds(0), client.Preconditions{UID: &p.UID}))
+				}
+				continue
+			}
+			// A Pod without an address serves nothing, whatever answers at its annotation.
+			ready := answers && p.Status.PodIP != ""
 			if podReady(p) == ready {
 				continue
 			}
+			// A patch of the conditions alone: no conflict with the app's own status write.
+			orig := p.DeepCopy()
 			SetPodReady(p, ready)
-			_ = r.c.Status().Update(ctx, p)
+			_ = r.c.Status().Patch(ctx, p, client.MergeFrom(orig))
 		}
 	}
 }

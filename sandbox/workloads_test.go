@@ -86,6 +86,44 @@ func TestWorkloads(t *testing.T) {
 		}
 		return client.IgnoreNotFound(err)
 	})
+
+	// A Pod whose app answers but which has no IP is never Ready; a Pod deleted gracefully (as
+	// kubectl does) whose app has stopped is not left Terminating: the prober confirms it.
+	ln2, err := net.Listen("tcp", network.AppAddress(1, 3, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln2.Close()
+	noIP := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "no-ip", Annotations: map[string]string{AppAnnotation: ln2.Addr().String()}},
+		Spec: corev1.PodSpec{NodeName: "sandbox", Containers: []corev1.Container{{Name: "app", Image: "app"}}}}
+	if err := c.Create(ctx, noIP); err != nil {
+		t.Fatal(err)
+	}
+	noIP.Status = corev1.PodStatus{Phase: corev1.PodRunning}
+	SetPodReady(noIP, true)
+	if err := c.Status().Update(ctx, noIP); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 5*time.Second, "a Pod without an IP unready", func() error {
+		var p corev1.Pod
+		if err := c.Get(ctx, client.ObjectKeyFromObject(noIP), &p); err != nil {
+			return err
+		}
+		if podReady(&p) {
+			return errorf("Ready without an IP")
+		}
+		return nil
+	})
+	if err := c.Delete(ctx, pod); err != nil { // graceful, as kubectl delete
+		t.Fatal(err)
+	}
+	poll(t, 5*time.Second, "the deleted Pod of a stopped app gone", func() error {
+		err := c.Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{})
+		if err == nil {
+			return errorf("still Terminating")
+		}
+		return client.IgnoreNotFound(err)
+	})
 }
 
 func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -16,6 +17,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
@@ -60,7 +62,28 @@ func TestSandboxUpStatusDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	out, err := run(t, bin, dir, "sandbox", "up", "--gateway-port", strconv.Itoa(base))
+	// up holds the gateway ports from its start, long before the set is up.
+	upDone := make(chan struct{})
+	var out string
+	go func() {
+		defer close(upDone)
+		out, err = run(t, bin, dir, "sandbox", "up", "--gateway-port", strconv.Itoa(base))
+	}()
+	held := false
+	for !held {
+		select {
+		case <-upDone:
+			t.Fatalf("sandbox up ended before the gateway ports were held (or without holding them): %v\n%s", err, out)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if l, lerr := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+2)); lerr != nil {
+			held = true
+		} else {
+			_ = l.Close()
+		}
+	}
+	t.Logf("the gateway ports held %v after up started", time.Since(start))
+	<-upDone
 	if err != nil {
 		t.Fatalf("sandbox up: %v\n%s", err, out)
 	}
@@ -77,6 +100,32 @@ func TestSandboxUpStatusDown(t *testing.T) {
 			}
 		}
 	}()
+	// The members joined as `crossgate cluster join` joins them: the control plane holds a
+	// ServiceAccount token for each, not the admin's credentials.
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(&clientcmd.ClientConfigLoadingRules{ExplicitPath: st.Kubeconfig},
+		&clientcmd.ConfigOverrides{CurrentContext: "control-plane"}).ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := client.New(cfg, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"cluster-1", "cluster-2", "cluster-3"} {
+		var sec corev1.Secret
+		if err := cp.Get(context.Background(), client.ObjectKey{Namespace: sandbox.SystemNamespace, Name: "kubeconfig-" + m}, &sec); err != nil {
+			t.Fatal(err)
+		}
+		kc, err := clientcmd.Load(sec.Data["kubeconfig"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range kc.AuthInfos {
+			if a.Token == "" || len(a.ClientCertificateData) > 0 {
+				t.Errorf("%s's kubeconfig on the control plane is not a ServiceAccount token's", m)
+			}
+		}
+	}
 	if !strings.Contains(out, "export KUBECONFIG="+st.Kubeconfig) {
 		t.Errorf("up does not say how to use the kubeconfig:\n%s", out)
 	}
