@@ -4,8 +4,8 @@ package cli
 import (
 	"bytes"
 	"context"
-	"os"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
