@@ -175,6 +175,7 @@ func run() error {
 		return err
 	}
 	fedOpts.Log = log
+	fedOpts.SecretNamespace = namespace
 	sup := &controllers.Supervisor{Log: log, Build: func() (*controllers.Member, error) {
 		member, err := controllers.NewMember(cfg, opts)
 		if err != nil {

@@ -12,8 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,6 +59,7 @@ const (
 	ReasonConnected         = "Connected"
 	ReasonKubeconfigInvalid = "KubeconfigInvalid"
 	ReasonSecretNotFound    = "KubeconfigSecretNotFound"
+	ReasonSecretNotAllowed  = "KubeconfigSecretNotAllowed"
 	ReasonUnreachable       = "Unreachable"
 	ReasonUnauthorized      = "Unauthorized"
 	ReasonForbidden         = "Forbidden"
@@ -88,6 +87,11 @@ type Options struct {
 	// LeaveTimeout is how long a deleted Cluster waits for its member to be reachable, to delete
 	// its imports there, before it goes anyway with a Warning event (2m when zero).
 	LeaveTimeout time.Duration
+	// SecretNamespace is the one namespace whose Secrets a Cluster's kubeconfigSecretRef may
+	// name: the controller's (crossgate-system when empty). The controller reads Secrets in
+	// every namespace (the proxies' identities), so without this a Cluster's author could have
+	// any Secret of the control plane sent as credentials to a server the Cluster names.
+	SecretNamespace string
 	// ProbeInterval is how often, at most, a Cluster's status.lastProbeTime is written while its
 	// member is reachable (30s, or the health interval when longer, when zero).
 	ProbeInterval time.Duration
@@ -101,6 +105,7 @@ func (o *Options) defaults() {
 	o.ConnectTimeout = cmp.Or(o.ConnectTimeout, 5*time.Second)
 	o.LeaseDuration = cmp.Or(o.LeaseDuration, 4*o.HealthInterval)
 	o.LeaveTimeout = cmp.Or(o.LeaveTimeout, 2*time.Minute)
+	o.SecretNamespace = cmp.Or(o.SecretNamespace, "crossgate-system")
 	o.ProbeInterval = cmp.Or(o.ProbeInterval, max(30*time.Second, o.HealthInterval))
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -300,6 +305,9 @@ func (f *Federation) kubeconfig(ctx context.Context, c *flomeshv1alpha1.Cluster)
 	if ref == nil {
 		return []byte(c.Spec.Kubeconfig), "", ""
 	}
+	if ref.Namespace != f.opts.SecretNamespace {
+		return nil, ReasonSecretNotAllowed, fmt.Sprintf("spec.kubeconfigSecretRef.namespace %q: a Cluster's kubeconfig Secret must be in %s, the controller's namespace (where crossgate cluster join puts it); Secrets elsewhere are not read.", ref.Namespace, f.opts.SecretNamespace)
+	}
 	var s corev1.Secret
 	if err := f.api.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, &s); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -309,7 +317,8 @@ func (f *Federation) kubeconfig(ctx context.Context, c *flomeshv1alpha1.Cluster)
 	}
 	raw, ok := s.Data[keyOf(ref)]
 	if !ok {
-		return nil, ReasonSecretNotFound, fmt.Sprintf("Secret %s/%s has no key %q (spec.kubeconfigSecretRef.key); its keys: %v.", ref.Namespace, ref.Name, keyOf(ref), slices.Sorted(maps.Keys(s.Data)))
+		// The Secret's other keys are not listed: they are not this Cluster's author's to see.
+		return nil, ReasonSecretNotFound, fmt.Sprintf("Secret %s/%s has no key %q (spec.kubeconfigSecretRef.key).", ref.Namespace, ref.Name, keyOf(ref))
 	}
 	return raw, "", ""
 }

@@ -270,9 +270,32 @@ func TestManagedReasons(t *testing.T) {
 	waitManaged(t, "control-plane", metav1.ConditionTrue, federation.ReasonConnected, 5*time.Second)
 	t.Logf("Managed=True %v after the Secret was fixed", time.Since(fixed))
 
+	// A kubeconfig Secret outside the controller's namespace is not read; a missing key is named,
+	// the Secret's other keys are not.
+	other := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "someone-elses"},
+		Data: map[string][]byte{"kubeconfig": kubeconfigFor(t, "cluster-1", "", "")}}
+	withKeys := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "crossgate-system", Name: "other-keys"},
+		Data: map[string][]byte{"secret-api-token": []byte("x")}}
+	for _, o := range []client.Object{other, withKeys} {
+		if err := cp.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	elsewhere, nokey := gw, gw
+	elsewhere.KubeconfigSecretRef = &flomeshv1alpha1.SecretKeyReference{Namespace: "default", Name: "someone-elses"}
+	nokey.KubeconfigSecretRef = &flomeshv1alpha1.SecretKeyReference{Namespace: "crossgate-system", Name: "other-keys"}
+	applyCluster(t, "elsewhere", elsewhere)
+	applyCluster(t, "nokey", nokey)
+	if c := waitManaged(t, "elsewhere", metav1.ConditionFalse, federation.ReasonSecretNotAllowed, 10*time.Second); !strings.Contains(c.Message, "spec.kubeconfigSecretRef.namespace") {
+		t.Errorf("elsewhere: %s", c.Message)
+	}
+	if c := waitManaged(t, "nokey", metav1.ConditionFalse, federation.ReasonSecretNotFound, 10*time.Second); strings.Contains(c.Message, "secret-api-token") {
+		t.Errorf("the message lists the Secret's keys: %s", c.Message)
+	}
+
 	// A Cluster that never connected wrote nothing to its member: it carries no finalizer, so
 	// its deletion is not held for the leave timeout, nor warns of imports left behind.
-	for _, n := range []string{"broken", "unreachable", "dup"} {
+	for _, n := range []string{"broken", "unreachable", "dup", "elsewhere", "nokey"} {
 		var c flomeshv1alpha1.Cluster
 		if err := cp.Get(ctx, client.ObjectKey{Name: n}, &c); err != nil {
 			t.Fatal(err)
