@@ -89,6 +89,10 @@ test-unit: ## Run the unit tests (no API server needed), and vet the kind end-to
 test-integration: bins ## Run the tests on real etcd and kube-apiserver processes (builds bin/ first).
 	go test $(GO_TEST_FLAGS) -p 1 -timeout 30m ./test/integration/... ./sandbox/... ./test/member/... ./test/federation/... ./test/membership/... ./test/install/... ./test/certmanager/... ./test/bench/...
 
+.PHONY: test-security
+test-security: bins ## Run the threat model's tests (the list in test/security), package by package.
+	CROSSGATE_SECURITY=run go test -count=1 -timeout 90m -v -run TestThreatModel ./test/security/
+
 .PHONY: test-sandbox
 test-sandbox: bins ## Run the sandbox as a user would (crossgate sandbox up/down, the walkthrough asserted).
 	go test $(GO_TEST_FLAGS) -p 1 -timeout 30m ./test/cli/... ./test/demo/...
