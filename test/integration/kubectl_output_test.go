@@ -72,7 +72,7 @@ spec: {lbType: ActiveActive}
 		t.Fatal(err)
 	}
 	hs = headers(out, "NAME")
-	wantCluster := []string{"NAME", "REGION", "ZONE", "GROUP", "GATEWAY HOST", "GATEWAY PORT", "MANAGED", "MANAGED AGE", "AGE"}
+	wantCluster := []string{"NAME", "REGION", "ZONE", "GROUP", "GATEWAY HOST", "GATEWAY PORT", "MANAGED", "MANAGED AGE", "LAST PROBE", "AGE"}
 	if len(hs) != 1 || strings.Join(hs[0], "|") != strings.Join(wantCluster, "|") {
 		t.Errorf("kubectl get clusters.flomesh.io columns %q, want %q", hs, wantCluster)
 	}
