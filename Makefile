@@ -104,7 +104,7 @@ lint: ## gofmt and go vet over every package.
 	go vet -tags e2e ./test/e2e/...
 
 .PHONY: bench
-bench: bins ## Run the benchmarks of shared/reference/performance.md at full size and print their JSON lines (B1-B4, B6, B9, B10).
+bench: bins ## Run the benchmarks of shared/reference/performance.md at full size and print their JSON lines (B1-B4, B6, B9, B10, and B0: the sandbox's start).
 	@CROSSGATE_BENCH=full go test ./test/bench/ -run 'TestB[0-9]+$$' -count=1 -timeout 60m -v | grep '^{' \
 		|| { echo "bench: a benchmark failed: run CROSSGATE_BENCH=full go test ./test/bench -v" >&2; exit 1; }
 	@echo "bench: B5 is not built yet." >&2

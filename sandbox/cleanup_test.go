@@ -37,13 +37,20 @@ func TestHelperSandboxThenHang(t *testing.T) {
 }
 
 func TestNoProcessOutlivesTheTestBinary(t *testing.T) {
-	for _, how := range []string{"timeout", "SIGKILL"} {
+	// The helper must have its sandbox up before its -test.timeout fires. How long that takes
+	// depends on the machine's load, so the timeout is derived from the SIGKILL run's start,
+	// measured first in this same run (three times it, at least 15 s).
+	var started time.Duration
+	for _, how := range []string{"SIGKILL", "timeout"} {
 		t.Run(how, func(t *testing.T) {
 			dir := t.TempDir()
 			args := []string{"-test.run=^TestHelperSandboxThenHang$", "-test.v"}
 			if how == "timeout" {
-				args = append(args, "-test.timeout=15s")
+				timeout := max(15*time.Second, 3*started)
+				t.Logf("helper timeout %v (its sandbox started in %v in the SIGKILL run)", timeout, started)
+				args = append(args, "-test.timeout="+timeout.String())
 			}
+			begin := time.Now()
 			cmd := exec.Command(os.Args[0], args...)
 			cmd.Env = append(os.Environ(), helperEnv+"="+dir)
 			out, err := cmd.StdoutPipe()
@@ -67,6 +74,9 @@ func TestNoProcessOutlivesTheTestBinary(t *testing.T) {
 					}
 					break
 				}
+			}
+			if how == "SIGKILL" {
+				started = time.Since(begin)
 			}
 			if len(pids) != 3 {
 				_ = cmd.Process.Kill()
