@@ -14,7 +14,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
-	"github.com/crossgate-io/crossgate/test/walkthrough"
+	"github.com/crossgate-io/crossgate/sandbox/walkthrough"
 )
 
 var t0 = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)

@@ -1,6 +1,7 @@
 // Package layout checks the house rules on imports between crossgate's packages
 // (shared/reference/style.md): api depends on apimachinery only; translator never imports
-// client-go or controller-runtime; xds never imports translator; translator/ir is a leaf.
+// client-go or controller-runtime; xds never imports translator; translator/ir is a leaf;
+// product code never imports test/....
 package layout
 
 import (
@@ -56,6 +57,8 @@ func TestImportRules(t *testing.T) {
 			return !under(imp, "k8s.io/client-go") && !under(imp, "sigs.k8s.io/controller-runtime") &&
 				!under(imp, "github.com/envoyproxy") && !under(imp, module+"/xds")
 		}, "translator is pure: no client-go, controller-runtime, Envoy protos or xds"},
+		{module, func(imp string) bool { return !under(imp, module+"/test") },
+			"product code never imports test/... (tests may)"},
 		{module + "/xds", func(imp string) bool {
 			return !under(imp, module+"/translator") || under(imp, module+"/translator/ir")
 		}, "xds reads the IR, never the translator"},
@@ -68,6 +71,9 @@ func TestImportRules(t *testing.T) {
 			}
 			if r.pkgPrefix == module+"/translator" && under(p.ImportPath, module+"/translator/ir") {
 				continue // has its own, stricter rule
+			}
+			if r.pkgPrefix == module && under(p.ImportPath, module+"/test") {
+				continue // the tests' own packages
 			}
 			seen++
 			for _, imp := range p.Imports {

@@ -21,7 +21,7 @@ import (
 
 	"github.com/crossgate-io/crossgate/sandbox"
 	"github.com/crossgate-io/crossgate/sandbox/probe"
-	"github.com/crossgate-io/crossgate/test/walkthrough"
+	"github.com/crossgate-io/crossgate/sandbox/walkthrough"
 )
 
 // Env is a running sandbox and the tools a walkthrough step uses.

@@ -32,7 +32,7 @@ import (
 	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
 
 	"github.com/crossgate-io/crossgate/sandbox"
-	"github.com/crossgate-io/crossgate/test/walkthrough"
+	"github.com/crossgate-io/crossgate/sandbox/walkthrough"
 )
 
 func TestKindEndToEnd(t *testing.T) {

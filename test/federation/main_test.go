@@ -29,7 +29,7 @@ import (
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	"github.com/crossgate-io/crossgate/controllers/federation"
 	"github.com/crossgate-io/crossgate/sandbox"
-	"github.com/crossgate-io/crossgate/test/walkthrough"
+	"github.com/crossgate-io/crossgate/sandbox/walkthrough"
 )
 
 var (

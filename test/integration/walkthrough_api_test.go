@@ -15,7 +15,7 @@ import (
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	accessv1alpha3 "github.com/crossgate-io/crossgate/api/smi/access/v1alpha3"
 	specsv1alpha4 "github.com/crossgate-io/crossgate/api/smi/specs/v1alpha4"
-	"github.com/crossgate-io/crossgate/test/walkthrough"
+	"github.com/crossgate-io/crossgate/sandbox/walkthrough"
 )
 
 func render(t *testing.T, name string, vars map[string]string, kubeconfig string) string {

@@ -18,7 +18,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
-	"github.com/crossgate-io/crossgate/test/walkthrough"
+	"github.com/crossgate-io/crossgate/sandbox/walkthrough"
 	"github.com/crossgate-io/crossgate/translator"
 )
 
