@@ -76,12 +76,8 @@ type Publisher struct {
 	certs     map[string]*identity.Certificate
 	renewal   *time.Timer
 	deb       *cache.Debouncer
-	// Publishes counts translations published; LastError is the last translation problem.
-	Publishes int
-	LastError error
-	// OnPublish, when set, is called after each publication with the time the triggering
-	// change was first seen.
-	OnPublish func()
+	// publishes counts translations published (Ready once there is one).
+	publishes int
 }
 
 // The translator's inputs, read through the manager's informers.
@@ -223,14 +219,12 @@ func (p *Publisher) publish(ctx context.Context) {
 		// Invalid pieces are left out; the rest is still published.
 		p.log.Error("some configuration could not be built and is left out", "error", buildErr)
 	}
-	pubErr := p.setCache(out)
-	p.mu.Lock()
-	p.Publishes++
-	p.LastError = errors.Join(buildErr, pubErr)
-	p.mu.Unlock()
-	if p.OnPublish != nil {
-		p.OnPublish()
+	if err := p.setCache(out); err != nil {
+		p.log.Error("some configuration could not be published", "error", err)
 	}
+	p.mu.Lock()
+	p.publishes++
+	p.mu.Unlock()
 	if err := p.status.Write(ctx, in, &res.Statuses); err != nil {
 		if ctx.Err() == nil {
 			p.log.Error("writing statuses", "error", err)
@@ -335,5 +329,5 @@ func (p *Publisher) scheduleRenewal() {
 func (p *Publisher) Ready() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.Publishes > 0
+	return p.publishes > 0
 }

@@ -35,8 +35,6 @@ type StatusWriter struct {
 	// recorder reports the translation's warnings as Events; warned holds those reported.
 	recorder events.EventRecorder
 	warned   map[translator.ObjectWarning]bool
-	// Writes counts status updates sent.
-	Writes int
 }
 
 // warn reports each warning once, as a Warning Event on its object, while it lasts: one that
@@ -193,7 +191,6 @@ func (w *StatusWriter) update(ctx context.Context, obj client.Object, mutate fun
 		if !mutate(obj) {
 			return nil
 		}
-		w.Writes++
 		return w.client.Status().Update(ctx, obj)
 	})
 	if apierrors.IsNotFound(err) {

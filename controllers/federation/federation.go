@@ -127,10 +127,6 @@ type Federation struct {
 	members map[string]*member // by Cluster name
 	wg      sync.WaitGroup
 
-	// Writes counts writes sent to members: imports applied and deleted, export statuses.
-	Writes atomic.Int64
-	// Syncs counts aggregation passes.
-	Syncs atomic.Int64
 	// Connects counts connections made to members.
 	Connects atomic.Int64
 }
@@ -478,7 +474,6 @@ func (f *Federation) cleanMember(ctx context.Context, cl client.Client, name str
 		return err
 	}
 	for i := range list.Items {
-		f.Writes.Add(1)
 		if err := cl.Delete(ctx, &list.Items[i]); err != nil && !apierrors.IsNotFound(err) {
 			return err
 		}

@@ -85,7 +85,6 @@ type target struct {
 
 // sync is one aggregation pass.
 func (f *Federation) sync(ctx context.Context) error {
-	f.Syncs.Add(1)
 	var clusters flomeshv1alpha1.ClusterList
 	if err := f.cp.List(ctx, &clusters); err != nil {
 		return err
@@ -187,7 +186,6 @@ func (f *Federation) apply(ctx context.Context, t target, plan *Plan) error {
 		errs = append(errs, f.applyImport(ctx, t.cl, cur, want))
 	}
 	for _, stale := range current {
-		f.Writes.Add(1)
 		err := t.cl.Delete(ctx, stale, client.Preconditions{UID: &stale.UID})
 		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 			errs = append(errs, fmt.Errorf("deleting ServiceImport %s/%s: %w", stale.Namespace, stale.Name, err))
@@ -247,7 +245,6 @@ func (f *Federation) applyImport(ctx context.Context, cl client.Client, cur, wan
 		if err != nil {
 			return err
 		}
-		f.Writes.Add(1)
 		err = cl.Patch(ctx, obj, client.RawPatch(types.ApplyPatchType, raw), owned...)
 		if apierrors.IsNotFound(err) {
 			// The namespace is missing in this member: create it, as the import's home.
@@ -255,7 +252,6 @@ func (f *Federation) applyImport(ctx context.Context, cl client.Client, cur, wan
 			if cerr := cl.Create(ctx, ns); cerr != nil && !apierrors.IsAlreadyExists(cerr) {
 				return fmt.Errorf("creating namespace %s for ServiceImport %s: %w", want.Namespace, want.Name, cerr)
 			}
-			f.Writes.Add(1)
 			err = cl.Patch(ctx, obj, client.RawPatch(types.ApplyPatchType, raw), owned...)
 		}
 		if err != nil {
@@ -271,7 +267,6 @@ func (f *Federation) applyImport(ctx context.Context, cl client.Client, cur, wan
 	if err != nil {
 		return err
 	}
-	f.Writes.Add(1)
 	if err := cl.Status().Patch(ctx, obj, client.RawPatch(types.ApplyPatchType, raw), client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
 		return fmt.Errorf("applying the status of ServiceImport %s/%s: %w", want.Namespace, want.Name, err)
 	}
@@ -298,7 +293,6 @@ func (f *Federation) applyConflict(ctx context.Context, cl client.Client, e *flo
 	if err != nil {
 		return err
 	}
-	f.Writes.Add(1)
 	obj := &flomeshv1alpha1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: e.Namespace, Name: e.Name}}
 	err = cl.Status().Patch(ctx, obj, client.RawPatch(types.ApplyPatchType, raw), client.FieldOwner(FieldManager), client.ForceOwnership)
 	if err != nil && !apierrors.IsNotFound(err) {
