@@ -34,23 +34,14 @@ import (
 	"github.com/crossgate-io/crossgate/test/internal/cmtest"
 	"github.com/crossgate-io/crossgate/xds/identity"
 	"github.com/crossgate-io/crossgate/xds/identity/certmanager"
+
+	"github.com/crossgate-io/crossgate/test/internal/poll"
 )
 
 const ns = "crossgate-system"
 
-func eventually(t *testing.T, within time.Duration, what string, cond func() error) {
-	t.Helper()
-	start := time.Now()
-	var err error
-	for time.Since(start) < within {
-		if err = cond(); err == nil {
-			t.Logf("%s after %v", what, time.Since(start).Round(time.Millisecond))
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %v: %v", what, within, err)
-}
+// eventually waits for cond (test/internal/poll).
+var eventually = poll.Eventually
 
 // verify checks that certPEM chains to root and returns the leaf.
 func verify(t *testing.T, certPEM, root []byte) *x509.Certificate {

@@ -30,6 +30,8 @@ import (
 	"github.com/crossgate-io/crossgate/controllers/federation"
 	"github.com/crossgate-io/crossgate/sandbox"
 	"github.com/crossgate-io/crossgate/sandbox/walkthrough"
+
+	"github.com/crossgate-io/crossgate/test/internal/poll"
 )
 
 var (
@@ -97,21 +99,8 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-// eventually polls cond every 20ms until it returns nil, failing the test with its last error
-// when within passes; it returns how long it took.
-func eventually(t *testing.T, within time.Duration, what string, cond func() error) time.Duration {
-	t.Helper()
-	start := time.Now()
-	var err error
-	for time.Since(start) < within {
-		if err = cond(); err == nil {
-			return time.Since(start)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %v: %v", what, within, err)
-	return 0
-}
+// eventually waits for cond (test/internal/poll).
+var eventually = poll.Eventually
 
 func kubectl(t *testing.T, cluster, stdin string, args ...string) string {
 	t.Helper()

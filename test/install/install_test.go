@@ -40,21 +40,12 @@ import (
 	"github.com/crossgate-io/crossgate/inject"
 	"github.com/crossgate-io/crossgate/sandbox"
 	"github.com/crossgate-io/crossgate/test/internal/cmtest"
+
+	"github.com/crossgate-io/crossgate/test/internal/poll"
 )
 
-func eventually(t *testing.T, within time.Duration, what string, cond func() error) {
-	t.Helper()
-	start := time.Now()
-	var err error
-	for time.Since(start) < within {
-		if err = cond(); err == nil {
-			t.Logf("%s after %v", what, time.Since(start).Round(time.Millisecond))
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %v: %v", what, within, err)
-}
+// eventually waits for cond (test/internal/poll).
+var eventually = poll.Eventually
 
 // TestChartAcceptedByTheAPIServer renders the chart with default values and with cert-manager's,
 // and applies every object with server-side dry-run to an API server holding the CRDs: the API

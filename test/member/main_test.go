@@ -21,6 +21,8 @@ import (
 	"github.com/crossgate-io/crossgate/translator"
 	"github.com/crossgate-io/crossgate/xds/cache"
 	"github.com/crossgate-io/crossgate/xds/identity"
+
+	"github.com/crossgate-io/crossgate/test/internal/poll"
 )
 
 var (
@@ -98,21 +100,8 @@ func baseObjects(ctx context.Context, c client.Client) error {
 	return nil
 }
 
-// eventually polls cond every 10ms until it returns nil or within passes; it returns how long it
-// took, and fails the test with cond's last error otherwise.
-func eventually(t *testing.T, within time.Duration, what string, cond func() error) time.Duration {
-	t.Helper()
-	start := time.Now()
-	var err error
-	for time.Since(start) < within {
-		if err = cond(); err == nil {
-			return time.Since(start)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %v: %v", what, within, err)
-	return 0
-}
+// eventually waits for cond (test/internal/poll).
+var eventually = poll.Eventually
 
 func kubectl(t *testing.T, cluster, stdin string, args ...string) string {
 	t.Helper()

@@ -32,21 +32,12 @@ import (
 	"github.com/crossgate-io/crossgate/controllers/federation"
 	"github.com/crossgate-io/crossgate/membership"
 	"github.com/crossgate-io/crossgate/sandbox"
+
+	"github.com/crossgate-io/crossgate/test/internal/poll"
 )
 
-func eventually(t *testing.T, within time.Duration, what string, cond func() error) {
-	t.Helper()
-	start := time.Now()
-	var err error
-	for time.Since(start) < within {
-		if err = cond(); err == nil {
-			t.Logf("%s after %v", what, time.Since(start).Round(time.Millisecond))
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %v: %v", what, within, err)
-}
+// eventually waits for cond (test/internal/poll).
+var eventually = poll.Eventually
 
 func TestJoinWithAScopedServiceAccount(t *testing.T) {
 	sb := sandbox.StartForTest(t, "control-plane", "cluster-1")
