@@ -9,7 +9,9 @@ CRD_DIR := charts/crossgate/crds
 RBAC_DIR := charts/crossgate/files/rbac
 GO_TEST_FLAGS ?=
 # Packages whose tests need no API server.
-UNIT_PKGS = $$(go list ./... | grep -v -e '/test/integration' -e '/crossgate/sandbox' -e '/test/member' -e '/test/federation' -e '/test/membership' -e '/test/install' -e '/test/certmanager' -e '/test/cli' -e '/test/demo' -e '/test/bench')
+# Tests on real API servers (and the sandbox) carry the build tag `integration`; without it, `go
+# test ./...` runs the unit and golden tests only.
+INTEGRATION = -tags integration
 
 ##@ General
 
@@ -81,13 +83,13 @@ verify: generate manifests testdata tidy ## Regenerate code, CRDs and goldens, t
 test: test-unit test-integration test-sandbox ## Run every test: unit and golden, integration on real API servers, the sandbox walkthrough.
 
 .PHONY: test-unit
-test-unit: ## Run the unit tests (no API server needed), and vet the kind end-to-end suite (it needs Docker to run).
-	go test $(GO_TEST_FLAGS) $(UNIT_PKGS)
+test-unit: ## Run the unit and golden tests (no API server needed; the integration tests carry the build tag integration), and vet the kind end-to-end suite (it needs Docker to run).
+	go test $(GO_TEST_FLAGS) ./...
 	go vet -tags e2e ./test/e2e/...
 
 .PHONY: test-integration
 test-integration: bins ## Run the tests on real etcd and kube-apiserver processes (builds bin/ first).
-	go test $(GO_TEST_FLAGS) -p 1 -timeout 30m ./test/integration/... ./sandbox/... ./test/member/... ./test/federation/... ./test/membership/... ./test/install/... ./test/certmanager/... ./test/bench/...
+	go test $(GO_TEST_FLAGS) $(INTEGRATION) -p 1 -timeout 30m ./test/integration/... ./sandbox/... ./test/member/... ./test/federation/... ./test/membership/... ./test/install/... ./test/certmanager/... ./test/bench/...
 
 .PHONY: test-security
 test-security: bins ## Run the threat model's tests (the list in test/security), package by package.
@@ -95,18 +97,19 @@ test-security: bins ## Run the threat model's tests (the list in test/security),
 
 .PHONY: test-sandbox
 test-sandbox: bins ## Run the sandbox as a user would (crossgate sandbox up/down, the walkthrough asserted).
-	go test $(GO_TEST_FLAGS) -p 1 -timeout 30m ./test/cli/... ./test/demo/...
+	go test $(GO_TEST_FLAGS) $(INTEGRATION) -p 1 -timeout 30m ./test/cli/... ./test/demo/...
 
 .PHONY: lint
 lint: ## gofmt and go vet over every package.
 	@gofmt -l $$(git ls-files '*.go') | (! grep .) || { echo "lint: run gofmt on the files above"; exit 1; }
 	go vet ./...
+	go vet -tags integration ./...
 	go vet -tags e2e ./test/e2e/...
 
 .PHONY: bench
 bench: bins ## Run the benchmarks of shared/reference/performance.md at full size and print their JSON lines (B1-B4, B6, B9, B10, and B0: the sandbox's start).
-	@CROSSGATE_BENCH=full go test ./test/bench/ -run 'TestB[0-9]+$$' -count=1 -timeout 60m -v | grep '^{' \
-		|| { echo "bench: a benchmark failed: run CROSSGATE_BENCH=full go test ./test/bench -v" >&2; exit 1; }
+	@CROSSGATE_BENCH=full go test $(INTEGRATION) ./test/bench/ -run 'TestB[0-9]+$$' -count=1 -timeout 60m -v | grep '^{' \
+		|| { echo "bench: a benchmark failed: run CROSSGATE_BENCH=full go test -tags integration ./test/bench -v" >&2; exit 1; }
 	@echo "bench: B5 is not built yet." >&2
 
 .PHONY: e2e-kind

@@ -1,3 +1,5 @@
+//go:build integration
+
 // Package certmanager tests issuing crossgate's certificates through cert-manager: cert-manager's
 // own controllers (CA issuer, approver) sign the CertificateRequests on a real API server.
 package certmanager

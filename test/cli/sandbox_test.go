@@ -1,3 +1,5 @@
+//go:build integration
+
 // Package cli runs the crossgate command as a user would: built binaries, separate processes.
 package cli
 

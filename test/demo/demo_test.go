@@ -1,3 +1,5 @@
+//go:build integration
+
 // Package demo asserts the walkthrough on the sandbox: `crossgate sandbox up` (separate
 // processes: API servers, one crossgate-controller per cluster, stand-in gateways), the
 // walkthrough replayed with kubectl, sandbox apps and the HTTP probe, and the nine behaviours of

@@ -1,3 +1,5 @@
+//go:build integration
+
 // Package federation tests the federation controller against four real kube-apiservers: a
 // control plane and cluster-1..3, joined with the walkthrough's own Cluster manifests.
 package federation

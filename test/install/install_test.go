@@ -1,3 +1,5 @@
+//go:build integration
+
 // Package install tests the Helm chart and `crossgate install|status|uninstall` against real API
 // servers, and runs the installed controller with exactly the RBAC the chart grants it.
 package install

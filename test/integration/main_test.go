@@ -1,3 +1,5 @@
+//go:build integration
+
 // Package integration tests crossgate against real kube-apiservers started by package sandbox.
 package integration
 

@@ -1,3 +1,5 @@
+//go:build integration
+
 // Package member tests a member cluster's controllers (controllers.NewMember) against real
 // kube-apiservers: exports become HTTPRoutes with statuses, imports get placeholder Services.
 package member

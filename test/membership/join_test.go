@@ -1,3 +1,5 @@
+//go:build integration
+
 // Package membership tests joining a member to a control plane with a dedicated
 // ServiceAccount, on two real API servers with the federation running.
 package membership

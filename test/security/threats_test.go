@@ -124,7 +124,7 @@ func TestThreatModel(t *testing.T) {
 	}
 	for pkg, names := range byPkg {
 		t.Run(pkg, func(t *testing.T) {
-			cmd := exec.Command("go", "test", "-count=1", "-timeout", "30m", "-run", "^("+strings.Join(names, "|")+")$", "./"+pkg)
+			cmd := exec.Command("go", "test", "-tags", "integration", "-count=1", "-timeout", "30m", "-run", "^("+strings.Join(names, "|")+")$", "./"+pkg)
 			cmd.Dir = root(t)
 			out, err := cmd.CombinedOutput()
 			if err != nil {
