@@ -24,6 +24,7 @@ import (
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	accessv1alpha3 "github.com/crossgate-io/crossgate/api/smi/access/v1alpha3"
 	specsv1alpha4 "github.com/crossgate-io/crossgate/api/smi/specs/v1alpha4"
+	"github.com/crossgate-io/crossgate/debounce"
 	"github.com/crossgate-io/crossgate/translator"
 	"github.com/crossgate-io/crossgate/xds/cache"
 	"github.com/crossgate-io/crossgate/xds/identity"
@@ -75,7 +76,7 @@ type Publisher struct {
 	published map[string]bool
 	certs     map[string]*identity.Certificate
 	renewal   *time.Timer
-	deb       *cache.Debouncer
+	deb       *debounce.Debouncer
 	// publishes counts translations published (Ready once there is one).
 	publishes int
 }
@@ -103,7 +104,7 @@ func (p *Publisher) NeedLeaderElection() bool { return false }
 
 // Start registers the event handlers and runs until ctx ends.
 func (p *Publisher) Start(ctx context.Context, informers ctrlcache.Informers) error {
-	p.deb = cache.NewDebouncer(p.opts.Quiet, p.opts.MaxDelay, func() { p.publish(ctx) })
+	p.deb = debounce.New(p.opts.Quiet, p.opts.MaxDelay, func() { p.publish(ctx) })
 	defer p.deb.Stop()
 	handler := toolscache.ResourceEventHandlerFuncs{
 		AddFunc: func(any) { p.deb.Trigger() },

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
+	"github.com/crossgate-io/crossgate/debounce"
 	"github.com/crossgate-io/crossgate/translator"
 )
 
@@ -45,33 +46,23 @@ func (l *loop) Start(ctx context.Context) error {
 			c.stop()
 		}
 	}()
-	f.trigger()
-	var retry <-chan time.Time
+	// One aggregation pass after a burst of changes (debounce: a quiet period, at most MaxDelay
+	// after the first); a pass that could not write everything runs again a second later.
+	var deb *debounce.Debouncer
+	deb = debounce.New(f.opts.Quiet, f.opts.MaxDelay, func() {
+		if err := f.sync(ctx); err != nil && ctx.Err() == nil {
+			f.opts.Log.Warn("federation pass incomplete; retrying", "error", err)
+			time.AfterFunc(time.Second, deb.Trigger)
+		}
+	})
+	defer deb.Stop()
+	deb.Trigger()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-f.kick:
-		case <-retry:
-		}
-		// Debounce: wait for a quiet period, at most MaxDelay after the first change.
-		deadline := time.After(f.opts.MaxDelay)
-	quiet:
-		for {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-f.kick:
-			case <-time.After(f.opts.Quiet):
-				break quiet
-			case <-deadline:
-				break quiet
-			}
-		}
-		retry = nil
-		if err := f.sync(ctx); err != nil {
-			f.opts.Log.Warn("federation pass incomplete; retrying", "error", err)
-			retry = time.After(time.Second)
+			deb.Trigger()
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package cache
+package debounce
 
 import (
 	"sync"
@@ -11,7 +11,7 @@ func TestDebouncer(t *testing.T) {
 	var mu sync.Mutex
 	var calls []time.Time
 	var running atomic.Int32
-	d := NewDebouncer(20*time.Millisecond, 100*time.Millisecond, func() {
+	d := New(20*time.Millisecond, 100*time.Millisecond, func() {
 		if running.Add(1) > 1 {
 			t.Error("fn ran concurrently")
 		}
@@ -55,7 +55,7 @@ func TestDebouncer(t *testing.T) {
 
 func TestDebouncerStopPublishesPending(t *testing.T) {
 	var n atomic.Int32
-	d := NewDebouncer(time.Hour, time.Hour, func() { n.Add(1) })
+	d := New(time.Hour, time.Hour, func() { n.Add(1) })
 	d.Trigger()
 	d.Stop()
 	if n.Load() != 1 {

@@ -1,4 +1,6 @@
-package cache
+// Package debounce coalesces bursts of changes into one run of a function: the one debounce of
+// crossgate, used by the member's translate-and-publish loop and the federation's aggregation.
+package debounce
 
 import (
 	"sync"
@@ -18,8 +20,8 @@ type Debouncer struct {
 	once            sync.Once
 }
 
-// NewDebouncer starts a debouncer; Stop ends it.
-func NewDebouncer(quiet, maxDelay time.Duration, fn func()) *Debouncer {
+// New starts a debouncer; Stop ends it.
+func New(quiet, maxDelay time.Duration, fn func()) *Debouncer {
 	d := &Debouncer{quiet: quiet, maxDelay: maxDelay, fn: fn, trigger: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go d.loop()
 	return d
