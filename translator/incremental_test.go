@@ -10,6 +10,8 @@ import (
 
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/crossgate-io/crossgate/internal/golden"
 )
 
 // mutate changes one EndpointSlice of in at random and returns the new version (or the deleted
@@ -74,7 +76,7 @@ func TestIncrementalEqualsFull(t *testing.T) {
 				want, _ := yaml.Marshal(Translate(in))
 				got, _ := yaml.Marshal(x.Result())
 				if string(got) != string(want) {
-					t.Fatalf("step %d (%s deleted=%v): incremental result differs from the full translation:\n%s", step, s.Name, deleted, lineDiff(string(want), string(got)))
+					t.Fatalf("step %d (%s deleted=%v): incremental result differs from the full translation:\n%s", step, s.Name, deleted, golden.LineDiff(string(want), string(got)))
 				}
 			}
 		})

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/crossgate-io/crossgate/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden *.out.yaml files and delete stale ones")
@@ -43,58 +45,9 @@ func TestGolden(t *testing.T) {
 			if after, _ := yaml.Marshal(in); string(after) != string(before) {
 				t.Fatal("Translate modified its input")
 			}
-			if *update {
-				if err := os.WriteFile(outPath, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			exp, err := os.ReadFile(outPath)
-			if err != nil {
-				t.Fatalf("%v (run go test ./translator -update)", err)
-			}
-			if string(exp) != string(got) {
-				t.Errorf("%s differs from the translation (run go test ./translator -update and review the diff):\n%s", outPath, lineDiff(string(exp), string(got)))
-			}
+			golden.Check(t, outPath, got, *update, "go test ./translator -update")
 		})
 	}
 	outs, _ := filepath.Glob("testdata/*.out.yaml")
-	for _, o := range outs {
-		if want[o] {
-			continue
-		}
-		if *update {
-			_ = os.Remove(o)
-		} else {
-			t.Errorf("%s has no input: stale (run go test ./translator -update)", o)
-		}
-	}
-}
-
-// lineDiff shows the first differing lines, enough to find the change.
-func lineDiff(a, b string) string {
-	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
-	for i := 0; i < max(len(al), len(bl)); i++ {
-		var x, y string
-		if i < len(al) {
-			x = al[i]
-		}
-		if i < len(bl) {
-			y = bl[i]
-		}
-		if x != y {
-			lo, hi := max(0, i-3), min(i+6, max(len(al), len(bl)))
-			var sb strings.Builder
-			for j := lo; j < hi; j++ {
-				if j < len(al) {
-					sb.WriteString("- " + al[j] + "\n")
-				}
-				if j < len(bl) {
-					sb.WriteString("+ " + bl[j] + "\n")
-				}
-			}
-			return sb.String()
-		}
-	}
-	return ""
+	golden.Stale(t, outs, want, *update, "go test ./translator -update")
 }

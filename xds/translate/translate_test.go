@@ -14,6 +14,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/crossgate-io/crossgate/translator/ir"
+
+	"github.com/crossgate-io/crossgate/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files and delete stale ones")
@@ -118,35 +120,10 @@ func TestGolden(t *testing.T) {
 			for f, got := range files {
 				path := filepath.Join(dir, f)
 				want[path] = true
-				if *update {
-					if err := os.MkdirAll(dir, 0o755); err != nil {
-						t.Fatal(err)
-					}
-					if err := os.WriteFile(path, got, 0o644); err != nil {
-						t.Fatal(err)
-					}
-					continue
-				}
-				exp, err := os.ReadFile(path)
-				if err != nil {
-					t.Fatalf("%v (run go test ./xds/translate -update)", err)
-				}
-				if string(exp) != string(got) {
-					t.Errorf("%s differs (run go test ./xds/translate -update and review the diff)", path)
-				}
+				golden.Check(t, path, got, *update, "go test ./xds/translate -update")
 			}
 		})
 	}
 	existing, _ := filepath.Glob("testdata/*/*.yaml")
-	for _, f := range existing {
-		if want[f] {
-			continue
-		}
-		if *update {
-			_ = os.Remove(f)
-			_ = os.Remove(filepath.Dir(f)) // only succeeds once empty
-		} else {
-			t.Errorf("%s is stale (run go test ./xds/translate -update)", f)
-		}
-	}
+	golden.Stale(t, existing, want, *update, "go test ./xds/translate -update")
 }
