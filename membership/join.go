@@ -102,6 +102,18 @@ func importsPolicy() (*admissionregistrationv1.ValidatingAdmissionPolicy, *admis
 	return p, b
 }
 
+// SecretName is the control plane's Secret (in Namespace) holding member name's kubeconfig.
+func SecretName(name string) string { return "kubeconfig-" + name }
+
+// clusterClient reads and writes Cluster objects on the control plane.
+func clusterClient(cp *rest.Config) (client.Client, error) {
+	scheme := runtime.NewScheme()
+	if err := flomeshv1alpha1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	return client.New(cp, client.Options{Scheme: scheme})
+}
+
 // Options of a join.
 type Options struct {
 	// Name of the Cluster object (the last part of the cluster key) and its place in the set.
@@ -139,15 +151,11 @@ func Join(ctx context.Context, cp, member *rest.Config, o Options) error {
 	if err != nil {
 		return err
 	}
-	scheme := runtime.NewScheme()
-	if err := flomeshv1alpha1.AddToScheme(scheme); err != nil {
-		return err
-	}
-	c, err := client.New(cp, client.Options{Scheme: scheme})
+	c, err := clusterClient(cp)
 	if err != nil {
 		return err
 	}
-	secretName := "kubeconfig-" + o.Name
+	secretName := SecretName(o.Name)
 	cl := &flomeshv1alpha1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: o.Name}, Spec: flomeshv1alpha1.ClusterSpec{
 		Region: o.Region, Zone: o.Zone, Group: o.Group, GatewayHost: o.GatewayHost, GatewayPort: o.GatewayPort,
 		KubeconfigSecretRef: &flomeshv1alpha1.SecretKeyReference{Namespace: Namespace, Name: secretName, Key: "kubeconfig"},
@@ -305,11 +313,7 @@ func kubeconfigFor(member *rest.Config, name, token string) ([]byte, error) {
 // the kubeconfig Secret, and, when member is given, the federation's ServiceAccount and roles
 // there.
 func Leave(ctx context.Context, cp, member *rest.Config, name string) error {
-	scheme := runtime.NewScheme()
-	if err := flomeshv1alpha1.AddToScheme(scheme); err != nil {
-		return err
-	}
-	c, err := client.New(cp, client.Options{Scheme: scheme})
+	c, err := clusterClient(cp)
 	if err != nil {
 		return err
 	}
@@ -320,7 +324,7 @@ func Leave(ctx context.Context, cp, member *rest.Config, name string) error {
 	}
 	if err := c.Delete(ctx, cl); apierrors.IsNotFound(err) {
 		// Nothing to leave, unless an earlier leave stopped half-way (its Secret is still here).
-		if _, serr := ck.CoreV1().Secrets(Namespace).Get(ctx, "kubeconfig-"+name, metav1.GetOptions{}); apierrors.IsNotFound(serr) {
+		if _, serr := ck.CoreV1().Secrets(Namespace).Get(ctx, SecretName(name), metav1.GetOptions{}); apierrors.IsNotFound(serr) {
 			return fmt.Errorf("no Cluster %s on the control plane (`kubectl get clusters` lists them): nothing to leave", name)
 		}
 	} else if err != nil {
@@ -341,7 +345,7 @@ func Leave(ctx context.Context, cp, member *rest.Config, name string) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	if err := ck.CoreV1().Secrets(Namespace).Delete(ctx, "kubeconfig-"+name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+	if err := ck.CoreV1().Secrets(Namespace).Delete(ctx, SecretName(name), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		return err
 	}
 	if member == nil {

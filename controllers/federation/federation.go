@@ -140,6 +140,7 @@ type member struct {
 	failures    int
 	leaving     bool
 	writeMu     sync.Mutex // held while writing to the member
+	probedAt    time.Time  // when status.lastProbeTime was last written
 }
 
 // Setup registers the federation controller and its aggregation loop on mgr, the control-plane
@@ -331,17 +332,22 @@ func onlyProbed(a, b *flomeshv1alpha1.Cluster) bool {
 }
 
 // probed records that the member of Cluster name was reached at now: status.lastProbeTime,
-// written when the last one is ProbeInterval old (a merge patch of that field alone).
+// written when this controller last wrote it ProbeInterval ago (remembered, not read back: a
+// merge patch of that field alone).
 func (f *Federation) probed(ctx context.Context, name string, now time.Time) {
-	var c flomeshv1alpha1.Cluster
-	if err := f.api.Get(ctx, client.ObjectKey{Name: name}, &c); err != nil {
-		return
+	f.mu.Lock()
+	m := f.members[name]
+	if m != nil {
+		if now.Sub(m.probedAt) < f.opts.ProbeInterval {
+			f.mu.Unlock()
+			return
+		}
+		m.probedAt = now
 	}
-	if last := c.Status.LastProbeTime; last != nil && now.Sub(last.Time) < f.opts.ProbeInterval {
-		return
-	}
+	f.mu.Unlock()
+	c := &flomeshv1alpha1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: name}}
 	patch := []byte(fmt.Sprintf(`{"status":{"lastProbeTime":%q}}`, now.UTC().Format(time.RFC3339)))
-	if err := f.cp.Status().Patch(ctx, &c, client.RawPatch(types.MergePatchType, patch)); err != nil && !apierrors.IsNotFound(err) {
+	if err := f.cp.Status().Patch(ctx, c, client.RawPatch(types.MergePatchType, patch)); err != nil && !apierrors.IsNotFound(err) {
 		f.opts.Log.Debug("writing the probe time", "cluster", name, "error", err)
 	}
 }

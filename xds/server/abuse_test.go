@@ -41,11 +41,7 @@ func TestClientCannotFloodLogsOrMetrics(t *testing.T) {
 	if err := c.Set("a/a", clusters(map[string]int64{"c1": 1})); err != nil {
 		t.Fatal(err)
 	}
-	conn, ctx := serveInsecure(t, c)
-	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := deltaStream(t, c)
 	node := &corev3.Node{Id: "a/a"}
 	huge := strings.Repeat("x", 1<<20)
 	const nacks = 10

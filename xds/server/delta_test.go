@@ -36,11 +36,7 @@ func TestDelta(t *testing.T) {
 	if err := c.Set("a/a", clusters(map[string]int64{"c1": 1, "c2": 1})); err != nil {
 		t.Fatal(err)
 	}
-	conn, ctx := serveInsecure(t, c)
-	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := deltaStream(t, c)
 	node := &corev3.Node{Id: "a/a"}
 	recv := func() *discoveryv3.DeltaDiscoveryResponse {
 		t.Helper()
@@ -164,6 +160,17 @@ func TestDeltaSubscriptions(t *testing.T) {
 
 // serveInsecure serves c over plaintext loopback for the test and returns a connection to it
 // and a context that ends with the test.
+// deltaStream opens a delta ADS stream to a server of c (serveInsecure).
+func deltaStream(t *testing.T, c *cache.Cache) discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesClient {
+	t.Helper()
+	conn, ctx := serveInsecure(t, c)
+	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 func serveInsecure(t *testing.T, c *cache.Cache) (*grpc.ClientConn, context.Context) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -289,11 +296,7 @@ func TestDeltaLateACK(t *testing.T) {
 // type URL; next waits up to 3 s for a response; responses is what arrives.
 func openClusterStream(t *testing.T, c *cache.Cache, node string) (send func(*discoveryv3.DeltaDiscoveryRequest), next func() *discoveryv3.DeltaDiscoveryResponse, responses <-chan *discoveryv3.DeltaDiscoveryResponse) {
 	t.Helper()
-	conn, ctx := serveInsecure(t, c)
-	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := deltaStream(t, c)
 	ch := make(chan *discoveryv3.DeltaDiscoveryResponse, 10)
 	go func() {
 		defer close(ch)

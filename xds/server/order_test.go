@@ -38,11 +38,7 @@ func TestPushIsMakeBeforeBreak(t *testing.T) {
 	if err := c.Set("a/a", config("a")); err != nil {
 		t.Fatal(err)
 	}
-	conn, ctx := serveInsecure(t, c)
-	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := deltaStream(t, c)
 	node := &corev3.Node{Id: "a/a"}
 	types := []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType}
 	for _, typ := range types {
