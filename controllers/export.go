@@ -20,14 +20,15 @@ import (
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	"github.com/crossgate-io/crossgate/translator"
+	"github.com/crossgate-io/crossgate/wellknown"
 )
 
 // FieldOwner is the field manager of every write of the member controllers.
-const FieldOwner = client.FieldOwner("crossgate")
+const FieldOwner = client.FieldOwner(wellknown.FieldOwner)
 
 // DefaultGateway is the Gateway exported services are attached to when neither the options nor
 // the MeshConfig name one.
-var DefaultGateway = types.NamespacedName{Namespace: "crossgate-system", Name: "crossgate-gateway"}
+var DefaultGateway = types.NamespacedName{Namespace: wellknown.SystemNamespace, Name: wellknown.DefaultGatewayName}
 
 // ExportReconciler keeps, for each valid ServiceExport, its HTTPRoutes on the cluster's gateway
 // (translator.ExportRoutes), and removes them when the export is deleted or becomes invalid.
@@ -49,7 +50,7 @@ func (r *ExportReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return []reconcile.Request{{NamespacedName: client.ObjectKeyFromObject(o)}}
 	})
 	byLabel := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
-		if name := o.GetLabels()[translator.ExportLabel]; name != "" {
+		if name := o.GetLabels()[wellknown.ExportLabel]; name != "" {
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
 		}
 		return nil
@@ -97,7 +98,7 @@ func (o *Options) controllerNamespace() string {
 	if o.LeaderElectionNamespace != "" {
 		return o.LeaderElectionNamespace
 	}
-	return translator.DefaultControllerNamespace
+	return wellknown.SystemNamespace
 }
 
 // trustedGateway applies translator.TrustedGateway with the controller's namespace and export
@@ -160,7 +161,7 @@ func (r *ExportReconciler) ensure(ctx context.Context, e *flomeshv1alpha1.Servic
 	case err != nil:
 		return err
 	}
-	if have.Labels[translator.ExportLabel] != e.Name {
+	if have.Labels[wellknown.ExportLabel] != e.Name {
 		r.Recorder.Eventf(e, have, corev1.EventTypeWarning, "RouteNameTaken", "Create",
 			"HTTPRoute %s/%s exists and was not made by crossgate for this export; it is left alone", have.Namespace, have.Name)
 		return nil
@@ -181,7 +182,7 @@ func (r *ExportReconciler) ensure(ctx context.Context, e *flomeshv1alpha1.Servic
 func (r *ExportReconciler) prune(ctx context.Context, export types.NamespacedName, keep map[string]bool) error {
 	var l gatewayv1.HTTPRouteList
 	if err := r.Client.List(ctx, &l, client.InNamespace(export.Namespace),
-		client.MatchingLabels{translator.ExportLabel: export.Name, translator.ManagedByLabel: translator.ManagedByValue}); err != nil {
+		client.MatchingLabels{wellknown.ExportLabel: export.Name, wellknown.ManagedByLabel: wellknown.ManagedByValue}); err != nil {
 		return err
 	}
 	for i := range l.Items {

@@ -19,6 +19,7 @@ import (
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	"github.com/crossgate-io/crossgate/translator"
+	"github.com/crossgate-io/crossgate/wellknown"
 )
 
 // ImportReconciler gives every ServiceImport a local Service of its name so that its mesh
@@ -125,9 +126,9 @@ func (r *ImportReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 // are removed, and crossgate never touches the Service again.
 func (r *ImportReconciler) release(ctx context.Context, imp *flomeshv1alpha1.ServiceImport, svc *corev1.Service) error {
 	patch := client.MergeFrom(svc.DeepCopy())
-	delete(svc.Labels, translator.ImportLabel)
-	if svc.Labels[translator.ManagedByLabel] == translator.ManagedByValue {
-		delete(svc.Labels, translator.ManagedByLabel)
+	delete(svc.Labels, wellknown.ImportLabel)
+	if svc.Labels[wellknown.ManagedByLabel] == wellknown.ManagedByValue {
+		delete(svc.Labels, wellknown.ManagedByLabel)
 	}
 	svc.OwnerReferences = slices.DeleteFunc(svc.OwnerReferences, func(o metav1.OwnerReference) bool { return o.UID == imp.UID })
 	if err := r.Client.Patch(ctx, svc, patch, FieldOwner); err != nil {
@@ -157,7 +158,7 @@ func placeholder(imp *flomeshv1alpha1.ServiceImport) *corev1.Service {
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: imp.Namespace, Name: imp.Name,
-			Labels: map[string]string{translator.ManagedByLabel: translator.ManagedByValue, translator.ImportLabel: imp.Name},
+			Labels: map[string]string{wellknown.ManagedByLabel: wellknown.ManagedByValue, wellknown.ImportLabel: imp.Name},
 		},
 		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP},
 	}

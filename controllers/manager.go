@@ -34,7 +34,7 @@ import (
 	specsv1alpha4 "github.com/crossgate-io/crossgate/api/smi/specs/v1alpha4"
 	crossgateevents "github.com/crossgate-io/crossgate/controllers/events"
 	"github.com/crossgate-io/crossgate/gateway"
-	"github.com/crossgate-io/crossgate/translator"
+	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/cache"
 	"github.com/crossgate-io/crossgate/xds/identity"
 )
@@ -227,7 +227,7 @@ func compact(obj any) (any, error) {
 	if !ok {
 		return obj, nil // a tombstone
 	}
-	if svc, ok := o.(*corev1.Service); !ok || svc.Labels[translator.ImportLabel] == "" {
+	if svc, ok := o.(*corev1.Service); !ok || svc.Labels[wellknown.ImportLabel] == "" {
 		o.SetManagedFields(nil)
 	}
 	if a := o.GetAnnotations(); a != nil {

@@ -26,40 +26,20 @@ import (
 	specsv1alpha4 "github.com/crossgate-io/crossgate/api/smi/specs/v1alpha4"
 	"github.com/crossgate-io/crossgate/debounce"
 	"github.com/crossgate-io/crossgate/translator"
+	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/cache"
 	"github.com/crossgate-io/crossgate/xds/identity"
 	"github.com/crossgate-io/crossgate/xds/translate"
 )
 
-// Node-ID kinds, the part before "~" in a node ID ("sidecar~httpbin/httpbin"). A node ID with
-// no kind is a proxyless gRPC workload.
-const (
-	KindSidecar   = "sidecar"
-	KindGateway   = "gateway"
-	KindProxyless = "proxyless"
-)
-
-// Key is the cache key of the configuration of one kind of proxy of one identity (ns/sa, or
-// ns/name for a gateway).
-func Key(kind, identity string) string { return kind + "~" + identity }
-
-// NodeKey maps a node ID to its cache key: "sidecar~ns/sa" and "gateway~ns/name" are kept,
-// "proxyless~ns/sa" and a bare "ns/sa" are proxyless.
+// NodeKey maps a node ID to its cache key, the node ID in its full form (wellknown.NodeID): a
+// bare "ns/sa" is "proxyless~ns/sa".
 func NodeKey(_ context.Context, node *corev3.Node) (string, error) {
-	id := node.GetId()
-	kind, rest, ok := strings.Cut(id, "~")
-	if !ok {
-		kind, rest = KindProxyless, id
+	id, err := wellknown.ParseNodeID(node.GetId())
+	if err != nil {
+		return "", err
 	}
-	switch kind {
-	case KindSidecar, KindGateway, KindProxyless:
-	default:
-		return "", fmt.Errorf("node ID %q: the kind before '~' must be sidecar, gateway or proxyless", id)
-	}
-	if ns, name, ok := strings.Cut(rest, "/"); !ok || ns == "" || name == "" {
-		return "", fmt.Errorf("node ID %q: want [kind~]namespace/name", id)
-	}
-	return Key(kind, rest), nil
+	return id.String(), nil
 }
 
 // Publisher is the translate-and-publish loop: any change of an object the translator reads
@@ -266,16 +246,16 @@ func (p *Publisher) setCache(out *translate.Output) error {
 	}
 	for id, r := range out.Sidecars {
 		ns, sa, _ := strings.Cut(id, "/")
-		set(Key(KindSidecar, id), ns, sa, r, true)
+		set(wellknown.Sidecar(ns, sa).String(), ns, sa, r, true)
 	}
 	for id, r := range out.Proxyless {
 		ns, sa, _ := strings.Cut(id, "/")
-		set(Key(KindProxyless, id), ns, sa, r, false)
+		set(wellknown.Proxyless(ns, sa).String(), ns, sa, r, false)
 	}
 	for id, r := range out.Gateways {
 		ns, name, _ := strings.Cut(id, "/")
 		gi := translator.GatewayIdentity(ns, name)
-		set(Key(KindGateway, id), gi.Namespace, gi.ServiceAccount, r, true)
+		set(wellknown.Gateway(ns, name).String(), gi.Namespace, gi.ServiceAccount, r, true)
 	}
 	for key := range p.published {
 		if !next[key] {

@@ -24,11 +24,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
-	"github.com/crossgate-io/crossgate/translator"
+	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
+	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/identity"
 )
 
-const fieldOwner = client.FieldOwner("crossgate")
+const fieldOwner = client.FieldOwner(wellknown.FieldOwner)
 
 // Reconciler keeps, for every Gateway of a GatewayClass of crossgate's controller, the Envoy
 // Deployment and LoadBalancer Service it runs as, its ServiceAccount, its identity Secret (the
@@ -64,7 +65,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.CertTTL = 24 * time.Hour
 	}
 	byLabel := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
-		if name := o.GetLabels()[GatewayLabel]; name != "" && o.GetLabels()[translator.ManagedByLabel] == translator.ManagedByValue {
+		if name := o.GetLabels()[wellknown.GatewayLabel]; name != "" && o.GetLabels()[wellknown.ManagedByLabel] == wellknown.ManagedByValue {
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
 		}
 		return nil
@@ -97,7 +98,7 @@ func (r *Reconciler) ours(ctx context.Context, gw *gatewayv1.Gateway) (bool, err
 	if err := r.Client.Get(ctx, types.NamespacedName{Name: string(gw.Spec.GatewayClassName)}, gc); err != nil {
 		return false, client.IgnoreNotFound(err)
 	}
-	return gc.Spec.ControllerName == translator.ControllerName, nil
+	return gc.Spec.ControllerName == wellknown.ControllerName, nil
 }
 
 // Reconcile renders the Gateway's objects, or removes them when it is gone or not ours.
@@ -118,7 +119,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 	if r.Trusted != nil && !r.Trusted(ctx, gw) {
 		// The translator sets its Accepted=False NotTrusted condition.
-		r.Recorder.Eventf(gw, nil, corev1.EventTypeWarning, translator.GatewayReasonNotTrusted, "Render",
+		r.Recorder.Eventf(gw, nil, corev1.EventTypeWarning, flomeshv1alpha1.ReasonGatewayNotTrusted, "Render",
 			"Gateways of class %s run only in the controller's namespace or as the export Gateway: no proxy, no certificate.", gw.Spec.GatewayClassName)
 		return reconcile.Result{}, r.remove(ctx, req.NamespacedName)
 	}
@@ -182,7 +183,7 @@ func (r *Reconciler) apply(ctx context.Context, want client.Object) error {
 // remove deletes what was rendered for a Gateway. Deletion is explicit so that it also happens
 // where no garbage collector runs.
 func (r *Reconciler) remove(ctx context.Context, gw types.NamespacedName) error {
-	sel := client.MatchingLabels{GatewayLabel: gw.Name, translator.ManagedByLabel: translator.ManagedByValue}
+	sel := client.MatchingLabels{wellknown.GatewayLabel: gw.Name, wellknown.ManagedByLabel: wellknown.ManagedByValue}
 	lists := []client.ObjectList{&appsv1.DeploymentList{}, &corev1.ServiceList{}, &corev1.ServiceAccountList{}}
 	for _, l := range lists {
 		if err := r.Client.List(ctx, l, client.InNamespace(gw.Namespace), sel); err != nil {
@@ -199,7 +200,7 @@ func (r *Reconciler) remove(ctx context.Context, gw types.NamespacedName) error 
 		}
 	}
 	return client.IgnoreNotFound(r.Client.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
-		Namespace: gw.Namespace, Name: IdentitySecretName(translator.GatewayIdentity(gw.Namespace, gw.Name).ServiceAccount),
+		Namespace: gw.Namespace, Name: IdentitySecretName(wellknown.GatewayServiceAccount(gw.Name)),
 	}}))
 }
 
@@ -209,7 +210,7 @@ func EnsureBootstrap(ctx context.Context, c client.Client, namespace string, fil
 	err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: BootstrapConfigMap}, cm)
 	if apierrors.IsNotFound(err) {
 		cm = &corev1.ConfigMap{
-			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: BootstrapConfigMap, Labels: map[string]string{translator.ManagedByLabel: translator.ManagedByValue}},
+			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: BootstrapConfigMap, Labels: map[string]string{wellknown.ManagedByLabel: wellknown.ManagedByValue}},
 			Data:       maps.Clone(files),
 		}
 		return client.IgnoreAlreadyExists(c.Create(ctx, cm, fieldOwner))
@@ -248,7 +249,7 @@ func EnsureIdentity(ctx context.Context, c client.Client, ca identity.Issuer, na
 	data := map[string][]byte{"tls.crt": cert.CertPEM, "tls.key": cert.KeyPEM, "ca.crt": cert.RootPEM}
 	if !exists {
 		s = &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: map[string]string{translator.ManagedByLabel: translator.ManagedByValue}},
+			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: map[string]string{wellknown.ManagedByLabel: wellknown.ManagedByValue}},
 			Type:       corev1.SecretTypeTLS,
 			Data:       data,
 		}

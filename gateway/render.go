@@ -17,12 +17,10 @@ import (
 	"k8s.io/utils/ptr"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
-	"github.com/crossgate-io/crossgate/translator"
+	"github.com/crossgate-io/crossgate/wellknown"
 )
 
 const (
-	// GatewayLabel names the Gateway a generated object belongs to.
-	GatewayLabel = "gateway.networking.k8s.io/gateway-name"
 	// LBPortAnnotation on a Gateway sets the port its LoadBalancer Service exposes for the
 	// listener on port 80 (the reference setup uses 81-83, one per cluster).
 	LBPortAnnotation = "crossgate.io/lb-port"
@@ -108,17 +106,17 @@ func ServicePorts(gw *gatewayv1.Gateway) ([]corev1.ServicePort, error) {
 }
 
 // Render returns the ServiceAccount, Deployment and Service of a Gateway. The proxy runs as the
-// Gateway's identity (translator.GatewayIdentity), with the shared bootstrap and its identity
+// Gateway's ServiceAccount (wellknown.GatewayServiceAccount), with the shared bootstrap and its identity
 // Secret mounted.
 func Render(gw *gatewayv1.Gateway, opts RenderOptions) (*Rendered, error) {
 	ports, err := ServicePorts(gw)
 	if err != nil {
 		return nil, err
 	}
-	id := translator.GatewayIdentity(gw.Namespace, gw.Name)
+	sa := wellknown.GatewayServiceAccount(gw.Name)
 	labels := map[string]string{
-		translator.ManagedByLabel: translator.ManagedByValue,
-		GatewayLabel:              gw.Name,
+		wellknown.ManagedByLabel: wellknown.ManagedByValue,
+		wellknown.GatewayLabel:   gw.Name,
 	}
 	meta := func(name string) metav1.ObjectMeta {
 		return metav1.ObjectMeta{Namespace: gw.Namespace, Name: name, Labels: labels}
@@ -128,7 +126,7 @@ func Render(gw *gatewayv1.Gateway, opts RenderOptions) (*Rendered, error) {
 		containerPorts = append(containerPorts, corev1.ContainerPort{Name: p.Name, ContainerPort: p.TargetPort.IntVal, Protocol: corev1.ProtocolTCP})
 	}
 	pod := corev1.PodSpec{
-		ServiceAccountName: id.ServiceAccount,
+		ServiceAccountName: sa,
 		SecurityContext: &corev1.PodSecurityContext{
 			RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](101),
 			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
@@ -140,7 +138,7 @@ func Render(gw *gatewayv1.Gateway, opts RenderOptions) (*Rendered, error) {
 			Image: opts.Image,
 			Args: []string{
 				"-c", BootstrapDir + "/" + BootstrapFile,
-				"--service-node", "gateway~" + gw.Namespace + "/" + gw.Name,
+				"--service-node", wellknown.Gateway(gw.Namespace, gw.Name).String(),
 				"--service-cluster", gw.Namespace + "/" + gw.Name,
 				"--log-level", "info",
 			},
@@ -162,14 +160,14 @@ func Render(gw *gatewayv1.Gateway, opts RenderOptions) (*Rendered, error) {
 		}},
 		Volumes: []corev1.Volume{
 			{Name: "bootstrap", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: BootstrapConfigMap}}}},
-			{Name: "identity", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: IdentitySecretName(id.ServiceAccount)}}},
+			{Name: "identity", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: IdentitySecretName(sa)}}},
 		},
 	}
 	deploy := &appsv1.Deployment{
 		ObjectMeta: meta(gw.Name),
 		Spec: appsv1.DeploymentSpec{
 			Replicas: ptr.To[int32](1),
-			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{GatewayLabel: gw.Name}},
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{wellknown.GatewayLabel: gw.Name}},
 			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: pod},
 		},
 	}
@@ -177,9 +175,9 @@ func Render(gw *gatewayv1.Gateway, opts RenderOptions) (*Rendered, error) {
 		ObjectMeta: meta(gw.Name),
 		Spec: corev1.ServiceSpec{
 			Type:     corev1.ServiceTypeLoadBalancer,
-			Selector: map[string]string{GatewayLabel: gw.Name},
+			Selector: map[string]string{wellknown.GatewayLabel: gw.Name},
 			Ports:    ports,
 		},
 	}
-	return &Rendered{ServiceAccount: &corev1.ServiceAccount{ObjectMeta: meta(id.ServiceAccount)}, Deployment: deploy, Service: svc}, nil
+	return &Rendered{ServiceAccount: &corev1.ServiceAccount{ObjectMeta: meta(sa)}, Deployment: deploy, Service: svc}, nil
 }

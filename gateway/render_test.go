@@ -9,6 +9,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/crossgate-io/crossgate/wellknown"
 )
 
 func gw(annotations map[string]string, ports ...int32) *gatewayv1.Gateway {
@@ -53,11 +55,11 @@ func TestRender(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Service.Spec.Type != "LoadBalancer" || r.Service.Spec.Ports[0].Port != 82 || r.Service.Spec.Selector[GatewayLabel] != "crossgate-gateway" {
+	if r.Service.Spec.Type != "LoadBalancer" || r.Service.Spec.Ports[0].Port != 82 || r.Service.Spec.Selector[wellknown.GatewayLabel] != "crossgate-gateway" {
 		t.Errorf("service %+v", r.Service.Spec)
 	}
 	pod := r.Deployment.Spec.Template
-	if pod.Labels[GatewayLabel] != "crossgate-gateway" || pod.Spec.ServiceAccountName != r.ServiceAccount.Name {
+	if pod.Labels[wellknown.GatewayLabel] != "crossgate-gateway" || pod.Spec.ServiceAccountName != r.ServiceAccount.Name {
 		t.Errorf("pod labels %v, sa %q vs %q", pod.Labels, pod.Spec.ServiceAccountName, r.ServiceAccount.Name)
 	}
 	args := strings.Join(pod.Spec.Containers[0].Args, " ")

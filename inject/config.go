@@ -21,7 +21,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/crossgate-io/crossgate/translator"
+	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/identity"
 )
 
@@ -31,7 +31,7 @@ const ConfigurationName = "crossgate-sidecar-injector"
 // ProtectedNamespaces are never injected, labelled or not: Kubernetes' own, and the controller's
 // (with the webhook down, its fail-closed registration would block the controller's own pods).
 func ProtectedNamespaces(controllerNamespace string) []string {
-	out := slices.Clone(translator.SystemNamespaces)
+	out := slices.Clone(wellknown.SystemNamespaces)
 	if controllerNamespace != "" && !slices.Contains(out, controllerNamespace) {
 		out = append(out, controllerNamespace)
 	}
@@ -47,7 +47,7 @@ func Configuration(cc admissionregistrationv1.WebhookClientConfig, controllerNam
 	none := admissionregistrationv1.SideEffectClassNone
 	never := admissionregistrationv1.NeverReinvocationPolicy
 	return &admissionregistrationv1.MutatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: ConfigurationName, Labels: map[string]string{translator.ManagedByLabel: translator.ManagedByValue}},
+		ObjectMeta: metav1.ObjectMeta{Name: ConfigurationName, Labels: map[string]string{wellknown.ManagedByLabel: wellknown.ManagedByValue}},
 		Webhooks: []admissionregistrationv1.MutatingWebhook{{
 			Name:                    "sidecar.crossgate.io",
 			ClientConfig:            cc,
@@ -82,7 +82,7 @@ func EnsureConfiguration(ctx context.Context, c client.Client, want *admissionre
 	have := &admissionregistrationv1.MutatingWebhookConfiguration{}
 	err := c.Get(ctx, client.ObjectKeyFromObject(want), have)
 	if apierrors.IsNotFound(err) {
-		return c.Create(ctx, want, client.FieldOwner("crossgate"))
+		return c.Create(ctx, want, client.FieldOwner(wellknown.FieldOwner))
 	}
 	if err != nil {
 		return err
@@ -92,7 +92,7 @@ func EnsureConfiguration(ctx context.Context, c client.Client, want *admissionre
 	}
 	have.Webhooks = want.Webhooks
 	have.Labels = want.Labels
-	return c.Update(ctx, have, client.FieldOwner("crossgate"))
+	return c.Update(ctx, have, client.FieldOwner(wellknown.FieldOwner))
 }
 
 // Server serves the webhook over HTTPS with a certificate from ca for names and ips, renewed

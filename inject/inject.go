@@ -22,16 +22,16 @@ import (
 
 	"github.com/crossgate-io/crossgate/gateway"
 	"github.com/crossgate-io/crossgate/inject/capture"
-	"github.com/crossgate-io/crossgate/translator"
 	"github.com/crossgate-io/crossgate/translator/ir"
+	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/translate"
 )
 
 const (
 	// NamespaceLabel marks a namespace whose pods get the sidecar; `crossgate namespace add` sets it.
-	NamespaceLabel = translator.MeshNamespaceLabel
+	NamespaceLabel = wellknown.MeshNamespaceLabel
 	// NamespaceLabelValue is its value.
-	NamespaceLabelValue = translator.MeshNamespaceValue
+	NamespaceLabelValue = wellknown.MeshNamespaceValue
 	// PodAnnotation set to "false" on a pod opts it out when the webhook is consulted.
 	PodAnnotation = "crossgate.io/inject"
 	// PodLabel set to "false" (or "disabled") on a pod opts it out before the webhook is
@@ -123,7 +123,7 @@ func Mutate(pod *corev1.Pod, namespace string, opts Options) {
 	pod.Annotations[InjectedAnnotation] = "true"
 	if probes := rewriteProbes(pod); len(probes) > 0 {
 		b, _ := json.Marshal(probes)
-		pod.Annotations[translator.ProbesAnnotation] = string(b)
+		pod.Annotations[wellknown.ProbesAnnotation] = string(b)
 	}
 	always := corev1.ContainerRestartPolicyAlways
 	ready := &corev1.Probe{
@@ -145,7 +145,7 @@ func Mutate(pod *corev1.Pod, namespace string, opts Options) {
 		RestartPolicy: &always,
 		Args: []string{
 			"-c", gateway.BootstrapDir + "/" + gateway.BootstrapFile,
-			"--service-node", "sidecar~" + namespace + "/" + sa,
+			"--service-node", wellknown.Sidecar(namespace, sa).String(),
 			"--service-cluster", namespace + "/" + sa,
 			"--log-level", "warn",
 		},

@@ -28,15 +28,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
-	"github.com/crossgate-io/crossgate/translator"
+	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/identity"
 )
 
 // Names the join creates.
 const (
-	Namespace      = "crossgate-system"
+	Namespace      = wellknown.SystemNamespace
 	ServiceAccount = "crossgate-federation"
-	RootSecret     = "crossgate-root-ca"
+	RootSecret     = wellknown.RootCASecret
 	// LeaseNamespace holds the federation's claim on the member, the Lease ClaimLease.
 	LeaseNamespace = metav1.NamespaceSystem
 	ClaimLease     = "crossgate-federation"
@@ -63,7 +63,7 @@ var LeaseRules = []rbacv1.PolicyRule{
 
 // ImportsPolicy is the ValidatingAdmissionPolicy (and its binding) that holds the federation's
 // ServiceImport writes to the namespaces imports go to: every namespace but the
-// translator.SystemNamespaces, where no export is federated. RBAC cannot name that set (it
+// wellknown.SystemNamespaces, where no export is federated. RBAC cannot name that set (it
 // grows with every exported namespace, and the federation must not be able to create
 // RoleBindings to follow it), so the API server's in-process admission does, which no webhook
 // outage can bypass.
@@ -72,12 +72,12 @@ const ImportsPolicy = "crossgate-federation-imports"
 // importsPolicy is ImportsPolicy: ServiceImport writes by the federation's ServiceAccount are
 // refused in the SystemNamespaces, naming the namespace and what is allowed.
 func importsPolicy() (*admissionregistrationv1.ValidatingAdmissionPolicy, *admissionregistrationv1.ValidatingAdmissionPolicyBinding) {
-	quoted := make([]string, len(translator.SystemNamespaces))
-	for i, n := range translator.SystemNamespaces {
+	quoted := make([]string, len(wellknown.SystemNamespaces))
+	for i, n := range wellknown.SystemNamespaces {
 		quoted[i] = "'" + n + "'"
 	}
 	list := "[" + strings.Join(quoted, ", ") + "]"
-	labels := map[string]string{"app.kubernetes.io/managed-by": "crossgate"}
+	labels := wellknown.ManagedBy()
 	p := &admissionregistrationv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: ImportsPolicy, Labels: labels},
 		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
 			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
@@ -92,7 +92,7 @@ func importsPolicy() (*admissionregistrationv1.ValidatingAdmissionPolicy, *admis
 			Validations: []admissionregistrationv1.Validation{{
 				Expression: "!(request.namespace in " + list + ")",
 				MessageExpression: "'metadata.namespace ' + request.namespace + ': the federation writes ServiceImports in every namespace but " +
-					strings.Join(translator.SystemNamespaces, ", ") + ", where no export is federated'",
+					strings.Join(wellknown.SystemNamespaces, ", ") + ", where no export is federated'",
 				Reason: ptr.To(metav1.StatusReasonForbidden),
 			}},
 		}}
@@ -195,7 +195,7 @@ func Join(ctx context.Context, cp, member *rest.Config, o Options) error {
 		return err
 	}
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: Namespace, Name: secretName,
-		Labels: map[string]string{"app.kubernetes.io/managed-by": "crossgate"}},
+		Labels: wellknown.ManagedBy()},
 		Data: map[string][]byte{"kubeconfig": kubeconfig}}
 	if _, err := ck.CoreV1().Secrets(Namespace).Create(ctx, secret, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
 		_, err = ck.CoreV1().Secrets(Namespace).Update(ctx, secret, metav1.UpdateOptions{})
@@ -217,7 +217,7 @@ func ensureAccess(ctx context.Context, k kubernetes.Interface) error {
 	if _, err := k.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
-	labels := map[string]string{"app.kubernetes.io/managed-by": "crossgate"}
+	labels := wellknown.ManagedBy()
 	if _, err := k.CoreV1().ServiceAccounts(Namespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: ServiceAccount, Labels: labels}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}

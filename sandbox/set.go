@@ -25,6 +25,7 @@ import (
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	"github.com/crossgate-io/crossgate/membership"
 	"github.com/crossgate-io/crossgate/sandbox/proxy"
+	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/identity"
 )
 
@@ -33,13 +34,13 @@ var SetClusters = []string{"control-plane", "cluster-1", "cluster-2", "cluster-3
 
 // Names the sandbox installs, as an installation on real clusters would.
 const (
-	SystemNamespace = "crossgate-system"
+	SystemNamespace = wellknown.SystemNamespace
 	MeshNamespace   = "fsm-system"
 	MeshConfigName  = "fsm-mesh-config"
-	RootSecret      = "crossgate-root-ca"
-	GatewayName     = "crossgate-gateway"
-	GatewayClass    = "crossgate"
-	TrustDomain     = "cluster.local"
+	RootSecret      = wellknown.RootCASecret
+	GatewayName     = wellknown.DefaultGatewayName
+	GatewayClass    = wellknown.GatewayClass
+	TrustDomain     = wellknown.DefaultTrustDomain
 )
 
 // SetOptions configure a sandbox cluster set.
@@ -284,7 +285,7 @@ func install(ctx context.Context, c *Cluster, root *identity.CA, gatewayPort int
 	if gatewayPort > 0 {
 		all := gatewayv1.NamespacesFromAll
 		objs = append(objs,
-			&gatewayv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: GatewayClass}, Spec: gatewayv1.GatewayClassSpec{ControllerName: "crossgate.io/gateway-controller"}},
+			&gatewayv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: GatewayClass}, Spec: gatewayv1.GatewayClassSpec{ControllerName: wellknown.ControllerName}},
 			&gatewayv1.Gateway{
 				ObjectMeta: metav1.ObjectMeta{Namespace: SystemNamespace, Name: GatewayName, Annotations: map[string]string{"crossgate.io/lb-port": strconv.Itoa(gatewayPort)}},
 				Spec: gatewayv1.GatewaySpec{GatewayClassName: GatewayClass, Listeners: []gatewayv1.Listener{{
@@ -383,7 +384,7 @@ func (s *Set) startGateway(ctx context.Context, root *identity.CA, cs ClusterSta
 		return err
 	}
 	p, err := proxy.Start(ctx, proxy.Options{Role: proxy.Gateway, Log: log.With("gateway", cs.Name),
-		XDS: proxy.XDSOptions{Address: cs.XDS, Node: "gateway~" + SystemNamespace + "/" + GatewayName, Certificate: cert}})
+		XDS: proxy.XDSOptions{Address: cs.XDS, Node: wellknown.Gateway(SystemNamespace, GatewayName).String(), Certificate: cert}})
 	if err != nil {
 		_ = ln.Close()
 		return err

@@ -9,23 +9,13 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
-)
-
-// Labels crossgate puts on the objects it generates.
-const (
-	// ManagedByLabel is app.kubernetes.io/managed-by; ManagedByValue marks crossgate's objects.
-	ManagedByLabel = "app.kubernetes.io/managed-by"
-	ManagedByValue = "crossgate"
-	// ExportLabel names the ServiceExport an HTTPRoute was generated from.
-	ExportLabel = "crossgate.io/export"
-	// ImportLabel names the ServiceImport a placeholder Service stands for.
-	ImportLabel = "crossgate.io/import"
+	"github.com/crossgate-io/crossgate/wellknown"
 )
 
 // IsPlaceholder reports whether svc is crossgate's placeholder for the import of its name (a
 // Service someone else wrote over is released: it loses these labels).
 func IsPlaceholder(svc *corev1.Service) bool {
-	return svc.Labels[ImportLabel] == svc.Name && svc.Labels[ManagedByLabel] == ManagedByValue
+	return svc.Labels[wellknown.ImportLabel] == svc.Name && svc.Labels[wellknown.ManagedByLabel] == wellknown.ManagedByValue
 }
 
 // Suffixes of the two HTTPRoutes of an export. A Service name is a DNS label, so "<name>.mesh"
@@ -48,7 +38,7 @@ const (
 // address as Host, so the two cannot share one route.
 func ExportRoutes(e *flomeshv1alpha1.ServiceExport, gatewayNamespace, gatewayName, dnsDomain string) []gatewayv1.HTTPRoute {
 	if dnsDomain == "" {
-		dnsDomain = DefaultDNSDomain
+		dnsDomain = wellknown.DefaultDNSDomain
 	}
 	parent := gatewayv1.ParentReference{Name: gatewayv1.ObjectName(gatewayName)}
 	if gatewayNamespace != e.Namespace {
@@ -59,7 +49,7 @@ func ExportRoutes(e *flomeshv1alpha1.ServiceExport, gatewayNamespace, gatewayNam
 		return metav1.ObjectMeta{
 			Namespace: e.Namespace,
 			Name:      e.Name + suffix,
-			Labels:    map[string]string{ManagedByLabel: ManagedByValue, ExportLabel: e.Name},
+			Labels:    map[string]string{wellknown.ManagedByLabel: wellknown.ManagedByValue, wellknown.ExportLabel: e.Name},
 		}
 	}
 	backend := func(port int32) []gatewayv1.HTTPBackendRef {

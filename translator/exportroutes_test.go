@@ -9,6 +9,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
+	"github.com/crossgate-io/crossgate/wellknown"
 )
 
 func TestExportRoutesRewrite(t *testing.T) {
@@ -76,7 +77,7 @@ func TestExportConditionPlaceholder(t *testing.T) {
 	e := &flomeshv1alpha1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: "httpbin", Generation: 2},
 		Spec: flomeshv1alpha1.ServiceExportSpec{Rules: []flomeshv1alpha1.ServiceExportRule{{PortNumber: 8080, Path: "/x", PathType: flomeshv1alpha1.PathMatchPrefix}}}}
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: "httpbin",
-		Labels: map[string]string{ManagedByLabel: ManagedByValue, ImportLabel: "httpbin"}},
+		Labels: map[string]string{wellknown.ManagedByLabel: wellknown.ManagedByValue, wellknown.ImportLabel: "httpbin"}},
 		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 8080}}}}
 	c := ExportCondition(e, svc)
 	if c.Status != metav1.ConditionFalse || c.Reason != "ServiceNotFound" || c.ObservedGeneration != 2 {
@@ -92,7 +93,7 @@ func TestExportConditionPlaceholder(t *testing.T) {
 }
 
 func TestExportConditionSystemNamespace(t *testing.T) {
-	for _, ns := range SystemNamespaces {
+	for _, ns := range wellknown.SystemNamespaces {
 		e := &flomeshv1alpha1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kube-dns", Generation: 1}}
 		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kube-dns"}, Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 53}}}}
 		c := ExportCondition(e, svc)

@@ -10,7 +10,9 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	"github.com/crossgate-io/crossgate/translator/ir"
+	"github.com/crossgate-io/crossgate/wellknown"
 )
 
 // ourClasses are the GatewayClasses handled by crossgate's controller, by name.
@@ -53,7 +55,7 @@ func (t *translation) ourGatewayIdentities() []ir.Identity {
 func (t *translation) trusted(g *gatewayv1.Gateway) bool {
 	export := t.in.ExportGateway
 	if export == "" && t.in.MeshConfig != nil && t.in.MeshConfig.Spec.Gateway.Name != "" {
-		export = cmp.Or(t.in.MeshConfig.Spec.Gateway.Namespace, DefaultControllerNamespace) + "/" + t.in.MeshConfig.Spec.Gateway.Name
+		export = cmp.Or(t.in.MeshConfig.Spec.Gateway.Namespace, wellknown.SystemNamespace) + "/" + t.in.MeshConfig.Spec.Gateway.Name
 	}
 	return TrustedGateway(g.Namespace, g.Name, t.in.ControllerNamespace, export)
 }
@@ -124,14 +126,10 @@ func (t *translation) translateGateways(st *Statuses) []ir.Gateway {
 	return out
 }
 
-// GatewayReasonNotTrusted is the Accepted=False reason of a Gateway of crossgate's class that the
-// operator did not declare (TrustedGateway).
-const GatewayReasonNotTrusted = "NotTrusted"
-
 func untrustedStatus(g *gatewayv1.Gateway) GatewayStatus {
 	msg := fmt.Sprintf("Gateways of class %s run only in the controller's namespace, or as the Gateway exported services attach to (the MeshConfig's spec.gateway): this one gets no proxy, no certificate and no mesh trust.", g.Spec.GatewayClassName)
 	return GatewayStatus{Namespace: g.Namespace, Name: g.Name, Status: gatewayv1.GatewayStatus{Conditions: []metav1.Condition{
-		cond(string(gatewayv1.GatewayConditionAccepted), false, GatewayReasonNotTrusted, msg, g.Generation),
+		cond(string(gatewayv1.GatewayConditionAccepted), false, flomeshv1alpha1.ReasonGatewayNotTrusted, msg, g.Generation),
 		cond(string(gatewayv1.GatewayConditionProgrammed), false, string(gatewayv1.GatewayReasonInvalid), "The Gateway is not accepted.", g.Generation),
 	}}}
 }

@@ -11,6 +11,7 @@ import (
 	accessv1alpha3 "github.com/crossgate-io/crossgate/api/smi/access/v1alpha3"
 	specsv1alpha4 "github.com/crossgate-io/crossgate/api/smi/specs/v1alpha4"
 	"github.com/crossgate-io/crossgate/translator/ir"
+	"github.com/crossgate-io/crossgate/wellknown"
 )
 
 type nsName struct{ ns, name string }
@@ -133,8 +134,8 @@ func newTranslation(in *Input) *translation {
 	t := &translation{
 		in:          in,
 		cluster:     in.Cluster,
-		domain:      cmp.Or(in.DNSDomain, DefaultDNSDomain),
-		trustDomain: DefaultTrustDomain,
+		domain:      cmp.Or(in.DNSDomain, wellknown.DefaultDNSDomain),
+		trustDomain: wellknown.DefaultTrustDomain,
 		permissive:  true,
 		namespaces:  map[string]*corev1.Namespace{},
 		services:    map[nsName]*corev1.Service{},
@@ -150,7 +151,7 @@ func newTranslation(in *Input) *translation {
 	}
 	if mc := in.MeshConfig; mc != nil {
 		t.permissive = mc.PermissiveMode()
-		t.trustDomain = cmp.Or(mc.Spec.Certificate.TrustDomain, DefaultTrustDomain)
+		t.trustDomain = cmp.Or(mc.Spec.Certificate.TrustDomain, wellknown.DefaultTrustDomain)
 	}
 	for i := range in.Namespaces {
 		t.namespaces[in.Namespaces[i].Name] = &in.Namespaces[i]
@@ -201,7 +202,7 @@ func newTranslation(in *Input) *translation {
 		rules := t.trafficTargetRules(tt)
 		if len(rules) == 0 {
 			// Its rules name nothing that exists: it allows nothing, to any cluster.
-			t.warn(ObjectWarning{Kind: "TrafficTarget", Namespace: tt.Namespace, Name: tt.Name, Reason: "AllowsNothing",
+			t.warn(ObjectWarning{Kind: "TrafficTarget", Namespace: tt.Namespace, Name: tt.Name, Reason: flomeshv1alpha1.ReasonAllowsNothing,
 				Message: "This TrafficTarget allows no request: " + t.whyNoRules(tt) + "."})
 			continue
 		}

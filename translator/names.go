@@ -1,57 +1,18 @@
 package translator
 
 import (
-	"slices"
 	"strconv"
 
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/crossgate-io/crossgate/translator/ir"
+	"github.com/crossgate-io/crossgate/wellknown"
 )
 
 // Deterministic names of everything the translator generates, defined in one place.
 
 // ControllerName is crossgate's GatewayClass controller.
-const ControllerName gatewayv1.GatewayController = "crossgate.io/gateway-controller"
-
-// DefaultDNSDomain is the cluster DNS domain when the Input names none.
-const DefaultDNSDomain = "cluster.local"
-
-// MeshNamespaceLabel set to MeshNamespaceValue adds a namespace to the mesh: its pods get the
-// sidecar (`crossgate namespace add`), and its Services are routed by callers' sidecars.
-const (
-	MeshNamespaceLabel = "crossgate.io/inject"
-	MeshNamespaceValue = "enabled"
-)
-
-// ProbesAnnotation lists, on a pod, the HTTP probes the sidecar injector rewrote to the
-// sidecar's probe port, as JSON: [{"port":8080,"path":"/healthz"}]. The sidecar forwards each
-// to the application in plaintext.
-const ProbesAnnotation = "crossgate.io/probes"
-
-// ProxylessAnnotation marks a pod whose workload uses grpc-go's xDS support instead of an Envoy
-// sidecar: its server listeners are built for its address.
-const ProxylessAnnotation = "crossgate.io/proxyless"
-
-// DefaultTrustDomain is the SPIFFE trust domain when the MeshConfig names none.
-const DefaultTrustDomain = "cluster.local"
-
-// DefaultControllerNamespace is the controller's namespace when the Input names none, and
-// DefaultExportGateway the Gateway exported services attach to when nothing names one.
-const (
-	DefaultControllerNamespace = "crossgate-system"
-	DefaultExportGateway       = "crossgate-system/crossgate-gateway"
-)
-
-// SystemNamespaces are Kubernetes' own namespaces and crossgate's default one. Pods there are
-// never injected, and Services there are never federated: the federation's ServiceAccount in a
-// member may write ServiceImports anywhere but in these (an admission policy the join installs
-// holds it to that), so a leaked member token cannot plant imports beside the cluster's own
-// components.
-var SystemNamespaces = []string{"kube-system", "kube-public", "kube-node-lease", DefaultControllerNamespace}
-
-// IsSystemNamespace reports whether ns is one of the SystemNamespaces.
-func IsSystemNamespace(ns string) bool { return slices.Contains(SystemNamespaces, ns) }
+const ControllerName = gatewayv1.GatewayController(wellknown.ControllerName)
 
 // TrustedGateway reports whether a Gateway of crossgate's class is one the operator declared: in
 // the controller's namespace, or the Gateway exported services attach to (namespace/name). Only
@@ -60,10 +21,10 @@ func IsSystemNamespace(ns string) bool { return slices.Contains(SystemNamespaces
 // every export trusts.
 func TrustedGateway(namespace, name, controllerNamespace, exportGateway string) bool {
 	if controllerNamespace == "" {
-		controllerNamespace = DefaultControllerNamespace
+		controllerNamespace = wellknown.SystemNamespace
 	}
 	if exportGateway == "" {
-		exportGateway = DefaultExportGateway
+		exportGateway = wellknown.DefaultExportGateway
 	}
 	return namespace == controllerNamespace || namespace+"/"+name == exportGateway
 }
@@ -71,7 +32,7 @@ func TrustedGateway(namespace, name, controllerNamespace, exportGateway string) 
 // GatewayIdentity is the identity a Gateway's proxy runs as: a ServiceAccount of the Gateway's
 // name in its namespace.
 func GatewayIdentity(namespace, name string) ir.Identity {
-	return ir.Identity{Namespace: namespace, ServiceAccount: name}
+	return ir.Identity{Namespace: namespace, ServiceAccount: wellknown.GatewayServiceAccount(name)}
 }
 
 // meshHostnames are the names callers use for a service.

@@ -12,6 +12,7 @@ import (
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	"github.com/crossgate-io/crossgate/translator/ir"
+	"github.com/crossgate-io/crossgate/wellknown"
 )
 
 // Translate computes the IR of one cluster's proxies and the statuses to write. It never
@@ -60,7 +61,7 @@ func (t *translation) warnings() []ObjectWarning {
 		if v.svc == nil {
 			kind = "ServiceImport"
 		}
-		out = append(out, ObjectWarning{Kind: kind, Namespace: v.key.ns, Name: v.key.name, Reason: "ReservedPort",
+		out = append(out, ObjectWarning{Kind: kind, Namespace: v.key.ns, Name: v.key.name, Reason: flomeshv1alpha1.ReasonReservedPort,
 			Message: fmt.Sprintf("Port %s is one the mesh's sidecar listens on itself (%d, %d, %d, %d): callers' sidecars do not route it, and its connections pass through unchanged; use another port.",
 				strings.Join(ports, ", "), ir.AdminPort, ir.OutboundCapturePort, ir.InboundCapturePort, ir.ProbePort)})
 	}
@@ -99,20 +100,20 @@ func (t *translation) sidecars() []ir.Sidecar {
 	return out
 }
 
-// probes gathers, per identity, the rewritten HTTP probes its pods declare (ProbesAnnotation).
+// probes gathers, per identity, the rewritten HTTP probes its pods declare (wellknown.ProbesAnnotation).
 // A malformed annotation declares none: the pod's probes then fail, and the warning says why.
 func (t *translation) probes() map[ir.Identity][]ir.Probe {
 	out := map[ir.Identity][]ir.Probe{}
 	for i := range t.in.Pods {
 		pod := &t.in.Pods[i]
-		v, ok := pod.Annotations[ProbesAnnotation]
+		v, ok := pod.Annotations[wellknown.ProbesAnnotation]
 		if !ok {
 			continue
 		}
 		var ps []ir.Probe
 		if err := json.Unmarshal([]byte(v), &ps); err != nil {
-			t.warn(ObjectWarning{Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, Reason: "ProbesAnnotationInvalid",
-				Message: fmt.Sprintf("Annotation %s is not a JSON list of {\"port\": N, \"path\": \"/...\"}: %v; the sidecar forwards none of its probes.", ProbesAnnotation, err)})
+			t.warn(ObjectWarning{Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, Reason: flomeshv1alpha1.ReasonProbesAnnotationInvalid,
+				Message: fmt.Sprintf("Annotation %s is not a JSON list of {\"port\": N, \"path\": \"/...\"}: %v; the sidecar forwards none of its probes.", wellknown.ProbesAnnotation, err)})
 			continue
 		}
 		id := ir.Identity{Namespace: pod.Namespace, ServiceAccount: cmp.Or(pod.Spec.ServiceAccountName, "default")}
@@ -149,19 +150,19 @@ func (t *translation) exportStatuses() []ObjectConditions {
 // ExportCondition is the Valid condition of a ServiceExport given its Service (nil when the
 // Service does not exist): False when the Service is missing, is crossgate's placeholder for an
 // import (which has no endpoints in this cluster: exporting it would advertise a gateway that
-// answers 503), is in one of the SystemNamespaces, or a rule's port is not one of its ports;
+// answers 503), is in one of the wellknown.SystemNamespaces, or a rule's port is not one of its ports;
 // True otherwise.
 func ExportCondition(e *flomeshv1alpha1.ServiceExport, svc *corev1.Service) metav1.Condition {
-	if IsSystemNamespace(e.Namespace) {
-		return cond(flomeshv1alpha1.ConditionValid, false, "NamespaceNotAllowed",
-			fmt.Sprintf("metadata.namespace %s: Services of %s are not exported (no cluster imports into these namespaces); export from another namespace.", e.Namespace, strings.Join(SystemNamespaces, ", ")), e.Generation)
+	if wellknown.IsSystemNamespace(e.Namespace) {
+		return cond(flomeshv1alpha1.ConditionValid, false, flomeshv1alpha1.ReasonNamespaceNotAllowed,
+			fmt.Sprintf("metadata.namespace %s: Services of %s are not exported (no cluster imports into these namespaces); export from another namespace.", e.Namespace, strings.Join(wellknown.SystemNamespaces, ", ")), e.Generation)
 	}
 	if svc == nil {
-		return cond(flomeshv1alpha1.ConditionValid, false, "ServiceNotFound",
+		return cond(flomeshv1alpha1.ConditionValid, false, flomeshv1alpha1.ReasonServiceNotFound,
 			fmt.Sprintf("Service %s/%s does not exist; a ServiceExport exports the Service of its own namespace and name.", e.Namespace, e.Name), e.Generation)
 	}
 	if IsPlaceholder(svc) {
-		return cond(flomeshv1alpha1.ConditionValid, false, "ServiceNotFound",
+		return cond(flomeshv1alpha1.ConditionValid, false, flomeshv1alpha1.ReasonServiceNotFound,
 			fmt.Sprintf("Service %s/%s is crossgate's placeholder for the import of this name, not a Service of this cluster; a ServiceExport exports the Service of its own namespace and name.", e.Namespace, e.Name), e.Generation)
 	}
 	var missing []string
@@ -179,11 +180,11 @@ func ExportCondition(e *flomeshv1alpha1.ServiceExport, svc *corev1.Service) meta
 		for _, sp := range svc.Spec.Ports {
 			ports = append(ports, fmt.Sprint(sp.Port))
 		}
-		return cond(flomeshv1alpha1.ConditionValid, false, "PortNotFound",
+		return cond(flomeshv1alpha1.ConditionValid, false, flomeshv1alpha1.ReasonPortNotFound,
 			fmt.Sprintf("spec.rules portNumber %s is not a port of Service %s/%s (its ports: %s).",
 				strings.Join(missing, ", "), e.Namespace, e.Name, cmp.Or(strings.Join(ports, ", "), "none")), e.Generation)
 	}
-	return cond(flomeshv1alpha1.ConditionValid, true, "Valid", "The Service and every rule's port exist.", e.Generation)
+	return cond(flomeshv1alpha1.ConditionValid, true, flomeshv1alpha1.ReasonValid, "The Service and every rule's port exist.", e.Generation)
 }
 
 // policyStatuses reports, for each GlobalTrafficPolicy, whether it applies to a service
@@ -200,7 +201,7 @@ func (t *translation) policyStatuses() []ObjectConditions {
 		imp := t.imports[k]
 		var conds []metav1.Condition
 		if !hasSvc && imp == nil {
-			conds = append(conds, cond(flomeshv1alpha1.ConditionAccepted, false, "ServiceNotFound",
+			conds = append(conds, cond(flomeshv1alpha1.ConditionAccepted, false, flomeshv1alpha1.ReasonServiceNotFound,
 				fmt.Sprintf("No Service or ServiceImport %s/%s exists; a GlobalTrafficPolicy applies to the service of its own namespace and name.", g.Namespace, g.Name), g.Generation))
 		} else {
 			msg := fmt.Sprintf("%s applies to callers of %s.%s in this cluster.", cmp.Or(g.Spec.LbType, flomeshv1alpha1.Locality), g.Name, g.Namespace)
@@ -215,7 +216,7 @@ func (t *translation) policyStatuses() []ObjectConditions {
 					msg += fmt.Sprintf(" Port %s is not HTTP: gateways route HTTP only, so only this cluster's endpoints serve it.", strings.Join(local, ", "))
 				}
 			}
-			conds = append(conds, cond(flomeshv1alpha1.ConditionAccepted, true, "Accepted", msg, g.Generation))
+			conds = append(conds, cond(flomeshv1alpha1.ConditionAccepted, true, flomeshv1alpha1.ReasonAccepted, msg, g.Generation))
 		}
 		exporting := map[string]bool{}
 		if imp != nil {
@@ -232,10 +233,10 @@ func (t *translation) policyStatuses() []ObjectConditions {
 			}
 		}
 		if len(missing) > 0 {
-			conds = append(conds, cond("ResolvedRefs", false, "TargetNotExported",
+			conds = append(conds, cond(flomeshv1alpha1.ConditionResolvedRefs, false, flomeshv1alpha1.ReasonTargetNotExported,
 				fmt.Sprintf("Target cluster %s does not export %s/%s; no request is sent there until it does.", strings.Join(missing, ", "), g.Namespace, g.Name), g.Generation))
 		} else {
-			conds = append(conds, cond("ResolvedRefs", true, "ResolvedRefs", "Every target cluster exports the service.", g.Generation))
+			conds = append(conds, cond(flomeshv1alpha1.ConditionResolvedRefs, true, flomeshv1alpha1.ReasonResolvedRefs, "Every target cluster exports the service.", g.Generation))
 		}
 		out = append(out, ObjectConditions{Namespace: g.Namespace, Name: g.Name, Conditions: conds})
 	}

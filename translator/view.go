@@ -11,6 +11,7 @@ import (
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	"github.com/crossgate-io/crossgate/translator/ir"
+	"github.com/crossgate-io/crossgate/wellknown"
 )
 
 // serviceView is one service as callers in this cluster see it: its local Service (if any) and
@@ -206,7 +207,7 @@ func (t *translation) localEndpoints(k nsName, sp corev1.ServicePort) []ir.Endpo
 			if ref := e.TargetRef; ref != nil && ref.Kind == "Pod" {
 				if pod := t.pods[nsName{cmp.Or(ref.Namespace, k.ns), ref.Name}]; pod != nil {
 					idn = ir.Identity{Namespace: pod.Namespace, ServiceAccount: cmp.Or(pod.Spec.ServiceAccountName, "default")}
-					proxyless = pod.Annotations[ProxylessAnnotation] == "true"
+					proxyless = pod.Annotations[wellknown.ProxylessAnnotation] == "true"
 				}
 			}
 			for _, a := range e.Addresses {
@@ -231,5 +232,5 @@ func cmpEndpoint(a, b ir.Endpoint) int {
 // meshNamespace reports whether a namespace was added to the mesh.
 func (t *translation) meshNamespace(ns string) bool {
 	n := t.namespaces[ns]
-	return n != nil && n.Labels[MeshNamespaceLabel] == MeshNamespaceValue
+	return n != nil && n.Labels[wellknown.MeshNamespaceLabel] == wellknown.MeshNamespaceValue
 }

@@ -40,6 +40,7 @@ import (
 	"github.com/crossgate-io/crossgate/controllers"
 	"github.com/crossgate-io/crossgate/controllers/federation"
 	"github.com/crossgate-io/crossgate/inject"
+	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/cache"
 	"github.com/crossgate-io/crossgate/xds/identity"
 	"github.com/crossgate-io/crossgate/xds/identity/certmanager"
@@ -86,7 +87,7 @@ func run() error {
 	flag.StringVar(&opts.Group, "group", "default", "this cluster's group")
 	flag.StringVar(&meshConfig, "mesh-config", "fsm-system/fsm-mesh-config", "namespace/name of the MeshConfig")
 	flag.StringVar(&gw, "gateway", "", "namespace/name of the Gateway exported services attach to (default: the MeshConfig's spec.gateway)")
-	flag.StringVar(&namespace, "namespace", "crossgate-system", "the controller's namespace (root CA Secret, leader election)")
+	flag.StringVar(&namespace, "namespace", wellknown.SystemNamespace, "the controller's namespace (root CA Secret, leader election)")
 	flag.StringVar(&trustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain of the cluster set")
 	flag.StringVar(&xdsAddr, "xds-address", ":15010", "where the xDS server listens (mTLS)")
 	flag.StringVar(&opts.XDSHost, "xds-host", "crossgate-controller.crossgate-system.svc", "the host proxies dial for xDS")
@@ -149,7 +150,7 @@ func run() error {
 	}
 	var ca identity.Issuer
 	if certManagerIssuer == "" {
-		if ca, err = identity.LoadOrCreateRoot(ctx, kube, namespace, "crossgate-root-ca", trustDomain); err != nil {
+		if ca, err = identity.LoadOrCreateRoot(ctx, kube, namespace, wellknown.RootCASecret, trustDomain); err != nil {
 			return fmt.Errorf("the root CA: %w", err)
 		}
 	} else {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/crossgate-io/crossgate/inject"
 	"github.com/crossgate-io/crossgate/membership"
+	"github.com/crossgate-io/crossgate/wellknown"
 )
 
 // kubeFlags select a kubeconfig and a context, as kubectl's do.
@@ -183,5 +184,5 @@ func controllerNamespace(ctx context.Context, c client.Client) string {
 			}
 		}
 	}
-	return "crossgate-system"
+	return wellknown.SystemNamespace
 }

@@ -25,7 +25,7 @@ import (
 	"github.com/crossgate-io/crossgate/charts"
 	"github.com/crossgate-io/crossgate/controllers"
 	"github.com/crossgate-io/crossgate/inject"
-	"github.com/crossgate-io/crossgate/translator"
+	"github.com/crossgate-io/crossgate/wellknown"
 )
 
 // helmConfig is Helm's action configuration for the flags' context, storing releases in Secrets
@@ -149,7 +149,7 @@ an installed release is upgraded.`,
 		},
 	}
 	k.add(cmd)
-	cmd.Flags().StringVarP(&namespace, "namespace", "n", "crossgate-system", "the namespace of the controller and the release (created when missing)")
+	cmd.Flags().StringVarP(&namespace, "namespace", "n", wellknown.SystemNamespace, "the namespace of the controller and the release (created when missing)")
 	cmd.Flags().StringArrayVar(&sets, "set", nil, "a chart value, key=value (repeatable; see the chart's values.yaml)")
 	cmd.Flags().StringArrayVarP(&files, "values", "f", nil, "a YAML file of chart values (repeatable; --set wins)")
 	cmd.Flags().BoolVar(&wait, "wait", true, "wait until the controller's Deployment is available")
@@ -253,7 +253,7 @@ until restarted.`,
 			// pod creation in labelled namespaces would fail closed.
 			var mwc admissionregistrationv1.MutatingWebhookConfiguration
 			err = c.Get(ctx, client.ObjectKey{Name: inject.ConfigurationName}, &mwc)
-			if err == nil && mwc.Labels[translator.ManagedByLabel] == translator.ManagedByValue {
+			if err == nil && mwc.Labels[wellknown.ManagedByLabel] == wellknown.ManagedByValue {
 				if err := c.Delete(ctx, &mwc); client.IgnoreNotFound(err) != nil {
 					return fmt.Errorf("removing the webhook registration %s: %w", inject.ConfigurationName, err)
 				}
@@ -271,7 +271,7 @@ until restarted.`,
 		},
 	}
 	k.add(cmd)
-	cmd.Flags().StringVarP(&namespace, "namespace", "n", "crossgate-system", "the namespace crossgate was installed into")
+	cmd.Flags().StringVarP(&namespace, "namespace", "n", wellknown.SystemNamespace, "the namespace crossgate was installed into")
 	cmd.Flags().BoolVar(&force, "force", false, "uninstall although member clusters are joined (their imports stay in the members)")
 	cmd.Flags().BoolVar(&purge, "purge", false, "also delete the CRDs (and with them every crossgate object), the root CA Secret and the namespace")
 	return cmd

@@ -15,7 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/crossgate-io/crossgate/controllers"
+	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/server"
 )
 
@@ -48,7 +48,7 @@ func nodeID(p *corev1.Pod) string {
 	if sa == "" {
 		sa = "default"
 	}
-	return controllers.Key(controllers.KindProxyless, p.Namespace+"/"+sa)
+	return wellknown.Proxyless(p.Namespace, sa).String()
 }
 
 func proxyCommand() *cobra.Command {
@@ -115,7 +115,7 @@ are never shown. -o json gives the resources themselves.`,
 		},
 	}
 	config.Flags().StringVarP(&podNS, "namespace", "n", "default", "the pod's namespace")
-	config.Flags().StringVar(&ctrlNS, "controller-namespace", "crossgate-system", "the namespace crossgate was installed into")
+	config.Flags().StringVar(&ctrlNS, "controller-namespace", wellknown.SystemNamespace, "the namespace crossgate was installed into")
 	config.Flags().StringVarP(&output, "output", "o", "summary", "summary or json")
 	config.Flags().StringVar(&node, "node", "", "ask for this node ID instead of the pod's (kind~namespace/name)")
 	config.Flags().StringVar(&base, "controller-url", "", "the controller's debug endpoint (default: a port-forward to its pod's --debug-address)")

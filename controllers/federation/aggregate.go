@@ -13,25 +13,11 @@ import (
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	"github.com/crossgate-io/crossgate/translator"
+	"github.com/crossgate-io/crossgate/wellknown"
 )
 
 // Labels on the ServiceImports the federation writes. The stale ones it deletes are found by
 // them; a ServiceImport without them is a user's, never touched.
-const (
-	// FederatedLabel marks a ServiceImport as written by the federation controller.
-	FederatedLabel = "crossgate.io/federated"
-)
-
-// Conflict reasons, following the Kubernetes MCS API: the oldest export of a service wins and
-// every export that disagrees with it on one of these carries Conflict=True.
-const (
-	ReasonPortConflict     = "PortConflict"
-	ReasonProtocolConflict = "ProtocolConflict"
-	ReasonTypeConflict     = "TypeConflict"
-	ReasonSAConflict       = "ServiceAccountNameConflict"
-	ReasonNoConflict       = "NoConflict"
-	ReasonNotExported      = "NotExported"
-)
 
 // Source is one member cluster as the federation sees it.
 type Source struct {
@@ -94,7 +80,7 @@ func Aggregate(sources []*Source) *Plan {
 			k := types.NamespacedName{Namespace: e.Namespace, Name: e.Name}
 			svc := s.Services[k]
 			if c := translator.ExportCondition(e, svc); c.Status != metav1.ConditionTrue {
-				plan.Exports[s.Key] = append(plan.Exports[s.Key], ExportStatus{e.Namespace, e.Name, condition(e, false, ReasonNotExported,
+				plan.Exports[s.Key] = append(plan.Exports[s.Key], ExportStatus{e.Namespace, e.Name, condition(e, false, flomeshv1alpha1.ReasonNotExported,
 					"The export is not valid (see its Valid condition), so it takes part in no conflict.")})
 				continue
 			}
@@ -117,7 +103,7 @@ func Aggregate(sources []*Source) *Plan {
 		winners[k] = w
 		for _, c := range cands {
 			reason, msg := conflictWith(c, w)
-			plan.Exports[c.src.Key] = append(plan.Exports[c.src.Key], ExportStatus{c.export.Namespace, c.export.Name, condition(c.export, reason != "", cmp.Or(reason, ReasonNoConflict), msg)})
+			plan.Exports[c.src.Key] = append(plan.Exports[c.src.Key], ExportStatus{c.export.Namespace, c.export.Name, condition(c.export, reason != "", cmp.Or(reason, flomeshv1alpha1.ReasonNoConflict), msg)})
 			if reason == "" {
 				agree[k] = append(agree[k], c)
 			}
@@ -160,7 +146,7 @@ func importFor(t *Source, k types.NamespacedName, w *candidate, agree []*candida
 	imp := &flomeshv1alpha1.ServiceImport{
 		TypeMeta: metav1.TypeMeta{APIVersion: flomeshv1alpha1.GroupVersion.String(), Kind: "ServiceImport"},
 		ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.Name, Labels: map[string]string{
-			translator.ManagedByLabel: translator.ManagedByValue, FederatedLabel: "true",
+			wellknown.ManagedByLabel: wellknown.ManagedByValue, wellknown.FederatedLabel: "true",
 		}},
 	}
 	switch {
@@ -262,15 +248,15 @@ func conflictWith(c, w *candidate) (reason, message string) {
 		msgs = append(msgs, m)
 	}
 	if !slices.EqualFunc(c.ports, w.ports, func(a, b flomeshv1alpha1.ServicePort) bool { return a.Port == b.Port }) {
-		add(ReasonPortConflict, fmt.Sprintf("it exports port %s while %s exports port %s", portList(c.ports, false), winner, portList(w.ports, false)))
+		add(flomeshv1alpha1.ReasonPortConflict, fmt.Sprintf("it exports port %s while %s exports port %s", portList(c.ports, false), winner, portList(w.ports, false)))
 	} else if !slices.EqualFunc(c.ports, w.ports, func(a, b flomeshv1alpha1.ServicePort) bool { return a.Protocol == b.Protocol }) {
-		add(ReasonProtocolConflict, fmt.Sprintf("it exports %s while %s exports %s", portList(c.ports, true), winner, portList(w.ports, true)))
+		add(flomeshv1alpha1.ReasonProtocolConflict, fmt.Sprintf("it exports %s while %s exports %s", portList(c.ports, true), winner, portList(w.ports, true)))
 	}
 	if c.typ != w.typ {
-		add(ReasonTypeConflict, fmt.Sprintf("its Service makes it %s while %s is %s", c.typ, winner, w.typ))
+		add(flomeshv1alpha1.ReasonTypeConflict, fmt.Sprintf("its Service makes it %s while %s is %s", c.typ, winner, w.typ))
 	}
 	if c.account != w.account {
-		add(ReasonSAConflict, fmt.Sprintf("its serviceAccountName is %q while %s has %q", c.account, winner, w.account))
+		add(flomeshv1alpha1.ReasonServiceAccountNameConflict, fmt.Sprintf("its serviceAccountName is %q while %s has %q", c.account, winner, w.account))
 	}
 	if len(reasons) == 0 {
 		return "", "The export agrees with " + winner + "."

@@ -139,7 +139,7 @@ func TestWalkthroughImports(t *testing.T) {
 	}
 	for _, k := range []flomeshv1alpha1.ClusterKey{c1.Key, c3.Key} {
 		for _, s := range p.Exports[k] {
-			if s.Condition.Status != metav1.ConditionFalse || s.Condition.Reason != ReasonNoConflict || s.Condition.ObservedGeneration != 1 {
+			if s.Condition.Status != metav1.ConditionFalse || s.Condition.Reason != flomeshv1alpha1.ReasonNoConflict || s.Condition.ObservedGeneration != 1 {
 				t.Errorf("%s %s: %+v", k, s.Name, s.Condition)
 			}
 		}
@@ -171,16 +171,16 @@ func TestConflicts(t *testing.T) {
 		{"port", func(e *flomeshv1alpha1.ServiceExport, svc *corev1.Service) {
 			e.Spec.Rules[0].PortNumber = 9090
 			svc.Spec.Ports[0].Port = 9090
-		}, ReasonPortConflict, []string{"port 9090", "port 8080", "cluster-1"}},
+		}, flomeshv1alpha1.ReasonPortConflict, []string{"port 9090", "port 8080", "cluster-1"}},
 		{"protocol", func(_ *flomeshv1alpha1.ServiceExport, svc *corev1.Service) {
 			svc.Spec.Ports[0].Protocol = corev1.ProtocolUDP
-		}, ReasonProtocolConflict, []string{"8080/UDP", "8080/TCP"}},
+		}, flomeshv1alpha1.ReasonProtocolConflict, []string{"8080/UDP", "8080/TCP"}},
 		{"type", func(_ *flomeshv1alpha1.ServiceExport, svc *corev1.Service) {
 			svc.Spec.ClusterIP = corev1.ClusterIPNone
-		}, ReasonTypeConflict, []string{"Headless", "ClusterSetIP"}},
+		}, flomeshv1alpha1.ReasonTypeConflict, []string{"Headless", "ClusterSetIP"}},
 		{"serviceAccountName", func(e *flomeshv1alpha1.ServiceExport, _ *corev1.Service) {
 			e.Spec.ServiceAccountName = "httpbin"
-		}, ReasonSAConflict, []string{`"httpbin"`, `"*"`}},
+		}, flomeshv1alpha1.ReasonServiceAccountNameConflict, []string{`"httpbin"`, `"*"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c1, c2, c3 := walkthroughSet(t)
@@ -255,7 +255,7 @@ func TestInvalidExportAndMissingService(t *testing.T) {
 	if got := endpointKeys(importOf(p, c2.Key, "httpbin")); !reflect.DeepEqual(got, []string{"8080:" + string(c1.Key)}) {
 		t.Errorf("a Service deleted before its export leaves its endpoint: %v", got)
 	}
-	if c := conflictOf(p, c3.Key, "httpbin"); c.Status != metav1.ConditionFalse || c.Reason != ReasonNotExported {
+	if c := conflictOf(p, c3.Key, "httpbin"); c.Status != metav1.ConditionFalse || c.Reason != flomeshv1alpha1.ReasonNotExported {
 		t.Errorf("the invalid export's Conflict: %+v", c)
 	}
 	if got := names(p, c2.Key); !reflect.DeepEqual(got, []string{"httpbin/httpbin", "httpbin/httpbin-cluster-1", "httpbin/httpbin-cluster-3"}) {

@@ -28,6 +28,7 @@ import (
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	"github.com/crossgate-io/crossgate/membership"
 	"github.com/crossgate-io/crossgate/translator"
+	"github.com/crossgate-io/crossgate/wellknown"
 )
 
 // The claim: a Lease in the member's kube-system namespace naming the control plane that manages
@@ -135,16 +136,16 @@ func (f *Federation) connect(ctx context.Context, c *flomeshv1alpha1.Cluster, ra
 		if c.Spec.KubeconfigSecretRef != nil {
 			where = fmt.Sprintf("the kubeconfig in Secret %s/%s", c.Spec.KubeconfigSecretRef.Namespace, c.Spec.KubeconfigSecretRef.Name)
 		}
-		return nil, ReasonKubeconfigInvalid, fmt.Sprintf("%s does not parse as a kubeconfig with a current context: %v", where, err), nil
+		return nil, flomeshv1alpha1.ReasonKubeconfigInvalid, fmt.Sprintf("%s does not parse as a kubeconfig with a current context: %v", where, err), nil
 	}
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
-		return nil, ReasonKubeconfigInvalid, err.Error(), nil
+		return nil, flomeshv1alpha1.ReasonKubeconfigInvalid, err.Error(), nil
 	}
 	resources, err := dc.ServerResourcesForGroupVersion(flomeshv1alpha1.GroupVersion.String())
 	if err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, ReasonNotInstalled, fmt.Sprintf("%s serves no %s API: install crossgate in the member first.", cfg.Host, flomeshv1alpha1.GroupVersion), nil
+			return nil, flomeshv1alpha1.ReasonCrossgateNotInstalled, fmt.Sprintf("%s serves no %s API: install crossgate in the member first.", cfg.Host, flomeshv1alpha1.GroupVersion), nil
 		}
 		reason, msg := classify(cfg.Host, err)
 		return nil, reason, msg, nil
@@ -154,11 +155,11 @@ func (f *Federation) connect(ctx context.Context, c *flomeshv1alpha1.Cluster, ra
 		served[r.Name] = true
 	}
 	if !served["serviceexports"] || !served["serviceimports"] {
-		return nil, ReasonNotInstalled, fmt.Sprintf("%s serves %s without ServiceExport and ServiceImport: install crossgate's CRDs in the member.", cfg.Host, flomeshv1alpha1.GroupVersion), nil
+		return nil, flomeshv1alpha1.ReasonCrossgateNotInstalled, fmt.Sprintf("%s serves %s without ServiceExport and ServiceImport: install crossgate's CRDs in the member.", cfg.Host, flomeshv1alpha1.GroupVersion), nil
 	}
 	cl, err := client.New(cfg, client.Options{Scheme: f.scheme})
 	if err != nil {
-		return nil, ReasonKubeconfigInvalid, err.Error(), nil
+		return nil, flomeshv1alpha1.ReasonKubeconfigInvalid, err.Error(), nil
 	}
 	var beforeErr error
 	if reason, msg := f.claim(ctx, cl, cfg.Host, c.Name, func(ctx context.Context) error {
@@ -177,11 +178,11 @@ func (f *Federation) connect(ctx context.Context, c *flomeshv1alpha1.Cluster, ra
 		Scheme:           f.scheme,
 		DefaultTransform: strip,
 		ByObject: map[client.Object]ctrlcache.ByObject{
-			&flomeshv1alpha1.ServiceImport{}: {Label: labels.SelectorFromSet(labels.Set{FederatedLabel: "true"})},
+			&flomeshv1alpha1.ServiceImport{}: {Label: labels.SelectorFromSet(labels.Set{wellknown.FederatedLabel: "true"})},
 		},
 	})
 	if err != nil {
-		return nil, ReasonKubeconfigInvalid, err.Error(), nil
+		return nil, flomeshv1alpha1.ReasonKubeconfigInvalid, err.Error(), nil
 	}
 	runCtx, cancel := context.WithCancel(f.base)
 	conn := &connection{name: c.Name, server: cfg.Host, client: cl, cache: informers, cancel: cancel}
@@ -198,7 +199,7 @@ func (f *Federation) connect(ctx context.Context, c *flomeshv1alpha1.Cluster, ra
 		}
 		if err != nil {
 			cancel()
-			return nil, ReasonUnreachable, fmt.Sprintf("watching %T in %s: %v", o, cfg.Host, err), nil
+			return nil, flomeshv1alpha1.ReasonUnreachable, fmt.Sprintf("watching %T in %s: %v", o, cfg.Host, err), nil
 		}
 	}
 	conn.done.Go(func() { _ = informers.Start(runCtx) })
@@ -207,7 +208,7 @@ func (f *Federation) connect(ctx context.Context, c *flomeshv1alpha1.Cluster, ra
 	syncCancel()
 	if !ok {
 		conn.stop()
-		return nil, ReasonUnreachable, fmt.Sprintf("the watches on %s did not sync within %v.", cfg.Host, 6*f.opts.ConnectTimeout), nil
+		return nil, flomeshv1alpha1.ReasonUnreachable, fmt.Sprintf("the watches on %s did not sync within %v.", cfg.Host, 6*f.opts.ConnectTimeout), nil
 	}
 	conn.synced.Store(true)
 	f.opts.Log.Debug("member watches synced", "cluster", c.Name, "took", time.Since(began))
@@ -222,18 +223,18 @@ func classify(host string, err error) (string, string) {
 	var invalid x509.CertificateInvalidError
 	switch {
 	case apierrors.IsUnauthorized(err):
-		return ReasonUnauthorized, fmt.Sprintf("%s refused the kubeconfig's credentials (401 Unauthorized): give the Cluster a kubeconfig with valid credentials.", host)
+		return flomeshv1alpha1.ReasonUnauthorized, fmt.Sprintf("%s refused the kubeconfig's credentials (401 Unauthorized): give the Cluster a kubeconfig with valid credentials.", host)
 	case apierrors.IsForbidden(err):
-		return ReasonForbidden, fmt.Sprintf("%s accepted the credentials but forbids what the federation needs: %v. Grant the kubeconfig's user the federation's role (crossgate cluster join creates it).", host, err)
+		return flomeshv1alpha1.ReasonForbidden, fmt.Sprintf("%s accepted the credentials but forbids what the federation needs: %v. Grant the kubeconfig's user the federation's role (crossgate cluster join creates it).", host, err)
 	case errors.As(err, &unknownCA), errors.As(err, &hostname), errors.As(err, &invalid):
-		return ReasonTLS, fmt.Sprintf("the TLS handshake with %s failed: %v. Check the kubeconfig's certificate-authority-data and server address.", host, err)
+		return flomeshv1alpha1.ReasonTLSError, fmt.Sprintf("the TLS handshake with %s failed: %v. Check the kubeconfig's certificate-authority-data and server address.", host, err)
 	}
 	var netErr net.Error
 	var urlErr *url.Error
 	if errors.As(err, &netErr) || errors.As(err, &urlErr) {
-		return ReasonUnreachable, fmt.Sprintf("%s cannot be reached: %v", host, err)
+		return flomeshv1alpha1.ReasonUnreachable, fmt.Sprintf("%s cannot be reached: %v", host, err)
 	}
-	return ReasonUnreachable, fmt.Sprintf("%s: %v", host, err)
+	return flomeshv1alpha1.ReasonUnreachable, fmt.Sprintf("%s: %v", host, err)
 }
 
 // holder is this control plane's holder identity in a member's claim.
@@ -251,14 +252,14 @@ func (f *Federation) claim(ctx context.Context, cl client.Client, host, name str
 	err := cl.Get(ctx, client.ObjectKey{Namespace: claimNamespace, Name: claimName}, &l)
 	if apierrors.IsNotFound(err) {
 		l = coordinationv1.Lease{
-			ObjectMeta: metav1.ObjectMeta{Namespace: claimNamespace, Name: claimName, Labels: map[string]string{"app.kubernetes.io/managed-by": "crossgate"}},
+			ObjectMeta: metav1.ObjectMeta{Namespace: claimNamespace, Name: claimName, Labels: wellknown.ManagedBy()},
 			Spec: coordinationv1.LeaseSpec{
 				HolderIdentity: ptr.To(f.holder(name)), LeaseDurationSeconds: ptr.To(int32(f.opts.LeaseDuration / time.Second)),
 				AcquireTime: &now, RenewTime: &now,
 			},
 		}
 		if err := beforeWrite(ctx); err != nil {
-			return ReasonUnreachable, err.Error()
+			return flomeshv1alpha1.ReasonUnreachable, err.Error()
 		}
 		err = cl.Create(ctx, &l)
 		if err == nil {
@@ -273,9 +274,9 @@ func (f *Federation) claim(ctx context.Context, cl client.Client, host, name str
 	switch {
 	case h == f.holder(name):
 	case strings.HasPrefix(h, f.opts.ID+"/"):
-		return ReasonAlreadyJoined, fmt.Sprintf("%s is already a member of this cluster set as Cluster %q; one API server can join only once.", host, strings.TrimPrefix(h, f.opts.ID+"/"))
+		return flomeshv1alpha1.ReasonAlreadyJoined, fmt.Sprintf("%s is already a member of this cluster set as Cluster %q; one API server can join only once.", host, strings.TrimPrefix(h, f.opts.ID+"/"))
 	case h != "" && l.Spec.RenewTime != nil && time.Since(l.Spec.RenewTime.Time) < time.Duration(ptr.Deref(l.Spec.LeaseDurationSeconds, 0))*time.Second:
-		return ReasonManagedByOther, fmt.Sprintf("%s is managed by another control plane (%s holds Lease %s/%s, renewed %s). Remove it from that cluster set first (crossgate cluster leave there).", host, h, claimNamespace, claimName, l.Spec.RenewTime.UTC().Format(time.RFC3339))
+		return flomeshv1alpha1.ReasonManagedByAnotherControlPlane, fmt.Sprintf("%s is managed by another control plane (%s holds Lease %s/%s, renewed %s). Remove it from that cluster set first (crossgate cluster leave there).", host, h, claimNamespace, claimName, l.Spec.RenewTime.UTC().Format(time.RFC3339))
 	default:
 		l.Spec.HolderIdentity = ptr.To(f.holder(name))
 		l.Spec.AcquireTime = &now
@@ -284,11 +285,11 @@ func (f *Federation) claim(ctx context.Context, cl client.Client, host, name str
 	l.Spec.RenewTime = &now
 	l.Spec.LeaseDurationSeconds = ptr.To(int32(f.opts.LeaseDuration / time.Second))
 	if err := beforeWrite(ctx); err != nil {
-		return ReasonUnreachable, err.Error()
+		return flomeshv1alpha1.ReasonUnreachable, err.Error()
 	}
 	if err := cl.Update(ctx, &l); err != nil {
 		if apierrors.IsConflict(err) {
-			return ReasonManagedByOther, fmt.Sprintf("another writer changed Lease %s/%s in %s while this control plane claimed it.", claimNamespace, claimName, host)
+			return flomeshv1alpha1.ReasonManagedByAnotherControlPlane, fmt.Sprintf("another writer changed Lease %s/%s in %s while this control plane claimed it.", claimNamespace, claimName, host)
 		}
 		reason, msg := classify(host, err)
 		return reason, "claiming the member: " + msg
@@ -338,7 +339,7 @@ func (f *Federation) health(ctx context.Context, conn *connection) {
 				f.requeue(conn.name)
 				return
 			}
-		case reason == ReasonManagedByOther || reason == ReasonAlreadyJoined:
+		case reason == flomeshv1alpha1.ReasonManagedByAnotherControlPlane || reason == flomeshv1alpha1.ReasonAlreadyJoined:
 			conn.healthy.Store(false)
 			_ = f.setManaged(ctx, conn.name, false, reason, msg)
 			f.disconnectConn(conn)
@@ -384,7 +385,7 @@ func strip(obj any) (any, error) {
 		// a placeholder is not valid (translator.ExportCondition).
 		var labels map[string]string
 		if translator.IsPlaceholder(svc) {
-			labels = map[string]string{translator.ImportLabel: svc.Name, translator.ManagedByLabel: translator.ManagedByValue}
+			labels = map[string]string{wellknown.ImportLabel: svc.Name, wellknown.ManagedByLabel: wellknown.ManagedByValue}
 		}
 		svc.Labels = labels
 	}

@@ -42,6 +42,7 @@ import (
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	crossgateevents "github.com/crossgate-io/crossgate/controllers/events"
+	"github.com/crossgate-io/crossgate/wellknown"
 )
 
 const (
@@ -52,22 +53,6 @@ const (
 	FieldManager = "crossgate-federation"
 	// secretRefIndex indexes Clusters by the Secret their kubeconfigSecretRef names.
 	secretRefIndex = "crossgate.io/kubeconfigSecretRef"
-)
-
-// Reasons of the Cluster's Managed condition.
-const (
-	ReasonConnected         = "Connected"
-	ReasonKubeconfigInvalid = "KubeconfigInvalid"
-	ReasonSecretNotFound    = "KubeconfigSecretNotFound"
-	ReasonSecretNotAllowed  = "KubeconfigSecretNotAllowed"
-	ReasonUnreachable       = "Unreachable"
-	ReasonUnauthorized      = "Unauthorized"
-	ReasonForbidden         = "Forbidden"
-	ReasonTLS               = "TLSError"
-	ReasonNotInstalled      = "CrossgateNotInstalled"
-	ReasonManagedByOther    = "ManagedByAnotherControlPlane"
-	ReasonAlreadyJoined     = "AlreadyJoined"
-	ReasonLeaving           = "Leaving"
 )
 
 // Options configure the federation controller.
@@ -287,7 +272,7 @@ func (f *Federation) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	f.opts.Log.Info("connected to member", "cluster", c.Name, "key", c.Key(), "server", conn.server)
 	f.trigger()
 	f.probed(ctx, c.Name, time.Now())
-	return reconcile.Result{}, f.setManaged(ctx, c.Name, true, ReasonConnected,
+	return reconcile.Result{}, f.setManaged(ctx, c.Name, true, flomeshv1alpha1.ReasonConnected,
 		fmt.Sprintf("Connected to %s; crossgate is installed there and this control plane holds its claim.", conn.server))
 }
 
@@ -303,19 +288,19 @@ func (f *Federation) kubeconfig(ctx context.Context, c *flomeshv1alpha1.Cluster)
 		return []byte(c.Spec.Kubeconfig), "", ""
 	}
 	if ref.Namespace != f.opts.SecretNamespace {
-		return nil, ReasonSecretNotAllowed, fmt.Sprintf("spec.kubeconfigSecretRef.namespace %q: a Cluster's kubeconfig Secret must be in %s, the controller's namespace (where crossgate cluster join puts it); Secrets elsewhere are not read.", ref.Namespace, f.opts.SecretNamespace)
+		return nil, flomeshv1alpha1.ReasonKubeconfigSecretNotAllowed, fmt.Sprintf("spec.kubeconfigSecretRef.namespace %q: a Cluster's kubeconfig Secret must be in %s, the controller's namespace (where crossgate cluster join puts it); Secrets elsewhere are not read.", ref.Namespace, f.opts.SecretNamespace)
 	}
 	var s corev1.Secret
 	if err := f.api.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, &s); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, ReasonSecretNotFound, fmt.Sprintf("spec.kubeconfigSecretRef names Secret %s/%s, which does not exist. Create it with the member's kubeconfig under key %q (crossgate cluster join does).", ref.Namespace, ref.Name, keyOf(ref))
+			return nil, flomeshv1alpha1.ReasonKubeconfigSecretNotFound, fmt.Sprintf("spec.kubeconfigSecretRef names Secret %s/%s, which does not exist. Create it with the member's kubeconfig under key %q (crossgate cluster join does).", ref.Namespace, ref.Name, keyOf(ref))
 		}
-		return nil, ReasonSecretNotFound, fmt.Sprintf("reading Secret %s/%s named by spec.kubeconfigSecretRef: %v", ref.Namespace, ref.Name, err)
+		return nil, flomeshv1alpha1.ReasonKubeconfigSecretNotFound, fmt.Sprintf("reading Secret %s/%s named by spec.kubeconfigSecretRef: %v", ref.Namespace, ref.Name, err)
 	}
 	raw, ok := s.Data[keyOf(ref)]
 	if !ok {
 		// The Secret's other keys are not listed: they are not this Cluster's author's to see.
-		return nil, ReasonSecretNotFound, fmt.Sprintf("Secret %s/%s has no key %q (spec.kubeconfigSecretRef.key).", ref.Namespace, ref.Name, keyOf(ref))
+		return nil, flomeshv1alpha1.ReasonKubeconfigSecretNotFound, fmt.Sprintf("Secret %s/%s has no key %q (spec.kubeconfigSecretRef.key).", ref.Namespace, ref.Name, keyOf(ref))
 	}
 	return raw, "", ""
 }
@@ -445,11 +430,11 @@ func (f *Federation) leave(ctx context.Context, c *flomeshv1alpha1.Cluster) (rec
 func (f *Federation) leaveFailed(ctx context.Context, c *flomeshv1alpha1.Cluster, err error) (reconcile.Result, error) {
 	deadline := c.DeletionTimestamp.Add(f.opts.LeaveTimeout)
 	if time.Now().Before(deadline) {
-		_ = f.setManaged(ctx, c.Name, false, ReasonLeaving, fmt.Sprintf("Deleting the member's imports failed (%v); retrying until %s, then the Cluster goes and leaves them.", err, deadline.UTC().Format(time.RFC3339)))
+		_ = f.setManaged(ctx, c.Name, false, flomeshv1alpha1.ReasonLeaving, fmt.Sprintf("Deleting the member's imports failed (%v); retrying until %s, then the Cluster goes and leaves them.", err, deadline.UTC().Format(time.RFC3339)))
 		return reconcile.Result{RequeueAfter: 2 * time.Second}, nil
 	}
 	f.recorder.Eventf(c, nil, corev1.EventTypeWarning, "ImportsLeftBehind", "Leave",
-		"The member could not be reached within %v of the Cluster's deletion (%v): the ServiceImports crossgate wrote there (label %s=true) are left behind; delete them by hand.", f.opts.LeaveTimeout, err, FederatedLabel)
+		"The member could not be reached within %v of the Cluster's deletion (%v): the ServiceImports crossgate wrote there (label %s=true) are left behind; delete them by hand.", f.opts.LeaveTimeout, err, wellknown.FederatedLabel)
 	return f.release(ctx, c)
 }
 
@@ -476,7 +461,7 @@ func (f *Federation) cleanMember(ctx context.Context, cl client.Client, name str
 		return nil
 	}
 	var list flomeshv1alpha1.ServiceImportList
-	if err := cl.List(ctx, &list, client.MatchingLabels{FederatedLabel: "true"}); err != nil {
+	if err := cl.List(ctx, &list, client.MatchingLabels{wellknown.FederatedLabel: "true"}); err != nil {
 		return err
 	}
 	for i := range list.Items {

@@ -18,7 +18,7 @@ import (
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	"github.com/crossgate-io/crossgate/debounce"
-	"github.com/crossgate-io/crossgate/translator"
+	"github.com/crossgate-io/crossgate/wellknown"
 )
 
 // loop is the aggregation loop: after any change in the control plane or a member (debounced),
@@ -227,7 +227,7 @@ func (f *Federation) applyImport(ctx context.Context, cl client.Client, cur, wan
 	owned := []client.PatchOption{client.FieldOwner(FieldManager), client.ForceOwnership}
 	specSame := cur != nil && equality.Semantic.DeepEqual(cur.Spec.Ports, want.Spec.Ports) &&
 		cur.Spec.Type == want.Spec.Type && cur.Spec.ServiceAccountName == want.Spec.ServiceAccountName &&
-		cur.Labels[FederatedLabel] == "true" && cur.Labels[translator.ManagedByLabel] == translator.ManagedByValue
+		cur.Labels[wellknown.FederatedLabel] == "true" && cur.Labels[wellknown.ManagedByLabel] == wellknown.ManagedByValue
 	if !specSame {
 		body := head
 		body.Metadata.Labels = want.Labels
@@ -239,7 +239,7 @@ func (f *Federation) applyImport(ctx context.Context, cl client.Client, cur, wan
 		err = cl.Patch(ctx, obj, client.RawPatch(types.ApplyPatchType, raw), owned...)
 		if apierrors.IsNotFound(err) {
 			// The namespace is missing in this member: create it, as the import's home.
-			ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: want.Namespace, Labels: map[string]string{translator.ManagedByLabel: translator.ManagedByValue}}}
+			ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: want.Namespace, Labels: map[string]string{wellknown.ManagedByLabel: wellknown.ManagedByValue}}}
 			if cerr := cl.Create(ctx, ns); cerr != nil && !apierrors.IsAlreadyExists(cerr) {
 				return fmt.Errorf("creating namespace %s for ServiceImport %s: %w", want.Namespace, want.Name, cerr)
 			}

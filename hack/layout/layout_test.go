@@ -52,7 +52,13 @@ func TestImportRules(t *testing.T) {
 		{module + "/api", func(imp string) bool {
 			return isStd(imp) || under(imp, "k8s.io/apimachinery") || under(imp, module+"/api")
 		}, "api depends on the standard library and k8s.io/apimachinery only"},
-		{module + "/translator/ir", func(imp string) bool { return isStd(imp) }, "translator/ir is a leaf: standard library only"},
+		{module + "/wellknown", isStd, "wellknown is a leaf: standard library only"},
+		{module + "/translator/ir", func(imp string) bool { return isStd(imp) || imp == module+"/wellknown" },
+			"translator/ir is a leaf: standard library and wellknown only"},
+		{module + "/gateway", func(imp string) bool { return !under(imp, module+"/translator") || imp == module+"/translator/ir" },
+			"gateway takes its names from wellknown, never from the translator"},
+		{module + "/inject", func(imp string) bool { return !under(imp, module+"/translator") || imp == module+"/translator/ir" },
+			"inject takes its names from wellknown, never from the translator"},
 		{module + "/translator", func(imp string) bool {
 			return !under(imp, "k8s.io/client-go") && !under(imp, "sigs.k8s.io/controller-runtime") &&
 				!under(imp, "github.com/envoyproxy") && !under(imp, module+"/xds")
@@ -85,5 +91,24 @@ func TestImportRules(t *testing.T) {
 	}
 	if seen == 0 {
 		t.Fatal("no package matched any rule: the module path or layout changed")
+	}
+}
+
+// TestWireFormatsInOnePlace: node IDs ("kind~ns/name") and SPIFFE IDs are formatted and parsed
+// by wellknown only; a hand-built one elsewhere drifts from the parser the xDS server uses.
+func TestWireFormatsInOnePlace(t *testing.T) {
+	out, err := exec.Command("git", "-C", "../..", "grep", "--untracked", "-nE", `"(spiffe://|sidecar~|gateway~|proxyless~)`, "--", "*.go").Output()
+	if err != nil && len(out) == 0 {
+		return // git grep exits 1 when nothing matches
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		file, _, _ := strings.Cut(line, ":")
+		if strings.HasPrefix(file, "wellknown/") || strings.HasSuffix(file, "_test.go") || strings.HasPrefix(file, "test/") {
+			continue
+		}
+		if strings.Contains(line, "//") && strings.Index(line, "//") < strings.Index(line, `"`) {
+			continue // a comment
+		}
+		t.Errorf("%s: format node and SPIFFE IDs with wellknown.NodeID / wellknown.SPIFFEID", line)
 	}
 }

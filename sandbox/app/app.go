@@ -41,7 +41,7 @@ import (
 	"github.com/crossgate-io/crossgate/sandbox/grpcxds"
 	"github.com/crossgate-io/crossgate/sandbox/network"
 	"github.com/crossgate-io/crossgate/sandbox/proxy"
-	"github.com/crossgate-io/crossgate/translator"
+	"github.com/crossgate-io/crossgate/wellknown"
 )
 
 // Options describe one app.
@@ -137,7 +137,7 @@ func Start(ctx context.Context, o Options) (*App, error) {
 	}
 	annotations := map[string]string{sandbox.AppAnnotation: a.AppAddr}
 	if o.Proxyless {
-		annotations[translator.ProxylessAnnotation] = "true"
+		annotations[wellknown.ProxylessAnnotation] = "true"
 	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: o.Namespace, Name: o.Name + "-" + strconv.Itoa(host), Labels: o.Labels,
@@ -244,7 +244,7 @@ func (a *App) startSidecar(ctx context.Context, o Options, ln net.Listener, podI
 	pctx, cancel := context.WithCancel(context.Background())
 	p, err := proxy.Start(pctx, proxy.Options{Role: proxy.Inbound, PodIP: podIP, Namespace: o.Namespace, AppAddress: a.AppAddr,
 		Log: o.Log.With("sidecar", o.Namespace+"/"+o.Name),
-		XDS: proxy.XDSOptions{Address: o.XDS, Node: "sidecar~" + o.Namespace + "/" + o.ServiceAccount, Certificate: cert}})
+		XDS: proxy.XDSOptions{Address: o.XDS, Node: wellknown.Sidecar(o.Namespace, o.ServiceAccount).String(), Certificate: cert}})
 	if err != nil {
 		cancel()
 		return err

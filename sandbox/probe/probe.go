@@ -21,6 +21,7 @@ import (
 
 	"github.com/crossgate-io/crossgate/sandbox"
 	"github.com/crossgate-io/crossgate/sandbox/proxy"
+	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/identity"
 )
 
@@ -90,7 +91,7 @@ func NewCaller(ctx context.Context, o Options) (*Caller, error) {
 	pctx, cancel := context.WithCancel(ctx)
 	p, err := proxy.Start(pctx, proxy.Options{Role: proxy.Sidecar, Log: o.Log, Namespace: o.Namespace,
 		Network: &sandbox.ClusterNetwork{Client: cl, Namespace: o.Namespace},
-		XDS:     proxy.XDSOptions{Address: o.XDS, Node: "sidecar~" + o.Namespace + "/" + o.ServiceAccount, Certificate: cert}})
+		XDS:     proxy.XDSOptions{Address: o.XDS, Node: wellknown.Sidecar(o.Namespace, o.ServiceAccount).String(), Certificate: cert}})
 	if err != nil {
 		cancel()
 		return nil, err

@@ -27,6 +27,7 @@ import (
 	"github.com/crossgate-io/crossgate/controllers"
 	"github.com/crossgate-io/crossgate/sandbox"
 	"github.com/crossgate-io/crossgate/translator"
+	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/cache"
 	"github.com/crossgate-io/crossgate/xds/identity"
 	"github.com/crossgate-io/crossgate/xds/server"
@@ -111,7 +112,7 @@ func RunB4(clients, edits int, quiet time.Duration) ([]*Line, error) {
 		if err != nil {
 			return nil, err
 		}
-		node := &corev3.Node{Id: "gateway~crossgate-system/crossgate-gateway"}
+		node := &corev3.Node{Id: wellknown.Gateway(wellknown.SystemNamespace, wellknown.DefaultGatewayName).String()}
 		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.RouteType}); err != nil {
 			return nil, err
 		}

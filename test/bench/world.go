@@ -15,6 +15,7 @@ import (
 	accessv1alpha3 "github.com/crossgate-io/crossgate/api/smi/access/v1alpha3"
 	specsv1alpha4 "github.com/crossgate-io/crossgate/api/smi/specs/v1alpha4"
 	"github.com/crossgate-io/crossgate/translator"
+	"github.com/crossgate-io/crossgate/wellknown"
 )
 
 // Size is the shape of a synthetic world.
@@ -50,7 +51,7 @@ func World(s Size) *translator.Input {
 	saName := func(i int) string { return fmt.Sprintf("sa-%d", i%s.AccountsPerNS) }
 	for n := range s.Namespaces {
 		in.Namespaces = append(in.Namespaces, corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: nsName(n),
-			Labels: map[string]string{translator.MeshNamespaceLabel: translator.MeshNamespaceValue}}})
+			Labels: map[string]string{wellknown.MeshNamespaceLabel: wellknown.MeshNamespaceValue}}})
 		for a := range s.AccountsPerNS {
 			in.ServiceAccounts = append(in.ServiceAccounts, corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: nsName(n), Name: saName(a)}})
 		}

@@ -25,9 +25,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
-	"github.com/crossgate-io/crossgate/controllers/federation"
 	"github.com/crossgate-io/crossgate/sandbox/walkthrough"
-	"github.com/crossgate-io/crossgate/translator"
+	"github.com/crossgate-io/crossgate/wellknown"
 )
 
 // walkthroughState is what each member holds once cluster-1 and cluster-3 export httpbin and
@@ -53,7 +52,7 @@ func exportConflict(t *testing.T, cluster, name string) *metav1.Condition {
 func TestWalkthroughImports(t *testing.T) {
 	joinWalkthrough(t, members...)
 	for _, m := range members {
-		waitManaged(t, m, metav1.ConditionTrue, federation.ReasonConnected, 10*time.Second)
+		waitManaged(t, m, metav1.ConditionTrue, flomeshv1alpha1.ReasonConnected, 10*time.Second)
 	}
 	exportWalkthrough(t, "cluster-1")
 	exportWalkthrough(t, "cluster-3")
@@ -106,7 +105,7 @@ func TestConflictClearsWhenFixed(t *testing.T) {
 	port(9090)
 	took := eventually(t, 2*time.Second, "cluster-3's export Conflict=True", func() error {
 		c := exportConflict(t, "cluster-3", "httpbin")
-		if c == nil || c.Status != metav1.ConditionTrue || c.Reason != federation.ReasonPortConflict || !strings.Contains(c.Message, "9090") || !strings.Contains(c.Message, "8080") {
+		if c == nil || c.Status != metav1.ConditionTrue || c.Reason != flomeshv1alpha1.ReasonPortConflict || !strings.Contains(c.Message, "9090") || !strings.Contains(c.Message, "8080") {
 			return fmt.Errorf("Conflict is %+v", c)
 		}
 		return nil
@@ -125,7 +124,7 @@ func TestConflictClearsWhenFixed(t *testing.T) {
 
 	port(8080)
 	took = eventually(t, 2*time.Second, "cluster-3's Conflict cleared", func() error {
-		if c := exportConflict(t, "cluster-3", "httpbin"); c == nil || c.Status != metav1.ConditionFalse || c.Reason != federation.ReasonNoConflict {
+		if c := exportConflict(t, "cluster-3", "httpbin"); c == nil || c.Status != metav1.ConditionFalse || c.Reason != flomeshv1alpha1.ReasonNoConflict {
 			return fmt.Errorf("Conflict is %+v", c)
 		}
 		return nil
@@ -147,7 +146,7 @@ func TestPlaceholderIsNotExported(t *testing.T) {
 	}
 	placeholder := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, Labels: map[string]string{
-			translator.ManagedByLabel: translator.ManagedByValue, translator.ImportLabel: key.Name}},
+			wellknown.ManagedByLabel: wellknown.ManagedByValue, wellknown.ImportLabel: key.Name}},
 		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 8080}}},
 	}
 	eventually(t, 5*time.Second, "the deleted Service gone", func() error {
@@ -252,8 +251,8 @@ func TestManagedReasons(t *testing.T) {
 	applyCluster(t, "dup", dup)
 	reasons := map[string]string{}
 	for name, reason := range map[string]string{
-		"broken": federation.ReasonKubeconfigInvalid, "unreachable": federation.ReasonUnreachable,
-		"control-plane": federation.ReasonUnauthorized, "dup": federation.ReasonAlreadyJoined,
+		"broken": flomeshv1alpha1.ReasonKubeconfigInvalid, "unreachable": flomeshv1alpha1.ReasonUnreachable,
+		"control-plane": flomeshv1alpha1.ReasonUnauthorized, "dup": flomeshv1alpha1.ReasonAlreadyJoined,
 	} {
 		c := waitManaged(t, name, metav1.ConditionFalse, reason, 5*time.Second-time.Since(start))
 		reasons[c.Reason] = name
@@ -269,7 +268,7 @@ func TestManagedReasons(t *testing.T) {
 		t.Fatal(err)
 	}
 	fixed := time.Now()
-	waitManaged(t, "control-plane", metav1.ConditionTrue, federation.ReasonConnected, 5*time.Second)
+	waitManaged(t, "control-plane", metav1.ConditionTrue, flomeshv1alpha1.ReasonConnected, 5*time.Second)
 	t.Logf("Managed=True %v after the Secret was fixed", time.Since(fixed))
 
 	// A kubeconfig Secret outside the controller's namespace is not read; a missing key is named,
@@ -288,10 +287,10 @@ func TestManagedReasons(t *testing.T) {
 	nokey.KubeconfigSecretRef = &flomeshv1alpha1.SecretKeyReference{Namespace: "crossgate-system", Name: "other-keys"}
 	applyCluster(t, "elsewhere", elsewhere)
 	applyCluster(t, "nokey", nokey)
-	if c := waitManaged(t, "elsewhere", metav1.ConditionFalse, federation.ReasonSecretNotAllowed, 10*time.Second); !strings.Contains(c.Message, "spec.kubeconfigSecretRef.namespace") {
+	if c := waitManaged(t, "elsewhere", metav1.ConditionFalse, flomeshv1alpha1.ReasonKubeconfigSecretNotAllowed, 10*time.Second); !strings.Contains(c.Message, "spec.kubeconfigSecretRef.namespace") {
 		t.Errorf("elsewhere: %s", c.Message)
 	}
-	if c := waitManaged(t, "nokey", metav1.ConditionFalse, federation.ReasonSecretNotFound, 10*time.Second); strings.Contains(c.Message, "secret-api-token") {
+	if c := waitManaged(t, "nokey", metav1.ConditionFalse, flomeshv1alpha1.ReasonKubeconfigSecretNotFound, 10*time.Second); strings.Contains(c.Message, "secret-api-token") {
 		t.Errorf("the message lists the Secret's keys: %s", c.Message)
 	}
 
@@ -402,7 +401,7 @@ func TestReconnectOnlyOnKubeconfigChange(t *testing.T) {
 		}
 		return nil
 	})
-	waitManaged(t, "cluster-1", metav1.ConditionTrue, federation.ReasonConnected, 5*time.Second)
+	waitManaged(t, "cluster-1", metav1.ConditionTrue, flomeshv1alpha1.ReasonConnected, 5*time.Second)
 	expectImports(t, 2*time.Second, walkthroughState())
 }
 
@@ -417,7 +416,7 @@ func TestMemberOutage(t *testing.T) {
 			_ = sb.RestartAPIServer(context.Background(), "cluster-3")
 		}
 	}()
-	c := waitManaged(t, "cluster-3", metav1.ConditionFalse, federation.ReasonUnreachable, 5*time.Second)
+	c := waitManaged(t, "cluster-3", metav1.ConditionFalse, flomeshv1alpha1.ReasonUnreachable, 5*time.Second)
 	if !strings.Contains(c.Message, "kept") {
 		t.Errorf("Managed does not say the imports are kept: %s", c.Message)
 	}
@@ -429,7 +428,7 @@ func TestMemberOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	restarted = true
-	waitManaged(t, "cluster-3", metav1.ConditionTrue, federation.ReasonConnected, 30*time.Second)
+	waitManaged(t, "cluster-3", metav1.ConditionTrue, flomeshv1alpha1.ReasonConnected, 30*time.Second)
 	expectImports(t, 5*time.Second, walkthroughState())
 }
 
@@ -487,7 +486,7 @@ func TestManagedByAnotherControlPlane(t *testing.T) {
 			return err
 		}
 		got = meta.FindStatusCondition(c.Status.Conditions, flomeshv1alpha1.ConditionManaged)
-		if got == nil || got.Reason != federation.ReasonManagedByOther {
+		if got == nil || got.Reason != flomeshv1alpha1.ReasonManagedByAnotherControlPlane {
 			return fmt.Errorf("Managed is %+v", got)
 		}
 		return nil
@@ -551,7 +550,7 @@ func TestControlPlaneOutage(t *testing.T) {
 	want["cluster-3"] = want["cluster-3"][:1]
 	took := expectImports(t, 10*time.Second, want)
 	for _, m := range members {
-		waitManaged(t, m, metav1.ConditionTrue, federation.ReasonConnected, 5*time.Second)
+		waitManaged(t, m, metav1.ConditionTrue, flomeshv1alpha1.ReasonConnected, 5*time.Second)
 	}
 	t.Logf("converged %v after the federation restarted", took)
 	if os.Getenv("CROSSGATE_TEST_VERBOSE") != "" {
@@ -571,7 +570,7 @@ clusters: [{name: k, cluster: {server: %q, insecure-skip-tls-verify: true}}]
 users: [{name: u, user: {exec: {apiVersion: client.authentication.k8s.io/v1, command: touch, args: [%q], interactiveMode: Never}}}]
 `, sb.Cluster("cluster-1").Config.Host, pwned)}
 	applyCluster(t, "exec", spec)
-	c := waitManaged(t, "exec", metav1.ConditionFalse, federation.ReasonKubeconfigInvalid, 5*time.Second)
+	c := waitManaged(t, "exec", metav1.ConditionFalse, flomeshv1alpha1.ReasonKubeconfigInvalid, 5*time.Second)
 	if !strings.Contains(c.Message, "users[u].user.exec") {
 		t.Errorf("message %q does not name the field", c.Message)
 	}
@@ -595,7 +594,7 @@ clusters: [{name: k, cluster: {server: "https://a%s.invalid:6443"}}]
 users: [{name: u, user: {token: abc}}]
 `, strings.Repeat("b", 40000))}
 	applyCluster(t, "long-error", spec)
-	c := waitManaged(t, "long-error", metav1.ConditionFalse, federation.ReasonUnreachable, 10*time.Second)
+	c := waitManaged(t, "long-error", metav1.ConditionFalse, flomeshv1alpha1.ReasonUnreachable, 10*time.Second)
 	if len(c.Message) > flomeshv1alpha1.MaxConditionMessage {
 		t.Errorf("message of %d bytes", len(c.Message))
 	}
@@ -606,7 +605,7 @@ users: [{name: u, user: {token: abc}}]
 			return err
 		}
 		for _, e := range l.Items {
-			if e.Regarding.Name == "long-error" && e.Reason == federation.ReasonUnreachable {
+			if e.Regarding.Name == "long-error" && e.Reason == flomeshv1alpha1.ReasonUnreachable {
 				if len(e.Note) > flomeshv1alpha1.MaxEventNote || !strings.HasSuffix(e.Note, "(cut)") {
 					return fmt.Errorf("note of %d bytes: %.80s...", len(e.Note), e.Note)
 				}

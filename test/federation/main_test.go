@@ -32,8 +32,8 @@ import (
 	"github.com/crossgate-io/crossgate/controllers/federation"
 	"github.com/crossgate-io/crossgate/sandbox"
 	"github.com/crossgate-io/crossgate/sandbox/walkthrough"
-
 	"github.com/crossgate-io/crossgate/test/internal/poll"
+	"github.com/crossgate-io/crossgate/wellknown"
 )
 
 var (
@@ -180,7 +180,7 @@ func waitManaged(t *testing.T, name string, status metav1.ConditionStatus, reaso
 // and fails on a duplicate endpoint.
 func importsOf(cluster string) ([]string, error) {
 	var list flomeshv1alpha1.ServiceImportList
-	if err := sb.Cluster(cluster).Client.List(context.Background(), &list, client.MatchingLabels{federation.FederatedLabel: "true"}); err != nil {
+	if err := sb.Cluster(cluster).Client.List(context.Background(), &list, client.MatchingLabels{wellknown.FederatedLabel: "true"}); err != nil {
 		return nil, err
 	}
 	var out []string

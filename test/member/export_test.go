@@ -22,6 +22,7 @@ import (
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	"github.com/crossgate-io/crossgate/sandbox/walkthrough"
 	"github.com/crossgate-io/crossgate/translator"
+	"github.com/crossgate-io/crossgate/wellknown"
 )
 
 func condition(conds []metav1.Condition, typ string) (*metav1.Condition, error) {
@@ -49,7 +50,7 @@ func exportValid(ctx context.Context, c client.Client, key types.NamespacedName,
 
 func exportRoutes(ctx context.Context, c client.Client, ns, export string) ([]gatewayv1.HTTPRoute, error) {
 	var l gatewayv1.HTTPRouteList
-	err := c.List(ctx, &l, client.InNamespace(ns), client.MatchingLabels{translator.ExportLabel: export})
+	err := c.List(ctx, &l, client.InNamespace(ns), client.MatchingLabels{wellknown.ExportLabel: export})
 	return l.Items, err
 }
 

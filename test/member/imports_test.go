@@ -18,7 +18,7 @@ import (
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	"github.com/crossgate-io/crossgate/controllers"
 	"github.com/crossgate-io/crossgate/sandbox/walkthrough"
-	"github.com/crossgate-io/crossgate/translator"
+	"github.com/crossgate-io/crossgate/wellknown"
 )
 
 func importOf(ns, name string) *flomeshv1alpha1.ServiceImport {
@@ -74,7 +74,7 @@ func TestPlaceholder(t *testing.T) {
 		if err := c.Get(ctx, key, svc); err != nil {
 			return err
 		}
-		if svc.Labels[translator.ImportLabel] != "" || svc.Labels[translator.ManagedByLabel] == translator.ManagedByValue || len(svc.OwnerReferences) != 0 {
+		if svc.Labels[wellknown.ImportLabel] != "" || svc.Labels[wellknown.ManagedByLabel] == wellknown.ManagedByValue || len(svc.OwnerReferences) != 0 {
 			return fmt.Errorf("still crossgate's: labels %v owners %v", svc.Labels, svc.OwnerReferences)
 		}
 		return nil

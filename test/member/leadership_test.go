@@ -14,6 +14,7 @@ import (
 
 	"github.com/crossgate-io/crossgate/controllers"
 	"github.com/crossgate-io/crossgate/sandbox"
+	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/cache"
 )
 
@@ -43,7 +44,7 @@ func TestXDSOutlivesLeadership(t *testing.T) {
 	go func() { runErr = sup.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
 
-	key := controllers.Key(controllers.KindGateway, "crossgate-system/crossgate-gateway")
+	key := wellknown.Gateway(wellknown.SystemNamespace, wellknown.DefaultGatewayName).String()
 	var before []cache.Resource
 	eventually(t, time.Minute, "leading and the gateway's configuration published", func() error {
 		m := sup.Current()

@@ -16,7 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	accessv1alpha3 "github.com/crossgate-io/crossgate/api/smi/access/v1alpha3"
-	"github.com/crossgate-io/crossgate/translator"
+	"github.com/crossgate-io/crossgate/wellknown"
 )
 
 // TestReservedPortWarning: a Service of the mesh on a port the sidecar listens on itself is not
@@ -25,7 +25,7 @@ func TestReservedPortWarning(t *testing.T) {
 	ctx := context.Background()
 	c := sb.Cluster("cluster-1").Client
 	ns := "reserved-port"
-	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{translator.MeshNamespaceLabel: translator.MeshNamespaceValue}}})
+	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{wellknown.MeshNamespaceLabel: wellknown.MeshNamespaceValue}}})
 	mustCreate(t, c, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "proxyish"},
 		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "x"}, Ports: []corev1.ServicePort{{Name: "http", Port: 15001, TargetPort: intstr.FromInt32(8080)}}}})
 	var ev eventsv1.Event

@@ -14,6 +14,7 @@ import (
 
 	"github.com/crossgate-io/crossgate/inject/capture"
 	"github.com/crossgate-io/crossgate/translator"
+	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/simulate"
 	"github.com/crossgate-io/crossgate/xds/translate"
 )
@@ -285,7 +286,7 @@ func (m *mesh) toAddress(t *testing.T, p *path, w *world, ap netip.AddrPort, req
 			p.reached, p.host, p.proto, p.urlPath, p.tls = dw.name+" "+pod.Namespace+"/"+pod.Name, req.Host, req.Protocol, req.Path, req.TLS
 			return p
 		}
-		if pod.Annotations[translator.ProxylessAnnotation] == "true" {
+		if pod.Annotations[wellknown.ProxylessAnnotation] == "true" {
 			in.Listener = translate.ServerListenerName(ap.Addr().String(), uint32(ap.Port()))
 			if !req.TLS {
 				p.failed = "grpc-go's server requires mTLS and the connection is plaintext"
@@ -409,7 +410,7 @@ func (w *world) clusterIP(ap netip.AddrPort) ([]netip.AddrPort, bool) {
 func (w *world) meshNamespace(ns string) bool {
 	for _, n := range w.in.Namespaces {
 		if n.Name == ns {
-			return n.Labels[translator.MeshNamespaceLabel] == translator.MeshNamespaceValue
+			return n.Labels[wellknown.MeshNamespaceLabel] == wellknown.MeshNamespaceValue
 		}
 	}
 	return false
@@ -419,7 +420,7 @@ func trustDomain(w *world) string {
 	if mc := w.in.MeshConfig; mc != nil && mc.Spec.Certificate.TrustDomain != "" {
 		return mc.Spec.Certificate.TrustDomain
 	}
-	return translator.DefaultTrustDomain
+	return wellknown.DefaultTrustDomain
 }
 
 func cmpOr(a, b string) string {

@@ -3,6 +3,8 @@ package ir
 import (
 	"slices"
 	"strconv"
+
+	"github.com/crossgate-io/crossgate/wellknown"
 )
 
 // Snapshot is the whole configuration of one cluster's proxies.
@@ -29,7 +31,7 @@ func (i Identity) String() string { return i.Namespace + "/" + i.ServiceAccount 
 
 // SPIFFEID is the identity's URI in a trust domain.
 func (i Identity) SPIFFEID(trustDomain string) string {
-	return "spiffe://" + trustDomain + "/ns/" + i.Namespace + "/sa/" + i.ServiceAccount
+	return wellknown.SPIFFEID{TrustDomain: trustDomain, Namespace: i.Namespace, ServiceAccount: i.ServiceAccount}.String()
 }
 
 // Protocol is what a port carries, as the Service port's appProtocol or name declares it.

@@ -24,6 +24,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/crossgate-io/crossgate/wellknown"
 )
 
 // Issuer issues a cluster's certificates: the workloads' SPIFFE certificates, and the serving
@@ -114,7 +116,7 @@ func (ca *CA) Root() []byte { return ca.certPEM }
 
 // SPIFFEID is the URI of a workload identity in the CA's trust domain.
 func (ca *CA) SPIFFEID(namespace, serviceAccount string) string {
-	return "spiffe://" + ca.trustDomain + "/ns/" + namespace + "/sa/" + serviceAccount
+	return wellknown.SPIFFEID{TrustDomain: ca.trustDomain, Namespace: namespace, ServiceAccount: serviceAccount}.String()
 }
 
 // Certificate is an issued workload certificate with its key and the trust bundle.

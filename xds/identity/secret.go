@@ -8,6 +8,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/crossgate-io/crossgate/wellknown"
 )
 
 // Keys of the Secret that holds a root.
@@ -61,7 +63,7 @@ func StoreRoot(ctx context.Context, kube kubernetes.Interface, namespace, name s
 	cert, key := ca.PEM()
 	_, err := kube.CoreV1().Secrets(namespace).Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name,
-			Labels:      map[string]string{"app.kubernetes.io/managed-by": "crossgate"},
+			Labels:      wellknown.ManagedBy(),
 			Annotations: map[string]string{TrustDomainAnnotation: ca.TrustDomain()}},
 		Type: corev1.SecretTypeOpaque,
 		Data: map[string][]byte{SecretCertKey: cert, SecretKeyKey: key},

@@ -6,7 +6,6 @@ package server
 import (
 	"context"
 	"log/slog"
-	"strings"
 	"sync"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -18,6 +17,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/cache"
 )
 
@@ -129,15 +129,10 @@ func (g *guard) check(id int64, node, typeURL string) error {
 	return nil
 }
 
-// NodeIsIdentity reports whether a node ID names identity ns/sa ("ns/sa" or "kind~ns/sa").
+// NodeIsIdentity reports whether a node ID (wellknown.NodeID) names identity ns/sa.
 func NodeIsIdentity(node, identity string) bool {
-	if identity == "" {
-		return false
-	}
-	if _, rest, ok := strings.Cut(node, "~"); ok {
-		node = rest
-	}
-	return node == identity
+	id, err := wellknown.ParseNodeID(node)
+	return err == nil && identity != "" && id.Identity() == identity
 }
 
 // PeerIdentity is the ns/serviceaccount of the SPIFFE URI in the verified client certificate of
@@ -161,9 +156,8 @@ func peerIdentity(ctx context.Context, trustDomain string) (string, error) {
 		if trustDomain != "" && u.Host != trustDomain {
 			return "", status.Errorf(codes.PermissionDenied, "the client certificate names trust domain %q; this server serves %q only", u.Host, trustDomain)
 		}
-		parts := strings.Split(strings.TrimPrefix(u.Path, "/"), "/")
-		if len(parts) == 4 && parts[0] == "ns" && parts[2] == "sa" && parts[1] != "" && parts[3] != "" {
-			return parts[1] + "/" + parts[3], nil
+		if id, err := wellknown.ParseSPIFFEID(u); err == nil {
+			return id.Identity(), nil
 		}
 	}
 	return "", status.Error(codes.Unauthenticated, "the client certificate names no SPIFFE workload identity (spiffe://<trust-domain>/ns/<ns>/sa/<sa>)")

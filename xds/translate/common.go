@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/crossgate-io/crossgate/translator/ir"
+	"github.com/crossgate-io/crossgate/wellknown"
 )
 
 // mustAny packs a message; packing a well-formed message of a linked-in type cannot fail.
@@ -134,7 +135,7 @@ const (
 // local pods of several identities or a remote cluster's gateway, whose identity the caller does
 // not know (finding K9 of the Envoy review; the identity issue makes the destination the peer).
 func commonTLS(src certSource, trustDomain string, matchPeer bool) *tlsv3.CommonTlsContext {
-	prefix := "spiffe://" + trustDomain + "/"
+	prefix := wellknown.SPIFFEPrefix(trustDomain)
 	if src == viaProvider {
 		var peer []*matcherv3.StringMatcher
 		if matchPeer {

@@ -4,20 +4,6 @@ import "unicode/utf8"
 
 import "strings"
 
-// Condition types and reasons written by crossgate. Every condition is a metav1.Condition with
-// ObservedGeneration set.
-const (
-	// ConditionManaged is set on a Cluster: True while the control plane is connected to it.
-	ConditionManaged = "Managed"
-	// ConditionValid is set on a ServiceExport: False when it cannot be exported as written.
-	ConditionValid = "Valid"
-	// ConditionConflict is set on a ServiceExport that loses a conflict with an older export of
-	// the same service in another cluster (Kubernetes MCS API rules).
-	ConditionConflict = "Conflict"
-	// ConditionAccepted is set on a GlobalTrafficPolicy and a MeshConfig once they are in use.
-	ConditionAccepted = "Accepted"
-)
-
 // DefaultClusterSetValue is the default of a Cluster's region, zone and group.
 const DefaultClusterSetValue = "default"
 

@@ -26,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/identity"
 )
 
@@ -111,7 +112,7 @@ func (i *Issuer) Issue(namespace, serviceAccount string, ttl time.Duration) (*id
 	if namespace == "" || serviceAccount == "" {
 		return nil, errors.New("a workload identity needs a namespace and a ServiceAccount")
 	}
-	id := "spiffe://" + i.opts.TrustDomain + "/ns/" + namespace + "/sa/" + serviceAccount
+	id := wellknown.SPIFFEID{TrustDomain: i.opts.TrustDomain, Namespace: namespace, ServiceAccount: serviceAccount}.String()
 	u, err := url.Parse(id)
 	if err != nil {
 		return nil, err
@@ -162,7 +163,7 @@ func (i *Issuer) request(tmpl *x509.CertificateRequest, ttl time.Duration, prefi
 	defer cancel()
 	cr := &cmapi.CertificateRequest{
 		ObjectMeta: metav1.ObjectMeta{Namespace: i.opts.Namespace, GenerateName: prefix,
-			Labels: map[string]string{"app.kubernetes.io/managed-by": "crossgate"}},
+			Labels: wellknown.ManagedBy()},
 		Spec: cmapi.CertificateRequestSpec{
 			Request:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
 			Duration:  &metav1.Duration{Duration: ttl},
