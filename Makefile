@@ -66,6 +66,7 @@ testdata: ## Rewrite the golden files of the translation tests (then review the 
 tidy: ## Tidy every Go module of the repository.
 	go mod tidy
 	cd tools && go mod tidy
+	cd tools/lint && go mod tidy
 	cd tools/bins/k8s && go mod tidy
 	cd tools/bins/etcd && go mod tidy
 	cd tools/bins/certmanager && go mod tidy
@@ -100,11 +101,19 @@ test-sandbox: bins ## Run the sandbox as a user would (crossgate sandbox up/down
 	go test $(GO_TEST_FLAGS) $(INTEGRATION) -p 1 -timeout 30m ./test/cli/... ./test/demo/...
 
 .PHONY: lint
-lint: ## gofmt and go vet over every package.
+lint: ## golangci-lint (pinned in tools/lint, config .golangci.yml) and go vet over every package and build tag.
+	@tools/bins/build.sh golangci-lint
 	@gofmt -l $$(git ls-files '*.go') | (! grep .) || { echo "lint: run gofmt on the files above"; exit 1; }
 	go vet ./...
 	go vet -tags integration ./...
 	go vet -tags e2e ./test/e2e/...
+	$(BIN)/golangci-lint run ./...
+	$(BIN)/golangci-lint run --build-tags e2e ./test/e2e/...
+
+.PHONY: fmt
+fmt: ## Format every Go file as make lint wants it (gofumpt, imports grouped by gci).
+	@tools/bins/build.sh golangci-lint
+	$(BIN)/golangci-lint fmt ./...
 
 .PHONY: bench
 bench: bins ## Run the benchmarks of shared/reference/performance.md at full size and print their JSON lines (B1-B4, B6, B9, B10, and B0: the sandbox's start).

@@ -108,7 +108,8 @@ func TestTemplateCertManager(t *testing.T) {
 	}
 	path, port := inject.Path, int32(443)
 	want := inject.Configuration(admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{
-		Namespace: "crossgate-system", Name: "crossgate-controller", Path: &path, Port: &port}}, "crossgate-system")
+		Namespace: "crossgate-system", Name: "crossgate-controller", Path: &path, Port: &port,
+	}}, "crossgate-system")
 	if !equality.Semantic.DeepEqual(mwc.Webhooks, want.Webhooks) {
 		t.Errorf("the chart's webhook differs from the controller's own registration:\n got %+v\nwant %+v", mwc.Webhooks, want.Webhooks)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -100,7 +101,7 @@ func (r *ImportReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 		}
 		if err := r.Client.Create(ctx, svc, FieldOwner); err != nil {
 			if apierrors.IsAlreadyExists(err) {
-				return reconcile.Result{Requeue: true}, nil
+				return reconcile.Result{RequeueAfter: time.Second}, nil // the cache has not seen it yet
 			}
 			return reconcile.Result{}, fmt.Errorf("creating the placeholder Service %s: %w", req, err)
 		}

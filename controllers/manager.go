@@ -172,8 +172,10 @@ func NewMember(cfg *rest.Config, opts Options) (*Member, error) {
 		return nil, err
 	}
 	m := &Member{Manager: mgr}
-	status := &StatusWriter{client: mgr.GetClient(), api: mgr.GetAPIReader(), elected: mgr.Elected(), log: opts.Log, now: time.Now,
-		recorder: crossgateevents.Bounded(mgr.GetEventRecorder("crossgate-translator"))}
+	status := &StatusWriter{
+		client: mgr.GetClient(), api: mgr.GetAPIReader(), elected: mgr.Elected(), log: opts.Log, now: time.Now,
+		recorder: crossgateevents.Bounded(mgr.GetEventRecorder("crossgate-translator")),
+	}
 	m.Publisher = &Publisher{opts: &opts, reader: mgr.GetClient(), status: status, xds: opts.XDS, log: opts.Log, certs: map[string]*identity.Certificate{}}
 	if opts.XDS == nil {
 		m.Publisher.xds = cache.New(cache.NodeIDResolver, opts.Log)

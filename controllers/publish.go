@@ -148,8 +148,10 @@ func statusOnly(oldObj, newObj any) bool {
 
 // Input reads the translator's input from the cache.
 func (p *Publisher) Input(ctx context.Context) (*translator.Input, error) {
-	in := &translator.Input{Cluster: p.opts.ClusterKey(), DNSDomain: p.opts.DNSDomain,
-		ControllerNamespace: p.opts.controllerNamespace(), ExportGateway: p.opts.exportGateway(ctx, p.reader).String()}
+	in := &translator.Input{
+		Cluster: p.opts.ClusterKey(), DNSDomain: p.opts.DNSDomain,
+		ControllerNamespace: p.opts.controllerNamespace(), ExportGateway: p.opts.exportGateway(ctx, p.reader).String(),
+	}
 	var (
 		ns   corev1.NamespaceList
 		svc  corev1.ServiceList

@@ -143,8 +143,10 @@ func Render(gw *gatewayv1.Gateway, opts RenderOptions) (*Rendered, error) {
 				"--log-level", "info",
 			},
 			Ports: containerPorts,
-			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(ports[0].TargetPort.IntVal)}},
-				PeriodSeconds: 5},
+			ReadinessProbe: &corev1.Probe{
+				ProbeHandler:  corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(ports[0].TargetPort.IntVal)}},
+				PeriodSeconds: 5,
+			},
 			Resources: corev1.ResourceRequirements{
 				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
 				Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")},

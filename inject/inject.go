@@ -172,9 +172,11 @@ func Mutate(pod *corev1.Pod, namespace string, opts Options) {
 	pod.Spec.InitContainers = append(initContainers, pod.Spec.InitContainers...)
 	pod.Spec.Volumes = append(pod.Spec.Volumes,
 		corev1.Volume{Name: "crossgate-bootstrap", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
-			LocalObjectReference: corev1.LocalObjectReference{Name: gateway.BootstrapConfigMap}}}},
+			LocalObjectReference: corev1.LocalObjectReference{Name: gateway.BootstrapConfigMap},
+		}}},
 		corev1.Volume{Name: "crossgate-identity", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-			SecretName: gateway.IdentitySecretName(sa)}}},
+			SecretName: gateway.IdentitySecretName(sa),
+		}}},
 	)
 }
 

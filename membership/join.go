@@ -78,27 +78,38 @@ func importsPolicy() (*admissionregistrationv1.ValidatingAdmissionPolicy, *admis
 	}
 	list := "[" + strings.Join(quoted, ", ") + "]"
 	labels := wellknown.ManagedBy()
-	p := &admissionregistrationv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: ImportsPolicy, Labels: labels},
+	p := &admissionregistrationv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: ImportsPolicy, Labels: labels},
 		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
 			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
 			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
 				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
 					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update, admissionregistrationv1.Delete},
-					Rule: admissionregistrationv1.Rule{APIGroups: []string{flomeshv1alpha1.GroupVersion.Group}, APIVersions: []string{"*"},
-						Resources: []string{"serviceimports", "serviceimports/status"}},
-				}}}},
-			MatchConditions: []admissionregistrationv1.MatchCondition{{Name: "federation-service-account",
-				Expression: fmt.Sprintf("request.userInfo.username == 'system:serviceaccount:%s:%s'", Namespace, ServiceAccount)}},
+					Rule: admissionregistrationv1.Rule{
+						APIGroups: []string{flomeshv1alpha1.GroupVersion.Group}, APIVersions: []string{"*"},
+						Resources: []string{"serviceimports", "serviceimports/status"},
+					},
+				},
+			}}},
+			MatchConditions: []admissionregistrationv1.MatchCondition{{
+				Name:       "federation-service-account",
+				Expression: fmt.Sprintf("request.userInfo.username == 'system:serviceaccount:%s:%s'", Namespace, ServiceAccount),
+			}},
 			Validations: []admissionregistrationv1.Validation{{
 				Expression: "!(request.namespace in " + list + ")",
 				MessageExpression: "'metadata.namespace ' + request.namespace + ': the federation writes ServiceImports in every namespace but " +
 					strings.Join(wellknown.SystemNamespaces, ", ") + ", where no export is federated'",
 				Reason: ptr.To(metav1.StatusReasonForbidden),
 			}},
-		}}
-	b := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: ImportsPolicy, Labels: labels},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: ImportsPolicy,
-			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}}}
+		},
+	}
+	b := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: ImportsPolicy, Labels: labels},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        ImportsPolicy,
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+		},
+	}
 	return p, b
 }
 
@@ -194,9 +205,13 @@ func Join(ctx context.Context, cp, member *rest.Config, o Options) error {
 	if _, err := ck.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: Namespace, Name: secretName,
-		Labels: wellknown.ManagedBy()},
-		Data: map[string][]byte{"kubeconfig": kubeconfig}}
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: Namespace, Name: secretName,
+			Labels: wellknown.ManagedBy(),
+		},
+		Data: map[string][]byte{"kubeconfig": kubeconfig},
+	}
 	if _, err := ck.CoreV1().Secrets(Namespace).Create(ctx, secret, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
 		_, err = ck.CoreV1().Secrets(Namespace).Update(ctx, secret, metav1.UpdateOptions{})
 		if err != nil {
@@ -231,8 +246,10 @@ func ensureAccess(ctx context.Context, k kubernetes.Interface) error {
 	} else if err != nil {
 		return err
 	}
-	crb := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: ServiceAccount, Labels: labels},
-		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: ServiceAccount}, Subjects: subject}
+	crb := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: ServiceAccount, Labels: labels},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: ServiceAccount}, Subjects: subject,
+	}
 	if _, err := k.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
@@ -256,8 +273,10 @@ func ensureAccess(ctx context.Context, k kubernetes.Interface) error {
 	if _, err := k.RbacV1().Roles(LeaseNamespace).Create(ctx, role, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
-	rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: LeaseNamespace, Name: ServiceAccount, Labels: labels},
-		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: ServiceAccount}, Subjects: subject}
+	rb := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: LeaseNamespace, Name: ServiceAccount, Labels: labels},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: ServiceAccount}, Subjects: subject,
+	}
 	if _, err := k.RbacV1().RoleBindings(LeaseNamespace).Create(ctx, rb, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
@@ -277,8 +296,10 @@ func shareRoot(ctx context.Context, cp, member kubernetes.Interface) error {
 	have, err := member.CoreV1().Secrets(Namespace).Get(ctx, RootSecret, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
-		copy := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: Namespace, Name: RootSecret, Labels: root.Labels, Annotations: root.Annotations},
-			Type: root.Type, Data: root.Data}
+		copy := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: Namespace, Name: RootSecret, Labels: root.Labels, Annotations: root.Annotations},
+			Type:       root.Type, Data: root.Data,
+		}
 		_, err = member.CoreV1().Secrets(Namespace).Create(ctx, copy, metav1.CreateOptions{})
 		return err
 	case err != nil:
@@ -337,7 +358,7 @@ func Leave(ctx context.Context, cp, member *rest.Config, name string) error {
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("Cluster %s is still there after 3 minutes (is the federation running on the control plane?): %v", name, err)
+			return fmt.Errorf("Cluster %s is still there after 3 minutes (is the federation running on the control plane?): %w", name, err)
 		}
 		select {
 		case <-ctx.Done():

@@ -90,7 +90,7 @@ func (p *process) logTail(lines int) string {
 
 // exitError describes how the process ended, with the end of its log.
 func (p *process) exitError() error {
-	return fmt.Errorf("%s exited (%v); the end of %s:\n%s", p.name, p.err, p.logPath, p.logTail(15))
+	return fmt.Errorf("%s exited (%w); the end of %s:\n%s", p.name, p.err, p.logPath, p.logTail(15))
 }
 
 // errAddrInUse is returned when a process could not bind the port it was given: another process

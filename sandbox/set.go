@@ -259,7 +259,7 @@ func StartSet(ctx context.Context, opts SetOptions) (set *Set, err error) {
 			}
 			if time.Now().After(deadline) {
 				c := meta.FindStatusCondition(cl.Status.Conditions, flomeshv1alpha1.ConditionManaged)
-				return set, fmt.Errorf("cluster %s did not become Managed within a minute (%v, %+v); see %s", cs.Name, err, c,
+				return set, fmt.Errorf("cluster %s did not become Managed within a minute (%w, %+v); see %s", cs.Name, err, c,
 					filepath.Join(opts.Dir, "crossgate-controller-control-plane.log"))
 			}
 			time.Sleep(100 * time.Millisecond)
@@ -276,11 +276,13 @@ func install(ctx context.Context, c *Cluster, root *identity.CA, gatewayPort int
 	objs := []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: SystemNamespace}},
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: MeshNamespace}},
-		&flomeshv1alpha1.MeshConfig{ObjectMeta: metav1.ObjectMeta{Namespace: MeshNamespace, Name: MeshConfigName},
+		&flomeshv1alpha1.MeshConfig{
+			ObjectMeta: metav1.ObjectMeta{Namespace: MeshNamespace, Name: MeshConfigName},
 			Spec: flomeshv1alpha1.MeshConfigSpec{
 				Traffic:    flomeshv1alpha1.TrafficSpec{EnablePermissiveTrafficPolicyMode: &permissive},
 				ClusterSet: flomeshv1alpha1.ClusterSetSpec{Name: c.Name},
-			}},
+			},
+		},
 	}
 	if gatewayPort > 0 {
 		all := gatewayv1.NamespacesFromAll
@@ -313,7 +315,8 @@ func join(ctx context.Context, cp, member *Cluster, cs ClusterState) error {
 		return nil
 	}
 	return membership.Join(ctx, cp.Config, member.Config, membership.Options{
-		Name: cs.Name, GatewayHost: "127.0.0.1", GatewayPort: int32(cs.GatewayPort)})
+		Name: cs.Name, GatewayHost: "127.0.0.1", GatewayPort: int32(cs.GatewayPort),
+	})
 }
 
 // WriteState writes the state file.
@@ -383,8 +386,10 @@ func (s *Set) startGateway(ctx context.Context, root *identity.CA, cs ClusterSta
 		_ = ln.Close()
 		return err
 	}
-	p, err := proxy.Start(ctx, proxy.Options{Role: proxy.Gateway, Log: log.With("gateway", cs.Name),
-		XDS: proxy.XDSOptions{Address: cs.XDS, Node: wellknown.Gateway(SystemNamespace, GatewayName).String(), Certificate: cert}})
+	p, err := proxy.Start(ctx, proxy.Options{
+		Role: proxy.Gateway, Log: log.With("gateway", cs.Name),
+		XDS: proxy.XDSOptions{Address: cs.XDS, Node: wellknown.Gateway(SystemNamespace, GatewayName).String(), Certificate: cert},
+	})
 	if err != nil {
 		_ = ln.Close()
 		return err
@@ -436,7 +441,7 @@ func BuildCommands(dir string) (string, error) {
 		b := exec.Command("go", "build", "-o", filepath.Join(dir, cmd), "./cmd/"+cmd)
 		b.Dir = root
 		if out, err := b.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("go build %s: %v\n%s", cmd, err, out)
+			return "", fmt.Errorf("go build %s: %w\n%s", cmd, err, out)
 		}
 	}
 	return filepath.Join(dir, "crossgate"), nil

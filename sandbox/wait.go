@@ -31,7 +31,7 @@ func waitFor(ctx context.Context, p *process, timeout time.Duration, check func(
 			return fmt.Errorf("waiting for %s: %w", p.name, ctx.Err())
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready after %s (last check: %v); the end of %s:\n%s",
+			return fmt.Errorf("%s not ready after %s (last check: %w); the end of %s:\n%s",
 				p.name, timeout, last, p.logPath, p.logTail(15))
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -41,15 +41,20 @@ func TestWorkloads(t *testing.T) {
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "web"}},
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "default"}},
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "web"}, Spec: corev1.ServiceSpec{
-			Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt(addr.Port)}}}},
+			Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt(addr.Port)}},
+		}},
 	} {
 		if err := c.Create(ctx, o); err != nil {
 			t.Fatal(err)
 		}
 	}
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "web-2", Labels: map[string]string{"app": "web"},
-		Annotations: map[string]string{AppAnnotation: addr.String()}},
-		Spec: corev1.PodSpec{NodeName: "sandbox", Containers: []corev1.Container{{Name: "app", Image: "app"}}}}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: "web", Name: "web-2", Labels: map[string]string{"app": "web"},
+			Annotations: map[string]string{AppAnnotation: addr.String()},
+		},
+		Spec: corev1.PodSpec{NodeName: "sandbox", Containers: []corev1.Container{{Name: "app", Image: "app"}}},
+	}
 	if err := c.Create(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
@@ -96,8 +101,10 @@ func TestWorkloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln2.Close()
-	noIP := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "no-ip", Annotations: map[string]string{AppAnnotation: ln2.Addr().String()}},
-		Spec: corev1.PodSpec{NodeName: "sandbox", Containers: []corev1.Container{{Name: "app", Image: "app"}}}}
+	noIP := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "no-ip", Annotations: map[string]string{AppAnnotation: ln2.Addr().String()}},
+		Spec:       corev1.PodSpec{NodeName: "sandbox", Containers: []corev1.Container{{Name: "app", Image: "app"}}},
+	}
 	if err := c.Create(ctx, noIP); err != nil {
 		t.Fatal(err)
 	}

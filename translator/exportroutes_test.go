@@ -33,8 +33,10 @@ func TestExportRoutesRewrite(t *testing.T) {
 			if tc.exact {
 				pt = flomeshv1alpha1.PathMatchExact
 			}
-			e := &flomeshv1alpha1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: "httpbin"},
-				Spec: flomeshv1alpha1.ServiceExportSpec{PathRewrite: tc.rewrite, Rules: []flomeshv1alpha1.ServiceExportRule{{PortNumber: 8080, Path: tc.path, PathType: pt}}}}
+			e := &flomeshv1alpha1.ServiceExport{
+				ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: "httpbin"},
+				Spec:       flomeshv1alpha1.ServiceExportSpec{PathRewrite: tc.rewrite, Rules: []flomeshv1alpha1.ServiceExportRule{{PortNumber: 8080, Path: tc.path, PathType: pt}}},
+			}
 			routes := ExportRoutes(e, "crossgate-system", "crossgate-gateway", "")
 			if len(routes) != 2 || routes[0].Name != "httpbin.mesh" || routes[1].Name != "httpbin.direct" {
 				t.Fatalf("routes %v", routes)
@@ -74,11 +76,17 @@ func TestExportRoutesRewrite(t *testing.T) {
 // endpoints in this cluster (issue 16, defect 4). A Service the user took over (labels removed)
 // is theirs and exportable.
 func TestExportConditionPlaceholder(t *testing.T) {
-	e := &flomeshv1alpha1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: "httpbin", Generation: 2},
-		Spec: flomeshv1alpha1.ServiceExportSpec{Rules: []flomeshv1alpha1.ServiceExportRule{{PortNumber: 8080, Path: "/x", PathType: flomeshv1alpha1.PathMatchPrefix}}}}
-	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: "httpbin",
-		Labels: map[string]string{wellknown.ManagedByLabel: wellknown.ManagedByValue, wellknown.ImportLabel: "httpbin"}},
-		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 8080}}}}
+	e := &flomeshv1alpha1.ServiceExport{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: "httpbin", Generation: 2},
+		Spec:       flomeshv1alpha1.ServiceExportSpec{Rules: []flomeshv1alpha1.ServiceExportRule{{PortNumber: 8080, Path: "/x", PathType: flomeshv1alpha1.PathMatchPrefix}}},
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: "httpbin", Name: "httpbin",
+			Labels: map[string]string{wellknown.ManagedByLabel: wellknown.ManagedByValue, wellknown.ImportLabel: "httpbin"},
+		},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 8080}}},
+	}
 	c := ExportCondition(e, svc)
 	if c.Status != metav1.ConditionFalse || c.Reason != "ServiceNotFound" || c.ObservedGeneration != 2 {
 		t.Errorf("export of a placeholder: %+v", c)

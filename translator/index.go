@@ -202,8 +202,10 @@ func newTranslation(in *Input) *translation {
 		rules := t.trafficTargetRules(tt)
 		if len(rules) == 0 {
 			// Its rules name nothing that exists: it allows nothing, to any cluster.
-			t.warn(ObjectWarning{Kind: "TrafficTarget", Namespace: tt.Namespace, Name: tt.Name, Reason: flomeshv1alpha1.ReasonAllowsNothing,
-				Message: "This TrafficTarget allows no request: " + t.whyNoRules(tt) + "."})
+			t.warn(ObjectWarning{
+				Kind: "TrafficTarget", Namespace: tt.Namespace, Name: tt.Name, Reason: flomeshv1alpha1.ReasonAllowsNothing,
+				Message: "This TrafficTarget allows no request: " + t.whyNoRules(tt) + ".",
+			})
 			continue
 		}
 		ns := cmp.Or(dst.Namespace, tt.Namespace)

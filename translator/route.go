@@ -162,8 +162,10 @@ func (t *translation) resolveBackend(routeNS string, ref gatewayv1.BackendRef) (
 	}
 	ns := routeNS
 	if ref.Namespace != nil && string(*ref.Namespace) != routeNS {
-		return invalid, &refProblem{string(gatewayv1.RouteReasonRefNotPermitted),
-			fmt.Sprintf("Backend %s/%s is in another namespace; crossgate does not read ReferenceGrants yet.", *ref.Namespace, ref.Name)}
+		return invalid, &refProblem{
+			string(gatewayv1.RouteReasonRefNotPermitted),
+			fmt.Sprintf("Backend %s/%s is in another namespace; crossgate does not read ReferenceGrants yet.", *ref.Namespace, ref.Name),
+		}
 	}
 	svc := t.services[nsName{ns, string(ref.Name)}]
 	if svc == nil {
@@ -181,8 +183,10 @@ func (t *translation) resolveBackend(routeNS string, ref gatewayv1.BackendRef) (
 			break
 		}
 		if !proto.Routed() {
-			return invalid, &refProblem{string(gatewayv1.RouteReasonUnsupportedProtocol),
-				fmt.Sprintf("Port %d of Service %s/%s carries %s (its appProtocol or name says so); an HTTPRoute sends HTTP.", sp.Port, ns, ref.Name, proto)}
+			return invalid, &refProblem{
+				string(gatewayv1.RouteReasonUnsupportedProtocol),
+				fmt.Sprintf("Port %d of Service %s/%s carries %s (its appProtocol or name says so); an HTTPRoute sends HTTP.", sp.Port, ns, ref.Name, proto),
+			}
 		}
 		return ir.Backend{Cluster: ir.ServiceKey(ns, svc.Name, sp.Port), Protocol: proto, Endpoints: t.localEndpoints(nsName{ns, svc.Name}, sp)}, nil
 	}

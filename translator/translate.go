@@ -61,9 +61,11 @@ func (t *translation) warnings() []ObjectWarning {
 		if v.svc == nil {
 			kind = "ServiceImport"
 		}
-		out = append(out, ObjectWarning{Kind: kind, Namespace: v.key.ns, Name: v.key.name, Reason: flomeshv1alpha1.ReasonReservedPort,
+		out = append(out, ObjectWarning{
+			Kind: kind, Namespace: v.key.ns, Name: v.key.name, Reason: flomeshv1alpha1.ReasonReservedPort,
 			Message: fmt.Sprintf("Port %s is one the mesh's sidecar listens on itself (%d, %d, %d, %d): callers' sidecars do not route it, and its connections pass through unchanged; use another port.",
-				strings.Join(ports, ", "), ir.AdminPort, ir.OutboundCapturePort, ir.InboundCapturePort, ir.ProbePort)})
+				strings.Join(ports, ", "), ir.AdminPort, ir.OutboundCapturePort, ir.InboundCapturePort, ir.ProbePort),
+		})
 	}
 	return out
 }
@@ -112,8 +114,10 @@ func (t *translation) probes() map[ir.Identity][]ir.Probe {
 		}
 		var ps []ir.Probe
 		if err := json.Unmarshal([]byte(v), &ps); err != nil {
-			t.warn(ObjectWarning{Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, Reason: flomeshv1alpha1.ReasonProbesAnnotationInvalid,
-				Message: fmt.Sprintf("Annotation %s is not a JSON list of {\"port\": N, \"path\": \"/...\"}: %v; the sidecar forwards none of its probes.", wellknown.ProbesAnnotation, err)})
+			t.warn(ObjectWarning{
+				Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, Reason: flomeshv1alpha1.ReasonProbesAnnotationInvalid,
+				Message: fmt.Sprintf("Annotation %s is not a JSON list of {\"port\": N, \"path\": \"/...\"}: %v; the sidecar forwards none of its probes.", wellknown.ProbesAnnotation, err),
+			})
 			continue
 		}
 		id := ir.Identity{Namespace: pod.Namespace, ServiceAccount: cmp.Or(pod.Spec.ServiceAccountName, "default")}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,11 +14,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/transport/spdy"
+	"k8s.io/streaming/pkg/httpstream"
 
 	"github.com/crossgate-io/crossgate/xds/server"
 )
@@ -76,13 +77,16 @@ func debugGet(ctx context.Context, cfg *rest.Config, kube kubernetes.Interface, 
 	select {
 	case <-ready:
 	case err := <-done:
-		return nil, fmt.Errorf("port-forward to pod %s/%s: %v %s", namespace, pod.Name, err, errOut.String())
+		return nil, fmt.Errorf("port-forward to pod %s/%s: %w %s", namespace, pod.Name, err, errOut.String())
 	case <-ctx.Done():
 		return nil, fmt.Errorf("port-forward to pod %s/%s: %w", namespace, pod.Name, ctx.Err())
 	}
 	ports, err := fw.GetPorts()
 	if err != nil || len(ports) == 0 {
-		return nil, fmt.Errorf("port-forward to pod %s/%s: no local port: %v", namespace, pod.Name, err)
+		if err == nil {
+			err = errors.New("none forwarded")
+		}
+		return nil, fmt.Errorf("port-forward to pod %s/%s: no local port: %w", namespace, pod.Name, err)
 	}
 	return httpGet(ctx, fmt.Sprintf("http://127.0.0.1:%d", ports[0].Local), path, query)
 }

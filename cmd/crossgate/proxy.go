@@ -55,9 +55,7 @@ func proxyCommand() *cobra.Command {
 	k := &kubeFlags{}
 	cmd := &cobra.Command{Use: "proxy", Short: "Inspect the proxies of the mesh"}
 	k.add(cmd)
-	var (
-		podNS, ctrlNS, base, output, node string
-	)
+	var podNS, ctrlNS, base, output, node string
 	config := &cobra.Command{
 		Use:   "config POD",
 		Short: "Show the xDS configuration the controller serves to a pod's proxy, and what its open streams hold",

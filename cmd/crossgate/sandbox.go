@@ -246,7 +246,7 @@ func sandboxUp(ctx context.Context, f *sandboxFlags, out io.Writer) error {
 		select {
 		case err := <-exited:
 			follow()
-			return fmt.Errorf("the sandbox did not come up (%v); its log is %s", err, logPath)
+			return fmt.Errorf("the sandbox did not come up (%w); its log is %s", err, logPath)
 		case <-deadline:
 			_ = child.Process.Signal(syscall.SIGTERM)
 			return fmt.Errorf("the sandbox did not come up within 5 minutes; its log is %s", logPath)

@@ -211,8 +211,10 @@ func targets(e *flomeshv1alpha1.ServiceExport, k flomeshv1alpha1.ClusterKey) boo
 }
 
 func newCandidate(s *Source, e *flomeshv1alpha1.ServiceExport, svc *corev1.Service) *candidate {
-	c := &candidate{src: s, export: e, paths: map[int32]string{}, typ: flomeshv1alpha1.ClusterSetIP,
-		account: cmp.Or(e.Spec.ServiceAccountName, flomeshv1alpha1.AnyServiceAccount)}
+	c := &candidate{
+		src: s, export: e, paths: map[int32]string{}, typ: flomeshv1alpha1.ClusterSetIP,
+		account: cmp.Or(e.Spec.ServiceAccountName, flomeshv1alpha1.AnyServiceAccount),
+	}
 	if svc.Spec.ClusterIP == corev1.ClusterIPNone {
 		c.typ = flomeshv1alpha1.Headless
 	}

@@ -25,8 +25,10 @@ func key(n int) flomeshv1alpha1.ClusterKey {
 
 // newSource is cluster-n with the walkthrough's gateway address (192.168.1.110:80+n).
 func newSource(n int) *Source {
-	return &Source{Key: key(n), Known: true, Services: map[types.NamespacedName]*corev1.Service{},
-		Gateway: flomeshv1alpha1.Target{Host: "192.168.1.110", IP: "192.168.1.110", Port: int32(80 + n)}}
+	return &Source{
+		Key: key(n), Known: true, Services: map[types.NamespacedName]*corev1.Service{},
+		Gateway: flomeshv1alpha1.Target{Host: "192.168.1.110", IP: "192.168.1.110", Port: int32(80 + n)},
+	}
 }
 
 // applyWalkthrough adds to s the walkthrough's Services and the exports of file, rendered for s,
@@ -105,6 +107,7 @@ func endpointKeys(imp *flomeshv1alpha1.ServiceImport) []string {
 }
 
 func walkthroughSet(t *testing.T) (c1, c2, c3 *Source) {
+	t.Helper()
 	c1, c2, c3 = newSource(1), newSource(2), newSource(3)
 	applyWalkthrough(t, c1, "serviceexport-any.yaml", t0)
 	applyWalkthrough(t, c3, "serviceexport-any.yaml", t0.Add(time.Second))
@@ -151,6 +154,7 @@ func TestWalkthroughImports(t *testing.T) {
 }
 
 func jsonEqual(t *testing.T, a, b []byte) bool {
+	t.Helper()
 	var x, y any
 	if err := json.Unmarshal(a, &x); err != nil {
 		t.Fatal(err)

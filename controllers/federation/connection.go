@@ -328,8 +328,8 @@ func (f *Federation) health(ctx context.Context, conn *connection) {
 		if ctx.Err() != nil {
 			return
 		}
-		switch {
-		case reason == "":
+		switch reason {
+		case "":
 			f.probed(ctx, conn.name, time.Now())
 			if !conn.healthy.Load() {
 				// Back after an outage. The watches may be waiting out a long backoff, so
@@ -339,7 +339,7 @@ func (f *Federation) health(ctx context.Context, conn *connection) {
 				f.requeue(conn.name)
 				return
 			}
-		case reason == flomeshv1alpha1.ReasonManagedByAnotherControlPlane || reason == flomeshv1alpha1.ReasonAlreadyJoined:
+		case flomeshv1alpha1.ReasonManagedByAnotherControlPlane, flomeshv1alpha1.ReasonAlreadyJoined:
 			conn.healthy.Store(false)
 			_ = f.setManaged(ctx, conn.name, false, reason, msg)
 			f.disconnectConn(conn)

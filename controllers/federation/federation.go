@@ -110,7 +110,6 @@ type Federation struct {
 	retry   chan event.GenericEvent
 	mu      sync.Mutex
 	members map[string]*member // by Cluster name
-	wg      sync.WaitGroup
 
 	// Connects counts connections made to members.
 	Connects atomic.Int64

@@ -221,8 +221,10 @@ type importApplyState struct {
 }
 
 func (f *Federation) applyImport(ctx context.Context, cl client.Client, cur, want *flomeshv1alpha1.ServiceImport) error {
-	head := importApply{APIVersion: flomeshv1alpha1.GroupVersion.String(), Kind: "ServiceImport",
-		Metadata: applyMeta{Name: want.Name, Namespace: want.Namespace}}
+	head := importApply{
+		APIVersion: flomeshv1alpha1.GroupVersion.String(), Kind: "ServiceImport",
+		Metadata: applyMeta{Name: want.Name, Namespace: want.Namespace},
+	}
 	obj := &flomeshv1alpha1.ServiceImport{ObjectMeta: metav1.ObjectMeta{Namespace: want.Namespace, Name: want.Name}}
 	owned := []client.PatchOption{client.FieldOwner(FieldManager), client.ForceOwnership}
 	specSame := cur != nil && equality.Semantic.DeepEqual(cur.Spec.Ports, want.Spec.Ports) &&

@@ -53,18 +53,26 @@ func TestImportRules(t *testing.T) {
 			return isStd(imp) || under(imp, "k8s.io/apimachinery") || under(imp, module+"/api")
 		}, "api depends on the standard library and k8s.io/apimachinery only"},
 		{module + "/wellknown", isStd, "wellknown is a leaf: standard library only"},
-		{module + "/translator/ir", func(imp string) bool { return isStd(imp) || imp == module+"/wellknown" },
-			"translator/ir is a leaf: standard library and wellknown only"},
-		{module + "/gateway", func(imp string) bool { return !under(imp, module+"/translator") || imp == module+"/translator/ir" },
-			"gateway takes its names from wellknown, never from the translator"},
-		{module + "/inject", func(imp string) bool { return !under(imp, module+"/translator") || imp == module+"/translator/ir" },
-			"inject takes its names from wellknown, never from the translator"},
+		{
+			module + "/translator/ir", func(imp string) bool { return isStd(imp) || imp == module+"/wellknown" },
+			"translator/ir is a leaf: standard library and wellknown only",
+		},
+		{
+			module + "/gateway", func(imp string) bool { return !under(imp, module+"/translator") || imp == module+"/translator/ir" },
+			"gateway takes its names from wellknown, never from the translator",
+		},
+		{
+			module + "/inject", func(imp string) bool { return !under(imp, module+"/translator") || imp == module+"/translator/ir" },
+			"inject takes its names from wellknown, never from the translator",
+		},
 		{module + "/translator", func(imp string) bool {
 			return !under(imp, "k8s.io/client-go") && !under(imp, "sigs.k8s.io/controller-runtime") &&
 				!under(imp, "github.com/envoyproxy") && !under(imp, module+"/xds")
 		}, "translator is pure: no client-go, controller-runtime, Envoy protos or xds"},
-		{module, func(imp string) bool { return !under(imp, module+"/test") },
-			"product code never imports test/... (tests may)"},
+		{
+			module, func(imp string) bool { return !under(imp, module+"/test") },
+			"product code never imports test/... (tests may)",
+		},
 		{module + "/xds", func(imp string) bool {
 			return !under(imp, module+"/translator") || under(imp, module+"/translator/ir")
 		}, "xds reads the IR, never the translator"},

@@ -140,12 +140,16 @@ func Start(ctx context.Context, o Options) (*App, error) {
 		annotations[wellknown.ProxylessAnnotation] = "true"
 	}
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: o.Namespace, Name: o.Name + "-" + strconv.Itoa(host), Labels: o.Labels,
-			Annotations: annotations},
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: o.Namespace, Name: o.Name + "-" + strconv.Itoa(host), Labels: o.Labels,
+			Annotations: annotations,
+		},
 		Spec: corev1.PodSpec{ // the pod stands for this process; nothing runs the container
 			ServiceAccountName: o.ServiceAccount, NodeName: "sandbox-" + o.Cluster,
-			Containers: []corev1.Container{{Name: "app", Image: "crossgate.io/sandbox-app",
-				Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: int32(o.Port)}}}},
+			Containers: []corev1.Container{{
+				Name: "app", Image: "crossgate.io/sandbox-app",
+				Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: int32(o.Port)}},
+			}},
 		},
 	}
 	// A pod of that name left by a killed app is replaced.
@@ -183,10 +187,14 @@ func Start(ctx context.Context, o Options) (*App, error) {
 		if err := c.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
 			return err
 		}
-		pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}, HostIP: "127.0.0.1",
+		pod.Status = corev1.PodStatus{
+			Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}, HostIP: "127.0.0.1",
 			StartTime: ptrTime(metav1.Now()),
-			ContainerStatuses: []corev1.ContainerStatus{{Name: "app", Image: "crossgate.io/sandbox-app", Started: ptrBool(true),
-				State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}}}}
+			ContainerStatuses: []corev1.ContainerStatus{{
+				Name: "app", Image: "crossgate.io/sandbox-app", Started: ptrBool(true),
+				State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}},
+			}},
+		}
 		sandbox.SetPodReady(pod, true)
 		return c.Status().Update(ctx, pod)
 	})
@@ -242,9 +250,11 @@ func (a *App) startSidecar(ctx context.Context, o Options, ln net.Listener, podI
 		return err
 	}
 	pctx, cancel := context.WithCancel(context.Background())
-	p, err := proxy.Start(pctx, proxy.Options{Role: proxy.Inbound, PodIP: podIP, Namespace: o.Namespace, AppAddress: a.AppAddr,
+	p, err := proxy.Start(pctx, proxy.Options{
+		Role: proxy.Inbound, PodIP: podIP, Namespace: o.Namespace, AppAddress: a.AppAddr,
 		Log: o.Log.With("sidecar", o.Namespace+"/"+o.Name),
-		XDS: proxy.XDSOptions{Address: o.XDS, Node: wellknown.Sidecar(o.Namespace, o.ServiceAccount).String(), Certificate: cert}})
+		XDS: proxy.XDSOptions{Address: o.XDS, Node: wellknown.Sidecar(o.Namespace, o.ServiceAccount).String(), Certificate: cert},
+	})
 	if err != nil {
 		cancel()
 		return err

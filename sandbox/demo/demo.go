@@ -78,7 +78,7 @@ func (e *Env) kubectl(ctx context.Context, cluster, stdin string, args ...string
 		e.say("%s", indent(text))
 	}
 	if err != nil {
-		return out.String(), fmt.Errorf("kubectl %s on %s: %v: %s", strings.Join(args, " "), cluster, err, errb.String())
+		return out.String(), fmt.Errorf("kubectl %s on %s: %w: %s", strings.Join(args, " "), cluster, err, errb.String())
 	}
 	return out.String(), nil
 }
@@ -120,8 +120,10 @@ func (e *Env) createNamespace(ctx context.Context, cluster, ns string) error {
 func (e *Env) StartApp(ctx context.Context, cluster, ns, name, sa string, labels string, extra ...string) error {
 	key := cluster + "/" + ns + "/" + name
 	e.say("$ crossgate sandbox app --cluster %s -n %s --name %s --service-account %s -l %s %s", cluster, ns, name, sa, labels, strings.Join(extra, " "))
-	cmd := exec.Command(e.Crossgate, append([]string{"sandbox", "app", "--dir", e.State.Dir, "--cluster", cluster, "-n", ns, "--name", name,
-		"--service-account", sa, "-l", labels, "--port", "8080"}, extra...)...)
+	cmd := exec.Command(e.Crossgate, append([]string{
+		"sandbox", "app", "--dir", e.State.Dir, "--cluster", cluster, "-n", ns, "--name", name,
+		"--service-account", sa, "-l", labels, "--port", "8080",
+	}, extra...)...)
 	logf, err := os.Create(filepath.Join(e.State.Dir, "app-"+strings.ReplaceAll(key, "/", "-")+".log"))
 	if err != nil {
 		return err

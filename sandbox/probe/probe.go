@@ -89,9 +89,11 @@ func NewCaller(ctx context.Context, o Options) (*Caller, error) {
 		return nil, err
 	}
 	pctx, cancel := context.WithCancel(ctx)
-	p, err := proxy.Start(pctx, proxy.Options{Role: proxy.Sidecar, Log: o.Log, Namespace: o.Namespace,
+	p, err := proxy.Start(pctx, proxy.Options{
+		Role: proxy.Sidecar, Log: o.Log, Namespace: o.Namespace,
 		Network: &sandbox.ClusterNetwork{Client: cl, Namespace: o.Namespace},
-		XDS:     proxy.XDSOptions{Address: o.XDS, Node: wellknown.Sidecar(o.Namespace, o.ServiceAccount).String(), Certificate: cert}})
+		XDS:     proxy.XDSOptions{Address: o.XDS, Node: wellknown.Sidecar(o.Namespace, o.ServiceAccount).String(), Certificate: cert},
+	})
 	if err != nil {
 		cancel()
 		return nil, err
@@ -116,7 +118,8 @@ func NewCaller(ctx context.Context, o Options) (*Caller, error) {
 	srv := p.Server()
 	go func() { _ = srv.Serve(ln) }()
 	proxyURL := &url.URL{Scheme: "http", Host: ln.Addr().String()}
-	return &Caller{proxy: p,
+	return &Caller{
+		proxy:  p,
 		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL), DisableKeepAlives: true}},
 		stop:   func() { _ = srv.Close(); cancel() },
 	}, nil

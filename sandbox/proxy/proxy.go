@@ -99,8 +99,10 @@ func Start(ctx context.Context, o Options) (*Proxy, error) {
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(o.XDS.Certificate.RootPEM)
-	p := &Proxy{opts: o, cfg: newConfig(), cert: pair, root: pool, transports: map[string]*http.Transport{},
-		localityW: map[string]float64{}, endpointN: map[string]int{}, failures: map[string]*failureCount{}, ejectedUntil: map[string]time.Time{}}
+	p := &Proxy{
+		opts: o, cfg: newConfig(), cert: pair, root: pool, transports: map[string]*http.Transport{},
+		localityW: map[string]float64{}, endpointN: map[string]int{}, failures: map[string]*failureCount{}, ejectedUntil: map[string]time.Time{},
+	}
 	if err := p.cfg.subscribe(ctx, o.XDS); err != nil {
 		return nil, err
 	}
@@ -116,6 +118,7 @@ func (loopbackNetwork) Resolve(_ context.Context, host string) (string, error) {
 	}
 	return "", fmt.Errorf("cannot resolve %s", host)
 }
+
 func (loopbackNetwork) Route(_ context.Context, addr string) (string, error) {
 	return network.LoopbackAddr(addr), nil
 }

@@ -131,14 +131,14 @@ func (c *config) apply(r *discoveryv3.DeltaDiscoveryResponse) error {
 }
 
 func typeOf(kind string) string {
-	switch {
-	case kind == "listener":
+	switch kind {
+	case "listener":
 		return resourcev3.ListenerType
-	case kind == "route":
+	case "route":
 		return resourcev3.RouteType
-	case kind == "cluster":
+	case "cluster":
 		return resourcev3.ClusterType
-	case kind == "endpoints":
+	case "endpoints":
 		return resourcev3.EndpointType
 	}
 	return ""
@@ -182,9 +182,9 @@ func (c *config) subscribe(ctx context.Context, o XDSOptions) error {
 		return err
 	}
 	go func() {
-		defer conn.Close()
+		defer func() { _ = conn.Close() }()
 		for ctx.Err() == nil {
-			if err := c.stream(ctx, conn, o); err != nil && ctx.Err() == nil {
+			if err := c.stream(ctx, conn, o); ctx.Err() == nil { // stream returns when the stream ends, always with an error
 				o.Log.Warn("xDS stream ended; reconnecting", "node", o.Node, "error", err)
 				select {
 				case <-ctx.Done():

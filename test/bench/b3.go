@@ -43,7 +43,9 @@ func endpoints(n, version int) []*endpointv3.ClusterLoadAssignment {
 			}
 			le.LbEndpoints = append(le.LbEndpoints, &endpointv3.LbEndpoint{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{
 				Endpoint: &endpointv3.Endpoint{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
-					Address: addr, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 8080}}}}}}})
+					Address: addr, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 8080},
+				}}}},
+			}})
 		}
 		cla.Endpoints = []*endpointv3.LocalityLbEndpoints{le}
 		out[i] = cla
@@ -66,16 +68,22 @@ func RunB3(s FanOut) (ours, stock *Line, ours10, stock10 []*Line, err error) {
 			return nil, nil, fmt.Errorf("%s: %w", name, err)
 		}
 		params := map[string]any{"clients": s.Clients, "resources_per_client": s.Resources, "changes": s.Changes, "clients_in_own_process": true}
-		l := &Line{Name: name, Params: map[string]any{"max_bytes_per_client_per_change": r.maxBytes},
-			CoreS: r.changesCore, HeapInuseMiB: heapInuseMiB(), RSSMiB: rssMiB()}
+		l := &Line{
+			Name: name, Params: map[string]any{"max_bytes_per_client_per_change": r.maxBytes},
+			CoreS: r.changesCore, HeapInuseMiB: heapInuseMiB(), RSSMiB: rssMiB(),
+		}
 		for k, v := range params {
 			l.Params[k] = v
 		}
 		l.percentiles(r.lat)
-		reconnect := &Line{Name: "B10 all clients reconnect at once after a restart and resync (" + impl10 + ")",
-			Params: map[string]any{"max_bytes_per_client": r.resyncB, "changed_while_away": 1}, CoreS: r.resyncCore, HeapInuseMiB: l.HeapInuseMiB, RSSMiB: l.RSSMiB}
-		cold := &Line{Name: "B10-cold all clients connect at once with nothing and sync the whole state (" + impl10 + ")",
-			Params: map[string]any{}, CoreS: r.coldCore, HeapInuseMiB: l.HeapInuseMiB, RSSMiB: l.RSSMiB}
+		reconnect := &Line{
+			Name:   "B10 all clients reconnect at once after a restart and resync (" + impl10 + ")",
+			Params: map[string]any{"max_bytes_per_client": r.resyncB, "changed_while_away": 1}, CoreS: r.resyncCore, HeapInuseMiB: l.HeapInuseMiB, RSSMiB: l.RSSMiB,
+		}
+		cold := &Line{
+			Name:   "B10-cold all clients connect at once with nothing and sync the whole state (" + impl10 + ")",
+			Params: map[string]any{}, CoreS: r.coldCore, HeapInuseMiB: l.HeapInuseMiB, RSSMiB: l.RSSMiB,
+		}
 		for k, v := range params {
 			reconnect.Params[k], cold.Params[k] = v, v
 		}

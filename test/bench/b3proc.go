@@ -121,7 +121,7 @@ func fanOut(s FanOut, fresh func() (serverv3.Server, publisher), opts []grpc.Ser
 				return f, nil
 			}
 		}
-		return nil, fmt.Errorf("client process ended: %v", lines.Err())
+		return nil, fmt.Errorf("client process ended: %w", lines.Err())
 	}
 	res := &fanOutResult{}
 	cpu := cpuSeconds()
@@ -324,8 +324,10 @@ func clientProcess(spec string, out io.Writer, in io.Reader) error {
 					versions[names[i]] = v
 				}
 			}
-			req, err := proto.Marshal(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType,
-				ResourceNamesSubscribe: names, InitialResourceVersions: versions})
+			req, err := proto.Marshal(&discoveryv3.DeltaDiscoveryRequest{
+				Node: node, TypeUrl: resourcev3.EndpointType,
+				ResourceNamesSubscribe: names, InitialResourceVersions: versions,
+			})
 			if err != nil {
 				emit("B3:error %v", err)
 				return

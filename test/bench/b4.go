@@ -53,21 +53,31 @@ func RunB4(clients, edits int, quiet time.Duration) ([]*Line, error) {
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "crossgate-system"}},
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench"}},
 		&gatewayv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "crossgate"}, Spec: gatewayv1.GatewayClassSpec{ControllerName: translator.ControllerName}},
-		&gatewayv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: "crossgate-system", Name: "crossgate-gateway"},
-			Spec: gatewayv1.GatewaySpec{GatewayClassName: "crossgate", Listeners: []gatewayv1.Listener{{Name: "http", Port: 80, Protocol: gatewayv1.HTTPProtocolType,
-				AllowedRoutes: &gatewayv1.AllowedRoutes{Namespaces: &gatewayv1.RouteNamespaces{From: &all}}}}}},
-		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: "web"},
-			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 8080, TargetPort: intstr.FromInt32(8080)}}}},
-		&flomeshv1alpha1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: "web"},
-			Spec: flomeshv1alpha1.ServiceExportSpec{Rules: []flomeshv1alpha1.ServiceExportRule{{PortNumber: 8080, Path: "/export-0-end", PathType: flomeshv1alpha1.PathMatchPrefix}}}},
-		&gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: "edited"},
+		&gatewayv1.Gateway{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "crossgate-system", Name: "crossgate-gateway"},
+			Spec: gatewayv1.GatewaySpec{GatewayClassName: "crossgate", Listeners: []gatewayv1.Listener{{
+				Name: "http", Port: 80, Protocol: gatewayv1.HTTPProtocolType,
+				AllowedRoutes: &gatewayv1.AllowedRoutes{Namespaces: &gatewayv1.RouteNamespaces{From: &all}},
+			}}},
+		},
+		&corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: "web"},
+			Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 8080, TargetPort: intstr.FromInt32(8080)}}},
+		},
+		&flomeshv1alpha1.ServiceExport{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: "web"},
+			Spec:       flomeshv1alpha1.ServiceExportSpec{Rules: []flomeshv1alpha1.ServiceExportRule{{PortNumber: 8080, Path: "/export-0-end", PathType: flomeshv1alpha1.PathMatchPrefix}}},
+		},
+		&gatewayv1.HTTPRoute{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: "edited"},
 			Spec: gatewayv1.HTTPRouteSpec{
 				CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{{Name: "crossgate-gateway", Namespace: ptr(gatewayv1.Namespace("crossgate-system"))}}},
 				Rules: []gatewayv1.HTTPRouteRule{{
 					Matches:     []gatewayv1.HTTPRouteMatch{{Path: &gatewayv1.HTTPPathMatch{Type: ptr(gatewayv1.PathMatchPathPrefix), Value: ptr("/route-0-end")}}},
 					BackendRefs: []gatewayv1.HTTPBackendRef{{BackendRef: gatewayv1.BackendRef{BackendObjectReference: gatewayv1.BackendObjectReference{Name: "web", Port: &port}}}},
 				}},
-			}},
+			},
+		},
 	}
 	for _, o := range objs {
 		if err := c.Create(ctx, o); err != nil {

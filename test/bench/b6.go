@@ -43,8 +43,10 @@ func RunB6(slices int) (*Line, error) {
 		wg.Go(func() {
 			for i := range work {
 				s := &discoveryv1.EndpointSlice{
-					ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: fmt.Sprintf("svc-%d-abcde", i),
-						Labels: map[string]string{discoveryv1.LabelServiceName: fmt.Sprintf("svc-%d", i), discoveryv1.LabelManagedBy: "endpointslice-controller.k8s.io"}},
+					ObjectMeta: metav1.ObjectMeta{
+						Namespace: "bench", Name: fmt.Sprintf("svc-%d-abcde", i),
+						Labels: map[string]string{discoveryv1.LabelServiceName: fmt.Sprintf("svc-%d", i), discoveryv1.LabelManagedBy: "endpointslice-controller.k8s.io"},
+					},
 					AddressType: discoveryv1.AddressTypeIPv4,
 					Ports:       []discoveryv1.EndpointPort{{Name: kptr.To("http"), Port: kptr.To(int32(8080)), Protocol: kptr.To(corev1.ProtocolTCP)}},
 				}

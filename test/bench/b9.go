@@ -73,7 +73,8 @@ func RunB9(exports int) ([]*Line, error) {
 			return nil, err
 		}
 		cl := &flomeshv1alpha1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: flomeshv1alpha1.ClusterSpec{
-			GatewayHost: "127.0.0.1", GatewayPort: int32(81 + i), Kubeconfig: string(kc)}}
+			GatewayHost: "127.0.0.1", GatewayPort: int32(81 + i), Kubeconfig: string(kc),
+		}}
 		if err := sb.Cluster("control-plane").Client.Create(ctx, cl); err != nil {
 			return nil, err
 		}
@@ -87,8 +88,10 @@ func RunB9(exports int) ([]*Line, error) {
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench"}},
 	}
 	for i := range exports {
-		objs = append(objs, &flomeshv1alpha1.GlobalTrafficPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: fmt.Sprintf("svc-%d", i)},
-			Spec: flomeshv1alpha1.GlobalTrafficPolicySpec{LbType: flomeshv1alpha1.ActiveActive}})
+		objs = append(objs, &flomeshv1alpha1.GlobalTrafficPolicy{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: fmt.Sprintf("svc-%d", i)},
+			Spec:       flomeshv1alpha1.GlobalTrafficPolicySpec{LbType: flomeshv1alpha1.ActiveActive},
+		})
 	}
 	for _, o := range objs {
 		if err := c2.Create(ctx, o); err != nil {
@@ -208,13 +211,17 @@ func RunB9(exports int) ([]*Line, error) {
 	cpu0 := cpuSeconds()
 	for i := range exports {
 		name := fmt.Sprintf("svc-%d", i)
-		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: name},
-			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 8080, TargetPort: intstr.FromInt32(8080)}}}}
+		svc := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: name},
+			Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 8080, TargetPort: intstr.FromInt32(8080)}}},
+		}
 		if err := c1.Create(ctx, svc); err != nil {
 			return nil, err
 		}
-		exp := &flomeshv1alpha1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: name},
-			Spec: flomeshv1alpha1.ServiceExportSpec{Rules: []flomeshv1alpha1.ServiceExportRule{{PortNumber: 8080, Path: "/" + name, PathType: flomeshv1alpha1.PathMatchPrefix}}}}
+		exp := &flomeshv1alpha1.ServiceExport{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: name},
+			Spec:       flomeshv1alpha1.ServiceExportSpec{Rules: []flomeshv1alpha1.ServiceExportRule{{PortNumber: 8080, Path: "/" + name, PathType: flomeshv1alpha1.PathMatchPrefix}}},
+		}
 		start := time.Now()
 		if err := c1.Create(ctx, exp); err != nil {
 			return nil, err

@@ -13,8 +13,10 @@ import (
 
 // TestFleetCodec: what the fleet reads of a response is what the response holds.
 func TestFleetCodec(t *testing.T) {
-	resp := &discoveryv3.DeltaDiscoveryResponse{SystemVersionInfo: "9", TypeUrl: "t", Nonce: "n1",
-		RemovedResources: []string{"gone"}}
+	resp := &discoveryv3.DeltaDiscoveryResponse{
+		SystemVersionInfo: "9", TypeUrl: "t", Nonce: "n1",
+		RemovedResources: []string{"gone"},
+	}
 	for i, e := range endpoints(3, 0) {
 		a, err := anypb.New(e)
 		if err != nil {

@@ -50,8 +50,10 @@ func World(s Size) *translator.Input {
 	nsName := func(i int) string { return fmt.Sprintf("ns-%d", i%s.Namespaces) }
 	saName := func(i int) string { return fmt.Sprintf("sa-%d", i%s.AccountsPerNS) }
 	for n := range s.Namespaces {
-		in.Namespaces = append(in.Namespaces, corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: nsName(n),
-			Labels: map[string]string{wellknown.MeshNamespaceLabel: wellknown.MeshNamespaceValue}}})
+		in.Namespaces = append(in.Namespaces, corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+			Name:   nsName(n),
+			Labels: map[string]string{wellknown.MeshNamespaceLabel: wellknown.MeshNamespaceValue},
+		}})
 		for a := range s.AccountsPerNS {
 			in.ServiceAccounts = append(in.ServiceAccounts, corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: nsName(n), Name: saName(a)}})
 		}
@@ -90,19 +92,25 @@ func World(s Size) *translator.Input {
 		imp.Spec.ServiceAccountName = saName(i)
 		port := flomeshv1alpha1.ServicePort{Port: 8080, Protocol: "TCP"}
 		for c := 1; c < s.Clusters; c++ {
-			port.Endpoints = append(port.Endpoints, flomeshv1alpha1.Endpoint{ClusterKey: clusterKey(c),
-				Target: flomeshv1alpha1.Target{Host: fmt.Sprintf("192.0.2.%d", c), IP: fmt.Sprintf("192.0.2.%d", c), Port: int32(80 + c)}})
+			port.Endpoints = append(port.Endpoints, flomeshv1alpha1.Endpoint{
+				ClusterKey: clusterKey(c),
+				Target:     flomeshv1alpha1.Target{Host: fmt.Sprintf("192.0.2.%d", c), IP: fmt.Sprintf("192.0.2.%d", c), Port: int32(80 + c)},
+			})
 		}
 		imp.Spec.Ports = []flomeshv1alpha1.ServicePort{port}
 		in.ServiceImports = append(in.ServiceImports, imp)
 		switch i % 3 {
 		case 0:
 			in.GlobalTrafficPolicies = append(in.GlobalTrafficPolicies, flomeshv1alpha1.GlobalTrafficPolicy{
-				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: flomeshv1alpha1.GlobalTrafficPolicySpec{LbType: flomeshv1alpha1.ActiveActive}})
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: flomeshv1alpha1.GlobalTrafficPolicySpec{LbType: flomeshv1alpha1.ActiveActive},
+			})
 		case 1:
 			in.GlobalTrafficPolicies = append(in.GlobalTrafficPolicies, flomeshv1alpha1.GlobalTrafficPolicy{
-				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: flomeshv1alpha1.GlobalTrafficPolicySpec{LbType: flomeshv1alpha1.FailOver,
-					Targets: []flomeshv1alpha1.TrafficTarget{{ClusterKey: flomeshv1alpha1.ClusterKey(clusterKey(1))}}}})
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: flomeshv1alpha1.GlobalTrafficPolicySpec{
+					LbType:  flomeshv1alpha1.FailOver,
+					Targets: []flomeshv1alpha1.TrafficTarget{{ClusterKey: flomeshv1alpha1.ClusterKey(clusterKey(1))}},
+				},
+			})
 		}
 	}
 	in.GatewayClasses = []gatewayv1.GatewayClass{{ObjectMeta: metav1.ObjectMeta{Name: "crossgate"}, Spec: gatewayv1.GatewayClassSpec{ControllerName: translator.ControllerName}}}

@@ -34,10 +34,9 @@ import (
 	"github.com/crossgate-io/crossgate/inject"
 	"github.com/crossgate-io/crossgate/sandbox"
 	"github.com/crossgate-io/crossgate/test/internal/cmtest"
+	"github.com/crossgate-io/crossgate/test/internal/poll"
 	"github.com/crossgate-io/crossgate/xds/identity"
 	"github.com/crossgate-io/crossgate/xds/identity/certmanager"
-
-	"github.com/crossgate-io/crossgate/test/internal/poll"
 )
 
 const ns = "crossgate-system"
@@ -83,15 +82,19 @@ func setup(t *testing.T) (*sandbox.Cluster, client.Client, []byte) {
 	certPEM, keyPEM := root.PEM()
 	for _, o := range []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "corp-ca"}, Type: corev1.SecretTypeTLS,
-			Data: map[string][]byte{"tls.crt": certPEM, "tls.key": keyPEM}},
+		&corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "corp-ca"}, Type: corev1.SecretTypeTLS,
+			Data: map[string][]byte{"tls.crt": certPEM, "tls.key": keyPEM},
+		},
 	} {
 		if err := cl.Client.Create(ctx, o); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := cmc.Create(ctx, &cmapi.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "corp-ca"},
-		Spec: cmapi.IssuerSpec{IssuerConfig: cmapi.IssuerConfig{CA: &cmapi.CAIssuer{SecretName: "corp-ca"}}}}); err != nil {
+	if err := cmc.Create(ctx, &cmapi.Issuer{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "corp-ca"},
+		Spec:       cmapi.IssuerSpec{IssuerConfig: cmapi.IssuerConfig{CA: &cmapi.CAIssuer{SecretName: "corp-ca"}}},
+	}); err != nil {
 		t.Fatal(err)
 	}
 	return cl, cmc, certPEM
@@ -194,13 +197,18 @@ func TestControllerWithCertManager(t *testing.T) {
 	all := gatewayv1.NamespacesFromAll
 	for _, o := range []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "fsm-system"}},
-		&flomeshv1alpha1.MeshConfig{ObjectMeta: metav1.ObjectMeta{Namespace: "fsm-system", Name: "fsm-mesh-config"},
-			Spec: flomeshv1alpha1.MeshConfigSpec{ClusterSet: flomeshv1alpha1.ClusterSetSpec{Name: "cluster-1"}}},
+		&flomeshv1alpha1.MeshConfig{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "fsm-system", Name: "fsm-mesh-config"},
+			Spec:       flomeshv1alpha1.MeshConfigSpec{ClusterSet: flomeshv1alpha1.ClusterSetSpec{Name: "cluster-1"}},
+		},
 		&gatewayv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "crossgate"}, Spec: gatewayv1.GatewayClassSpec{ControllerName: "crossgate.io/gateway-controller"}},
-		&gatewayv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "crossgate-gateway"},
+		&gatewayv1.Gateway{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "crossgate-gateway"},
 			Spec: gatewayv1.GatewaySpec{GatewayClassName: "crossgate", Listeners: []gatewayv1.Listener{{
 				Name: "http", Port: 80, Protocol: gatewayv1.HTTPProtocolType,
-				AllowedRoutes: &gatewayv1.AllowedRoutes{Namespaces: &gatewayv1.RouteNamespaces{From: &all}}}}}},
+				AllowedRoutes: &gatewayv1.AllowedRoutes{Namespaces: &gatewayv1.RouteNamespaces{From: &all}},
+			}}},
+		},
 	} {
 		if err := cl.Client.Create(ctx, o); err != nil {
 			t.Fatal(err)

@@ -248,10 +248,12 @@ var _ = BeforeSuite(func() {
 
 	By("installing crossgate with the CLI")
 	for _, name := range clusters {
-		args := []string{"install", "--context", "kind-" + name, "--timeout", "5m",
+		args := []string{
+			"install", "--context", "kind-" + name, "--timeout", "5m",
 			"--set", "clusterSet.name=" + name,
 			"--set", "controller.image.repository=crossgate-controller", "--set", "controller.image.tag=e2e", "--set", "controller.image.pullPolicy=Never",
-			"--set", "proxy.initImage=" + initImage}
+			"--set", "proxy.initImage=" + initImage,
+		}
 		if p, ok := gatewayPorts[name]; ok {
 			args = append(args, "--set", fmt.Sprintf("gateway.lbPort=%d", p), "--set", "gateway.nodePort=30080")
 		} else {

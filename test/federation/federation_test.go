@@ -146,7 +146,8 @@ func TestPlaceholderIsNotExported(t *testing.T) {
 	}
 	placeholder := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, Labels: map[string]string{
-			wellknown.ManagedByLabel: wellknown.ManagedByValue, wellknown.ImportLabel: key.Name}},
+			wellknown.ManagedByLabel: wellknown.ManagedByValue, wellknown.ImportLabel: key.Name,
+		}},
 		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 8080}}},
 	}
 	eventually(t, 5*time.Second, "the deleted Service gone", func() error {
@@ -192,6 +193,7 @@ func kubeconfigFor(t *testing.T, cluster, server, token string) []byte {
 }
 
 func freeAddr(t *testing.T) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -219,7 +221,7 @@ func deleteCluster(t *testing.T, name string, within time.Duration) {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
-		return fmt.Errorf("still there (%v)", err)
+		return fmt.Errorf("still there (%w)", err)
 	})
 }
 
@@ -233,8 +235,10 @@ func TestManagedReasons(t *testing.T) {
 	if err := cp.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "crossgate-system"}}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "crossgate-system", Name: "control-plane-kubeconfig"},
-		Data: map[string][]byte{"kubeconfig": kubeconfigFor(t, "control-plane", "", "not-a-valid-token")}}
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "crossgate-system", Name: "control-plane-kubeconfig"},
+		Data:       map[string][]byte{"kubeconfig": kubeconfigFor(t, "control-plane", "", "not-a-valid-token")},
+	}
 	if err := cp.Create(ctx, secret); err != nil {
 		t.Fatal(err)
 	}
@@ -273,10 +277,14 @@ func TestManagedReasons(t *testing.T) {
 
 	// A kubeconfig Secret outside the controller's namespace is not read; a missing key is named,
 	// the Secret's other keys are not.
-	other := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "someone-elses"},
-		Data: map[string][]byte{"kubeconfig": kubeconfigFor(t, "cluster-1", "", "")}}
-	withKeys := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "crossgate-system", Name: "other-keys"},
-		Data: map[string][]byte{"secret-api-token": []byte("x")}}
+	other := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "someone-elses"},
+		Data:       map[string][]byte{"kubeconfig": kubeconfigFor(t, "cluster-1", "", "")},
+	}
+	withKeys := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "crossgate-system", Name: "other-keys"},
+		Data:       map[string][]byte{"secret-api-token": []byte("x")},
+	}
 	for _, o := range []client.Object{other, withKeys} {
 		if err := cp.Create(ctx, o); err != nil {
 			t.Fatal(err)
@@ -361,8 +369,10 @@ spec:
 	}
 
 	deleteCluster(t, "control-plane", 5*time.Second)
-	expectImports(t, 5*time.Second, map[string][]string{"control-plane": nil, "cluster-1": walkthroughState()["cluster-1"],
-		"cluster-2": walkthroughState()["cluster-2"], "cluster-3": walkthroughState()["cluster-3"]})
+	expectImports(t, 5*time.Second, map[string][]string{
+		"control-plane": nil, "cluster-1": walkthroughState()["cluster-1"],
+		"cluster-2": walkthroughState()["cluster-2"], "cluster-3": walkthroughState()["cluster-3"],
+	})
 	var l coordinationv1.Lease
 	if err := sb.Cluster("control-plane").Client.Get(context.Background(), client.ObjectKey{Namespace: "kube-system", Name: "crossgate-federation"}, &l); !apierrors.IsNotFound(err) {
 		t.Errorf("the claim stays after leaving: %v %v", err, l.Spec.HolderIdentity)
@@ -497,7 +507,7 @@ func TestManagedByAnotherControlPlane(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, "the other Cluster gone", func() error {
 		if err := c2.Get(context.Background(), client.ObjectKey{Name: "cluster-1"}, &flomeshv1alpha1.Cluster{}); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("still there: %v", err)
+			return fmt.Errorf("still there: %w", err)
 		}
 		return nil
 	})

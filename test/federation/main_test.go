@@ -142,6 +142,7 @@ func clusterKey(name string) string { return "default/default/default/" + name }
 // joinWalkthrough applies the walkthrough's Cluster manifest for each member on the control
 // plane, as its `for CLUSTER_NAME in …` loop does.
 func joinWalkthrough(t *testing.T, names ...string) {
+	t.Helper()
 	for _, n := range names {
 		kubectl(t, "control-plane", render(t, "cluster.yaml", n, gatewayPort(n)), "apply", "-f", "-")
 	}
@@ -149,6 +150,7 @@ func joinWalkthrough(t *testing.T, names ...string) {
 
 // exportWalkthrough creates the httpbin namespace, Services and exports (guide 2, "*") in a member.
 func exportWalkthrough(t *testing.T, cluster string) {
+	t.Helper()
 	kubectl(t, cluster, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: httpbin\n", "apply", "-f", "-")
 	kubectl(t, cluster, render(t, "httpbin-services.yaml", cluster, 0), "apply", "-n", "httpbin", "-f", "-")
 	kubectl(t, cluster, render(t, "serviceexport-any.yaml", cluster, 0), "apply", "-f", "-")

@@ -42,7 +42,6 @@ import (
 	"github.com/crossgate-io/crossgate/inject"
 	"github.com/crossgate-io/crossgate/sandbox"
 	"github.com/crossgate-io/crossgate/test/internal/cmtest"
-
 	"github.com/crossgate-io/crossgate/test/internal/poll"
 )
 
@@ -65,8 +64,10 @@ func TestChartAcceptedByTheAPIServer(t *testing.T) {
 	for _, sets := range [][]string{
 		nil,
 		{"certManager.enabled=true"},
-		{"certManager.enabled=true", "certManager.issuerRef.name=corp", "certManager.issuerRef.kind=ClusterIssuer",
-			"clusterSet.name=cluster-1", "clusterSet.region=eu-west", "gateway.lbPort=81", "gateway.nodePort=30080", "permissiveTrafficPolicyMode=false"},
+		{
+			"certManager.enabled=true", "certManager.issuerRef.name=corp", "certManager.issuerRef.kind=ClusterIssuer",
+			"clusterSet.name=cluster-1", "clusterSet.region=eu-west", "gateway.lbPort=81", "gateway.nodePort=30080", "permissiveTrafficPolicyMode=false",
+		},
 	} {
 		vals, err := charts.Values(sets)
 		if err != nil {
@@ -82,6 +83,7 @@ func TestChartAcceptedByTheAPIServer(t *testing.T) {
 		}
 		var kinds []string
 		for _, o := range objs {
+			//nolint:staticcheck // unstructured objects of any kind: client.Client.Apply takes typed apply configurations
 			err := c.Patch(ctx, o, client.Apply, client.DryRunAll, client.FieldOwner("crossgate-test"), client.ForceOwnership)
 			if err != nil {
 				t.Errorf("values %v: %s %s refused: %v", sets, o.GetKind(), o.GetName(), err)
@@ -268,9 +270,11 @@ func TestInstallRunStatusUninstall(t *testing.T) {
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "httpbin"}},
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: "httpbin"}},
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: "httpbin"}, Spec: corev1.ServiceSpec{
-			Selector: map[string]string{"app": "httpbin"}, Ports: []corev1.ServicePort{{Name: "http", Port: 8080}}}},
+			Selector: map[string]string{"app": "httpbin"}, Ports: []corev1.ServicePort{{Name: "http", Port: 8080}},
+		}},
 		&flomeshv1alpha1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: "httpbin"}, Spec: flomeshv1alpha1.ServiceExportSpec{
-			Rules: []flomeshv1alpha1.ServiceExportRule{{PortNumber: 8080, Path: "/cluster-1/httpbin", PathType: flomeshv1alpha1.PathMatchPrefix}}}},
+			Rules: []flomeshv1alpha1.ServiceExportRule{{PortNumber: 8080, Path: "/cluster-1/httpbin", PathType: flomeshv1alpha1.PathMatchPrefix}},
+		}},
 	} {
 		if err := c.Create(ctx, o); err != nil {
 			t.Fatal(err)
@@ -296,8 +300,10 @@ func TestInstallRunStatusUninstall(t *testing.T) {
 
 	// namespace add: the API server calls the controller's webhook for the namespace's pods.
 	newPod := func(name string) *corev1.Pod {
-		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: name},
-			Spec: corev1.PodSpec{ServiceAccountName: "httpbin", Containers: []corev1.Container{{Name: "httpbin", Image: "kennethreitz/httpbin"}}}}
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: name},
+			Spec:       corev1.PodSpec{ServiceAccountName: "httpbin", Containers: []corev1.Container{{Name: "httpbin", Image: "kennethreitz/httpbin"}}},
+		}
 		if err := c.Create(ctx, p); err != nil {
 			t.Fatal(err)
 		}
@@ -330,8 +336,10 @@ func TestInstallRunStatusUninstall(t *testing.T) {
 	pod := fmt.Sprintf("added-%d", n)
 	eventually(t, 10*time.Second, "the sidecar's configuration published", func() error {
 		out := cli("proxy", "config", pod, "-n", "httpbin", "--controller-url", debugURL)
-		for _, want := range []string{`Node: sidecar~httpbin/httpbin`, `(?m)^Listener\s+\S+\s+[0-9a-z]+$`, `(?m)^Cluster\s+\S+`, `(?m)^Secret\s+\S+`,
-			"No stream of this node is open"} {
+		for _, want := range []string{
+			`Node: sidecar~httpbin/httpbin`, `(?m)^Listener\s+\S+\s+[0-9a-z]+$`, `(?m)^Cluster\s+\S+`, `(?m)^Secret\s+\S+`,
+			"No stream of this node is open",
+		} {
 			if !regexp.MustCompile(want).MatchString(out) {
 				return fmt.Errorf("proxy config lacks %s:\n%s", want, out)
 			}
@@ -410,7 +418,8 @@ func TestInstallRunStatusUninstall(t *testing.T) {
 	// A control plane with a member: uninstall refuses, saying what to do.
 	member := &flomeshv1alpha1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: "cluster-9"}, Spec: flomeshv1alpha1.ClusterSpec{
 		GatewayHost: "192.0.2.1", GatewayPort: 81,
-		KubeconfigSecretRef: &flomeshv1alpha1.SecretKeyReference{Namespace: "crossgate-system", Name: "kubeconfig-cluster-9", Key: "kubeconfig"}}}
+		KubeconfigSecretRef: &flomeshv1alpha1.SecretKeyReference{Namespace: "crossgate-system", Name: "kubeconfig-cluster-9", Key: "kubeconfig"},
+	}}
 	if err := c.Create(ctx, member); err != nil {
 		t.Fatal(err)
 	}

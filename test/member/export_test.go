@@ -185,10 +185,14 @@ func TestPortNotFound(t *testing.T) {
 	c := sb.Cluster("cluster-1").Client
 	ns := "port-not-found"
 	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
-	mustCreate(t, c, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"},
-		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}}})
-	mustCreate(t, c, &flomeshv1alpha1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"},
-		Spec: flomeshv1alpha1.ServiceExportSpec{Rules: []flomeshv1alpha1.ServiceExportRule{{PortNumber: 8080, Path: "/web", PathType: flomeshv1alpha1.PathMatchPrefix}}}})
+	mustCreate(t, c, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}},
+	})
+	mustCreate(t, c, &flomeshv1alpha1.ServiceExport{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"},
+		Spec:       flomeshv1alpha1.ServiceExportSpec{Rules: []flomeshv1alpha1.ServiceExportRule{{PortNumber: 8080, Path: "/web", PathType: flomeshv1alpha1.PathMatchPrefix}}},
+	})
 	eventually(t, 5*time.Second, "Valid=False PortNotFound", func() error {
 		v, err := exportValid(ctx, c, types.NamespacedName{Namespace: ns, Name: "web"}, metav1.ConditionFalse)
 		if err == nil && v.Reason != "PortNotFound" {
@@ -209,13 +213,19 @@ func TestOtherClassLeftAlone(t *testing.T) {
 	ns := "other-class"
 	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
 	mustCreate(t, c, &gatewayv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "someone-else"}, Spec: gatewayv1.GatewayClassSpec{ControllerName: "example.com/other"}})
-	mustCreate(t, c, &gatewayv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "theirs"},
-		Spec: gatewayv1.GatewaySpec{GatewayClassName: "someone-else", Listeners: []gatewayv1.Listener{{Name: "http", Port: 80, Protocol: gatewayv1.HTTPProtocolType}}}})
-	mustCreate(t, c, &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "to-theirs"},
-		Spec: gatewayv1.HTTPRouteSpec{CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{{Name: "theirs"}}}}})
+	mustCreate(t, c, &gatewayv1.Gateway{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "theirs"},
+		Spec:       gatewayv1.GatewaySpec{GatewayClassName: "someone-else", Listeners: []gatewayv1.Listener{{Name: "http", Port: 80, Protocol: gatewayv1.HTTPProtocolType}}},
+	})
+	mustCreate(t, c, &gatewayv1.HTTPRoute{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "to-theirs"},
+		Spec:       gatewayv1.HTTPRouteSpec{CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{{Name: "theirs"}}}},
+	})
 	// A Gateway of our class created after them proves the loop has run since.
-	mustCreate(t, c, &gatewayv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ours"},
-		Spec: gatewayv1.GatewaySpec{GatewayClassName: "crossgate", Listeners: []gatewayv1.Listener{{Name: "http", Port: 80, Protocol: gatewayv1.HTTPProtocolType}}}})
+	mustCreate(t, c, &gatewayv1.Gateway{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ours"},
+		Spec:       gatewayv1.GatewaySpec{GatewayClassName: "crossgate", Listeners: []gatewayv1.Listener{{Name: "http", Port: 80, Protocol: gatewayv1.HTTPProtocolType}}},
+	})
 	eventually(t, 5*time.Second, "our Gateway's status", func() error {
 		g := &gatewayv1.Gateway{}
 		if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "ours"}, g); err != nil {

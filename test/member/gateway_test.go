@@ -100,13 +100,13 @@ func TestGatewayRendered(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, "objects of a deleted Gateway", func() error {
 		if err := c.Get(ctx, ours, &appsv1.Deployment{}); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("Deployment still there (%v)", err)
+			return fmt.Errorf("Deployment still there (%w)", err)
 		}
 		if err := c.Get(ctx, ours, &corev1.Service{}); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("Service still there (%v)", err)
+			return fmt.Errorf("Service still there (%w)", err)
 		}
 		if err := c.Get(ctx, ours, &corev1.ServiceAccount{}); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("ServiceAccount still there (%v)", err)
+			return fmt.Errorf("ServiceAccount still there (%w)", err)
 		}
 		return nil
 	})

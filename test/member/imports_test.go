@@ -111,8 +111,10 @@ func TestPlaceholderRemovedWithImport(t *testing.T) {
 	c := sb.Cluster("cluster-2").Client
 	ns := "imports-removed"
 	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
-	mustCreate(t, c, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "mine"},
-		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "mine"}, Ports: []corev1.ServicePort{{Port: 80}}}})
+	mustCreate(t, c, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "mine"},
+		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "mine"}, Ports: []corev1.ServicePort{{Port: 80}}},
+	})
 	mustCreate(t, c, importOf(ns, "mine"))
 	mustCreate(t, c, importOf(ns, "remote"))
 	key := types.NamespacedName{Namespace: ns, Name: "remote"}
@@ -144,7 +146,7 @@ func TestPlaceholderRemovedWithImport(t *testing.T) {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
-		return fmt.Errorf("still there (%v)", err)
+		return fmt.Errorf("still there (%w)", err)
 	})
 	time.Sleep(200 * time.Millisecond)
 	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "mine"}, &corev1.Service{}); err != nil {
@@ -161,11 +163,15 @@ func TestExportOfDeletedServiceWithImport(t *testing.T) {
 	c := sb.Cluster("cluster-2").Client
 	ns := "exported-and-imported"
 	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
-	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "both"},
-		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "both"}, Ports: []corev1.ServicePort{{Port: 8080}}}}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "both"},
+		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "both"}, Ports: []corev1.ServicePort{{Port: 8080}}},
+	}
 	mustCreate(t, c, svc)
-	mustCreate(t, c, &flomeshv1alpha1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "both"},
-		Spec: flomeshv1alpha1.ServiceExportSpec{Rules: []flomeshv1alpha1.ServiceExportRule{{PortNumber: 8080, Path: "/cluster-2/both", PathType: flomeshv1alpha1.PathMatchPrefix}}}})
+	mustCreate(t, c, &flomeshv1alpha1.ServiceExport{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "both"},
+		Spec:       flomeshv1alpha1.ServiceExportSpec{Rules: []flomeshv1alpha1.ServiceExportRule{{PortNumber: 8080, Path: "/cluster-2/both", PathType: flomeshv1alpha1.PathMatchPrefix}}},
+	})
 	mustCreate(t, c, importOf(ns, "both"))
 	key := types.NamespacedName{Namespace: ns, Name: "both"}
 	eventually(t, 5*time.Second, "export Valid with its routes", func() error {
@@ -173,7 +179,7 @@ func TestExportOfDeletedServiceWithImport(t *testing.T) {
 			return err
 		}
 		if r, err := exportRoutes(ctx, c, ns, "both"); err != nil || len(r) != 2 {
-			return fmt.Errorf("%d routes (%v)", len(r), err)
+			return fmt.Errorf("%d routes (%w)", len(r), err)
 		}
 		return nil
 	})
@@ -200,7 +206,7 @@ func TestExportOfDeletedServiceWithImport(t *testing.T) {
 			return fmt.Errorf("Valid: %s %s", v.Reason, v.Message)
 		}
 		if r, err := exportRoutes(ctx, c, ns, "both"); err != nil || len(r) != 0 {
-			return fmt.Errorf("%d routes left (%v)", len(r), err)
+			return fmt.Errorf("%d routes left (%w)", len(r), err)
 		}
 		return nil
 	})

@@ -95,8 +95,10 @@ func TestSidecarInjection(t *testing.T) {
 		t.Fatalf("init containers %v, want crossgate-init then envoy", names)
 	}
 	envoy := got.Spec.InitContainers[1]
-	if envoy.Image != "envoy:test" || fmt.Sprint(envoy.Args) != fmt.Sprint([]string{"-c", gateway.BootstrapDir + "/" + gateway.BootstrapFile,
-		"--service-node", "sidecar~injected/curl", "--service-cluster", "injected/curl", "--log-level", "warn"}) {
+	if envoy.Image != "envoy:test" || fmt.Sprint(envoy.Args) != fmt.Sprint([]string{
+		"-c", gateway.BootstrapDir + "/" + gateway.BootstrapFile,
+		"--service-node", "sidecar~injected/curl", "--service-cluster", "injected/curl", "--log-level", "warn",
+	}) {
 		t.Errorf("envoy container %v %v", envoy.Image, envoy.Args)
 	}
 	if envoy.RestartPolicy == nil || *envoy.RestartPolicy != corev1.ContainerRestartPolicyAlways || envoy.StartupProbe == nil {

@@ -20,11 +20,10 @@ import (
 
 	"github.com/crossgate-io/crossgate/controllers"
 	"github.com/crossgate-io/crossgate/sandbox"
+	"github.com/crossgate-io/crossgate/test/internal/poll"
 	"github.com/crossgate-io/crossgate/translator"
 	"github.com/crossgate-io/crossgate/xds/cache"
 	"github.com/crossgate-io/crossgate/xds/identity"
-
-	"github.com/crossgate-io/crossgate/test/internal/poll"
 )
 
 var (

@@ -26,8 +26,10 @@ func TestReservedPortWarning(t *testing.T) {
 	c := sb.Cluster("cluster-1").Client
 	ns := "reserved-port"
 	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{wellknown.MeshNamespaceLabel: wellknown.MeshNamespaceValue}}})
-	mustCreate(t, c, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "proxyish"},
-		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "x"}, Ports: []corev1.ServicePort{{Name: "http", Port: 15001, TargetPort: intstr.FromInt32(8080)}}}})
+	mustCreate(t, c, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "proxyish"},
+		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "x"}, Ports: []corev1.ServicePort{{Name: "http", Port: 15001, TargetPort: intstr.FromInt32(8080)}}},
+	})
 	var ev eventsv1.Event
 	eventually(t, 10*time.Second, "a ReservedPort Warning Event on the Service", func() error {
 		var l eventsv1.EventList
@@ -62,12 +64,14 @@ func TestTrafficTargetAllowsNothingWarning(t *testing.T) {
 	c := sb.Cluster("cluster-1").Client
 	ns := "tt-allows-nothing"
 	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
-	mustCreate(t, c, &accessv1alpha3.TrafficTarget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "dangling"},
+	mustCreate(t, c, &accessv1alpha3.TrafficTarget{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "dangling"},
 		Spec: accessv1alpha3.TrafficTargetSpec{
 			Destination: accessv1alpha3.IdentityBindingSubject{Kind: "ServiceAccount", Name: "httpbin", Namespace: ns},
 			Sources:     []accessv1alpha3.IdentityBindingSubject{{Kind: "ServiceAccount", Name: "curl", Namespace: "curl"}},
 			Rules:       []accessv1alpha3.TrafficTargetRule{{Kind: "HTTPRouteGroup", Name: "no-such-group"}},
-		}})
+		},
+	})
 	eventually(t, 10*time.Second, "an AllowsNothing Warning Event on the TrafficTarget", func() error {
 		var l eventsv1.EventList
 		if err := c.List(ctx, &l, client.InNamespace(ns)); err != nil {

@@ -34,7 +34,6 @@ import (
 	"github.com/crossgate-io/crossgate/controllers/federation"
 	"github.com/crossgate-io/crossgate/membership"
 	"github.com/crossgate-io/crossgate/sandbox"
-
 	"github.com/crossgate-io/crossgate/test/internal/poll"
 )
 
@@ -48,8 +47,10 @@ func TestJoinWithAScopedServiceAccount(t *testing.T) {
 	defer cancel()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	mgr, err := ctrl.NewManager(cp.Config, manager.Options{Scheme: sandbox.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
+	mgr, err := ctrl.NewManager(cp.Config, manager.Options{
+		Scheme: sandbox.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,8 +62,10 @@ func TestJoinWithAScopedServiceAccount(t *testing.T) {
 	defer func() { cancel(); <-done }()
 
 	// The control plane's root CA, as its controller would have made it.
-	root := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: membership.Namespace, Name: membership.RootSecret},
-		Data: map[string][]byte{"ca.crt": []byte("root certificate"), "ca.key": []byte("root key")}}
+	root := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: membership.Namespace, Name: membership.RootSecret},
+		Data:       map[string][]byte{"ca.crt": []byte("root certificate"), "ca.key": []byte("root key")},
+	}
 	if err := cp.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: membership.Namespace}}); err != nil {
 		t.Fatal(err)
 	}
@@ -159,8 +162,10 @@ func TestJoinWithAScopedServiceAccount(t *testing.T) {
 	// It writes ServiceImports where imports go, and never in Kubernetes' own namespaces: the
 	// join's admission policy refuses them there, naming the field.
 	imp := func(ns, name string) *flomeshv1alpha1.ServiceImport {
-		return &flomeshv1alpha1.ServiceImport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-			Spec: flomeshv1alpha1.ServiceImportSpec{Type: flomeshv1alpha1.ClusterSetIP, Ports: []flomeshv1alpha1.ServicePort{{Port: 80, Protocol: "TCP"}}}}
+		return &flomeshv1alpha1.ServiceImport{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec:       flomeshv1alpha1.ServiceImportSpec{Type: flomeshv1alpha1.ClusterSetIP, Ports: []flomeshv1alpha1.ServicePort{{Port: 80, Protocol: "TCP"}}},
+		}
 	}
 	for _, ns := range []string{"kube-system", "kube-public", "kube-node-lease", membership.Namespace} {
 		eventually(t, 10*time.Second, "a ServiceImport in "+ns+" refused", func() error {
@@ -214,7 +219,8 @@ func TestJoinWithAScopedServiceAccount(t *testing.T) {
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "web"}},
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "web"}, Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt(8080)}}}},
 		&flomeshv1alpha1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "web"}, Spec: flomeshv1alpha1.ServiceExportSpec{
-			Rules: []flomeshv1alpha1.ServiceExportRule{{PortNumber: 80, Path: "/web", PathType: flomeshv1alpha1.PathMatchPrefix}}}},
+			Rules: []flomeshv1alpha1.ServiceExportRule{{PortNumber: 80, Path: "/web", PathType: flomeshv1alpha1.PathMatchPrefix}},
+		}},
 	} {
 		if err := member.Client.Create(ctx, o); err != nil {
 			t.Fatal(err)
@@ -237,16 +243,16 @@ func TestJoinWithAScopedServiceAccount(t *testing.T) {
 	}
 	eventually(t, 10*time.Second, "the Cluster and the member's claim gone", func() error {
 		if err := cp.Client.Get(ctx, client.ObjectKey{Name: "cluster-1"}, &flomeshv1alpha1.Cluster{}); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("the Cluster: %v", err)
+			return fmt.Errorf("the Cluster: %w", err)
 		}
 		if err := member.Client.Get(ctx, client.ObjectKey{Namespace: "kube-system", Name: "crossgate-federation"}, &coordinationv1.Lease{}); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("the claim: %v", err)
+			return fmt.Errorf("the claim: %w", err)
 		}
 		if err := member.Client.Get(ctx, client.ObjectKey{Namespace: membership.Namespace, Name: membership.ServiceAccount}, &corev1.ServiceAccount{}); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("the ServiceAccount: %v", err)
+			return fmt.Errorf("the ServiceAccount: %w", err)
 		}
 		if err := member.Client.Get(ctx, client.ObjectKey{Name: membership.ImportsPolicy}, &admissionregistrationv1.ValidatingAdmissionPolicy{}); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("the admission policy: %v", err)
+			return fmt.Errorf("the admission policy: %w", err)
 		}
 		return nil
 	})

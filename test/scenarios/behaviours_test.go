@@ -184,8 +184,10 @@ func TestEnvoyCallsProxylessGRPCServer(t *testing.T) {
 	}
 	// A gRPC caller of another cluster, through the gateway.
 	p := &path{}
-	m.toAddress(t, p, w, mustAddrPort("192.168.1.110:81"), simulate.Request{TLS: true, ALPN: []string{"h2"}, Source: "spiffe://cluster.local/ns/curl/sa/curl",
-		Protocol: simulate.HTTP2, Host: "echo.grpc:9000", Method: "POST", Path: "/grpc.testing.TestService/UnaryCall"})
+	m.toAddress(t, p, w, mustAddrPort("192.168.1.110:81"), simulate.Request{
+		TLS: true, ALPN: []string{"h2"}, Source: "spiffe://cluster.local/ns/curl/sa/curl",
+		Protocol: simulate.HTTP2, Host: "echo.grpc:9000", Method: "POST", Path: "/grpc.testing.TestService/UnaryCall",
+	})
 	wantReached(t, p, "proxyless-grpc-server grpc/echo-1")
 }
 
@@ -263,8 +265,10 @@ func TestPathNormalisedBeforeRBAC(t *testing.T) {
 	w := loadWorld(t, "inbound-rbac-methods-headers")
 	res := w.out.Sidecars["httpbin/httpbin"]
 	send := func(path string) *simulate.Result {
-		return simulate.Simulate(res, simulate.Request{Inbound: true, PodIP: "10.1.2.7", Port: 8080, TLS: true, Source: "spiffe://cluster.local/ns/curl/sa/curl",
-			Protocol: simulate.HTTP1, Host: "httpbin", Method: "GET", Path: path, Headers: map[string]string{"x-team": "blue"}})
+		return simulate.Simulate(res, simulate.Request{
+			Inbound: true, PodIP: "10.1.2.7", Port: 8080, TLS: true, Source: "spiffe://cluster.local/ns/curl/sa/curl",
+			Protocol: simulate.HTTP1, Host: "httpbin", Method: "GET", Path: path, Headers: map[string]string{"x-team": "blue"},
+		})
 	}
 	if r := send("/status/200"); r.Denied {
 		t.Fatalf("the allowed request is denied: %s", r.DenyReason)

@@ -70,8 +70,10 @@ func TestUntrustedGatewayIsNotAPeer(t *testing.T) {
 		t.Error("the untrusted Gateway got a configuration")
 	}
 	send := func(source string) *simulate.Result {
-		return simulate.Simulate(w.out.Sidecars["httpbin/httpbin"], simulate.Request{Inbound: true, PodIP: "10.1.2.7", Port: 8080, TLS: true,
-			Source: source, Protocol: simulate.HTTP1, Host: "httpbin.httpbin:8080", Method: "POST", Path: "/anything"})
+		return simulate.Simulate(w.out.Sidecars["httpbin/httpbin"], simulate.Request{
+			Inbound: true, PodIP: "10.1.2.7", Port: 8080, TLS: true,
+			Source: source, Protocol: simulate.HTTP1, Host: "httpbin.httpbin:8080", Method: "POST", Path: "/anything",
+		})
 	}
 	if r := send("spiffe://cluster.local/ns/team-a/sa/rogue"); !r.Denied {
 		t.Error("the untrusted Gateway's identity is admitted")
@@ -122,7 +124,6 @@ func TestCrossClusterRules(t *testing.T) {
 			if p.failed == "" || !strings.Contains(p.String(), tc.want) {
 				t.Errorf("want the request to fail (%s), got:\n%s", tc.want, p)
 			}
-
 		})
 	}
 }

@@ -78,6 +78,7 @@ func wantShares(t *testing.T, r *simulate.Result, want map[string]float64) {
 
 // both runs check on the sidecar's and grpc-go's decision for the walkthrough's request.
 func both(t *testing.T, state string, check func(t *testing.T, m *mesh, c call, r *simulate.Result)) {
+	t.Helper()
 	m, w := walkthrough(t, state)
 	sc, grpc := curl(w)
 	t.Run("sidecar", func(t *testing.T) { p := m.send(t, sc); check(t, m, sc, first(p)) })
@@ -132,7 +133,7 @@ func TestNoPolicyFails(t *testing.T) {
 // Behaviour 4: FailOver with no local httpbin alternates between cluster-1 and cluster-3, and a
 // request crosses cluster-1's gateway to its httpbin.
 func TestFailOverWithoutLocal(t *testing.T) {
-	both(t, "walkthrough-2-failover-no-local", func(t *testing.T, m *mesh, c call, r *simulate.Result) {
+	both(t, "walkthrough-2-failover-no-local", func(t *testing.T, m *mesh, c call, r *simulate.Result) { //nolint:thelper // a subtest's body, not a helper
 		wantShares(t, r, map[string]float64{c1: 0.5, c3: 0.5})
 		if len(r.Clusters[0].Priorities) != 1 {
 			t.Errorf("priorities %+v, want one (contiguous from 0)", r.Clusters[0].Priorities)
@@ -145,7 +146,7 @@ func TestFailOverWithoutLocal(t *testing.T) {
 // Behaviour 5: with httpbin deployed in cluster-2, every request stays local, through httpbin's
 // sidecar; the targets wait at priority 1, and a failed request is retried there.
 func TestFailOverPrefersLocal(t *testing.T) {
-	both(t, "walkthrough-3-failover-local", func(t *testing.T, m *mesh, c call, r *simulate.Result) {
+	both(t, "walkthrough-3-failover-local", func(t *testing.T, m *mesh, c call, r *simulate.Result) { //nolint:thelper // a subtest's body, not a helper
 		wantShares(t, r, map[string]float64{c2: 1})
 		ps := r.Clusters[0].Priorities
 		if len(ps) != 2 || ps[1].Priority != 1 || len(ps[1].Localities) != 2 {
@@ -161,7 +162,7 @@ func TestFailOverPrefersLocal(t *testing.T) {
 // Behaviour 6: ActiveActive spreads requests over the three clusters equally; local requests
 // reach httpbin through its sidecar, the others cross cluster-1's gateway.
 func TestActiveActive(t *testing.T) {
-	both(t, "walkthrough-4-activeactive", func(t *testing.T, m *mesh, c call, r *simulate.Result) {
+	both(t, "walkthrough-4-activeactive", func(t *testing.T, m *mesh, c call, r *simulate.Result) { //nolint:thelper // a subtest's body, not a helper
 		wantShares(t, r, map[string]float64{c1: 1.0 / 3, c2: 1.0 / 3, c3: 1.0 / 3})
 		c.pick = endpointIn("cluster-2")
 		wantReached(t, m.send(t, c), "httpbin/default of walkthrough-4")
@@ -183,7 +184,7 @@ func TestPolicyModeFails(t *testing.T) {
 // httpbin's sidecar, whose RBAC admits curl's GET / (the route group "all" allows GET of "/";
 // a gRPC call, a POST of another path, is refused there).
 func TestCurlToHTTPBin(t *testing.T) {
-	both(t, "walkthrough-6-curl-to-httpbin", func(t *testing.T, m *mesh, c call, r *simulate.Result) {
+	both(t, "walkthrough-6-curl-to-httpbin", func(t *testing.T, m *mesh, c call, r *simulate.Result) { //nolint:thelper // a subtest's body, not a helper
 		wantShares(t, r, map[string]float64{c2: 1})
 		if c.grpc {
 			wantFailed(t, m.send(t, c), "403")
@@ -198,7 +199,7 @@ func TestCurlToHTTPBin(t *testing.T) {
 // (a POST, another path, a gRPC call) is kept to cluster-2, whose httpbin refuses it, and never
 // reaches the other clusters, whose workloads admit what their gateway forwards.
 func TestCurlToExtHTTPBin(t *testing.T) {
-	both(t, "walkthrough-7-curl-to-ext-httpbin", func(t *testing.T, m *mesh, c call, r *simulate.Result) {
+	both(t, "walkthrough-7-curl-to-ext-httpbin", func(t *testing.T, m *mesh, c call, r *simulate.Result) { //nolint:thelper // a subtest's body, not a helper
 		if c.grpc {
 			wantShares(t, r, map[string]float64{c2: 1})
 			wantFailed(t, m.send(t, c), "403")

@@ -22,43 +22,71 @@ type threat struct {
 }
 
 var threats = []threat{
-	{"a Cluster's author on the control plane", "run a command, read or send the controller's files or another namespace's Secrets through a kubeconfig",
+	{
+		"a Cluster's author on the control plane", "run a command, read or send the controller's files or another namespace's Secrets through a kubeconfig",
 		"inline credentials only; the Secret in the controller's namespace; no key listed",
-		map[string][]string{"controllers/federation": {"TestKubeconfigInlineOnly"}, "test/federation": {"TestKubeconfigExecRefused", "TestManagedReasons"}}},
-	{"a leaked member token (the federation's ServiceAccount)", "take over kube-system Leases, plant ServiceImports in system namespaces",
+		map[string][]string{"controllers/federation": {"TestKubeconfigInlineOnly"}, "test/federation": {"TestKubeconfigExecRefused", "TestManagedReasons"}},
+	},
+	{
+		"a leaked member token (the federation's ServiceAccount)", "take over kube-system Leases, plant ServiceImports in system namespaces",
 		"RBAC by resourceNames, an admission policy on ServiceImport namespaces, exports there invalid",
-		map[string][]string{"test/membership": {"TestJoinWithAScopedServiceAccount"}, "translator": {"TestExportConditionSystemNamespace"}}},
-	{"a namespace user", "mint a trusted identity with a Gateway of crossgate's class",
+		map[string][]string{"test/membership": {"TestJoinWithAScopedServiceAccount"}, "translator": {"TestExportConditionSystemNamespace"}},
+	},
+	{
+		"a namespace user", "mint a trusted identity with a Gateway of crossgate's class",
 		"only the operator's Gateways are peers, run, or get certificates",
-		map[string][]string{"test/scenarios": {"TestUntrustedGatewayIsNotAPeer"}, "test/member": {"TestGatewayRendered"}}},
-	{"a caller in another cluster", "bypass TrafficTarget rules, or pass where a rule resolves to nothing",
+		map[string][]string{"test/scenarios": {"TestUntrustedGatewayIsNotAPeer"}, "test/member": {"TestGatewayRendered"}},
+	},
+	{
+		"a caller in another cluster", "bypass TrafficTarget rules, or pass where a rule resolves to nothing",
 		"the same rules at the caller (Envoy and grpc-go); nothing allowed when a rule resolves to nothing",
-		map[string][]string{"test/scenarios": {"TestCrossClusterRules", "TestCurlToExtHTTPBin"}, "test/proxyless": {"TestRemoteRulesInGRPC"},
-			"test/member": {"TestTrafficTargetAllowsNothingWarning"}}},
-	{"a member's namespace user", "keep a cluster advertised for a Service it deleted",
+		map[string][]string{
+			"test/scenarios": {"TestCrossClusterRules", "TestCurlToExtHTTPBin"}, "test/proxyless": {"TestRemoteRulesInGRPC"},
+			"test/member": {"TestTrafficTargetAllowsNothingWarning"},
+		},
+	},
+	{
+		"a member's namespace user", "keep a cluster advertised for a Service it deleted",
 		"an export of crossgate's placeholder is invalid",
-		map[string][]string{"translator": {"TestExportConditionPlaceholder"}, "test/member": {"TestExportOfDeletedServiceWithImport"},
-			"test/federation": {"TestPlaceholderIsNotExported"}}},
-	{"whoever labels namespaces or creates pods", "capture a node's traffic (hostNetwork), block the controller's own pods, or be blocked by a webhook outage",
+		map[string][]string{
+			"translator": {"TestExportConditionPlaceholder"}, "test/member": {"TestExportOfDeletedServiceWithImport"},
+			"test/federation": {"TestPlaceholderIsNotExported"},
+		},
+	},
+	{
+		"whoever labels namespaces or creates pods", "capture a node's traffic (hostNetwork), block the controller's own pods, or be blocked by a webhook outage",
 		"never injected: hostNetwork pods, Kubernetes' and crossgate's namespaces; an objectSelector opt-out; a Secret for every ServiceAccount name",
-		map[string][]string{"test/member": {"TestSidecarInjection"}, "test/install": {"TestInstallRunStatusUninstall"}}},
-	{"a workload with a certificate", "read another identity's configuration, use another trust domain, flood logs and metric labels",
+		map[string][]string{"test/member": {"TestSidecarInjection"}, "test/install": {"TestInstallRunStatusUninstall"}},
+	},
+	{
+		"a workload with a certificate", "read another identity's configuration, use another trust domain, flood logs and metric labels",
 		"identity and trust domain enforced; NACK logs rate-limited and cut; type URL labels bounded",
-		map[string][]string{"xds/server": {"TestIdentityIsEnforced", "TestClientCannotFloodLogsOrMetrics"}}},
-	{"whoever reaches the controller's pod network", "read every identity's configuration from /debug/config",
+		map[string][]string{"xds/server": {"TestIdentityIsEnforced", "TestClientCannotFloodLogsOrMetrics"}},
+	},
+	{
+		"whoever reaches the controller's pod network", "read every identity's configuration from /debug/config",
 		"served on loopback only; the metrics port serves none",
-		map[string][]string{"xds/server": {"TestConfigDumpIsLoopbackOnly"}, "test/install": {"TestInstallRunStatusUninstall"}}},
-	{"an outage of an API server", "take xDS down with leadership, leave a stale Managed=True",
+		map[string][]string{"xds/server": {"TestConfigDumpIsLoopbackOnly"}, "test/install": {"TestInstallRunStatusUninstall"}},
+	},
+	{
+		"an outage of an API server", "take xDS down with leadership, leave a stale Managed=True",
 		"xDS outlives leadership; status.lastProbeTime moves while the member is reached",
-		map[string][]string{"test/member": {"TestXDSOutlivesLeadership"}, "test/federation": {"TestLastProbeTimeMoves"}}},
-	{"a long or hostile error", "make a condition or an Event unwritable",
+		map[string][]string{"test/member": {"TestXDSOutlivesLeadership"}, "test/federation": {"TestLastProbeTimeMoves"}},
+	},
+	{
+		"a long or hostile error", "make a condition or an Event unwritable",
 		"condition messages and Event notes cut to the API's limits",
-		map[string][]string{"test/federation": {"TestLongErrorFitsTheCondition"}}},
-	{"a careless user", "create objects that route nothing, or half a join, or ignored values",
+		map[string][]string{"test/federation": {"TestLongErrorFitsTheCondition"}},
+	},
+	{
+		"a careless user", "create objects that route nothing, or half a join, or ignored values",
 		"refused at admission, before anything is created, or by the chart's schema",
-		map[string][]string{"test/integration": {"TestInvalidObjectsAreRejected"}, "charts": {"TestTemplateRefusesBadValues"},
+		map[string][]string{
+			"test/integration": {"TestInvalidObjectsAreRejected"}, "charts": {"TestTemplateRefusesBadValues"},
 			"cmd/crossgate": {"TestSandboxUpRefusesBadGatewayPorts"}, "cmd/crossgate-controller": {"TestLibraryLogsReachTheControllerLog"},
-			"sandbox": {"TestWorkloads"}, "test/cli": {"TestSandboxUpStatusDown"}}},
+			"sandbox": {"TestWorkloads"}, "test/cli": {"TestSandboxUpStatusDown"},
+		},
+	},
 }
 
 func root(t *testing.T) string {

@@ -47,6 +47,7 @@ for b in $want; do
     kube-apiserver) build kube-apiserver tools/bins/k8s k8s.io/kubernetes/cmd/kube-apiserver "$kube_ldflags" ;;
     kubectl) build kubectl tools/bins/k8s k8s.io/kubernetes/cmd/kubectl "$kube_ldflags" ;;
     cert-manager-controller) build cert-manager-controller tools/bins/certmanager . "-s -w" ;;
-    *) echo "bins: unknown binary $b (known: etcd kube-apiserver kubectl cert-manager-controller)" >&2; exit 2 ;;
+    golangci-lint) build golangci-lint tools/lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint "-s -w" ;;
+    *) echo "bins: unknown binary $b (known: etcd kube-apiserver kubectl cert-manager-controller golangci-lint)" >&2; exit 2 ;;
   esac
 done

@@ -432,9 +432,12 @@ type response struct {
 func (r *response) GetDiscoveryResponse() (*discoveryv3.DiscoveryResponse, error) { return r.resp, nil }
 func (r *response) GetRequest() *discoveryv3.DiscoveryRequest                     { return r.req }
 func (r *response) GetVersion() (string, error)                                   { return r.resp.VersionInfo, nil }
-func (r *response) GetResponseVersion() string                                    { return r.resp.VersionInfo }
-func (r *response) GetReturnedResources() map[string]string                       { return r.returned }
-func (r *response) GetContext() context.Context                                   { return context.Background() }
+
+func (r *response) GetResponseVersion() string { return r.resp.VersionInfo }
+
+func (r *response) GetReturnedResources() map[string]string { return r.returned }
+
+func (r *response) GetContext() context.Context { return context.Background() }
 
 // NACK logging: a client chooses its error message and how often it NACKs, so each message is
 // cut to nackMessageMax bytes and each key and type logs at most once per nackLogEvery, saying

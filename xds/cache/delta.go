@@ -213,10 +213,11 @@ func (r *deltaResponse) GetDeltaDiscoveryResponse() (*discoveryv3.DeltaDiscovery
 }
 func (r *deltaResponse) GetDeltaRequest() *discoveryv3.DeltaDiscoveryRequest { return r.req }
 func (r *deltaResponse) GetSystemVersion() (string, error)                   { return r.resp.SystemVersionInfo, nil }
-func (r *deltaResponse) GetResponseVersion() string                          { return r.resp.SystemVersionInfo }
-func (r *deltaResponse) GetNextVersionMap() map[string]string                { return r.next }
-func (r *deltaResponse) GetReturnedResources() map[string]string             { return r.next }
-func (r *deltaResponse) GetContext() context.Context                         { return context.Background() }
+
+func (r *deltaResponse) GetResponseVersion() string              { return r.resp.SystemVersionInfo }
+func (r *deltaResponse) GetNextVersionMap() map[string]string    { return r.next }
+func (r *deltaResponse) GetReturnedResources() map[string]string { return r.next }
+func (r *deltaResponse) GetContext() context.Context             { return context.Background() }
 
 // change is what one generation of a key's resources of one type changed.
 type change struct {

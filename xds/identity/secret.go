@@ -62,9 +62,11 @@ func LoadOrCreateRoot(ctx context.Context, kube kubernetes.Interface, namespace,
 func StoreRoot(ctx context.Context, kube kubernetes.Interface, namespace, name string, ca *CA) error {
 	cert, key := ca.PEM()
 	_, err := kube.CoreV1().Secrets(namespace).Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name,
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: namespace, Name: name,
 			Labels:      wellknown.ManagedBy(),
-			Annotations: map[string]string{TrustDomainAnnotation: ca.TrustDomain()}},
+			Annotations: map[string]string{TrustDomainAnnotation: ca.TrustDomain()},
+		},
 		Type: corev1.SecretTypeOpaque,
 		Data: map[string][]byte{SecretCertKey: cert, SecretKeyKey: key},
 	}, metav1.CreateOptions{})

@@ -46,14 +46,18 @@ func TestClientCannotFloodLogsOrMetrics(t *testing.T) {
 	huge := strings.Repeat("x", 1<<20)
 	const nacks = 10
 	for i := range nacks {
-		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType, ResponseNonce: fmt.Sprint(i),
-			ErrorDetail: &status.Status{Message: huge}}); err != nil {
+		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{
+			Node: node, TypeUrl: resourcev3.ClusterType, ResponseNonce: fmt.Sprint(i),
+			ErrorDetail: &status.Status{Message: huge},
+		}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i := range 100 {
-		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: fmt.Sprintf("type.example/made.up.T%d", i), ResponseNonce: "x",
-			ErrorDetail: &status.Status{Message: "no"}}); err != nil {
+		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{
+			Node: node, TypeUrl: fmt.Sprintf("type.example/made.up.T%d", i), ResponseNonce: "x",
+			ErrorDetail: &status.Status{Message: "no"},
+		}); err != nil {
 			t.Fatal(err)
 		}
 	}

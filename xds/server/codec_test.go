@@ -19,9 +19,11 @@ import (
 )
 
 func reconnectRequest(n int) *discoveryv3.DeltaDiscoveryRequest {
-	req := &discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "ns/sa"}, TypeUrl: "t", ResponseNonce: "7",
+	req := &discoveryv3.DeltaDiscoveryRequest{
+		Node: &corev3.Node{Id: "ns/sa"}, TypeUrl: "t", ResponseNonce: "7",
 		ResourceNamesUnsubscribe: []string{"gone"}, InitialResourceVersions: map[string]string{},
-		ErrorDetail: &status.Status{Message: "m"}}
+		ErrorDetail: &status.Status{Message: "m"},
+	}
 	for i := range n {
 		name := fmt.Sprintf("outbound/ns-%d/svc-%d:8080", i%100, i)
 		req.ResourceNamesSubscribe = append(req.ResourceNamesSubscribe, name)

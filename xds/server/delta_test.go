@@ -143,8 +143,10 @@ func TestDeltaSubscriptions(t *testing.T) {
 	}
 	send(&discoveryv3.DeltaDiscoveryRequest{ResponseNonce: r.GetNonce()})
 	// A change of another type wakes no cluster watch.
-	if err := c.Set("a/a", &translate.Resources{Clusters: clusters(map[string]int64{"c1": 1, "c2": 2, "c3": 1}).Clusters,
-		Listeners: []*listenerv3.Listener{{Name: "l"}}}); err != nil {
+	if err := c.Set("a/a", &translate.Resources{
+		Clusters:  clusters(map[string]int64{"c1": 1, "c2": 2, "c3": 1}).Clusters,
+		Listeners: []*listenerv3.Listener{{Name: "l"}},
+	}); err != nil {
 		t.Fatal(err)
 	}
 	none("a change of listeners")

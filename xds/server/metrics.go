@@ -28,17 +28,27 @@ var _ cache.Observer = (*Metrics)(nil)
 func NewMetrics() *Metrics {
 	m := &Metrics{
 		registry: prometheus.NewRegistry(),
-		streams: prometheus.NewGauge(prometheus.GaugeOpts{Name: "crossgate_xds_connected_streams",
-			Help: "Open xDS streams (connected proxies and proxyless workloads)."}),
-		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crossgate_xds_pushes_total",
-			Help: "xDS responses sent, by resource type."}, []string{"type"}),
-		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "crossgate_xds_push_latency_seconds",
+		streams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "crossgate_xds_connected_streams",
+			Help: "Open xDS streams (connected proxies and proxyless workloads).",
+		}),
+		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "crossgate_xds_pushes_total",
+			Help: "xDS responses sent, by resource type.",
+		}, []string{"type"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "crossgate_xds_push_latency_seconds",
 			Help:    "Time from a configuration change to the response carrying it.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}}),
-		nacks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crossgate_xds_nacks_total",
-			Help: "xDS responses rejected by clients, by resource type."}, []string{"type"}),
-		size: prometheus.NewGauge(prometheus.GaugeOpts{Name: "crossgate_xds_config_bytes",
-			Help: "Bytes of marshaled xDS resources held by the cache."}),
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}),
+		nacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "crossgate_xds_nacks_total",
+			Help: "xDS responses rejected by clients, by resource type.",
+		}, []string{"type"}),
+		size: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "crossgate_xds_config_bytes",
+			Help: "Bytes of marshaled xDS resources held by the cache.",
+		}),
 	}
 	m.registry.MustRegister(m.streams, m.pushes, m.latency, m.nacks, m.size)
 	return m

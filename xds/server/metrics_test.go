@@ -48,8 +48,10 @@ func TestMetricsAndHealth(t *testing.T) {
 	}
 	rec = httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	for _, name := range []string{"crossgate_xds_connected_streams", "crossgate_xds_pushes_total", "crossgate_xds_push_latency_seconds_bucket",
-		"crossgate_xds_nacks_total", "crossgate_xds_config_bytes"} {
+	for _, name := range []string{
+		"crossgate_xds_connected_streams", "crossgate_xds_pushes_total", "crossgate_xds_push_latency_seconds_bucket",
+		"crossgate_xds_nacks_total", "crossgate_xds_config_bytes",
+	} {
 		if !strings.Contains(rec.Body.String(), name) {
 			t.Errorf("/metrics lacks %s", name)
 		}

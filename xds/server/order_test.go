@@ -21,9 +21,13 @@ import (
 func config(name string) *translate.Resources {
 	return &translate.Resources{
 		Listeners: []*listenerv3.Listener{{Name: "l"}},
-		Routes: []*routev3.RouteConfiguration{{Name: "r", VirtualHosts: []*routev3.VirtualHost{{Name: "v", Domains: []string{"*"},
-			Routes: []*routev3.Route{{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-				Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: name}}}}}}}}},
+		Routes: []*routev3.RouteConfiguration{{Name: "r", VirtualHosts: []*routev3.VirtualHost{{
+			Name: "v", Domains: []string{"*"},
+			Routes: []*routev3.Route{{
+				Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+				Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: name}}},
+			}},
+		}}}},
 		Clusters:  []*clusterv3.Cluster{{Name: name, ConnectTimeout: durationpb.New(time.Second)}},
 		Endpoints: []*endpointv3.ClusterLoadAssignment{{ClusterName: name}},
 	}

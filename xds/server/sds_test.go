@@ -42,8 +42,10 @@ func TestSDSRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "sidecar~curl/curl"}, TypeUrl: resourcev3.SecretType,
-		ResourceNames: []string{translate.SecretCertificate, translate.SecretRootCA}}
+	req := &discoveryv3.DiscoveryRequest{
+		Node: &corev3.Node{Id: "sidecar~curl/curl"}, TypeUrl: resourcev3.SecretType,
+		ResourceNames: []string{translate.SecretCertificate, translate.SecretRootCA},
+	}
 	if err := st.Send(req); err != nil {
 		t.Fatal(err)
 	}

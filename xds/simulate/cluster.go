@@ -97,8 +97,10 @@ func (p *Proxy) resolveCluster(name string, weight uint32, conn *connection, pro
 		out.LocalityWeighted = true // grpc-go's xDS balancer always weighs localities
 	}
 	if od := c.GetOutlierDetection(); od != nil {
-		o := &Outlier{Consecutive5xx: 5, Enforcing5xx: 100, ConsecutiveGatewayFailure: 5, EnforcingGatewayFailure: 0,
-			Interval: 10 * time.Second, BaseEjectionTime: 30 * time.Second, MaxEjectionPercent: 10}
+		o := &Outlier{
+			Consecutive5xx: 5, Enforcing5xx: 100, ConsecutiveGatewayFailure: 5, EnforcingGatewayFailure: 0,
+			Interval: 10 * time.Second, BaseEjectionTime: 30 * time.Second, MaxEjectionPercent: 10,
+		}
 		if v := od.GetConsecutive_5Xx(); v != nil {
 			o.Consecutive5xx = v.GetValue()
 		}

@@ -129,7 +129,7 @@ func lintTLS(add func(kind, name, rule, format string, args ...any), kind, name 
 	if cv := common.GetCombinedValidationContext(); cv != nil {
 		v = cv.GetDefaultValidationContext()
 	}
-	if len(v.GetMatchSubjectAltNames()) > 0 {
+	if len(v.GetMatchSubjectAltNames()) > 0 { //nolint:staticcheck // the model reports the deprecated field, as Envoy does
 		add(kind, name, "common.proto match_subject_alt_names", "deprecated in favor of match_typed_subject_alt_names: Envoy warns and counts a deprecated feature use")
 	}
 }

@@ -72,8 +72,10 @@ func (p *Proxy) reject(kind, name, rule, format string, args ...any) {
 // added in name order (the order of a response is the server's: crossgate sorts by name), so
 // that of two listeners in conflict the later one is refused.
 func Load(res *translate.Resources, f Flavor) *Proxy {
-	p := &Proxy{Flavor: f, byName: map[string]*listenerv3.Listener{}, routes: map[string]*routev3.RouteConfiguration{},
-		clusters: map[string]*clusterv3.Cluster{}, endpoints: map[string]*endpointv3.ClusterLoadAssignment{}}
+	p := &Proxy{
+		Flavor: f, byName: map[string]*listenerv3.Listener{}, routes: map[string]*routev3.RouteConfiguration{},
+		clusters: map[string]*clusterv3.Cluster{}, endpoints: map[string]*endpointv3.ClusterLoadAssignment{},
+	}
 	if res == nil {
 		return p
 	}

@@ -34,8 +34,10 @@ func addr(host string, port uint32) *corev3.Address {
 }
 
 func tcpChain(name, cluster string, m *listenerv3.FilterChainMatch) *listenerv3.FilterChain {
-	return &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: []*listenerv3.Filter{{Name: "envoy.filters.network.tcp_proxy",
-		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(&tcpproxyv3.TcpProxy{StatPrefix: name, ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster}})}}}}
+	return &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: []*listenerv3.Filter{{
+		Name:       "envoy.filters.network.tcp_proxy",
+		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(&tcpproxyv3.TcpProxy{StatPrefix: name, ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster}})},
+	}}}
 }
 
 func hcmChain(name string, rc *routev3.RouteConfiguration, filters ...*hcmv3.HttpFilter) *listenerv3.FilterChain {
@@ -43,8 +45,10 @@ func hcmChain(name string, rc *routev3.RouteConfiguration, filters ...*hcmv3.Htt
 		filters = []*hcmv3.HttpFilter{{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}}}
 	}
 	m := &hcmv3.HttpConnectionManager{StatPrefix: name, HttpFilters: filters, RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc}}
-	return &listenerv3.FilterChain{Name: name, Filters: []*listenerv3.Filter{{Name: "envoy.filters.network.http_connection_manager",
-		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(m)}}}}
+	return &listenerv3.FilterChain{Name: name, Filters: []*listenerv3.Filter{{
+		Name:       "envoy.filters.network.http_connection_manager",
+		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(m)},
+	}}}
 }
 
 func routeTo(cluster string, domains ...string) *routev3.VirtualHost {
@@ -75,8 +79,10 @@ func TestLoadRefusesWhatEnvoyRefuses(t *testing.T) {
 		rule   string
 	}{
 		"a second listener on an address, not binding": {func(r *translate.Resources) {
-			r.Listeners = append(r.Listeners, &listenerv3.Listener{Name: "m", Address: addr("0.0.0.0", 80), BindToPort: wrapperspb.Bool(false),
-				FilterChains: []*listenerv3.FilterChain{tcpChain("t", "a", nil)}})
+			r.Listeners = append(r.Listeners, &listenerv3.Listener{
+				Name: "m", Address: addr("0.0.0.0", 80), BindToPort: wrapperspb.Bool(false),
+				FilterChains: []*listenerv3.FilterChain{tcpChain("t", "a", nil)},
+			})
 		}, "duplicate address"},
 		"two filter chains with the same match": {func(r *translate.Resources) {
 			r.Listeners[0].FilterChains = append(r.Listeners[0].FilterChains, tcpChain("t", "a", nil))
@@ -113,7 +119,8 @@ func TestLoadRefusesWhatEnvoyRefuses(t *testing.T) {
 		}, "sum to 0"},
 		"a gap in priorities": {func(r *translate.Resources) {
 			r.Endpoints = []*endpointv3.ClusterLoadAssignment{{ClusterName: "e", Endpoints: []*endpointv3.LocalityLbEndpoints{
-				{Priority: 0, Locality: &corev3.Locality{Zone: "a"}}, {Priority: 2, Locality: &corev3.Locality{Zone: "b"}}}}}
+				{Priority: 0, Locality: &corev3.Locality{Zone: "a"}}, {Priority: 2, Locality: &corev3.Locality{Zone: "b"}},
+			}}}
 		}, "priority 1 missing"},
 	}
 	for name, c := range cases {

@@ -540,7 +540,7 @@ func sanAccepted(common *tlsv3.CommonTlsContext, uri string, f Flavor) bool {
 		v = cv.GetDefaultValidationContext()
 	}
 	if f == GRPC {
-		ms := v.GetMatchSubjectAltNames()
+		ms := v.GetMatchSubjectAltNames() //nolint:staticcheck // grpc-go reads only this field (xdsresource/unmarshal_cds.go)
 		for _, m := range ms {
 			if stringMatches(m, uri) {
 				return true
@@ -554,7 +554,7 @@ func sanAccepted(common *tlsv3.CommonTlsContext, uri string, f Flavor) bool {
 			return true
 		}
 	}
-	legacy := v.GetMatchSubjectAltNames() // deprecated; still honoured by Envoy
+	legacy := v.GetMatchSubjectAltNames() //nolint:staticcheck // deprecated; still honoured by Envoy
 	for _, m := range legacy {
 		if stringMatches(m, uri) {
 			return true

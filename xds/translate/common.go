@@ -145,7 +145,7 @@ func commonTLS(src certSource, trustDomain string, matchPeer bool) *tlsv3.Common
 			TlsCertificateProviderInstance: &tlsv3.CertificateProviderPluginInstance{InstanceName: CertificateProviderInstance, CertificateName: SecretCertificate},
 			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
 				CaCertificateProviderInstance: &tlsv3.CertificateProviderPluginInstance{InstanceName: CertificateProviderInstance, CertificateName: SecretRootCA},
-				MatchSubjectAltNames:          peer,
+				MatchSubjectAltNames:          peer, //nolint:staticcheck // grpc-go reads only this field (see above)
 			}},
 		}
 	}

@@ -13,9 +13,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"sigs.k8s.io/yaml"
 
-	"github.com/crossgate-io/crossgate/translator/ir"
-
 	"github.com/crossgate-io/crossgate/internal/golden"
+	"github.com/crossgate-io/crossgate/translator/ir"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files and delete stale ones")

@@ -1,8 +1,9 @@
 package v1alpha1
 
-import "unicode/utf8"
-
-import "strings"
+import (
+	"strings"
+	"unicode/utf8"
+)
 
 // DefaultClusterSetValue is the default of a Cluster's region, zone and group.
 const DefaultClusterSetValue = "default"

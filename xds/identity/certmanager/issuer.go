@@ -162,8 +162,10 @@ func (i *Issuer) request(tmpl *x509.CertificateRequest, ttl time.Duration, prefi
 	ctx, cancel := context.WithTimeout(context.Background(), i.opts.Timeout)
 	defer cancel()
 	cr := &cmapi.CertificateRequest{
-		ObjectMeta: metav1.ObjectMeta{Namespace: i.opts.Namespace, GenerateName: prefix,
-			Labels: wellknown.ManagedBy()},
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: i.opts.Namespace, GenerateName: prefix,
+			Labels: wellknown.ManagedBy(),
+		},
 		Spec: cmapi.CertificateRequestSpec{
 			Request:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
 			Duration:  &metav1.Duration{Duration: ttl},
