@@ -29,6 +29,7 @@ import (
 	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/cache"
 	"github.com/crossgate-io/crossgate/xds/identity"
+	"github.com/crossgate-io/crossgate/xds/resources"
 	"github.com/crossgate-io/crossgate/xds/translate"
 )
 
@@ -222,14 +223,14 @@ func (p *Publisher) retryLater() {
 
 // setCache publishes every proxy's resources, with its certificate as SDS secrets for Envoy
 // sidecars and gateways, and empties the keys of proxies that no longer exist.
-func (p *Publisher) setCache(out *translate.Output) error {
+func (p *Publisher) setCache(out *resources.Output) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var errs []error
 	now := time.Now()
 	next := map[string]bool{}
 	usedCerts := map[string]bool{}
-	set := func(key, ns, name string, r *translate.Resources, withCert bool) {
+	set := func(key, ns, name string, r *resources.Resources, withCert bool) {
 		next[key] = true
 		if withCert && p.opts.CA != nil {
 			usedCerts[ns+"/"+name] = true
@@ -261,7 +262,7 @@ func (p *Publisher) setCache(out *translate.Output) error {
 	}
 	for key := range p.published {
 		if !next[key] {
-			if err := p.xds.Set(key, &translate.Resources{}); err != nil {
+			if err := p.xds.Set(key, &resources.Resources{}); err != nil {
 				errs = append(errs, err)
 			}
 		}

@@ -202,7 +202,7 @@ func run() error {
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(srvCert.RootPEM)
-	grpcServer := grpc.NewServer(append(server.GRPCOptions(), grpc.Creds(credentials.NewTLS(&tls.Config{
+	grpcServer := grpc.NewServer(append(server.GRPCOptions(opts.XDS), grpc.Creds(credentials.NewTLS(&tls.Config{
 		MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool,
 	})))...)
 	server.Register(ctx, grpcServer, opts.XDS, server.Options{RequireIdentity: true, TrustDomain: trustDomain, Log: log, Metrics: metrics})

@@ -73,6 +73,14 @@ func TestImportRules(t *testing.T) {
 			module, func(imp string) bool { return !under(imp, module+"/test") },
 			"product code never imports test/... (tests may)",
 		},
+		{
+			module + "/xds/cache", func(imp string) bool { return imp != module+"/xds/translate" },
+			"xds/cache serves xds/resources and never imports the builder, xds/translate",
+		},
+		{
+			module + "/xds/resources", func(imp string) bool { return isStd(imp) || under(imp, "github.com/envoyproxy/go-control-plane") },
+			"xds/resources is the neutral type between builder and cache: Envoy's protos only",
+		},
 		{module + "/xds", func(imp string) bool {
 			return !under(imp, module+"/translator") || under(imp, module+"/translator/ir")
 		}, "xds reads the IR, never the translator"},

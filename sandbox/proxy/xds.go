@@ -31,8 +31,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/crossgate-io/crossgate/xds/identity"
+	"github.com/crossgate-io/crossgate/xds/resources"
 	"github.com/crossgate-io/crossgate/xds/simulate"
-	"github.com/crossgate-io/crossgate/xds/translate"
 )
 
 // types are the xDS types the stand-in subscribes to, all as wildcards.
@@ -42,7 +42,7 @@ var types = []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.C
 type config struct {
 	mu       sync.RWMutex
 	byType   map[string]map[string]proto.Message
-	res      *translate.Resources
+	res      *resources.Resources
 	loaded   *simulate.Proxy
 	received map[string]bool
 	ready    chan struct{}
@@ -50,7 +50,7 @@ type config struct {
 }
 
 func newConfig() *config {
-	c := &config{byType: map[string]map[string]proto.Message{}, received: map[string]bool{}, ready: make(chan struct{}), res: &translate.Resources{}}
+	c := &config{byType: map[string]map[string]proto.Message{}, received: map[string]bool{}, ready: make(chan struct{}), res: &resources.Resources{}}
 	for _, t := range types {
 		c.byType[t] = map[string]proto.Message{}
 	}
@@ -93,7 +93,7 @@ func (c *config) apply(r *discoveryv3.DeltaDiscoveryResponse) error {
 	for _, n := range r.GetRemovedResources() {
 		delete(c.byType[typ], n)
 	}
-	res := &translate.Resources{}
+	res := &resources.Resources{}
 	for _, m := range c.byType[resourcev3.ListenerType] {
 		res.Listeners = append(res.Listeners, m.(*listenerv3.Listener))
 	}

@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/crossgate-io/crossgate/translator"
+	"github.com/crossgate-io/crossgate/xds/resources"
 	"github.com/crossgate-io/crossgate/xds/translate"
 )
 
@@ -20,10 +21,10 @@ type Marshaled struct {
 
 // marshalAll marshals every distinct resource of an Output once (identities that share
 // resources share their bytes).
-func marshalAll(out *translate.Output) (*Marshaled, error) {
+func marshalAll(out *resources.Output) (*Marshaled, error) {
 	m := &Marshaled{Resources: map[string][]byte{}, ByKind: map[string]int{}}
 	seen := map[proto.Message]bool{}
-	seenPart := map[*translate.Resources]bool{}
+	seenPart := map[*resources.Resources]bool{}
 	add := func(proxy, kind, name string, msg proto.Message) error {
 		if seen[msg] {
 			return nil
@@ -40,7 +41,7 @@ func marshalAll(out *translate.Output) (*Marshaled, error) {
 	}
 	for _, group := range []struct {
 		kind string
-		m    map[string]*translate.Resources
+		m    map[string]*resources.Resources
 	}{{"sidecar", out.Sidecars}, {"proxyless", out.Proxyless}, {"gateway", out.Gateways}} {
 		for proxy, whole := range group.m {
 			p := group.kind + " " + proxy

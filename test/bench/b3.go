@@ -14,8 +14,8 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/crossgate-io/crossgate/xds/cache"
+	"github.com/crossgate-io/crossgate/xds/resources"
 	"github.com/crossgate-io/crossgate/xds/server"
-	"github.com/crossgate-io/crossgate/xds/translate"
 )
 
 // FanOut is the shape of B3 and B10: clients delta-subscribed to resources EDS resources each.
@@ -62,8 +62,8 @@ type publisher func(version int) error
 // server with the versions it holds (B10 as performance.md gives it), and every client
 // connecting at once with nothing (the cold start, which sends the whole state to everyone).
 func RunB3(s FanOut) (ours, stock *Line, ours10, stock10 []*Line, err error) {
-	run := func(name, impl10 string, fresh func() (serverv3.Server, publisher), opts []grpc.ServerOption) (*Line, []*Line, error) {
-		r, err := fanOut(s, fresh, opts)
+	run := func(name, impl10 string, fresh func() (serverv3.Server, publisher, []grpc.ServerOption)) (*Line, []*Line, error) {
+		r, err := fanOut(s, fresh)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", name, err)
 		}
@@ -92,23 +92,23 @@ func RunB3(s FanOut) (ours, stock *Line, ours10, stock10 []*Line, err error) {
 		return l, []*Line{reconnect, cold}, nil
 	}
 	ctx := context.Background()
-	ours, ours10, err = run("B3 fan-out to delta clients (crossgate cache)", "crossgate cache", func() (serverv3.Server, publisher) {
+	ours, ours10, err = run("B3 fan-out to delta clients (crossgate cache)", "crossgate cache", func() (serverv3.Server, publisher, []grpc.ServerOption) {
 		c := cache.New(cache.NodeIDResolver, nil)
 		set := false
 		return serverv3.NewServer(ctx, c, nil), func(v int) error {
 			if !set {
 				set = true
-				return c.Set("bench", &translate.Resources{Endpoints: endpoints(s.Resources, v)})
+				return c.Set("bench", &resources.Resources{Endpoints: endpoints(s.Resources, v)})
 			}
 			// The change an incremental publisher makes: the one resource that changed.
 			changed := endpoints(1, v)[0]
 			return c.Upsert("bench", resourcev3.EndpointType, changed.ClusterName, changed)
-		}
-	}, server.GRPCOptions())
+		}, server.GRPCOptions(c)
+	})
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
-	stock, stock10, err = run("B3 fan-out to delta clients (go-control-plane SnapshotCache)", "go-control-plane SnapshotCache", func() (serverv3.Server, publisher) {
+	stock, stock10, err = run("B3 fan-out to delta clients (go-control-plane SnapshotCache)", "go-control-plane SnapshotCache", func() (serverv3.Server, publisher, []grpc.ServerOption) {
 		snap := cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
 		return serverv3.NewServer(ctx, snap, nil), func(v int) error {
 			res := make([]cachetypes.Resource, 0, s.Resources)
@@ -120,8 +120,8 @@ func RunB3(s FanOut) (ours, stock *Line, ours10, stock10 []*Line, err error) {
 				return err
 			}
 			return snap.SetSnapshot(ctx, "bench", sn)
-		}
-	}, nil) // go-control-plane as shipped: gRPC's own codec
+		}, nil // go-control-plane as shipped: gRPC's own codec
+	})
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}

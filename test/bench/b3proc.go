@@ -50,10 +50,10 @@ type fanOutResult struct {
 //  3. a restart: the server is replaced by a fresh one holding the state after one more change,
 //     and every client reconnects at once with the versions it holds (initial_resource_versions)
 //     and is synced when it has the changed resource (B10).
-func fanOut(s FanOut, fresh func() (serverv3.Server, publisher), opts []grpc.ServerOption) (_ *fanOutResult, err error) {
+func fanOut(s FanOut, fresh func() (serverv3.Server, publisher, []grpc.ServerOption)) (_ *fanOutResult, err error) {
 	// serve starts a fresh implementation holding version v of the world.
 	serve := func(v int) (*grpc.Server, string, publisher, error) {
-		impl, publish := fresh()
+		impl, publish, opts := fresh()
 		if err := publish(v); err != nil {
 			return nil, "", nil, err
 		}

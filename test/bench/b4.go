@@ -100,7 +100,7 @@ func RunB4(clients, edits int, quiet time.Duration) ([]*Line, error) {
 	if err != nil {
 		return nil, err
 	}
-	gs := grpc.NewServer(server.GRPCOptions()...)
+	gs := grpc.NewServer(server.GRPCOptions(xc)...)
 	server.Register(ctx, gs, xc, server.Options{Log: log})
 	go gs.Serve(lis)
 	defer gs.Stop()

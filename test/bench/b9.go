@@ -115,7 +115,7 @@ func RunB9(exports int) ([]*Line, error) {
 	if err != nil {
 		return nil, err
 	}
-	gs := grpc.NewServer(server.GRPCOptions()...)
+	gs := grpc.NewServer(server.GRPCOptions(xc)...)
 	server.Register(ctx, gs, xc, server.Options{Log: log})
 	go func() { _ = gs.Serve(lis) }()
 	defer gs.Stop()

@@ -13,8 +13,8 @@ import (
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/crossgate-io/crossgate/xds/resources"
 	"github.com/crossgate-io/crossgate/xds/server"
-	"github.com/crossgate-io/crossgate/xds/translate"
 )
 
 // TestNACKIsNotResent gives a client a cluster grpc-go rejects (an lb_policy it does not
@@ -30,7 +30,7 @@ func TestNACKIsNotResent(t *testing.T) {
 	good.Observer = metrics
 	res := translatedFor(t, f)
 
-	bad := &translate.Resources{}
+	bad := &resources.Resources{}
 	for part := range res.Parts() {
 		bad.Listeners = append(bad.Listeners, part.Listeners...)
 		bad.Routes = append(bad.Routes, part.Routes...)

@@ -18,6 +18,7 @@ import (
 	"github.com/crossgate-io/crossgate/translator"
 	"github.com/crossgate-io/crossgate/xds/cache"
 	"github.com/crossgate-io/crossgate/xds/identity"
+	"github.com/crossgate-io/crossgate/xds/resources"
 	"github.com/crossgate-io/crossgate/xds/server"
 	"github.com/crossgate-io/crossgate/xds/translate"
 )
@@ -112,7 +113,7 @@ func setup(t *testing.T, lbType string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	xs := grpc.NewServer(server.GRPCOptions()...)
+	xs := grpc.NewServer(server.GRPCOptions(f.cache)...)
 	ctx, cancel := context.WithCancel(context.Background())
 	server.Register(ctx, xs, f.cache, server.Options{})
 	go xs.Serve(lis)
@@ -148,7 +149,7 @@ func (f *fixture) publish(t *testing.T, lbType string) {
 }
 
 // translatedFor is curl/curl's proxyless configuration in the fixture's world.
-func translatedFor(t *testing.T, f *fixture) *translate.Resources {
+func translatedFor(t *testing.T, f *fixture) *resources.Resources {
 	t.Helper()
 	res := translator.Translate(world(f.ports, f.lbType))
 	out, err := translate.Build(&res.IR)

@@ -115,7 +115,7 @@ func TestRemoteRulesInGRPC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	xs := grpc.NewServer(server.GRPCOptions()...)
+	xs := grpc.NewServer(server.GRPCOptions(c)...)
 	ctx, cancel := context.WithCancel(context.Background())
 	server.Register(ctx, xs, c, server.Options{})
 	go xs.Serve(xlis)

@@ -95,7 +95,7 @@ func TestRotationUnderLoad(t *testing.T) {
 
 	c := cache.New(cache.NodeIDResolver, nil)
 	xlis, _ := net.Listen("tcp", "127.0.0.1:0")
-	xs := grpc.NewServer(server.GRPCOptions()...)
+	xs := grpc.NewServer(server.GRPCOptions(c)...)
 	ctx, cancel := context.WithCancel(context.Background())
 	server.Register(ctx, xs, c, server.Options{})
 	go xs.Serve(xlis)

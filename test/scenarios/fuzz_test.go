@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/crossgate-io/crossgate/translator"
+	"github.com/crossgate-io/crossgate/xds/resources"
 	"github.com/crossgate-io/crossgate/xds/translate"
 )
 
@@ -35,7 +36,7 @@ func FuzzPipeline(f *testing.F) {
 		res := translator.Translate(in)
 		out, _ := translate.Build(&res.IR) // errors name dropped pieces; what is returned must be valid
 		checkOutput(t, "fuzzed input", out)
-		for _, group := range []map[string]*translate.Resources{out.Sidecars, out.Proxyless, out.Gateways} {
+		for _, group := range []map[string]*resources.Resources{out.Sidecars, out.Proxyless, out.Gateways} {
 			for proxy, whole := range group {
 				for r := range whole.Parts() {
 					var msgs []interface {

@@ -15,6 +15,7 @@ import (
 	"github.com/crossgate-io/crossgate/inject/capture"
 	"github.com/crossgate-io/crossgate/translator"
 	"github.com/crossgate-io/crossgate/wellknown"
+	"github.com/crossgate-io/crossgate/xds/resources"
 	"github.com/crossgate-io/crossgate/xds/simulate"
 	"github.com/crossgate-io/crossgate/xds/translate"
 )
@@ -30,7 +31,7 @@ import (
 type world struct {
 	name string
 	in   *translator.Input
-	out  *translate.Output
+	out  *resources.Output
 }
 
 func loadWorld(t *testing.T, name string) *world {
@@ -53,7 +54,7 @@ func loadWorld(t *testing.T, name string) *world {
 }
 
 // checkOutput fails on anything a client would refuse or Envoy would mishandle.
-func checkOutput(t *testing.T, name string, out *translate.Output) {
+func checkOutput(t *testing.T, name string, out *resources.Output) {
 	t.Helper()
 	if err := simulate.Check(out); err != nil {
 		t.Errorf("%s: %v", name, err)

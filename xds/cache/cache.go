@@ -21,7 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
-	"github.com/crossgate-io/crossgate/xds/translate"
+	"github.com/crossgate-io/crossgate/xds/resources"
 )
 
 // Resolver maps a connecting node to the key of the configuration it may receive. It is where
@@ -79,8 +79,6 @@ type Cache struct {
 
 	// NACKs counts rejected responses.
 	NACKs atomic.Int64
-	// Pushes counts responses sent.
-	Pushes atomic.Int64
 	// pushes counts responses sent per key and type URL (under mu).
 	pushes map[string]int
 	// Observer, when set before use, is told of pushes, NACKs and sizes.
@@ -92,6 +90,8 @@ type Cache struct {
 	changes map[string]map[string][]change
 	// nackLogs limits the logging of NACKs, per key and type URL (under mu).
 	nackLogs map[string]*nackLog
+	// wires holds the encodings of the delta resources the cache shares (wire.go).
+	wires wires
 }
 
 // PushCount is the number of responses of one type sent for one key.
@@ -120,7 +120,7 @@ var typeURLs = []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev
 
 // Set replaces the configuration of key with r. Resources whose bytes did not change keep their
 // version; only watches subscribed to a changed (or removed) resource are answered.
-func (c *Cache) Set(key string, r *translate.Resources) error {
+func (c *Cache) Set(key string, r *resources.Resources) error {
 	started := time.Now()
 	next := map[string]map[string][]byte{}
 	for _, t := range typeURLs {
@@ -175,13 +175,13 @@ func (c *Cache) Set(key string, r *translate.Resources) error {
 				cur[typ][name] = e
 				continue
 			}
-			old[typ][name].retire()
+			old[typ][name].retire(&c.wires)
 			cur[typ][name] = newEntry(typ, b)
 			changed[typ][name] = true
 		}
 		for name, e := range old[typ] {
 			if _, ok := byName[name]; !ok {
-				e.retire()
+				e.retire(&c.wires)
 				changed[typ][name] = true // removed
 			}
 		}
@@ -233,7 +233,7 @@ func (c *Cache) notify(key string, cur map[string]map[string]*entry, changed map
 		to := c.gen[key][typ]
 		relevant := relevantChanges(changed[typ], w.sub)
 		if len(relevant) == 0 {
-			advanceSynced(w.sub.ReturnedResources(), to-1, to) // nothing it holds changed
+			heldBy(w.sub).advanceSynced(to-1, to) // nothing it holds changed
 			continue
 		}
 		if typ == resourcev3.ClusterType {
@@ -406,7 +406,6 @@ func (c *Cache) respond(w *watch, cur map[string]map[string]*entry, changed time
 // pushed accounts for a response sent; changed is when the Set that caused it began (zero: a
 // request did).
 func (c *Cache) pushed(key, typeURL string, changed time.Time) {
-	c.Pushes.Add(1)
 	c.pushes[key+" "+typeURL]++
 	if c.Observer != nil {
 		var since time.Duration

@@ -36,7 +36,7 @@ func (c *Cache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscrip
 		gen := c.gen[key][typ]
 		var names []string
 		from := gen
-		if at := syncedAt(sub.ReturnedResources()); at == gen && gen > 0 {
+		if at := heldBy(sub).syncedAt(); at == gen && gen > 0 {
 			// The client holds everything up to now (an ACK, or a change of subscription):
 			// only newly subscribed names can be missing. Re-arming an ACK is O(1).
 			names = req.GetResourceNamesSubscribe()
@@ -64,24 +64,6 @@ func (c *Cache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscrip
 	}, nil
 }
 
-// syncedKey is a name no resource can have: in the map of versions a delta client holds, it
-// records the generation of the key's resources the client is known to be synced with.
-const syncedKey = "\x00crossgate/synced-generation"
-
-func syncedAt(known map[string]string) uint64 {
-	g, _ := strconv.ParseUint(known[syncedKey], 36, 64)
-	return g
-}
-
-// advanceSynced records that a client synced at from is now synced at to. The map is the
-// stream's own: it is changed only under the cache's lock while the stream's watch is open, so
-// the stream does not touch it concurrently (it cancels the watch, under the same lock, first).
-func advanceSynced(known map[string]string, from, to uint64) {
-	if known != nil && syncedAt(known) == from {
-		known[syncedKey] = strconv.FormatUint(to, 36)
-	}
-}
-
 // respondDelta sends the difference between what the client holds and the current resources,
 // looking only at names when given (the names a change touched), at everything otherwise. The
 // client's map of versions is updated in place, so a response costs what it carries, not what
@@ -90,7 +72,7 @@ func advanceSynced(known map[string]string, from, to uint64) {
 // channel is full.
 func (c *Cache) respondDelta(w *deltaWatch, cur map[string]map[string]*entry, changed time.Time, names []string, from, to uint64) bool {
 	typ := w.req.GetTypeUrl()
-	known := w.sub.ReturnedResources()
+	known := heldBy(w.sub)
 	if known == nil {
 		return false // the server always gives a map; without one there is nothing to track
 	}
@@ -103,7 +85,7 @@ func (c *Cache) respondDelta(w *deltaWatch, cur map[string]map[string]*entry, ch
 		if len(known) < want/2 {
 			// Most of it is to be sent (a first sync): a map of the final size, not one grown
 			// step by step. It replaces the stream's when the response is processed.
-			grown := make(map[string]string, want+1)
+			grown := make(held, want+1)
 			maps.Copy(grown, known)
 			known, fresh = grown, true
 		}
@@ -122,7 +104,7 @@ func (c *Cache) respondDelta(w *deltaWatch, cur map[string]map[string]*entry, ch
 		out.Resources = make([]*discoveryv3.Resource, 0, min(len(byName), want))
 	}
 	consider := func(name string) {
-		if name == syncedKey {
+		if !isResource(name) {
 			return
 		}
 		e := byName[name]
@@ -139,7 +121,7 @@ func (c *Cache) respondDelta(w *deltaWatch, cur map[string]map[string]*entry, ch
 			}
 			delete(known, name)
 		case e != nil && (!has || v != e.version):
-			out.Resources = append(out.Resources, e.deltaResource(name))
+			out.Resources = append(out.Resources, e.deltaResource(&c.wires, name))
 			if !fresh {
 				undos = append(undos, undo{name, v, has})
 			}
@@ -164,15 +146,15 @@ func (c *Cache) respondDelta(w *deltaWatch, cur map[string]map[string]*entry, ch
 			consider(name)
 		}
 	}
-	prevSynced, hadSynced := known[syncedKey]
+	prevSynced := known.mark()
 	if names == nil {
-		known[syncedKey] = strconv.FormatUint(to, 36) // a full comparison: now synced
+		known.setSynced(to) // a full comparison: now synced
 	} else {
-		advanceSynced(known, from, to)
+		known.advanceSynced(from, to)
 	}
 	if len(out.Resources) == 0 && len(out.RemovedResources) == 0 {
 		if fresh {
-			orig[syncedKey] = known[syncedKey] // nothing to send: what it holds is current
+			orig.copyMark(known) // nothing to send: what it holds is current
 		}
 		return false
 	}
@@ -193,11 +175,7 @@ func (c *Cache) respondDelta(w *deltaWatch, cur map[string]map[string]*entry, ch
 				delete(known, u.name)
 			}
 		}
-		if hadSynced {
-			known[syncedKey] = prevSynced
-		} else {
-			delete(known, syncedKey)
-		}
+		known.restore(prevSynced)
 		return false
 	}
 }

@@ -46,20 +46,11 @@ func (c *Cache) Dump(key string) (resources []Resource, streams []Stream, known 
 		}
 		return resources[i].Name < resources[j].Name
 	})
-	held := func(m map[string]string) map[string]string {
-		out := make(map[string]string, len(m))
-		for k, v := range m {
-			if k != syncedKey {
-				out[k] = v
-			}
-		}
-		return out
-	}
 	for w := range c.watches[key] {
-		streams = append(streams, Stream{Node: w.req.GetNode().GetId(), Type: w.req.GetTypeUrl(), Held: held(w.sub.ReturnedResources())})
+		streams = append(streams, Stream{Node: w.req.GetNode().GetId(), Type: w.req.GetTypeUrl(), Held: heldBy(w.sub).resources()})
 	}
 	for w := range c.deltas[key] {
-		streams = append(streams, Stream{Node: w.req.GetNode().GetId(), Type: w.req.GetTypeUrl(), Delta: true, Held: held(w.sub.ReturnedResources())})
+		streams = append(streams, Stream{Node: w.req.GetNode().GetId(), Type: w.req.GetTypeUrl(), Delta: true, Held: heldBy(w.sub).resources()})
 	}
 	sort.Slice(streams, func(i, j int) bool {
 		if streams[i].Node != streams[j].Node {

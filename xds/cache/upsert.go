@@ -36,7 +36,7 @@ func (c *Cache) Upsert(key, typeURL, name string, m proto.Message) error {
 	old := 0
 	if e := byName[name]; e != nil {
 		old = len(e.any.Value)
-		e.retire()
+		e.retire(&c.wires)
 	}
 	byName[name] = newEntry(typeURL, b)
 	next := make(map[string]map[string]*entry, len(cur))

@@ -6,7 +6,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
-	"github.com/crossgate-io/crossgate/xds/translate"
+	"github.com/crossgate-io/crossgate/xds/resources"
 )
 
 func TestUpsert(t *testing.T) {
@@ -14,7 +14,7 @@ func TestUpsert(t *testing.T) {
 	if err := c.Upsert("k", resourcev3.ClusterType, "a", &clusterv3.Cluster{Name: "a"}); err == nil {
 		t.Error("upsert into a key never set was accepted")
 	}
-	if err := c.Set("k", &translate.Resources{Clusters: []*clusterv3.Cluster{{Name: "a"}, {Name: "b"}}}); err != nil {
+	if err := c.Set("k", &resources.Resources{Clusters: []*clusterv3.Cluster{{Name: "a"}, {Name: "b"}}}); err != nil {
 		t.Fatal(err)
 	}
 	before := c.keys["k"][resourcev3.ClusterType]
@@ -35,7 +35,7 @@ func TestUpsert(t *testing.T) {
 	if before["a"].version != va {
 		t.Error("the previous map was changed in place")
 	}
-	if err := c.Set("k", &translate.Resources{Clusters: []*clusterv3.Cluster{{Name: "a", AltStatName: "y"}, {Name: "b"}}}); err != nil {
+	if err := c.Set("k", &resources.Resources{Clusters: []*clusterv3.Cluster{{Name: "a", AltStatName: "y"}, {Name: "b"}}}); err != nil {
 		t.Fatal(err)
 	}
 	if v := c.keys["k"][resourcev3.ClusterType]["a"].version; v == after["a"].version {

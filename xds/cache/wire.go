@@ -12,16 +12,17 @@ import (
 // DeltaDiscoveryResponse.resources (tag, length and message), so that the server's codec can
 // hand gRPC those bytes instead of marshaling the same resource once per client. An entry's
 // Resource is registered when first sent and unregistered when the entry is replaced or
-// removed; a response still holding it then has it marshaled as usual.
-var wires sync.Map // *discoveryv3.Resource -> []byte
+// removed; a response still holding it then has it marshaled as usual. Each Cache has its own;
+// the server's codec is handed the cache whose responses it encodes (server.GRPCOptions).
+type wires struct{ m sync.Map } // *discoveryv3.Resource -> []byte
 
 // resourcesField is DeltaDiscoveryResponse.resources.
 const resourcesField = 2
 
 // DeltaWire is the encoding of r as an element of DeltaDiscoveryResponse.resources, when r is
 // a resource the cache shares between responses.
-func DeltaWire(r *discoveryv3.Resource) ([]byte, bool) {
-	b, ok := wires.Load(r)
+func (c *Cache) DeltaWire(r *discoveryv3.Resource) ([]byte, bool) {
+	b, ok := c.wires.m.Load(r)
 	if !ok {
 		return nil, false
 	}
@@ -39,11 +40,11 @@ func AppendDeltaResource(dst []byte, r *discoveryv3.Resource) ([]byte, error) {
 
 // deltaResource is e as delta responses carry it, made on first use (under the cache's lock)
 // and then shared by every delta response, like any.
-func (e *entry) deltaResource(name string) *discoveryv3.Resource {
+func (e *entry) deltaResource(w *wires, name string) *discoveryv3.Resource {
 	if e.delta == nil {
 		r := &discoveryv3.Resource{Name: name, Version: e.version, Resource: e.any}
 		if b, err := AppendDeltaResource(nil, r); err == nil {
-			wires.Store(r, b)
+			w.m.Store(r, b)
 		}
 		e.delta = r
 	}
@@ -51,8 +52,8 @@ func (e *entry) deltaResource(name string) *discoveryv3.Resource {
 }
 
 // retire unregisters e's delta Resource: e is no longer the current version of its resource.
-func (e *entry) retire() {
+func (e *entry) retire(w *wires) {
 	if e != nil && e.delta != nil {
-		wires.Delete(e.delta)
+		w.m.Delete(e.delta)
 	}
 }

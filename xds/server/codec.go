@@ -16,9 +16,10 @@ import (
 	"github.com/crossgate-io/crossgate/xds/cache"
 )
 
-// GRPCOptions are the options of the gRPC server Register is given: the codec below.
-func GRPCOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.ForceServerCodecV2(codec{encoding.GetCodecV2(protoenc.Name)})}
+// GRPCOptions are the options of the gRPC server Register is given with c: the codec below,
+// which sends c's shared encodings of the resources c's delta responses carry.
+func GRPCOptions(c *cache.Cache) []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.ForceServerCodecV2(codec{CodecV2: encoding.GetCodecV2(protoenc.Name), cache: c})}
 }
 
 // codec is gRPC's proto codec, except that delta responses are sent as the cache's shared
@@ -26,7 +27,10 @@ func GRPCOptions() []grpc.ServerOption {
 // initial resource versions are decoded into a slice and a map made at their final size. A
 // fleet reconnecting at once sends tens of thousands of each per stream; grown entry by entry
 // (as protobuf-go does), the map alone cost most of the server's time in B10.
-type codec struct{ encoding.CodecV2 }
+type codec struct {
+	encoding.CodecV2
+	cache *cache.Cache
+}
 
 // Marshal hands gRPC a delta response as its fields followed by the cache's shared encoding
 // of each resource: the resources (most of the bytes: a first sync sends all of them to every
@@ -55,7 +59,7 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	out = append(out, mem.SliceBuffer(head))
 	var own []byte // the encodings of resources the cache does not share
 	for _, r := range resp.Resources {
-		if b, ok := cache.DeltaWire(r); ok {
+		if b, ok := c.cache.DeltaWire(r); ok {
 			out = append(out, mem.SliceBuffer(b))
 			continue
 		}

@@ -36,7 +36,7 @@ func reconnectRequest(n int) *discoveryv3.DeltaDiscoveryRequest {
 // (and other messages through it), rejects what it rejects, and builds the big map and slice
 // at their final size (fewer allocations than growing them).
 func TestCodecDecodesAsProto(t *testing.T) {
-	ours, base := codec{encoding.GetCodecV2(protoenc.Name)}, encoding.GetCodecV2(protoenc.Name)
+	ours, base := codec{CodecV2: encoding.GetCodecV2(protoenc.Name), cache: cache.New(cache.NodeIDResolver, nil)}, encoding.GetCodecV2(protoenc.Name)
 	decode := func(c encoding.CodecV2, b []byte, m proto.Message) error {
 		return c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(b)}, m)
 	}
@@ -145,7 +145,7 @@ func TestCodecSendsSharedResources(t *testing.T) {
 	// and unknown fields: the same as proto.
 	r.RemovedResources = []string{"gone"}
 	r.ProtoReflect().SetUnknown(protowire.AppendVarint(protowire.AppendTag(nil, 99, protowire.VarintType), 1))
-	ours := codec{encoding.GetCodecV2(protoenc.Name)}
+	ours := codec{CodecV2: encoding.GetCodecV2(protoenc.Name), cache: c}
 	data, err := ours.Marshal(r)
 	if err != nil {
 		t.Fatal(err)
@@ -179,7 +179,7 @@ func FuzzCodecDecodesAsProto(f *testing.F) {
 	f.Add(entry(str(1, "\xff")))                                                                            // invalid UTF-8
 	f.Add(append(entry(str(1, "a"), str(2, "1")), entry(str(1, "a"), str(2, "2"))...))                      // a repeated key
 	f.Add(protowire.AppendVarint(protowire.AppendTag(nil, 5, protowire.VarintType), 1))                     // the map field with the wrong type
-	ours := codec{encoding.GetCodecV2(protoenc.Name)}
+	ours := codec{CodecV2: encoding.GetCodecV2(protoenc.Name), cache: cache.New(cache.NodeIDResolver, nil)}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, want := &discoveryv3.DeltaDiscoveryRequest{}, &discoveryv3.DeltaDiscoveryRequest{}
 		errGot := ours.Unmarshal(mem.BufferSlice{mem.SliceBuffer(b)}, got)

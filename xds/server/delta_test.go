@@ -18,11 +18,11 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/crossgate-io/crossgate/xds/cache"
-	"github.com/crossgate-io/crossgate/xds/translate"
+	"github.com/crossgate-io/crossgate/xds/resources"
 )
 
-func clusters(timeouts map[string]int64) *translate.Resources {
-	r := &translate.Resources{}
+func clusters(timeouts map[string]int64) *resources.Resources {
+	r := &resources.Resources{}
 	for name, s := range timeouts {
 		r.Clusters = append(r.Clusters, &clusterv3.Cluster{Name: name, ConnectTimeout: durationpb.New(time.Duration(s) * time.Second)})
 	}
@@ -143,7 +143,7 @@ func TestDeltaSubscriptions(t *testing.T) {
 	}
 	send(&discoveryv3.DeltaDiscoveryRequest{ResponseNonce: r.GetNonce()})
 	// A change of another type wakes no cluster watch.
-	if err := c.Set("a/a", &translate.Resources{
+	if err := c.Set("a/a", &resources.Resources{
 		Clusters:  clusters(map[string]int64{"c1": 1, "c2": 2, "c3": 1}).Clusters,
 		Listeners: []*listenerv3.Listener{{Name: "l"}},
 	}); err != nil {
@@ -179,7 +179,7 @@ func serveInsecure(t *testing.T, c *cache.Cache) (*grpc.ClientConn, context.Cont
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := grpc.NewServer(GRPCOptions()...)
+	s := grpc.NewServer(GRPCOptions(c)...)
 	ctx, cancel := context.WithCancel(context.Background())
 	Register(ctx, s, c, Options{})
 	go s.Serve(lis)

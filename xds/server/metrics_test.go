@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/crossgate-io/crossgate/xds/cache"
-	"github.com/crossgate-io/crossgate/xds/translate"
+	"github.com/crossgate-io/crossgate/xds/resources"
 )
 
 func TestMetricsAndHealth(t *testing.T) {
@@ -26,7 +26,7 @@ func TestMetricsAndHealth(t *testing.T) {
 	if rec.Code != 503 {
 		t.Errorf("/readyz before any configuration: %d, want 503", rec.Code)
 	}
-	if err := c.Set("a/a", &translate.Resources{Listeners: []*listenerv3.Listener{{Name: "l"}}}); err != nil {
+	if err := c.Set("a/a", &resources.Resources{Listeners: []*listenerv3.Listener{{Name: "l"}}}); err != nil {
 		t.Fatal(err)
 	}
 	published = true

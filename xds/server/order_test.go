@@ -14,12 +14,12 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/crossgate-io/crossgate/xds/cache"
-	"github.com/crossgate-io/crossgate/xds/translate"
+	"github.com/crossgate-io/crossgate/xds/resources"
 )
 
 // config is a proxy whose listener and route use cluster name.
-func config(name string) *translate.Resources {
-	return &translate.Resources{
+func config(name string) *resources.Resources {
+	return &resources.Resources{
 		Listeners: []*listenerv3.Listener{{Name: "l"}},
 		Routes: []*routev3.RouteConfiguration{{Name: "r", VirtualHosts: []*routev3.VirtualHost{{
 			Name: "v", Domains: []string{"*"},

@@ -11,6 +11,7 @@ import (
 
 	"github.com/crossgate-io/crossgate/xds/cache"
 	"github.com/crossgate-io/crossgate/xds/identity"
+	"github.com/crossgate-io/crossgate/xds/resources"
 	"github.com/crossgate-io/crossgate/xds/translate"
 )
 
@@ -21,7 +22,7 @@ func TestSDSRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	issue := func() *translate.Resources {
+	issue := func() *resources.Resources {
 		cert, err := ca.Issue("curl", "curl", time.Hour)
 		if err != nil {
 			t.Fatal(err)
@@ -30,7 +31,7 @@ func TestSDSRotation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return &translate.Resources{Secrets: secrets}
+		return &resources.Resources{Secrets: secrets}
 	}
 	c := cache.New(cache.NodeIDResolver, nil)
 	first := issue()

@@ -28,7 +28,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/crossgate-io/crossgate/xds/cache"
-	"github.com/crossgate-io/crossgate/xds/translate"
+	"github.com/crossgate-io/crossgate/xds/resources"
 )
 
 func issue(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, uri string, server bool) tls.Certificate {
@@ -69,12 +69,12 @@ func TestIdentityIsEnforced(t *testing.T) {
 	metrics := NewMetrics()
 	c.Observer = metrics
 	for _, key := range []string{"a/a", "b/b"} {
-		if err := c.Set(key, &translate.Resources{Listeners: []*listenerv3.Listener{{Name: "listener-of-" + key}}}); err != nil {
+		if err := c.Set(key, &resources.Resources{Listeners: []*listenerv3.Listener{{Name: "listener-of-" + key}}}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	lis, _ := net.Listen("tcp", "127.0.0.1:0")
-	s := grpc.NewServer(append(GRPCOptions(), grpc.Creds(credentials.NewTLS(&tls.Config{
+	s := grpc.NewServer(append(GRPCOptions(c), grpc.Creds(credentials.NewTLS(&tls.Config{
 		Certificates: []tls.Certificate{issue(t, ca, caKey, "", true)},
 		ClientAuth:   tls.RequireAndVerifyClientCert, ClientCAs: pool, MinVersion: tls.VersionTLS13,
 	})))...)
@@ -212,12 +212,12 @@ func TestSotWAndDeltaStreamsKeepTheirIdentities(t *testing.T) {
 	pool.AddCert(ca)
 	c := cache.New(cache.NodeIDResolver, nil)
 	for _, key := range []string{"a/a", "b/b"} {
-		if err := c.Set(key, &translate.Resources{Listeners: []*listenerv3.Listener{{Name: "listener-of-" + key}}}); err != nil {
+		if err := c.Set(key, &resources.Resources{Listeners: []*listenerv3.Listener{{Name: "listener-of-" + key}}}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	lis, _ := net.Listen("tcp", "127.0.0.1:0")
-	s := grpc.NewServer(append(GRPCOptions(), grpc.Creds(credentials.NewTLS(&tls.Config{
+	s := grpc.NewServer(append(GRPCOptions(c), grpc.Creds(credentials.NewTLS(&tls.Config{
 		Certificates: []tls.Certificate{issue(t, ca, caKey, "", true)},
 		ClientAuth:   tls.RequireAndVerifyClientCert, ClientCAs: pool, MinVersion: tls.VersionTLS13,
 	})))...)
@@ -261,7 +261,7 @@ func TestSotWAndDeltaStreamsKeepTheirIdentities(t *testing.T) {
 	if err := sotw.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.ListenerType, VersionInfo: first.GetVersionInfo(), ResponseNonce: first.GetNonce()}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Set("b/b", &translate.Resources{Listeners: []*listenerv3.Listener{{Name: "listener-of-b/b-2"}}}); err != nil {
+	if err := c.Set("b/b", &resources.Resources{Listeners: []*listenerv3.Listener{{Name: "listener-of-b/b-2"}}}); err != nil {
 		t.Fatal(err)
 	}
 	if r, err := sotw.Recv(); err != nil || len(r.GetResources()) != 1 {

@@ -10,13 +10,14 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
+	"github.com/crossgate-io/crossgate/xds/resources"
 	"github.com/crossgate-io/crossgate/xds/translate"
 )
 
 // Lint reports what Envoy accepts from an Envoy proxy's resources but does otherwise than such a
 // configuration suggests: the mechanical checks of the Envoy review, each with the Envoy rule
 // that makes it a mistake. Load reports what Envoy refuses; Lint what it would mishandle.
-func Lint(res *translate.Resources) error {
+func Lint(res *resources.Resources) error {
 	var errs []error
 	add := func(kind, name, rule, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s %s (%s): %s", kind, name, rule, fmt.Sprintf(format, args...)))
@@ -137,9 +138,9 @@ func lintTLS(add func(kind, name, rule, format string, args ...any), kind, name 
 // Check loads every proxy's resources of a build as its client does (Envoy for sidecars and
 // gateways, grpc-go for proxyless workloads) and lints Envoy's: the error names every refusal
 // and every mishandling, by proxy.
-func Check(out *translate.Output) error {
+func Check(out *resources.Output) error {
 	var errs []error
-	for kind, group := range map[string]map[string]*translate.Resources{"sidecar": out.Sidecars, "gateway": out.Gateways, "proxyless": out.Proxyless} {
+	for kind, group := range map[string]map[string]*resources.Resources{"sidecar": out.Sidecars, "gateway": out.Gateways, "proxyless": out.Proxyless} {
 		for id, res := range group {
 			f := Envoy
 			if kind == "proxyless" {

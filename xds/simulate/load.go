@@ -16,6 +16,7 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 
+	"github.com/crossgate-io/crossgate/xds/resources"
 	"github.com/crossgate-io/crossgate/xds/translate"
 )
 
@@ -71,7 +72,7 @@ func (p *Proxy) reject(kind, name, rule, format string, args ...any) {
 // Load loads a proxy's resources as the client does, refusing what it refuses. Listeners are
 // added in name order (the order of a response is the server's: crossgate sorts by name), so
 // that of two listeners in conflict the later one is refused.
-func Load(res *translate.Resources, f Flavor) *Proxy {
+func Load(res *resources.Resources, f Flavor) *Proxy {
 	p := &Proxy{
 		Flavor: f, byName: map[string]*listenerv3.Listener{}, routes: map[string]*routev3.RouteConfiguration{},
 		clusters: map[string]*clusterv3.Cluster{}, endpoints: map[string]*endpointv3.ClusterLoadAssignment{},

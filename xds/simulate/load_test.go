@@ -18,7 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/crossgate-io/crossgate/xds/translate"
+	"github.com/crossgate-io/crossgate/xds/resources"
 )
 
 func mustAny(m proto.Message) *anypb.Any {
@@ -65,8 +65,8 @@ func staticCluster(name string) *clusterv3.Cluster {
 // TestLoadRefusesWhatEnvoyRefuses: each configuration is one Envoy (or grpc-go) refuses, and
 // Load must refuse it naming the rule; the same configuration without the fault loads.
 func TestLoadRefusesWhatEnvoyRefuses(t *testing.T) {
-	ok := func() *translate.Resources {
-		return &translate.Resources{Clusters: []*clusterv3.Cluster{staticCluster("a")}, Listeners: []*listenerv3.Listener{{
+	ok := func() *resources.Resources {
+		return &resources.Resources{Clusters: []*clusterv3.Cluster{staticCluster("a")}, Listeners: []*listenerv3.Listener{{
 			Name: "l", Address: addr("0.0.0.0", 80),
 			FilterChains: []*listenerv3.FilterChain{hcmChain("http", &routev3.RouteConfiguration{Name: "rc", VirtualHosts: []*routev3.VirtualHost{routeTo("a", "a.example")}})},
 		}}}
@@ -75,49 +75,49 @@ func TestLoadRefusesWhatEnvoyRefuses(t *testing.T) {
 		t.Fatalf("the sound configuration is refused: %v", err)
 	}
 	cases := map[string]struct {
-		change func(r *translate.Resources)
+		change func(r *resources.Resources)
 		rule   string
 	}{
-		"a second listener on an address, not binding": {func(r *translate.Resources) {
+		"a second listener on an address, not binding": {func(r *resources.Resources) {
 			r.Listeners = append(r.Listeners, &listenerv3.Listener{
 				Name: "m", Address: addr("0.0.0.0", 80), BindToPort: wrapperspb.Bool(false),
 				FilterChains: []*listenerv3.FilterChain{tcpChain("t", "a", nil)},
 			})
 		}, "duplicate address"},
-		"two filter chains with the same match": {func(r *translate.Resources) {
+		"two filter chains with the same match": {func(r *resources.Resources) {
 			r.Listeners[0].FilterChains = append(r.Listeners[0].FilterChains, tcpChain("t", "a", nil))
 		}, "overlapping filter chain"},
-		"overlapping prefix ranges": {func(r *translate.Resources) {
+		"overlapping prefix ranges": {func(r *resources.Resources) {
 			pr := []*corev3.CidrRange{{AddressPrefix: "10.0.0.1", PrefixLen: wrapperspb.UInt32(32)}}
 			r.Listeners[0].FilterChains = []*listenerv3.FilterChain{tcpChain("x", "a", &listenerv3.FilterChainMatch{PrefixRanges: pr}), tcpChain("y", "a", &listenerv3.FilterChainMatch{PrefixRanges: append(pr, &corev3.CidrRange{AddressPrefix: "10.0.0.2", PrefixLen: wrapperspb.UInt32(32)})})}
 		}, "overlapping filter chain"},
-		"a domain twice in a route configuration": {func(r *translate.Resources) {
+		"a domain twice in a route configuration": {func(r *resources.Resources) {
 			r.Listeners[0].FilterChains = []*listenerv3.FilterChain{hcmChain("http", &routev3.RouteConfiguration{Name: "rc", VirtualHosts: []*routev3.VirtualHost{routeTo("a", "a.example"), routeTo("a", "b.example", "a.example")}})}
 		}, "unique values for domains"},
-		"two wildcard domains": {func(r *translate.Resources) {
+		"two wildcard domains": {func(r *resources.Resources) {
 			r.Routes = []*routev3.RouteConfiguration{{Name: "rds", VirtualHosts: []*routev3.VirtualHost{routeTo("a", "*"), routeTo("a", "*")}}}
 		}, "single wildcard"},
-		"an inline route configuration naming an unknown cluster": {func(r *translate.Resources) {
+		"an inline route configuration naming an unknown cluster": {func(r *resources.Resources) {
 			r.Listeners[0].FilterChains = []*listenerv3.FilterChain{hcmChain("http", &routev3.RouteConfiguration{Name: "rc", VirtualHosts: []*routev3.VirtualHost{routeTo("nope", "a.example")}})}
 		}, "validate_clusters"},
-		"an HTTP filter after the router": {func(r *translate.Resources) {
+		"an HTTP filter after the router": {func(r *resources.Resources) {
 			router := &hcmv3.HttpFilter{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}}
 			r.Listeners[0].FilterChains = []*listenerv3.FilterChain{hcmChain("http", &routev3.RouteConfiguration{Name: "rc"}, router, &hcmv3.HttpFilter{Name: "envoy.filters.http.rbac"})}
 		}, "validateTerminalFilters"},
-		"a network filter after tcp_proxy": {func(r *translate.Resources) {
+		"a network filter after tcp_proxy": {func(r *resources.Resources) {
 			fc := tcpChain("t", "a", nil)
 			fc.Filters = append(fc.Filters, &listenerv3.Filter{Name: "envoy.filters.network.rbac"})
 			r.Listeners[0].FilterChains = []*listenerv3.FilterChain{fc}
 		}, "validateTerminalFilters"},
-		"an ORIGINAL_DST cluster balanced round robin": {func(r *translate.Resources) {
+		"an ORIGINAL_DST cluster balanced round robin": {func(r *resources.Resources) {
 			r.Clusters = append(r.Clusters, &clusterv3.Cluster{Name: "o", ConnectTimeout: durationpb.New(time.Second), ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST}})
 		}, "original_dst_cluster.cc"},
-		"weighted clusters weighing nothing": {func(r *translate.Resources) {
+		"weighted clusters weighing nothing": {func(r *resources.Resources) {
 			vh := routeTo("a", "w.example")
 			vh.Routes[0].GetRoute().ClusterSpecifier = &routev3.RouteAction_WeightedClusters{WeightedClusters: &routev3.WeightedCluster{Clusters: []*routev3.WeightedCluster_ClusterWeight{{Name: "a", Weight: wrapperspb.UInt32(0)}}}}
 			r.Routes = []*routev3.RouteConfiguration{{Name: "rds", VirtualHosts: []*routev3.VirtualHost{vh}}}
 		}, "sum to 0"},
-		"a gap in priorities": {func(r *translate.Resources) {
+		"a gap in priorities": {func(r *resources.Resources) {
 			r.Endpoints = []*endpointv3.ClusterLoadAssignment{{ClusterName: "e", Endpoints: []*endpointv3.LocalityLbEndpoints{
 				{Priority: 0, Locality: &corev3.Locality{Zone: "a"}}, {Priority: 2, Locality: &corev3.Locality{Zone: "b"}},
 			}}}

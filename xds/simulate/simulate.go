@@ -17,6 +17,7 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
 	"github.com/crossgate-io/crossgate/inject/capture"
+	"github.com/crossgate-io/crossgate/xds/resources"
 	"github.com/crossgate-io/crossgate/xds/translate"
 )
 
@@ -106,7 +107,7 @@ func deny(r *Result, status uint32, format string, args ...any) *Result {
 // Simulate loads a proxy's resources and runs one connection through them. With Listener set it
 // is grpc-go that loads and serves; otherwise Envoy. Resources the client would refuse are left
 // out, as the client leaves them out; Load reports them.
-func Simulate(res *translate.Resources, req Request) *Result {
+func Simulate(res *resources.Resources, req Request) *Result {
 	f := Envoy
 	if req.Listener != "" {
 		f = GRPC

@@ -3,57 +3,21 @@ package translate
 import (
 	"errors"
 	"fmt"
-	"iter"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
 	"github.com/crossgate-io/crossgate/translator/ir"
+	"github.com/crossgate-io/crossgate/xds/resources"
 )
-
-// Resources are the xDS resources of one proxy (or of every proxy of one identity), each list
-// sorted by name. Resources that several proxies share (the outbound configuration, identical
-// for every identity in permissive mode) are held once, in Shared, not copied into each.
-type Resources struct {
-	Listeners []*listenerv3.Listener
-	Routes    []*routev3.RouteConfiguration
-	Clusters  []*clusterv3.Cluster
-	Endpoints []*endpointv3.ClusterLoadAssignment
-	// Secrets are the proxy's SDS secrets (its certificate and the trust bundle); never shared.
-	Secrets []*tlsv3.Secret
-	// Shared, when not nil, holds the rest of this proxy's resources, shared with others.
-	Shared *Resources
-}
-
-// Parts yields the resources of the proxy: its own, then the shared ones.
-func (r *Resources) Parts() iter.Seq[*Resources] {
-	return func(yield func(*Resources) bool) {
-		for p := r; p != nil; p = p.Shared {
-			if !yield(p) {
-				return
-			}
-		}
-	}
-}
-
-// Output is the configuration of every proxy of a cluster.
-type Output struct {
-	// Sidecars are the Envoy sidecars' resources, by identity ns/serviceaccount.
-	Sidecars map[string]*Resources
-	// Proxyless are grpc-go's resources (client and server), by identity ns/serviceaccount.
-	Proxyless map[string]*Resources
-	// Gateways are the gateways' resources, by namespace/name.
-	Gateways map[string]*Resources
-}
 
 // Build turns a snapshot into xDS resources. Pieces that fail validation are left out and
 // reported in the error (joined, one per piece); the rest is returned. A nil error means every
 // piece of the snapshot was built.
-func Build(s *ir.Snapshot) (*Output, error) {
-	out := &Output{Sidecars: map[string]*Resources{}, Proxyless: map[string]*Resources{}, Gateways: map[string]*Resources{}}
+func Build(s *ir.Snapshot) (*resources.Output, error) {
+	out := &resources.Output{Sidecars: map[string]*resources.Resources{}, Proxyless: map[string]*resources.Resources{}, Gateways: map[string]*resources.Resources{}}
 	var errs []error
 	// Identities that share one outbound list (every identity in permissive mode) share the
 	// resources built from it: built, validated and reported once.
@@ -112,7 +76,7 @@ type validatable interface{ ValidateAll() error }
 // builder collects one proxy's resources, validating each as it is added.
 type builder struct {
 	trustDomain string
-	res         Resources
+	res         resources.Resources
 	errs        []error
 	seen        map[string]bool
 }
@@ -162,7 +126,7 @@ func (b *builder) endpoints(e *endpointv3.ClusterLoadAssignment) {
 
 func (b *builder) fail(err error) { b.errs = append(b.errs, err) }
 
-func (b *builder) finish() *Resources {
+func (b *builder) finish() *resources.Resources {
 	sortByName(b.res.Listeners, func(l *listenerv3.Listener) string { return l.Name })
 	sortByName(b.res.Routes, func(r *routev3.RouteConfiguration) string { return r.Name })
 	sortByName(b.res.Clusters, func(c *clusterv3.Cluster) string { return c.Name })

@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/crossgate-io/crossgate/translator/ir"
+	"github.com/crossgate-io/crossgate/xds/resources"
 	"github.com/crossgate-io/crossgate/xds/simulate"
 	"github.com/crossgate-io/crossgate/xds/translate"
 )
@@ -59,7 +60,7 @@ func TestConnectionManagers(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, _ := translate.Build(&doc.IR)
-	hcms := func(res *translate.Resources, listener string) []*hcmv3.HttpConnectionManager {
+	hcms := func(res *resources.Resources, listener string) []*hcmv3.HttpConnectionManager {
 		var ms []*hcmv3.HttpConnectionManager
 		for part := range res.Parts() {
 			for _, l := range part.Listeners {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/crossgate-io/crossgate/internal/golden"
 	"github.com/crossgate-io/crossgate/translator/ir"
+	"github.com/crossgate-io/crossgate/xds/resources"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files and delete stale ones")
@@ -38,12 +39,12 @@ func loadIR(t testing.TB, path string) *ir.Snapshot {
 	return &doc.IR
 }
 
-// goldenFiles renders an Output as one YAML document per resource type, each a map from proxy
+// goldenFiles renders an resources.Output as one YAML document per resource type, each a map from proxy
 // ("sidecar ns/sa", "proxyless ns/sa", "gateway ns/name") to its resources.
-func goldenFiles(t testing.TB, out *Output, buildErr error) map[string][]byte {
+func goldenFiles(t testing.TB, out *resources.Output, buildErr error) map[string][]byte {
 	t.Helper()
 	kinds := map[string]map[string][]json.RawMessage{"listeners": {}, "routes": {}, "clusters": {}, "endpoints": {}}
-	add := func(proxy string, r *Resources) {
+	add := func(proxy string, r *resources.Resources) {
 		enc := func(kind string, msgs []proto.Message) {
 			for _, m := range msgs {
 				b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
@@ -53,7 +54,7 @@ func goldenFiles(t testing.TB, out *Output, buildErr error) map[string][]byte {
 				kinds[kind][proxy] = append(kinds[kind][proxy], b)
 			}
 		}
-		flat := &Resources{}
+		flat := &resources.Resources{}
 		for part := range r.Parts() {
 			flat.Listeners = append(flat.Listeners, part.Listeners...)
 			flat.Routes = append(flat.Routes, part.Routes...)
