@@ -8,8 +8,6 @@ package proxy
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -167,17 +165,11 @@ type XDSOptions struct {
 
 // subscribe keeps a delta ADS stream open (reconnecting after errors) and applies what arrives.
 func (c *config) subscribe(ctx context.Context, o XDSOptions) error {
-	pair, err := tls.X509KeyPair(o.Certificate.CertPEM, o.Certificate.KeyPEM)
+	tc, err := o.Certificate.ClientTLS()
 	if err != nil {
 		return err
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(o.Certificate.RootPEM) {
-		return errors.New("the certificate carries no root")
-	}
-	conn, err := grpc.NewClient(o.Address, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
-		MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}, RootCAs: pool,
-	})))
+	conn, err := grpc.NewClient(o.Address, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
 	if err != nil {
 		return err
 	}

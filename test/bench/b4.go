@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"strconv"
 	"sync"
@@ -14,8 +13,6 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -28,9 +25,7 @@ import (
 	"github.com/crossgate-io/crossgate/sandbox"
 	"github.com/crossgate-io/crossgate/translator"
 	"github.com/crossgate-io/crossgate/wellknown"
-	"github.com/crossgate-io/crossgate/xds/cache"
 	"github.com/crossgate-io/crossgate/xds/identity"
-	"github.com/crossgate-io/crossgate/xds/server"
 )
 
 // RunB4 measures an edit through a real kube-apiserver until every one of clients delta-xDS
@@ -89,22 +84,12 @@ func RunB4(clients, edits int, quiet time.Duration) ([]*Line, error) {
 		return nil, err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	xc := cache.New(controllers.NodeKey, log)
-	mem, err := controllers.NewMember(sb.Clusters[0].Config, controllers.Options{Name: "cluster-1", CA: ca, XDS: xc, Log: log, Quiet: quiet})
+	run, err := startController(ctx, sb.Clusters[0].Config, controllers.Options{Name: "cluster-1", Quiet: quiet}, ca, log, "off")
 	if err != nil {
 		return nil, err
 	}
-	go func() { _ = mem.Manager.Start(ctx) }()
-
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	gs := grpc.NewServer(server.GRPCOptions(xc)...)
-	server.Register(ctx, gs, xc, server.Options{Log: log})
-	go gs.Serve(lis)
-	defer gs.Stop()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	gw := wellknown.Gateway(wellknown.SystemNamespace, wellknown.DefaultGatewayName)
+	conn, err := dialXDS(run, gw.Namespace, wellknown.GatewayServiceAccount(gw.Name))
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +107,7 @@ func RunB4(clients, edits int, quiet time.Duration) ([]*Line, error) {
 		if err != nil {
 			return nil, err
 		}
-		node := &corev3.Node{Id: wellknown.Gateway(wellknown.SystemNamespace, wellknown.DefaultGatewayName).String()}
+		node := &corev3.Node{Id: gw.String()}
 		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.RouteType}); err != nil {
 			return nil, err
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"sync"
 	"time"
@@ -14,8 +13,6 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/go-logr/logr"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,16 +21,12 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	"github.com/crossgate-io/crossgate/controllers"
-	"github.com/crossgate-io/crossgate/controllers/federation"
 	"github.com/crossgate-io/crossgate/sandbox"
-	"github.com/crossgate-io/crossgate/xds/cache"
+	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/identity"
-	"github.com/crossgate-io/crossgate/xds/server"
 	"github.com/crossgate-io/crossgate/xds/translate"
 )
 
@@ -55,15 +48,14 @@ func RunB9(exports int) ([]*Line, error) {
 	ctrl.SetLogger(logr.FromSlogHandler(log.Handler()))
 	c1, c2 := sb.Cluster("cluster-1").Client, sb.Cluster("cluster-2").Client
 
-	// The federation, with the three members joined.
-	mgr, err := ctrl.NewManager(sb.Cluster("control-plane").Config, manager.Options{Scheme: sandbox.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+	// The control plane's controller (the federation on), with the three members joined.
+	ca, err := identity.NewCA("cluster.local")
 	if err != nil {
 		return nil, err
 	}
-	if _, err := federation.Setup(mgr, federation.Options{Log: log}); err != nil {
+	if _, err := startController(ctx, sb.Cluster("control-plane").Config, controllers.Options{Name: "control-plane"}, ca, log, "on"); err != nil {
 		return nil, err
 	}
-	go func() { _ = mgr.Start(ctx) }()
 	for i, name := range []string{"cluster-1", "cluster-2", "cluster-3"} {
 		kc, err := os.ReadFile(sb.Cluster(name).Kubeconfig)
 		if err != nil {
@@ -101,25 +93,11 @@ func RunB9(exports int) ([]*Line, error) {
 	if err := c1.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench"}}); err != nil {
 		return nil, err
 	}
-	ca, err := identity.NewCA("cluster.local")
+	run, err := startController(ctx, sb.Cluster("cluster-2").Config, controllers.Options{Name: "cluster-2"}, ca, log, "off")
 	if err != nil {
 		return nil, err
 	}
-	xc := cache.New(controllers.NodeKey, log)
-	mem, err := controllers.NewMember(sb.Cluster("cluster-2").Config, controllers.Options{Name: "cluster-2", CA: ca, XDS: xc, Log: log})
-	if err != nil {
-		return nil, err
-	}
-	go func() { _ = mem.Manager.Start(ctx) }()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	gs := grpc.NewServer(server.GRPCOptions(xc)...)
-	server.Register(ctx, gs, xc, server.Options{Log: log})
-	go func() { _ = gs.Serve(lis) }()
-	defer gs.Stop()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := dialXDS(run, "curl", "curl")
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +130,7 @@ func RunB9(exports int) ([]*Line, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "sidecar~curl/curl"}, TypeUrl: resourcev3.EndpointType}); err != nil {
+	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: wellknown.Sidecar("curl", "curl").String()}, TypeUrl: resourcev3.EndpointType}); err != nil {
 		return nil, err
 	}
 	go func() {
@@ -198,7 +176,7 @@ func RunB9(exports int) ([]*Line, error) {
 				}
 			}
 		}
-		if n == 3 && mem.Publisher.Ready() {
+		if n == 3 && run.Supervisor.Ready() {
 			break
 		}
 		if time.Now().After(deadline) {

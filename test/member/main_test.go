@@ -1,6 +1,6 @@
 //go:build integration
 
-// Package member tests a member cluster's controllers (controllers.NewMember) against real
+// Package member tests a member cluster's controllers (started by app.Run) against real
 // kube-apiservers: exports become HTTPRoutes with statuses, imports get placeholder Services.
 package member
 
@@ -19,17 +19,16 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/crossgate-io/crossgate/controllers"
+	"github.com/crossgate-io/crossgate/internal/app"
 	"github.com/crossgate-io/crossgate/sandbox"
 	"github.com/crossgate-io/crossgate/test/internal/poll"
 	"github.com/crossgate-io/crossgate/translator"
-	"github.com/crossgate-io/crossgate/xds/cache"
 	"github.com/crossgate-io/crossgate/xds/identity"
 )
 
 var (
-	sb      *sandbox.Sandbox
-	ca      *identity.CA
-	members = map[string]*controllers.Member{}
+	sb *sandbox.Sandbox
+	ca *identity.CA
 )
 
 func TestMain(m *testing.M) {
@@ -59,21 +58,28 @@ func run(m *testing.M) int {
 			fmt.Fprintf(os.Stderr, "%s: %v\n", c.Name, err)
 			return 1
 		}
-		mem, err := controllers.NewMember(c.Config, controllers.Options{
-			Name: c.Name, CA: ca, XDS: cache.New(controllers.NodeKey, log), Log: log,
-			MeshConfig: types.NamespacedName{Namespace: "fsm-system", Name: "fsm-mesh-config"},
-		})
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "%s: %v\n", c.Name, err)
+		started := make(chan app.Running, 1)
+		done := make(chan error, 1)
+		go func() {
+			done <- app.Run(runCtx, c.Config, app.Config{
+				Member: controllers.Options{
+					Name:       c.Name,
+					MeshConfig: types.NamespacedName{Namespace: "fsm-system", Name: "fsm-mesh-config"},
+				},
+				CA: ca, XDSAddress: "127.0.0.1:0", Federation: "off", Log: log,
+				Started: func(r app.Running) { started <- r },
+			})
+		}()
+		select {
+		case <-started:
+		case err := <-done:
+			fmt.Fprintf(os.Stderr, "%s: the controller: %v\n", c.Name, err)
 			return 1
 		}
-		members[c.Name] = mem
-		done := make(chan error, 1)
-		go func() { done <- mem.Manager.Start(runCtx) }()
 		defer func() {
 			stop()
 			if err := <-done; err != nil {
-				fmt.Fprintf(os.Stderr, "manager: %v\n", err)
+				fmt.Fprintf(os.Stderr, "%s: the controller: %v\n", c.Name, err)
 			}
 		}()
 	}

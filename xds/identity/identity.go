@@ -12,6 +12,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -249,3 +250,17 @@ func (c *Certificate) WriteFiles(dir string) error {
 
 // TrustDomain is the SPIFFE trust domain of the certificates the CA issues.
 func (ca *CA) TrustDomain() string { return ca.trustDomain }
+
+// ClientTLS is the TLS configuration of a client proving c's identity and trusting c's root:
+// what a proxy dials the xDS server with.
+func (c *Certificate) ClientTLS() (*tls.Config, error) {
+	pair, err := tls.X509KeyPair(c.CertPEM, c.KeyPEM)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(c.RootPEM) {
+		return nil, errors.New("the certificate carries no root")
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}, RootCAs: pool}, nil
+}
