@@ -125,10 +125,10 @@ func inlineOnly(raw []byte) error {
 }
 
 // connect checks that the member is reachable, accepts the credentials, runs crossgate and is
-// not managed by another control plane, claims it, and starts watching it. On failure it returns
-// the Managed condition's reason and message. beforeClaim runs before the first write to the
-// member; its error is returned as the last value.
-func (f *Federation) connect(ctx context.Context, c *flomeshv1alpha1.Cluster, raw []byte, beforeClaim func(context.Context) error) (*connection, string, string, error) {
+// not managed by another control plane, claims it, and starts watching it. A failure the Cluster's
+// author must fix is a *ConditionError (the Managed condition's reason and message); any other
+// error is beforeClaim's, which runs before the first write to the member.
+func (f *Federation) connect(ctx context.Context, c *flomeshv1alpha1.Cluster, raw []byte, beforeClaim func(context.Context) error) (*connection, error) {
 	began := time.Now()
 	cfg, err := restConfig(raw, f.opts.ConnectTimeout)
 	if err != nil {
@@ -136,39 +136,38 @@ func (f *Federation) connect(ctx context.Context, c *flomeshv1alpha1.Cluster, ra
 		if c.Spec.KubeconfigSecretRef != nil {
 			where = fmt.Sprintf("the kubeconfig in Secret %s/%s", c.Spec.KubeconfigSecretRef.Namespace, c.Spec.KubeconfigSecretRef.Name)
 		}
-		return nil, flomeshv1alpha1.ReasonKubeconfigInvalid, fmt.Sprintf("%s does not parse as a kubeconfig with a current context: %v", where, err), nil
+		return nil, flomeshv1alpha1.Problem(flomeshv1alpha1.ReasonKubeconfigInvalid, "%s does not parse as a kubeconfig with a current context: %v", where, err)
 	}
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
-		return nil, flomeshv1alpha1.ReasonKubeconfigInvalid, err.Error(), nil
+		return nil, &flomeshv1alpha1.ConditionError{Reason: flomeshv1alpha1.ReasonKubeconfigInvalid, Message: err.Error()}
 	}
 	resources, err := dc.ServerResourcesForGroupVersion(flomeshv1alpha1.GroupVersion.String())
 	if err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, flomeshv1alpha1.ReasonCrossgateNotInstalled, fmt.Sprintf("%s serves no %s API: install crossgate in the member first.", cfg.Host, flomeshv1alpha1.GroupVersion), nil
+			return nil, flomeshv1alpha1.Problem(flomeshv1alpha1.ReasonCrossgateNotInstalled, "%s serves no %s API: install crossgate in the member first.", cfg.Host, flomeshv1alpha1.GroupVersion)
 		}
-		reason, msg := classify(cfg.Host, err)
-		return nil, reason, msg, nil
+		return nil, classify(cfg.Host, err)
 	}
 	served := map[string]bool{}
 	for _, r := range resources.APIResources {
 		served[r.Name] = true
 	}
 	if !served["serviceexports"] || !served["serviceimports"] {
-		return nil, flomeshv1alpha1.ReasonCrossgateNotInstalled, fmt.Sprintf("%s serves %s without ServiceExport and ServiceImport: install crossgate's CRDs in the member.", cfg.Host, flomeshv1alpha1.GroupVersion), nil
+		return nil, flomeshv1alpha1.Problem(flomeshv1alpha1.ReasonCrossgateNotInstalled, "%s serves %s without ServiceExport and ServiceImport: install crossgate's CRDs in the member.", cfg.Host, flomeshv1alpha1.GroupVersion)
 	}
 	cl, err := client.New(cfg, client.Options{Scheme: f.scheme})
 	if err != nil {
-		return nil, flomeshv1alpha1.ReasonKubeconfigInvalid, err.Error(), nil
+		return nil, &flomeshv1alpha1.ConditionError{Reason: flomeshv1alpha1.ReasonKubeconfigInvalid, Message: err.Error()}
 	}
 	var beforeErr error
-	if reason, msg := f.claim(ctx, cl, cfg.Host, c.Name, func(ctx context.Context) error {
+	if p := f.claim(ctx, cl, cfg.Host, c.Name, func(ctx context.Context) error {
 		beforeErr = beforeClaim(ctx)
 		return beforeErr
 	}); beforeErr != nil {
-		return nil, "", "", beforeErr
-	} else if reason != "" {
-		return nil, reason, msg, nil
+		return nil, beforeErr
+	} else if p != nil {
+		return nil, p
 	}
 
 	f.opts.Log.Debug("member claimed", "cluster", c.Name, "took", time.Since(began))
@@ -182,7 +181,7 @@ func (f *Federation) connect(ctx context.Context, c *flomeshv1alpha1.Cluster, ra
 		},
 	})
 	if err != nil {
-		return nil, flomeshv1alpha1.ReasonKubeconfigInvalid, err.Error(), nil
+		return nil, &flomeshv1alpha1.ConditionError{Reason: flomeshv1alpha1.ReasonKubeconfigInvalid, Message: err.Error()}
 	}
 	runCtx, cancel := context.WithCancel(f.base)
 	conn := &connection{name: c.Name, server: cfg.Host, client: cl, cache: informers, cancel: cancel}
@@ -199,7 +198,7 @@ func (f *Federation) connect(ctx context.Context, c *flomeshv1alpha1.Cluster, ra
 		}
 		if err != nil {
 			cancel()
-			return nil, flomeshv1alpha1.ReasonUnreachable, fmt.Sprintf("watching %T in %s: %v", o, cfg.Host, err), nil
+			return nil, flomeshv1alpha1.Problem(flomeshv1alpha1.ReasonUnreachable, "watching %T in %s: %v", o, cfg.Host, err)
 		}
 	}
 	conn.done.Go(func() { _ = informers.Start(runCtx) })
@@ -208,33 +207,33 @@ func (f *Federation) connect(ctx context.Context, c *flomeshv1alpha1.Cluster, ra
 	syncCancel()
 	if !ok {
 		conn.stop()
-		return nil, flomeshv1alpha1.ReasonUnreachable, fmt.Sprintf("the watches on %s did not sync within %v.", cfg.Host, 6*f.opts.ConnectTimeout), nil
+		return nil, flomeshv1alpha1.Problem(flomeshv1alpha1.ReasonUnreachable, "the watches on %s did not sync within %v.", cfg.Host, 6*f.opts.ConnectTimeout)
 	}
 	conn.synced.Store(true)
 	f.opts.Log.Debug("member watches synced", "cluster", c.Name, "took", time.Since(began))
 	conn.done.Go(func() { f.health(runCtx, conn) })
-	return conn, "", "", nil
+	return conn, nil
 }
 
 // classify turns a request error into the Managed condition's reason and message.
-func classify(host string, err error) (string, string) {
+func classify(host string, err error) *flomeshv1alpha1.ConditionError {
 	var unknownCA x509.UnknownAuthorityError
 	var hostname x509.HostnameError
 	var invalid x509.CertificateInvalidError
 	switch {
 	case apierrors.IsUnauthorized(err):
-		return flomeshv1alpha1.ReasonUnauthorized, fmt.Sprintf("%s refused the kubeconfig's credentials (401 Unauthorized): give the Cluster a kubeconfig with valid credentials.", host)
+		return flomeshv1alpha1.Problem(flomeshv1alpha1.ReasonUnauthorized, "%s refused the kubeconfig's credentials (401 Unauthorized): give the Cluster a kubeconfig with valid credentials.", host)
 	case apierrors.IsForbidden(err):
-		return flomeshv1alpha1.ReasonForbidden, fmt.Sprintf("%s accepted the credentials but forbids what the federation needs: %v. Grant the kubeconfig's user the federation's role (crossgate cluster join creates it).", host, err)
+		return flomeshv1alpha1.Problem(flomeshv1alpha1.ReasonForbidden, "%s accepted the credentials but forbids what the federation needs: %v. Grant the kubeconfig's user the federation's role (crossgate cluster join creates it).", host, err)
 	case errors.As(err, &unknownCA), errors.As(err, &hostname), errors.As(err, &invalid):
-		return flomeshv1alpha1.ReasonTLSError, fmt.Sprintf("the TLS handshake with %s failed: %v. Check the kubeconfig's certificate-authority-data and server address.", host, err)
+		return flomeshv1alpha1.Problem(flomeshv1alpha1.ReasonTLSError, "the TLS handshake with %s failed: %v. Check the kubeconfig's certificate-authority-data and server address.", host, err)
 	}
 	var netErr net.Error
 	var urlErr *url.Error
 	if errors.As(err, &netErr) || errors.As(err, &urlErr) {
-		return flomeshv1alpha1.ReasonUnreachable, fmt.Sprintf("%s cannot be reached: %v", host, err)
+		return flomeshv1alpha1.Problem(flomeshv1alpha1.ReasonUnreachable, "%s cannot be reached: %v", host, err)
 	}
-	return flomeshv1alpha1.ReasonUnreachable, fmt.Sprintf("%s: %v", host, err)
+	return flomeshv1alpha1.Problem(flomeshv1alpha1.ReasonUnreachable, "%s: %v", host, err)
 }
 
 // holder is this control plane's holder identity in a member's claim.
@@ -242,8 +241,8 @@ func (f *Federation) holder(name string) string { return f.opts.ID + "/" + name 
 
 // claim takes or renews the member's claim Lease for this control plane. beforeWrite, when
 // given, runs just before the Lease is written; its error ends the claim (returned as the
-// reason Unreachable, the caller reads the error itself).
-func (f *Federation) claim(ctx context.Context, cl client.Client, host, name string, beforeWrite func(context.Context) error) (string, string) {
+// reason Unreachable, the caller reads the error itself). It returns nil once the claim is held.
+func (f *Federation) claim(ctx context.Context, cl client.Client, host, name string, beforeWrite func(context.Context) error) *flomeshv1alpha1.ConditionError {
 	if beforeWrite == nil {
 		beforeWrite = func(context.Context) error { return nil }
 	}
@@ -259,24 +258,25 @@ func (f *Federation) claim(ctx context.Context, cl client.Client, host, name str
 			},
 		}
 		if err := beforeWrite(ctx); err != nil {
-			return flomeshv1alpha1.ReasonUnreachable, err.Error()
+			return &flomeshv1alpha1.ConditionError{Reason: flomeshv1alpha1.ReasonUnreachable, Message: err.Error()}
 		}
 		err = cl.Create(ctx, &l)
 		if err == nil {
-			return "", ""
+			return nil
 		}
 	}
 	if err != nil {
-		reason, msg := classify(host, err)
-		return reason, "claiming the member: " + msg
+		p := classify(host, err)
+		p.Message = "claiming the member: " + p.Message
+		return p
 	}
 	h := ptr.Deref(l.Spec.HolderIdentity, "")
 	switch {
 	case h == f.holder(name):
 	case strings.HasPrefix(h, f.opts.ID+"/"):
-		return flomeshv1alpha1.ReasonAlreadyJoined, fmt.Sprintf("%s is already a member of this cluster set as Cluster %q; one API server can join only once.", host, strings.TrimPrefix(h, f.opts.ID+"/"))
+		return flomeshv1alpha1.Problem(flomeshv1alpha1.ReasonAlreadyJoined, "%s is already a member of this cluster set as Cluster %q; one API server can join only once.", host, strings.TrimPrefix(h, f.opts.ID+"/"))
 	case h != "" && l.Spec.RenewTime != nil && time.Since(l.Spec.RenewTime.Time) < time.Duration(ptr.Deref(l.Spec.LeaseDurationSeconds, 0))*time.Second:
-		return flomeshv1alpha1.ReasonManagedByAnotherControlPlane, fmt.Sprintf("%s is managed by another control plane (%s holds Lease %s/%s, renewed %s). Remove it from that cluster set first (crossgate cluster leave there).", host, h, claimNamespace, claimName, l.Spec.RenewTime.UTC().Format(time.RFC3339))
+		return flomeshv1alpha1.Problem(flomeshv1alpha1.ReasonManagedByAnotherControlPlane, "%s is managed by another control plane (%s holds Lease %s/%s, renewed %s). Remove it from that cluster set first (crossgate cluster leave there).", host, h, claimNamespace, claimName, l.Spec.RenewTime.UTC().Format(time.RFC3339))
 	default:
 		l.Spec.HolderIdentity = ptr.To(f.holder(name))
 		l.Spec.AcquireTime = &now
@@ -285,16 +285,17 @@ func (f *Federation) claim(ctx context.Context, cl client.Client, host, name str
 	l.Spec.RenewTime = &now
 	l.Spec.LeaseDurationSeconds = ptr.To(int32(f.opts.LeaseDuration / time.Second))
 	if err := beforeWrite(ctx); err != nil {
-		return flomeshv1alpha1.ReasonUnreachable, err.Error()
+		return &flomeshv1alpha1.ConditionError{Reason: flomeshv1alpha1.ReasonUnreachable, Message: err.Error()}
 	}
 	if err := cl.Update(ctx, &l); err != nil {
 		if apierrors.IsConflict(err) {
-			return flomeshv1alpha1.ReasonManagedByAnotherControlPlane, fmt.Sprintf("another writer changed Lease %s/%s in %s while this control plane claimed it.", claimNamespace, claimName, host)
+			return flomeshv1alpha1.Problem(flomeshv1alpha1.ReasonManagedByAnotherControlPlane, "another writer changed Lease %s/%s in %s while this control plane claimed it.", claimNamespace, claimName, host)
 		}
-		reason, msg := classify(host, err)
-		return reason, "claiming the member: " + msg
+		p := classify(host, err)
+		p.Message = "claiming the member: " + p.Message
+		return p
 	}
-	return "", ""
+	return nil
 }
 
 // unclaim deletes the member's claim if this control plane holds it.
@@ -323,13 +324,13 @@ func (f *Federation) health(ctx context.Context, conn *connection) {
 		case <-t.C:
 		}
 		reqCtx, cancel := context.WithTimeout(ctx, f.opts.ConnectTimeout)
-		reason, msg := f.claim(reqCtx, conn.client, conn.server, conn.name, nil)
+		p := f.claim(reqCtx, conn.client, conn.server, conn.name, nil)
 		cancel()
 		if ctx.Err() != nil {
 			return
 		}
-		switch reason {
-		case "":
+		switch {
+		case p == nil:
 			f.probed(ctx, conn.name, time.Now())
 			if !conn.healthy.Load() {
 				// Back after an outage. The watches may be waiting out a long backoff, so
@@ -339,17 +340,17 @@ func (f *Federation) health(ctx context.Context, conn *connection) {
 				f.requeue(conn.name)
 				return
 			}
-		case flomeshv1alpha1.ReasonManagedByAnotherControlPlane, flomeshv1alpha1.ReasonAlreadyJoined:
+		case p.Reason == flomeshv1alpha1.ReasonManagedByAnotherControlPlane, p.Reason == flomeshv1alpha1.ReasonAlreadyJoined:
 			conn.healthy.Store(false)
-			_ = f.setManaged(ctx, conn.name, false, reason, msg)
+			_ = f.setManaged(ctx, conn.name, false, p.Reason, p.Message)
 			f.disconnectConn(conn)
 			f.requeue(conn.name)
 			return
 		default:
 			if conn.healthy.Swap(false) {
-				f.opts.Log.Warn("member unreachable", "cluster", conn.name, "reason", reason, "error", msg)
+				f.opts.Log.Warn("member unreachable", "cluster", conn.name, "reason", p.Reason, "error", p.Message)
 			}
-			_ = f.setManaged(ctx, conn.name, false, reason, msg+" The imports it holds and its exports elsewhere are kept as last seen until it is back.")
+			_ = f.setManaged(ctx, conn.name, false, p.Reason, p.Message+" The imports it holds and its exports elsewhere are kept as last seen until it is back.")
 		}
 	}
 }

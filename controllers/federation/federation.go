@@ -1,6 +1,6 @@
 // Package federation is the control plane of a cluster set: for every Cluster object it connects
 // to the member's API server, watches its ServiceExports and their Services, and writes into
-// every member the ServiceImports that the members' exports add up to (Aggregate), with the
+// every member the ServiceImports that the members' exports add up to (plan.Aggregate), with the
 // exports' Conflict conditions. It runs in crossgate-controller on the control-plane cluster.
 package federation
 
@@ -18,15 +18,12 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/events"
-	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -42,6 +39,7 @@ import (
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	crossgateevents "github.com/crossgate-io/crossgate/controllers/events"
+	"github.com/crossgate-io/crossgate/controllers/federation/plan"
 	"github.com/crossgate-io/crossgate/wellknown"
 )
 
@@ -118,9 +116,9 @@ type Federation struct {
 // member is the federation's state for one Cluster object.
 type member struct {
 	name        string
-	fingerprint string      // of the kubeconfig the connection uses
-	conn        *connection // nil while not connected
-	last        *Source     // what was last read from the member (kept across disconnections)
+	fingerprint string       // of the kubeconfig the connection uses
+	conn        *connection  // nil while not connected
+	last        *plan.Source // what was last read from the member (kept across disconnections)
 	failures    int
 	leaving     bool
 	writeMu     sync.Mutex // held while writing to the member
@@ -204,7 +202,8 @@ func memberScheme() *runtime.Scheme {
 
 // Reconcile connects to the Cluster's member, or reconnects when its kubeconfig changed, and
 // reports the outcome in the Managed condition. A change of anything else (the gateway address,
-// the status) only re-runs the aggregation.
+// the status) only re-runs the aggregation. It runs the phases below in order (Cluster API's
+// style); a phase that is done ends the reconcile with its result.
 func (f *Federation) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	var c flomeshv1alpha1.Cluster
 	if err := f.cp.Get(ctx, req.NamespacedName, &c); err != nil {
@@ -219,60 +218,106 @@ func (f *Federation) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return f.leave(ctx, &c)
 	}
 	f.opts.Log.Debug("reconciling", "cluster", c.Name)
-	raw, reason, msg := f.kubeconfig(ctx, &c)
-	if reason != "" {
-		f.disconnect(c.Name, "")
-		return reconcile.Result{}, f.setManaged(ctx, c.Name, false, reason, msg)
+	s := &clusterScope{cluster: &c}
+	for _, phase := range []clusterPhase{f.readKubeconfig, f.keepConnection, f.connectMember, f.reportConnected} {
+		if res, done, err := phase(ctx, s); done || err != nil {
+			return res, err
+		}
+	}
+	return reconcile.Result{}, nil
+}
+
+// clusterScope is one reconcile of a Cluster: the object and what its phases learn.
+type clusterScope struct {
+	cluster     *flomeshv1alpha1.Cluster
+	kubeconfig  []byte
+	fingerprint string // of the kubeconfig
+	member      *member
+	conn        *connection
+}
+
+// clusterPhase is one step of a Cluster's reconcile; done ends the reconcile with the result.
+type clusterPhase func(ctx context.Context, s *clusterScope) (res reconcile.Result, done bool, err error)
+
+// readKubeconfig reads the member's kubeconfig, or reports in Managed why there is none.
+func (f *Federation) readKubeconfig(ctx context.Context, s *clusterScope) (reconcile.Result, bool, error) {
+	raw, err := f.kubeconfig(ctx, s.cluster)
+	if p := (*flomeshv1alpha1.ConditionError)(nil); errors.As(err, &p) {
+		f.disconnect(s.cluster.Name, "")
+		return reconcile.Result{}, true, f.setManaged(ctx, s.cluster.Name, false, p.Reason, p.Message)
+	} else if err != nil {
+		return reconcile.Result{}, true, err
 	}
 	sum := sha256.Sum256(raw)
-	fp := hex.EncodeToString(sum[:])
+	s.kubeconfig, s.fingerprint = raw, hex.EncodeToString(sum[:])
+	return reconcile.Result{}, false, nil
+}
 
+// keepConnection keeps a connection made with the same kubeconfig: only the aggregation runs
+// again (the gateway address may have changed).
+func (f *Federation) keepConnection(_ context.Context, s *clusterScope) (reconcile.Result, bool, error) {
 	f.mu.Lock()
-	m := f.members[c.Name]
+	m := f.members[s.cluster.Name]
 	if m == nil {
-		m = &member{name: c.Name}
-		f.members[c.Name] = m
+		m = &member{name: s.cluster.Name}
+		f.members[s.cluster.Name] = m
 	}
-	same := m.fingerprint == fp && m.conn != nil
+	s.member = m
+	same := m.fingerprint == s.fingerprint && m.conn != nil
 	f.mu.Unlock()
 	if same {
-		f.trigger() // the gateway address may have changed
-		return reconcile.Result{}, nil
+		f.trigger()
+		return reconcile.Result{}, true, nil
 	}
+	return reconcile.Result{}, false, nil
+}
 
-	f.disconnect(c.Name, fp)
+// connectMember connects afresh; a failure the Cluster's author must fix is reported in Managed
+// and retried with a backoff.
+func (f *Federation) connectMember(ctx context.Context, s *clusterScope) (reconcile.Result, bool, error) {
+	c := s.cluster
+	f.disconnect(c.Name, s.fingerprint)
 	// The finalizer goes on just before the first write to the member (its claim): a Cluster that
 	// never connected has nothing to clean up there, and is deleted at once.
-	conn, reason, msg, err := f.connect(ctx, &c, raw, func(ctx context.Context) error {
-		if controllerutil.AddFinalizer(&c, Finalizer) {
-			return f.cp.Update(ctx, &c)
+	conn, err := f.connect(ctx, c, s.kubeconfig, func(ctx context.Context) error {
+		if controllerutil.AddFinalizer(c, Finalizer) {
+			return f.cp.Update(ctx, c)
 		}
 		return nil
 	})
-	if err != nil {
+	var p *flomeshv1alpha1.ConditionError
+	problem := errors.As(err, &p)
+	if err != nil && !problem {
 		f.disconnect(c.Name, "")
-		return reconcile.Result{}, fmt.Errorf("adding finalizer %s to Cluster %s: %w", Finalizer, c.Name, err)
+		return reconcile.Result{}, true, fmt.Errorf("adding finalizer %s to Cluster %s: %w", Finalizer, c.Name, err)
 	}
 	f.mu.Lock()
-	if reason != "" {
-		m.failures++
+	if problem {
+		s.member.failures++
 	} else {
-		m.conn, m.failures = conn, 0
+		s.member.conn, s.member.failures = conn, 0
 	}
-	failures := m.failures
+	failures := s.member.failures
 	f.mu.Unlock()
-	if reason != "" {
-		if err := f.setManaged(ctx, c.Name, false, reason, msg); err != nil {
-			return reconcile.Result{}, err
+	if problem {
+		if err := f.setManaged(ctx, c.Name, false, p.Reason, p.Message); err != nil {
+			return reconcile.Result{}, true, err
 		}
-		return reconcile.Result{RequeueAfter: backoff(failures)}, nil
+		return reconcile.Result{RequeueAfter: backoff(failures)}, true, nil
 	}
+	s.conn = conn
+	return reconcile.Result{}, false, nil
+}
+
+// reportConnected runs the aggregation with the new member and reports Managed=True.
+func (f *Federation) reportConnected(ctx context.Context, s *clusterScope) (reconcile.Result, bool, error) {
+	c := s.cluster
 	f.Connects.Add(1)
-	f.opts.Log.Info("connected to member", "cluster", c.Name, "key", c.Key(), "server", conn.server)
+	f.opts.Log.Info("connected to member", "cluster", c.Name, "key", c.Key(), "server", s.conn.server)
 	f.trigger()
 	f.probed(ctx, c.Name, time.Now())
-	return reconcile.Result{}, f.setManaged(ctx, c.Name, true, flomeshv1alpha1.ReasonConnected,
-		fmt.Sprintf("Connected to %s; crossgate is installed there and this control plane holds its claim.", conn.server))
+	return reconcile.Result{}, true, f.setManaged(ctx, c.Name, true, flomeshv1alpha1.ReasonConnected,
+		fmt.Sprintf("Connected to %s; crossgate is installed there and this control plane holds its claim.", s.conn.server))
 }
 
 // backoff is the wait before connecting again after n failures in a row: 1s doubling to 30s.
@@ -280,89 +325,31 @@ func backoff(n int) time.Duration {
 	return min(time.Second<<min(n-1, 5), 30*time.Second)
 }
 
-// kubeconfig returns the Cluster's kubeconfig, or the reason and message of why there is none.
-func (f *Federation) kubeconfig(ctx context.Context, c *flomeshv1alpha1.Cluster) ([]byte, string, string) {
+// kubeconfig returns the Cluster's kubeconfig, or a *ConditionError saying why there is none.
+func (f *Federation) kubeconfig(ctx context.Context, c *flomeshv1alpha1.Cluster) ([]byte, error) {
 	ref := c.Spec.KubeconfigSecretRef
 	if ref == nil {
-		return []byte(c.Spec.Kubeconfig), "", ""
+		return []byte(c.Spec.Kubeconfig), nil
 	}
 	if ref.Namespace != f.opts.SecretNamespace {
-		return nil, flomeshv1alpha1.ReasonKubeconfigSecretNotAllowed, fmt.Sprintf("spec.kubeconfigSecretRef.namespace %q: a Cluster's kubeconfig Secret must be in %s, the controller's namespace (where crossgate cluster join puts it); Secrets elsewhere are not read.", ref.Namespace, f.opts.SecretNamespace)
+		return nil, flomeshv1alpha1.Problem(flomeshv1alpha1.ReasonKubeconfigSecretNotAllowed, "spec.kubeconfigSecretRef.namespace %q: a Cluster's kubeconfig Secret must be in %s, the controller's namespace (where crossgate cluster join puts it); Secrets elsewhere are not read.", ref.Namespace, f.opts.SecretNamespace)
 	}
 	var s corev1.Secret
 	if err := f.api.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, &s); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, flomeshv1alpha1.ReasonKubeconfigSecretNotFound, fmt.Sprintf("spec.kubeconfigSecretRef names Secret %s/%s, which does not exist. Create it with the member's kubeconfig under key %q (crossgate cluster join does).", ref.Namespace, ref.Name, keyOf(ref))
+			return nil, flomeshv1alpha1.Problem(flomeshv1alpha1.ReasonKubeconfigSecretNotFound, "spec.kubeconfigSecretRef names Secret %s/%s, which does not exist. Create it with the member's kubeconfig under key %q (crossgate cluster join does).", ref.Namespace, ref.Name, keyOf(ref))
 		}
-		return nil, flomeshv1alpha1.ReasonKubeconfigSecretNotFound, fmt.Sprintf("reading Secret %s/%s named by spec.kubeconfigSecretRef: %v", ref.Namespace, ref.Name, err)
+		return nil, flomeshv1alpha1.Problem(flomeshv1alpha1.ReasonKubeconfigSecretNotFound, "Reading Secret %s/%s named by spec.kubeconfigSecretRef failed: %v", ref.Namespace, ref.Name, err)
 	}
 	raw, ok := s.Data[keyOf(ref)]
 	if !ok {
 		// The Secret's other keys are not listed: they are not this Cluster's author's to see.
-		return nil, flomeshv1alpha1.ReasonKubeconfigSecretNotFound, fmt.Sprintf("Secret %s/%s has no key %q (spec.kubeconfigSecretRef.key).", ref.Namespace, ref.Name, keyOf(ref))
+		return nil, flomeshv1alpha1.Problem(flomeshv1alpha1.ReasonKubeconfigSecretNotFound, "Secret %s/%s has no key %q (spec.kubeconfigSecretRef.key).", ref.Namespace, ref.Name, keyOf(ref))
 	}
-	return raw, "", ""
+	return raw, nil
 }
 
 func keyOf(r *flomeshv1alpha1.SecretKeyReference) string { return cmp.Or(r.Key, "kubeconfig") }
-
-// onlyProbed reports whether b differs from a in its status.lastProbeTime only.
-func onlyProbed(a, b *flomeshv1alpha1.Cluster) bool {
-	a, b = a.DeepCopy(), b.DeepCopy()
-	a.Status.LastProbeTime, b.Status.LastProbeTime = nil, nil
-	a.ResourceVersion, b.ResourceVersion = "", ""
-	a.ManagedFields, b.ManagedFields = nil, nil
-	return equality.Semantic.DeepEqual(a, b)
-}
-
-// probed records that the member of Cluster name was reached at now: status.lastProbeTime,
-// written when this controller last wrote it ProbeInterval ago (remembered, not read back: a
-// merge patch of that field alone).
-func (f *Federation) probed(ctx context.Context, name string, now time.Time) {
-	f.mu.Lock()
-	m := f.members[name]
-	if m != nil {
-		if now.Sub(m.probedAt) < f.opts.ProbeInterval {
-			f.mu.Unlock()
-			return
-		}
-		m.probedAt = now
-	}
-	f.mu.Unlock()
-	c := &flomeshv1alpha1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: name}}
-	patch := []byte(fmt.Sprintf(`{"status":{"lastProbeTime":%q}}`, now.UTC().Format(time.RFC3339)))
-	if err := f.cp.Status().Patch(ctx, c, client.RawPatch(types.MergePatchType, patch)); err != nil && !apierrors.IsNotFound(err) {
-		f.opts.Log.Debug("writing the probe time", "cluster", name, "error", err)
-	}
-}
-
-// setManaged writes the Cluster's Managed condition when it changed.
-func (f *Federation) setManaged(ctx context.Context, name string, ok bool, reason, msg string) error {
-	want := metav1.Condition{Type: flomeshv1alpha1.ConditionManaged, Status: metav1.ConditionFalse, Reason: reason, Message: flomeshv1alpha1.ConditionMessage(msg)}
-	if ok {
-		want.Status = metav1.ConditionTrue
-	}
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		var c flomeshv1alpha1.Cluster
-		if err := f.api.Get(ctx, client.ObjectKey{Name: name}, &c); err != nil {
-			return err
-		}
-		want.ObservedGeneration = c.Generation
-		old := meta.FindStatusCondition(c.Status.Conditions, want.Type)
-		if old != nil && old.Status == want.Status && old.Reason == want.Reason && old.Message == want.Message && old.ObservedGeneration == want.ObservedGeneration {
-			return nil
-		}
-		if old == nil || old.Status != want.Status {
-			f.recorder.Eventf(&c, nil, map[bool]string{true: corev1.EventTypeNormal, false: corev1.EventTypeWarning}[ok], reason, "Connect", "%s", msg)
-		}
-		meta.SetStatusCondition(&c.Status.Conditions, want)
-		return f.cp.Status().Update(ctx, &c)
-	})
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	return err
-}
 
 // disconnect stops the member's connection, keeping what was last read from it; fp becomes the
 // fingerprint of the kubeconfig the next connection uses.
@@ -412,8 +399,7 @@ func (f *Federation) leave(ctx context.Context, c *flomeshv1alpha1.Cluster) (rec
 	var cl client.Client
 	if conn != nil {
 		cl = conn.client
-	} else if raw, reason, msg := f.kubeconfig(ctx, c); reason != "" {
-		err := errors.New(msg)
+	} else if raw, err := f.kubeconfig(ctx, c); err != nil {
 		return f.leaveFailed(ctx, c, err)
 	} else if cfg, err := restConfig(raw, f.opts.ConnectTimeout); err != nil {
 		return f.leaveFailed(ctx, c, err)

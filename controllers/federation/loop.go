@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
+	"github.com/crossgate-io/crossgate/controllers/federation/plan"
 	"github.com/crossgate-io/crossgate/debounce"
 	"github.com/crossgate-io/crossgate/wellknown"
 )
@@ -71,7 +72,7 @@ func (l *loop) Start(ctx context.Context) error {
 type target struct {
 	m   *member
 	cl  client.Client
-	src *Source
+	src *plan.Source
 }
 
 // sync is one aggregation pass.
@@ -80,7 +81,7 @@ func (f *Federation) sync(ctx context.Context) error {
 	if err := f.cp.List(ctx, &clusters); err != nil {
 		return err
 	}
-	var sources []*Source
+	var sources []*plan.Source
 	var targets []target
 	var errs []error
 	f.mu.Lock()
@@ -90,7 +91,7 @@ func (f *Federation) sync(ctx context.Context) error {
 		if !c.DeletionTimestamp.IsZero() || (m != nil && m.leaving) {
 			continue
 		}
-		src := &Source{Key: c.Key(), Gateway: GatewayTarget(c)}
+		src := &plan.Source{Key: c.Key(), Gateway: plan.GatewayTarget(c)}
 		switch {
 		case m != nil && m.conn != nil && m.conn.synced.Load():
 			if err := read(ctx, m.conn.cache, src); err != nil {
@@ -110,12 +111,12 @@ func (f *Federation) sync(ctx context.Context) error {
 	}
 	f.mu.Unlock()
 
-	plan := Aggregate(sources)
+	p := plan.Aggregate(sources)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	for _, t := range targets {
 		wg.Go(func() {
-			if err := f.apply(ctx, t, plan); err != nil {
+			if err := f.apply(ctx, t, p); err != nil {
 				mu.Lock()
 				errs = append(errs, fmt.Errorf("writing to cluster %s: %w", t.m.name, err))
 				mu.Unlock()
@@ -127,7 +128,7 @@ func (f *Federation) sync(ctx context.Context) error {
 }
 
 // read fills src from a member's cache.
-func read(ctx context.Context, c client.Reader, src *Source) error {
+func read(ctx context.Context, c client.Reader, src *plan.Source) error {
 	var exports flomeshv1alpha1.ServiceExportList
 	if err := c.List(ctx, &exports); err != nil {
 		return err
@@ -156,7 +157,7 @@ func read(ctx context.Context, c client.Reader, src *Source) error {
 }
 
 // apply writes to one member what differs between the plan and what the member holds.
-func (f *Federation) apply(ctx context.Context, t target, plan *Plan) error {
+func (f *Federation) apply(ctx context.Context, t target, p *plan.Plan) error {
 	t.m.writeMu.Lock()
 	defer t.m.writeMu.Unlock()
 	f.mu.Lock()
@@ -170,7 +171,7 @@ func (f *Federation) apply(ctx context.Context, t target, plan *Plan) error {
 	for _, imp := range t.src.Imports {
 		current[types.NamespacedName{Namespace: imp.Namespace, Name: imp.Name}] = imp
 	}
-	for _, want := range plan.Imports[t.src.Key] {
+	for _, want := range p.Imports[t.src.Key] {
 		k := types.NamespacedName{Namespace: want.Namespace, Name: want.Name}
 		cur := current[k]
 		delete(current, k)
@@ -186,7 +187,7 @@ func (f *Federation) apply(ctx context.Context, t target, plan *Plan) error {
 	for _, e := range t.src.Exports {
 		exports[types.NamespacedName{Namespace: e.Namespace, Name: e.Name}] = e
 	}
-	for _, s := range plan.Exports[t.src.Key] {
+	for _, s := range p.Exports[t.src.Key] {
 		if e := exports[types.NamespacedName{Namespace: s.Namespace, Name: s.Name}]; e != nil {
 			errs = append(errs, f.applyConflict(ctx, t.cl, e, s.Condition))
 		}

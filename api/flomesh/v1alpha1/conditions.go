@@ -1,5 +1,7 @@
 package v1alpha1
 
+import "fmt"
+
 // Condition types and reasons crossgate writes, defined once: on its own objects (flomesh API)
 // and, where Gateway API leaves a reason to the implementation, on Gateway API objects. Every
 // condition is a metav1.Condition with ObservedGeneration set; an Event's reason is one of these
@@ -74,3 +76,19 @@ const (
 	ReasonProbesAnnotationInvalid = "ProbesAnnotationInvalid"
 	ReasonReservedPort            = "ReservedPort"
 )
+
+// ConditionError is a problem a user must fix, carried as the condition that reports it: its
+// reason and message. Code returns it as an error; the caller that writes status finds it with
+// errors.As and writes the condition (as Envoy Gateway's RouteStatusError). Any other error is a
+// failure to retry, not the user's to fix.
+type ConditionError struct {
+	Reason  string
+	Message string
+}
+
+func (e *ConditionError) Error() string { return e.Reason + ": " + e.Message }
+
+// Problem is a ConditionError with a formatted message.
+func Problem(reason, format string, args ...any) *ConditionError {
+	return &ConditionError{Reason: reason, Message: fmt.Sprintf(format, args...)}
+}

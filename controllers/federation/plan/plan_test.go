@@ -1,4 +1,4 @@
-package federation
+package plan
 
 import (
 	"encoding/json"

@@ -1,4 +1,8 @@
-package federation
+// Package plan is the federation's pure stage: from what every member exports, the ServiceImports
+// each member should hold and the Conflict condition of every export (Aggregate), following the
+// Kubernetes MCS API's rules. It reads no API server; controllers/federation reads the members,
+// calls Aggregate and applies the plan. Tested by testdata/*.in.yaml -> *.out.yaml goldens.
+package plan
 
 import (
 	"cmp"
@@ -15,9 +19,6 @@ import (
 	"github.com/crossgate-io/crossgate/translator"
 	"github.com/crossgate-io/crossgate/wellknown"
 )
-
-// Labels on the ServiceImports the federation writes. The stale ones it deletes are found by
-// them; a ServiceImport without them is a user's, never touched.
 
 // Source is one member cluster as the federation sees it.
 type Source struct {
@@ -39,15 +40,16 @@ type Source struct {
 
 // ExportStatus is the Conflict condition one export should carry.
 type ExportStatus struct {
-	Namespace, Name string
-	Condition       metav1.Condition
+	Namespace string           `json:"namespace"`
+	Name      string           `json:"name"`
+	Condition metav1.Condition `json:"condition"`
 }
 
 // Plan is what the cluster set should look like: the imports each member should hold and the
 // Conflict condition of every export of the known members.
 type Plan struct {
-	Imports map[flomeshv1alpha1.ClusterKey][]*flomeshv1alpha1.ServiceImport
-	Exports map[flomeshv1alpha1.ClusterKey][]ExportStatus
+	Imports map[flomeshv1alpha1.ClusterKey][]*flomeshv1alpha1.ServiceImport `json:"imports"`
+	Exports map[flomeshv1alpha1.ClusterKey][]ExportStatus                   `json:"exports"`
 }
 
 // candidate is one valid export of a service.
@@ -140,6 +142,10 @@ func Aggregate(sources []*Source) *Plan {
 	}
 	return plan
 }
+
+// The ServiceImports of a plan carry wellknown.ManagedByLabel and wellknown.FederatedLabel: the
+// stale ones the federation deletes are found by them, and a ServiceImport without them is a
+// user's, never touched.
 
 // importFor is the import of service k in member t, or nil when t should have none.
 func importFor(t *Source, k types.NamespacedName, w *candidate, agree []*candidate, cur *flomeshv1alpha1.ServiceImport, gateways map[string]*Source) *flomeshv1alpha1.ServiceImport {
