@@ -14,3 +14,12 @@ func cond(typ string, ok bool, reason, message string, generation int64) metav1.
 	}
 	return metav1.Condition{Type: typ, Status: s, Reason: reason, Message: flomeshv1alpha1.ConditionMessage(message), ObservedGeneration: generation}
 }
+
+// condition is True with okReason and okMessage when problem is nil, and False with the
+// problem's reason and message otherwise.
+func condition(typ string, problem *flomeshv1alpha1.ConditionError, okReason, okMessage string, generation int64) metav1.Condition {
+	if problem != nil {
+		return cond(typ, false, problem.Reason, problem.Message, generation)
+	}
+	return cond(typ, true, okReason, okMessage, generation)
+}

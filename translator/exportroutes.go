@@ -15,7 +15,7 @@ import (
 // IsPlaceholder reports whether svc is crossgate's placeholder for the import of its name (a
 // Service someone else wrote over is released: it loses these labels).
 func IsPlaceholder(svc *corev1.Service) bool {
-	return svc.Labels[wellknown.ImportLabel] == svc.Name && svc.Labels[wellknown.ManagedByLabel] == wellknown.ManagedByValue
+	return wellknown.IsPlaceholder(svc.Name, svc.Labels)
 }
 
 // Suffixes of the two HTTPRoutes of an export. A Service name is a DNS label, so "<name>.mesh"

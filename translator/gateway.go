@@ -194,8 +194,8 @@ func (t *translation) attachRoutes(states map[nsName][]*listenerState) []HTTPRou
 	for _, r := range routes {
 		var parents []gatewayv1.RouteParentStatus
 		var built []builtRule
-		resolved, unsupported := true, ""
-		refsReason, refsMsg := string(gatewayv1.RouteReasonResolvedRefs), "All references resolved."
+		var unresolved, unsupported *flomeshv1alpha1.ConditionError
+		first := true
 		for _, pr := range r.Spec.ParentRefs {
 			if (pr.Group != nil && *pr.Group != gatewayv1.GroupName) || (pr.Kind != nil && *pr.Kind != "Gateway") {
 				continue
@@ -208,16 +208,17 @@ func (t *translation) attachRoutes(states map[nsName][]*listenerState) []HTTPRou
 			if !ours {
 				continue
 			}
-			if built == nil {
-				built, resolved, refsReason, refsMsg, unsupported = t.buildRules(r)
+			if first {
+				built, unresolved, unsupported = t.buildRules(r)
+				first = false
 			}
-			accepted, reason, msg := t.attach(r, pr, gwKey.ns, ls, built, unsupported)
+			notAccepted := t.attach(r, pr, gwKey.ns, ls, built, unsupported)
 			parents = append(parents, gatewayv1.RouteParentStatus{
 				ParentRef:      pr,
 				ControllerName: ControllerName,
 				Conditions: []metav1.Condition{
-					cond(string(gatewayv1.RouteConditionAccepted), accepted, reason, msg, r.Generation),
-					cond(string(gatewayv1.RouteConditionResolvedRefs), resolved, refsReason, refsMsg, r.Generation),
+					condition(string(gatewayv1.RouteConditionAccepted), notAccepted, string(gatewayv1.RouteReasonAccepted), "Attached to the Gateway.", r.Generation),
+					condition(string(gatewayv1.RouteConditionResolvedRefs), unresolved, string(gatewayv1.RouteReasonResolvedRefs), "All references resolved.", r.Generation),
 				},
 			})
 		}
@@ -228,10 +229,11 @@ func (t *translation) attachRoutes(states map[nsName][]*listenerState) []HTTPRou
 	return out
 }
 
-// attach adds the route's rules to every listener of one parent that accepts it.
-func (t *translation) attach(r *gatewayv1.HTTPRoute, pr gatewayv1.ParentReference, gwNS string, ls []*listenerState, built []builtRule, unsupported string) (bool, string, string) {
-	if unsupported != "" {
-		return false, string(gatewayv1.RouteReasonUnsupportedValue), unsupported
+// attach adds the route's rules to every listener of one parent that accepts it; it returns
+// why the parent does not accept the route, nil when it does.
+func (t *translation) attach(r *gatewayv1.HTTPRoute, pr gatewayv1.ParentReference, gwNS string, ls []*listenerState, built []builtRule, unsupported *flomeshv1alpha1.ConditionError) *flomeshv1alpha1.ConditionError {
+	if unsupported != nil {
+		return unsupported
 	}
 	var candidates []*listenerState
 	for _, l := range ls {
@@ -244,7 +246,7 @@ func (t *translation) attach(r *gatewayv1.HTTPRoute, pr gatewayv1.ParentReferenc
 		candidates = append(candidates, l)
 	}
 	if len(candidates) == 0 {
-		return false, string(gatewayv1.RouteReasonNoMatchingParent), "No listener of the Gateway matches the parentRef's sectionName and port."
+		return flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonNoMatchingParent), "No listener of the Gateway matches the parentRef's sectionName and port.")
 	}
 	allowedAny, hostAny := false, false
 	for _, l := range candidates {
@@ -266,11 +268,11 @@ func (t *translation) attach(r *gatewayv1.HTTPRoute, pr gatewayv1.ParentReferenc
 	}
 	switch {
 	case !allowedAny:
-		return false, string(gatewayv1.RouteReasonNotAllowedByListeners), "No listener of the Gateway allows routes of this kind from namespace " + r.Namespace + "."
+		return flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonNotAllowedByListeners), "No listener of the Gateway allows routes of this kind from namespace %s.", r.Namespace)
 	case !hostAny:
-		return false, string(gatewayv1.RouteReasonNoMatchingListenerHostname), "No hostname of the route matches a listener's hostname."
+		return flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonNoMatchingListenerHostname), "No hostname of the route matches a listener's hostname.")
 	}
-	return true, string(gatewayv1.RouteReasonAccepted), "Attached to the Gateway."
+	return nil
 }
 
 func (t *translation) namespaceAllowed(l *gatewayv1.Listener, gwNS, routeNS string) bool {

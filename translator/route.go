@@ -2,12 +2,12 @@ package translator
 
 import (
 	"cmp"
-	"fmt"
 	"slices"
 	"strings"
 
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	"github.com/crossgate-io/crossgate/translator/ir"
 )
 
@@ -18,17 +18,18 @@ type builtRule struct {
 	match int
 }
 
-// buildRules turns an HTTPRoute's rules into IR routes. resolved is false when a backendRef does
-// not resolve (its share of requests then gets a 500); unsupported names a feature crossgate
-// cannot program, in which case the route is not attached at all.
-func (t *translation) buildRules(r *gatewayv1.HTTPRoute) (out []builtRule, resolved bool, reason, msg, unsupported string) {
-	resolved, reason, msg = true, string(gatewayv1.RouteReasonResolvedRefs), "All references resolved."
+// buildRules turns an HTTPRoute's rules into IR routes. unresolved, when not nil, is the
+// ResolvedRefs=False problem of backendRefs that do not resolve (their share of requests then
+// gets a 500); unsupported, when not nil, names a feature crossgate cannot program, and the
+// route is then not attached at all.
+func (t *translation) buildRules(r *gatewayv1.HTTPRoute) (out []builtRule, unresolved, unsupported *flomeshv1alpha1.ConditionError) {
+	var reason string
 	var problems []string
 	for ri, rule := range r.Spec.Rules {
 		var rewrite *ir.PathRewrite
 		for _, f := range rule.Filters {
 			if f.Type != gatewayv1.HTTPRouteFilterURLRewrite || f.URLRewrite == nil || f.URLRewrite.Hostname != nil {
-				return nil, resolved, reason, msg, fmt.Sprintf("Rule %d uses filter %s, which crossgate does not support yet; only URLRewrite of the path is.", ri, f.Type)
+				return nil, nil, flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonUnsupportedValue), "Rule %d uses filter %s, which crossgate does not support yet; only URLRewrite of the path is.", ri, f.Type)
 			}
 			if p := f.URLRewrite.Path; p != nil {
 				switch p.Type {
@@ -41,10 +42,10 @@ func (t *translation) buildRules(r *gatewayv1.HTTPRoute) (out []builtRule, resol
 		}
 		backends, direct, whys := t.backends(r.Namespace, rule.BackendRefs)
 		for _, why := range whys {
-			if resolved {
-				resolved, reason = false, why.reason // the first problem names the reason
+			if reason == "" {
+				reason = why.Reason // the first problem names the reason
 			}
-			problems = append(problems, why.message)
+			problems = append(problems, why.Message)
 		}
 		matches := rule.Matches
 		if len(matches) == 0 {
@@ -52,7 +53,7 @@ func (t *translation) buildRules(r *gatewayv1.HTTPRoute) (out []builtRule, resol
 		}
 		for mi, m := range matches {
 			if len(m.QueryParams) > 0 {
-				return nil, resolved, reason, msg, fmt.Sprintf("Rule %d matches query parameters, which crossgate does not support yet.", ri)
+				return nil, nil, flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonUnsupportedValue), "Rule %d matches query parameters, which crossgate does not support yet.", ri)
 			}
 			route := ir.Route{
 				Name:           routeName(r.Namespace, r.Name, ri, mi),
@@ -77,10 +78,10 @@ func (t *translation) buildRules(r *gatewayv1.HTTPRoute) (out []builtRule, resol
 			out = append(out, builtRule{route: route, rule: ri, match: mi})
 		}
 	}
-	if !resolved {
-		msg = strings.Join(problems, " ")
+	if reason != "" {
+		unresolved = &flomeshv1alpha1.ConditionError{Reason: reason, Message: strings.Join(problems, " ")}
 	}
-	return out, resolved, reason, msg, ""
+	return out, unresolved, nil
 }
 
 func derefStr(s *string) string {
@@ -108,14 +109,12 @@ func pathMatch(p *gatewayv1.HTTPPathMatch) ir.PathMatch {
 	return ir.PathMatch{Type: ir.PathPrefix, Value: val}
 }
 
-type refProblem struct{ reason, message string }
-
 // backends resolves a rule's backendRefs. A ref that does not resolve keeps its weight as an
 // invalid backend, so its share of requests is answered with 500; with no usable weight at all
 // the rule answers 500 directly (Gateway API).
-func (t *translation) backends(routeNS string, refs []gatewayv1.HTTPBackendRef) ([]ir.Backend, uint32, []refProblem) {
+func (t *translation) backends(routeNS string, refs []gatewayv1.HTTPBackendRef) ([]ir.Backend, uint32, []*flomeshv1alpha1.ConditionError) {
 	var out []ir.Backend
-	var problems []refProblem
+	var problems []*flomeshv1alpha1.ConditionError
 	total := uint32(0)
 	for _, ref := range refs {
 		w := uint32(1)
@@ -124,7 +123,7 @@ func (t *translation) backends(routeNS string, refs []gatewayv1.HTTPBackendRef) 
 		}
 		b, p := t.resolveBackend(routeNS, ref.BackendRef)
 		if p != nil {
-			problems = append(problems, *p)
+			problems = append(problems, p)
 		}
 		if w == 0 {
 			continue
@@ -148,7 +147,7 @@ func allInvalid(bs []ir.Backend) bool {
 	return true
 }
 
-func (t *translation) resolveBackend(routeNS string, ref gatewayv1.BackendRef) (ir.Backend, *refProblem) {
+func (t *translation) resolveBackend(routeNS string, ref gatewayv1.BackendRef) (ir.Backend, *flomeshv1alpha1.ConditionError) {
 	invalid := ir.Backend{Invalid: true}
 	group, kind := "", "Service"
 	if ref.Group != nil {
@@ -158,21 +157,18 @@ func (t *translation) resolveBackend(routeNS string, ref gatewayv1.BackendRef) (
 		kind = string(*ref.Kind)
 	}
 	if group != "" || kind != "Service" {
-		return invalid, &refProblem{string(gatewayv1.RouteReasonInvalidKind), fmt.Sprintf("Backend %s of kind %s/%s is not supported; use a Service.", ref.Name, group, kind)}
+		return invalid, flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonInvalidKind), "Backend %s of kind %s/%s is not supported; use a Service.", ref.Name, group, kind)
 	}
 	ns := routeNS
 	if ref.Namespace != nil && string(*ref.Namespace) != routeNS {
-		return invalid, &refProblem{
-			string(gatewayv1.RouteReasonRefNotPermitted),
-			fmt.Sprintf("Backend %s/%s is in another namespace; crossgate does not read ReferenceGrants yet.", *ref.Namespace, ref.Name),
-		}
+		return invalid, flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonRefNotPermitted), "Backend %s/%s is in another namespace; crossgate does not read ReferenceGrants yet.", *ref.Namespace, ref.Name)
 	}
 	svc := t.services[nsName{ns, string(ref.Name)}]
 	if svc == nil {
-		return invalid, &refProblem{string(gatewayv1.RouteReasonBackendNotFound), fmt.Sprintf("Service %s/%s does not exist.", ns, ref.Name)}
+		return invalid, flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonBackendNotFound), "Service %s/%s does not exist.", ns, ref.Name)
 	}
 	if ref.Port == nil {
-		return invalid, &refProblem{string(gatewayv1.RouteReasonUnsupportedValue), fmt.Sprintf("Backend Service %s/%s needs a port.", ns, ref.Name)}
+		return invalid, flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonUnsupportedValue), "Backend Service %s/%s needs a port.", ns, ref.Name)
 	}
 	for _, sp := range svc.Spec.Ports {
 		if sp.Port != int32(*ref.Port) {
@@ -183,12 +179,9 @@ func (t *translation) resolveBackend(routeNS string, ref gatewayv1.BackendRef) (
 			break
 		}
 		if !proto.Routed() {
-			return invalid, &refProblem{
-				string(gatewayv1.RouteReasonUnsupportedProtocol),
-				fmt.Sprintf("Port %d of Service %s/%s carries %s (its appProtocol or name says so); an HTTPRoute sends HTTP.", sp.Port, ns, ref.Name, proto),
-			}
+			return invalid, flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonUnsupportedProtocol), "Port %d of Service %s/%s carries %s (its appProtocol or name says so); an HTTPRoute sends HTTP.", sp.Port, ns, ref.Name, proto)
 		}
 		return ir.Backend{Cluster: ir.ServiceKey(ns, svc.Name, sp.Port), Protocol: proto, Endpoints: t.localEndpoints(nsName{ns, svc.Name}, sp)}, nil
 	}
-	return invalid, &refProblem{string(gatewayv1.RouteReasonBackendNotFound), fmt.Sprintf("Service %s/%s has no TCP port %d.", ns, ref.Name, *ref.Port)}
+	return invalid, flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonBackendNotFound), "Service %s/%s has no TCP port %d.", ns, ref.Name, *ref.Port)
 }

@@ -77,3 +77,9 @@ func IsSystemNamespace(ns string) bool { return slices.Contains(SystemNamespaces
 // GatewayServiceAccount is the ServiceAccount a Gateway's proxy runs as, in the Gateway's
 // namespace: the Gateway's name.
 func GatewayServiceAccount(gatewayName string) string { return gatewayName }
+
+// IsPlaceholder reports whether a Service of this name and labels is crossgate's placeholder for
+// the import of its name (a Service someone else wrote over is released: it loses these labels).
+func IsPlaceholder(name string, labels map[string]string) bool {
+	return labels[ImportLabel] == name && labels[ManagedByLabel] == ManagedByValue
+}

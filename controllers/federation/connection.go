@@ -27,7 +27,6 @@ import (
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	"github.com/crossgate-io/crossgate/membership"
-	"github.com/crossgate-io/crossgate/translator"
 	"github.com/crossgate-io/crossgate/wellknown"
 )
 
@@ -383,9 +382,9 @@ func strip(obj any) (any, error) {
 		svc.Status = corev1.ServiceStatus{}
 		svc.Annotations = nil
 		// Only the labels that mark crossgate's placeholder for an import are kept: an export of
-		// a placeholder is not valid (translator.ExportCondition).
+		// a placeholder is not valid (translator.ExportCondition, in plan.Aggregate).
 		var labels map[string]string
-		if translator.IsPlaceholder(svc) {
+		if wellknown.IsPlaceholder(svc.Name, svc.Labels) {
 			labels = map[string]string{wellknown.ImportLabel: svc.Name, wellknown.ManagedByLabel: wellknown.ManagedByValue}
 		}
 		svc.Labels = labels
