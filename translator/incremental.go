@@ -22,8 +22,9 @@ type Incremental struct {
 	// backends index the gateways' backends by cluster (ns/name:port); the backends of one rule
 	// share their array, so updating through these pointers updates every route that uses it.
 	backends map[string][]gatewayBackend
-	// byNamespace lists, in policy mode, the identities whose TrafficTargets open a namespace.
-	byNamespace map[string][]int
+	// byNamespace lists, in policy mode, the outbound groups whose TrafficTargets open a
+	// namespace.
+	byNamespace map[string][]*outboundGroup
 }
 
 type gatewayBackend struct {
@@ -62,11 +63,11 @@ func NewIncremental(in *Input) *Incremental {
 	t := newTranslation(&cp)
 	res := &Result{IR: ir.Snapshot{TrustDomain: t.trustDomain}}
 	res.IR.Gateways = t.translateGateways(&res.Statuses)
-	res.IR.Sidecars = t.sidecars()
+	res.IR.OutboundSets, res.IR.Sidecars = t.sidecars()
 	res.Statuses.ServiceExports = t.exportStatuses()
 	res.Statuses.GlobalTrafficPolicies = t.policyStatuses()
 	res.Statuses.Warnings = t.allWarnings()
-	x := &Incremental{t: t, res: res, sliceOwner: map[nsName]nsName{}, backends: map[string][]gatewayBackend{}, byNamespace: map[string][]int{}}
+	x := &Incremental{t: t, res: res, sliceOwner: map[nsName]nsName{}, backends: map[string][]gatewayBackend{}, byNamespace: map[string][]*outboundGroup{}}
 	for svc, list := range t.slicesBySvc {
 		for _, s := range list {
 			x.sliceOwner[nsName{s.Namespace, s.Name}] = svc
@@ -88,10 +89,10 @@ func NewIncremental(in *Input) *Incremental {
 			}
 		}
 	}
-	for i, sc := range res.IR.Sidecars {
-		if a := t.access[sc.Identity]; a != nil {
-			for ns := range a.namespaces {
-				x.byNamespace[ns] = append(x.byNamespace[ns], i)
+	for _, g := range t.groups.ordered {
+		if g.access != nil {
+			for ns := range g.access.namespaces {
+				x.byNamespace[ns] = append(x.byNamespace[ns], g)
 			}
 		}
 	}
@@ -155,21 +156,19 @@ func (x *Incremental) refreshService(k nsName, ch *Changes) {
 		ports[p.port] = true
 	}
 
+	groups := x.byNamespace[k.ns]
 	if t.permissive {
-		fresh := t.appendOutbound(nil, v, nil)
-		before := len(t.permissiveOutbound)
-		t.permissiveOutbound = splice(t.permissiveOutbound, k, ports, fresh, nil, &ch.Outbound)
-		if len(t.permissiveOutbound) != before { // an insert or delete: every sidecar's header moves
-			for si := range x.res.IR.Sidecars {
-				x.res.IR.Sidecars[si].Outbound = t.permissiveOutbound
-			}
+		groups = t.groups.ordered // one group, every caller
+	}
+	for _, g := range groups {
+		fresh := t.appendOutbound(nil, v, g.access)
+		users := g.users
+		if g.access == nil {
+			users = nil // every identity
 		}
-	} else {
-		for _, si := range x.byNamespace[k.ns] {
-			sc := &x.res.IR.Sidecars[si]
-			fresh := t.appendOutbound(nil, v, t.access[sc.Identity])
-			sc.Outbound = splice(sc.Outbound, k, ports, fresh, []ir.Identity{sc.Identity}, &ch.Outbound)
-		}
+		wasEmpty := len(g.list) == 0
+		g.list = splice(g.list, k, ports, fresh, users, &ch.Outbound)
+		x.store(g, wasEmpty)
 	}
 
 	for _, p := range v.ports {
@@ -188,6 +187,23 @@ func (x *Incremental) refreshService(k nsName, ch *Changes) {
 				}
 			}
 		}
+	}
+}
+
+// store puts g's list, spliced, back into the Result: into its set, or, when the list became
+// empty or stopped being empty, by rebuilding the sets and the sidecars' references to them.
+func (x *Incremental) store(g *outboundGroup, wasEmpty bool) {
+	if len(g.users) == 0 {
+		return
+	}
+	if wasEmpty != (len(g.list) == 0) {
+		x.res.IR.OutboundSets = x.t.groups.sets()
+		x.t.groups.name(x.res.IR.Sidecars)
+		return
+	}
+	name := g.users[0].String()
+	if i, ok := slices.BinarySearchFunc(x.res.IR.OutboundSets, name, func(o ir.OutboundSet, n string) int { return cmp.Compare(o.Name, n) }); ok {
+		x.res.IR.OutboundSets[i].Services = g.list
 	}
 }
 

@@ -2,7 +2,10 @@ package translator
 
 import (
 	"cmp"
+	"encoding/json"
 	"slices"
+	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -55,8 +58,8 @@ type translation struct {
 	// gateways are the identities of this cluster's Gateways of our class.
 	gateways []ir.Identity
 
-	permissiveOutbound []ir.OutboundService
-	permissiveDone     bool
+	// groups are the callers' outbound groups, made by sidecars().
+	groups *outboundIndex
 
 	// warned are the warnings met while translating.
 	warned []ObjectWarning
@@ -264,4 +267,34 @@ func (t *translation) view(k nsName) *serviceView {
 		return nil
 	}
 	return t.views[i]
+}
+
+// key is a canonical form of the allow set: two callers with equal keys see the same outbound
+// list (which depends on the caller only through its access), so they share one ir.OutboundSet.
+func (a *allowSet) key() string {
+	var b strings.Builder
+	nss := make([]string, 0, len(a.namespaces))
+	for ns := range a.namespaces {
+		nss = append(nss, ns)
+	}
+	slices.Sort(nss)
+	b.WriteString(strings.Join(nss, ","))
+	dsts := make([]ir.Identity, 0, len(a.grants))
+	for d := range a.grants {
+		dsts = append(dsts, d)
+	}
+	slices.SortFunc(dsts, func(x, y ir.Identity) int {
+		return cmp.Or(cmp.Compare(x.Namespace, y.Namespace), cmp.Compare(x.ServiceAccount, y.ServiceAccount))
+	})
+	for _, d := range dsts {
+		b.WriteString("|" + d.String())
+		for _, g := range a.grants[d] {
+			if g.port != nil {
+				b.WriteString(":" + strconv.Itoa(*g.port))
+			}
+			rules, _ := json.Marshal(g.rules)
+			b.Write(rules)
+		}
+	}
+	return b.String()
 }

@@ -10,8 +10,27 @@ import (
 // invariants checks what every Result must satisfy whatever the Input: the rules the xDS
 // builder and the data planes rely on (gRPC, for one, needs contiguous priorities and weights).
 func invariants(res *Result) error {
-	for _, s := range res.IR.Sidecars {
-		for _, o := range s.Outbound {
+	if !slices.IsSortedFunc(res.IR.OutboundSets, func(a, b ir.OutboundSet) int { return compareStrings(a.Name, b.Name) }) {
+		return fmt.Errorf("outbound sets not sorted by name")
+	}
+	used := map[string]bool{}
+	for i := range res.IR.Sidecars {
+		sc := &res.IR.Sidecars[i]
+		if sc.Outbound != "" {
+			if res.IR.Outbound(sc) == nil {
+				return fmt.Errorf("%s: names outbound set %q, which does not exist or is empty", sc.Identity, sc.Outbound)
+			}
+			used[sc.Outbound] = true
+		}
+	}
+	for _, set := range res.IR.OutboundSets {
+		if !used[set.Name] {
+			return fmt.Errorf("outbound set %s: no sidecar names it", set.Name)
+		}
+	}
+	for _, set := range res.IR.OutboundSets {
+		s := struct{ Identity string }{set.Name}
+		for _, o := range set.Services {
 			if len(o.Localities) == 0 {
 				return fmt.Errorf("%s: outbound %s has no locality", s.Identity, o.Key())
 			}
@@ -26,7 +45,7 @@ func invariants(res *Result) error {
 				want = l.Priority
 			}
 		}
-		if !slices.IsSortedFunc(s.Outbound, func(a, b ir.OutboundService) int {
+		if !slices.IsSortedFunc(set.Services, func(a, b ir.OutboundService) int {
 			if a.Port != b.Port {
 				return int(a.Port) - int(b.Port)
 			}

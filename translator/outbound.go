@@ -8,19 +8,17 @@ import (
 	"github.com/crossgate-io/crossgate/translator/ir"
 )
 
-// outbound returns what caller may reach. In permissive mode every caller sees the same list,
-// computed once and shared; in policy mode only the namespaces its TrafficTargets open are
-// visited, so the work is proportional to what the caller may reach.
+// outbound returns what caller may reach. It is computed once per outbound group (see
+// outboundGroup): in permissive mode once for every caller; in policy mode only the namespaces
+// the caller's TrafficTargets open are visited, so the work is proportional to what it may reach.
 func (t *translation) outbound(caller ir.Identity) []ir.OutboundService {
 	if t.permissive {
-		if !t.permissiveDone {
-			for _, v := range t.views {
-				t.permissiveOutbound = t.appendOutbound(t.permissiveOutbound, v, nil)
-			}
-			sortOutbound(t.permissiveOutbound)
-			t.permissiveDone = true
+		var out []ir.OutboundService
+		for _, v := range t.views {
+			out = t.appendOutbound(out, v, nil)
 		}
-		return t.permissiveOutbound
+		sortOutbound(out)
+		return out
 	}
 	a := t.access[caller]
 	if a == nil {

@@ -21,7 +21,7 @@ func Translate(in *Input) *Result {
 	t := newTranslation(in)
 	res := &Result{IR: ir.Snapshot{TrustDomain: t.trustDomain}}
 	res.IR.Gateways = t.translateGateways(&res.Statuses)
-	res.IR.Sidecars = t.sidecars()
+	res.IR.OutboundSets, res.IR.Sidecars = t.sidecars()
 	res.Statuses.ServiceExports = t.exportStatuses()
 	res.Statuses.GlobalTrafficPolicies = t.policyStatuses()
 	res.Statuses.Warnings = t.allWarnings()
@@ -92,14 +92,94 @@ func (t *translation) identities() []ir.Identity {
 	return out
 }
 
-func (t *translation) sidecars() []ir.Sidecar {
+func (t *translation) sidecars() ([]ir.OutboundSet, []ir.Sidecar) {
 	inbound := t.inboundIndex()
 	probes := t.probes()
 	var out []ir.Sidecar
+	groups := t.outboundGroups()
+	t.groups = groups
 	for _, id := range t.identities() {
-		out = append(out, ir.Sidecar{Identity: id, Outbound: t.outbound(id), Inbound: inbound[id], Probes: probes[id]})
+		sc := ir.Sidecar{Identity: id, Inbound: inbound[id], Probes: probes[id]}
+		if g := groups.of(id); g != nil {
+			g.users = append(g.users, id)
+		}
+		out = append(out, sc)
 	}
+	sets := groups.sets()
+	groups.name(out)
+	return sets, out
+}
+
+// outboundGroup is the callers whose outbound lists are built from the same access (all callers
+// in permissive mode), and that list: one ir.OutboundSet when not empty, named after its first
+// user. Callers with different access are kept apart even when their lists are equal today: an
+// endpoint change can make them differ, and the incremental path splices one list per group.
+type outboundGroup struct {
+	access *allowSet // nil: permissive
+	users  []ir.Identity
+	list   []ir.OutboundService
+}
+
+// outboundIndex finds the group of each caller.
+type outboundIndex struct {
+	t       *translation
+	byKey   map[string]*outboundGroup
+	ordered []*outboundGroup // in the order of their first user
+}
+
+func (t *translation) outboundGroups() *outboundIndex {
+	return &outboundIndex{t: t, byKey: map[string]*outboundGroup{}}
+}
+
+// of is the group of caller id, computing its list on first use; nil for a caller that may call
+// nothing (policy mode without a TrafficTarget naming it).
+func (x *outboundIndex) of(id ir.Identity) *outboundGroup {
+	key := "permissive"
+	var access *allowSet
+	if !x.t.permissive {
+		if access = x.t.access[id]; access == nil {
+			return nil
+		}
+		key = access.key()
+	}
+	g := x.byKey[key]
+	if g == nil {
+		g = &outboundGroup{access: access, list: x.t.outbound(id)}
+		x.byKey[key] = g
+		x.ordered = append(x.ordered, g)
+	}
+	return g
+}
+
+// sets are the groups' non-empty lists, sorted by name (their first user's identity: identities
+// come sorted, so this is the order of first use).
+func (x *outboundIndex) sets() []ir.OutboundSet {
+	var out []ir.OutboundSet
+	for _, g := range x.ordered {
+		if len(g.list) > 0 && len(g.users) > 0 {
+			out = append(out, ir.OutboundSet{Name: g.users[0].String(), Services: g.list})
+		}
+	}
+	slices.SortFunc(out, func(a, b ir.OutboundSet) int { return cmp.Compare(a.Name, b.Name) })
 	return out
+}
+
+// name points each sidecar at its group's set ("" when the list is empty).
+func (x *outboundIndex) name(scs []ir.Sidecar) {
+	for _, g := range x.ordered {
+		name := ""
+		if len(g.list) > 0 && len(g.users) > 0 {
+			name = g.users[0].String()
+		}
+		for _, u := range g.users {
+			i, ok := slices.BinarySearchFunc(scs, u, func(sc ir.Sidecar, id ir.Identity) int {
+				return cmp.Or(cmp.Compare(sc.Identity.Namespace, id.Namespace), cmp.Compare(sc.Identity.ServiceAccount, id.ServiceAccount))
+			})
+			if ok {
+				scs[i].Outbound = name
+			}
+		}
+	}
 }
 
 // probes gathers, per identity, the rewritten HTTP probes its pods declare (wellknown.ProbesAnnotation).

@@ -3,6 +3,7 @@ package ir
 import (
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/crossgate-io/crossgate/wellknown"
 )
@@ -11,10 +12,35 @@ import (
 type Snapshot struct {
 	// TrustDomain of the SPIFFE identities of this cluster set.
 	TrustDomain string `json:"trustDomain"`
+	// OutboundSets are the outbound service lists callers see, each held once and named by
+	// Sidecar.Outbound: callers whose lists are built from the same access share one (every
+	// caller in permissive mode). Sorted by name.
+	OutboundSets []OutboundSet `json:"outboundSets,omitempty"`
 	// Sidecars, one per workload identity, sorted by identity.
 	Sidecars []Sidecar `json:"sidecars,omitempty"`
 	// Gateways, one per Gateway object of our class, sorted by namespace/name.
 	Gateways []Gateway `json:"gateways,omitempty"`
+}
+
+// OutboundSet is one outbound service list, shared by the sidecars that name it.
+type OutboundSet struct {
+	// Name is the identity (ns/sa) of the first sidecar, in order, that uses the set.
+	Name string `json:"name"`
+	// Services are the services the set's callers may call, one entry per service port, sorted
+	// by port, namespace and name.
+	Services []OutboundService `json:"services"`
+}
+
+// Outbound is the outbound service list of sc: the set it names, nil when none.
+func (s *Snapshot) Outbound(sc *Sidecar) []OutboundService {
+	if sc.Outbound == "" {
+		return nil
+	}
+	i, ok := slices.BinarySearchFunc(s.OutboundSets, sc.Outbound, func(o OutboundSet, name string) int { return strings.Compare(o.Name, name) })
+	if !ok {
+		return nil
+	}
+	return s.OutboundSets[i].Services
 }
 
 // Identity is a workload identity: a ServiceAccount. ServiceAccount "*" stands for any
@@ -79,9 +105,9 @@ func Reserved(port uint32) bool {
 // Sidecar is the configuration of every proxy (or proxyless workload) running as one identity.
 type Sidecar struct {
 	Identity Identity `json:"identity"`
-	// Outbound are the services this identity may call, one entry per service port, sorted by
-	// port, namespace and name.
-	Outbound []OutboundService `json:"outbound,omitempty"`
+	// Outbound names the OutboundSet of the services this identity may call; empty when it may
+	// call none.
+	Outbound string `json:"outbound,omitempty"`
 	// Inbound are the ports this identity serves, sorted by port.
 	Inbound []InboundPort `json:"inbound,omitempty"`
 	// Probes are the kubelet HTTP probes of this identity's pods, as the injector rewrote them

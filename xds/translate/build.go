@@ -19,22 +19,27 @@ import (
 func Build(s *ir.Snapshot) (*resources.Output, error) {
 	out := &resources.Output{Sidecars: map[string]*resources.Resources{}, Proxyless: map[string]*resources.Resources{}, Gateways: map[string]*resources.Resources{}}
 	var errs []error
-	// Identities that share one outbound list (every identity in permissive mode) share the
+	// Identities that name one outbound set (every identity in permissive mode) share the
 	// resources built from it: built, validated and reported once.
-	shared := map[*ir.OutboundService]*[2]*builder{}
+	shared := map[string]*[2]*builder{}
 	for i := range s.Sidecars {
 		sc := &s.Sidecars[i]
 		var outb *[2]*builder
-		if len(sc.Outbound) > 0 {
-			outb = shared[&sc.Outbound[0]]
+		if sc.Outbound != "" {
+			outb = shared[sc.Outbound]
 			if outb == nil {
+				list := s.Outbound(sc)
+				if list == nil {
+					errs = append(errs, fmt.Errorf("sidecar %s: outbound set %q does not exist", sc.Identity, sc.Outbound))
+					continue
+				}
 				outb = &[2]*builder{newBuilder(s.TrustDomain), newBuilder(s.TrustDomain)}
-				outb[0].sidecarOutbound(sc.Outbound)
-				outb[1].proxylessOutbound(sc.Outbound, outb[0].res.Endpoints)
+				outb[0].sidecarOutbound(list)
+				outb[1].proxylessOutbound(list, outb[0].res.Endpoints)
 				outb[0].finish()
 				outb[1].finish()
-				shared[&sc.Outbound[0]] = outb
-				errs = append(errs, wrap("outbound of "+sc.Identity.String(), append(outb[0].errs, outb[1].errs...))...)
+				shared[sc.Outbound] = outb
+				errs = append(errs, wrap("outbound of "+sc.Outbound, append(outb[0].errs, outb[1].errs...))...)
 			}
 		}
 		b := newBuilder(s.TrustDomain)
