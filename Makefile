@@ -61,6 +61,7 @@ manifests: $(CONTROLLER_GEN) ## Generate the CRDs into charts/crossgate/crds, th
 testdata: ## Rewrite the golden files of the translation tests (then review the diff).
 	go test ./translator/... -run 'TestGolden' -count=1 -update
 	go test ./xds/translate/... -run 'TestGolden' -count=1 -update
+	go test ./controllers/federation/plan/... -run 'TestGolden' -count=1 -update
 
 .PHONY: tidy
 tidy: ## Tidy every Go module of the repository.
