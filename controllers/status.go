@@ -99,64 +99,60 @@ func (w *StatusWriter) Write(ctx context.Context, in *translator.Input, st *tran
 	}
 	w.warn(ctx, st.Warnings)
 	var errs []error
-	idx := func(ns, name string) types.NamespacedName { return types.NamespacedName{Namespace: ns, Name: name} }
-
-	exports := map[types.NamespacedName]*flomeshv1alpha1.ServiceExport{}
-	for i := range in.ServiceExports {
-		e := &in.ServiceExports[i]
-		exports[idx(e.Namespace, e.Name)] = e
-	}
+	exports := byKey(in.ServiceExports)
 	for _, s := range st.ServiceExports {
-		if cur := exports[idx(s.Namespace, s.Name)]; cur != nil {
+		if cur := exports[nsKey(s.Namespace, s.Name)]; cur != nil {
 			errs = append(errs, w.conditions(ctx, cur, func(o client.Object) *[]metav1.Condition {
 				return &o.(*flomeshv1alpha1.ServiceExport).Status.Conditions
 			}, s.Conditions))
 		}
 	}
-	gtps := map[types.NamespacedName]*flomeshv1alpha1.GlobalTrafficPolicy{}
-	for i := range in.GlobalTrafficPolicies {
-		g := &in.GlobalTrafficPolicies[i]
-		gtps[idx(g.Namespace, g.Name)] = g
-	}
+	gtps := byKey(in.GlobalTrafficPolicies)
 	for _, s := range st.GlobalTrafficPolicies {
-		if cur := gtps[idx(s.Namespace, s.Name)]; cur != nil {
+		if cur := gtps[nsKey(s.Namespace, s.Name)]; cur != nil {
 			errs = append(errs, w.conditions(ctx, cur, func(o client.Object) *[]metav1.Condition {
 				return &o.(*flomeshv1alpha1.GlobalTrafficPolicy).Status.Conditions
 			}, s.Conditions))
 		}
 	}
-	classes := map[string]*gatewayv1.GatewayClass{}
-	for i := range in.GatewayClasses {
-		classes[in.GatewayClasses[i].Name] = &in.GatewayClasses[i]
-	}
+	classes := byKey(in.GatewayClasses)
 	for _, s := range st.GatewayClasses {
-		if cur := classes[s.Name]; cur != nil {
+		if cur := classes[nsKey("", s.Name)]; cur != nil {
 			errs = append(errs, w.conditions(ctx, cur, func(o client.Object) *[]metav1.Condition {
 				return &o.(*gatewayv1.GatewayClass).Status.Conditions
 			}, s.Conditions))
 		}
 	}
-	gateways := map[types.NamespacedName]*gatewayv1.Gateway{}
-	for i := range in.Gateways {
-		g := &in.Gateways[i]
-		gateways[idx(g.Namespace, g.Name)] = g
-	}
+	gateways := byKey(in.Gateways)
 	for _, s := range st.Gateways {
-		if cur := gateways[idx(s.Namespace, s.Name)]; cur != nil {
+		if cur := gateways[nsKey(s.Namespace, s.Name)]; cur != nil {
 			errs = append(errs, w.gateway(ctx, cur, s.Status))
 		}
 	}
-	routes := map[types.NamespacedName]*gatewayv1.HTTPRoute{}
-	for i := range in.HTTPRoutes {
-		r := &in.HTTPRoutes[i]
-		routes[idx(r.Namespace, r.Name)] = r
-	}
+	routes := byKey(in.HTTPRoutes)
 	for _, s := range st.HTTPRoutes {
-		if cur := routes[idx(s.Namespace, s.Name)]; cur != nil {
+		if cur := routes[nsKey(s.Namespace, s.Name)]; cur != nil {
 			errs = append(errs, w.route(ctx, cur, s.Parents))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func nsKey(ns, name string) types.NamespacedName {
+	return types.NamespacedName{Namespace: ns, Name: name}
+}
+
+// byKey indexes objects by namespace/name, pointing into items.
+func byKey[T any, P interface {
+	*T
+	client.Object
+}](items []T) map[types.NamespacedName]P {
+	out := make(map[types.NamespacedName]P, len(items))
+	for i := range items {
+		p := P(&items[i])
+		out[nsKey(p.GetNamespace(), p.GetName())] = p
+	}
+	return out
 }
 
 // mergeConditions sets want into have, keeping LastTransitionTime where the status is

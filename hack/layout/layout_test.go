@@ -65,6 +65,16 @@ func TestImportRules(t *testing.T) {
 			module + "/inject", func(imp string) bool { return !under(imp, module+"/translator") || imp == module+"/translator/ir" },
 			"inject takes its names from wellknown, never from the translator",
 		},
+		{module + "/controllers/federation", func(imp string) bool {
+			return !under(imp, module+"/translator") || imp == module+"/translator/ir"
+		}, "the federation's controller takes its names from wellknown; only its pure plan reads the translator's export rules"},
+		{module + "/controllers/federation/plan", func(imp string) bool {
+			return !under(imp, "k8s.io/client-go") && !under(imp, "sigs.k8s.io/controller-runtime")
+		}, "the federation's plan is pure: no client-go, no controller-runtime"},
+		{module + "/cmd/crossgate-controller", func(imp string) bool {
+			return !under(imp, "google.golang.org/grpc") && !under(imp, module+"/xds/cache") &&
+				!under(imp, module+"/controllers/federation") && !under(imp, module+"/inject")
+		}, "crossgate-controller's main parses flags only: internal/app assembles and runs the controller"},
 		{module + "/translator", func(imp string) bool {
 			return !under(imp, "k8s.io/client-go") && !under(imp, "sigs.k8s.io/controller-runtime") &&
 				!under(imp, "github.com/envoyproxy") && !under(imp, module+"/xds")
