@@ -50,7 +50,7 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code for the API types.
 manifests: $(CONTROLLER_GEN) ## Generate the CRDs into charts/crossgate/crds, the controller's RBAC from its markers into charts/crossgate/files/rbac, and copy the Gateway API CRDs from their module.
 	rm -f $(CRD_DIR)/*.yaml
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=$(CRD_DIR)
-	$(CONTROLLER_GEN) rbac:roleName=crossgate-controller paths=./controllers/... paths=./gateway/... paths=./inject/... paths=./xds/identity/certmanager/... paths=./internal/app/... paths=./cmd/crossgate-controller/... output:rbac:artifacts:config=$(RBAC_DIR)
+	$(CONTROLLER_GEN) rbac:roleName=crossgate-controller paths=./controllers/... paths=./dataplane/... paths=./inject/... paths=./xds/identity/certmanager/... paths=./internal/app/... paths=./cmd/crossgate-controller/... output:rbac:artifacts:config=$(RBAC_DIR)
 	@gw=$$(go list -m -f '{{.Dir}}' sigs.k8s.io/gateway-api); \
 	for f in $$gw/config/crd/standard/gateway.networking.k8s.io_*.yaml; do \
 		case $$f in *_vap_*) continue ;; esac; \

@@ -13,7 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
-	"github.com/crossgate-io/crossgate/gateway"
+	"github.com/crossgate-io/crossgate/dataplane"
 	"github.com/crossgate-io/crossgate/inject"
 )
 
@@ -30,7 +30,7 @@ type IdentityReconciler struct {
 
 // SetupWithManager registers the controller.
 func (r *IdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	b, err := gateway.Bootstrap(r.Opts.XDSHost, r.Opts.XDSPort)
+	b, err := dataplane.Bootstrap(r.Opts.XDSHost, r.Opts.XDSPort)
 	if err != nil {
 		return err
 	}
@@ -65,14 +65,14 @@ func (r *IdentityReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	sa := &corev1.ServiceAccount{}
 	if err := r.Client.Get(ctx, req.NamespacedName, sa); err != nil {
 		if apierrors.IsNotFound(err) {
-			err = client.IgnoreNotFound(r.Client.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: req.Namespace, Name: gateway.IdentitySecretName(req.Name)}}))
+			err = client.IgnoreNotFound(r.Client.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: req.Namespace, Name: dataplane.IdentitySecretName(req.Name)}}))
 		}
 		return reconcile.Result{}, err
 	}
-	if err := gateway.EnsureBootstrap(ctx, r.Client, req.Namespace, r.bootstrap); err != nil {
+	if err := dataplane.EnsureBootstrap(ctx, r.Client, req.Namespace, r.bootstrap); err != nil {
 		return reconcile.Result{}, err
 	}
-	renew, err := gateway.EnsureIdentity(ctx, r.Client, r.Opts.CA, req.Namespace, req.Name, r.Opts.CertTTL, time.Now())
+	renew, err := dataplane.EnsureIdentity(ctx, r.Client, r.Opts.CA, req.Namespace, req.Name, r.Opts.CertTTL, time.Now())
 	if err != nil {
 		return reconcile.Result{}, err
 	}

@@ -33,7 +33,7 @@ import (
 	accessv1alpha3 "github.com/crossgate-io/crossgate/api/smi/access/v1alpha3"
 	specsv1alpha4 "github.com/crossgate-io/crossgate/api/smi/specs/v1alpha4"
 	crossgateevents "github.com/crossgate-io/crossgate/controllers/events"
-	"github.com/crossgate-io/crossgate/gateway"
+	"github.com/crossgate-io/crossgate/dataplane"
 	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/cache"
 	"github.com/crossgate-io/crossgate/xds/identity"
@@ -137,7 +137,7 @@ type Member struct {
 	Publisher *Publisher
 	Exports   *ExportReconciler
 	Imports   *ImportReconciler
-	Gateways  *gateway.Reconciler
+	Gateways  *dataplane.Reconciler
 }
 
 // Leader election among replicas, in the controller's namespace.
@@ -191,9 +191,9 @@ func NewMember(cfg *rest.Config, opts Options) (*Member, error) {
 	if err := m.Imports.SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
-	m.Gateways = &gateway.Reconciler{
+	m.Gateways = &dataplane.Reconciler{
 		Client: mgr.GetClient(), Recorder: crossgateevents.Bounded(mgr.GetEventRecorder("crossgate-gateways")),
-		Render: gateway.RenderOptions{Image: opts.GatewayImage},
+		Render: dataplane.RenderOptions{Image: opts.GatewayImage},
 		CA:     opts.CA, CertTTL: opts.CertTTL, XDSHost: opts.XDSHost, XDSPort: opts.XDSPort,
 		Trusted: func(ctx context.Context, gw *gatewayv1.Gateway) bool {
 			return opts.trustedGateway(ctx, mgr.GetClient(), gw)

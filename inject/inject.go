@@ -20,7 +20,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	"github.com/crossgate-io/crossgate/gateway"
+	"github.com/crossgate-io/crossgate/dataplane"
 	"github.com/crossgate-io/crossgate/inject/capture"
 	"github.com/crossgate-io/crossgate/translator/ir"
 	"github.com/crossgate-io/crossgate/wellknown"
@@ -144,13 +144,13 @@ func Mutate(pod *corev1.Pod, namespace string, opts Options) {
 		Image:         opts.ProxyImage,
 		RestartPolicy: &always,
 		Args: []string{
-			"-c", gateway.BootstrapDir + "/" + gateway.BootstrapFile,
+			"-c", dataplane.BootstrapDir + "/" + dataplane.BootstrapFile,
 			"--service-node", wellknown.Sidecar(namespace, sa).String(),
 			"--service-cluster", namespace + "/" + sa,
 			"--log-level", "warn",
 		},
 		Ports: []corev1.ContainerPort{
-			{Name: "envoy-admin", ContainerPort: gateway.AdminPort},
+			{Name: "envoy-admin", ContainerPort: dataplane.AdminPort},
 			{Name: "crossgate-probe", ContainerPort: translate.ProbePort},
 		},
 		StartupProbe:   ready,
@@ -165,17 +165,17 @@ func Mutate(pod *corev1.Pod, namespace string, opts Options) {
 			Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 		},
 		VolumeMounts: []corev1.VolumeMount{
-			{Name: "crossgate-bootstrap", MountPath: gateway.BootstrapDir, ReadOnly: true},
-			{Name: "crossgate-identity", MountPath: gateway.IdentityDir, ReadOnly: true},
+			{Name: "crossgate-bootstrap", MountPath: dataplane.BootstrapDir, ReadOnly: true},
+			{Name: "crossgate-identity", MountPath: dataplane.IdentityDir, ReadOnly: true},
 		},
 	}}
 	pod.Spec.InitContainers = append(initContainers, pod.Spec.InitContainers...)
 	pod.Spec.Volumes = append(pod.Spec.Volumes,
 		corev1.Volume{Name: "crossgate-bootstrap", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
-			LocalObjectReference: corev1.LocalObjectReference{Name: gateway.BootstrapConfigMap},
+			LocalObjectReference: corev1.LocalObjectReference{Name: dataplane.BootstrapConfigMap},
 		}}},
 		corev1.Volume{Name: "crossgate-identity", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-			SecretName: gateway.IdentitySecretName(sa),
+			SecretName: dataplane.IdentitySecretName(sa),
 		}}},
 	)
 }

@@ -58,8 +58,8 @@ func TestImportRules(t *testing.T) {
 			"translator/ir is a leaf: standard library and wellknown only",
 		},
 		{
-			module + "/gateway", func(imp string) bool { return !under(imp, module+"/translator") || imp == module+"/translator/ir" },
-			"gateway takes its names from wellknown, never from the translator",
+			module + "/dataplane", func(imp string) bool { return !under(imp, module+"/translator") || imp == module+"/translator/ir" },
+			"dataplane takes its names from wellknown, never from the translator",
 		},
 		{
 			module + "/inject", func(imp string) bool { return !under(imp, module+"/translator") || imp == module+"/translator/ir" },

@@ -30,7 +30,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
-	"github.com/crossgate-io/crossgate/gateway"
+	"github.com/crossgate-io/crossgate/dataplane"
 	"github.com/crossgate-io/crossgate/inject"
 	"github.com/crossgate-io/crossgate/sandbox"
 	"github.com/crossgate-io/crossgate/test/internal/cmtest"
@@ -279,7 +279,7 @@ func TestControllerWithCertManager(t *testing.T) {
 			return err
 		}
 		for _, s := range secrets.Items {
-			if strings.HasPrefix(s.Name, gateway.IdentitySecretPrefix) {
+			if strings.HasPrefix(s.Name, dataplane.IdentitySecretPrefix) {
 				if !bytes.Equal(s.Data["ca.crt"], caPEM) {
 					return fmt.Errorf("%s: ca.crt is not the issuer's CA", s.Name)
 				}
@@ -290,7 +290,7 @@ func TestControllerWithCertManager(t *testing.T) {
 				return nil
 			}
 		}
-		return fmt.Errorf("no %s* Secret in %s", gateway.IdentitySecretPrefix, ns)
+		return fmt.Errorf("no %s* Secret in %s", dataplane.IdentitySecretPrefix, ns)
 	})
 	if log, _ := os.ReadFile(logPath); bytes.Contains(log, []byte("crossgate-root-ca")) {
 		t.Error("the controller touched the built-in root CA although cert-manager issues")

@@ -18,7 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
-	"github.com/crossgate-io/crossgate/gateway"
+	"github.com/crossgate-io/crossgate/dataplane"
 )
 
 // TestGatewayRendered: the installation's Gateway runs as an Envoy Deployment behind a
@@ -42,7 +42,7 @@ func TestGatewayRendered(t *testing.T) {
 	}
 	sec := &corev1.Secret{}
 	eventually(t, 5*time.Second, "identity Secret", func() error {
-		return c.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: gateway.IdentitySecretPrefix + d.Spec.Template.Spec.ServiceAccountName}, sec)
+		return c.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: dataplane.IdentitySecretPrefix + d.Spec.Template.Spec.ServiceAccountName}, sec)
 	})
 	blk, _ := pem.Decode(sec.Data["tls.crt"])
 	if blk == nil {
@@ -56,10 +56,10 @@ func TestGatewayRendered(t *testing.T) {
 		t.Errorf("certificate URIs %v, want %s", crt.URIs, want)
 	}
 	cm := &corev1.ConfigMap{}
-	if err := c.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: gateway.BootstrapConfigMap}, cm); err != nil {
+	if err := c.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: dataplane.BootstrapConfigMap}, cm); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := gateway.ParseBootstrap([]byte(cm.Data[gateway.BootstrapFile])); err != nil {
+	if _, err := dataplane.ParseBootstrap([]byte(cm.Data[dataplane.BootstrapFile])); err != nil {
 		t.Errorf("bootstrap: %v", err)
 	}
 
@@ -92,7 +92,7 @@ func TestGatewayRendered(t *testing.T) {
 	if err := c.Get(ctx, rogue, &appsv1.Deployment{}); !apierrors.IsNotFound(err) {
 		t.Errorf("an untrusted Gateway got a Deployment (%v)", err)
 	}
-	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: gateway.IdentitySecretPrefix + "rogue"}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: dataplane.IdentitySecretPrefix + "rogue"}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
 		t.Errorf("an untrusted Gateway got an identity (%v)", err)
 	}
 	if err := c.Delete(ctx, &gatewayv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: "crossgate-system", Name: "second"}}); err != nil {

@@ -16,7 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/crossgate-io/crossgate/gateway"
+	"github.com/crossgate-io/crossgate/dataplane"
 	"github.com/crossgate-io/crossgate/inject"
 )
 
@@ -96,7 +96,7 @@ func TestSidecarInjection(t *testing.T) {
 	}
 	envoy := got.Spec.InitContainers[1]
 	if envoy.Image != "envoy:test" || fmt.Sprint(envoy.Args) != fmt.Sprint([]string{
-		"-c", gateway.BootstrapDir + "/" + gateway.BootstrapFile,
+		"-c", dataplane.BootstrapDir + "/" + dataplane.BootstrapFile,
 		"--service-node", "sidecar~injected/curl", "--service-cluster", "injected/curl", "--log-level", "warn",
 	}) {
 		t.Errorf("envoy container %v %v", envoy.Image, envoy.Args)
@@ -164,12 +164,12 @@ func TestSidecarInjection(t *testing.T) {
 
 	// What the sidecar mounts: the identity Secret of its ServiceAccount and the bootstrap.
 	eventually(t, 5*time.Second, "identity Secret and bootstrap of the injected namespace", func() error {
-		if err := c.Get(ctx, types.NamespacedName{Namespace: "injected", Name: gateway.IdentitySecretPrefix + "curl"}, &corev1.Secret{}); err != nil {
+		if err := c.Get(ctx, types.NamespacedName{Namespace: "injected", Name: dataplane.IdentitySecretPrefix + "curl"}, &corev1.Secret{}); err != nil {
 			return err
 		}
-		return c.Get(ctx, types.NamespacedName{Namespace: "injected", Name: gateway.BootstrapConfigMap}, &corev1.ConfigMap{})
+		return c.Get(ctx, types.NamespacedName{Namespace: "injected", Name: dataplane.BootstrapConfigMap}, &corev1.ConfigMap{})
 	})
-	if err := c.Get(ctx, types.NamespacedName{Namespace: "not-injected", Name: gateway.IdentitySecretPrefix + "curl"}, &corev1.Secret{}); err == nil {
+	if err := c.Get(ctx, types.NamespacedName{Namespace: "not-injected", Name: dataplane.IdentitySecretPrefix + "curl"}, &corev1.Secret{}); err == nil {
 		t.Error("a namespace not in the mesh got an identity Secret")
 	}
 
@@ -177,8 +177,8 @@ func TestSidecarInjection(t *testing.T) {
 	// pods mount it: the Secret's name is shortened with a hash instead of failing.
 	long := strings.Repeat("a", 120) + "." + strings.Repeat("b", 132)
 	mustCreate(t, c, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "injected", Name: long}})
-	secret := gateway.IdentitySecretName(long)
-	if len(secret) > 253 || secret == gateway.IdentitySecretName(long[:252]+"c") {
+	secret := dataplane.IdentitySecretName(long)
+	if len(secret) > 253 || secret == dataplane.IdentitySecretName(long[:252]+"c") {
 		t.Fatalf("the identity Secret's name %q is too long or not unique", secret)
 	}
 	eventually(t, 10*time.Second, "the identity Secret of a ServiceAccount with a 253-character name", func() error {

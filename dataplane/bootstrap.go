@@ -1,7 +1,8 @@
-// Package gateway is the per-cluster gateway: the Envoy bootstrap shared by gateways and
-// sidecars, the rendering of a Gateway's Envoy Deployment and LoadBalancer Service, and the
-// controller that keeps them for every Gateway of crossgate's class.
-package gateway
+// Package dataplane provisions crossgate's proxies: the Envoy bootstrap and the identity Secret
+// every proxy (sidecar or gateway) mounts, the rendering of a Gateway's Envoy Deployment and
+// LoadBalancer Service, and the controller that keeps them for every Gateway of crossgate's
+// class. (It was called gateway; it serves sidecars too.)
+package dataplane
 
 import (
 	"fmt"
