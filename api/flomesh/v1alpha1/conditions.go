@@ -81,6 +81,7 @@ const (
 // reason and message. Code returns it as an error; the caller that writes status finds it with
 // errors.As and writes the condition (as Envoy Gateway's RouteStatusError). Any other error is a
 // failure to retry, not the user's to fix.
+// +kubebuilder:object:generate=false
 type ConditionError struct {
 	Reason  string
 	Message string
