@@ -141,3 +141,24 @@ func TestWireFormatsInOnePlace(t *testing.T) {
 		t.Errorf("%s: format node and SPIFFE IDs with wellknown.NodeID / wellknown.SPIFFEID", line)
 	}
 }
+
+// TestBinariesDoNotLinkTesting: test helpers stay out of the product's binaries (sandbox's live
+// in its export_test.go and test/internal/sbtest). (go-control-plane's pkg/log imports testing
+// itself; only crossgate's packages are held to it.)
+func TestBinariesDoNotLinkTesting(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", module+"/cmd/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || !under(f[0], module) {
+			continue
+		}
+		for _, imp := range f[1:] {
+			if imp == "testing" {
+				t.Errorf("%s imports testing and is linked into a command", f[0])
+			}
+		}
+	}
+}

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crossgate-io/crossgate/sandbox"
+	"github.com/crossgate-io/crossgate/test/internal/sbtest"
 )
 
 // full reports whether `make bench` asked for the full-size runs.
@@ -144,7 +144,7 @@ func TestB0(t *testing.T) {
 	}
 	var samples []time.Duration
 	for range runs {
-		s := sandbox.StartForTest(t, "control-plane", "cluster-1", "cluster-2", "cluster-3")
+		s := sbtest.Start(t, "control-plane", "cluster-1", "cluster-2", "cluster-3")
 		samples = append(samples, s.StartupTime())
 		s.Stop()
 	}

@@ -35,6 +35,7 @@ import (
 	"github.com/crossgate-io/crossgate/sandbox"
 	"github.com/crossgate-io/crossgate/test/internal/cmtest"
 	"github.com/crossgate-io/crossgate/test/internal/poll"
+	"github.com/crossgate-io/crossgate/test/internal/sbtest"
 	"github.com/crossgate-io/crossgate/xds/identity"
 	"github.com/crossgate-io/crossgate/xds/identity/certmanager"
 )
@@ -67,7 +68,7 @@ func verify(t *testing.T, certPEM, root []byte) *x509.Certificate {
 func setup(t *testing.T) (*sandbox.Cluster, client.Client, []byte) {
 	t.Helper()
 	ctx := context.Background()
-	sb := sandbox.StartForTest(t, "cluster-1")
+	sb := sbtest.Start(t, "cluster-1")
 	cl := sb.Cluster("cluster-1")
 	cmtest.InstallCRDs(t, ctx, cl.Client)
 	cmtest.StartController(t, cl.Kubeconfig, t.TempDir())

@@ -25,6 +25,7 @@ import (
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	"github.com/crossgate-io/crossgate/inject"
 	"github.com/crossgate-io/crossgate/sandbox"
+	"github.com/crossgate-io/crossgate/test/internal/sbtest"
 )
 
 // build compiles crossgate and crossgate-controller side by side into a temporary directory.
@@ -209,7 +210,7 @@ func TestSandboxUpStatusDown(t *testing.T) {
 // remove undoes it; cluster join with the CLI creates the Cluster and its Secret.
 func TestNamespaceAndClusterCommands(t *testing.T) {
 	bin := build(t)
-	sb := sandbox.StartForTest(t, "control-plane", "cluster-1")
+	sb := sbtest.Start(t, "control-plane", "cluster-1")
 	cli := func(args ...string) string {
 		t.Helper()
 		cmd := exec.Command(bin, append(args, "--kubeconfig", sb.Kubeconfig)...)

@@ -33,6 +33,7 @@ import (
 	"github.com/crossgate-io/crossgate/sandbox"
 	"github.com/crossgate-io/crossgate/sandbox/walkthrough"
 	"github.com/crossgate-io/crossgate/test/internal/poll"
+	"github.com/crossgate-io/crossgate/test/internal/sbtest"
 	"github.com/crossgate-io/crossgate/wellknown"
 )
 
@@ -106,11 +107,7 @@ var eventually = poll.Eventually
 
 func kubectl(t *testing.T, cluster, stdin string, args ...string) string {
 	t.Helper()
-	out, stderr, err := sb.Kubectl(context.Background(), sb.Cluster(cluster), stdin, args...)
-	if err != nil {
-		t.Fatalf("kubectl %s on %s: %v\n%s", strings.Join(args, " "), cluster, err, stderr)
-	}
-	return out
+	return sbtest.Kubectl(t, sb, cluster, stdin, args...)
 }
 
 // render renders a walkthrough manifest for a cluster the way the walkthrough's loops do.

@@ -43,6 +43,7 @@ import (
 	"github.com/crossgate-io/crossgate/sandbox"
 	"github.com/crossgate-io/crossgate/test/internal/cmtest"
 	"github.com/crossgate-io/crossgate/test/internal/poll"
+	"github.com/crossgate-io/crossgate/test/internal/sbtest"
 )
 
 // eventually waits for cond (test/internal/poll).
@@ -53,7 +54,7 @@ var eventually = poll.Eventually
 // server's validation, the CRDs' schemas and CEL rules included, accepts them all.
 func TestChartAcceptedByTheAPIServer(t *testing.T) {
 	ctx := context.Background()
-	sb := sandbox.StartForTest(t, "cluster-1")
+	sb := sbtest.Start(t, "cluster-1")
 	c := sb.Cluster("cluster-1").Client
 	cmtest.InstallCRDs(t, ctx, c)
 	for _, ns := range []string{"crossgate-system", "fsm-system"} { // the namespaces install creates

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/crossgate-io/crossgate/sandbox"
+	"github.com/crossgate-io/crossgate/test/internal/sbtest"
 )
 
 // sb is the package's sandbox: the walkthrough's four clusters.
@@ -33,9 +34,5 @@ func TestMain(m *testing.M) {
 // kubectl runs kubectl against a sandbox cluster and fails the test if it fails.
 func kubectl(t *testing.T, cluster, stdin string, args ...string) string {
 	t.Helper()
-	out, _, err := sb.Kubectl(context.Background(), sb.Cluster(cluster), stdin, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return sbtest.Kubectl(t, sb, cluster, stdin, args...)
 }

@@ -13,7 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/crossgate-io/crossgate/controllers"
-	"github.com/crossgate-io/crossgate/sandbox"
+	"github.com/crossgate-io/crossgate/test/internal/sbtest"
 	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/cache"
 )
@@ -23,7 +23,7 @@ import (
 // whole last state and the supervisor campaigns again; when the API server is back, the new
 // manager leads and publishes.
 func TestXDSOutlivesLeadership(t *testing.T) {
-	s := sandbox.StartForTest(t, "leader")
+	s := sbtest.Start(t, "leader")
 	c := s.Cluster("leader")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -22,6 +22,7 @@ import (
 	"github.com/crossgate-io/crossgate/internal/app"
 	"github.com/crossgate-io/crossgate/sandbox"
 	"github.com/crossgate-io/crossgate/test/internal/poll"
+	"github.com/crossgate-io/crossgate/test/internal/sbtest"
 	"github.com/crossgate-io/crossgate/translator"
 	"github.com/crossgate-io/crossgate/xds/identity"
 )
@@ -112,9 +113,5 @@ var eventually = poll.Eventually
 
 func kubectl(t *testing.T, cluster, stdin string, args ...string) string {
 	t.Helper()
-	out, _, err := sb.Kubectl(context.Background(), sb.Cluster(cluster), stdin, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return sbtest.Kubectl(t, sb, cluster, stdin, args...)
 }

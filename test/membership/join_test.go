@@ -35,13 +35,14 @@ import (
 	"github.com/crossgate-io/crossgate/membership"
 	"github.com/crossgate-io/crossgate/sandbox"
 	"github.com/crossgate-io/crossgate/test/internal/poll"
+	"github.com/crossgate-io/crossgate/test/internal/sbtest"
 )
 
 // eventually waits for cond (test/internal/poll).
 var eventually = poll.Eventually
 
 func TestJoinWithAScopedServiceAccount(t *testing.T) {
-	sb := sandbox.StartForTest(t, "control-plane", "cluster-1")
+	sb := sbtest.Start(t, "control-plane", "cluster-1")
 	cp, member := sb.Cluster("control-plane"), sb.Cluster("cluster-1")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -2,6 +2,7 @@ package proxyless
 
 import (
 	"context"
+	"errors"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/crossgate-io/crossgate/test/internal/poll"
 	"github.com/crossgate-io/crossgate/xds/resources"
 	"github.com/crossgate-io/crossgate/xds/server"
 )
@@ -92,11 +94,10 @@ func TestNACKIsNotResent(t *testing.T) {
 
 func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", d)
+	poll.Eventually(t, d, "the condition", func() error {
+		if cond() {
+			return nil
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return errors.New("not met")
+	})
 }

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// StartForTest starts a sandbox for a test, fails the test if it cannot, and stops it when the
+// StartForTest starts a sandbox for sandbox's own tests (the others use test/internal/sbtest), fails the test if it cannot, and stops it when the
 // test ends. Data and logs live in the test's temporary directory.
 func StartForTest(t testing.TB, clusters ...string) *Sandbox {
 	t.Helper()
