@@ -3,8 +3,6 @@ package cache
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,7 +16,6 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/crossgate-io/crossgate/xds/resources"
@@ -44,26 +41,20 @@ type Observer interface {
 	Pushed(typeURL string, sinceChange time.Duration)
 	// NACKed reports a response a client rejected.
 	NACKed(typeURL string)
-	// Size reports the bytes of all resources now held, counting shared copies once per key.
+	// Size reports the bytes of all resources now held, each shared copy counted once.
 	Size(bytes int)
 }
 
-// entry is one version of one resource: its marshaled form, shared by every response.
+// entry is one version of one resource: its marshaled form, shared by every key that holds the
+// same bytes (intern.go) and every response.
 type entry struct {
 	version string
 	any     *anypb.Any
+	key     internKey
+	refs    int // key slots holding it (under the cache's lock)
 	// delta is the entry as a delta response carries it, made on first use (under the cache's
 	// lock) and then shared by every delta response, like any.
 	delta *discoveryv3.Resource
-}
-
-// newEntry makes the entry of a resource's (deterministically) marshaled bytes. Its version is
-// derived from the bytes, not from a counter: a restarted control plane gives an unchanged
-// resource the version it had, so a delta client reconnecting with initial_resource_versions is
-// sent only what changed while it was away, not everything it holds.
-func newEntry(typeURL string, b []byte) *entry {
-	sum := sha256.Sum256(b)
-	return &entry{version: hex.EncodeToString(sum[:8]), any: &anypb.Any{TypeUrl: typeURL, Value: b}}
 }
 
 // Cache implements go-control-plane's cache interface for state-of-the-world streams.
@@ -83,7 +74,11 @@ type Cache struct {
 	pushes map[string]int
 	// Observer, when set before use, is told of pushes, NACKs and sizes.
 	Observer Observer
-	bytes    map[string]int // per key
+	// interned holds every entry once, by type and content; internedBytes is their size.
+	interned      map[internKey]*entry
+	internedBytes int
+	// parts remembers the marshaled resources of shared parts while they live.
+	parts parts
 	// gen counts, per key and type URL, the Sets that changed something of that type.
 	gen map[string]map[string]uint64
 	// changes holds, per key and type URL, the names each of the latest generations changed.
@@ -113,7 +108,7 @@ func New(resolve Resolver, log *slog.Logger) *Cache {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Cache{resolve: resolve, log: log, keys: map[string]map[string]map[string]*entry{}, watches: map[string]map[*watch]struct{}{}, deltas: map[string]map[*deltaWatch]struct{}{}, pushes: map[string]int{}, bytes: map[string]int{}, gen: map[string]map[string]uint64{}, changes: map[string]map[string][]change{}}
+	return &Cache{resolve: resolve, log: log, keys: map[string]map[string]map[string]*entry{}, watches: map[string]map[*watch]struct{}{}, deltas: map[string]map[*deltaWatch]struct{}{}, pushes: map[string]int{}, interned: map[internKey]*entry{}, gen: map[string]map[string]uint64{}, changes: map[string]map[string][]change{}}
 }
 
 var typeURLs = []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.SecretType}
@@ -122,44 +117,19 @@ var typeURLs = []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev
 // version; only watches subscribed to a changed (or removed) resource are answered.
 func (c *Cache) Set(key string, r *resources.Resources) error {
 	started := time.Now()
-	next := map[string]map[string][]byte{}
-	for _, t := range typeURLs {
-		next[t] = map[string][]byte{}
-	}
-	add := func(typ, name string, m proto.Message) error {
-		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
-		if err != nil {
-			return fmt.Errorf("marshaling %s %s: %w", typ, name, err)
-		}
-		next[typ][name] = b
-		return nil
-	}
+	var all [][]marshaled
 	for part := range r.Parts() {
-		for _, x := range part.Listeners {
-			if err := add(resourcev3.ListenerType, x.Name, x); err != nil {
-				return err
-			}
+		var ms []marshaled
+		var err error
+		if part == r {
+			ms, err = marshalPart(part) // the key's own: marshaled for it alone
+		} else {
+			ms, err = c.parts.get(part) // shared: marshaled once for every key that holds it
 		}
-		for _, x := range part.Routes {
-			if err := add(resourcev3.RouteType, x.Name, x); err != nil {
-				return err
-			}
+		if err != nil {
+			return err
 		}
-		for _, x := range part.Clusters {
-			if err := add(resourcev3.ClusterType, x.Name, x); err != nil {
-				return err
-			}
-		}
-		for _, x := range part.Endpoints {
-			if err := add(resourcev3.EndpointType, x.ClusterName, x); err != nil {
-				return err
-			}
-		}
-		for _, x := range part.Secrets {
-			if err := add(resourcev3.SecretType, x.Name, x); err != nil {
-				return err
-			}
-		}
+		all = append(all, ms)
 	}
 
 	c.mu.Lock()
@@ -167,39 +137,42 @@ func (c *Cache) Set(key string, r *resources.Resources) error {
 	old := c.keys[key]
 	cur := map[string]map[string]*entry{}
 	changed := map[string]map[string]bool{}
+	for _, t := range typeURLs {
+		cur[t] = map[string]*entry{}
+		changed[t] = map[string]bool{}
+	}
+	next := map[string]map[string]*marshaled{}
+	for _, t := range typeURLs {
+		next[t] = map[string]*marshaled{}
+	}
+	for _, ms := range all {
+		for i := range ms {
+			next[ms[i].typ][ms[i].name] = &ms[i] // a name in two parts: the last (shared) wins
+		}
+	}
 	for typ, byName := range next {
-		cur[typ] = map[string]*entry{}
-		changed[typ] = map[string]bool{}
-		for name, b := range byName {
-			if e := old[typ][name]; e != nil && string(e.any.Value) == string(b) {
-				cur[typ][name] = e
+		for name, m := range byName {
+			if e := old[typ][name]; e != nil && string(e.any.Value) == string(m.b) {
+				cur[typ][name] = e // unchanged: the slot keeps its reference
 				continue
 			}
-			old[typ][name].retire(&c.wires)
-			cur[typ][name] = newEntry(typ, b)
+			cur[typ][name] = c.acquire(typ, m.b, m.sum)
 			changed[typ][name] = true
 		}
-		for name, e := range old[typ] {
-			if _, ok := byName[name]; !ok {
-				e.retire(&c.wires)
-				changed[typ][name] = true // removed
+	}
+	for typ, byName := range old {
+		for name, e := range byName {
+			if cur[typ][name] != e {
+				c.release(e) // replaced or removed
+				if cur[typ][name] == nil {
+					changed[typ][name] = true // removed
+				}
 			}
 		}
 	}
 	c.keys[key] = cur
 	if c.Observer != nil {
-		size := 0
-		for _, byName := range cur {
-			for _, e := range byName {
-				size += len(e.any.Value)
-			}
-		}
-		c.bytes[key] = size
-		total := 0
-		for _, b := range c.bytes {
-			total += b
-		}
-		c.Observer.Size(total)
+		c.Observer.Size(c.internedBytes)
 	}
 	c.notify(key, cur, changed, started)
 	return nil

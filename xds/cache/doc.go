@@ -3,14 +3,17 @@
 // go-control-plane's server streams.
 //
 // Unlike go-control-plane's SnapshotCache: each resource has its own version, derived from its
-// bytes, and one marshaled copy per key, shared by every stream and every response of that key
-// (a delta response's resources are handed to gRPC as those bytes: the wires of wire.go, used by
-// the server's codec); a change wakes only the watches subscribed to a changed resource; and a
-// NACKed version is never sent again (the NACK is logged and counted), the next change is.
+// bytes, and one marshaled copy, interned by content (intern.go): every key holding the same
+// bytes (the outbound configuration of every identity in permissive mode, of callers of equal
+// access in policy mode) holds the one entry, and every stream and response shares it (a delta
+// response's resources are handed to gRPC as those bytes: the wires of wire.go, used by the
+// server's codec). A shared part of a key's resources (resources.Resources.Shared, one pointer
+// for every identity of an outbound set) is marshaled once, by the first key's Set. A change
+// wakes only the watches subscribed to a changed resource; and a NACKed version is never sent
+// again (the NACK is logged and counted), the next change is.
 //
-// Keys do not share copies: two identities whose outbound configuration is the same (every
-// identity in permissive mode) each hold and marshal their own. Interning by content across
-// keys is issue 20's work.
+// What is still per key: each key's map from names to entries, built on every Set, so Set costs
+// O(resources of the key) even when they are all shared (about 0.1 s per key at 97k resources).
 //
 // The cache reads xds/resources, never the builder (xds/translate): hack/layout holds it to that.
 //

@@ -33,12 +33,8 @@ func (c *Cache) Upsert(key, typeURL, name string, m proto.Message) error {
 	for n, e := range cur[typeURL] {
 		byName[n] = e
 	}
-	old := 0
-	if e := byName[name]; e != nil {
-		old = len(e.any.Value)
-		e.retire(&c.wires)
-	}
-	byName[name] = newEntry(typeURL, b)
+	c.release(byName[name])
+	byName[name] = c.acquire(typeURL, b, nil)
 	next := make(map[string]map[string]*entry, len(cur))
 	for t, m := range cur {
 		next[t] = m
@@ -46,12 +42,7 @@ func (c *Cache) Upsert(key, typeURL, name string, m proto.Message) error {
 	next[typeURL] = byName
 	c.keys[key] = next
 	if c.Observer != nil {
-		c.bytes[key] += len(b) - old
-		total := 0
-		for _, n := range c.bytes {
-			total += n
-		}
-		c.Observer.Size(total)
+		c.Observer.Size(c.internedBytes)
 	}
 	c.notify(key, next, map[string]map[string]bool{typeURL: {name: true}}, started)
 	return nil

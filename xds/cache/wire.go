@@ -57,3 +57,10 @@ func (e *entry) retire(w *wires) {
 		w.m.Delete(e.delta)
 	}
 }
+
+// deltaWireCount is the number of delta encodings the cache holds.
+func (c *Cache) deltaWireCount() int {
+	n := 0
+	c.wires.m.Range(func(any, any) bool { n++; return true })
+	return n
+}

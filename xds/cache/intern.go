@@ -1,0 +1,149 @@
+package cache
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"runtime"
+	"sync"
+	"weak"
+
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/crossgate-io/crossgate/xds/resources"
+)
+
+// Interning: every entry the cache serves is held once, by type and content. Keys whose
+// resources have the same bytes (the outbound configuration of every identity in permissive
+// mode, of every caller of equal access in policy mode) hold one entry: one marshaled copy, one
+// version, one delta encoding (wire.go). refs counts the key slots holding an entry; when it
+// drops to zero the entry leaves the table and its delta encoding is retired.
+
+type internKey struct {
+	typ string
+	sum [sha256.Size]byte
+}
+
+// acquire returns the entry of (typ, b), shared when one exists, holding one more reference.
+// sum, when not nil, is b's SHA-256, already computed. Called under c.mu. The version is derived
+// from the bytes, not from a counter: a restarted control plane gives an unchanged resource the
+// version it had, so a delta client reconnecting with initial_resource_versions is sent only
+// what changed while it was away, not everything it holds.
+func (c *Cache) acquire(typ string, b []byte, sum *[sha256.Size]byte) *entry {
+	if sum == nil {
+		s := sha256.Sum256(b)
+		sum = &s
+	}
+	k := internKey{typ, *sum}
+	if e := c.interned[k]; e != nil {
+		e.refs++
+		return e
+	}
+	e := &entry{version: hex.EncodeToString(sum[:8]), any: &anypb.Any{TypeUrl: typ, Value: b}, key: k, refs: 1}
+	c.interned[k] = e
+	c.internedBytes += len(b)
+	return e
+}
+
+// release drops one reference to e (nil: none). Called under c.mu.
+func (c *Cache) release(e *entry) {
+	if e == nil {
+		return
+	}
+	if e.refs--; e.refs > 0 {
+		return
+	}
+	delete(c.interned, e.key)
+	c.internedBytes -= len(e.any.Value)
+	e.retire(&c.wires)
+}
+
+// marshaled is one resource of a part, marshaled.
+type marshaled struct {
+	typ, name string
+	b         []byte
+	sum       *[sha256.Size]byte // nil: not computed yet
+}
+
+// parts remembers the marshaled resources of shared parts (resources.Resources.Shared, one
+// pointer for every identity of an outbound set) while the part is alive: the first key's Set
+// marshals a shared part, the others' reuse the bytes, and the entry is dropped when the
+// publisher lets go of the part (a weak pointer and a cleanup).
+type parts struct {
+	mu sync.Mutex
+	m  map[weak.Pointer[resources.Resources]][]marshaled
+}
+
+func (p *parts) get(part *resources.Resources) ([]marshaled, error) {
+	wp := weak.Make(part)
+	p.mu.Lock()
+	got, ok := p.m[wp]
+	p.mu.Unlock()
+	if ok {
+		return got, nil
+	}
+	out, err := marshalPart(part)
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		s := sha256.Sum256(out[i].b)
+		out[i].sum = &s
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = map[weak.Pointer[resources.Resources]][]marshaled{}
+	}
+	if got, ok := p.m[wp]; ok {
+		return got, nil // another Set marshaled it meanwhile
+	}
+	p.m[wp] = out
+	runtime.AddCleanup(part, func(wp weak.Pointer[resources.Resources]) {
+		p.mu.Lock()
+		delete(p.m, wp)
+		p.mu.Unlock()
+	}, wp)
+	return out, nil
+}
+
+// marshalPart marshals the resources of one part (not of its Shared part), deterministically.
+func marshalPart(part *resources.Resources) ([]marshaled, error) {
+	out := make([]marshaled, 0, len(part.Listeners)+len(part.Routes)+len(part.Clusters)+len(part.Endpoints)+len(part.Secrets))
+	add := func(typ, name string, m proto.Message) error {
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("marshaling %s %s: %w", typ, name, err)
+		}
+		out = append(out, marshaled{typ: typ, name: name, b: b})
+		return nil
+	}
+	for _, x := range part.Listeners {
+		if err := add(resourcev3.ListenerType, x.Name, x); err != nil {
+			return nil, err
+		}
+	}
+	for _, x := range part.Routes {
+		if err := add(resourcev3.RouteType, x.Name, x); err != nil {
+			return nil, err
+		}
+	}
+	for _, x := range part.Clusters {
+		if err := add(resourcev3.ClusterType, x.Name, x); err != nil {
+			return nil, err
+		}
+	}
+	for _, x := range part.Endpoints {
+		if err := add(resourcev3.EndpointType, x.ClusterName, x); err != nil {
+			return nil, err
+		}
+	}
+	for _, x := range part.Secrets {
+		if err := add(resourcev3.SecretType, x.Name, x); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
