@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -15,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -109,6 +111,20 @@ func (o *Options) trustedGateway(ctx context.Context, c client.Reader, gw *gatew
 
 // Reconcile brings the export's HTTPRoutes to what the export asks for.
 func (r *ExportReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	res, err := r.reconcile(ctx, req)
+	if apierrors.IsConflict(err) {
+		// The cache held an older route than the API server (the status writer or a user wrote
+		// it meanwhile): not a failure, so no error log; try again once the cache has caught up.
+		log.FromContext(ctx).V(1).Info("conflict writing a route; retrying", "error", err.Error())
+		return reconcile.Result{RequeueAfter: conflictRetry}, nil
+	}
+	return res, err
+}
+
+// conflictRetry is the wait before reconciling again after a write conflict.
+const conflictRetry = 200 * time.Millisecond
+
+func (r *ExportReconciler) reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	e := &flomeshv1alpha1.ServiceExport{}
 	if err := r.Client.Get(ctx, req.NamespacedName, e); err != nil {
 		if apierrors.IsNotFound(err) {
