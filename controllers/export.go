@@ -172,13 +172,13 @@ func (r *ExportReconciler) ensure(ctx context.Context, e *flomeshv1alpha1.Servic
 		if err := r.Client.Create(ctx, want, FieldOwner); err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("creating HTTPRoute %s/%s: %w", want.Namespace, want.Name, err)
 		}
-		r.Recorder.Eventf(e, want, corev1.EventTypeNormal, "RouteCreated", "Create", "HTTPRoute %s attaches the export to the gateway", want.Name)
+		r.Recorder.Eventf(e, want, corev1.EventTypeNormal, flomeshv1alpha1.ReasonRouteCreated, "Create", "HTTPRoute %s attaches the export to the gateway", want.Name)
 		return nil
 	case err != nil:
 		return err
 	}
 	if have.Labels[wellknown.ExportLabel] != e.Name {
-		r.Recorder.Eventf(e, have, corev1.EventTypeWarning, "RouteNameTaken", "Create",
+		r.Recorder.Eventf(e, have, corev1.EventTypeWarning, flomeshv1alpha1.ReasonRouteNameTaken, "Create",
 			"HTTPRoute %s/%s exists and was not made by crossgate for this export; it is left alone", have.Namespace, have.Name)
 		return nil
 	}

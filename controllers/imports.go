@@ -105,7 +105,7 @@ func (r *ImportReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 			}
 			return reconcile.Result{}, fmt.Errorf("creating the placeholder Service %s: %w", req, err)
 		}
-		r.Recorder.Eventf(imp, svc, corev1.EventTypeNormal, "PlaceholderCreated", "Create",
+		r.Recorder.Eventf(imp, svc, corev1.EventTypeNormal, flomeshv1alpha1.ReasonPlaceholderCreated, "Create",
 			"Service %s created so that %s.%s resolves; applying your own Service of this name replaces it", svc.Name, svc.Name, svc.Namespace)
 	case IsPlaceholder(svc) && TakenOver(svc):
 		if err := r.release(ctx, imp, svc); err != nil {
@@ -135,7 +135,7 @@ func (r *ImportReconciler) release(ctx context.Context, imp *flomeshv1alpha1.Ser
 	if err := r.Client.Patch(ctx, svc, patch, FieldOwner); err != nil {
 		return fmt.Errorf("releasing Service %s/%s: %w", svc.Namespace, svc.Name, err)
 	}
-	r.Recorder.Eventf(imp, svc, corev1.EventTypeNormal, "PlaceholderReleased", "Release",
+	r.Recorder.Eventf(imp, svc, corev1.EventTypeNormal, flomeshv1alpha1.ReasonPlaceholderReleased, "Release",
 		"Service %s was written by someone else; crossgate no longer manages it", svc.Name)
 	return nil
 }

@@ -125,7 +125,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 	out, err := Render(gw, r.Render)
 	if err != nil {
-		r.Recorder.Eventf(gw, nil, corev1.EventTypeWarning, "InvalidGateway", "Render", "%v", err)
+		r.Recorder.Eventf(gw, nil, corev1.EventTypeWarning, flomeshv1alpha1.ReasonInvalidGateway, "Render", "%v", err)
 		return reconcile.Result{}, nil // the user must fix the Gateway; its next change retries
 	}
 	for _, o := range []client.Object{out.ServiceAccount, out.Deployment, out.Service} {

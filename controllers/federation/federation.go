@@ -418,7 +418,7 @@ func (f *Federation) leaveFailed(ctx context.Context, c *flomeshv1alpha1.Cluster
 		_ = f.setManaged(ctx, c.Name, false, flomeshv1alpha1.ReasonLeaving, fmt.Sprintf("Deleting the member's imports failed (%v); retrying until %s, then the Cluster goes and leaves them.", err, deadline.UTC().Format(time.RFC3339)))
 		return reconcile.Result{RequeueAfter: 2 * time.Second}, nil
 	}
-	f.recorder.Eventf(c, nil, corev1.EventTypeWarning, "ImportsLeftBehind", "Leave",
+	f.recorder.Eventf(c, nil, corev1.EventTypeWarning, flomeshv1alpha1.ReasonImportsLeftBehind, "Leave",
 		"The member could not be reached within %v of the Cluster's deletion (%v): the ServiceImports crossgate wrote there (label %s=true) are left behind; delete them by hand.", f.opts.LeaveTimeout, err, wellknown.FederatedLabel)
 	return f.release(ctx, c)
 }

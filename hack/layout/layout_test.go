@@ -162,3 +162,26 @@ func TestBinariesDoNotLinkTesting(t *testing.T) {
 		}
 	}
 }
+
+// TestReasonsAreConstants: condition and Event reasons are written with the constants of
+// api/flomesh/v1alpha1/conditions.go (or Gateway API's), never as literals in product code.
+func TestReasonsAreConstants(t *testing.T) {
+	out, err := exec.Command("git", "-C", "../..", "grep", "--untracked", "-nE",
+		`Reason: *"[A-Z]|cond\([^,]+, [^,]+, "|Problem\("|Eventf\([^,]+, [^,]+, [^,]+, "[A-Z]`,
+		"--", "*.go", ":!*_test.go", ":!test/").Output()
+	if err != nil && len(out) == 0 {
+		return // git grep exits 1 when nothing matches
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		t.Errorf("%s: use a reason constant (api/flomesh/v1alpha1/conditions.go)", line)
+	}
+}
+
+// TestSharingIsExplicit: the xDS builder shares what the IR says is shared (ir.OutboundSet by
+// name), never what happens to be the same pointer: a map keyed by an IR pointer is that.
+func TestSharingIsExplicit(t *testing.T) {
+	out, _ := exec.Command("git", "-C", "../..", "grep", "--untracked", "-nE", `map\[\*ir\.`, "--", "xds/*.go").Output()
+	if s := strings.TrimSpace(string(out)); s != "" {
+		t.Errorf("sharing decided by IR pointer identity:\n%s", s)
+	}
+}

@@ -70,6 +70,16 @@ const (
 // attach to.
 const ReasonGatewayNotTrusted = "NotTrusted"
 
+// Reasons of the Events crossgate's controllers record.
+const (
+	ReasonRouteCreated        = "RouteCreated"        // an export's HTTPRoute was created
+	ReasonRouteNameTaken      = "RouteNameTaken"      // an HTTPRoute of that name is not the export's
+	ReasonPlaceholderCreated  = "PlaceholderCreated"  // an import's placeholder Service was created
+	ReasonPlaceholderReleased = "PlaceholderReleased" // a user took the placeholder Service over
+	ReasonImportsLeftBehind   = "ImportsLeftBehind"   // a leaving member could not be cleaned up
+	ReasonInvalidGateway      = "InvalidGateway"      // a Gateway's proxy cannot be rendered
+)
+
 // Reasons of Warning Events about objects the translator reads but cannot use as written.
 const (
 	ReasonAllowsNothing           = "AllowsNothing"
