@@ -19,7 +19,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
-	"github.com/crossgate-io/crossgate/translator"
 	"github.com/crossgate-io/crossgate/wellknown"
 )
 
@@ -51,7 +50,7 @@ func (r *ImportReconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 // IsPlaceholder reports whether svc is crossgate's placeholder for the import of its name.
 func IsPlaceholder(svc *corev1.Service) bool {
-	return translator.IsPlaceholder(svc)
+	return wellknown.IsPlaceholder(svc.Name, svc.Labels)
 }
 
 // TakenOver reports whether someone other than crossgate wrote a placeholder: a selector, kubectl's

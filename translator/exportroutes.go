@@ -12,9 +12,9 @@ import (
 	"github.com/crossgate-io/crossgate/wellknown"
 )
 
-// IsPlaceholder reports whether svc is crossgate's placeholder for the import of its name (a
+// isPlaceholder reports whether svc is crossgate's placeholder for the import of its name (a
 // Service someone else wrote over is released: it loses these labels).
-func IsPlaceholder(svc *corev1.Service) bool {
+func isPlaceholder(svc *corev1.Service) bool {
 	return wellknown.IsPlaceholder(svc.Name, svc.Labels)
 }
 

@@ -245,7 +245,7 @@ func ExportCondition(e *flomeshv1alpha1.ServiceExport, svc *corev1.Service) meta
 		return cond(flomeshv1alpha1.ConditionValid, false, flomeshv1alpha1.ReasonServiceNotFound,
 			fmt.Sprintf("Service %s/%s does not exist; a ServiceExport exports the Service of its own namespace and name.", e.Namespace, e.Name), e.Generation)
 	}
-	if IsPlaceholder(svc) {
+	if isPlaceholder(svc) {
 		return cond(flomeshv1alpha1.ConditionValid, false, flomeshv1alpha1.ReasonServiceNotFound,
 			fmt.Sprintf("Service %s/%s is crossgate's placeholder for the import of this name, not a Service of this cluster; a ServiceExport exports the Service of its own namespace and name.", e.Namespace, e.Name), e.Generation)
 	}

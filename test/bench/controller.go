@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 
 	"github.com/crossgate-io/crossgate/controllers"
 	"github.com/crossgate-io/crossgate/internal/app"
+	"github.com/crossgate-io/crossgate/test/internal/apptest"
 	"github.com/crossgate-io/crossgate/xds/identity"
 )
 
@@ -20,20 +20,8 @@ import (
 // over mTLS), without a webhook, metrics or leader election, its xDS server on a free loopback
 // port, until ctx ends.
 func startController(ctx context.Context, cfg *rest.Config, member controllers.Options, ca identity.Issuer, log *slog.Logger, federation string) (app.Running, error) {
-	started := make(chan app.Running, 1)
-	errc := make(chan error, 1)
-	go func() {
-		errc <- app.Run(ctx, cfg, app.Config{
-			Member: member, CA: ca, XDSAddress: "127.0.0.1:0", Federation: federation, Log: log,
-			Started: func(r app.Running) { started <- r },
-		})
-	}()
-	select {
-	case r := <-started:
-		return r, nil
-	case err := <-errc:
-		return app.Running{}, fmt.Errorf("the controller: %w", err)
-	}
+	r, _, err := apptest.Start(ctx, cfg, app.Config{Member: member, CA: ca, XDSAddress: "127.0.0.1:0", Federation: federation, Log: log})
+	return r, err
 }
 
 // dialXDS connects to the controller's xDS server as a proxy of identity namespace/sa does:

@@ -21,6 +21,7 @@ import (
 	"github.com/crossgate-io/crossgate/controllers"
 	"github.com/crossgate-io/crossgate/internal/app"
 	"github.com/crossgate-io/crossgate/sandbox"
+	"github.com/crossgate-io/crossgate/test/internal/apptest"
 	"github.com/crossgate-io/crossgate/test/internal/poll"
 	"github.com/crossgate-io/crossgate/test/internal/sbtest"
 	"github.com/crossgate-io/crossgate/translator"
@@ -59,22 +60,15 @@ func run(m *testing.M) int {
 			fmt.Fprintf(os.Stderr, "%s: %v\n", c.Name, err)
 			return 1
 		}
-		started := make(chan app.Running, 1)
-		done := make(chan error, 1)
-		go func() {
-			done <- app.Run(runCtx, c.Config, app.Config{
-				Member: controllers.Options{
-					Name:       c.Name,
-					MeshConfig: types.NamespacedName{Namespace: "fsm-system", Name: "fsm-mesh-config"},
-				},
-				CA: ca, XDSAddress: "127.0.0.1:0", Federation: "off", Log: log,
-				Started: func(r app.Running) { started <- r },
-			})
-		}()
-		select {
-		case <-started:
-		case err := <-done:
-			fmt.Fprintf(os.Stderr, "%s: the controller: %v\n", c.Name, err)
+		_, done, err := apptest.Start(runCtx, c.Config, app.Config{
+			Member: controllers.Options{
+				Name:       c.Name,
+				MeshConfig: types.NamespacedName{Namespace: "fsm-system", Name: "fsm-mesh-config"},
+			},
+			CA: ca, XDSAddress: "127.0.0.1:0", Federation: "off", Log: log,
+		})
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", c.Name, err)
 			return 1
 		}
 		defer func() {
