@@ -58,7 +58,7 @@ manifests: $(CONTROLLER_GEN) ## Generate the CRDs into charts/crossgate/crds, th
 	done
 
 .PHONY: testdata
-testdata: ## Rewrite the golden files of the translation tests (then review the diff).
+testdata: ## Rewrite the golden files of the translator, xds/translate and the federation plan (then review the diff).
 	go test ./translator/... -run 'TestGolden' -count=1 -update
 	go test ./xds/translate/... -run 'TestGolden' -count=1 -update
 	go test ./controllers/federation/plan/... -run 'TestGolden' -count=1 -update
