@@ -73,7 +73,9 @@ type Options struct {
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	// HealthProbeAddress serves /healthz and /readyz ("0" disables).
 	HealthProbeAddress string
-	Log                *slog.Logger
+	// PublishObserver, when set, is told of each publication to the xDS cache.
+	PublishObserver PublishObserver
+	Log             *slog.Logger
 }
 
 // ClusterKey is region/zone/group/name of the cluster, from the options.

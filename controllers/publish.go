@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -26,6 +27,7 @@ import (
 	specsv1alpha4 "github.com/crossgate-io/crossgate/api/smi/specs/v1alpha4"
 	"github.com/crossgate-io/crossgate/debounce"
 	"github.com/crossgate-io/crossgate/translator"
+	"github.com/crossgate-io/crossgate/translator/ir"
 	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/cache"
 	"github.com/crossgate-io/crossgate/xds/identity"
@@ -43,9 +45,10 @@ func NodeKey(_ context.Context, node *corev3.Node) (string, error) {
 	return id.String(), nil
 }
 
-// Publisher is the translate-and-publish loop: any change of an object the translator reads
-// triggers, after a short quiet time, one translation of the whole cluster from the informer
-// caches, one publication to the xDS cache, and the status writes that result.
+// Publisher is the translate-and-publish loop: changes of the objects the translator reads
+// trigger, after a short quiet time, one publication to the xDS cache: incremental when only
+// endpoints changed (incremental.go), otherwise one translation of the whole cluster from the
+// informer caches, its publication, and the status writes that result.
 type Publisher struct {
 	opts   *Options
 	reader client.Reader // the manager's cache
@@ -58,8 +61,17 @@ type Publisher struct {
 	certs     map[string]*identity.Certificate
 	renewal   *time.Timer
 	deb       *debounce.Debouncer
-	// publishes counts translations published (Ready once there is one).
-	publishes int
+	pending   pending
+	// kept is the translation of the last full publish, which endpoint changes update; only
+	// the publish loop (one goroutine: the debouncer's) uses it.
+	kept *translator.Incremental
+	// publishes counts publications by path (Ready once there is one).
+	publishes map[string]int
+}
+
+// PublishObserver is told of each publication, for metrics.
+type PublishObserver interface {
+	Published(path string, took time.Duration)
 }
 
 // The translator's inputs, read through the manager's informers.
@@ -87,15 +99,45 @@ func (p *Publisher) NeedLeaderElection() bool { return false }
 func (p *Publisher) Start(ctx context.Context, informers ctrlcache.Informers) error {
 	p.deb = debounce.New(p.opts.Quiet, p.opts.MaxDelay, func() { p.publish(ctx) })
 	defer p.deb.Stop()
+	full := p.triggerFull
 	handler := toolscache.ResourceEventHandlerFuncs{
-		AddFunc: func(any) { p.deb.Trigger() },
+		AddFunc: func(any) { full() },
 		UpdateFunc: func(oldObj, newObj any) {
-			if statusOnly(oldObj, newObj) {
-				return
+			if !statusOnly(oldObj, newObj) {
+				full()
 			}
-			p.deb.Trigger()
 		},
-		DeleteFunc: func(any) { p.deb.Trigger() },
+		DeleteFunc: func(any) { full() },
+	}
+	slice := func(obj any, deleted bool) {
+		s := sliceOf(obj)
+		if s == nil {
+			full()
+			return
+		}
+		p.mu.Lock()
+		if p.pending.slices == nil {
+			p.pending.slices = map[string]SliceEvent{}
+		}
+		p.pending.slices[s.Namespace+"/"+s.Name] = SliceEvent{Slice: s, Deleted: deleted}
+		p.mu.Unlock()
+		p.deb.Trigger()
+	}
+	handlers := map[reflect.Type]toolscache.ResourceEventHandler{
+		reflect.TypeFor[*discoveryv1.EndpointSlice](): toolscache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { slice(obj, false) },
+			UpdateFunc: func(_, obj any) { slice(obj, false) },
+			DeleteFunc: func(obj any) { slice(obj, true) },
+		},
+		reflect.TypeFor[*corev1.Pod](): toolscache.ResourceEventHandlerFuncs{
+			AddFunc: func(any) { full() },
+			UpdateFunc: func(oldObj, newObj any) {
+				if !podUnchanged(oldObj, newObj) {
+					full()
+				}
+			},
+			DeleteFunc: func(any) { full() },
+		},
 	}
 	for _, obj := range watchedTypes() {
 		// The API server may be unreachable (a manager built after a lost leadership): wait for
@@ -112,14 +154,18 @@ func (p *Publisher) Start(ctx context.Context, informers ctrlcache.Informers) er
 		if err != nil {
 			return nil // ctx ended
 		}
-		if _, err := inf.AddEventHandler(handler); err != nil {
+		h := handlers[reflect.TypeOf(obj)]
+		if h == nil {
+			h = handler
+		}
+		if _, err := inf.AddEventHandler(h); err != nil {
 			return err
 		}
 	}
 	if !informers.WaitForCacheSync(ctx) {
 		return ctx.Err()
 	}
-	p.deb.Trigger()
+	full()
 	<-ctx.Done()
 	p.mu.Lock()
 	if p.renewal != nil {
@@ -191,24 +237,30 @@ func (p *Publisher) publish(ctx context.Context) {
 	if ctx.Err() != nil {
 		return
 	}
+	started := time.Now()
+	p.mu.Lock()
+	work := p.pending.take()
+	p.mu.Unlock()
+	if !work.full && p.kept != nil {
+		if len(work.slices) == 0 {
+			return
+		}
+		if path, ok := p.publishEndpoints(work.slices); ok {
+			p.count(path, started)
+			return
+		}
+	}
 	in, err := p.Input(ctx)
 	if err != nil {
 		p.log.Error("reading the cluster's objects", "error", err)
+		p.kept = nil
 		p.retryLater()
 		return
 	}
-	res := translator.Translate(in)
-	out, buildErr := translate.Build(&res.IR)
-	if buildErr != nil {
-		// Invalid pieces are left out; the rest is still published.
-		p.log.Error("some configuration could not be built and is left out", "error", buildErr)
-	}
-	if err := p.setCache(out); err != nil {
-		p.log.Error("some configuration could not be published", "error", err)
-	}
-	p.mu.Lock()
-	p.publishes++
-	p.mu.Unlock()
+	p.kept = translator.NewIncremental(in)
+	res := p.kept.Result()
+	p.build(&res.IR)
+	p.count(PathFull, started)
 	if err := p.status.Write(ctx, in, &res.Statuses); err != nil {
 		if ctx.Err() == nil {
 			p.log.Error("writing statuses", "error", err)
@@ -217,8 +269,65 @@ func (p *Publisher) publish(ctx context.Context) {
 	}
 }
 
+// publishEndpoints applies endpoint events to the kept translation and publishes what they
+// change: by replacing single clusters and endpoints, or, when the change reaches further, by
+// rebuilding every proxy's resources from the kept translation. ok is false when the cache
+// refused a replacement: then the caller publishes in full.
+func (p *Publisher) publishEndpoints(evs map[string]SliceEvent) (path string, ok bool) {
+	// published is written by setCache, on this goroutine only.
+	patched, err := PatchEndpoints(p.kept, p.xds, p.published, evs)
+	switch {
+	case err != nil:
+		p.log.Error("replacing changed endpoints; publishing in full", "error", err)
+		return "", false
+	case !patched:
+		p.build(&p.kept.Result().IR)
+		return PathRebuild, true
+	}
+	return PathIncremental, true
+}
+
+// build builds every proxy's resources from a translation and publishes them.
+func (p *Publisher) build(snap *ir.Snapshot) {
+	out, err := translate.Build(snap)
+	if err != nil {
+		// Invalid pieces are left out; the rest is still published.
+		p.log.Error("some configuration could not be built and is left out", "error", err)
+	}
+	if err := p.setCache(out); err != nil {
+		p.log.Error("some configuration could not be published", "error", err)
+	}
+}
+
+func (p *Publisher) count(path string, started time.Time) {
+	p.mu.Lock()
+	if p.publishes == nil {
+		p.publishes = map[string]int{}
+	}
+	p.publishes[path]++
+	p.mu.Unlock()
+	if p.opts.PublishObserver != nil {
+		p.opts.PublishObserver.Published(path, time.Since(started))
+	}
+}
+
+// Publishes counts the publications so far by path (PathFull, PathIncremental, PathRebuild).
+func (p *Publisher) Publishes() map[string]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.publishes)
+}
+
 func (p *Publisher) retryLater() {
-	time.AfterFunc(time.Second, p.deb.Trigger)
+	time.AfterFunc(time.Second, p.triggerFull)
+}
+
+// triggerFull asks for a full publish.
+func (p *Publisher) triggerFull() {
+	p.mu.Lock()
+	p.pending.full = true
+	p.mu.Unlock()
+	p.deb.Trigger()
 }
 
 // setCache publishes every proxy's resources, with its certificate as SDS secrets for Envoy
@@ -305,7 +414,7 @@ func (p *Publisher) scheduleRenewal() {
 		p.renewal = nil
 	}
 	if !first.IsZero() {
-		p.renewal = time.AfterFunc(time.Until(first)+time.Second, p.deb.Trigger)
+		p.renewal = time.AfterFunc(time.Until(first)+time.Second, p.triggerFull)
 	}
 }
 
@@ -313,5 +422,5 @@ func (p *Publisher) scheduleRenewal() {
 func (p *Publisher) Ready() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.publishes > 0
+	return len(p.publishes) > 0
 }

@@ -39,6 +39,8 @@ type OutboundChange struct {
 	// Service is the new version; Removed means the callers no longer reach it at all.
 	Service ir.OutboundService
 	Removed bool
+	// Old is the version the callers had, nil when they did not reach it before.
+	Old *ir.OutboundService
 }
 
 // BackendChange is a new version of a gateway backend's endpoints.
@@ -229,13 +231,15 @@ func splice(list []ir.OutboundService, k nsName, ports map[int32]bool, fresh []i
 		}
 		switch {
 		case nu != nil && found:
+			old := list[i]
 			list[i] = *nu
-			*out = append(*out, OutboundChange{Identities: ids, Service: *nu})
+			*out = append(*out, OutboundChange{Identities: ids, Service: *nu, Old: &old})
 		case nu != nil:
 			list = slices.Insert(list, i, *nu)
 			*out = append(*out, OutboundChange{Identities: ids, Service: *nu})
 		case found:
-			*out = append(*out, OutboundChange{Identities: ids, Service: list[i], Removed: true})
+			old := list[i]
+			*out = append(*out, OutboundChange{Identities: ids, Service: old, Removed: true, Old: &old})
 			list = slices.Delete(list, i, i+1)
 		}
 	}

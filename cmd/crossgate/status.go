@@ -101,7 +101,9 @@ func printStatus(ctx context.Context, out io.Writer, c client.Client, kube kuber
 	default:
 		fmt.Fprintf(w, "Controller:\t%s/%s\t%d/%d ready\t%s\n", namespace, d.Name, d.Status.ReadyReplicas, ptrOr(d.Spec.Replicas, 1), imageOf(&d))
 	}
-	fmt.Fprintf(w, "Proxies:\t%s\n", connectedProxies(ctx, kube, namespace, metricsURL))
+	proxies, publishes := controllerMetrics(ctx, kube, namespace, metricsURL)
+	fmt.Fprintf(w, "Proxies:\t%s\n", proxies)
+	fmt.Fprintf(w, "Publishes:\t%s\n", publishes)
 
 	var gws gatewayv1.GatewayList
 	if err := c.List(ctx, &gws); err != nil && !meta.IsNoMatchError(err) {
@@ -180,19 +182,29 @@ func imageOf(d *appsv1.Deployment) string {
 }
 
 // connectedProxies reads the controller's connected-streams gauge.
-func connectedProxies(ctx context.Context, kube kubernetes.Interface, namespace, base string) string {
+// controllerMetrics describes, from the controller's metrics, the proxies connected to it and
+// its publications by path.
+func controllerMetrics(ctx context.Context, kube kubernetes.Interface, namespace, base string) (proxies, publishes string) {
 	body, err := controllerGet(ctx, kube, namespace, base, "/metrics", nil)
 	if err != nil {
-		return fmt.Sprintf("unknown (the controller's metrics: %v)", err)
+		msg := fmt.Sprintf("unknown (the controller's metrics: %v)", err)
+		return msg, msg
 	}
-	n, ok := gauge(body, "crossgate_xds_connected_streams")
-	if !ok {
-		return "unknown (the controller's metrics have no crossgate_xds_connected_streams)"
+	if n, ok := gauge(body, "crossgate_xds_connected_streams"); ok {
+		proxies = fmt.Sprintf("%d xDS streams connected to this replica", int(n))
+	} else {
+		proxies = "unknown (the controller's metrics have no crossgate_xds_connected_streams)"
 	}
-	return fmt.Sprintf("%d xDS streams connected to this replica", int(n))
+	var counts []string
+	for _, path := range []string{controllers.PathFull, controllers.PathIncremental, controllers.PathRebuild} {
+		n, _ := gauge(body, `crossgate_publishes_total{path="`+path+`"}`)
+		counts = append(counts, fmt.Sprintf("%d %s", int(n), path))
+	}
+	publishes = strings.Join(counts, ", ") + " (this replica: full reads and translates the cluster; incremental replaces what endpoint changes touched; rebuild rebuilds every proxy from the kept translation)"
+	return proxies, publishes
 }
 
-// gauge finds an unlabelled sample in Prometheus' text format.
+// gauge finds a sample in Prometheus' text format, by its name and labels as printed.
 func gauge(body []byte, name string) (float64, bool) {
 	sc := bufio.NewScanner(bytes.NewReader(body))
 	for sc.Scan() {

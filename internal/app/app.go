@@ -188,6 +188,7 @@ func Run(ctx context.Context, cfg *rest.Config, c Config) error {
 	opts.CA = ca
 	opts.XDS = cache.New(controllers.NodeKey, log)
 	opts.XDS.Observer = metrics
+	opts.PublishObserver = metrics
 	opts.Log = log
 	opts.LeaderElectionNamespace = c.Namespace
 	fedOn, err := federationWanted(c.Federation, cfg)

@@ -185,7 +185,8 @@ func TestSandboxUpStatusDown(t *testing.T) {
 		}
 	}
 	if out, err := run(t, bin, dir, "status", "--controller-url", ctl, "--kubeconfig", st.Kubeconfig, "--context", c1.Name); err != nil ||
-		!regexp.MustCompile(`Proxies:\s+[1-9]\d* xDS streams connected`).MatchString(out) {
+		!regexp.MustCompile(`Proxies:\s+[1-9]\d* xDS streams connected`).MatchString(out) ||
+		!regexp.MustCompile(`Publishes:\s+[1-9]\d* full, \d+ incremental, \d+ rebuild`).MatchString(out) {
 		t.Errorf("status of cluster-1: %v\n%s", err, out)
 	}
 

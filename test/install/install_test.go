@@ -388,6 +388,7 @@ func TestInstallRunStatusUninstall(t *testing.T) {
 	for _, want := range []string{
 		`Cluster:\s+default/default/default/cluster-1\s+\(MeshConfig fsm-system/fsm-mesh-config, permissive, trust domain cluster.local\)`,
 		`Controller:\s+crossgate-system/crossgate-controller\s+0/1 ready`, `Proxies:\s+0 xDS streams connected`,
+		`Publishes:\s+[1-9]\d* full, \d+ incremental, \d+ rebuild`,
 		`Gateway:\s+crossgate-system/crossgate-gateway\s+class crossgate\s+Programmed=True`,
 		`ServiceExports: 1`, `httpbin/httpbin\s+True \(Valid\)`, `ServiceImports: 0`,
 	} {

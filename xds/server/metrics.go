@@ -14,12 +14,16 @@ import (
 
 // Metrics are the xDS server's Prometheus metrics. It implements cache.Observer.
 type Metrics struct {
-	streams  prometheus.Gauge
-	pushes   *prometheus.CounterVec
-	latency  prometheus.Histogram
-	nacks    *prometheus.CounterVec
-	size     prometheus.Gauge
-	registry *prometheus.Registry
+	streams prometheus.Gauge
+	pushes  *prometheus.CounterVec
+	latency prometheus.Histogram
+	nacks   *prometheus.CounterVec
+	size    prometheus.Gauge
+	// publishes and publishTime are the controller's publications to the cache, by path
+	// (controllers.PathFull, PathIncremental, PathRebuild).
+	publishes   *prometheus.CounterVec
+	publishTime *prometheus.HistogramVec
+	registry    *prometheus.Registry
 }
 
 var _ cache.Observer = (*Metrics)(nil)
@@ -49,8 +53,17 @@ func NewMetrics() *Metrics {
 			Name: "crossgate_xds_config_bytes",
 			Help: "Bytes of marshaled xDS resources held by the cache.",
 		}),
+		publishes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "crossgate_publishes_total",
+			Help: "Publications of the cluster's configuration to the xDS cache, by path: full (read and translate the cluster), incremental (replace the clusters and endpoints that endpoint changes touched), rebuild (build every proxy's resources again from the kept translation).",
+		}, []string{"path"}),
+		publishTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "crossgate_publish_duration_seconds",
+			Help:    "Time a publication to the xDS cache took, by path.",
+			Buckets: []float64{.0001, .0005, .001, .005, .01, .05, .1, .5, 1, 5},
+		}, []string{"path"}),
 	}
-	m.registry.MustRegister(m.streams, m.pushes, m.latency, m.nacks, m.size)
+	m.registry.MustRegister(m.streams, m.pushes, m.latency, m.nacks, m.size, m.publishes, m.publishTime)
 	return m
 }
 
@@ -77,6 +90,12 @@ func (m *Metrics) NACKed(typeURL string) { m.nacks.WithLabelValues(shortType(typ
 
 // Size implements cache.Observer.
 func (m *Metrics) Size(bytes int) { m.size.Set(float64(bytes)) }
+
+// Published counts a publication to the cache (controllers.PublishObserver).
+func (m *Metrics) Published(path string, took time.Duration) {
+	m.publishes.WithLabelValues(path).Inc()
+	m.publishTime.WithLabelValues(path).Observe(took.Seconds())
+}
 
 // Handler serves /metrics, /healthz and /readyz; ready is true once a first configuration has
 // been published.

@@ -174,23 +174,3 @@ func loadAssignmentStatic(name, host string, port uint32) *endpointv3.ClusterLoa
 		LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socketAddress(host, port)}}}},
 	}}}
 }
-
-// OutboundEndpoints builds the EDS resource of one outbound service port, as Build would: used
-// when only that service's endpoints changed. An error names endpoints left out; the returned
-// resource is valid (or nil when it cannot be made valid).
-func OutboundEndpoints(o *ir.OutboundService) (*endpointv3.ClusterLoadAssignment, error) {
-	return validEndpoints(loadAssignment(OutboundClusterName(o.Key()), o.Localities))
-}
-
-// GatewayEndpoints builds the EDS resource of one gateway backend, as Build would.
-func GatewayEndpoints(b *ir.Backend) (*endpointv3.ClusterLoadAssignment, error) {
-	name := GatewayClusterName(b.Cluster)
-	return validEndpoints(loadAssignment(name, []ir.Locality{{Priority: 0, Weight: 1, Endpoints: b.Endpoints}}))
-}
-
-func validEndpoints(cla *endpointv3.ClusterLoadAssignment, err error) (*endpointv3.ClusterLoadAssignment, error) {
-	if verr := cla.ValidateAll(); verr != nil {
-		return nil, fmt.Errorf("endpoints %s dropped: %w", cla.ClusterName, verr)
-	}
-	return cla, err
-}

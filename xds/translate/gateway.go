@@ -14,6 +14,17 @@ import (
 	"github.com/crossgate-io/crossgate/translator/ir"
 )
 
+// gatewayBackend adds the cluster of one backend Service port and its endpoints.
+func (b *builder) gatewayBackend(be *ir.Backend) {
+	name := GatewayClusterName(be.Cluster)
+	b.cluster(edsCluster(name, upstreamTLS(viaSDS, b.trustDomain), false, protocolFor(be.Protocol, slices.Values(be.Endpoints))))
+	cla, err := loadAssignment(name, []ir.Locality{{Priority: 0, Weight: 1, Endpoints: be.Endpoints}})
+	if err != nil {
+		b.fail(err)
+	}
+	b.endpoints(cla)
+}
+
 // gateway builds a gateway's configuration: one listener per port that takes both mTLS (callers'
 // sidecars from other clusters) and plaintext (direct access, like the walkthrough's curl to
 // HOST:81/cluster-1/httpbin-mesh), one route configuration per port, and an EDS cluster with mTLS
@@ -28,20 +39,10 @@ func (b *builder) gateway(g *ir.Gateway) {
 				if ok {
 					v.Routes = append(v.Routes, route)
 				}
-				for _, be := range r.Backends {
-					if be.Invalid {
-						continue
+				for i := range r.Backends {
+					if be := &r.Backends[i]; !be.Invalid && !b.seen["cluster/"+GatewayClusterName(be.Cluster)] {
+						b.gatewayBackend(be)
 					}
-					name := GatewayClusterName(be.Cluster)
-					if b.seen["cluster/"+name] {
-						continue
-					}
-					b.cluster(edsCluster(name, upstreamTLS(viaSDS, b.trustDomain), false, protocolFor(be.Protocol, slices.Values(be.Endpoints))))
-					cla, err := loadAssignment(name, []ir.Locality{{Priority: 0, Weight: 1, Endpoints: be.Endpoints}})
-					if err != nil {
-						b.fail(err)
-					}
-					b.endpoints(cla)
 				}
 			}
 			if len(v.Routes) > 0 {
