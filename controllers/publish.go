@@ -195,9 +195,14 @@ func statusOnly(oldObj, newObj any) bool {
 
 // Input reads the translator's input from the cache.
 func (p *Publisher) Input(ctx context.Context) (*translator.Input, error) {
+	return p.input(ctx, p.reader)
+}
+
+// input reads the translator's input through reader.
+func (p *Publisher) input(ctx context.Context, reader client.Reader) (*translator.Input, error) {
 	in := &translator.Input{
 		Cluster: p.opts.ClusterKey(), DNSDomain: p.opts.DNSDomain,
-		ControllerNamespace: p.opts.controllerNamespace(), ExportGateway: p.opts.exportGateway(ctx, p.reader).String(),
+		ControllerNamespace: p.opts.controllerNamespace(), ExportGateway: p.opts.exportGateway(ctx, reader).String(),
 	}
 	var (
 		ns   corev1.NamespaceList
@@ -215,7 +220,7 @@ func (p *Publisher) Input(ctx context.Context) (*translator.Input, error) {
 		hr   gatewayv1.HTTPRouteList
 	)
 	for _, l := range []client.ObjectList{&ns, &svc, &eps, &pods, &sas, &sexp, &simp, &gtp, &tt, &hrg, &gwc, &gw, &hr} {
-		if err := p.reader.List(ctx, l); err != nil {
+		if err := reader.List(ctx, l); err != nil {
 			return nil, err
 		}
 	}
@@ -224,7 +229,7 @@ func (p *Publisher) Input(ctx context.Context) (*translator.Input, error) {
 	in.TrafficTargets, in.HTTPRouteGroups = tt.Items, hrg.Items
 	in.GatewayClasses, in.Gateways, in.HTTPRoutes = gwc.Items, gw.Items, hr.Items
 	mc := &flomeshv1alpha1.MeshConfig{}
-	switch err := p.reader.Get(ctx, p.opts.MeshConfig, mc); {
+	switch err := reader.Get(ctx, p.opts.MeshConfig, mc); {
 	case err == nil:
 		in.MeshConfig = mc
 	case !apierrors.IsNotFound(err):
