@@ -52,6 +52,23 @@ func TestB2(t *testing.T) {
 	}
 }
 
+func TestB2e(t *testing.T) {
+	size, changes, batch := Small, 5, 5
+	if full() {
+		size, changes, batch = Full, 200, 50
+	}
+	lines, err := RunB2e(size, changes, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range lines {
+		t.Log(l)
+		if full() {
+			os.Stdout.WriteString(l.String() + "\n")
+		}
+	}
+}
+
 func TestB3(t *testing.T) {
 	s := SmallFanOut
 	if full() {

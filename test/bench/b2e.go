@@ -1,0 +1,368 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/crossgate-io/crossgate/controllers"
+	"github.com/crossgate-io/crossgate/sandbox"
+	"github.com/crossgate-io/crossgate/translator"
+	"github.com/crossgate-io/crossgate/translator/ir"
+	"github.com/crossgate-io/crossgate/wellknown"
+	"github.com/crossgate-io/crossgate/xds/identity"
+	"github.com/crossgate-io/crossgate/xds/translate"
+)
+
+// RunB2e is B2 end to end: B1's world loaded into a real kube-apiserver and synced by the real
+// controller (app.Run, in this process); then EndpointSlice updates, one at a time (changes) and
+// then batch at once, each moving one endpoint of another service; the time from the write to
+// the API server until delta xDS clients subscribed to that service's EDS resource hold the new
+// endpoint: a sidecar of an identity that may call the service, and the gateway (every changed
+// service is behind an HTTPRoute). The lines carry the process's CPU seconds and RSS over the
+// phase: the controller's, with this benchmark's clients (the API server and etcd are other
+// processes). The world's pods are one per service (every endpoint of a service points to it):
+// the identities are the world's, with a tenth of its Pod objects.
+func RunB2e(size Size, changes, batch int) ([]*Line, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sctx, scancel := context.WithTimeout(ctx, 2*time.Minute)
+	sb, err := sandbox.Start(sctx, sandbox.Options{Clusters: []string{"cluster-0"}})
+	scancel()
+	if err != nil {
+		return nil, err
+	}
+	defer sb.Stop()
+	c := sb.Clusters[0].Client
+	in := World(size)
+	t0 := time.Now()
+	if err := load(ctx, c, in); err != nil {
+		return nil, fmt.Errorf("loading the world: %w", err)
+	}
+	loaded := time.Since(t0)
+
+	ca, err := identity.NewCA("cluster.local")
+	if err != nil {
+		return nil, err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	cpu0 := cpuSeconds()
+	t0 = time.Now()
+	run, err := startController(ctx, sb.Clusters[0].Config, controllers.Options{
+		Name:       "cluster-0",
+		MeshConfig: types.NamespacedName{Namespace: in.MeshConfig.Namespace, Name: in.MeshConfig.Name},
+	}, ca, log, "off")
+	if err != nil {
+		return nil, err
+	}
+	for !run.Supervisor.Ready() {
+		if time.Since(t0) > 10*time.Minute {
+			return nil, fmt.Errorf("B2e: nothing published within 10 minutes")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	synced := &Line{
+		Name:   "B2e sync: the controller starts on B1's world in a kube-apiserver and publishes it",
+		Params: map[string]any{"services": size.Services, "endpoints_per_service": size.EndpointsPerSvc, "clusters": size.Clusters, "load_s": loaded.Seconds()},
+		CoreS:  cpuSeconds() - cpu0, HeapInuseMiB: heapInuseMiB(), RSSMiB: rssMiB(),
+	}
+	synced.percentiles([]time.Duration{time.Since(t0)})
+
+	gw := wellknown.Gateway(wellknown.SystemNamespace, wellknown.DefaultGatewayName)
+	gwConn, err := dialXDS(run, gw.Namespace, wellknown.GatewayServiceAccount(gw.Name))
+	if err != nil {
+		return nil, err
+	}
+	defer gwConn.Close()
+
+	// The services changed: behind an HTTPRoute (so the gateway routes to them), and callable
+	// by a source of a TrafficTarget (World's service i is served by identity ns-i/sa-i); its
+	// slice is in.EndpointSlices[i].
+	type target struct {
+		svc    int
+		caller ir.Identity
+	}
+	var targets []target
+	for i := 0; i < size.HTTPRoutes && len(targets) < 1+changes+batch; i++ {
+		sa := in.Pods[i*size.EndpointsPerSvc].Spec.ServiceAccountName
+		for _, tt := range in.TrafficTargets {
+			if d := tt.Spec.Destination; d.Namespace == in.Services[i].Namespace && d.Name == sa {
+				targets = append(targets, target{i, ir.Identity{Namespace: tt.Spec.Sources[0].Namespace, ServiceAccount: tt.Spec.Sources[0].Name}})
+				break
+			}
+		}
+	}
+	if len(targets) < 1+changes+batch {
+		return nil, fmt.Errorf("B2e: %d services behind an HTTPRoute have a caller, %d changes need as many", len(targets), 1+changes+batch)
+	}
+	watch := func(ctx context.Context, k int) (*edsWatch, error) {
+		i := targets[k].svc
+		ns, name := in.Services[i].Namespace, in.Services[i].Name
+		caller := struct{ Namespace, Name string }{targets[k].caller.Namespace, targets[k].caller.ServiceAccount}
+		conn, err := dialXDS(run, caller.Namespace, caller.Name)
+		if err != nil {
+			return nil, err
+		}
+		w := &edsWatch{conns: []*grpc.ClientConn{conn}}
+		svcKey := ns + "/" + name + ":8080"
+		if err := w.open(ctx, conn, wellknown.Sidecar(caller.Namespace, caller.Name).String(), translate.OutboundClusterName(svcKey)); err != nil {
+			return nil, err
+		}
+		if err := w.open(ctx, gwConn, gw.String(), translate.GatewayClusterName(svcKey)); err != nil {
+			return nil, err
+		}
+		return w, nil
+	}
+	move := func(ctx context.Context, k, n int) ([]byte, error) {
+		i := targets[k].svc
+		s := &discoveryv1.EndpointSlice{}
+		if err := c.Get(ctx, client.ObjectKeyFromObject(&in.EndpointSlices[i]), s); err != nil {
+			return nil, err
+		}
+		addr := fmt.Sprintf("10.250.%d.%d", n>>8&255, n&255)
+		s.Endpoints[0].Addresses = []string{addr}
+		return []byte(addr), c.Update(ctx, s)
+	}
+
+	var lines []*Line
+	lines = append(lines, synced)
+	// One at a time. Change 0 warms up (the client's first update of a kind discovers its REST
+	// mapping): it is not counted.
+	var lat []time.Duration
+	cpu0 = cpuSeconds()
+	for n := range 1 + changes {
+		w, err := watch(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		start := time.Now()
+		marker, err := move(ctx, n, n)
+		if err != nil {
+			return nil, err
+		}
+		d, err := w.until(marker, start, 30*time.Second)
+		w.close()
+		if err != nil {
+			return nil, fmt.Errorf("B2e change %d: %w", n, err)
+		}
+		if n > 0 {
+			lat = append(lat, d)
+		}
+	}
+	one := &Line{
+		Name:   "B2e one EndpointSlice update through kube-apiserver -> delta xDS (sidecar and gateway)",
+		Params: map[string]any{"services": size.Services, "endpoints_per_service": size.EndpointsPerSvc, "clusters": size.Clusters, "identities": size.Namespaces * size.AccountsPerNS, "permissive": size.Permissive, "changes": changes},
+		CoreS:  cpuSeconds() - cpu0, HeapInuseMiB: heapInuseMiB(), RSSMiB: rssMiB(),
+	}
+	one.percentiles(lat)
+	lines = append(lines, one)
+
+	// A batch at once: the time from the first write until the last client holds its change.
+	watches := make([]*edsWatch, batch)
+	for k := range batch {
+		if watches[k], err = watch(ctx, 1+changes+k); err != nil {
+			return nil, err
+		}
+	}
+	cpu0 = cpuSeconds()
+	start := time.Now()
+	markers := make([][]byte, batch)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for k := range batch {
+		g.Go(func() error {
+			var err error
+			markers[k], err = move(gctx, 1+changes+k, 1<<15+k)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	var last time.Duration
+	for k, w := range watches {
+		d, err := w.until(markers[k], start, 30*time.Second)
+		w.close()
+		if err != nil {
+			return nil, fmt.Errorf("B2e batch change %d: %w", k, err)
+		}
+		last = max(last, d)
+	}
+	b := &Line{
+		Name:   fmt.Sprintf("B2e %d EndpointSlice updates at once through kube-apiserver -> delta xDS (sidecar and gateway)", batch),
+		Params: map[string]any{"services": size.Services, "endpoints_per_service": size.EndpointsPerSvc, "identities": size.Namespaces * size.AccountsPerNS, "permissive": size.Permissive, "batch": batch, "publishes": run.Supervisor.Current().Publisher.Publishes()},
+		CoreS:  cpuSeconds() - cpu0, HeapInuseMiB: heapInuseMiB(), RSSMiB: rssMiB(),
+	}
+	b.percentiles([]time.Duration{last})
+	lines = append(lines, b)
+	return lines, nil
+}
+
+// edsWatch is delta EDS streams, each subscribed to one resource, reporting when every one holds
+// a version containing a marker.
+type edsWatch struct {
+	conns   []*grpc.ClientConn
+	cancels []context.CancelFunc
+	got     []chan []byte
+}
+
+func (w *edsWatch) open(ctx context.Context, conn *grpc.ClientConn, node, resource string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	w.cancels = append(w.cancels, cancel)
+	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
+	if err != nil {
+		return err
+	}
+	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: node}, TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: []string{resource}}); err != nil {
+		return err
+	}
+	first, err := st.Recv() // the current version
+	if err != nil {
+		return fmt.Errorf("%s subscribing to %s: %w", node, resource, err)
+	}
+	if len(first.GetResources()) == 0 {
+		return fmt.Errorf("%s: %s is not served", node, resource)
+	}
+	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResponseNonce: first.GetNonce()}); err != nil {
+		return err
+	}
+	ch := make(chan []byte, 16)
+	w.got = append(w.got, ch)
+	go func() {
+		for {
+			r, err := st.Recv()
+			if err != nil {
+				return
+			}
+			_ = st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResponseNonce: r.GetNonce()})
+			for _, res := range r.GetResources() {
+				select {
+				case ch <- res.GetResource().GetValue():
+				default:
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+// until waits until every stream holds a version containing marker, and returns the time since
+// start.
+func (w *edsWatch) until(marker []byte, start time.Time, within time.Duration) (time.Duration, error) {
+	deadline := time.After(within)
+	var last time.Duration
+	for i, ch := range w.got {
+		for done := false; !done; {
+			select {
+			case b := <-ch:
+				if bytes.Contains(b, marker) {
+					done = true
+					last = max(last, time.Since(start))
+				}
+			case <-deadline:
+				return 0, fmt.Errorf("stream %d did not get %s within %v", i, marker, within)
+			}
+		}
+	}
+	return last, nil
+}
+
+func (w *edsWatch) close() {
+	for _, c := range w.cancels {
+		c()
+	}
+	for _, c := range w.conns {
+		_ = c.Close()
+	}
+}
+
+// load writes a world into an API server, each object as given; the Pods are one per service
+// (its slice's endpoints all point to it).
+func load(ctx context.Context, c client.Client, in *translator.Input) error {
+	var first, rest []client.Object
+	first = append(first, &corev1.Namespace{})
+	first[0].SetName(wellknown.SystemNamespace)
+	for i := range in.Namespaces {
+		first = append(first, &in.Namespaces[i])
+	}
+	second := []client.Object{in.MeshConfig}
+	for i := range in.ServiceAccounts {
+		second = append(second, &in.ServiceAccounts[i])
+	}
+	for i := range in.GatewayClasses {
+		rest = append(rest, &in.GatewayClasses[i])
+	}
+	for i := range in.Gateways {
+		rest = append(rest, &in.Gateways[i])
+	}
+	for i := range in.Services {
+		s := &in.Services[i]
+		s.Spec.ClusterIP, s.Spec.ClusterIPs = "", nil // the API server's to allocate (10.96.0.1 is its own)
+		rest = append(rest, s)
+	}
+	for i := range in.EndpointSlices {
+		s := &in.EndpointSlices[i]
+		pod := s.Endpoints[0].TargetRef.Name
+		for e := range s.Endpoints {
+			s.Endpoints[e].TargetRef.Name = pod
+		}
+		rest = append(rest, s)
+	}
+	seen := map[string]bool{}
+	for i := range in.Pods {
+		p := &in.Pods[i]
+		svc := p.Name[:strings.LastIndexByte(p.Name, '-')]
+		if seen[p.Namespace+"/"+svc] {
+			continue
+		}
+		seen[p.Namespace+"/"+svc] = true
+		p.Spec.Containers = []corev1.Container{{Name: "app", Image: "app"}}
+		rest = append(rest, p)
+	}
+	for i := range in.ServiceImports {
+		rest = append(rest, &in.ServiceImports[i])
+	}
+	for i := range in.GlobalTrafficPolicies {
+		rest = append(rest, &in.GlobalTrafficPolicies[i])
+	}
+	for i := range in.HTTPRouteGroups {
+		rest = append(rest, &in.HTTPRouteGroups[i])
+	}
+	for i := range in.TrafficTargets {
+		rest = append(rest, &in.TrafficTargets[i])
+	}
+	for i := range in.HTTPRoutes {
+		rest = append(rest, &in.HTTPRoutes[i])
+	}
+	for _, objs := range [][]client.Object{first, second, rest} {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(16)
+		for _, o := range objs {
+			g.Go(func() error {
+				o := o.DeepCopyObject().(client.Object)
+				if err := c.Create(gctx, o); err != nil {
+					return fmt.Errorf("%T %s/%s: %w", o, o.GetNamespace(), o.GetName(), err)
+				}
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
