@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -49,11 +51,38 @@ func RunB2e(size Size, changes, batch int) ([]*Line, error) {
 	defer sb.Stop()
 	c := sb.Clusters[0].Client
 	in := World(size)
+	// The services changed: behind an HTTPRoute (so the gateway routes to them), and callable
+	// by a source of a TrafficTarget (World's service i is served by identity ns-i/sa-i); its
+	// slice is in.EndpointSlices[i].
+	type target struct {
+		svc, slice client.ObjectKey
+		caller     ir.Identity
+	}
+	var targets []target
+	for i := 0; i < size.HTTPRoutes && len(targets) < 1+changes+batch; i++ {
+		sa := in.Pods[i*size.EndpointsPerSvc].Spec.ServiceAccountName
+		for _, tt := range in.TrafficTargets {
+			if d := tt.Spec.Destination; d.Namespace == in.Services[i].Namespace && d.Name == sa {
+				targets = append(targets, target{
+					svc: client.ObjectKeyFromObject(&in.Services[i]), slice: client.ObjectKeyFromObject(&in.EndpointSlices[i]),
+					caller: ir.Identity{Namespace: tt.Spec.Sources[0].Namespace, ServiceAccount: tt.Spec.Sources[0].Name},
+				})
+				break
+			}
+		}
+	}
+	if len(targets) < 1+changes+batch {
+		return nil, fmt.Errorf("B2e: %d services behind an HTTPRoute have a caller, %d changes need as many", len(targets), 1+changes+batch)
+	}
+	mesh := types.NamespacedName{Namespace: in.MeshConfig.Namespace, Name: in.MeshConfig.Name}
 	t0 := time.Now()
 	if err := load(ctx, c, in); err != nil {
 		return nil, fmt.Errorf("loading the world: %w", err)
 	}
 	loaded := time.Since(t0)
+	in = nil // what this process holds from here is the controller's (and its clients')
+	runtime.GC()
+	debug.FreeOSMemory()
 
 	ca, err := identity.NewCA("cluster.local")
 	if err != nil {
@@ -64,7 +93,7 @@ func RunB2e(size Size, changes, batch int) ([]*Line, error) {
 	t0 = time.Now()
 	run, err := startController(ctx, sb.Clusters[0].Config, controllers.Options{
 		Name:       "cluster-0",
-		MeshConfig: types.NamespacedName{Namespace: in.MeshConfig.Namespace, Name: in.MeshConfig.Name},
+		MeshConfig: mesh,
 	}, ca, log, "off")
 	if err != nil {
 		return nil, err
@@ -75,12 +104,28 @@ func RunB2e(size Size, changes, batch int) ([]*Line, error) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	synced := &Line{
-		Name:   "B2e sync: the controller starts on B1's world in a kube-apiserver and publishes it",
-		Params: map[string]any{"services": size.Services, "endpoints_per_service": size.EndpointsPerSvc, "clusters": size.Clusters, "load_s": loaded.Seconds()},
-		CoreS:  cpuSeconds() - cpu0, HeapInuseMiB: heapInuseMiB(), RSSMiB: rssMiB(),
+	firstPublish := time.Since(t0)
+	// The controller's own writes after its first publish (every ServiceImport's spec.ips, the
+	// HTTPRoutes' statuses) are changes it publishes in full; the measurement starts once they
+	// are done: no full publish for 10 s.
+	for last, since := -1, time.Now(); time.Since(since) < 10*time.Second; time.Sleep(500 * time.Millisecond) {
+		if n := run.Supervisor.Current().Publisher.Publishes()[controllers.PathFull]; n != last {
+			last, since = n, time.Now()
+		}
+		if time.Since(t0) > 20*time.Minute {
+			return nil, fmt.Errorf("B2e: the controller did not settle within 20 minutes")
+		}
 	}
-	synced.percentiles([]time.Duration{time.Since(t0)})
+	settled := time.Since(t0) - 10*time.Second
+	synced := &Line{
+		Name: "B2e sync: the controller starts on B1's world in a kube-apiserver and publishes it",
+		Params: map[string]any{
+			"services": size.Services, "endpoints_per_service": size.EndpointsPerSvc, "clusters": size.Clusters, "load_s": loaded.Seconds(),
+			"settled_s": settled.Seconds(), "publishes": run.Supervisor.Current().Publisher.Publishes(),
+		},
+		CoreS: cpuSeconds() - cpu0, HeapInuseMiB: heapInuseMiB(), RSSMiB: rssMiB(),
+	}
+	synced.percentiles([]time.Duration{firstPublish}) // to the first publish; settled_s: until the controller's own writes are published
 
 	gw := wellknown.Gateway(wellknown.SystemNamespace, wellknown.DefaultGatewayName)
 	gwConn, err := dialXDS(run, gw.Namespace, wellknown.GatewayServiceAccount(gw.Name))
@@ -89,29 +134,8 @@ func RunB2e(size Size, changes, batch int) ([]*Line, error) {
 	}
 	defer gwConn.Close()
 
-	// The services changed: behind an HTTPRoute (so the gateway routes to them), and callable
-	// by a source of a TrafficTarget (World's service i is served by identity ns-i/sa-i); its
-	// slice is in.EndpointSlices[i].
-	type target struct {
-		svc    int
-		caller ir.Identity
-	}
-	var targets []target
-	for i := 0; i < size.HTTPRoutes && len(targets) < 1+changes+batch; i++ {
-		sa := in.Pods[i*size.EndpointsPerSvc].Spec.ServiceAccountName
-		for _, tt := range in.TrafficTargets {
-			if d := tt.Spec.Destination; d.Namespace == in.Services[i].Namespace && d.Name == sa {
-				targets = append(targets, target{i, ir.Identity{Namespace: tt.Spec.Sources[0].Namespace, ServiceAccount: tt.Spec.Sources[0].Name}})
-				break
-			}
-		}
-	}
-	if len(targets) < 1+changes+batch {
-		return nil, fmt.Errorf("B2e: %d services behind an HTTPRoute have a caller, %d changes need as many", len(targets), 1+changes+batch)
-	}
 	watch := func(ctx context.Context, k int) (*edsWatch, error) {
-		i := targets[k].svc
-		ns, name := in.Services[i].Namespace, in.Services[i].Name
+		ns, name := targets[k].svc.Namespace, targets[k].svc.Name
 		caller := struct{ Namespace, Name string }{targets[k].caller.Namespace, targets[k].caller.ServiceAccount}
 		conn, err := dialXDS(run, caller.Namespace, caller.Name)
 		if err != nil {
@@ -128,9 +152,8 @@ func RunB2e(size Size, changes, batch int) ([]*Line, error) {
 		return w, nil
 	}
 	move := func(ctx context.Context, k, n int) ([]byte, error) {
-		i := targets[k].svc
 		s := &discoveryv1.EndpointSlice{}
-		if err := c.Get(ctx, client.ObjectKeyFromObject(&in.EndpointSlices[i]), s); err != nil {
+		if err := c.Get(ctx, targets[k].slice, s); err != nil {
 			return nil, err
 		}
 		addr := fmt.Sprintf("10.250.%d.%d", n>>8&255, n&255)

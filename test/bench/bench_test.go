@@ -69,6 +69,27 @@ func TestB2e(t *testing.T) {
 	}
 }
 
+func TestB5(t *testing.T) {
+	type run struct {
+		routes int
+		d      time.Duration
+	}
+	runs := []run{{1000, time.Minute}}
+	if full() {
+		runs = []run{{1000, 3 * time.Minute}, {5000, 10 * time.Minute}}
+	}
+	for _, r := range runs {
+		l, err := RunB5(r.routes, 10, r.d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Log(l)
+		if full() {
+			os.Stdout.WriteString(l.String() + "\n")
+		}
+	}
+}
+
 func TestB3(t *testing.T) {
 	s := SmallFanOut
 	if full() {
