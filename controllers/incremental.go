@@ -24,9 +24,10 @@ import (
 )
 
 // The publisher's two paths. Most events in a running cluster are endpoint changes (pods
-// starting, stopping, turning ready): they change EndpointSlices and nothing else the translator
-// reads. Those go the incremental path: the kept translation (translator.Incremental) applies
-// each changed slice and says which outbound entries and gateway backends changed; the clusters
+// starting, stopping, turning ready): they change EndpointSlices and Pods and nothing else the
+// translator reads. Those go the incremental path: the kept translation (translator.Incremental)
+// applies each changed slice and pod (a pod of a new identity, or with probes, excepted) and says
+// which outbound entries and gateway backends changed; the clusters
 // and endpoints of those are rebuilt alone and replaced in the keys that hold them
 // (cache.Patch). Any other event, or an endpoint change whose effect reaches beyond clusters and
 // endpoints (a service port gains its first endpoint or loses its last, a route changes, the
@@ -47,10 +48,25 @@ type SliceEvent struct {
 	Deleted bool
 }
 
+// PodEvent is the latest version of a Pod the informer delivered, or its deletion.
+type PodEvent struct {
+	Pod     *corev1.Pod
+	Deleted bool
+}
+
+// EndpointEvents are what the incremental path takes, each by namespace/name: EndpointSlices,
+// and Pods (created, deleted, or changed in what the translator reads of them).
+type EndpointEvents struct {
+	Slices map[string]SliceEvent
+	Pods   map[string]PodEvent
+}
+
+func (e *EndpointEvents) empty() bool { return len(e.Slices) == 0 && len(e.Pods) == 0 }
+
 // pending is what happened since the last publish (under Publisher.mu).
 type pending struct {
-	full   bool                  // something other than endpoints changed
-	slices map[string]SliceEvent // namespace/name -> latest event
+	full bool // something other than endpoints changed
+	EndpointEvents
 }
 
 func (p *pending) take() pending {
@@ -59,13 +75,13 @@ func (p *pending) take() pending {
 	return out
 }
 
-// sliceOf is the EndpointSlice of an informer event's object (a tombstone's included).
-func sliceOf(obj any) *discoveryv1.EndpointSlice {
+// objectOf is the object of an informer event (a tombstone's included), nil when it is not a T.
+func objectOf[T any](obj any) *T {
 	if t, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
 		obj = t.Obj
 	}
-	s, _ := obj.(*discoveryv1.EndpointSlice)
-	return s
+	o, _ := obj.(*T)
+	return o
 }
 
 // podUnchanged reports whether a Pod update leaves what the translator reads of a Pod as it was:
@@ -77,31 +93,35 @@ func podUnchanged(oldObj, newObj any) bool {
 	return ok1 && ok2 && o.Spec.ServiceAccountName == n.Spec.ServiceAccountName && maps.Equal(o.Annotations, n.Annotations)
 }
 
-// PatchEndpoints is the incremental path: it applies endpoint events (by slice namespace/name)
-// to the kept translation x and replaces, in the keys of c that published lists, the clusters and
-// endpoints they change. patched is false when the change reaches beyond clusters and endpoints:
-// x has applied it, and the caller rebuilds every proxy's resources from x.Result(). An error is
-// the cache's: the caller then publishes in full.
-func PatchEndpoints(x *translator.Incremental, c *cache.Cache, published map[string]bool, evs map[string]SliceEvent) (patched bool, err error) {
-	ch := applySlices(x, evs)
-	rs, ok := patchFor(&x.Result().IR, ch, published)
-	if !ok {
-		return false, nil
-	}
-	return true, c.Patch(rs)
-}
-
-// applySlices applies endpoint events to the kept translation and returns what they changed, in
-// the order of the slices' names (the result does not depend on the order of events).
-func applySlices(x *translator.Incremental, evs map[string]SliceEvent) translator.Changes {
+// PatchEndpoints is the incremental path: it applies endpoint events to the kept translation x
+// and replaces, in the keys of c that published lists, the clusters and endpoints they change.
+// It returns the path taken: PathIncremental when it did; PathRebuild when the change reaches
+// beyond clusters and endpoints (x has applied it: the caller rebuilds every proxy's resources
+// from x.Result()); PathFull when a Pod change is one x does not apply (a new identity, probes:
+// the caller translates in full). An error is the cache's: the caller then publishes in full.
+func PatchEndpoints(x *translator.Incremental, c *cache.Cache, published map[string]bool, ev EndpointEvents) (path string, err error) {
 	var all translator.Changes
-	for _, k := range slices.Sorted(maps.Keys(evs)) {
-		ch := x.SetEndpointSlice(evs[k].Slice, evs[k].Deleted)
+	add := func(ch translator.Changes) {
 		all.Outbound = append(all.Outbound, ch.Outbound...)
 		all.Backends = append(all.Backends, ch.Backends...)
 		all.Inbound = append(all.Inbound, ch.Inbound...)
 	}
-	return all
+	// In the order of names: the result does not depend on the order of events.
+	for _, k := range slices.Sorted(maps.Keys(ev.Pods)) {
+		ch, ok := x.SetPod(ev.Pods[k].Pod, ev.Pods[k].Deleted)
+		if !ok {
+			return PathFull, nil
+		}
+		add(ch)
+	}
+	for _, k := range slices.Sorted(maps.Keys(ev.Slices)) {
+		add(x.SetEndpointSlice(ev.Slices[k].Slice, ev.Slices[k].Deleted))
+	}
+	rs, ok := patchFor(&x.Result().IR, all, published)
+	if !ok {
+		return PathRebuild, nil
+	}
+	return PathIncremental, c.Patch(rs)
 }
 
 // patchFor turns the translator's changes into replacements of single resources in the keys

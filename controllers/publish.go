@@ -109,35 +109,40 @@ func (p *Publisher) Start(ctx context.Context, informers ctrlcache.Informers) er
 		},
 		DeleteFunc: func(any) { full() },
 	}
-	slice := func(obj any, deleted bool) {
-		s := sliceOf(obj)
-		if s == nil {
+	// record adds an endpoint event to the pending ones (an object of another type: full).
+	record := func(obj any, deleted bool) {
+		s, pod := objectOf[discoveryv1.EndpointSlice](obj), objectOf[corev1.Pod](obj)
+		if s == nil && pod == nil {
 			full()
 			return
 		}
 		p.mu.Lock()
-		if p.pending.slices == nil {
-			p.pending.slices = map[string]SliceEvent{}
+		if s != nil {
+			if p.pending.Slices == nil {
+				p.pending.Slices = map[string]SliceEvent{}
+			}
+			p.pending.Slices[s.Namespace+"/"+s.Name] = SliceEvent{Slice: s, Deleted: deleted}
+		} else {
+			if p.pending.Pods == nil {
+				p.pending.Pods = map[string]PodEvent{}
+			}
+			p.pending.Pods[pod.Namespace+"/"+pod.Name] = PodEvent{Pod: pod, Deleted: deleted}
 		}
-		p.pending.slices[s.Namespace+"/"+s.Name] = SliceEvent{Slice: s, Deleted: deleted}
 		p.mu.Unlock()
 		p.deb.Trigger()
 	}
+	endpoints := toolscache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) { record(obj, false) },
+		UpdateFunc: func(oldObj, newObj any) {
+			if !podUnchanged(oldObj, newObj) {
+				record(newObj, false)
+			}
+		},
+		DeleteFunc: func(obj any) { record(obj, true) },
+	}
 	handlers := map[reflect.Type]toolscache.ResourceEventHandler{
-		reflect.TypeFor[*discoveryv1.EndpointSlice](): toolscache.ResourceEventHandlerFuncs{
-			AddFunc:    func(obj any) { slice(obj, false) },
-			UpdateFunc: func(_, obj any) { slice(obj, false) },
-			DeleteFunc: func(obj any) { slice(obj, true) },
-		},
-		reflect.TypeFor[*corev1.Pod](): toolscache.ResourceEventHandlerFuncs{
-			AddFunc: func(any) { full() },
-			UpdateFunc: func(oldObj, newObj any) {
-				if !podUnchanged(oldObj, newObj) {
-					full()
-				}
-			},
-			DeleteFunc: func(any) { full() },
-		},
+		reflect.TypeFor[*discoveryv1.EndpointSlice](): endpoints,
+		reflect.TypeFor[*corev1.Pod]():                endpoints,
 	}
 	for _, obj := range watchedTypes() {
 		// The API server may be unreachable (a manager built after a lost leadership): wait for
@@ -247,10 +252,10 @@ func (p *Publisher) publish(ctx context.Context) {
 	work := p.pending.take()
 	p.mu.Unlock()
 	if !work.full && p.kept != nil {
-		if len(work.slices) == 0 {
+		if work.empty() {
 			return
 		}
-		if path, ok := p.publishEndpoints(work.slices); ok {
+		if path, ok := p.publishEndpoints(work.EndpointEvents); ok {
 			p.count(path, started)
 			return
 		}
@@ -276,20 +281,22 @@ func (p *Publisher) publish(ctx context.Context) {
 
 // publishEndpoints applies endpoint events to the kept translation and publishes what they
 // change: by replacing single clusters and endpoints, or, when the change reaches further, by
-// rebuilding every proxy's resources from the kept translation. ok is false when the cache
-// refused a replacement: then the caller publishes in full.
-func (p *Publisher) publishEndpoints(evs map[string]SliceEvent) (path string, ok bool) {
+// rebuilding every proxy's resources from the kept translation. ok is false when the caller is
+// to publish in full: a Pod change the kept translation does not apply, or a replacement the
+// cache refused.
+func (p *Publisher) publishEndpoints(ev EndpointEvents) (path string, ok bool) {
 	// published is written by setCache, on this goroutine only.
-	patched, err := PatchEndpoints(p.kept, p.xds, p.published, evs)
+	path, err := PatchEndpoints(p.kept, p.xds, p.published, ev)
 	switch {
 	case err != nil:
 		p.log.Error("replacing changed endpoints; publishing in full", "error", err)
 		return "", false
-	case !patched:
+	case path == PathFull:
+		return "", false
+	case path == PathRebuild:
 		p.build(&p.kept.Result().IR)
-		return PathRebuild, true
 	}
-	return PathIncremental, true
+	return path, true
 }
 
 // build builds every proxy's resources from a translation and publishes them.

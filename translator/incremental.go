@@ -2,13 +2,16 @@ package translator
 
 import (
 	"cmp"
+	"maps"
 	"reflect"
 	"slices"
 	"strconv"
 
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 
 	"github.com/crossgate-io/crossgate/translator/ir"
+	"github.com/crossgate-io/crossgate/wellknown"
 )
 
 // Incremental keeps a translation and applies endpoint changes to it, returning only what they
@@ -25,6 +28,10 @@ type Incremental struct {
 	// byNamespace lists, in policy mode, the outbound groups whose TrafficTargets open a
 	// namespace.
 	byNamespace map[string][]*outboundGroup
+	// podRefs maps a pod to the slices whose endpoints point to it, and those to their service.
+	podRefs map[nsName]map[nsName]nsName
+	// accounts are the identities of the ServiceAccount objects.
+	accounts map[ir.Identity]bool
 }
 
 type gatewayBackend struct {
@@ -69,11 +76,18 @@ func NewIncremental(in *Input) *Incremental {
 	res.Statuses.ServiceExports = t.exportStatuses()
 	res.Statuses.GlobalTrafficPolicies = t.policyStatuses()
 	res.Statuses.Warnings = t.allWarnings()
-	x := &Incremental{t: t, res: res, sliceOwner: map[nsName]nsName{}, backends: map[string][]gatewayBackend{}, byNamespace: map[string][]*outboundGroup{}}
+	x := &Incremental{
+		t: t, res: res, sliceOwner: map[nsName]nsName{}, backends: map[string][]gatewayBackend{}, byNamespace: map[string][]*outboundGroup{},
+		podRefs: map[nsName]map[nsName]nsName{}, accounts: map[ir.Identity]bool{},
+	}
 	for svc, list := range t.slicesBySvc {
 		for _, s := range list {
 			x.sliceOwner[nsName{s.Namespace, s.Name}] = svc
+			x.indexPods(s, svc, true)
 		}
+	}
+	for _, sa := range in.ServiceAccounts {
+		x.accounts[ir.Identity{Namespace: sa.Namespace, ServiceAccount: sa.Name}] = true
 	}
 	for gi := range res.IR.Gateways {
 		g := &res.IR.Gateways[gi]
@@ -112,7 +126,11 @@ func (x *Incremental) SetEndpointSlice(s *discoveryv1.EndpointSlice, deleted boo
 	affected := []nsName{}
 	if old, ok := x.sliceOwner[key]; ok {
 		t.slicesBySvc[old] = slices.DeleteFunc(t.slicesBySvc[old], func(o *discoveryv1.EndpointSlice) bool {
-			return o.Namespace == s.Namespace && o.Name == s.Name
+			if o.Namespace == s.Namespace && o.Name == s.Name {
+				x.indexPods(o, old, false)
+				return true
+			}
+			return false
 		})
 		delete(x.sliceOwner, key)
 		affected = append(affected, old)
@@ -121,6 +139,7 @@ func (x *Incremental) SetEndpointSlice(s *discoveryv1.EndpointSlice, deleted boo
 		k := nsName{s.Namespace, svc}
 		t.slicesBySvc[k] = append(t.slicesBySvc[k], s)
 		x.sliceOwner[key] = k
+		x.indexPods(s, k, true)
 		if !slices.Contains(affected, k) {
 			affected = append(affected, k)
 		}
@@ -130,6 +149,64 @@ func (x *Incremental) SetEndpointSlice(s *discoveryv1.EndpointSlice, deleted boo
 		x.refreshService(k, &ch)
 	}
 	return ch
+}
+
+// indexPods adds (or removes) the references of a slice of service svc to its endpoints' pods.
+func (x *Incremental) indexPods(s *discoveryv1.EndpointSlice, svc nsName, add bool) {
+	slice := nsName{s.Namespace, s.Name}
+	for _, e := range s.Endpoints {
+		ref := e.TargetRef
+		if ref == nil || ref.Kind != "Pod" {
+			continue
+		}
+		pod := nsName{cmp.Or(ref.Namespace, s.Namespace), ref.Name}
+		switch {
+		case add && x.podRefs[pod] == nil:
+			x.podRefs[pod] = map[nsName]nsName{slice: svc}
+		case add:
+			x.podRefs[pod][slice] = svc
+		default:
+			delete(x.podRefs[pod], slice)
+			if len(x.podRefs[pod]) == 0 {
+				delete(x.podRefs, pod)
+			}
+		}
+	}
+}
+
+// SetPod applies a new version of a Pod, or its deletion, when it changes no identity and no
+// probe: its ServiceAccount's object exists (so the set of identities stays as it is) and it
+// declares no probes (wellknown.ProbesAnnotation), before and after. Then only the endpoints
+// that point to it can change (their identity, whether they are proxyless), and it returns what
+// changed. ok is false otherwise, and nothing is applied: the caller translates in full. The pod
+// is not modified and must not be modified by the caller afterwards.
+func (x *Incremental) SetPod(p *corev1.Pod, deleted bool) (ch Changes, ok bool) {
+	t := x.t
+	key := nsName{p.Namespace, p.Name}
+	for _, q := range []*corev1.Pod{t.pods[key], p} {
+		if q == nil {
+			continue
+		}
+		if _, probes := q.Annotations[wellknown.ProbesAnnotation]; probes {
+			return Changes{}, false
+		}
+		if !x.accounts[ir.Identity{Namespace: q.Namespace, ServiceAccount: cmp.Or(q.Spec.ServiceAccountName, "default")}] {
+			return Changes{}, false
+		}
+	}
+	if deleted {
+		delete(t.pods, key)
+	} else {
+		t.pods[key] = p
+	}
+	svcs := map[nsName]bool{}
+	for _, svc := range x.podRefs[key] {
+		svcs[svc] = true
+	}
+	for _, svc := range slices.SortedFunc(maps.Keys(svcs), cmpNsName) {
+		x.refreshService(svc, &ch)
+	}
+	return ch, true
 }
 
 // refreshService recomputes one service's view and splices its new outbound entries into every

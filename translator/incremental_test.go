@@ -8,10 +8,12 @@ import (
 	"slices"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/crossgate-io/crossgate/internal/golden"
+	"github.com/crossgate-io/crossgate/wellknown"
 )
 
 // mutate changes one EndpointSlice of in at random and returns the new version (or the deleted
@@ -54,10 +56,48 @@ func mutate(r *rand.Rand, in *Input, step int) (*discoveryv1.EndpointSlice, bool
 	return s, false
 }
 
-// TestIncrementalEqualsFull applies random endpoint changes through Incremental and checks after
-// each that its Result is exactly the full translation of the changed input.
+// mutatePod changes one Pod of in at random (deletes it, toggles its proxyless annotation, or
+// brings back a deleted one) and returns the new version (or the deleted one) as SetPod takes it.
+func mutatePod(r *rand.Rand, in *Input, gone *[]corev1.Pod) (*corev1.Pod, bool) {
+	in.Pods = slices.Clone(in.Pods) // the Incremental holds pointers into the old array: never change it
+	if len(*gone) > 0 && r.IntN(2) == 0 {
+		p := (*gone)[0]
+		*gone = (*gone)[1:]
+		in.Pods = append(in.Pods, p)
+		return &p, false
+	}
+	if len(in.Pods) == 0 {
+		return nil, false
+	}
+	i := r.IntN(len(in.Pods))
+	p := in.Pods[i].DeepCopy()
+	if r.IntN(2) == 0 {
+		in.Pods = slices.Delete(in.Pods, i, i+1)
+		*gone = append(*gone, *p)
+		return p, true
+	}
+	if p.Annotations[wellknown.ProxylessAnnotation] == "true" {
+		delete(p.Annotations, wellknown.ProxylessAnnotation)
+	} else {
+		p.Annotations = map[string]string{wellknown.ProxylessAnnotation: "true"}
+	}
+	in.Pods[i] = *p
+	return p, false
+}
+
+// TestIncrementalEqualsFull applies random endpoint changes (slices and pods) through
+// Incremental and checks after each that its Result is exactly the full translation of the
+// changed input. A pod change Incremental refuses (SetPod's ok false) is translated in full, as
+// the controller does.
 func TestIncrementalEqualsFull(t *testing.T) {
 	ins, _ := filepath.Glob("testdata/*.in.yaml")
+	podsApplied := 0
+	defer func() {
+		if podsApplied == 0 {
+			t.Error("no pod change was applied incrementally: SetPod is not exercised")
+		}
+		t.Logf("%d pod changes applied incrementally", podsApplied)
+	}()
 	for _, p := range ins {
 		t.Run(filepath.Base(p), func(t *testing.T) {
 			b, _ := os.ReadFile(p)
@@ -67,16 +107,33 @@ func TestIncrementalEqualsFull(t *testing.T) {
 			}
 			x := NewIncremental(in)
 			r := rand.New(rand.NewPCG(1, uint64(len(p))))
-			for step := range 12 {
-				s, deleted := mutate(r, in, step)
-				if s == nil {
-					return
+			var gone []corev1.Pod
+			for step := range 16 {
+				var what string
+				if step%3 == 2 {
+					pod, deleted := mutatePod(r, in, &gone)
+					if pod == nil {
+						continue
+					}
+					what = fmt.Sprintf("pod %s deleted=%v", pod.Name, deleted)
+					if _, ok := x.SetPod(pod, deleted); ok {
+						podsApplied++
+					} else {
+						x = NewIncremental(in)
+						what += " (refused: full)"
+					}
+				} else {
+					s, deleted := mutate(r, in, step)
+					if s == nil {
+						return
+					}
+					what = fmt.Sprintf("slice %s deleted=%v", s.Name, deleted)
+					x.SetEndpointSlice(s, deleted)
 				}
-				x.SetEndpointSlice(s, deleted)
 				want, _ := yaml.Marshal(Translate(in))
 				got, _ := yaml.Marshal(x.Result())
 				if string(got) != string(want) {
-					t.Fatalf("step %d (%s deleted=%v): incremental result differs from the full translation:\n%s", step, s.Name, deleted, golden.LineDiff(string(want), string(got)))
+					t.Fatalf("step %d (%s): incremental result differs from the full translation:\n%s", step, what, golden.LineDiff(string(want), string(got)))
 				}
 			}
 		})

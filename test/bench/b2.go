@@ -54,12 +54,12 @@ func RunB2(size Size, samples int) (*Line, error) {
 		in.EndpointSlices[i] = *s
 
 		t0 := time.Now()
-		patched, err := controllers.PatchEndpoints(x, c, published, map[string]controllers.SliceEvent{s.Namespace + "/" + s.Name: {Slice: s}})
+		path, err := controllers.PatchEndpoints(x, c, published, controllers.EndpointEvents{Slices: map[string]controllers.SliceEvent{s.Namespace + "/" + s.Name: {Slice: s}}})
 		times = append(times, time.Since(t0))
 		if err != nil {
 			return nil, err
 		}
-		if !patched {
+		if path != controllers.PathIncremental {
 			return nil, fmt.Errorf("change %d (slice %s/%s) did not take the incremental path", n, s.Namespace, s.Name)
 		}
 	}

@@ -229,13 +229,26 @@ func (w *world) slice(ns, svc, name string) *discoveryv1.EndpointSlice {
 	return s
 }
 
-// endpointChange changes endpoints only: an EndpointSlice, or a Pod's readiness.
+// endpointChange changes endpoints only: an EndpointSlice, a Pod's readiness, or a Pod of an
+// existing ServiceAccount created or deleted (as a rolling update does).
 func (w *world) endpointChange(ctx context.Context) string {
 	ns, svc := w.ns(), w.svc()
 	name := svc + "-" + w.pick("x", "y")
-	switch w.rng.IntN(6) {
+	switch w.rng.IntN(8) {
 	case 0:
 		return w.del(ctx, &discoveryv1.EndpointSlice{ObjectMeta: meta(ns, name)})
+	case 6:
+		p := &corev1.Pod{ObjectMeta: meta(ns, w.pod()), Spec: corev1.PodSpec{ServiceAccountName: w.sa(), Containers: []corev1.Container{{Name: "app", Image: "app"}}}}
+		if err := w.c.Get(ctx, client.ObjectKeyFromObject(p), &corev1.Pod{}); err == nil {
+			return w.del(ctx, p)
+		}
+		if err := w.c.Get(ctx, client.ObjectKey{Namespace: ns, Name: p.Spec.ServiceAccountName}, &corev1.ServiceAccount{}); err != nil {
+			return "no ServiceAccount for a new pod"
+		}
+		if w.rng.IntN(3) == 0 {
+			p.Annotations = map[string]string{"crossgate.io/proxyless": "true"}
+		}
+		return w.put(ctx, p)
 	case 1:
 		p := &corev1.Pod{}
 		if err := w.c.Get(ctx, client.ObjectKey{Namespace: ns, Name: w.pod()}, p); err != nil {
