@@ -67,6 +67,8 @@ type Publisher struct {
 	kept *translator.Incremental
 	// publishes counts publications by path (Ready once there is one).
 	publishes map[string]int
+	// publishing is set while a publication runs.
+	publishing bool
 }
 
 // PublishObserver is told of each publication, for metrics.
@@ -250,7 +252,13 @@ func (p *Publisher) publish(ctx context.Context) {
 	started := time.Now()
 	p.mu.Lock()
 	work := p.pending.take()
+	p.publishing = true
 	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.publishing = false
+		p.mu.Unlock()
+	}()
 	if !work.full && p.kept != nil {
 		if work.empty() {
 			return
@@ -321,6 +329,13 @@ func (p *Publisher) count(path string, started time.Time) {
 	if p.opts.PublishObserver != nil {
 		p.opts.PublishObserver.Published(path, time.Since(started))
 	}
+}
+
+// Idle reports whether nothing is being published and no change waits to be.
+func (p *Publisher) Idle() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !p.publishing && !p.pending.full && p.pending.empty()
 }
 
 // Publishes counts the publications so far by path (PathFull, PathIncremental, PathRebuild).
