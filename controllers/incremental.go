@@ -84,6 +84,30 @@ func objectOf[T any](obj any) *T {
 	return o
 }
 
+// record adds an endpoint event (an EndpointSlice's or a Pod's) to the pending ones; an object
+// of another kind asks for a full publish.
+func (p *Publisher) record(obj any, deleted bool) {
+	s, pod := objectOf[discoveryv1.EndpointSlice](obj), objectOf[corev1.Pod](obj)
+	if s == nil && pod == nil {
+		p.triggerFull()
+		return
+	}
+	p.mu.Lock()
+	if s != nil {
+		if p.pending.Slices == nil {
+			p.pending.Slices = map[string]SliceEvent{}
+		}
+		p.pending.Slices[s.Namespace+"/"+s.Name] = SliceEvent{Slice: s, Deleted: deleted}
+	} else {
+		if p.pending.Pods == nil {
+			p.pending.Pods = map[string]PodEvent{}
+		}
+		p.pending.Pods[pod.Namespace+"/"+pod.Name] = PodEvent{Pod: pod, Deleted: deleted}
+	}
+	p.mu.Unlock()
+	p.deb.Trigger()
+}
+
 // podUnchanged reports whether a Pod update leaves what the translator reads of a Pod as it was:
 // its ServiceAccount (the identity of its endpoints) and its annotations (proxyless, probes). Its
 // readiness reaches the translation through its EndpointSlices, not through the Pod.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -111,40 +110,14 @@ func (p *Publisher) Start(ctx context.Context, informers ctrlcache.Informers) er
 		},
 		DeleteFunc: func(any) { full() },
 	}
-	// record adds an endpoint event to the pending ones (an object of another type: full).
-	record := func(obj any, deleted bool) {
-		s, pod := objectOf[discoveryv1.EndpointSlice](obj), objectOf[corev1.Pod](obj)
-		if s == nil && pod == nil {
-			full()
-			return
-		}
-		p.mu.Lock()
-		if s != nil {
-			if p.pending.Slices == nil {
-				p.pending.Slices = map[string]SliceEvent{}
-			}
-			p.pending.Slices[s.Namespace+"/"+s.Name] = SliceEvent{Slice: s, Deleted: deleted}
-		} else {
-			if p.pending.Pods == nil {
-				p.pending.Pods = map[string]PodEvent{}
-			}
-			p.pending.Pods[pod.Namespace+"/"+pod.Name] = PodEvent{Pod: pod, Deleted: deleted}
-		}
-		p.mu.Unlock()
-		p.deb.Trigger()
-	}
 	endpoints := toolscache.ResourceEventHandlerFuncs{
-		AddFunc: func(obj any) { record(obj, false) },
+		AddFunc: func(obj any) { p.record(obj, false) },
 		UpdateFunc: func(oldObj, newObj any) {
 			if !podUnchanged(oldObj, newObj) {
-				record(newObj, false)
+				p.record(newObj, false)
 			}
 		},
-		DeleteFunc: func(obj any) { record(obj, true) },
-	}
-	handlers := map[reflect.Type]toolscache.ResourceEventHandler{
-		reflect.TypeFor[*discoveryv1.EndpointSlice](): endpoints,
-		reflect.TypeFor[*corev1.Pod]():                endpoints,
+		DeleteFunc: func(obj any) { p.record(obj, true) },
 	}
 	for _, obj := range watchedTypes() {
 		// The API server may be unreachable (a manager built after a lost leadership): wait for
@@ -161,9 +134,10 @@ func (p *Publisher) Start(ctx context.Context, informers ctrlcache.Informers) er
 		if err != nil {
 			return nil // ctx ended
 		}
-		h := handlers[reflect.TypeOf(obj)]
-		if h == nil {
-			h = handler
+		var h toolscache.ResourceEventHandler = handler
+		switch obj.(type) {
+		case *discoveryv1.EndpointSlice, *corev1.Pod:
+			h = endpoints
 		}
 		if _, err := inf.AddEventHandler(h); err != nil {
 			return err
