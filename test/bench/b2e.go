@@ -23,7 +23,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/crossgate-io/crossgate/controllers"
-	"github.com/crossgate-io/crossgate/sandbox"
 	"github.com/crossgate-io/crossgate/translator"
 	"github.com/crossgate-io/crossgate/translator/ir"
 	"github.com/crossgate-io/crossgate/wellknown"
@@ -43,9 +42,7 @@ import (
 func RunB2e(size Size, changes, batch int) ([]*Line, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sctx, scancel := context.WithTimeout(ctx, 2*time.Minute)
-	sb, err := sandbox.Start(sctx, sandbox.Options{Clusters: []string{"cluster-0"}})
-	scancel()
+	sb, err := oneCluster(ctx, "cluster-0", false)
 	if err != nil {
 		return nil, err
 	}
@@ -127,8 +124,7 @@ func RunB2e(size Size, changes, batch int) ([]*Line, error) {
 	}
 	synced.percentiles([]time.Duration{firstPublish}) // to the first publish; settled_s: until the controller's own writes are published
 
-	gw := wellknown.Gateway(wellknown.SystemNamespace, wellknown.DefaultGatewayName)
-	gwConn, err := dialXDS(run, gw.Namespace, wellknown.GatewayServiceAccount(gw.Name))
+	gwConn, gw, err := dialGateway(run)
 	if err != nil {
 		return nil, err
 	}

@@ -22,9 +22,7 @@ import (
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	"github.com/crossgate-io/crossgate/controllers"
-	"github.com/crossgate-io/crossgate/sandbox"
 	"github.com/crossgate-io/crossgate/translator"
-	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/identity"
 )
 
@@ -34,9 +32,7 @@ import (
 func RunB4(clients, edits int, quiet time.Duration) ([]*Line, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sctx, scancel := context.WithTimeout(ctx, 2*time.Minute)
-	sb, err := sandbox.Start(sctx, sandbox.Options{Clusters: []string{"cluster-1"}})
-	scancel()
+	sb, err := oneCluster(ctx, "cluster-1", false)
 	if err != nil {
 		return nil, err
 	}
@@ -88,8 +84,7 @@ func RunB4(clients, edits int, quiet time.Duration) ([]*Line, error) {
 	if err != nil {
 		return nil, err
 	}
-	gw := wellknown.Gateway(wellknown.SystemNamespace, wellknown.DefaultGatewayName)
-	conn, err := dialXDS(run, gw.Namespace, wellknown.GatewayServiceAccount(gw.Name))
+	conn, gw, err := dialGateway(run)
 	if err != nil {
 		return nil, err
 	}

@@ -22,8 +22,6 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/crossgate-io/crossgate/controllers"
-	"github.com/crossgate-io/crossgate/sandbox"
-	"github.com/crossgate-io/crossgate/translator"
 	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/identity"
 )
@@ -37,27 +35,13 @@ import (
 func RunB5(routes int, perSecond float64, duration time.Duration) (*Line, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sctx, scancel := context.WithTimeout(ctx, 2*time.Minute)
-	sb, err := sandbox.Start(sctx, sandbox.Options{Clusters: []string{"cluster-1"}})
-	scancel()
+	sb, err := oneCluster(ctx, "cluster-1", false)
 	if err != nil {
 		return nil, err
 	}
 	defer sb.Stop()
 	c := sb.Clusters[0].Client
-	all := gatewayv1.NamespacesFromAll
-	objs := []client.Object{
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: wellknown.SystemNamespace}},
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench"}},
-		&gatewayv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "crossgate"}, Spec: gatewayv1.GatewayClassSpec{ControllerName: translator.ControllerName}},
-		&gatewayv1.Gateway{
-			ObjectMeta: metav1.ObjectMeta{Namespace: wellknown.SystemNamespace, Name: wellknown.DefaultGatewayName},
-			Spec: gatewayv1.GatewaySpec{GatewayClassName: "crossgate", Listeners: []gatewayv1.Listener{{
-				Name: "http", Port: 80, Protocol: gatewayv1.HTTPProtocolType,
-				AllowedRoutes: &gatewayv1.AllowedRoutes{Namespaces: &gatewayv1.RouteNamespaces{From: &all}},
-			}}},
-		},
-	}
+	objs := append(gatewayObjects(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench"}})
 	const services = 100
 	for s := range services {
 		objs = append(objs, &corev1.Service{
@@ -80,7 +64,7 @@ func RunB5(routes int, perSecond float64, duration time.Duration) (*Line, error)
 			},
 		})
 	}
-	for _, group := range [][]client.Object{objs[:2], objs[2:]} {
+	for _, group := range [][]client.Object{{objs[0], objs[3]}, objs[1:3], objs[4:]} {
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(16)
 		for _, o := range group {
@@ -99,8 +83,7 @@ func RunB5(routes int, perSecond float64, duration time.Duration) (*Line, error)
 	if err != nil {
 		return nil, err
 	}
-	gw := wellknown.Gateway(wellknown.SystemNamespace, wellknown.DefaultGatewayName)
-	conn, err := dialXDS(run, gw.Namespace, wellknown.GatewayServiceAccount(gw.Name))
+	conn, gw, err := dialGateway(run)
 	if err != nil {
 		return nil, err
 	}

@@ -24,9 +24,7 @@ import (
 func RunB6(slices int) (*Line, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sctx, scancel := context.WithTimeout(ctx, 2*time.Minute)
-	sb, err := sandbox.Start(sctx, sandbox.Options{Clusters: []string{"cluster-1"}, SkipCRDs: true})
-	scancel()
+	sb, err := oneCluster(ctx, "cluster-1", true)
 	if err != nil {
 		return nil, err
 	}

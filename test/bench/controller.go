@@ -7,11 +7,18 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/crossgate-io/crossgate/controllers"
 	"github.com/crossgate-io/crossgate/internal/app"
+	"github.com/crossgate-io/crossgate/sandbox"
 	"github.com/crossgate-io/crossgate/test/internal/apptest"
+	"github.com/crossgate-io/crossgate/translator"
+	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/identity"
 )
 
@@ -36,4 +43,37 @@ func dialXDS(r app.Running, namespace, sa string) (*grpc.ClientConn, error) {
 		return nil, err
 	}
 	return grpc.NewClient(r.XDS.String(), grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+}
+
+// oneCluster starts a sandbox of one API server named name (with crossgate's CRDs unless
+// skipCRDs); the caller stops it.
+func oneCluster(ctx context.Context, name string, skipCRDs bool) (*sandbox.Sandbox, error) {
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	return sandbox.Start(sctx, sandbox.Options{Clusters: []string{name}, SkipCRDs: skipCRDs})
+}
+
+// dialGateway connects to the controller's xDS server as the default Gateway's proxies do, and
+// returns its node ID.
+func dialGateway(r app.Running) (*grpc.ClientConn, wellknown.NodeID, error) {
+	gw := wellknown.Gateway(wellknown.SystemNamespace, wellknown.DefaultGatewayName)
+	conn, err := dialXDS(r, gw.Namespace, wellknown.GatewayServiceAccount(gw.Name))
+	return conn, gw, err
+}
+
+// gatewayObjects are what an installation creates: crossgate's namespace, GatewayClass and
+// default Gateway (one HTTP listener admitting routes of every namespace).
+func gatewayObjects() []client.Object {
+	all := gatewayv1.NamespacesFromAll
+	return []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: wellknown.SystemNamespace}},
+		&gatewayv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "crossgate"}, Spec: gatewayv1.GatewayClassSpec{ControllerName: translator.ControllerName}},
+		&gatewayv1.Gateway{
+			ObjectMeta: metav1.ObjectMeta{Namespace: wellknown.SystemNamespace, Name: wellknown.DefaultGatewayName},
+			Spec: gatewayv1.GatewaySpec{GatewayClassName: "crossgate", Listeners: []gatewayv1.Listener{{
+				Name: "http", Port: 80, Protocol: gatewayv1.HTTPProtocolType,
+				AllowedRoutes: &gatewayv1.AllowedRoutes{Namespaces: &gatewayv1.RouteNamespaces{From: &all}},
+			}}},
+		},
+	}
 }
