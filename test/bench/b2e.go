@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
-	"os"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -26,7 +24,6 @@ import (
 	"github.com/crossgate-io/crossgate/translator"
 	"github.com/crossgate-io/crossgate/translator/ir"
 	"github.com/crossgate-io/crossgate/wellknown"
-	"github.com/crossgate-io/crossgate/xds/identity"
 	"github.com/crossgate-io/crossgate/xds/translate"
 )
 
@@ -82,17 +79,12 @@ func RunB2e(size Size, changes, batch int) ([]*Line, error) {
 	runtime.GC()
 	debug.FreeOSMemory()
 
-	ca, err := identity.NewCA("cluster.local")
-	if err != nil {
-		return nil, err
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	cpu0 := cpuSeconds()
 	t0 = time.Now()
-	run, err := startController(ctx, sb.Clusters[0].Config, controllers.Options{
+	run, err := startMember(ctx, sb.Clusters[0].Config, controllers.Options{
 		Name:       "cluster-0",
 		MeshConfig: mesh,
-	}, ca, log, "off")
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
-	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -23,7 +21,6 @@ import (
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	"github.com/crossgate-io/crossgate/controllers"
 	"github.com/crossgate-io/crossgate/translator"
-	"github.com/crossgate-io/crossgate/xds/identity"
 )
 
 // RunB4 measures an edit through a real kube-apiserver until every one of clients delta-xDS
@@ -75,12 +72,7 @@ func RunB4(clients, edits int, quiet time.Duration) ([]*Line, error) {
 			return nil, err
 		}
 	}
-	ca, err := identity.NewCA("cluster.local")
-	if err != nil {
-		return nil, err
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	run, err := startController(ctx, sb.Clusters[0].Config, controllers.Options{Name: "cluster-1", Quiet: quiet}, ca, log, "off")
+	run, err := startMember(ctx, sb.Clusters[0].Config, controllers.Options{Name: "cluster-1", Quiet: quiet})
 	if err != nil {
 		return nil, err
 	}

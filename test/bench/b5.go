@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
-	"os"
 	"runtime"
 	"sync"
 	"time"
@@ -23,7 +21,6 @@ import (
 
 	"github.com/crossgate-io/crossgate/controllers"
 	"github.com/crossgate-io/crossgate/wellknown"
-	"github.com/crossgate-io/crossgate/xds/identity"
 )
 
 // RunB5 is B5: routes HTTPRoutes attached to the cluster's Gateway (backed by 100 Services) in a
@@ -74,12 +71,7 @@ func RunB5(routes int, perSecond float64, duration time.Duration) (*Line, error)
 			return nil, err
 		}
 	}
-	ca, err := identity.NewCA("cluster.local")
-	if err != nil {
-		return nil, err
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	run, err := startController(ctx, sb.Clusters[0].Config, controllers.Options{Name: "cluster-1"}, ca, log, "off")
+	run, err := startMember(ctx, sb.Clusters[0].Config, controllers.Options{Name: "cluster-1"})
 	if err != nil {
 		return nil, err
 	}

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"sync"
 	"time"
@@ -44,7 +43,7 @@ func RunB9(exports int) ([]*Line, error) {
 		return nil, err
 	}
 	defer sb.Stop()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	log := quietLog()
 	ctrl.SetLogger(logr.FromSlogHandler(log.Handler()))
 	c1, c2 := sb.Cluster("cluster-1").Client, sb.Cluster("cluster-2").Client
 

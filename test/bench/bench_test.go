@@ -13,6 +13,17 @@ import (
 // full reports whether `make bench` asked for the full-size runs.
 func full() bool { return os.Getenv("CROSSGATE_BENCH") == "full" }
 
+// report logs each line, and prints it for `make bench` at full size.
+func report(t *testing.T, lines ...*Line) {
+	t.Helper()
+	for _, l := range lines {
+		t.Log(l)
+		if full() {
+			os.Stdout.WriteString(l.String() + "\n")
+		}
+	}
+}
+
 func TestB1(t *testing.T) {
 	size, samples := Small, 3
 	if full() {
@@ -27,10 +38,7 @@ func TestB1(t *testing.T) {
 		if len(m.Resources) == 0 {
 			t.Fatal("B1 produced no resource")
 		}
-		t.Log(l)
-		if full() {
-			os.Stdout.WriteString(l.String() + "\n")
-		}
+		report(t, l)
 	}
 }
 
@@ -45,10 +53,7 @@ func TestB2(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Log(l)
-		if full() {
-			os.Stdout.WriteString(l.String() + "\n")
-		}
+		report(t, l)
 	}
 }
 
@@ -61,12 +66,7 @@ func TestB2e(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range lines {
-		t.Log(l)
-		if full() {
-			os.Stdout.WriteString(l.String() + "\n")
-		}
-	}
+	report(t, lines...)
 }
 
 func TestB5(t *testing.T) {
@@ -83,10 +83,7 @@ func TestB5(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Log(l)
-		if full() {
-			os.Stdout.WriteString(l.String() + "\n")
-		}
+		report(t, l)
 	}
 }
 
@@ -99,12 +96,7 @@ func TestB3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range append([]*Line{ours, stock}, append(ours10, stock10...)...) {
-		t.Log(l)
-		if full() {
-			os.Stdout.WriteString(l.String() + "\n")
-		}
-	}
+	report(t, append([]*Line{ours, stock}, append(ours10, stock10...)...)...)
 	if b := ours.Params["max_bytes_per_client_per_change"].(int); b > 2048 {
 		t.Errorf("a one-resource change cost %d bytes per client, want at most 2 KiB", b)
 	}
@@ -133,12 +125,7 @@ func TestB4(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range lines {
-		t.Log(l)
-		if full() {
-			os.Stdout.WriteString(l.String() + "\n")
-		}
-	}
+	report(t, lines...)
 }
 
 func TestB9(t *testing.T) {
@@ -150,12 +137,7 @@ func TestB9(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range lines {
-		t.Log(l)
-		if full() {
-			os.Stdout.WriteString(l.String() + "\n")
-		}
-	}
+	report(t, lines...)
 }
 
 func TestB6(t *testing.T) {
@@ -167,10 +149,7 @@ func TestB6(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Log(l)
-	if full() {
-		os.Stdout.WriteString(l.String() + "\n")
-	}
+	report(t, l)
 }
 
 // TestB0 is the sandbox's start: etcd and four kube-apiservers with crossgate's CRDs served
@@ -188,8 +167,5 @@ func TestB0(t *testing.T) {
 	}
 	l := &Line{Name: "B0 sandbox start (4 API servers, CRDs served)", Params: map[string]any{"runs": runs, "clusters": 4}}
 	l.percentiles(samples)
-	t.Log(l)
-	if full() {
-		os.Stdout.WriteString(l.String() + "\n")
-	}
+	report(t, l)
 }

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"log/slog"
+	"os"
 	"time"
 
 	"google.golang.org/grpc"
@@ -76,4 +77,19 @@ func gatewayObjects() []client.Object {
 			}}},
 		},
 	}
+}
+
+// startMember runs one member's controller (federation off) with a CA of its own, logging
+// errors only.
+func startMember(ctx context.Context, cfg *rest.Config, member controllers.Options) (app.Running, error) {
+	ca, err := identity.NewCA("cluster.local")
+	if err != nil {
+		return app.Running{}, err
+	}
+	return startController(ctx, cfg, member, ca, quietLog(), "off")
+}
+
+// quietLog logs errors only, to stderr.
+func quietLog() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 }
