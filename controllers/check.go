@@ -10,6 +10,7 @@ import (
 
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/crossgate-io/crossgate/translator"
@@ -25,7 +26,17 @@ import (
 // differences. Whatever path the publisher took, incremental or full, must agree once it has
 // published the state reader returns.
 func (p *Publisher) Check(ctx context.Context, reader client.Reader) error {
-	in, err := p.input(ctx, reader)
+	in, err := p.input(ctx, reader, func(ctx context.Context) ([]translator.EndpointSlice, error) {
+		var list discoveryv1.EndpointSliceList
+		if err := reader.List(ctx, &list); err != nil {
+			return nil, err
+		}
+		out := make([]translator.EndpointSlice, len(list.Items))
+		for i := range list.Items {
+			out[i] = *translator.CompactEndpointSlice(&list.Items[i])
+		}
+		return out, nil
+	})
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -120,21 +119,6 @@ func TestCompact(t *testing.T) {
 	placeholder := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "s", ManagedFields: managed, Labels: map[string]string{wellknown.ImportLabel: "s"}}}
 	if out, _ := compact(placeholder); out.(*corev1.Service).ManagedFields == nil {
 		t.Error("a placeholder Service lost its managed fields, which tell whether a user took it over")
-	}
-
-	yes, zone := true, "z1"
-	slice := &discoveryv1.EndpointSlice{Endpoints: []discoveryv1.Endpoint{
-		{Addresses: []string{"10.0.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: &yes}, Zone: &zone, Hostname: &zone},
-		{Addresses: []string{"10.0.0.2"}, Conditions: discoveryv1.EndpointConditions{Ready: new(bool)}, Zone: new(string)},
-	}}
-	*slice.Endpoints[1].Zone = "z1"
-	out, _ = compact(slice)
-	eps := out.(*discoveryv1.EndpointSlice).Endpoints
-	if eps[0].Hostname != nil || !*eps[0].Conditions.Ready || *eps[1].Conditions.Ready {
-		t.Errorf("endpoints: hostname kept or readiness changed: %+v", eps)
-	}
-	if eps[0].Zone != eps[1].Zone {
-		t.Error("endpoints: equal zones are not one interned pointer")
 	}
 
 	if out, err := compact("tombstone"); err != nil || out != "tombstone" {

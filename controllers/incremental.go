@@ -12,7 +12,6 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	toolscache "k8s.io/client-go/tools/cache"
 
 	"github.com/crossgate-io/crossgate/translator"
@@ -44,7 +43,7 @@ const (
 
 // SliceEvent is the latest version of an EndpointSlice the informer delivered, or its deletion.
 type SliceEvent struct {
-	Slice   *discoveryv1.EndpointSlice
+	Slice   *translator.EndpointSlice
 	Deleted bool
 }
 
@@ -87,7 +86,7 @@ func objectOf[T any](obj any) *T {
 // record adds an endpoint event (an EndpointSlice's or a Pod's) to the pending ones; an object
 // of another kind asks for a full publish.
 func (p *Publisher) record(obj any, deleted bool) {
-	s, pod := objectOf[discoveryv1.EndpointSlice](obj), objectOf[corev1.Pod](obj)
+	s, pod := objectOf[translator.EndpointSlice](obj), objectOf[corev1.Pod](obj)
 	if s == nil && pod == nil {
 		p.triggerFull()
 		return

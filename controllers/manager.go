@@ -8,13 +8,10 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
-	"unique"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -178,7 +175,10 @@ func NewMember(cfg *rest.Config, opts Options) (*Member, error) {
 		client: mgr.GetClient(), api: mgr.GetAPIReader(), elected: mgr.Elected(), log: opts.Log, now: time.Now,
 		recorder: crossgateevents.Bounded(mgr.GetEventRecorder("crossgate-translator")),
 	}
-	m.Publisher = &Publisher{opts: &opts, reader: mgr.GetClient(), status: status, xds: opts.XDS, log: opts.Log, certs: map[string]*identity.Certificate{}}
+	m.Publisher = &Publisher{
+		opts: &opts, reader: mgr.GetClient(), config: mgr.GetConfig(), slices: NewEndpointSliceStore(),
+		status: status, xds: opts.XDS, log: opts.Log, certs: map[string]*identity.Certificate{},
+	}
 	if opts.XDS == nil {
 		m.Publisher.xds = cache.New(cache.NodeIDResolver, opts.Log)
 	}
@@ -241,67 +241,14 @@ func compact(obj any) (any, error) {
 			}
 		}
 	}
-	switch x := o.(type) {
-	case *corev1.Pod:
+	if x, ok := o.(*corev1.Pod); ok {
 		x.Spec = corev1.PodSpec{ServiceAccountName: x.Spec.ServiceAccountName, NodeName: x.Spec.NodeName}
 		x.Status = corev1.PodStatus{Phase: x.Status.Phase, PodIP: x.Status.PodIP, PodIPs: x.Status.PodIPs}
-	case *discoveryv1.EndpointSlice:
-		for i := range x.Endpoints {
-			compactEndpoint(&x.Endpoints[i])
-		}
 	}
 	return o, nil
 }
 
 var _ toolscache.TransformFunc = compact
-
-// Shared values of an endpoint's conditions, so that each endpoint does not hold its own.
-var (
-	sharedTrue, sharedFalse = true, false
-)
-
-func shareBool(b *bool) *bool {
-	switch {
-	case b == nil:
-		return nil
-	case *b:
-		return &sharedTrue
-	}
-	return &sharedFalse
-}
-
-// compactEndpoint keeps what the translator reads of an endpoint (addresses, readiness, the
-// pod it is, its zone), with the repeated strings (kind, namespace, node, zone) interned.
-func compactEndpoint(e *discoveryv1.Endpoint) {
-	e.Hints, e.DeprecatedTopology, e.Hostname = nil, nil, nil
-	e.Conditions = discoveryv1.EndpointConditions{Ready: shareBool(e.Conditions.Ready), Serving: shareBool(e.Conditions.Serving), Terminating: shareBool(e.Conditions.Terminating)}
-	if r := e.TargetRef; r != nil {
-		e.TargetRef = &corev1.ObjectReference{Kind: intern(r.Kind), Namespace: intern(r.Namespace), Name: r.Name}
-	}
-	if e.NodeName != nil {
-		e.NodeName = internPtr(*e.NodeName)
-	}
-	if e.Zone != nil {
-		e.Zone = internPtr(*e.Zone)
-	}
-}
-
-func intern(s string) string { return unique.Make(s).Value() }
-
-// internPtr returns one shared pointer per distinct string.
-func internPtr(s string) *string {
-	if p, ok := internedPtrs.Load(s); ok {
-		return p.(*string)
-	}
-	v := intern(s)
-	p, _ := internedPtrs.LoadOrStore(v, &v)
-	return p.(*string)
-}
-
-var internedPtrs sync.Map
-
-// Compact is the informers' transform (see compact), for measurements of the informer footprint.
-func Compact(obj any) (any, error) { return compact(obj) }
 
 // nonZero is d, or nil for zero (controller-runtime's default).
 func nonZero(d time.Duration) *time.Duration {

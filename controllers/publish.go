@@ -12,10 +12,11 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	ctrlcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -50,7 +51,9 @@ func NodeKey(_ context.Context, node *corev3.Node) (string, error) {
 // informer caches, its publication, and the status writes that result.
 type Publisher struct {
 	opts   *Options
-	reader client.Reader // the manager's cache
+	reader client.Reader       // the manager's cache
+	config *rest.Config        // the API server's, for the EndpointSlices' informer
+	slices *EndpointSliceStore // the EndpointSlices (the manager's cache does not hold them)
 	status *StatusWriter
 	xds    *cache.Cache
 	log    *slog.Logger
@@ -83,10 +86,11 @@ type PublishObserver interface {
 // +kubebuilder:rbac:groups=specs.smi-spec.io,resources=httproutegroups,verbs=get;list;watch
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=gatewayclasses;gateways;httproutes,verbs=get;list;watch
 
-// watchedTypes are the kinds the translator reads.
+// watchedTypes are the kinds the translator reads through the manager's cache (EndpointSlices
+// aside: see EndpointSliceStore).
 func watchedTypes() []client.Object {
 	return []client.Object{
-		&corev1.Namespace{}, &corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Pod{}, &corev1.ServiceAccount{},
+		&corev1.Namespace{}, &corev1.Service{}, &corev1.Pod{}, &corev1.ServiceAccount{},
 		&flomeshv1alpha1.ServiceExport{}, &flomeshv1alpha1.ServiceImport{}, &flomeshv1alpha1.GlobalTrafficPolicy{}, &flomeshv1alpha1.MeshConfig{},
 		&accessv1alpha3.TrafficTarget{}, &specsv1alpha4.HTTPRouteGroup{},
 		&gatewayv1.GatewayClass{}, &gatewayv1.Gateway{}, &gatewayv1.HTTPRoute{},
@@ -119,6 +123,16 @@ func (p *Publisher) Start(ctx context.Context, informers ctrlcache.Informers) er
 		},
 		DeleteFunc: func(obj any) { p.record(obj, true) },
 	}
+	p.slices.changed = func(s *translator.EndpointSlice, deleted bool) { p.record(s, deleted) }
+	p.slices.relisted = full
+	slicesDone := make(chan struct{})
+	go func() {
+		defer close(slicesDone)
+		if err := p.slices.Run(ctx, p.config, logr.FromSlogHandler(p.log.Handler())); err != nil {
+			p.log.Error("watching EndpointSlices", "error", err)
+		}
+	}()
+	defer func() { <-slicesDone }()
 	for _, obj := range watchedTypes() {
 		// The API server may be unreachable (a manager built after a lost leadership): wait for
 		// it rather than end, the xDS cache serving the last state meanwhile.
@@ -135,15 +149,14 @@ func (p *Publisher) Start(ctx context.Context, informers ctrlcache.Informers) er
 			return nil // ctx ended
 		}
 		var h toolscache.ResourceEventHandler = handler
-		switch obj.(type) {
-		case *discoveryv1.EndpointSlice, *corev1.Pod:
+		if _, ok := obj.(*corev1.Pod); ok {
 			h = endpoints
 		}
 		if _, err := inf.AddEventHandler(h); err != nil {
 			return err
 		}
 	}
-	if !informers.WaitForCacheSync(ctx) {
+	if !informers.WaitForCacheSync(ctx) || !p.slices.WaitSynced(ctx) {
 		return ctx.Err()
 	}
 	full()
@@ -174,13 +187,13 @@ func statusOnly(oldObj, newObj any) bool {
 	return o.GetGeneration() == n.GetGeneration() && maps.Equal(o.GetLabels(), n.GetLabels()) && maps.Equal(o.GetAnnotations(), n.GetAnnotations())
 }
 
-// Input reads the translator's input from the cache.
+// Input reads the translator's input from the cache and the EndpointSlices' store.
 func (p *Publisher) Input(ctx context.Context) (*translator.Input, error) {
-	return p.input(ctx, p.reader)
+	return p.input(ctx, p.reader, func(context.Context) ([]translator.EndpointSlice, error) { return p.slices.List(), nil })
 }
 
-// input reads the translator's input through reader.
-func (p *Publisher) input(ctx context.Context, reader client.Reader) (*translator.Input, error) {
+// input reads the translator's input through reader, its EndpointSlices through slices.
+func (p *Publisher) input(ctx context.Context, reader client.Reader, slices func(context.Context) ([]translator.EndpointSlice, error)) (*translator.Input, error) {
 	in := &translator.Input{
 		Cluster: p.opts.ClusterKey(), DNSDomain: p.opts.DNSDomain,
 		ControllerNamespace: p.opts.controllerNamespace(), ExportGateway: p.opts.exportGateway(ctx, reader).String(),
@@ -188,7 +201,6 @@ func (p *Publisher) input(ctx context.Context, reader client.Reader) (*translato
 	var (
 		ns   corev1.NamespaceList
 		svc  corev1.ServiceList
-		eps  discoveryv1.EndpointSliceList
 		pods corev1.PodList
 		sas  corev1.ServiceAccountList
 		sexp flomeshv1alpha1.ServiceExportList
@@ -200,12 +212,20 @@ func (p *Publisher) input(ctx context.Context, reader client.Reader) (*translato
 		gw   gatewayv1.GatewayList
 		hr   gatewayv1.HTTPRouteList
 	)
-	for _, l := range []client.ObjectList{&ns, &svc, &eps, &pods, &sas, &sexp, &simp, &gtp, &tt, &hrg, &gwc, &gw, &hr} {
-		if err := reader.List(ctx, l); err != nil {
+	for _, l := range []client.ObjectList{&ns, &svc, &pods, &sas, &sexp, &simp, &gtp, &tt, &hrg, &gwc, &gw, &hr} {
+		// The informers' objects themselves, not copies: nothing of a publication modifies them
+		// (the translator reads its input only, TestGolden checks it; the status writer
+		// copies an object before it writes), and a copy of every object on every full publish
+		// was a large part of its time and garbage. A reader that is not a cache ignores this.
+		if err := reader.List(ctx, l, client.UnsafeDisableDeepCopy); err != nil {
 			return nil, err
 		}
 	}
-	in.Namespaces, in.Services, in.EndpointSlices, in.Pods, in.ServiceAccounts = ns.Items, svc.Items, eps.Items, pods.Items, sas.Items
+	eps, err := slices(ctx)
+	if err != nil {
+		return nil, err
+	}
+	in.Namespaces, in.Services, in.EndpointSlices, in.Pods, in.ServiceAccounts = ns.Items, svc.Items, eps, pods.Items, sas.Items
 	in.ServiceExports, in.ServiceImports, in.GlobalTrafficPolicies = sexp.Items, simp.Items, gtp.Items
 	in.TrafficTargets, in.HTTPRouteGroups = tt.Items, hrg.Items
 	in.GatewayClasses, in.Gateways, in.HTTPRoutes = gwc.Items, gw.Items, hr.Items

@@ -8,7 +8,6 @@ import (
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 
 	"github.com/crossgate-io/crossgate/translator/ir"
 	"github.com/crossgate-io/crossgate/wellknown"
@@ -120,12 +119,12 @@ func (x *Incremental) Result() *Result { return x.res }
 
 // SetEndpointSlice applies a new version of an EndpointSlice, or its deletion, and returns what
 // changed. The slice is not modified and must not be modified by the caller afterwards.
-func (x *Incremental) SetEndpointSlice(s *discoveryv1.EndpointSlice, deleted bool) Changes {
+func (x *Incremental) SetEndpointSlice(s *EndpointSlice, deleted bool) Changes {
 	t := x.t
 	key := nsName{s.Namespace, s.Name}
 	affected := []nsName{}
 	if old, ok := x.sliceOwner[key]; ok {
-		t.slicesBySvc[old] = slices.DeleteFunc(t.slicesBySvc[old], func(o *discoveryv1.EndpointSlice) bool {
+		t.slicesBySvc[old] = slices.DeleteFunc(t.slicesBySvc[old], func(o *EndpointSlice) bool {
 			if o.Namespace == s.Namespace && o.Name == s.Name {
 				x.indexPods(o, old, false)
 				return true
@@ -135,8 +134,8 @@ func (x *Incremental) SetEndpointSlice(s *discoveryv1.EndpointSlice, deleted boo
 		delete(x.sliceOwner, key)
 		affected = append(affected, old)
 	}
-	if svc := s.Labels[discoveryv1.LabelServiceName]; !deleted && svc != "" {
-		k := nsName{s.Namespace, svc}
+	if !deleted && s.Service != "" {
+		k := nsName{s.Namespace, s.Service}
 		t.slicesBySvc[k] = append(t.slicesBySvc[k], s)
 		x.sliceOwner[key] = k
 		x.indexPods(s, k, true)
@@ -152,14 +151,14 @@ func (x *Incremental) SetEndpointSlice(s *discoveryv1.EndpointSlice, deleted boo
 }
 
 // indexPods adds (or removes) the references of a slice of service svc to its endpoints' pods.
-func (x *Incremental) indexPods(s *discoveryv1.EndpointSlice, svc nsName, add bool) {
+func (x *Incremental) indexPods(s *EndpointSlice, svc nsName, add bool) {
 	slice := nsName{s.Namespace, s.Name}
-	for _, e := range s.Endpoints {
-		ref := e.TargetRef
-		if ref == nil || ref.Kind != "Pod" {
+	for i := range s.Endpoints {
+		ns, name := s.Endpoints[i].PodOf(s.Namespace)
+		if name == "" {
 			continue
 		}
-		pod := nsName{cmp.Or(ref.Namespace, s.Namespace), ref.Name}
+		pod := nsName{ns, name}
 		switch {
 		case add && x.podRefs[pod] == nil:
 			x.podRefs[pod] = map[nsName]nsName{slice: svc}
@@ -345,18 +344,40 @@ func (x *Incremental) sameServing(a, b *serviceView) bool {
 	}
 	if simple {
 		for i := range a.ports {
-			if a.ports[i].port != b.ports[i].port || (len(a.ports[i].local) == 0) != (len(b.ports[i].local) == 0) ||
-				(len(a.ports[i].local) > 0 && a.ports[i].local[0].Port != b.ports[i].local[0].Port) {
+			pa, uniformA := targetPort(a.ports[i].local)
+			pb, uniformB := targetPort(b.ports[i].local)
+			if !uniformA || !uniformB {
+				simple = false // the endpoints of one service port listen on several ports
+				break
+			}
+			if a.ports[i].port != b.ports[i].port || (len(a.ports[i].local) == 0) != (len(b.ports[i].local) == 0) || pa != pb {
 				return false
 			}
 		}
-		return true
+		if simple {
+			return true
+		}
 	}
 	return x.inboundSignature(a) == x.inboundSignature(b)
 }
 
+// targetPort returns the port the endpoints listen on, and whether they all listen on it (two
+// EndpointSlices of one Service may resolve a named targetPort differently).
+func targetPort(local []ir.Endpoint) (uint32, bool) {
+	if len(local) == 0 {
+		return 0, true
+	}
+	for i := range local {
+		if local[i].Port != local[0].Port {
+			return 0, false
+		}
+	}
+	return local[0].Port, true
+}
+
 // inboundSignature summarises what of a service the inbound configuration depends on: which
-// identity serves which port, and which proxyless addresses there are.
+// identity serves which service port on which port of its own, and which proxyless addresses
+// there are.
 func (x *Incremental) inboundSignature(v *serviceView) string {
 	var parts []string
 	for _, p := range v.ports {
@@ -364,7 +385,7 @@ func (x *Incremental) inboundSignature(v *serviceView) string {
 			if e.Proxyless {
 				parts = append(parts, "proxyless|"+e.Address+"|"+strconv.FormatUint(uint64(e.Port), 10))
 			}
-			parts = append(parts, e.Identity.String()+"|"+strconv.FormatUint(uint64(e.Port), 10))
+			parts = append(parts, e.Identity.String()+"|"+strconv.FormatUint(uint64(e.Port), 10)+"|"+strconv.FormatInt(int64(p.port), 10))
 		}
 	}
 	slices.Sort(parts)

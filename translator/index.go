@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	accessv1alpha3 "github.com/crossgate-io/crossgate/api/smi/access/v1alpha3"
@@ -44,7 +43,7 @@ type translation struct {
 	gtps        map[nsName]*flomeshv1alpha1.GlobalTrafficPolicy
 	exports     map[nsName]*flomeshv1alpha1.ServiceExport
 	routeGroups map[nsName]*specsv1alpha4.HTTPRouteGroup
-	slicesBySvc map[nsName][]*discoveryv1.EndpointSlice
+	slicesBySvc map[nsName][]*EndpointSlice
 
 	// views are every service a caller can reach (local Services and ServiceImports), sorted.
 	views []*serviceView
@@ -147,7 +146,7 @@ func newTranslation(in *Input) *translation {
 		gtps:        map[nsName]*flomeshv1alpha1.GlobalTrafficPolicy{},
 		exports:     map[nsName]*flomeshv1alpha1.ServiceExport{},
 		routeGroups: map[nsName]*specsv1alpha4.HTTPRouteGroup{},
-		slicesBySvc: map[nsName][]*discoveryv1.EndpointSlice{},
+		slicesBySvc: map[nsName][]*EndpointSlice{},
 		viewsByNS:   map[string][]*serviceView{},
 		access:      map[ir.Identity]*allowSet{},
 		ttByDest:    map[ir.Identity][]*accessv1alpha3.TrafficTarget{},
@@ -185,11 +184,10 @@ func newTranslation(in *Input) *translation {
 	}
 	for i := range in.EndpointSlices {
 		s := &in.EndpointSlices[i]
-		svc := s.Labels[discoveryv1.LabelServiceName]
-		if svc == "" {
+		if s.Service == "" {
 			continue
 		}
-		k := nsName{s.Namespace, svc}
+		k := nsName{s.Namespace, s.Service}
 		t.slicesBySvc[k] = append(t.slicesBySvc[k], s)
 	}
 	for i := range in.TrafficTargets {

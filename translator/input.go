@@ -2,7 +2,6 @@ package translator
 
 import (
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
 
@@ -28,11 +27,11 @@ type Input struct {
 	ControllerNamespace string `json:"controllerNamespace,omitempty"`
 	ExportGateway       string `json:"exportGateway,omitempty"`
 
-	Namespaces      []corev1.Namespace          `json:"namespaces,omitempty"`
-	Services        []corev1.Service            `json:"services,omitempty"`
-	EndpointSlices  []discoveryv1.EndpointSlice `json:"endpointSlices,omitempty"`
-	Pods            []corev1.Pod                `json:"pods,omitempty"`
-	ServiceAccounts []corev1.ServiceAccount     `json:"serviceAccounts,omitempty"`
+	Namespaces      []corev1.Namespace      `json:"namespaces,omitempty"`
+	Services        []corev1.Service        `json:"services,omitempty"`
+	EndpointSlices  []EndpointSlice         `json:"endpointSlices,omitempty"`
+	Pods            []corev1.Pod            `json:"pods,omitempty"`
+	ServiceAccounts []corev1.ServiceAccount `json:"serviceAccounts,omitempty"`
 
 	ServiceExports        []flomeshv1alpha1.ServiceExport       `json:"serviceExports,omitempty"`
 	ServiceImports        []flomeshv1alpha1.ServiceImport       `json:"serviceImports,omitempty"`

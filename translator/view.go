@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	"github.com/crossgate-io/crossgate/translator/ir"
@@ -182,39 +181,31 @@ func portProtocol(proto corev1.Protocol, name string, appProtocol *string) (ir.P
 func (t *translation) localEndpoints(k nsName, sp corev1.ServicePort) []ir.Endpoint {
 	var out []ir.Endpoint
 	for _, s := range t.slicesBySvc[k] {
-		if s.AddressType == discoveryv1.AddressTypeFQDN {
-			continue
-		}
 		var port int32 = -1
 		for _, p := range s.Ports {
-			name := ""
-			if p.Name != nil {
-				name = *p.Name
-			}
-			if name == sp.Name && p.Port != nil {
-				port = *p.Port
+			if p.Name == sp.Name {
+				port = p.Port
 			}
 		}
 		if port <= 0 {
 			continue
 		}
-		for _, e := range s.Endpoints {
-			if e.Conditions.Ready != nil && !*e.Conditions.Ready {
+		for i := range s.Endpoints {
+			e := &s.Endpoints[i]
+			if !e.Ready {
 				continue
 			}
 			idn := ir.Identity{Namespace: k.ns}
 			proxyless := false
-			if ref := e.TargetRef; ref != nil && ref.Kind == "Pod" {
-				if pod := t.pods[nsName{cmp.Or(ref.Namespace, k.ns), ref.Name}]; pod != nil {
+			if ns, name := e.PodOf(k.ns); name != "" {
+				if pod := t.pods[nsName{ns, name}]; pod != nil {
 					idn = ir.Identity{Namespace: pod.Namespace, ServiceAccount: cmp.Or(pod.Spec.ServiceAccountName, "default")}
 					proxyless = pod.Annotations[wellknown.ProxylessAnnotation] == "true"
 				}
 			}
-			for _, a := range e.Addresses {
-				ep := ir.Endpoint{Address: a, Port: uint32(port), Identity: idn, Proxyless: proxyless}
-				if !slices.Contains(out, ep) {
-					out = append(out, ep)
-				}
+			ep := ir.Endpoint{Address: e.Address, Port: uint32(port), Identity: idn, Proxyless: proxyless}
+			if !slices.Contains(out, ep) {
+				out = append(out, ep)
 			}
 		}
 	}

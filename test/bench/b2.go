@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -49,12 +50,14 @@ func RunB2(size Size, samples int) (*Line, error) {
 	cpu0 := cpuSeconds()
 	for n := range samples {
 		i := (n * 7919) % len(in.EndpointSlices) // spread over services, those behind HTTPRoutes included
-		s := in.EndpointSlices[i].DeepCopy()
-		s.Endpoints[0].Addresses = []string{fmt.Sprintf("10.200.%d.%d", n>>8&255, n&255)}
-		in.EndpointSlices[i] = *s
+		s := in.EndpointSlices[i]                // a new version: the translation holds the old one
+		s.Endpoints = slices.Clone(s.Endpoints)
+		s.Endpoints[0].Address = fmt.Sprintf("10.200.%d.%d", n>>8&255, n&255)
+		in.EndpointSlices = slices.Clone(in.EndpointSlices)
+		in.EndpointSlices[i] = s
 
 		t0 := time.Now()
-		path, err := controllers.PatchEndpoints(x, c, published, controllers.EndpointEvents{Slices: map[string]controllers.SliceEvent{s.Namespace + "/" + s.Name: {Slice: s}}})
+		path, err := controllers.PatchEndpoints(x, c, published, controllers.EndpointEvents{Slices: map[string]controllers.SliceEvent{s.Namespace + "/" + s.Name: {Slice: &s}}})
 		times = append(times, time.Since(t0))
 		if err != nil {
 			return nil, err

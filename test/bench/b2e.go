@@ -59,7 +59,7 @@ func RunB2e(size Size, changes, batch int) ([]*Line, error) {
 		for _, tt := range in.TrafficTargets {
 			if d := tt.Spec.Destination; d.Namespace == in.Services[i].Namespace && d.Name == sa {
 				targets = append(targets, target{
-					svc: client.ObjectKeyFromObject(&in.Services[i]), slice: client.ObjectKeyFromObject(&in.EndpointSlices[i]),
+					svc: client.ObjectKeyFromObject(&in.Services[i]), slice: client.ObjectKey{Namespace: in.EndpointSlices[i].Namespace, Name: in.EndpointSlices[i].Name},
 					caller: ir.Identity{Namespace: tt.Spec.Sources[0].Namespace, ServiceAccount: tt.Spec.Sources[0].Name},
 				})
 				break
@@ -326,7 +326,7 @@ func load(ctx context.Context, c client.Client, in *translator.Input) error {
 		rest = append(rest, s)
 	}
 	for i := range in.EndpointSlices {
-		s := &in.EndpointSlices[i]
+		s := in.EndpointSlices[i].Object()
 		pod := s.Endpoints[0].TargetRef.Name
 		for e := range s.Endpoints {
 			s.Endpoints[e].TargetRef.Name = pod

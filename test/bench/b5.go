@@ -175,6 +175,7 @@ func RunB5(routes int, perSecond float64, duration time.Duration) (*Line, error)
 		if err := c.Get(ctx, types.NamespacedName{Namespace: "bench", Name: fmt.Sprintf("route-%d", r)}, route); err != nil {
 			return nil, err
 		}
+		orig := route.DeepCopy()
 		route.Spec.Rules[0].Matches[0].Path.Value = &path
 		mu.Lock()
 		if _, ok := inFlight[r]; ok {
@@ -182,7 +183,9 @@ func RunB5(routes int, perSecond float64, duration time.Duration) (*Line, error)
 		}
 		inFlight[r] = edit{[]byte(path), time.Now()}
 		mu.Unlock()
-		if err := c.Update(ctx, route); err != nil {
+		// A merge patch of the spec, without the resourceVersion: the controller writes the
+		// route's status meanwhile, and an update would conflict with that.
+		if err := c.Patch(ctx, route, client.MergeFrom(orig)); err != nil {
 			return nil, err
 		}
 		edits++

@@ -87,7 +87,7 @@ func World(s Size) *translator.Input {
 				TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: pod},
 			})
 		}
-		in.EndpointSlices = append(in.EndpointSlices, slice)
+		in.EndpointSlices = append(in.EndpointSlices, *translator.CompactEndpointSlice(&slice))
 		imp := flomeshv1alpha1.ServiceImport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 		imp.Spec.ServiceAccountName = saName(i)
 		port := flomeshv1alpha1.ServicePort{Port: 8080, Protocol: "TCP"}

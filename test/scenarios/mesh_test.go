@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 
 	"github.com/crossgate-io/crossgate/inject/capture"
 	"github.com/crossgate-io/crossgate/translator"
@@ -388,17 +387,15 @@ func (w *world) clusterIP(ap netip.AddrPort) ([]netip.AddrPort, bool) {
 				continue
 			}
 			for _, es := range w.in.EndpointSlices {
-				if es.Namespace != s.Namespace || es.Labels[discoveryv1.LabelServiceName] != s.Name {
+				if es.Namespace != s.Namespace || es.Service != s.Name {
 					continue
 				}
 				for _, port := range es.Ports {
-					if port.Port == nil || (port.Name != nil && *port.Name != sp.Name) {
+					if port.Name != sp.Name {
 						continue
 					}
 					for _, e := range es.Endpoints {
-						for _, a := range e.Addresses {
-							out = append(out, netip.AddrPortFrom(netip.MustParseAddr(a), uint16(*port.Port)))
-						}
+						out = append(out, netip.AddrPortFrom(netip.MustParseAddr(e.Address), uint16(port.Port)))
 					}
 				}
 			}
