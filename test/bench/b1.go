@@ -1,12 +1,17 @@
 package bench
 
 import (
+	"errors"
 	"fmt"
+	"runtime"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/crossgate-io/crossgate/translator"
+	"github.com/crossgate-io/crossgate/wellknown"
+	"github.com/crossgate-io/crossgate/xds/cache"
 	"github.com/crossgate-io/crossgate/xds/resources"
 	"github.com/crossgate-io/crossgate/xds/translate"
 )
@@ -76,32 +81,57 @@ func marshalAll(out *resources.Output) (*Marshaled, error) {
 	return m, nil
 }
 
-// RunB1 is B1: the full translation of a world into marshaled xDS resources, samples times.
-// It returns the JSON line and the last output (kept as bytes only).
-func RunB1(size Size, samples int) (*Line, *Marshaled, error) {
+// RunB1 is B1: the full translation of a world and its publication, as the controller runs it on
+// a full publish: translator.Translate, translate.Build, and every proxy's resources set into an
+// xDS cache (cache.Set marshals each distinct resource once and keeps its bytes), samples times,
+// each into a fresh cache. It returns the JSON line and the last output as bytes (measured after
+// the timings, for its size by type). A sample that takes longer than budget is stopped and the
+// line reports a timeout (timed_out, and how many keys were published in the budget).
+func RunB1(size Size, samples int, budget time.Duration) (*Line, *Marshaled, error) {
 	in := World(size)
 	base := heapInuseMiB()
 	var times []time.Duration
-	var kept *Marshaled
+	var out *resources.Output
+	var c *cache.Cache
 	cpu0 := cpuSeconds()
 	for range samples {
-		kept = nil
+		out, c = nil, nil //nolint:ineffassign // the last sample's output and cache are garbage before this one starts
 		t0 := time.Now()
 		res := translator.Translate(in)
-		out, err := translate.Build(&res.IR)
-		if err != nil {
+		var err error
+		if out, err = translate.Build(&res.IR); err != nil {
 			return nil, nil, fmt.Errorf("build: %w", err)
 		}
-		m, err := marshalAll(out)
+		c = cache.New(cache.NodeIDResolver, nil)
+		published, err := publish(c, out, t0.Add(budget))
+		if errors.Is(err, errBudget) {
+			l := &Line{
+				Name: "B1 full translate and publish",
+				Params: map[string]any{
+					"services": size.Services, "endpoints_per_service": size.EndpointsPerSvc, "clusters": size.Clusters,
+					"identities": size.Namespaces * size.AccountsPerNS, "permissive": size.Permissive,
+					"timed_out": true, "budget_s": budget.Seconds(), "keys_published": len(published),
+					"keys": len(out.Sidecars) + len(out.Proxyless) + len(out.Gateways),
+				},
+				CoreS: cpuSeconds() - cpu0, HeapInuseMiB: heapInuseMiB(), RSSMiB: rssMiB(),
+			}
+			l.percentiles([]time.Duration{time.Since(t0)})
+			return l, nil, nil
+		}
 		if err != nil {
 			return nil, nil, err
 		}
 		times = append(times, time.Since(t0))
-		kept = m
 	}
 	cpu := (cpuSeconds() - cpu0) / float64(samples)
+	rss := rssMiB()
+	kept, err := marshalAll(out)
+	if err != nil {
+		return nil, nil, err
+	}
+	out = nil
 	l := &Line{
-		Name: "B1 full translate",
+		Name: "B1 full translate and publish",
 		Params: map[string]any{
 			"services": size.Services, "endpoints_per_service": size.EndpointsPerSvc, "clusters": size.Clusters,
 			"httproutes": size.HTTPRoutes, "traffictargets": size.TrafficTargets,
@@ -110,13 +140,41 @@ func RunB1(size Size, samples int) (*Line, *Marshaled, error) {
 			"output_mib_by_type": mib(kept.ByKind),
 		},
 		CoreS:  cpu,
-		RSSMiB: rssMiB(),
+		RSSMiB: rss,
 	}
 	l.percentiles(times)
-	// The live heap holds the input and the kept output (bytes only); output_mib is the output.
+	// The live heap holds the input and the cache of the last sample (bytes, interned).
 	l.HeapInuseMiB = heapInuseMiB()
 	l.Params["input_heap_mib"] = base
+	runtime.KeepAlive(c)
 	return l, kept, nil
+}
+
+// errBudget is publish's error when its deadline passed.
+var errBudget = errors.New("the time budget passed")
+
+// publish sets every proxy's resources of out into c under its node ID, as the controller's
+// publisher does (without the certificates it adds), and returns the keys it set. It stops with
+// errBudget once deadline has passed (a zero deadline is none).
+func publish(c *cache.Cache, out *resources.Output, deadline time.Time) (map[string]bool, error) {
+	published := map[string]bool{}
+	for _, group := range []struct {
+		m   map[string]*resources.Resources
+		key func(ns, name string) wellknown.NodeID
+	}{{out.Sidecars, wellknown.Sidecar}, {out.Proxyless, wellknown.Proxyless}, {out.Gateways, wellknown.Gateway}} {
+		for id, r := range group.m {
+			ns, name, _ := strings.Cut(id, "/")
+			key := group.key(ns, name).String()
+			if !deadline.IsZero() && time.Now().After(deadline) {
+				return published, errBudget
+			}
+			if err := c.Set(key, r); err != nil {
+				return nil, err
+			}
+			published[key] = true
+		}
+	}
+	return published, nil
 }
 
 func mib(byKind map[string]int) map[string]float64 {

@@ -4,12 +4,10 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/crossgate-io/crossgate/controllers"
 	"github.com/crossgate-io/crossgate/translator"
-	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/cache"
 	"github.com/crossgate-io/crossgate/xds/translate"
 )
@@ -29,22 +27,10 @@ func RunB2(size Size, samples int) (*Line, error) {
 		return nil, err
 	}
 	c := cache.New(cache.NodeIDResolver, nil)
-	published := map[string]bool{}
-	for id, r := range out.Sidecars {
-		ns, sa, _ := strings.Cut(id, "/")
-		published[wellknown.Sidecar(ns, sa).String()] = true
-		if err := c.Set(wellknown.Sidecar(ns, sa).String(), r); err != nil {
-			return nil, err
-		}
+	published, err := publish(c, out, time.Time{})
+	if err != nil {
+		return nil, err
 	}
-	for id, r := range out.Gateways {
-		ns, name, _ := strings.Cut(id, "/")
-		published[wellknown.Gateway(ns, name).String()] = true
-		if err := c.Set(wellknown.Gateway(ns, name).String(), r); err != nil {
-			return nil, err
-		}
-	}
-	out = nil
 	runtime.GC()
 	var times []time.Duration
 	cpu0 := cpuSeconds()

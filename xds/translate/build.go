@@ -3,6 +3,9 @@ package translate
 import (
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -20,40 +23,62 @@ func Build(s *ir.Snapshot) (*resources.Output, error) {
 	out := &resources.Output{Sidecars: map[string]*resources.Resources{}, Proxyless: map[string]*resources.Resources{}, Gateways: map[string]*resources.Resources{}}
 	var errs []error
 	// Identities that name one outbound set (every identity in permissive mode) share the
-	// resources built from it: built, validated and reported once.
-	shared := map[string]*[2]*builder{}
+	// resources built from it: built, validated and reported once. The sets, then each
+	// identity's own resources, are built in parallel (each by a builder of its own, from the
+	// snapshot, which nothing modifies); the output and its errors are put together in order.
+	var setNames []string
+	var lists [][]ir.OutboundService
+	sets := map[string]*[2]*builder{}
 	for i := range s.Sidecars {
-		sc := &s.Sidecars[i]
-		var outb *[2]*builder
-		if sc.Outbound != "" {
-			outb = shared[sc.Outbound]
-			if outb == nil {
-				list := s.Outbound(sc)
-				if list == nil {
-					errs = append(errs, fmt.Errorf("sidecar %s: outbound set %q does not exist", sc.Identity, sc.Outbound))
-					continue
-				}
-				outb = &[2]*builder{newBuilder(s.TrustDomain), newBuilder(s.TrustDomain)}
-				outb[0].sidecarOutbound(list)
-				outb[1].proxylessOutbound(list, outb[0].res.Endpoints)
-				outb[0].finish()
-				outb[1].finish()
-				shared[sc.Outbound] = outb
-				errs = append(errs, wrap("outbound of "+sc.Outbound, append(outb[0].errs, outb[1].errs...))...)
+		if name, list := s.Sidecars[i].Outbound, s.Outbound(&s.Sidecars[i]); list != nil {
+			if _, ok := sets[name]; !ok {
+				sets[name] = nil
+				setNames, lists = append(setNames, name), append(lists, list)
 			}
 		}
+	}
+	built := make([][2]*builder, len(setNames))
+	parallel(len(setNames), func(i int) {
+		list := lists[i]
+		b := [2]*builder{newBuilder(s.TrustDomain), newBuilder(s.TrustDomain)}
+		b[0].sidecarOutbound(list)
+		b[1].proxylessOutbound(list, b[0].res.Endpoints)
+		b[0].finish()
+		b[1].finish()
+		built[i] = b
+	})
+	for i, name := range setNames {
+		sets[name] = &built[i]
+		errs = append(errs, wrap("outbound of "+name, append(built[i][0].errs, built[i][1].errs...))...)
+	}
+	own := make([][2]*builder, len(s.Sidecars))
+	parallel(len(s.Sidecars), func(i int) {
+		sc := &s.Sidecars[i]
 		b := newBuilder(s.TrustDomain)
 		b.outboundCapture()
 		b.inbound(sc.Inbound)
 		b.probe(sc.Probes)
 		p := newBuilder(s.TrustDomain)
 		p.proxylessInbound(sc.Inbound)
-		own, ownP := b.finish(), p.finish()
-		if outb != nil {
-			own.Shared, ownP.Shared = &outb[0].res, &outb[1].res
+		b.finish()
+		p.finish()
+		own[i] = [2]*builder{b, p}
+	})
+	for i := range s.Sidecars {
+		sc := &s.Sidecars[i]
+		var outb *[2]*builder
+		if sc.Outbound != "" {
+			if outb = sets[sc.Outbound]; outb == nil {
+				errs = append(errs, fmt.Errorf("sidecar %s: outbound set %q does not exist", sc.Identity, sc.Outbound))
+				continue
+			}
 		}
-		out.Sidecars[sc.Identity.String()] = own
-		out.Proxyless[sc.Identity.String()] = ownP
+		b, p := own[i][0], own[i][1]
+		if outb != nil {
+			b.res.Shared, p.res.Shared = &outb[0].res, &outb[1].res
+		}
+		out.Sidecars[sc.Identity.String()] = &b.res
+		out.Proxyless[sc.Identity.String()] = &p.res
 		errs = append(errs, wrap("sidecar "+sc.Identity.String(), b.errs)...)
 		errs = append(errs, wrap("proxyless "+sc.Identity.String(), p.errs)...)
 	}
@@ -65,6 +90,28 @@ func Build(s *ir.Snapshot) (*resources.Output, error) {
 		errs = append(errs, wrap("gateway "+g.Namespace+"/"+g.Name, b.errs)...)
 	}
 	return out, errors.Join(errs...)
+}
+
+// parallel runs f(0) ... f(n-1) on as many goroutines as Go runs at once, and returns when all
+// have returned.
+func parallel(n int, f func(i int)) {
+	workers := min(n, runtime.GOMAXPROCS(0))
+	if workers <= 1 {
+		for i := range n {
+			f(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				f(i)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func wrap(what string, errs []error) []error {
