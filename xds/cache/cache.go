@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"weak"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -62,10 +63,12 @@ type Cache struct {
 	resolve Resolver
 	log     *slog.Logger
 
-	mu      sync.Mutex
-	keys    map[string]map[string]map[string]*entry // key -> type URL -> name -> entry
-	watches map[string]map[*watch]struct{}          // key -> open watches
-	deltas  map[string]map[*deltaWatch]struct{}     // key -> open delta watches
+	mu   sync.Mutex
+	keys map[string]*view // what each key serves
+	// layers are the shared parts' entries, by part (layer.go).
+	layers  map[weak.Pointer[resources.Resources]]*layer
+	watches map[string]map[*watch]struct{}      // key -> open watches
+	deltas  map[string]map[*deltaWatch]struct{} // key -> open delta watches
 	counter uint64
 
 	// NACKs counts rejected responses.
@@ -108,86 +111,103 @@ func New(resolve Resolver, log *slog.Logger) *Cache {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Cache{resolve: resolve, log: log, keys: map[string]map[string]map[string]*entry{}, watches: map[string]map[*watch]struct{}{}, deltas: map[string]map[*deltaWatch]struct{}{}, pushes: map[string]int{}, interned: map[internKey]*entry{}, gen: map[string]map[string]uint64{}, changes: map[string]map[string][]change{}}
+	return &Cache{resolve: resolve, log: log, keys: map[string]*view{}, layers: map[weak.Pointer[resources.Resources]]*layer{}, watches: map[string]map[*watch]struct{}{}, deltas: map[string]map[*deltaWatch]struct{}{}, pushes: map[string]int{}, interned: map[internKey]*entry{}, gen: map[string]map[string]uint64{}, changes: map[string]map[string][]change{}}
 }
 
 var typeURLs = []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.SecretType}
 
 // Set replaces the configuration of key with r. Resources whose bytes did not change keep their
-// version; only watches subscribed to a changed (or removed) resource are answered.
+// version; only watches subscribed to a changed (or removed) resource are answered. r's own
+// resources are the key's; its shared part (r.Shared, and the parts after it) is a layer held
+// once by every key that has the same part (layer.go).
 func (c *Cache) Set(key string, r *resources.Resources) error {
 	started := time.Now()
-	var all [][]marshaled
-	for part := range r.Parts() {
-		var ms []marshaled
-		var err error
-		if part == r {
-			ms, err = marshalPart(part) // the key's own: marshaled for it alone
-		} else {
-			ms, err = c.parts.get(part) // shared: marshaled once for every key that holds it
+	own, err := marshalPart(r) // the key's own: marshaled for it alone
+	if err != nil {
+		return err
+	}
+	var shared [][]marshaled
+	if r.Shared != nil {
+		for part := range r.Shared.Parts() {
+			ms, err := c.parts.get(part) // shared: marshaled once for every key that holds it
+			if err != nil {
+				return err
+			}
+			shared = append(shared, ms)
 		}
-		if err != nil {
-			return err
-		}
-		all = append(all, ms)
 	}
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	old := c.keys[key]
-	cur := map[string]map[string]*entry{}
-	changed := map[string]map[string]bool{}
-	for _, t := range typeURLs {
-		cur[t] = map[string]*entry{}
-		changed[t] = map[string]bool{}
-	}
-	next := map[string]map[string]*marshaled{}
-	for _, t := range typeURLs {
-		next[t] = map[string]*marshaled{}
-	}
-	for _, ms := range all {
-		for i := range ms {
-			next[ms[i].typ][ms[i].name] = &ms[i] // a name in two parts: the last (shared) wins
+	cur := &view{own: newTable()}
+	for i := range own {
+		m := &own[i]
+		if prev := cur.own[m.typ][m.name]; prev != nil {
+			c.release(prev) // a name twice in one part: the last wins
 		}
+		cur.own[m.typ][m.name] = c.acquire(m.typ, m.b, m.sum)
 	}
-	for typ, byName := range next {
-		for name, m := range byName {
-			if e := old[typ][name]; e != nil && string(e.any.Value) == string(m.b) {
-				cur[typ][name] = e // unchanged: the slot keeps its reference
-				continue
-			}
-			cur[typ][name] = c.acquire(typ, m.b, m.sum)
-			changed[typ][name] = true
+	if r.Shared != nil {
+		cur.shared = c.layerFor(r.Shared, shared)
+	}
+	c.hold(cur.shared, key)
+	ch := changes{own: map[string]map[string]bool{}}
+	mark := func(typ, name string) {
+		if ch.own[typ] == nil {
+			ch.own[typ] = map[string]bool{}
 		}
+		ch.own[typ][name] = true
 	}
-	for typ, byName := range old {
-		for name, e := range byName {
-			if cur[typ][name] != e {
-				c.release(e) // replaced or removed
-				if cur[typ][name] == nil {
-					changed[typ][name] = true // removed
+	var prev *view
+	if old != nil {
+		prev = old
+	} else {
+		prev = &view{}
+	}
+	// The names of either own table: compared as the key serves them.
+	for _, t := range []table{cur.own, prev.own} {
+		for typ, byName := range t {
+			for name := range byName {
+				if prev.get(typ, name) != cur.get(typ, name) {
+					mark(typ, name)
 				}
 			}
 		}
+	}
+	// The shared layer's names: those whose entries differ between the two layers (computed
+	// once for all the keys that move alike), unless an own entry decides (compared above).
+	if diff := c.layerDiff(prev.shared, cur.shared); len(diff) > 0 {
+		ch.shared = diff
+	}
+	// Release what the key held before, now that the new entries are held (an entry in both
+	// is never dropped and made again).
+	for _, byName := range prev.own {
+		for _, e := range byName {
+			c.release(e)
+		}
+	}
+	if prev.shared != cur.shared {
+		c.let(prev.shared, key)
 	}
 	c.keys[key] = cur
 	if c.Observer != nil {
 		c.Observer.Size(c.internedBytes)
 	}
-	c.notify(key, cur, changed, started)
+	c.notify(key, cur, &ch, started)
 	return nil
 }
 
 // notify answers the watches of key that a change concerns. Work per watch is proportional to
 // what changed, not to what the watch subscribes to.
-func (c *Cache) notify(key string, cur map[string]map[string]*entry, changed map[string]map[string]bool, started time.Time) {
+func (c *Cache) notify(key string, cur *view, changed *changes, started time.Time) {
 	if c.gen[key] == nil {
 		c.gen[key] = map[string]uint64{}
 	}
-	for typ, names := range changed {
-		if len(names) > 0 {
+	for _, typ := range typeURLs {
+		if changed.any(typ) {
 			c.gen[key][typ]++
-			c.remember(key, typ, c.gen[key][typ], names)
+			c.remember(key, typ, c.gen[key][typ], changed)
 		}
 	}
 	// Make before break (the xDS protocol's "eventual consistency considerations"): a client
@@ -200,11 +220,11 @@ func (c *Cache) notify(key string, cur map[string]map[string]*entry, changed map
 	var removals []*deltaWatch
 	for _, w := range deltas {
 		typ := w.req.GetTypeUrl()
-		if len(changed[typ]) == 0 {
+		if !changed.any(typ) {
 			continue
 		}
 		to := c.gen[key][typ]
-		relevant := relevantChanges(changed[typ], w.sub)
+		relevant := relevantChanges(changed, typ, w.sub)
 		if len(relevant) == 0 {
 			heldBy(w.sub).advanceSynced(to-1, to) // nothing it holds changed
 			continue
@@ -213,7 +233,7 @@ func (c *Cache) notify(key string, cur map[string]map[string]*entry, changed map
 			kept := relevant[:0:0]
 			gone := false
 			for _, name := range relevant {
-				if cur[typ][name] != nil {
+				if cur.get(typ, name) != nil {
 					kept = append(kept, name)
 				} else {
 					gone = true
@@ -239,13 +259,13 @@ func (c *Cache) notify(key string, cur map[string]map[string]*entry, changed map
 	for _, w := range removals {
 		typ := w.req.GetTypeUrl()
 		to := c.gen[key][typ]
-		if c.respondDelta(w, cur, started, relevantChanges(changed[typ], w.sub), to-1, to) {
+		if c.respondDelta(w, cur, started, relevantChanges(changed, typ, w.sub), to-1, to) {
 			delete(c.deltas[key], w)
 		}
 	}
 	for _, w := range sortedWatches(c.watches[key], func(w *watch) string { return w.req.GetTypeUrl() }) {
 		typ := w.req.GetTypeUrl()
-		touched := len(relevantChanges(changed[typ], w.sub)) > 0
+		touched := len(relevantChanges(changed, typ, w.sub)) > 0
 		if touched && c.respond(w, cur, started) {
 			delete(c.watches[key], w)
 		}
@@ -264,19 +284,19 @@ func sortedWatches[W comparable](set map[W]struct{}, typeURL func(W) string) []W
 	return out
 }
 
-// relevantChanges are the changed names a subscription covers.
-func relevantChanges(changed map[string]bool, sub cachev3.Subscription) []string {
-	if len(changed) == 0 {
+// relevantChanges are the changed names of type typ a subscription covers.
+func relevantChanges(changed *changes, typ string, sub cachev3.Subscription) []string {
+	if !changed.any(typ) {
 		return nil
 	}
 	var out []string
 	wildcard := sub.IsWildcard()
 	subscribed := sub.SubscribedResources()
-	for name := range changed {
+	changed.names(typ, func(name string) {
 		if _, ok := subscribed[name]; ok || wildcard {
 			out = append(out, name)
 		}
-	}
+	})
 	return out
 }
 
@@ -314,25 +334,24 @@ func (c *Cache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch c
 // so it is not stale: it is not sent again. A type's first request is always answered when the
 // key's configuration is known: in state-of-the-world, a listener or cluster left out of the
 // answer tells the client it does not exist.
-func (c *Cache) stale(w *watch, cur map[string]map[string]*entry) bool {
+func (c *Cache) stale(w *watch, cur *view) bool {
 	typ := w.req.GetTypeUrl()
 	returned := w.sub.ReturnedResources()
 	if w.req.GetResponseNonce() == "" && len(returned) == 0 {
 		return true
 	}
 	if w.sub.IsWildcard() {
-		if len(returned) != len(cur[typ]) {
+		if len(returned) != cur.count(typ) {
 			return true
 		}
-		for name, e := range cur[typ] {
-			if returned[name] != e.version {
-				return true
-			}
-		}
-		return false
+		stale := false
+		cur.each(typ, func(name string, e *entry) {
+			stale = stale || returned[name] != e.version
+		})
+		return stale
 	}
 	for name := range w.sub.SubscribedResources() {
-		e := cur[typ][name]
+		e := cur.get(typ, name)
 		v, has := returned[name]
 		switch {
 		case e == nil && !has:
@@ -346,7 +365,7 @@ func (c *Cache) stale(w *watch, cur map[string]map[string]*entry) bool {
 
 // respond sends the subscribed resources of the watch's type; it reports false (keep waiting)
 // when the channel is full. changed is when the Set that caused it began (zero: a request).
-func (c *Cache) respond(w *watch, cur map[string]map[string]*entry, changed time.Time) bool {
+func (c *Cache) respond(w *watch, cur *view, changed time.Time) bool {
 	typ := w.req.GetTypeUrl()
 	out := &discoveryv3.DiscoveryResponse{TypeUrl: typ}
 	returned := map[string]string{}
@@ -355,12 +374,10 @@ func (c *Cache) respond(w *watch, cur map[string]map[string]*entry, changed time
 		returned[name] = e.version
 	}
 	if w.sub.IsWildcard() {
-		for name, e := range cur[typ] {
-			pick(name, e)
-		}
+		cur.each(typ, pick)
 	} else {
 		for name := range w.sub.SubscribedResources() {
-			if e := cur[typ][name]; e != nil {
+			if e := cur.get(typ, name); e != nil {
 				pick(name, e)
 			}
 		}

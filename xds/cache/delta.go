@@ -46,7 +46,7 @@ func (c *Cache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscrip
 		} else if since, ok := c.changedSince(key, typ, at, gen); ok && at > 0 {
 			// Changes came while the client was not waiting (between a response and its ACK):
 			// what they changed, of what it subscribes to, and newly subscribed names.
-			names = append(relevantChanges(since, sub), req.GetResourceNamesSubscribe()...)
+			names = append(relevantChanges(&changes{own: map[string]map[string]bool{typ: since}}, typ, sub), req.GetResourceNamesSubscribe()...)
 			from = at
 		}
 		if c.respondDelta(w, cur, time.Time{}, names, from, gen) {
@@ -70,7 +70,7 @@ func (c *Cache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscrip
 // the client holds; it is rolled back if the response cannot be sent. A client synced at from
 // is then synced at to. It reports false (keep waiting) when there is no difference or the
 // channel is full.
-func (c *Cache) respondDelta(w *deltaWatch, cur map[string]map[string]*entry, changed time.Time, names []string, from, to uint64) bool {
+func (c *Cache) respondDelta(w *deltaWatch, cur *view, changed time.Time, names []string, from, to uint64) bool {
 	typ := w.req.GetTypeUrl()
 	known := heldBy(w.sub)
 	if known == nil {
@@ -78,7 +78,7 @@ func (c *Cache) respondDelta(w *deltaWatch, cur map[string]map[string]*entry, ch
 	}
 	orig, fresh, want := known, false, 0
 	if names == nil {
-		want = len(cur[typ])
+		want = cur.count(typ)
 		if !w.sub.IsWildcard() {
 			want = len(w.sub.SubscribedResources())
 		}
@@ -96,18 +96,17 @@ func (c *Cache) respondDelta(w *deltaWatch, cur map[string]map[string]*entry, ch
 		had           bool
 	}
 	var undos []undo
-	byName := cur[typ]
 	// A first sync of a client that holds nothing: no name is in its map until put there, and
 	// nearly every subscribed name is to be sent.
 	empty := fresh && len(orig) == 0
 	if fresh {
-		out.Resources = make([]*discoveryv3.Resource, 0, min(len(byName), want))
+		out.Resources = make([]*discoveryv3.Resource, 0, min(cur.count(typ), want))
 	}
 	consider := func(name string) {
 		if !isResource(name) {
 			return
 		}
-		e := byName[name]
+		e := cur.get(typ, name)
 		var v string
 		var has bool
 		if !empty {
@@ -133,11 +132,9 @@ func (c *Cache) respondDelta(w *deltaWatch, cur map[string]map[string]*entry, ch
 			consider(name)
 		}
 	} else if w.sub.IsWildcard() {
-		for name := range cur[typ] {
-			consider(name)
-		}
+		cur.each(typ, func(name string, _ *entry) { consider(name) })
 		for name := range known {
-			if _, ok := cur[typ][name]; !ok {
+			if cur.get(typ, name) == nil {
 				consider(name) // deletes from known while ranging: allowed in Go
 			}
 		}
@@ -210,13 +207,11 @@ const (
 )
 
 // remember logs what generation gen of key's resources of type typ changed.
-func (c *Cache) remember(key, typ string, gen uint64, changed map[string]bool) {
+func (c *Cache) remember(key, typ string, gen uint64, changed *changes) {
 	var names []string
-	if len(changed) <= changeLogNames {
-		names = make([]string, 0, len(changed))
-		for name := range changed {
-			names = append(names, name)
-		}
+	if len(changed.own[typ])+len(changed.shared[typ]) <= changeLogNames {
+		names = make([]string, 0, len(changed.own[typ])+len(changed.shared[typ]))
+		changed.names(typ, func(name string) { names = append(names, name) })
 	}
 	if c.changes[key] == nil {
 		c.changes[key] = map[string][]change{}

@@ -3,23 +3,24 @@
 // go-control-plane's server streams.
 //
 // Unlike go-control-plane's SnapshotCache: each resource has its own version, derived from its
-// bytes, and one marshaled copy, interned by content (intern.go): every key holding the same
-// bytes (the outbound configuration of every identity in permissive mode, of callers of equal
-// access in policy mode) holds the one entry, and every stream and response shares it (a delta
-// response's resources are handed to gRPC as those bytes: the wires of wire.go, used by the
-// server's codec). A shared part of a key's resources (resources.Resources.Shared, one pointer
-// for every identity of an outbound set) is marshaled once, by the first key's Set. A change
-// wakes only the watches subscribed to a changed resource; and a NACKed version is never sent
-// again (the NACK is logged and counted), the next change is.
+// bytes, and one marshaled copy, interned by content (intern.go), which every key, stream and
+// response shares (a delta response's resources are handed to gRPC as those bytes: the wires of
+// wire.go, used by the server's codec). A key serves its own resources and, when its
+// configuration has a shared part (resources.Resources.Shared: one pointer for every identity
+// of an outbound set, every identity in permissive mode), that part's layer (layer.go), held once
+// for every key that has the part: a shared part is marshaled once, by the first key's Set, and
+// its entries are tabled once. A key's Set costs what its own part holds plus what changed in the
+// shared part (the difference between its old and new layer, computed once for all keys that
+// move alike), not the whole shared part. A change wakes only the watches subscribed to a
+// changed resource; and a NACKed version is never sent again (the NACK is logged and counted),
+// the next change is.
 //
 // Patch (upsert.go) replaces single resources in many keys at once, as the controller's
-// incremental path does for endpoint changes: each new resource is marshaled once and interned,
-// each key's slot points to the one entry, and each key's watches are answered once, for what
-// they subscribe to; its cost is the replaced resources times the keys holding them.
-//
-// What is still per key: each key's map from names to entries, built on every Set, so Set costs
-// O(resources of the key) even when they are all shared (about 0.1 s per key at 97k resources),
-// and a full publish Sets every key.
+// incremental path does for endpoint changes: each new resource is marshaled once and interned;
+// a resource of a shared layer that every key of the layer gets is replaced in the layer, once;
+// each key's watches are answered once, for what they subscribe to. A replacement for some keys
+// of a layer only gives those keys a copy of the layer of their own (the controller never asks
+// for that: it patches every key of a shared part alike).
 //
 // The cache reads xds/resources, never the builder (xds/translate): hack/layout holds it to that.
 //

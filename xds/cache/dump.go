@@ -32,13 +32,16 @@ func (c *Cache) Dump(key string) (resources []Resource, streams []Stream, known 
 	defer c.mu.Unlock()
 	cur, known := c.keys[key]
 	for _, t := range typeURLs {
-		for name, e := range cur[t] {
+		if cur == nil {
+			break
+		}
+		cur.each(t, func(name string, e *entry) {
 			r := Resource{Type: t, Name: name, Version: e.version, Any: e.any}
 			if t == resourcev3.SecretType {
 				r.Any = nil
 			}
 			resources = append(resources, r)
-		}
+		})
 	}
 	sort.Slice(resources, func(i, j int) bool {
 		if resources[i].Type != resources[j].Type {

@@ -36,12 +36,16 @@ func TestSharedPartsHeldOnce(t *testing.T) {
 	if err := c.Set("sidecar~ns/b", own("b")); err != nil {
 		t.Fatal(err)
 	}
-	ea, eb := c.keys["sidecar~ns/a"][resourcev3.ClusterType]["out-a"], c.keys["sidecar~ns/b"][resourcev3.ClusterType]["out-a"]
+	ea, eb := c.keys["sidecar~ns/a"].get(resourcev3.ClusterType, "out-a"), c.keys["sidecar~ns/b"].get(resourcev3.ClusterType, "out-a")
 	if ea == nil || ea != eb || &ea.any.Value[0] != &eb.any.Value[0] {
 		t.Fatal("two keys with the same shared part hold distinct entries")
 	}
-	if ea.refs != 2 {
-		t.Errorf("refs %d, want 2", ea.refs)
+	// The shared part is one layer, held by both keys, holding each entry once.
+	if l := c.keys["sidecar~ns/a"].shared; l == nil || l != c.keys["sidecar~ns/b"].shared || len(l.holders) != 2 {
+		t.Fatal("the two keys do not share one layer")
+	}
+	if ea.refs != 1 {
+		t.Errorf("refs %d, want 1 (the layer's)", ea.refs)
 	}
 	if got := c.deltaWireCount(); got != 0 {
 		t.Errorf("%d delta encodings before any delta response, want 0", got)
@@ -50,7 +54,7 @@ func TestSharedPartsHeldOnce(t *testing.T) {
 		t.Error("the delta encoding is not shared")
 	}
 	// Only the second key's own listener was added: the shared clusters are counted once.
-	inB := len(c.keys["sidecar~ns/b"][resourcev3.ListenerType]["in-b"].any.Value)
+	inB := len(c.keys["sidecar~ns/b"].get(resourcev3.ListenerType, "in-b").any.Value)
 	if obs.size != oneKey+inB {
 		t.Errorf("size %d after the second key, want %d (the first key's %d plus its own listener's %d)", obs.size, oneKey+inB, oneKey, inB)
 	}
@@ -68,11 +72,11 @@ func TestSharedPartsHeldOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	na := c.keys["sidecar~ns/a"][resourcev3.ClusterType]["out-a"]
-	if na == ea || na != c.keys["sidecar~ns/b"][resourcev3.ClusterType]["out-a"] || na.refs != 2 {
+	na := c.keys["sidecar~ns/a"].get(resourcev3.ClusterType, "out-a")
+	if na == ea || na != c.keys["sidecar~ns/b"].get(resourcev3.ClusterType, "out-a") || na.refs != 1 {
 		t.Error("the changed shared resource is not one new entry held by both keys")
 	}
-	if c.keys["sidecar~ns/a"][resourcev3.ClusterType]["out-b"] != c.keys["sidecar~ns/b"][resourcev3.ClusterType]["out-b"] {
+	if c.keys["sidecar~ns/a"].get(resourcev3.ClusterType, "out-b") != c.keys["sidecar~ns/b"].get(resourcev3.ClusterType, "out-b") {
 		t.Error("the unchanged shared resource is no longer shared")
 	}
 	if _, ok := c.interned[ea.key]; ok || ea.refs != 0 {

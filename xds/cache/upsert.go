@@ -39,41 +39,121 @@ func (c *Cache) Patch(rs []Replacement) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var errs []error
-	changed := map[string]map[string]map[string]bool{} // key -> type -> names
-	for _, r := range rs {
+	changed := map[string]*changes{}
+	mark := func(key, typ, name string) {
+		ch := changed[key]
+		if ch == nil {
+			ch = &changes{own: map[string]map[string]bool{}}
+			changed[key] = ch
+		}
+		if ch.own[typ] == nil {
+			ch.own[typ] = map[string]bool{}
+		}
+		ch.own[typ][name] = true
+	}
+	// replace puts the new version b of a resource in slot t[typ][name], reporting whether it
+	// changed anything. In place: every reader of a key's tables holds the lock (responses
+	// carry the entries, not the tables).
+	replace := func(t table, typ, name string, b []byte) bool {
+		old := t[typ][name]
+		if old != nil && string(old.any.Value) == string(b) {
+			return false
+		}
+		t[typ][name] = c.acquire(typ, b, nil)
+		c.release(old)
+		return true
+	}
+	// Replacements of names that are a shared layer's, by layer: which keys ask for each.
+	type shared struct {
+		keys  map[string]bool
+		asked map[int]map[string]bool // replacement -> keys of the layer asking for it
+	}
+	byLayer := map[*layer]*shared{}
+	var layers []*layer
+	for ri, r := range rs {
 		b := bytes[r.Resource]
 		for _, key := range r.Keys {
-			cur, ok := c.keys[key]
+			v, ok := c.keys[key]
 			switch {
 			case !ok:
 				errs = append(errs, fmt.Errorf("key %q has no configuration yet: Set it first", key))
 				continue
-			case cur[r.TypeURL] == nil:
+			case v.own[r.TypeURL] == nil:
 				errs = append(errs, fmt.Errorf("type %s is not served", r.TypeURL))
 				continue
 			}
-			old := cur[r.TypeURL][r.Name]
-			if old != nil && string(old.any.Value) == string(b) {
-				continue // unchanged
+			if l := v.shared; l != nil && l.t[r.TypeURL][r.Name] != nil {
+				sh := byLayer[l]
+				if sh == nil {
+					sh = &shared{keys: map[string]bool{}, asked: map[int]map[string]bool{}}
+					byLayer[l] = sh
+					layers = append(layers, l)
+				}
+				sh.keys[key] = true
+				if sh.asked[ri] == nil {
+					sh.asked[ri] = map[string]bool{}
+				}
+				sh.asked[ri][key] = true
+				continue
 			}
-			// In place: every reader of a key's tables holds the lock (responses carry the
-			// entries, not the tables).
-			cur[r.TypeURL][r.Name] = c.acquire(r.TypeURL, b, nil)
-			c.release(old)
-			if changed[key] == nil {
-				changed[key] = map[string]map[string]bool{}
+			if replace(v.own, r.TypeURL, r.Name, b) {
+				mark(key, r.TypeURL, r.Name)
 			}
-			if changed[key][r.TypeURL] == nil {
-				changed[key][r.TypeURL] = map[string]bool{}
+		}
+	}
+	for _, l := range layers {
+		sh := byLayer[l]
+		everyHolder := true
+		for _, keys := range sh.asked {
+			everyHolder = everyHolder && len(keys) == len(l.holders)
+		}
+		if everyHolder {
+			// Every key that has the layer gets the same replacements: the layer changes, once.
+			// It is no longer what its part marshals to: a later Set of that part makes a layer
+			// of its own.
+			l.gen++
+			if c.layers[l.id] == l {
+				delete(c.layers, l.id)
 			}
-			changed[key][r.TypeURL][r.Name] = true
+			for ri := range sh.asked {
+				r := &rs[ri]
+				if replace(l.t, r.TypeURL, r.Name, bytes[r.Resource]) {
+					for key := range l.holders {
+						mark(key, r.TypeURL, r.Name)
+					}
+				}
+			}
+			continue
+		}
+		// Some of its keys only: they stop sharing the layer (its entries become their own),
+		// then are patched as keys without one. Rare: the controller patches every key of a
+		// shared part alike.
+		for key := range sh.keys {
+			v := c.keys[key]
+			for typ, byName := range l.t {
+				for name, e := range byName {
+					e.refs++
+					c.release(v.own[typ][name])
+					v.own[typ][name] = e
+				}
+			}
+			v.shared = nil
+			c.let(l, key)
+		}
+		for ri := range sh.asked {
+			r := &rs[ri]
+			for _, key := range r.Keys {
+				if v := c.keys[key]; v != nil && sh.keys[key] && replace(v.own, r.TypeURL, r.Name, bytes[r.Resource]) {
+					mark(key, r.TypeURL, r.Name)
+				}
+			}
 		}
 	}
 	if len(changed) > 0 && c.Observer != nil {
 		c.Observer.Size(c.internedBytes)
 	}
-	for key, names := range changed {
-		c.notify(key, c.keys[key], names, started)
+	for key, ch := range changed {
+		c.notify(key, c.keys[key], ch, started)
 	}
 	return errors.Join(errs...)
 }
