@@ -3,6 +3,7 @@ package cache
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/crossgate-io/crossgate/internal/parallel"
 	"github.com/crossgate-io/crossgate/xds/resources"
 )
 
@@ -88,10 +90,12 @@ func (p *parts) get(part *resources.Resources) ([]marshaled, error) {
 	if err != nil {
 		return nil, err
 	}
-	for i := range out {
-		s := sha256.Sum256(out[i].b)
-		out[i].sum = &s
-	}
+	parallel.Do(chunks(len(out)), func(c int) {
+		for i := c * chunk; i < min(len(out), (c+1)*chunk); i++ {
+			s := sha256.Sum256(out[i].b)
+			out[i].sum = &s
+		}
+	})
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.m == nil {
@@ -109,41 +113,49 @@ func (p *parts) get(part *resources.Resources) ([]marshaled, error) {
 	return out, nil
 }
 
-// marshalPart marshals the resources of one part (not of its Shared part), deterministically.
+// marshalPart marshals the resources of one part (not of its Shared part), deterministically;
+// a large part (a shared outbound set: tens of thousands of resources) on every core.
 func marshalPart(part *resources.Resources) ([]marshaled, error) {
-	out := make([]marshaled, 0, len(part.Listeners)+len(part.Routes)+len(part.Clusters)+len(part.Endpoints)+len(part.Secrets))
-	add := func(typ, name string, m proto.Message) error {
-		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
-		if err != nil {
-			return fmt.Errorf("marshaling %s %s: %w", typ, name, err)
-		}
-		out = append(out, marshaled{typ: typ, name: name, b: b})
-		return nil
+	type item struct {
+		typ, name string
+		m         proto.Message
 	}
+	items := make([]item, 0, len(part.Listeners)+len(part.Routes)+len(part.Clusters)+len(part.Endpoints)+len(part.Secrets))
 	for _, x := range part.Listeners {
-		if err := add(resourcev3.ListenerType, x.Name, x); err != nil {
-			return nil, err
-		}
+		items = append(items, item{resourcev3.ListenerType, x.Name, x})
 	}
 	for _, x := range part.Routes {
-		if err := add(resourcev3.RouteType, x.Name, x); err != nil {
-			return nil, err
-		}
+		items = append(items, item{resourcev3.RouteType, x.Name, x})
 	}
 	for _, x := range part.Clusters {
-		if err := add(resourcev3.ClusterType, x.Name, x); err != nil {
-			return nil, err
-		}
+		items = append(items, item{resourcev3.ClusterType, x.Name, x})
 	}
 	for _, x := range part.Endpoints {
-		if err := add(resourcev3.EndpointType, x.ClusterName, x); err != nil {
-			return nil, err
-		}
+		items = append(items, item{resourcev3.EndpointType, x.ClusterName, x})
 	}
 	for _, x := range part.Secrets {
-		if err := add(resourcev3.SecretType, x.Name, x); err != nil {
-			return nil, err
+		items = append(items, item{resourcev3.SecretType, x.Name, x})
+	}
+	out := make([]marshaled, len(items))
+	errs := make([]error, chunks(len(items)))
+	parallel.Do(len(errs), func(c int) {
+		for i := c * chunk; i < min(len(items), (c+1)*chunk); i++ {
+			b, err := proto.MarshalOptions{Deterministic: true}.Marshal(items[i].m)
+			if err != nil {
+				errs[c] = fmt.Errorf("marshaling %s %s: %w", items[i].typ, items[i].name, err)
+				return
+			}
+			out[i] = marshaled{typ: items[i].typ, name: items[i].name, b: b}
 		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
+
+// chunk is how many resources one goroutine marshals or hashes at a time: enough that a part
+// of a few resources (a key's own) stays on the caller's goroutine.
+const chunk = 256
+
+func chunks(n int) int { return (n + chunk - 1) / chunk }

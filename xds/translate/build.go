@@ -3,15 +3,13 @@ package translate
 import (
 	"errors"
 	"fmt"
-	"runtime"
-	"sync"
-	"sync/atomic"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 
+	"github.com/crossgate-io/crossgate/internal/parallel"
 	"github.com/crossgate-io/crossgate/translator/ir"
 	"github.com/crossgate-io/crossgate/xds/resources"
 )
@@ -38,7 +36,7 @@ func Build(s *ir.Snapshot) (*resources.Output, error) {
 		}
 	}
 	built := make([][2]*builder, len(setNames))
-	parallel(len(setNames), func(i int) {
+	parallel.Do(len(setNames), func(i int) {
 		list := lists[i]
 		b := [2]*builder{newBuilder(s.TrustDomain), newBuilder(s.TrustDomain)}
 		b[0].sidecarOutbound(list)
@@ -52,7 +50,7 @@ func Build(s *ir.Snapshot) (*resources.Output, error) {
 		errs = append(errs, wrap("outbound of "+name, append(built[i][0].errs, built[i][1].errs...))...)
 	}
 	own := make([][2]*builder, len(s.Sidecars))
-	parallel(len(s.Sidecars), func(i int) {
+	parallel.Do(len(s.Sidecars), func(i int) {
 		sc := &s.Sidecars[i]
 		b := newBuilder(s.TrustDomain)
 		b.outboundCapture()
@@ -90,28 +88,6 @@ func Build(s *ir.Snapshot) (*resources.Output, error) {
 		errs = append(errs, wrap("gateway "+g.Namespace+"/"+g.Name, b.errs)...)
 	}
 	return out, errors.Join(errs...)
-}
-
-// parallel runs f(0) ... f(n-1) on as many goroutines as Go runs at once, and returns when all
-// have returned.
-func parallel(n int, f func(i int)) {
-	workers := min(n, runtime.GOMAXPROCS(0))
-	if workers <= 1 {
-		for i := range n {
-			f(i)
-		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
-				f(i)
-			}
-		})
-	}
-	wg.Wait()
 }
 
 func wrap(what string, errs []error) []error {
