@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -220,7 +222,29 @@ func RunB2e(size Size, changes, batch int) ([]*Line, error) {
 	}
 	b.percentiles([]time.Duration{last})
 	lines = append(lines, b)
+	if f := os.Getenv(B2eHeapProfileEnv); f != "" {
+		if err := writeHeapProfile(f); err != nil {
+			return nil, err
+		}
+	}
 	return lines, nil
+}
+
+// B2eHeapProfileEnv names a file for the heap profile of B2e's process after its updates (the
+// controller and the clients running, the loaded world freed).
+const B2eHeapProfileEnv = "CROSSGATE_B2E_HEAPPROFILE"
+
+func writeHeapProfile(name string) error {
+	runtime.GC()
+	f, err := os.Create(name)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // edsWatch is delta EDS streams, each subscribed to one resource, reporting when every one holds
