@@ -139,7 +139,10 @@ func (c *Cache) Set(key string, r *resources.Resources) error {
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	old := c.keys[key]
+	prev := c.keys[key]
+	if prev == nil {
+		prev = &view{} // a new key: it served nothing
+	}
 	cur := &view{own: newTable()}
 	for i := range own {
 		m := &own[i]
@@ -158,12 +161,6 @@ func (c *Cache) Set(key string, r *resources.Resources) error {
 			ch.own[typ] = map[string]bool{}
 		}
 		ch.own[typ][name] = true
-	}
-	var prev *view
-	if old != nil {
-		prev = old
-	} else {
-		prev = &view{}
 	}
 	// The names of either own table: compared as the key serves them.
 	for _, t := range []table{cur.own, prev.own} {
