@@ -122,7 +122,7 @@ var typeURLs = []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev
 // once by every key that has the same part (layer.go).
 func (c *Cache) Set(key string, r *resources.Resources) error {
 	started := time.Now()
-	own, err := marshalPart(r) // the key's own: marshaled for it alone
+	own, err := marshalPart(r, nil) // the key's own: marshaled for it alone
 	if err != nil {
 		return err
 	}

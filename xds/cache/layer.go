@@ -120,7 +120,16 @@ func (c *Cache) layerFor(p *resources.Resources, ms [][]marshaled) *layer {
 	if l := c.layers[id]; l != nil {
 		return l
 	}
-	l := &layer{id: id, t: newTable(), holders: map[string]bool{}}
+	sizes := map[string]int{}
+	for _, part := range ms {
+		for i := range part {
+			sizes[part[i].typ]++
+		}
+	}
+	l := &layer{id: id, t: make(table, len(typeURLs)), holders: map[string]bool{}}
+	for _, typ := range typeURLs {
+		l.t[typ] = make(map[string]*entry, sizes[typ]) // sized: tens of thousands in a permissive mesh
+	}
 	for _, part := range ms {
 		for i := range part {
 			m := &part[i]
@@ -177,7 +186,11 @@ func (c *Cache) layerDiff(a, b *layer) map[string]map[string]bool {
 	out := map[string]map[string]bool{}
 	add := func(typ, name string) {
 		if out[typ] == nil {
-			out[typ] = map[string]bool{}
+			size := 0
+			if a == nil {
+				size = len(b.t[typ]) // every name of b
+			}
+			out[typ] = make(map[string]bool, size)
 		}
 		out[typ][name] = true
 	}

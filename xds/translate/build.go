@@ -106,11 +106,14 @@ type builder struct {
 	trustDomain string
 	res         resources.Resources
 	errs        []error
-	seen        map[string]bool
+	seen        map[resourceName]bool
 }
 
+// resourceName names a resource of a builder: its kind and its name.
+type resourceName struct{ kind, name string }
+
 func newBuilder(trustDomain string) *builder {
-	return &builder{trustDomain: trustDomain, seen: map[string]bool{}}
+	return &builder{trustDomain: trustDomain, seen: map[resourceName]bool{}}
 }
 
 // valid reports whether m passes validation; when it does not, the error is recorded and the
@@ -120,7 +123,7 @@ func (b *builder) valid(kind, name string, m validatable) bool {
 		b.errs = append(b.errs, fmt.Errorf("%s %s dropped: %w", kind, name, err))
 		return false
 	}
-	key := kind + "/" + name
+	key := resourceName{kind, name}
 	if b.seen[key] {
 		return false // the same resource reached twice (a cluster shared by two routes)
 	}

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
@@ -33,6 +34,39 @@ func mustAny(m proto.Message) *anypb.Any {
 	return a
 }
 
+// packedOnce memoizes the typed configurations that do not depend on what is built: the router
+// filter, the listener filters, the TLS contexts of a trust domain, the upstream protocol options.
+// A full build packs them for every cluster, route and listener (tens of thousands at B1's size),
+// always to the same bytes. Each caller gets an Any of its own that shares those bytes, which
+// nothing modifies: an Any shared between resources would have its size cached concurrently by
+// the marshalers of both.
+var packedOnce struct {
+	mu sync.Mutex
+	m  map[string]*anypb.Any
+}
+
+// packed returns the packed form of the message build makes, memoized under key. key must name
+// everything the message depends on. The memo is bounded: the trust domains a process has seen
+// are the only open-ended part of the keys.
+func packed(key string, build func() proto.Message) *anypb.Any {
+	packedOnce.mu.Lock()
+	a := packedOnce.m[key]
+	packedOnce.mu.Unlock()
+	if a == nil {
+		a = mustAny(build())
+		packedOnce.mu.Lock()
+		if packedOnce.m == nil || len(packedOnce.m) >= maxMemo {
+			packedOnce.m = map[string]*anypb.Any{}
+		}
+		packedOnce.m[key] = a
+		packedOnce.mu.Unlock()
+	}
+	return &anypb.Any{TypeUrl: a.TypeUrl, Value: a.Value}
+}
+
+// maxMemo bounds each memo of this package; past it the memo starts over.
+const maxMemo = 1024
+
 func socketAddress(host string, port uint32) *corev3.Address {
 	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
 		Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
@@ -47,7 +81,7 @@ func adsConfig() *corev3.ConfigSource {
 }
 
 func routerFilter() *hcmv3.HttpFilter {
-	return &hcmv3.HttpFilter{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}}
+	return &hcmv3.HttpFilter{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: packed("router", func() proto.Message { return &routerv3.Router{} })}}
 }
 
 // hcmKind says which proxy and which side an HTTP connection manager serves.
@@ -170,7 +204,9 @@ func commonTLS(src certSource, trustDomain string, matchPeer bool) *tlsv3.Common
 // (conn_pool_base.cc wrapTransportSocketOptions; a configured list would override it).
 func upstreamTLS(src certSource, trustDomain string) *corev3.TransportSocket {
 	return &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{
-		TypedConfig: mustAny(&tlsv3.UpstreamTlsContext{CommonTlsContext: commonTLS(src, trustDomain, true)}),
+		TypedConfig: packed(fmt.Sprintf("upstream-tls/%d/%s", src, trustDomain), func() proto.Message {
+			return &tlsv3.UpstreamTlsContext{CommonTlsContext: commonTLS(src, trustDomain, true)}
+		}),
 	}}
 }
 
@@ -178,14 +214,13 @@ func upstreamTLS(src certSource, trustDomain string) *corev3.TransportSocket {
 // without it a client offering h2 gets no protocol and relies on Envoy inferring HTTP/2 from the
 // preface. grpc-go ignores alpn_protocols (it always negotiates h2).
 func downstreamTLS(src certSource, trustDomain string) *corev3.TransportSocket {
-	common := commonTLS(src, trustDomain, src == viaSDS)
-	if src == viaSDS {
-		common.AlpnProtocols = []string{"h2", "http/1.1"}
-	}
 	return &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{
-		TypedConfig: mustAny(&tlsv3.DownstreamTlsContext{
-			CommonTlsContext:         common,
-			RequireClientCertificate: wrapperspb.Bool(true),
+		TypedConfig: packed(fmt.Sprintf("downstream-tls/%d/%s", src, trustDomain), func() proto.Message {
+			common := commonTLS(src, trustDomain, src == viaSDS)
+			if src == viaSDS {
+				common.AlpnProtocols = []string{"h2", "http/1.1"}
+			}
+			return &tlsv3.DownstreamTlsContext{CommonTlsContext: common, RequireClientCertificate: wrapperspb.Bool(true)}
 		}),
 	}}
 }
@@ -233,8 +268,27 @@ func exact(s string) *matcherv3.StringMatcher {
 	return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: s}}
 }
 
+// compiled remembers whether each regular expression seen compiles: the same few expressions
+// (an HTTPRouteGroup's) are checked again for every service that a TrafficTarget covers.
+var compiled struct {
+	mu sync.Mutex
+	m  map[string]error
+}
+
 func regex(re string) (*matcherv3.StringMatcher, error) {
-	if _, err := regexp.Compile(re); err != nil {
+	compiled.mu.Lock()
+	err, ok := compiled.m[re]
+	compiled.mu.Unlock()
+	if !ok {
+		_, err = regexp.Compile(re)
+		compiled.mu.Lock()
+		if compiled.m == nil || len(compiled.m) >= maxMemo {
+			compiled.m = map[string]error{}
+		}
+		compiled.m[re] = err
+		compiled.mu.Unlock()
+	}
+	if err != nil {
 		return nil, fmt.Errorf("invalid regular expression %q: %w", re, err)
 	}
 	return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: re}}}, nil

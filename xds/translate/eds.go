@@ -10,6 +10,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -37,6 +38,13 @@ const (
 // protocol (Istio's useClientProtocol), explicit_http_config pins HTTP/2 (Envoy Gateway's choice
 // for gRPC backends).
 func httpProtocolOptions(p upstreamProtocol) map[string]*anypb.Any {
+	if p == notHTTP {
+		return nil
+	}
+	return map[string]*anypb.Any{HTTPProtocolOptionsKey: packed(fmt.Sprintf("http-protocol/%d", p), func() proto.Message { return protocolOptions(p) })}
+}
+
+func protocolOptions(p upstreamProtocol) *httpv3.HttpProtocolOptions {
 	var o *httpv3.HttpProtocolOptions
 	switch p {
 	case sameAsDownstream:
@@ -53,10 +61,8 @@ func httpProtocolOptions(p upstreamProtocol) map[string]*anypb.Any {
 		o = &httpv3.HttpProtocolOptions{UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
 			ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}},
 		}}}
-	default:
-		return nil
 	}
-	return map[string]*anypb.Any{HTTPProtocolOptionsKey: mustAny(o)}
+	return o
 }
 
 // protocolFor is the upstream protocol of a cluster of endpoints serving a port of protocol p.

@@ -9,6 +9,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/crossgate-io/crossgate/translator/ir"
@@ -40,7 +41,7 @@ func (b *builder) gateway(g *ir.Gateway) {
 					v.Routes = append(v.Routes, route)
 				}
 				for i := range r.Backends {
-					if be := &r.Backends[i]; !be.Invalid && !b.seen["cluster/"+GatewayClusterName(be.Cluster)] {
+					if be := &r.Backends[i]; !be.Invalid && !b.seen[resourceName{"cluster", GatewayClusterName(be.Cluster)}] {
 						b.gatewayBackend(be)
 					}
 				}
@@ -55,7 +56,7 @@ func (b *builder) gateway(g *ir.Gateway) {
 			Name:    l.Name,
 			Address: socketAddress("0.0.0.0", l.Port),
 			ListenerFilters: []*listenerv3.ListenerFilter{
-				{Name: "envoy.filters.listener.tls_inspector", ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspectorv3.TlsInspector{})}},
+				{Name: "envoy.filters.listener.tls_inspector", ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: packed("tls-inspector", func() proto.Message { return &tlsinspectorv3.TlsInspector{} })}},
 			},
 			FilterChains: []*listenerv3.FilterChain{
 				{

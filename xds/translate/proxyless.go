@@ -11,6 +11,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -56,13 +57,15 @@ func (b *builder) proxylessOutbound(outbound []ir.OutboundService, known []*endp
 		if denies {
 			filters = append(filters, faultFilter())
 		}
+		// One connection manager for every target of the service port, packed once: grpc-go
+		// reads no stat_prefix (internal/xds/xdsclient/xdsresource/unmarshal_lds.go), so it names the route
+		// configuration rather than each target.
+		m := mustAny(hcm(hcmGRPC, rc.Name, rc.Name, nil, filters...))
 		for _, h := range o.Hostnames {
 			target := h + ":" + port
 			b.listener(&listenerv3.Listener{
-				Name: target,
-				ApiListener: &listenerv3.ApiListener{ApiListener: mustAny(
-					hcm(hcmGRPC, target, rc.Name, nil, filters...),
-				)},
+				Name:        target,
+				ApiListener: &listenerv3.ApiListener{ApiListener: &anypb.Any{TypeUrl: m.TypeUrl, Value: m.Value}},
 			})
 		}
 		b.proxylessCluster(cluster, o.RetryOtherPriority, o.Localities, byName)
@@ -116,10 +119,12 @@ func proxylessRoutes(o *ir.OutboundService, action *routev3.RouteAction) (routes
 		return append(routes, last), false
 	}
 	last.Action = &routev3.Route_Route{Route: action} // never taken: the fault aborts the call first
-	last.TypedPerFilterConfig = map[string]*anypb.Any{faultFilterName: mustAny(&faultv3.HTTPFault{Abort: &faultv3.FaultAbort{
-		ErrorType:  &faultv3.FaultAbort_GrpcStatus{GrpcStatus: uint32(codes.PermissionDenied)},
-		Percentage: &typev3.FractionalPercent{Numerator: 100, Denominator: typev3.FractionalPercent_HUNDRED},
-	}})}
+	last.TypedPerFilterConfig = map[string]*anypb.Any{faultFilterName: packed("fault-deny", func() proto.Message {
+		return &faultv3.HTTPFault{Abort: &faultv3.FaultAbort{
+			ErrorType:  &faultv3.FaultAbort_GrpcStatus{GrpcStatus: uint32(codes.PermissionDenied)},
+			Percentage: &typev3.FractionalPercent{Numerator: 100, Denominator: typev3.FractionalPercent_HUNDRED},
+		}}
+	})}
 	return append(routes, last), true
 }
 
@@ -128,7 +133,7 @@ const faultFilterName = "envoy.filters.http.fault"
 // faultFilter is the fault injection filter with nothing to inject: routes that refuse a call
 // configure it (typed_per_filter_config).
 func faultFilter() *hcmv3.HttpFilter {
-	return &hcmv3.HttpFilter{Name: faultFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&faultv3.HTTPFault{})}}
+	return &hcmv3.HttpFilter{Name: faultFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: packed("fault", func() proto.Message { return &faultv3.HTTPFault{} })}}
 }
 
 func (b *builder) proxylessInbound(inbound []ir.InboundPort) {

@@ -18,6 +18,7 @@ import (
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
 	prevpriov3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/priority/previous_priorities/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -278,7 +279,7 @@ func failoverRetry() *routev3.RetryPolicy {
 		NumRetries: wrapperspb.UInt32(1),
 		RetryPriority: &routev3.RetryPolicy_RetryPriority{
 			Name:       "envoy.retry_priorities.previous_priorities",
-			ConfigType: &routev3.RetryPolicy_RetryPriority_TypedConfig{TypedConfig: mustAny(&prevpriov3.PreviousPrioritiesConfig{UpdateFrequency: 1})},
+			ConfigType: &routev3.RetryPolicy_RetryPriority_TypedConfig{TypedConfig: packed("previous-priorities", func() proto.Message { return &prevpriov3.PreviousPrioritiesConfig{UpdateFrequency: 1} })},
 		},
 	}
 }
@@ -292,7 +293,7 @@ func otherHostRetry() *routev3.RetryPolicy {
 		NumRetries: wrapperspb.UInt32(1),
 		RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{
 			Name:       "envoy.retry_host_predicates.previous_hosts",
-			ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: mustAny(&previoushostsv3.PreviousHostsPredicate{})},
+			ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: packed("previous-hosts", func() proto.Message { return &previoushostsv3.PreviousHostsPredicate{} })},
 		}},
 		HostSelectionRetryMaxAttempts: 5,
 	}
@@ -318,8 +319,8 @@ func (b *builder) inbound(ports []ir.InboundPort) {
 		Name:    inboundListener,
 		Address: socketAddress("0.0.0.0", InboundCapturePort),
 		ListenerFilters: []*listenerv3.ListenerFilter{
-			{Name: "envoy.filters.listener.original_dst", ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&origdstv3.OriginalDst{})}},
-			{Name: "envoy.filters.listener.tls_inspector", ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspectorv3.TlsInspector{})}},
+			{Name: "envoy.filters.listener.original_dst", ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: packed("original-dst", func() proto.Message { return &origdstv3.OriginalDst{} })}},
+			{Name: "envoy.filters.listener.tls_inspector", ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: packed("tls-inspector", func() proto.Message { return &tlsinspectorv3.TlsInspector{} })}},
 		},
 		ContinueOnListenerFiltersTimeout: true,
 		DefaultFilterChain:               passthroughChain(inboundPassthroughCluster),
@@ -402,7 +403,7 @@ func (b *builder) probe(probes []ir.Probe) {
 	}}}
 	for _, p := range probes {
 		cluster := probeClusterName(p.Port)
-		if !b.seen["cluster/"+cluster] {
+		if !b.seen[resourceName{"cluster", cluster}] {
 			b.cluster(&clusterv3.Cluster{
 				Name:                          cluster,
 				ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
