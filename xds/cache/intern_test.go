@@ -4,8 +4,10 @@ import (
 	"runtime"
 	"testing"
 	"time"
+	"weak"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
@@ -109,4 +111,66 @@ func TestSharedPartsHeldOnce(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestEndpointsOfTwoPartsMarshaledOnce: the sidecar and proxyless parts of an outbound set hold
+// the same endpoint messages; the second part to be set reuses the first's bytes, and when the
+// first part is gone the second keeps serving them.
+func TestEndpointsOfTwoPartsMarshaledOnce(t *testing.T) {
+	c := New(NodeIDResolver, nil)
+	cla := &endpointv3.ClusterLoadAssignment{ClusterName: "outbound/a"}
+	first := &resources.Resources{Clusters: []*clusterv3.Cluster{{Name: "outbound/a"}}, Endpoints: []*endpointv3.ClusterLoadAssignment{cla}}
+	second := &resources.Resources{Listeners: []*listenerv3.Listener{{Name: "a:80"}}, Endpoints: []*endpointv3.ClusterLoadAssignment{cla}}
+	if err := c.Set("sidecar", &resources.Resources{Shared: first}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Set("proxyless", &resources.Resources{Shared: second}); err != nil {
+		t.Fatal(err)
+	}
+	bytesOf := func(p *resources.Resources) []byte {
+		c.parts.mu.Lock()
+		defer c.parts.mu.Unlock()
+		for _, m := range c.parts.m[weak.Make(p)] {
+			if m.typ == resourcev3.EndpointType {
+				return m.b
+			}
+		}
+		return nil
+	}
+	b1, b2 := bytesOf(first), bytesOf(second)
+	if b1 == nil || b2 == nil || &b1[:1][0] != &b2[:1][0] {
+		t.Fatal("the endpoint resource of both parts was marshaled twice")
+	}
+	if c.keys["proxyless"].get(resourcev3.EndpointType, "outbound/a") == nil {
+		t.Fatal("the second part does not serve the shared endpoints")
+	}
+	// The first part goes away: its memo entries go with it, the second's stay.
+	if err := c.Set("sidecar", &resources.Resources{}); err != nil {
+		t.Fatal(err)
+	}
+	first = nil //nolint:ineffassign,wastedassign // dropped for the collector
+	deadline := time.Now().Add(time.Minute)
+	for {
+		runtime.GC()
+		c.parts.mu.Lock()
+		n := len(c.parts.m)
+		c.parts.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d parts remembered after the first was collected, want 1", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.parts.mu.Lock()
+	kept := c.parts.endpoints[cla]
+	c.parts.mu.Unlock()
+	if kept.part != (weak.Pointer[resources.Resources]{}) && kept.part != weak.Make(second) {
+		t.Error("the endpoint memo still names the collected part")
+	}
+	if c.keys["proxyless"].get(resourcev3.EndpointType, "outbound/a") == nil {
+		t.Error("the second part lost its endpoints")
+	}
+	runtime.KeepAlive(second)
 }
