@@ -360,6 +360,7 @@ func (p *Publisher) setCache(out *resources.Output) error {
 	now := time.Now()
 	next := map[string]bool{}
 	usedCerts := map[string]bool{}
+	var updates []cache.Update
 	set := func(key, ns, name string, r *resources.Resources, withCert bool) {
 		next[key] = true
 		if withCert && p.opts.CA != nil {
@@ -373,9 +374,7 @@ func (p *Publisher) setCache(out *resources.Output) error {
 				r = &own
 			}
 		}
-		if err := p.xds.Set(key, r); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", key, err))
-		}
+		updates = append(updates, cache.Update{Key: key, Resources: r})
 	}
 	for id, r := range out.Sidecars {
 		ns, sa, _ := strings.Cut(id, "/")
@@ -392,10 +391,11 @@ func (p *Publisher) setCache(out *resources.Output) error {
 	}
 	for key := range p.published {
 		if !next[key] {
-			if err := p.xds.Set(key, &resources.Resources{}); err != nil {
-				errs = append(errs, err)
-			}
+			updates = append(updates, cache.Update{Key: key, Resources: &resources.Resources{}})
 		}
+	}
+	if err := p.xds.SetAll(updates); err != nil {
+		errs = append(errs, err)
 	}
 	for id := range p.certs {
 		if !usedCerts[id] {

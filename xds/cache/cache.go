@@ -19,6 +19,7 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/crossgate-io/crossgate/internal/parallel"
 	"github.com/crossgate-io/crossgate/xds/resources"
 )
 
@@ -121,24 +122,73 @@ var typeURLs = []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev
 // resources are the key's; its shared part (r.Shared, and the parts after it) is a layer held
 // once by every key that has the same part (layer.go).
 func (c *Cache) Set(key string, r *resources.Resources) error {
+	return c.SetAll([]Update{{Key: key, Resources: r}})
+}
+
+// Update is the configuration of one key, for SetAll.
+type Update struct {
+	Key       string
+	Resources *resources.Resources
+}
+
+// SetAll sets many keys, as Set sets each in turn: a full publish. What they hold is marshaled
+// first, on every core: each shared part once, then each key's own resources. A key whose
+// resources cannot be marshaled keeps what it had; the error names it, and the others are set.
+func (c *Cache) SetAll(updates []Update) error {
 	started := time.Now()
-	own, err := marshalPart(r, nil) // the key's own: marshaled for it alone
-	if err != nil {
-		return err
-	}
-	var shared [][]marshaled
-	if r.Shared != nil {
-		for part := range r.Shared.Parts() {
-			ms, err := c.parts.get(part) // shared: marshaled once for every key that holds it
-			if err != nil {
-				return err
+	var parts []*resources.Resources
+	seen := map[*resources.Resources]bool{}
+	for _, u := range updates {
+		if u.Resources.Shared == nil {
+			continue
+		}
+		for part := range u.Resources.Shared.Parts() {
+			if !seen[part] {
+				seen[part] = true
+				parts = append(parts, part)
 			}
-			shared = append(shared, ms)
 		}
 	}
-
+	// Shared: marshaled once for every key that holds it, and remembered while the part lives.
+	parallel.Do(len(parts), func(i int) { _, _ = c.parts.get(parts[i]) }) // an error is the key's, below
+	type prepared struct {
+		own    []marshaled
+		shared [][]marshaled
+		err    error
+	}
+	ready := make([]prepared, len(updates))
+	parallel.Do(len(updates), func(i int) {
+		r := updates[i].Resources
+		p := &ready[i]
+		if p.own, p.err = marshalPart(r, nil); p.err != nil { // the key's own: marshaled for it alone
+			return
+		}
+		if r.Shared != nil {
+			for part := range r.Shared.Parts() {
+				ms, err := c.parts.get(part)
+				if err != nil {
+					p.err = err
+					return
+				}
+				p.shared = append(p.shared, ms)
+			}
+		}
+	})
+	var errs []error
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	for i, u := range updates {
+		if ready[i].err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", u.Key, ready[i].err))
+			continue
+		}
+		c.set(u.Key, u.Resources, ready[i].own, ready[i].shared, started)
+	}
+	return errors.Join(errs...)
+}
+
+// set replaces key's configuration with r, marshaled as own and shared. Called under c.mu.
+func (c *Cache) set(key string, r *resources.Resources, own []marshaled, shared [][]marshaled, started time.Time) {
 	prev := c.keys[key]
 	if prev == nil {
 		prev = &view{} // a new key: it served nothing
@@ -192,7 +242,6 @@ func (c *Cache) Set(key string, r *resources.Resources) error {
 		c.Observer.Size(c.internedBytes)
 	}
 	c.notify(key, cur, &ch, started)
-	return nil
 }
 
 // notify answers the watches of key that a change concerns. Work per watch is proportional to
