@@ -9,9 +9,12 @@
 // configuration has a shared part (resources.Resources.Shared: one pointer for every identity
 // of an outbound set, every identity in permissive mode), that part's layer (layer.go), held once
 // for every key that has the part: a shared part is marshaled once, by the first key's Set, and
-// its entries are tabled once. A key's Set costs what its own part holds plus what changed in the
-// shared part (the difference between its old and new layer, computed once for all keys that
-// move alike), not the whole shared part. A change wakes only the watches subscribed to a
+// its entries are tabled once; an endpoint resource that two shared parts hold (an outbound set's
+// sidecar and proxyless parts) is marshaled once too. A key's Set costs what its own part holds
+// plus what changed in the shared part (the difference between its old and new layer, computed
+// once for all keys that move alike), not the whole shared part. SetAll, the controller's full
+// publish, marshals every key's resources on every core before setting the keys one after
+// another under the cache's lock. A change wakes only the watches subscribed to a
 // changed resource; and a NACKed version is never sent again (the NACK is logged and counted),
 // the next change is.
 //
