@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -153,6 +155,11 @@ func NewMember(cfg *rest.Config, opts Options) (*Member, error) {
 		Scheme: Scheme(),
 		Cache: ctrlcache.Options{
 			DefaultTransform: compact,
+			// The gateways' Deployments are the only ones crossgate reads (the dataplane
+			// reconciler and the Gateways' Programmed): the cache holds no other.
+			ByObject: map[client.Object]ctrlcache.ByObject{
+				&appsv1.Deployment{}: {Label: labels.SelectorFromSet(labels.Set{wellknown.ManagedByLabel: wellknown.ManagedByValue})},
+			},
 		},
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		// Several members may run in one process (tests, the sandbox).

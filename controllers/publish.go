@@ -13,6 +13,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/go-logr/logr"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -94,6 +95,7 @@ func watchedTypes() []client.Object {
 		&flomeshv1alpha1.ServiceExport{}, &flomeshv1alpha1.ServiceImport{}, &flomeshv1alpha1.GlobalTrafficPolicy{}, &flomeshv1alpha1.MeshConfig{},
 		&accessv1alpha3.TrafficTarget{}, &specsv1alpha4.HTTPRouteGroup{},
 		&gatewayv1.GatewayClass{}, &gatewayv1.Gateway{}, &gatewayv1.HTTPRoute{},
+		&appsv1.Deployment{}, // the gateways': their availability is the Gateways' Programmed
 	}
 }
 
@@ -211,6 +213,7 @@ func (p *Publisher) input(ctx context.Context, reader client.Reader, slices func
 		gwc  gatewayv1.GatewayClassList
 		gw   gatewayv1.GatewayList
 		hr   gatewayv1.HTTPRouteList
+		dep  appsv1.DeploymentList
 	)
 	for _, l := range []client.ObjectList{&ns, &svc, &pods, &sas, &sexp, &simp, &gtp, &tt, &hrg, &gwc, &gw, &hr} {
 		// The informers' objects themselves, not copies: nothing of a publication modifies them
@@ -221,6 +224,10 @@ func (p *Publisher) input(ctx context.Context, reader client.Reader, slices func
 			return nil, err
 		}
 	}
+	// Only the gateways' Deployments: the manager caches no other (gatewayCache).
+	if err := reader.List(ctx, &dep, client.UnsafeDisableDeepCopy, client.MatchingLabels{wellknown.ManagedByLabel: wellknown.ManagedByValue}); err != nil {
+		return nil, err
+	}
 	eps, err := slices(ctx)
 	if err != nil {
 		return nil, err
@@ -228,7 +235,7 @@ func (p *Publisher) input(ctx context.Context, reader client.Reader, slices func
 	in.Namespaces, in.Services, in.EndpointSlices, in.Pods, in.ServiceAccounts = ns.Items, svc.Items, eps, pods.Items, sas.Items
 	in.ServiceExports, in.ServiceImports, in.GlobalTrafficPolicies = sexp.Items, simp.Items, gtp.Items
 	in.TrafficTargets, in.HTTPRouteGroups = tt.Items, hrg.Items
-	in.GatewayClasses, in.Gateways, in.HTTPRoutes = gwc.Items, gw.Items, hr.Items
+	in.GatewayClasses, in.Gateways, in.HTTPRoutes, in.Deployments = gwc.Items, gw.Items, hr.Items, dep.Items
 	mc := &flomeshv1alpha1.MeshConfig{}
 	switch err := reader.Get(ctx, p.opts.MeshConfig, mc); {
 	case err == nil:

@@ -119,9 +119,7 @@ func (w *StatusWriter) Write(ctx context.Context, in *translator.Input, st *tran
 	classes := byKey(in.GatewayClasses)
 	for _, s := range st.GatewayClasses {
 		if cur := classes[nsKey("", s.Name)]; cur != nil {
-			errs = append(errs, w.conditions(ctx, cur, func(o client.Object) *[]metav1.Condition {
-				return &o.(*gatewayv1.GatewayClass).Status.Conditions
-			}, s.Conditions))
+			errs = append(errs, w.gatewayClass(ctx, cur, s))
 		}
 	}
 	gateways := byKey(in.Gateways)
@@ -226,6 +224,24 @@ func settle(old, want []metav1.Condition, now time.Time) []metav1.Condition {
 	return out
 }
 
+// gatewayClass writes a class's conditions and supported features.
+func (w *StatusWriter) gatewayClass(ctx context.Context, cur *gatewayv1.GatewayClass, want translator.GatewayClassStatus) error {
+	now := w.now()
+	mutate := func(o client.Object) bool {
+		c := o.(*gatewayv1.GatewayClass)
+		changed := mergeConditions(&c.Status.Conditions, want.Conditions, now)
+		if !equality.Semantic.DeepEqual(c.Status.SupportedFeatures, want.SupportedFeatures) {
+			c.Status.SupportedFeatures = slices.Clone(want.SupportedFeatures)
+			changed = true
+		}
+		return changed
+	}
+	if !mutate(cur.DeepCopy()) { // decided on a copy: cur is the informer's
+		return nil
+	}
+	return w.update(ctx, cur.DeepCopy(), mutate)
+}
+
 func (w *StatusWriter) gateway(ctx context.Context, cur *gatewayv1.Gateway, want gatewayv1.GatewayStatus) error {
 	now := w.now()
 	next := func(g *gatewayv1.Gateway) (gatewayv1.GatewayStatus, bool) {
@@ -239,9 +255,6 @@ func (w *StatusWriter) gateway(ctx context.Context, cur *gatewayv1.Gateway, want
 				}
 			}
 			next.Listeners[i].Conditions = settle(old, next.Listeners[i].Conditions, now)
-		}
-		if next.Addresses == nil {
-			next.Addresses = g.Status.Addresses // the gateway manager's
 		}
 		return next, !equality.Semantic.DeepEqual(next, g.Status)
 	}

@@ -15,10 +15,13 @@ import (
 	"sync"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -234,11 +237,14 @@ func StartSet(ctx context.Context, opts SetOptions) (set *Set, err error) {
 	}
 
 	progress("starting the stand-in gateways (Envoy cannot run here) on 127.0.0.1:%d-%d", opts.GatewayPortBase, opts.GatewayPortBase+len(sb.Clusters)-2)
-	for _, cs := range set.State.Clusters[1:] {
+	for i, cs := range set.State.Clusters[1:] {
 		ln := gwListeners[cs.Name]
 		delete(gwListeners, cs.Name)
 		if err := set.startGateway(wctx, root, cs, ln, log); err != nil {
 			return set, err
+		}
+		if err := reportGateway(ctx, sb.Clusters[i+1].Client); err != nil {
+			return set, fmt.Errorf("%s: %w", cs.Name, err)
 		}
 	}
 
@@ -408,6 +414,46 @@ func (s *Set) startGateway(ctx context.Context, root *identity.CA, cs ClusterSta
 	case <-time.After(30 * time.Second):
 		return fmt.Errorf("the gateway of %s got no configuration from %s within 30s", cs.Name, cs.XDS)
 	}
+}
+
+// reportGateway does for a member's gateway, once its stand-in serves, what a load balancer,
+// kubelet and kube-controller-manager would do for its Envoy Deployment: the LoadBalancer
+// Service gets the stand-in's address (127.0.0.1) as its ingress and the Deployment one
+// available replica, which the controller reads into the Gateway's addresses and Programmed
+// condition. The sandbox runs no Deployment itself: the stand-in is that Deployment's pod.
+func reportGateway(ctx context.Context, c client.Client) error {
+	key := client.ObjectKey{Namespace: SystemNamespace, Name: GatewayName}
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		var svc corev1.Service
+		var dep appsv1.Deployment
+		if last = c.Get(ctx, key, &svc); last != nil {
+			return false, nil // rendered by the controller: wait for it
+		}
+		if last = c.Get(ctx, key, &dep); last != nil {
+			return false, nil
+		}
+		if len(svc.Status.LoadBalancer.Ingress) == 0 {
+			svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "127.0.0.1"}}
+			if last = c.Status().Update(ctx, &svc); last != nil {
+				return false, nil // a conflict: read again
+			}
+		}
+		replicas := ptr.Deref(dep.Spec.Replicas, 1)
+		dep.Status = appsv1.DeploymentStatus{
+			ObservedGeneration: dep.Generation, Replicas: replicas, UpdatedReplicas: replicas, ReadyReplicas: replicas, AvailableReplicas: replicas,
+			Conditions: []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue, Reason: "MinimumReplicasAvailable",
+				Message: "The sandbox's stand-in gateway serves.", LastUpdateTime: metav1.Now(), LastTransitionTime: metav1.Now()}},
+		}
+		if last = c.Status().Update(ctx, &dep); last != nil {
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("reporting the gateway's address and replica: %w (last: %v)", err, last)
+	}
+	return nil
 }
 
 // FreeGatewayPorts returns the first of n consecutive free ports on 127.0.0.1 from 20081, for

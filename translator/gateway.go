@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -82,6 +84,14 @@ type sortableRoute struct {
 	match   int
 }
 
+// SupportedFeatures are the Gateway API features (sigs.k8s.io/gateway-api/pkg/features names) that
+// crossgate's GatewayClasses publish in status.supportedFeatures, sorted by name as the field
+// requires: the Gateway and HTTPRoute core, matching by method, and URLRewrite of the path (both
+// ReplaceFullPath and ReplacePrefixMatch). Nothing else is claimed until it is implemented.
+func SupportedFeatures() []gatewayv1.SupportedFeature {
+	return []gatewayv1.SupportedFeature{{Name: "Gateway"}, {Name: "HTTPRoute"}, {Name: "HTTPRouteMethodMatching"}, {Name: "HTTPRoutePathRewrite"}}
+}
+
 // translateGateways builds the IR of every Gateway of our classes and the statuses of the
 // GatewayClasses, Gateways and HTTPRoutes involved.
 func (t *translation) translateGateways(st *Statuses) []ir.Gateway {
@@ -96,7 +106,7 @@ func (t *translation) translateGateways(st *Statuses) []ir.Gateway {
 		st.GatewayClasses = append(st.GatewayClasses, GatewayClassStatus{Name: n, Conditions: []metav1.Condition{
 			cond(string(gatewayv1.GatewayClassConditionStatusAccepted), true, string(gatewayv1.GatewayClassReasonAccepted),
 				"Handled by "+string(ControllerName)+".", c.Generation),
-		}})
+		}, SupportedFeatures: SupportedFeatures()})
 	}
 
 	var gws []*gatewayv1.Gateway
@@ -118,7 +128,7 @@ func (t *translation) translateGateways(st *Statuses) []ir.Gateway {
 	for _, g := range gws {
 		ls := states[nsName{g.Namespace, g.Name}]
 		out = append(out, buildGatewayIR(g, ls))
-		st.Gateways = append(st.Gateways, gatewayStatus(g, ls))
+		st.Gateways = append(st.Gateways, gatewayStatus(g, ls, t.dataPlane(g)))
 	}
 	slices.SortFunc(st.Gateways, func(a, b GatewayStatus) int {
 		return cmpNsName(nsName{a.Namespace, a.Name}, nsName{b.Namespace, b.Name})
@@ -435,11 +445,101 @@ func boolFirst(a, b bool) int {
 	return 1
 }
 
-func gatewayStatus(g *gatewayv1.Gateway, ls []*listenerState) GatewayStatus {
+// dataPlane is what runs a Gateway, as dataplane.Render makes it: a LoadBalancer Service and a
+// Deployment, both named after the Gateway in its namespace and labelled with it.
+type dataPlane struct {
+	service    *corev1.Service
+	deployment *appsv1.Deployment
+}
+
+func (t *translation) dataPlane(g *gatewayv1.Gateway) dataPlane {
+	rendered := func(o metav1.Object) bool {
+		return o.GetNamespace() == g.Namespace && o.GetName() == g.Name &&
+			o.GetLabels()[wellknown.GatewayLabel] == g.Name && o.GetLabels()[wellknown.ManagedByLabel] == wellknown.ManagedByValue
+	}
+	var dp dataPlane
+	if s := t.services[nsName{g.Namespace, g.Name}]; s != nil && rendered(s) {
+		dp.service = s
+	}
+	for i := range t.in.Deployments {
+		if d := &t.in.Deployments[i]; rendered(d) {
+			dp.deployment = d
+		}
+	}
+	return dp
+}
+
+// maxGatewayAddresses is how many addresses a Gateway's status holds (its CRD's maxItems).
+const maxGatewayAddresses = 16
+
+// addresses are where clients reach the Gateway, as Envoy Gateway reports them: its
+// LoadBalancer's ingress IPs and hostnames (its ClusterIPs for a ClusterIP Service), and its
+// external IPs.
+func (dp dataPlane) addresses() []gatewayv1.GatewayStatusAddress {
+	s := dp.service
+	if s == nil {
+		return nil
+	}
+	var out []gatewayv1.GatewayStatusAddress
+	seen := map[string]bool{}
+	add := func(typ gatewayv1.AddressType, v string) {
+		if v != "" && v != corev1.ClusterIPNone && !seen[v] && len(out) < maxGatewayAddresses {
+			seen[v] = true
+			out = append(out, gatewayv1.GatewayStatusAddress{Type: ptr(typ), Value: v})
+		}
+	}
+	switch s.Spec.Type {
+	case corev1.ServiceTypeLoadBalancer:
+		for _, in := range s.Status.LoadBalancer.Ingress {
+			if in.IP != "" {
+				add(gatewayv1.IPAddressType, in.IP)
+			} else {
+				add(gatewayv1.HostnameAddressType, in.Hostname)
+			}
+		}
+	case corev1.ServiceTypeClusterIP:
+		for _, ip := range s.Spec.ClusterIPs {
+			add(gatewayv1.IPAddressType, ip)
+		}
+	}
+	for _, ip := range s.Spec.ExternalIPs {
+		add(gatewayv1.IPAddressType, ip)
+	}
+	return out
+}
+
+// programmed is the Gateway's Programmed condition once its configuration is built: True when
+// it has an address and its Deployment an available replica; otherwise False with
+// AddressNotAssigned or NoResources (gateway_types.go GatewayConditionProgrammed).
+func (dp dataPlane) programmed(g *gatewayv1.Gateway, addresses []gatewayv1.GatewayStatusAddress) metav1.Condition {
+	typ, gen := string(gatewayv1.GatewayConditionProgrammed), g.Generation
+	switch {
+	case dp.service == nil:
+		return cond(typ, false, string(gatewayv1.GatewayReasonAddressNotAssigned),
+			fmt.Sprintf("Gateway configuration built; its LoadBalancer Service %s/%s is not rendered yet.", g.Namespace, g.Name), gen)
+	case len(addresses) == 0:
+		return cond(typ, false, string(gatewayv1.GatewayReasonAddressNotAssigned),
+			fmt.Sprintf("Gateway configuration built; its %s Service %s/%s has no address yet (on a cluster without load balancers, such as kind, reach it on its node port).", dp.service.Spec.Type, g.Namespace, g.Name), gen)
+	case dp.deployment == nil:
+		return cond(typ, false, string(gatewayv1.GatewayReasonNoResources),
+			fmt.Sprintf("Gateway configuration built; its Deployment %s/%s is not rendered yet.", g.Namespace, g.Name), gen)
+	case dp.deployment.Status.AvailableReplicas == 0:
+		return cond(typ, false, string(gatewayv1.GatewayReasonNoResources),
+			fmt.Sprintf("Gateway configuration built; its Deployment %s/%s has no available replica (0/%d).", g.Namespace, g.Name, dp.deployment.Status.Replicas), gen)
+	}
+	return cond(typ, true, string(gatewayv1.GatewayReasonProgrammed),
+		fmt.Sprintf("Gateway configuration built; address assigned, %d/%d replicas of Deployment %s/%s available.", dp.deployment.Status.AvailableReplicas, dp.deployment.Status.Replicas, g.Namespace, g.Name), gen)
+}
+
+func gatewayStatus(g *gatewayv1.Gateway, ls []*listenerState, dp dataPlane) GatewayStatus {
 	gen := g.Generation
 	programmed := false
 	var lss []gatewayv1.ListenerStatus
+	var invalid []string
 	for _, l := range ls {
+		if !l.usable() {
+			invalid = append(invalid, string(l.spec.Name))
+		}
 		conds := []metav1.Condition{}
 		if l.accepted {
 			conds = append(conds, cond(string(gatewayv1.ListenerConditionAccepted), true, string(gatewayv1.ListenerReasonAccepted), "Listener accepted.", gen))
@@ -471,13 +571,25 @@ func gatewayStatus(g *gatewayv1.Gateway, ls []*listenerState) GatewayStatus {
 		}
 		lss = append(lss, gatewayv1.ListenerStatus{Name: l.spec.Name, SupportedKinds: kinds, AttachedRoutes: l.attached, Conditions: conds})
 	}
-	conds := []metav1.Condition{
-		cond(string(gatewayv1.GatewayConditionAccepted), true, string(gatewayv1.GatewayReasonAccepted), "Gateway accepted.", gen),
+	// A Gateway with listeners that cannot be configured says so in Accepted's reason
+	// (ListenersNotValid): still accepted while another listener can be, rejected as a whole
+	// when none can (gateway_types.go GatewayReasonListenersNotValid).
+	var conds []metav1.Condition
+	switch {
+	case len(invalid) == 0:
+		conds = append(conds, cond(string(gatewayv1.GatewayConditionAccepted), true, string(gatewayv1.GatewayReasonAccepted), "Gateway accepted.", gen))
+	case programmed:
+		conds = append(conds, cond(string(gatewayv1.GatewayConditionAccepted), true, string(gatewayv1.GatewayReasonListenersNotValid),
+			fmt.Sprintf("Gateway accepted, but these listeners are not valid and serve nothing (see their conditions): %s.", strings.Join(invalid, ", ")), gen))
+	default:
+		conds = append(conds, cond(string(gatewayv1.GatewayConditionAccepted), false, string(gatewayv1.GatewayReasonListenersNotValid),
+			fmt.Sprintf("No listener is valid (see their conditions): %s.", strings.Join(invalid, ", ")), gen))
 	}
+	addresses := dp.addresses()
 	if programmed {
-		conds = append(conds, cond(string(gatewayv1.GatewayConditionProgrammed), true, string(gatewayv1.GatewayReasonProgrammed), "Gateway configuration built.", gen))
+		conds = append(conds, dp.programmed(g, addresses))
 	} else {
 		conds = append(conds, cond(string(gatewayv1.GatewayConditionProgrammed), false, string(gatewayv1.GatewayReasonInvalid), "No listener can be programmed.", gen))
 	}
-	return GatewayStatus{Namespace: g.Namespace, Name: g.Name, Status: gatewayv1.GatewayStatus{Conditions: conds, Listeners: lss}}
+	return GatewayStatus{Namespace: g.Namespace, Name: g.Name, Status: gatewayv1.GatewayStatus{Addresses: addresses, Conditions: conds, Listeners: lss}}
 }

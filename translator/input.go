@@ -1,6 +1,7 @@
 package translator
 
 import (
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
@@ -43,6 +44,10 @@ type Input struct {
 	GatewayClasses []gatewayv1.GatewayClass `json:"gatewayClasses,omitempty"`
 	Gateways       []gatewayv1.Gateway      `json:"gateways,omitempty"`
 	HTTPRoutes     []gatewayv1.HTTPRoute    `json:"httpRoutes,omitempty"`
+	// Deployments are the gateways' Deployments, as dataplane renders them (named after their
+	// Gateway, labelled with it and managed by crossgate); the controller reads no other. Their
+	// availability, with their LoadBalancer Service's address, is the Gateway's Programmed.
+	Deployments []appsv1.Deployment `json:"deployments,omitempty"`
 }
 
 // ParseInput reads an Input from YAML (or JSON). Unknown fields are an error, so that a typo in

@@ -38,8 +38,9 @@ type ObjectWarning struct {
 
 // GatewayClassStatus is the status of a GatewayClass of our controller.
 type GatewayClassStatus struct {
-	Name       string             `json:"name"`
-	Conditions []metav1.Condition `json:"conditions"`
+	Name              string                       `json:"name"`
+	Conditions        []metav1.Condition           `json:"conditions"`
+	SupportedFeatures []gatewayv1.SupportedFeature `json:"supportedFeatures,omitempty"`
 }
 
 // GatewayStatus is the status of a Gateway of our class.

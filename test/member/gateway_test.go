@@ -7,23 +7,29 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/crossgate-io/crossgate/dataplane"
+	"github.com/crossgate-io/crossgate/translator"
 )
 
 // TestGatewayRendered: the installation's Gateway runs as an Envoy Deployment behind a
-// LoadBalancer Service on its LB port, with its identity Secret and the bootstrap; deleting the
-// Gateway removes them. A Gateway of another class gets nothing.
+// LoadBalancer Service on its LB port, with its identity Secret and the bootstrap; its status
+// holds the load balancer's addresses, and it is Programmed while the Deployment has an
+// available replica; the class publishes its supported features. Deleting the Gateway removes
+// its objects. A Gateway of another class gets nothing.
 func TestGatewayRendered(t *testing.T) {
 	ctx := context.Background()
 	c := sb.Cluster("cluster-1").Client
@@ -62,6 +68,57 @@ func TestGatewayRendered(t *testing.T) {
 	if _, err := dataplane.ParseBootstrap([]byte(cm.Data[dataplane.BootstrapFile])); err != nil {
 		t.Errorf("bootstrap: %v", err)
 	}
+
+	// What the cluster does for the rendered objects, the controller reads into the Gateway's
+	// status: the load balancer's address, then the Deployment's available replicas (here
+	// written as a cloud controller and kube-controller-manager would).
+	programmed := func(what string, status metav1.ConditionStatus, reason string, addrs ...string) {
+		t.Helper()
+		eventually(t, 10*time.Second, what, func() error {
+			g := &gatewayv1.Gateway{}
+			if err := c.Get(ctx, key, g); err != nil {
+				return err
+			}
+			var got []string
+			for _, a := range g.Status.Addresses {
+				got = append(got, string(ptr.Deref(a.Type, ""))+"="+a.Value)
+			}
+			if p := meta.FindStatusCondition(g.Status.Conditions, string(gatewayv1.GatewayConditionProgrammed)); p == nil || p.Status != status || p.Reason != reason || !slices.Equal(got, addrs) {
+				return fmt.Errorf("Programmed %+v, addresses %v", p, got)
+			}
+			return nil
+		})
+	}
+	programmed("Programmed=False AddressNotAssigned before the load balancer", metav1.ConditionFalse, string(gatewayv1.GatewayReasonAddressNotAssigned))
+	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "203.0.113.7"}, {Hostname: "gw.example.com"}}
+	if err := c.Status().Update(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	programmed("Programmed=False NoResources with an address", metav1.ConditionFalse, string(gatewayv1.GatewayReasonNoResources), "IPAddress=203.0.113.7", "Hostname=gw.example.com")
+	d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: 1, UpdatedReplicas: 1, ReadyReplicas: 1, AvailableReplicas: 1}
+	if err := c.Status().Update(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	programmed("Programmed=True with a replica available", metav1.ConditionTrue, string(gatewayv1.GatewayReasonProgrammed), "IPAddress=203.0.113.7", "Hostname=gw.example.com")
+	eventually(t, 10*time.Second, "the GatewayClass's supported features", func() error {
+		gc := &gatewayv1.GatewayClass{}
+		if err := c.Get(ctx, types.NamespacedName{Name: "crossgate"}, gc); err != nil {
+			return err
+		}
+		if !equality.Semantic.DeepEqual(gc.Status.SupportedFeatures, translator.SupportedFeatures()) {
+			return fmt.Errorf("supportedFeatures %v", gc.Status.SupportedFeatures)
+		}
+		return nil
+	})
+	// The replica goes away: not Programmed any more.
+	if err := c.Get(ctx, key, d); err != nil {
+		t.Fatal(err)
+	}
+	d.Status.AvailableReplicas, d.Status.ReadyReplicas = 0, 0
+	if err := c.Status().Update(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	programmed("Programmed=False NoResources when no replica is available", metav1.ConditionFalse, string(gatewayv1.GatewayReasonNoResources), "IPAddress=203.0.113.7", "Hostname=gw.example.com")
 
 	// A second Gateway of our class in the controller's namespace, then deleted; one in a user's
 	// namespace, which is not trusted; one of another class.
