@@ -442,8 +442,10 @@ func reportGateway(ctx context.Context, c client.Client) error {
 		replicas := ptr.Deref(dep.Spec.Replicas, 1)
 		dep.Status = appsv1.DeploymentStatus{
 			ObservedGeneration: dep.Generation, Replicas: replicas, UpdatedReplicas: replicas, ReadyReplicas: replicas, AvailableReplicas: replicas,
-			Conditions: []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue, Reason: "MinimumReplicasAvailable",
-				Message: "The sandbox's stand-in gateway serves.", LastUpdateTime: metav1.Now(), LastTransitionTime: metav1.Now()}},
+			Conditions: []appsv1.DeploymentCondition{{
+				Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue, Reason: "MinimumReplicasAvailable",
+				Message: "The sandbox's stand-in gateway serves.", LastUpdateTime: metav1.Now(), LastTransitionTime: metav1.Now(),
+			}},
 		}
 		if last = c.Status().Update(ctx, &dep); last != nil {
 			return false, nil
@@ -451,7 +453,7 @@ func reportGateway(ctx context.Context, c client.Client) error {
 		return true, nil
 	})
 	if err != nil {
-		return fmt.Errorf("reporting the gateway's address and replica: %w (last: %v)", err, last)
+		return fmt.Errorf("reporting the gateway's address and replica: %w", errors.Join(err, last))
 	}
 	return nil
 }
