@@ -97,17 +97,24 @@ func TestSharedPartsHeldOnce(t *testing.T) {
 
 	// The memo of a shared part goes with the part.
 	// shared and shared2 are not used below, and every key let go of them: they are garbage.
+	waitRemembered(t, c, 0)
+}
+
+// waitRemembered collects garbage until the cache remembers want shared parts (their cleanups
+// run after a collection), failing after a minute.
+func waitRemembered(t *testing.T, c *Cache, want int) {
+	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
 		runtime.GC()
 		c.parts.mu.Lock()
 		n := len(c.parts.m)
 		c.parts.mu.Unlock()
-		if n == 0 {
-			break
+		if n == want {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d shared parts still remembered after they were dropped", n)
+			t.Fatalf("%d shared parts remembered after the others were dropped, want %d", n, want)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -149,20 +156,7 @@ func TestEndpointsOfTwoPartsMarshaledOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	first = nil //nolint:ineffassign,wastedassign // dropped for the collector
-	deadline := time.Now().Add(time.Minute)
-	for {
-		runtime.GC()
-		c.parts.mu.Lock()
-		n := len(c.parts.m)
-		c.parts.mu.Unlock()
-		if n == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d parts remembered after the first was collected, want 1", n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitRemembered(t, c, 1)
 	c.parts.mu.Lock()
 	kept := c.parts.endpoints[cla]
 	c.parts.mu.Unlock()
