@@ -6,6 +6,7 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -119,6 +120,16 @@ func TestCompact(t *testing.T) {
 	placeholder := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "s", ManagedFields: managed, Labels: map[string]string{wellknown.ImportLabel: "s"}}}
 	if out, _ := compact(placeholder); out.(*corev1.Service).ManagedFields == nil {
 		t.Error("a placeholder Service lost its managed fields, which tell whether a user took it over")
+	}
+
+	replicas := int32(3)
+	theirs := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web"}, Spec: appsv1.DeploymentSpec{Replicas: &replicas}, Status: appsv1.DeploymentStatus{AvailableReplicas: 3}}
+	if out, _ := compact(theirs); out.(*appsv1.Deployment).Spec.Replicas != nil || out.(*appsv1.Deployment).Status.AvailableReplicas != 0 || out.(*appsv1.Deployment).Name != "web" {
+		t.Error("a Deployment that is not crossgate's kept more than its metadata")
+	}
+	gateway := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "gw", Labels: map[string]string{wellknown.ManagedByLabel: wellknown.ManagedByValue}}, Status: appsv1.DeploymentStatus{AvailableReplicas: 1}}
+	if out, _ := compact(gateway); out.(*appsv1.Deployment).Status.AvailableReplicas != 1 {
+		t.Error("a gateway's Deployment lost its status, which is the Gateway's Programmed")
 	}
 
 	if out, err := compact("tombstone"); err != nil || out != "tombstone" {

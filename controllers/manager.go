@@ -13,7 +13,6 @@ import (
 	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -155,11 +154,6 @@ func NewMember(cfg *rest.Config, opts Options) (*Member, error) {
 		Scheme: Scheme(),
 		Cache: ctrlcache.Options{
 			DefaultTransform: compact,
-			// The gateways' Deployments are the only ones crossgate reads (the dataplane
-			// reconciler and the Gateways' Programmed): the cache holds no other.
-			ByObject: map[client.Object]ctrlcache.ByObject{
-				&appsv1.Deployment{}: {Label: labels.SelectorFromSet(labels.Set{wellknown.ManagedByLabel: wellknown.ManagedByValue})},
-			},
 		},
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		// Several members may run in one process (tests, the sandbox).
@@ -230,7 +224,8 @@ func (r runnable) Start(ctx context.Context) error { return r.p.Start(ctx, r.c) 
 func (r runnable) NeedLeaderElection() bool        { return false }
 
 // compact is the informers' transform: it drops what nothing reads (managed fields, the
-// last-applied annotation, pod specs beyond the ServiceAccount, container statuses), keeping the
+// last-applied annotation, pod specs beyond the ServiceAccount, container statuses, the spec and
+// status of Deployments that are not crossgate's gateways), keeping the
 // memory per object small. Placeholder Services keep their managed fields: the import controller
 // reads them to see whether a user took the Service over.
 func compact(obj any) (any, error) {
@@ -247,6 +242,12 @@ func compact(obj any) (any, error) {
 				delete(a, corev1.LastAppliedConfigAnnotation)
 			}
 		}
+	}
+	if x, ok := o.(*appsv1.Deployment); ok && x.Labels[wellknown.ManagedByLabel] != wellknown.ManagedByValue {
+		// Only the gateways' Deployments are read (the Gateways' Programmed): of the others the
+		// cache keeps the metadata alone, which is all the dataplane reconciler needs to see
+		// that a name is taken.
+		x.Spec, x.Status = appsv1.DeploymentSpec{}, appsv1.DeploymentStatus{}
 	}
 	if x, ok := o.(*corev1.Pod); ok {
 		x.Spec = corev1.PodSpec{ServiceAccountName: x.Spec.ServiceAccountName, NodeName: x.Spec.NodeName}

@@ -224,7 +224,7 @@ func (p *Publisher) input(ctx context.Context, reader client.Reader, slices func
 			return nil, err
 		}
 	}
-	// Only the gateways' Deployments: the manager caches no other (gatewayCache).
+	// Only the gateways' Deployments, as dataplane renders them.
 	if err := reader.List(ctx, &dep, client.UnsafeDisableDeepCopy, client.MatchingLabels{wellknown.ManagedByLabel: wellknown.ManagedByValue}); err != nil {
 		return nil, err
 	}
