@@ -200,7 +200,8 @@ type change struct {
 	names []string // nil when too many to keep: a client synced before it compares everything
 }
 
-// Bounds of the change log: generations kept per key and type, names kept per generation.
+// Bounds of the change log: generations kept per key and type (at least changeLogLength, at most
+// twice that), names kept per generation.
 const (
 	changeLogLength = 64
 	changeLogNames  = 256
@@ -209,15 +210,21 @@ const (
 // remember logs what generation gen of key's resources of type typ changed.
 func (c *Cache) remember(key, typ string, gen uint64, changed *changes) {
 	var names []string
-	if len(changed.own[typ])+len(changed.shared[typ]) <= changeLogNames {
-		names = make([]string, 0, len(changed.own[typ])+len(changed.shared[typ]))
+	switch n := len(changed.own[typ]) + len(changed.shared[typ]); {
+	case n > changeLogNames:
+	case n == len(changed.shared[typ]) && changed.sharedNames != nil:
+		names = changed.sharedNames[typ] // shared by the layer's keys, never modified
+	default:
+		names = make([]string, 0, n)
 		changed.names(typ, func(name string) { names = append(names, name) })
 	}
 	if c.changes[key] == nil {
 		c.changes[key] = map[string][]change{}
 	}
 	log := append(c.changes[key][typ], change{gen, names})
-	if len(log) > changeLogLength {
+	if len(log) > 2*changeLogLength {
+		// Trimmed to the latest changeLogLength once it holds twice that: a copy every
+		// changeLogLength changes, not one per change.
 		log = append(log[:0:0], log[len(log)-changeLogLength:]...)
 	}
 	c.changes[key][typ] = log

@@ -97,6 +97,9 @@ func (v *view) count(typ string) int {
 // own table and the layer): that costs a comparison, never a wrong answer.
 type changes struct {
 	own, shared map[string]map[string]bool
+	// sharedNames, when set, lists shared's names by type, made once for every key that a
+	// Patch of a layer changed alike: its change log keeps that list rather than a copy.
+	sharedNames map[string][]string
 }
 
 func (ch *changes) any(typ string) bool { return len(ch.own[typ]) > 0 || len(ch.shared[typ]) > 0 }

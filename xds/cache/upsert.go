@@ -43,8 +43,11 @@ func (c *Cache) Patch(rs []Replacement) error {
 	mark := func(key, typ, name string) {
 		ch := changed[key]
 		if ch == nil {
-			ch = &changes{own: map[string]map[string]bool{}}
+			ch = &changes{}
 			changed[key] = ch
+		}
+		if ch.own == nil {
+			ch.own = map[string]map[string]bool{}
 		}
 		if ch.own[typ] == nil {
 			ch.own[typ] = map[string]bool{}
@@ -115,12 +118,30 @@ func (c *Cache) Patch(rs []Replacement) error {
 			if c.layers[l.id] == l {
 				delete(c.layers, l.id)
 			}
+			// What changed in the layer is the same for each of its keys: one change set,
+			// and one list of names for their change logs, given to all.
+			inLayer := &changes{shared: map[string]map[string]bool{}, sharedNames: map[string][]string{}}
 			for ri := range sh.asked {
 				r := &rs[ri]
 				if replace(l.t, r.TypeURL, r.Name, bytes[r.Resource]) {
-					for key := range l.holders {
-						mark(key, r.TypeURL, r.Name)
+					if inLayer.shared[r.TypeURL] == nil {
+						inLayer.shared[r.TypeURL] = map[string]bool{}
 					}
+					if !inLayer.shared[r.TypeURL][r.Name] {
+						inLayer.shared[r.TypeURL][r.Name] = true
+						inLayer.sharedNames[r.TypeURL] = append(inLayer.sharedNames[r.TypeURL], r.Name)
+					}
+				}
+			}
+			if len(inLayer.shared) > 0 {
+				for key := range l.holders {
+					ch := changed[key]
+					if ch == nil {
+						changed[key] = inLayer
+						continue
+					}
+					// The key's own replacements were marked before: its change set is its own.
+					ch.shared, ch.sharedNames = inLayer.shared, inLayer.sharedNames
 				}
 			}
 			continue
