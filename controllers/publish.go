@@ -151,8 +151,13 @@ func (p *Publisher) Start(ctx context.Context, informers ctrlcache.Informers) er
 			return nil // ctx ended
 		}
 		var h toolscache.ResourceEventHandler = handler
-		if _, ok := obj.(*corev1.Pod); ok {
+		switch obj.(type) {
+		case *corev1.Pod:
 			h = endpoints
+		case *appsv1.Deployment:
+			// Only the gateways' Deployments matter (their availability); the others change
+			// often and must not cause publishes.
+			h = toolscache.FilteringResourceEventHandler{FilterFunc: gatewayDeployment, Handler: handler}
 		}
 		if _, err := inf.AddEventHandler(h); err != nil {
 			return err
@@ -169,6 +174,15 @@ func (p *Publisher) Start(ctx context.Context, informers ctrlcache.Informers) er
 	}
 	p.mu.Unlock()
 	return nil
+}
+
+// gatewayDeployment reports whether obj is a Deployment dataplane rendered for a Gateway.
+func gatewayDeployment(obj any) bool {
+	if t, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	d, ok := obj.(*appsv1.Deployment)
+	return ok && d.Labels[wellknown.ManagedByLabel] == wellknown.ManagedByValue && d.Labels[wellknown.GatewayLabel] != ""
 }
 
 // statusOnly reports an update that changed neither spec (generation) nor labels nor

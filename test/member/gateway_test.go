@@ -21,6 +21,7 @@ import (
 	"k8s.io/utils/ptr"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/crossgate-io/crossgate/controllers"
 	"github.com/crossgate-io/crossgate/dataplane"
 	"github.com/crossgate-io/crossgate/translator"
 )
@@ -110,6 +111,29 @@ func TestGatewayRendered(t *testing.T) {
 		}
 		return nil
 	})
+	// Another Deployment of the cluster, and its status changing, publish nothing: only the
+	// gateways' Deployments are read.
+	full := func() int {
+		return running["cluster-1"].Supervisor.Current().Publisher.Publishes()[controllers.PathFull]
+	}
+	before := full()
+	web := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "crossgate-system", Name: "web"},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "web"}}}},
+		},
+	}
+	mustCreate(t, c, web)
+	web.Status = appsv1.DeploymentStatus{Replicas: 1, ReadyReplicas: 1, AvailableReplicas: 1}
+	if err := c.Status().Update(ctx, web); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // the debouncer publishes within 200 ms of an event
+	if after := full(); after != before {
+		t.Errorf("a Deployment that is not a gateway's caused %d full publishes", after-before)
+	}
+
 	// The replica goes away: not Programmed any more.
 	if err := c.Get(ctx, key, d); err != nil {
 		t.Fatal(err)

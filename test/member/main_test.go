@@ -31,6 +31,8 @@ import (
 var (
 	sb *sandbox.Sandbox
 	ca *identity.CA
+	// running are the controllers, by cluster name.
+	running = map[string]app.Running{}
 )
 
 func TestMain(m *testing.M) {
@@ -60,7 +62,7 @@ func run(m *testing.M) int {
 			fmt.Fprintf(os.Stderr, "%s: %v\n", c.Name, err)
 			return 1
 		}
-		_, done, err := apptest.Start(runCtx, c.Config, app.Config{
+		r, done, err := apptest.Start(runCtx, c.Config, app.Config{
 			Member: controllers.Options{
 				Name:       c.Name,
 				MeshConfig: types.NamespacedName{Namespace: "fsm-system", Name: "fsm-mesh-config"},
@@ -71,6 +73,7 @@ func run(m *testing.M) int {
 			fmt.Fprintf(os.Stderr, "%s: %v\n", c.Name, err)
 			return 1
 		}
+		running[c.Name] = r
 		defer func() {
 			stop()
 			if err := <-done; err != nil {
