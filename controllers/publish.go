@@ -182,7 +182,7 @@ func gatewayDeployment(obj any) bool {
 		obj = t.Obj
 	}
 	d, ok := obj.(*appsv1.Deployment)
-	return ok && d.Labels[wellknown.ManagedByLabel] == wellknown.ManagedByValue && d.Labels[wellknown.GatewayLabel] != ""
+	return ok && wellknown.RenderedFor(d.Labels) != ""
 }
 
 // statusOnly reports an update that changed neither spec (generation) nor labels nor
@@ -239,7 +239,7 @@ func (p *Publisher) input(ctx context.Context, reader client.Reader, slices func
 		}
 	}
 	// Only the gateways' Deployments, as dataplane renders them.
-	if err := reader.List(ctx, &dep, client.UnsafeDisableDeepCopy, client.MatchingLabels{wellknown.ManagedByLabel: wellknown.ManagedByValue}); err != nil {
+	if err := reader.List(ctx, &dep, client.UnsafeDisableDeepCopy, client.MatchingLabels(wellknown.ManagedBy())); err != nil {
 		return nil, err
 	}
 	eps, err := slices(ctx)

@@ -65,7 +65,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.CertTTL = 24 * time.Hour
 	}
 	byLabel := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
-		if name := o.GetLabels()[wellknown.GatewayLabel]; name != "" && o.GetLabels()[wellknown.ManagedByLabel] == wellknown.ManagedByValue {
+		if name := wellknown.RenderedFor(o.GetLabels()); name != "" {
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
 		}
 		return nil

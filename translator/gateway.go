@@ -454,8 +454,7 @@ type dataPlane struct {
 
 func (t *translation) dataPlane(g *gatewayv1.Gateway) dataPlane {
 	rendered := func(o metav1.Object) bool {
-		return o.GetNamespace() == g.Namespace && o.GetName() == g.Name &&
-			o.GetLabels()[wellknown.GatewayLabel] == g.Name && o.GetLabels()[wellknown.ManagedByLabel] == wellknown.ManagedByValue
+		return o.GetNamespace() == g.Namespace && o.GetName() == g.Name && wellknown.RenderedFor(o.GetLabels()) == g.Name
 	}
 	var dp dataPlane
 	if s := t.services[nsName{g.Namespace, g.Name}]; s != nil && rendered(s) {

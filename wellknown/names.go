@@ -83,3 +83,12 @@ func GatewayServiceAccount(gatewayName string) string { return gatewayName }
 func IsPlaceholder(name string, labels map[string]string) bool {
 	return labels[ImportLabel] == name && labels[ManagedByLabel] == ManagedByValue
 }
+
+// RenderedFor is the name of the Gateway an object was rendered for, given the object's labels:
+// crossgate's (ManagedByLabel) and naming a Gateway (GatewayLabel). Empty for any other object.
+func RenderedFor(labels map[string]string) string {
+	if labels[ManagedByLabel] != ManagedByValue {
+		return ""
+	}
+	return labels[GatewayLabel]
+}
