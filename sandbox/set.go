@@ -442,10 +442,6 @@ func reportGateway(ctx context.Context, c client.Client) error {
 		replicas := ptr.Deref(dep.Spec.Replicas, 1)
 		dep.Status = appsv1.DeploymentStatus{
 			ObservedGeneration: dep.Generation, Replicas: replicas, UpdatedReplicas: replicas, ReadyReplicas: replicas, AvailableReplicas: replicas,
-			Conditions: []appsv1.DeploymentCondition{{
-				Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue, Reason: "MinimumReplicasAvailable",
-				Message: "The sandbox's stand-in gateway serves.", LastUpdateTime: metav1.Now(), LastTransitionTime: metav1.Now(),
-			}},
 		}
 		if last = c.Status().Update(ctx, &dep); last != nil {
 			return false, nil
