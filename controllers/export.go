@@ -32,8 +32,8 @@ const FieldOwner = client.FieldOwner(wellknown.FieldOwner)
 // the MeshConfig name one.
 var DefaultGateway = types.NamespacedName{Namespace: wellknown.SystemNamespace, Name: wellknown.DefaultGatewayName}
 
-// ExportReconciler keeps, for each valid ServiceExport, its HTTPRoutes on the cluster's gateway
-// (translator.ExportRoutes), and removes them when the export is deleted or becomes invalid.
+// ExportReconciler keeps, for each valid ServiceExport, its routes on the cluster's gateway
+// (translator.ExportRoutes: a TLSRoute per exported port, an HTTPRoute for direct access), and removes them when the export is deleted or becomes invalid.
 // The export's Valid condition is written by the publish loop from the same check.
 type ExportReconciler struct {
 	Client   client.Client
@@ -43,7 +43,7 @@ type ExportReconciler struct {
 
 // +kubebuilder:rbac:groups=flomesh.io,resources=serviceexports,verbs=get;list;watch
 // +kubebuilder:rbac:groups=flomesh.io,resources=serviceexports/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;watch;create;update;delete
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes;tlsroutes,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
 
 // SetupWithManager registers the controller.
@@ -72,6 +72,7 @@ func (r *ExportReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("serviceexport").
 		For(&flomeshv1alpha1.ServiceExport{}).
 		Watches(&gatewayv1.HTTPRoute{}, byLabel).
+		Watches(&gatewayv1.TLSRoute{}, byLabel).
 		Watches(&corev1.Service{}, sameName).
 		Watches(&flomeshv1alpha1.MeshConfig{}, allExports).
 		Complete(r)
@@ -109,7 +110,7 @@ func (o *Options) trustedGateway(ctx context.Context, c client.Reader, gw *gatew
 	return translator.TrustedGateway(gw.Namespace, gw.Name, o.controllerNamespace(), o.exportGateway(ctx, c).String())
 }
 
-// Reconcile brings the export's HTTPRoutes to what the export asks for.
+// Reconcile brings the export's routes to what the export asks for.
 func (r *ExportReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	res, err := r.reconcile(ctx, req)
 	if apierrors.IsConflict(err) {
@@ -147,65 +148,100 @@ func (r *ExportReconciler) reconcile(ctx context.Context, req reconcile.Request)
 		return reconcile.Result{}, r.prune(ctx, req.NamespacedName, nil)
 	}
 	gw := r.gateway(ctx)
-	want := translator.ExportRoutes(e, gw.Namespace, gw.Name, r.Opts.DNSDomain)
+	want := translator.ExportRoutes(e, gw.Namespace, gw.Name)
 	keep := map[string]bool{}
-	for i := range want {
-		route := &want[i]
-		keep[route.Name] = true
-		if err := controllerutil.SetControllerReference(e, route, r.Client.Scheme()); err != nil {
+	for i := range want.TLS {
+		route := &want.TLS[i]
+		keep["TLSRoute/"+route.Name] = true
+		if err := ensureRoute(ctx, r, e, "TLSRoute", route, func(have, want *gatewayv1.TLSRoute) bool {
+			same := equality.Semantic.DeepEqual(have.Spec, want.Spec)
+			have.Spec = want.Spec
+			return same
+		}); err != nil {
 			return reconcile.Result{}, err
 		}
-		if err := r.ensure(ctx, e, route); err != nil {
+	}
+	for i := range want.HTTP {
+		route := &want.HTTP[i]
+		keep["HTTPRoute/"+route.Name] = true
+		if err := ensureRoute(ctx, r, e, "HTTPRoute", route, func(have, want *gatewayv1.HTTPRoute) bool {
+			same := equality.Semantic.DeepEqual(have.Spec, want.Spec)
+			have.Spec = want.Spec
+			return same
+		}); err != nil {
 			return reconcile.Result{}, err
 		}
 	}
 	return reconcile.Result{}, r.prune(ctx, req.NamespacedName, keep)
 }
 
-// ensure creates the route or updates it to want. A route of that name that is not this
-// export's is left alone and reported.
-func (r *ExportReconciler) ensure(ctx context.Context, e *flomeshv1alpha1.ServiceExport, want *gatewayv1.HTTPRoute) error {
-	have := &gatewayv1.HTTPRoute{}
+// ensureRoute creates the route or updates it to want; setSpec copies want's spec into have and
+// reports whether it was the same. A route of that name that is not this export's is left alone
+// and reported.
+func ensureRoute[T any, P interface {
+	*T
+	client.Object
+}](ctx context.Context, r *ExportReconciler, e *flomeshv1alpha1.ServiceExport, kind string, want P, setSpec func(have, want P) bool) error {
+	if err := controllerutil.SetControllerReference(e, want, r.Client.Scheme()); err != nil {
+		return err
+	}
+	have := P(new(T))
 	err := r.Client.Get(ctx, client.ObjectKeyFromObject(want), have)
 	switch {
 	case apierrors.IsNotFound(err):
 		if err := r.Client.Create(ctx, want, FieldOwner); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("creating HTTPRoute %s/%s: %w", want.Namespace, want.Name, err)
+			return fmt.Errorf("creating %s %s/%s: %w", kind, want.GetNamespace(), want.GetName(), err)
 		}
-		r.Recorder.Eventf(e, want, corev1.EventTypeNormal, flomeshv1alpha1.ReasonRouteCreated, "Create", "HTTPRoute %s attaches the export to the gateway", want.Name)
+		r.Recorder.Eventf(e, want, corev1.EventTypeNormal, flomeshv1alpha1.ReasonRouteCreated, "Create", "%s %s attaches the export to the gateway", kind, want.GetName())
 		return nil
 	case err != nil:
 		return err
 	}
-	if have.Labels[wellknown.ExportLabel] != e.Name {
+	if have.GetLabels()[wellknown.ExportLabel] != e.Name {
 		r.Recorder.Eventf(e, have, corev1.EventTypeWarning, flomeshv1alpha1.ReasonRouteNameTaken, "Create",
-			"HTTPRoute %s/%s exists and was not made by crossgate for this export; it is left alone", have.Namespace, have.Name)
+			"%s %s/%s exists and was not made by crossgate for this export; it is left alone", kind, have.GetNamespace(), have.GetName())
 		return nil
 	}
-	if equality.Semantic.DeepEqual(have.Spec, want.Spec) && maps.Equal(have.Labels, want.Labels) &&
-		equality.Semantic.DeepEqual(have.OwnerReferences, want.OwnerReferences) {
+	sameSpec := setSpec(have, want)
+	if sameSpec && maps.Equal(have.GetLabels(), want.GetLabels()) && equality.Semantic.DeepEqual(have.GetOwnerReferences(), want.GetOwnerReferences()) {
 		return nil
 	}
-	have.Spec, have.Labels, have.OwnerReferences = want.Spec, want.Labels, want.OwnerReferences
+	have.SetLabels(want.GetLabels())
+	have.SetOwnerReferences(want.GetOwnerReferences())
 	if err := r.Client.Update(ctx, have, FieldOwner); err != nil {
-		return fmt.Errorf("updating HTTPRoute %s/%s: %w", have.Namespace, have.Name, err)
+		return fmt.Errorf("updating %s %s/%s: %w", kind, have.GetNamespace(), have.GetName(), err)
 	}
 	return nil
 }
 
-// prune deletes the export's routes whose names keep lacks. Deletion is explicit, not left to
-// the garbage collector, so that it also happens where none runs.
+// prune deletes the export's routes whose kind/name keep lacks. Deletion is explicit, not left
+// to the garbage collector, so that it also happens where none runs.
 func (r *ExportReconciler) prune(ctx context.Context, export types.NamespacedName, keep map[string]bool) error {
-	var l gatewayv1.HTTPRouteList
-	if err := r.Client.List(ctx, &l, client.InNamespace(export.Namespace),
-		client.MatchingLabels{wellknown.ExportLabel: export.Name, wellknown.ManagedByLabel: wellknown.ManagedByValue}); err != nil {
+	opts := []client.ListOption{
+		client.InNamespace(export.Namespace),
+		client.MatchingLabels{wellknown.ExportLabel: export.Name, wellknown.ManagedByLabel: wellknown.ManagedByValue},
+	}
+	var routes []client.Object
+	var hl gatewayv1.HTTPRouteList
+	if err := r.Client.List(ctx, &hl, opts...); err != nil {
 		return err
 	}
-	for i := range l.Items {
-		if keep[l.Items[i].Name] {
-			continue
+	for i := range hl.Items {
+		if !keep["HTTPRoute/"+hl.Items[i].Name] {
+			routes = append(routes, &hl.Items[i])
 		}
-		if err := r.Client.Delete(ctx, &l.Items[i]); client.IgnoreNotFound(err) != nil {
+	}
+	var tl gatewayv1.TLSRouteList
+	if err := r.Client.List(ctx, &tl, opts...); err != nil {
+		return err
+	}
+	for i := range tl.Items {
+		if !keep["TLSRoute/"+tl.Items[i].Name] {
+			routes = append(routes, &tl.Items[i])
+		}
+	}
+	for _, o := range routes {
+		if err := r.Client.Delete(ctx, o); client.IgnoreNotFound(err) != nil {
 			return err
 		}
 	}

@@ -194,7 +194,11 @@ func patchFor(snap *ir.Snapshot, ch translator.Changes, published map[string]boo
 	}
 	for i := range ch.Backends {
 		bc := &ch.Backends[i]
-		r, err := translate.GatewayBackend(snap.TrustDomain, &bc.Backend)
+		build := translate.GatewayBackend
+		if bc.Passthrough {
+			build = translate.PassthroughBackend
+		}
+		r, err := build(snap.TrustDomain, &bc.Backend)
 		if err != nil {
 			return nil, false
 		}

@@ -91,7 +91,7 @@ func (w *StatusWriter) leading() bool {
 
 // The statuses the writer keeps.
 // +kubebuilder:rbac:groups=flomesh.io,resources=serviceexports/status;globaltrafficpolicies/status,verbs=get;update
-// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=gatewayclasses/status;gateways/status;httproutes/status,verbs=get;update
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=gatewayclasses/status;gateways/status;httproutes/status;tlsroutes/status,verbs=get;update
 
 // Write applies every status of st; in is what the statuses were computed from.
 func (w *StatusWriter) Write(ctx context.Context, in *translator.Input, st *translator.Statuses) error {
@@ -131,7 +131,17 @@ func (w *StatusWriter) Write(ctx context.Context, in *translator.Input, st *tran
 	routes := byKey(in.HTTPRoutes)
 	for _, s := range st.HTTPRoutes {
 		if cur := routes[nsKey(s.Namespace, s.Name)]; cur != nil {
-			errs = append(errs, w.route(ctx, cur, s.Parents))
+			errs = append(errs, w.route(ctx, cur, func(o client.Object) *gatewayv1.RouteStatus {
+				return &o.(*gatewayv1.HTTPRoute).Status.RouteStatus
+			}, s.Parents))
+		}
+	}
+	tlsRoutes := byKey(in.TLSRoutes)
+	for _, s := range st.TLSRoutes {
+		if cur := tlsRoutes[nsKey(s.Namespace, s.Name)]; cur != nil {
+			errs = append(errs, w.route(ctx, cur, func(o client.Object) *gatewayv1.RouteStatus {
+				return &o.(*gatewayv1.TLSRoute).Status.RouteStatus
+			}, s.Parents))
 		}
 	}
 	return errors.Join(errs...)
@@ -269,11 +279,11 @@ func (w *StatusWriter) gateway(ctx context.Context, cur *gatewayv1.Gateway, want
 	})
 }
 
-func (w *StatusWriter) route(ctx context.Context, cur *gatewayv1.HTTPRoute, want []gatewayv1.RouteParentStatus) error {
+func (w *StatusWriter) route(ctx context.Context, cur client.Object, routeStatus func(client.Object) *gatewayv1.RouteStatus, want []gatewayv1.RouteParentStatus) error {
 	now := w.now()
-	next := func(r *gatewayv1.HTTPRoute) ([]gatewayv1.RouteParentStatus, bool) {
+	next := func(r *gatewayv1.RouteStatus) ([]gatewayv1.RouteParentStatus, bool) {
 		var parents []gatewayv1.RouteParentStatus
-		for _, p := range r.Status.Parents {
+		for _, p := range r.Parents {
 			if p.ControllerName != translator.ControllerName {
 				parents = append(parents, p) // another controller's
 			}
@@ -281,7 +291,7 @@ func (w *StatusWriter) route(ctx context.Context, cur *gatewayv1.HTTPRoute, want
 		for _, p := range want {
 			p = *p.DeepCopy()
 			var old []metav1.Condition
-			for _, o := range r.Status.Parents {
+			for _, o := range r.Parents {
 				if o.ControllerName == p.ControllerName && equality.Semantic.DeepEqual(o.ParentRef, p.ParentRef) {
 					old = o.Conditions
 				}
@@ -289,15 +299,16 @@ func (w *StatusWriter) route(ctx context.Context, cur *gatewayv1.HTTPRoute, want
 			p.Conditions = settle(old, p.Conditions, now)
 			parents = append(parents, p)
 		}
-		return parents, !equality.Semantic.DeepEqual(parents, r.Status.Parents)
+		return parents, !equality.Semantic.DeepEqual(parents, r.Parents)
 	}
-	if _, changed := next(cur); !changed {
+	if _, changed := next(routeStatus(cur)); !changed {
 		return nil
 	}
-	return w.update(ctx, cur.DeepCopy(), func(o client.Object) bool {
-		r := o.(*gatewayv1.HTTPRoute)
-		parents, changed := next(r)
-		r.Status.Parents = parents
+	return w.update(ctx, cur.DeepCopyObject().(client.Object), func(o client.Object) bool {
+		st := routeStatus(o)
+		parents, changed := next(st)
+		st.Parents = parents
 		return changed
 	})
 }
+

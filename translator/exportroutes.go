@@ -2,6 +2,8 @@ package translator
 
 import (
 	"path"
+	"slices"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -18,72 +20,81 @@ func isPlaceholder(svc *corev1.Service) bool {
 	return wellknown.IsPlaceholder(svc.Name, svc.Labels)
 }
 
-// Suffixes of the two HTTPRoutes of an export. A Service name is a DNS label, so "<name>.mesh"
-// can never be the route of another export.
+// Names of the routes of an export. A Service name is a DNS label, so "<name>.direct" and
+// "<name>.mesh-<port>" can never be the routes of another export.
 const (
-	MeshRouteSuffix   = ".mesh"
+	MeshRoutePrefix   = ".mesh-"
 	DirectRouteSuffix = ".direct"
 )
 
-// ExportRoutes are the HTTPRoutes a valid ServiceExport produces in its cluster, attached to
-// gateway (namespace/name), in the export's namespace:
-//   - "<name>.mesh": the service's mesh hostnames (name.ns, name.ns.svc, name.ns.svc.<domain>)
-//     routed to the Service, which is how callers in other clusters reach it through the gateway
-//     with their original Host;
-//   - "<name>.direct": one rule per spec.rules entry, its path matched
-//     by pathType, for direct access such as http://<gateway>/cluster-1/httpbin-mesh; a
-//     pathRewrite becomes a URLRewrite filter.
-//
-// Gateway API hostnames apply to a whole route, and direct access arrives with the gateway's
-// address as Host, so the two cannot share one route.
-func ExportRoutes(e *flomeshv1alpha1.ServiceExport, gatewayNamespace, gatewayName, dnsDomain string) []gatewayv1.HTTPRoute {
-	if dnsDomain == "" {
-		dnsDomain = wellknown.DefaultDNSDomain
-	}
+// MeshRouteName is the name of the TLSRoute of one exported port.
+func MeshRouteName(export string, port int32) string {
+	return export + MeshRoutePrefix + strconv.Itoa(int(port))
+}
+
+// ExportedRoutes are the routes of one export.
+type ExportedRoutes struct {
+	HTTP []gatewayv1.HTTPRoute
+	TLS  []gatewayv1.TLSRoute
+}
+
+// ExportRoutes are the routes a valid ServiceExport produces in its cluster, attached to gateway
+// (namespace/name), in the export's namespace:
+//   - "<name>.mesh-<port>", a TLSRoute per exported port (the ports of spec.rules): the port's
+//     mesh server name (wellknown.MeshSNI) passed through, still encrypted, to the Service's
+//     port. This is how the workloads of other clusters reach the service: their proxies open
+//     mTLS to the service's workloads through the gateway, which routes the connection by its
+//     server name without terminating it, so the workload's proxy sees the caller's identity.
+//     It attaches to the Gateway's TLS listeners in Passthrough mode.
+//   - "<name>.direct", an HTTPRoute with one rule per spec.rules entry, its path matched by
+//     pathType, for direct (north-south, plaintext) access such as
+//     http://<gateway>/cluster-1/httpbin-mesh; a pathRewrite becomes a URLRewrite filter.
+func ExportRoutes(e *flomeshv1alpha1.ServiceExport, gatewayNamespace, gatewayName string) ExportedRoutes {
 	parent := gatewayv1.ParentReference{Name: gatewayv1.ObjectName(gatewayName)}
 	if gatewayNamespace != e.Namespace {
 		ns := gatewayv1.Namespace(gatewayNamespace)
 		parent.Namespace = &ns
 	}
-	meta := func(suffix string) metav1.ObjectMeta {
+	meta := func(name string) metav1.ObjectMeta {
 		return metav1.ObjectMeta{
 			Namespace: e.Namespace,
-			Name:      e.Name + suffix,
+			Name:      name,
 			Labels:    map[string]string{wellknown.ManagedByLabel: wellknown.ManagedByValue, wellknown.ExportLabel: e.Name},
 		}
 	}
-	backend := func(port int32) []gatewayv1.HTTPBackendRef {
+	ref := func(port int32) gatewayv1.BackendRef {
 		p := gatewayv1.PortNumber(port)
-		return []gatewayv1.HTTPBackendRef{{BackendRef: gatewayv1.BackendRef{BackendObjectReference: gatewayv1.BackendObjectReference{
-			Name: gatewayv1.ObjectName(e.Name), Port: &p,
-		}}}}
+		return gatewayv1.BackendRef{BackendObjectReference: gatewayv1.BackendObjectReference{Name: gatewayv1.ObjectName(e.Name), Port: &p}}
 	}
 	if len(e.Spec.Rules) == 0 { // the API requires one; nothing to route without a port
-		return nil
+		return ExportedRoutes{}
 	}
-	// Callers reach the mesh route on the first exported port (Gateway API cannot match the port
-	// in Host).
-	meshPort := e.Spec.Rules[0].PortNumber
-	var hostnames []gatewayv1.Hostname
-	for _, h := range meshHostnames(e.Name, e.Namespace, dnsDomain) {
-		hostnames = append(hostnames, gatewayv1.Hostname(h))
+	var out ExportedRoutes
+	var ports []int32
+	for _, r := range e.Spec.Rules {
+		if !slices.Contains(ports, r.PortNumber) {
+			ports = append(ports, r.PortNumber)
+		}
 	}
-	out := []gatewayv1.HTTPRoute{{
-		ObjectMeta: meta(MeshRouteSuffix),
-		Spec: gatewayv1.HTTPRouteSpec{
-			CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{parent}},
-			Hostnames:       hostnames,
-			Rules:           []gatewayv1.HTTPRouteRule{{BackendRefs: backend(meshPort)}},
-		},
-	}}
+	for _, port := range ports {
+		out.TLS = append(out.TLS, gatewayv1.TLSRoute{
+			ObjectMeta: meta(MeshRouteName(e.Name, port)),
+			Spec: gatewayv1.TLSRouteSpec{
+				CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{parent}},
+				Hostnames:       []gatewayv1.Hostname{gatewayv1.Hostname(wellknown.MeshSNI(e.Namespace, e.Name, port))},
+				Rules:           []gatewayv1.TLSRouteRule{{BackendRefs: []gatewayv1.BackendRef{ref(port)}}},
+			},
+		})
+	}
 	direct := gatewayv1.HTTPRoute{
-		ObjectMeta: meta(DirectRouteSuffix),
+		ObjectMeta: meta(e.Name + DirectRouteSuffix),
 		Spec:       gatewayv1.HTTPRouteSpec{CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{parent}}},
 	}
 	for _, r := range e.Spec.Rules {
-		direct.Spec.Rules = append(direct.Spec.Rules, directRules(r, e.Spec.PathRewrite, backend(r.PortNumber))...)
+		direct.Spec.Rules = append(direct.Spec.Rules, directRules(r, e.Spec.PathRewrite, []gatewayv1.HTTPBackendRef{{BackendRef: ref(r.PortNumber)}})...)
 	}
-	return append(out, direct)
+	out.HTTP = []gatewayv1.HTTPRoute{direct}
+	return out
 }
 
 // directRules are the rules of one export rule. With a pathRewrite whose From is the rule's path

@@ -37,12 +37,12 @@ func TestExportRoutesRewrite(t *testing.T) {
 				ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: "httpbin"},
 				Spec:       flomeshv1alpha1.ServiceExportSpec{PathRewrite: tc.rewrite, Rules: []flomeshv1alpha1.ServiceExportRule{{PortNumber: 8080, Path: tc.path, PathType: pt}}},
 			}
-			routes := ExportRoutes(e, "crossgate-system", "crossgate-gateway", "")
-			if len(routes) != 2 || routes[0].Name != "httpbin.mesh" || routes[1].Name != "httpbin.direct" {
-				t.Fatalf("routes %v", routes)
+			routes := ExportRoutes(e, "crossgate-system", "crossgate-gateway")
+			if len(routes.TLS) != 1 || routes.TLS[0].Name != "httpbin.mesh-8080" || len(routes.HTTP) != 1 || routes.HTTP[0].Name != "httpbin.direct" {
+				t.Fatalf("routes %+v", routes)
 			}
 			var got []rule
-			for _, r := range routes[1].Spec.Rules {
+			for _, r := range routes.HTTP[0].Spec.Rules {
 				g := rule{match: *r.Matches[0].Path.Value}
 				if tc.exact != (*r.Matches[0].Path.Type == gatewayv1.PathMatchExact) {
 					t.Errorf("match type %s", *r.Matches[0].Path.Type)
@@ -65,10 +65,48 @@ func TestExportRoutesRewrite(t *testing.T) {
 					t.Errorf("rule %d: %+v, want %+v", i, got[i], tc.want[i])
 				}
 			}
-			if n := routes[0].Spec.ParentRefs[0].Namespace; n == nil || *n != "crossgate-system" {
-				t.Errorf("parent namespace %v", n)
+			for _, pr := range []gatewayv1.ParentReference{routes.TLS[0].Spec.ParentRefs[0], routes.HTTP[0].Spec.ParentRefs[0]} {
+				if pr.Namespace == nil || *pr.Namespace != "crossgate-system" || pr.Name != "crossgate-gateway" {
+					t.Errorf("parent %+v", pr)
+				}
 			}
 		})
+	}
+}
+
+// Each exported port gets a TLSRoute of its own: its mesh server name passed through to that port
+// of the Service (a TLSRoute has one rule, and the server name carries the port).
+func TestExportRoutesTLSPerPort(t *testing.T) {
+	e := &flomeshv1alpha1.ServiceExport{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "cart"},
+		Spec: flomeshv1alpha1.ServiceExportSpec{Rules: []flomeshv1alpha1.ServiceExportRule{
+			{PortNumber: 8080, Path: "/a", PathType: flomeshv1alpha1.PathMatchPrefix},
+			{PortNumber: 9090, Path: "/b", PathType: flomeshv1alpha1.PathMatchPrefix},
+			{PortNumber: 8080, Path: "/c", PathType: flomeshv1alpha1.PathMatchPrefix},
+		}},
+	}
+	routes := ExportRoutes(e, "shop", "gw")
+	if len(routes.TLS) != 2 {
+		t.Fatalf("TLS routes %+v, want one per port", routes.TLS)
+	}
+	for i, port := range []int32{8080, 9090} {
+		r := routes.TLS[i]
+		if r.Name != MeshRouteName("cart", port) || r.Labels[wellknown.ExportLabel] != "cart" {
+			t.Errorf("route %d: %s %v", i, r.Name, r.Labels)
+		}
+		if want := wellknown.MeshSNI("shop", "cart", port); len(r.Spec.Hostnames) != 1 || string(r.Spec.Hostnames[0]) != want {
+			t.Errorf("route %s hostnames %v, want %s", r.Name, r.Spec.Hostnames, want)
+		}
+		ref := r.Spec.Rules[0].BackendRefs[0]
+		if ref.Name != "cart" || ref.Port == nil || int32(*ref.Port) != port {
+			t.Errorf("route %s backend %+v", r.Name, ref)
+		}
+		if r.Spec.ParentRefs[0].Namespace != nil { // same namespace as the Gateway
+			t.Errorf("route %s parent %+v", r.Name, r.Spec.ParentRefs[0])
+		}
+	}
+	if len(routes.HTTP) != 1 || len(routes.HTTP[0].Spec.Rules) != 3 {
+		t.Errorf("direct route %+v", routes.HTTP)
 	}
 }
 

@@ -65,16 +65,52 @@ func (t *translation) trusted(g *gatewayv1.Gateway) bool {
 // listenerState is a listener being checked and the routes attached to it.
 type listenerState struct {
 	spec       *gatewayv1.Listener
-	accepted   bool // protocol supported
+	accepted   bool // protocol (and TLS mode) supported
 	conflicted string
 	kindsOK    bool
 	kinds      []gatewayv1.RouteGroupKind
 	attached   int32
-	// routes by effective hostname.
+	// routes by effective hostname (an HTTP listener).
 	routes map[string][]sortableRoute
+	// passthrough are the TLSRoutes attached (a TLS listener in Passthrough mode).
+	passthrough []attachedTLSRoute
 }
 
 func (l *listenerState) usable() bool { return l.accepted && l.conflicted == "" && len(l.kinds) > 0 }
+
+// allows reports whether routes of kind (gateway.networking.k8s.io) may attach to the listener.
+func (l *listenerState) allows(kind gatewayv1.Kind) bool {
+	for _, k := range l.kinds {
+		if k.Kind == kind {
+			return true
+		}
+	}
+	return false
+}
+
+// routeKind is the route kind a listener of this protocol serves, "" for a protocol crossgate
+// does not serve: HTTP listeners take HTTPRoutes; TLS listeners in Passthrough mode take
+// TLSRoutes (Gateway API core for TLSRoute). TLS termination (HTTPS, TLS in Terminate mode) is
+// not implemented.
+func routeKind(l *gatewayv1.Listener) gatewayv1.Kind {
+	switch l.Protocol {
+	case gatewayv1.HTTPProtocolType:
+		return "HTTPRoute"
+	case gatewayv1.TLSProtocolType:
+		if l.TLS != nil && l.TLS.Mode != nil && *l.TLS.Mode == gatewayv1.TLSModePassthrough {
+			return "TLSRoute"
+		}
+	}
+	return ""
+}
+
+// compatible reports whether listeners of protocols a and b can share a port: an HTTP listener
+// and a TLS passthrough listener can, the proxy telling TLS from plaintext by its first bytes
+// (tls_inspector). Gateway API leaves compatibility of distinct listeners to the implementation
+// (gateway_types.go, "Compatible Listeners").
+func compatible(a, b gatewayv1.ProtocolType) bool {
+	return (a == gatewayv1.HTTPProtocolType && b == gatewayv1.TLSProtocolType) || (a == gatewayv1.TLSProtocolType && b == gatewayv1.HTTPProtocolType)
+}
 
 type sortableRoute struct {
 	route   ir.Route
@@ -86,10 +122,11 @@ type sortableRoute struct {
 
 // SupportedFeatures are the Gateway API features (sigs.k8s.io/gateway-api/pkg/features names) that
 // crossgate's GatewayClasses publish in status.supportedFeatures, sorted by name as the field
-// requires: the Gateway and HTTPRoute core, matching by method, and URLRewrite of the path (both
-// ReplaceFullPath and ReplacePrefixMatch). Nothing else is claimed until it is implemented.
+// requires: the Gateway and HTTPRoute core, matching by method, URLRewrite of the path (both
+// ReplaceFullPath and ReplacePrefixMatch), and TLSRoute on TLS listeners in Passthrough mode.
+// Nothing else is claimed until it is implemented.
 func SupportedFeatures() []gatewayv1.SupportedFeature {
-	return []gatewayv1.SupportedFeature{{Name: "Gateway"}, {Name: "HTTPRoute"}, {Name: "HTTPRouteMethodMatching"}, {Name: "HTTPRoutePathRewrite"}}
+	return []gatewayv1.SupportedFeature{{Name: "Gateway"}, {Name: "HTTPRoute"}, {Name: "HTTPRouteMethodMatching"}, {Name: "HTTPRoutePathRewrite"}, {Name: "TLSRoute"}}
 }
 
 // translateGateways builds the IR of every Gateway of our classes and the statuses of the
@@ -121,8 +158,8 @@ func (t *translation) translateGateways(st *Statuses) []ir.Gateway {
 	for _, g := range gws {
 		states[nsName{g.Namespace, g.Name}] = checkListeners(g)
 	}
-	routeParents := t.attachRoutes(states)
-	st.HTTPRoutes = routeParents
+	st.HTTPRoutes = t.attachRoutes(states)
+	st.TLSRoutes = t.attachTLSRoutes(states)
 
 	var out []ir.Gateway
 	for _, g := range gws {
@@ -148,14 +185,15 @@ func checkListeners(g *gatewayv1.Gateway) []*listenerState {
 	var ls []*listenerState
 	for i := range g.Spec.Listeners {
 		l := &g.Spec.Listeners[i]
-		s := &listenerState{spec: l, accepted: l.Protocol == gatewayv1.HTTPProtocolType, kindsOK: true, routes: map[string][]sortableRoute{}}
-		httpRoute := gatewayv1.RouteGroupKind{Group: ptr(gatewayv1.Group(gatewayv1.GroupName)), Kind: "HTTPRoute"}
+		kind := routeKind(l)
+		s := &listenerState{spec: l, accepted: kind != "", kindsOK: true, routes: map[string][]sortableRoute{}}
+		served := gatewayv1.RouteGroupKind{Group: ptr(gatewayv1.Group(gatewayv1.GroupName)), Kind: cmp.Or(kind, "HTTPRoute")}
 		if l.AllowedRoutes == nil || len(l.AllowedRoutes.Kinds) == 0 {
-			s.kinds = []gatewayv1.RouteGroupKind{httpRoute}
+			s.kinds = []gatewayv1.RouteGroupKind{served}
 		} else {
 			for _, k := range l.AllowedRoutes.Kinds {
-				if k.Kind == "HTTPRoute" && (k.Group == nil || *k.Group == gatewayv1.GroupName) {
-					s.kinds = append(s.kinds, httpRoute)
+				if k.Kind == served.Kind && (k.Group == nil || *k.Group == gatewayv1.GroupName) {
+					s.kinds = append(s.kinds, served)
 				} else {
 					s.kindsOK = false
 				}
@@ -172,13 +210,27 @@ func checkListeners(g *gatewayv1.Gateway) []*listenerState {
 				continue
 			}
 			if a.spec.Protocol != b.spec.Protocol {
-				a.conflicted = string(gatewayv1.ListenerReasonProtocolConflict)
+				if !compatible(a.spec.Protocol, b.spec.Protocol) {
+					a.conflicted = string(gatewayv1.ListenerReasonProtocolConflict)
+				}
 			} else if hostOf(a.spec.Hostname) == hostOf(b.spec.Hostname) {
 				a.conflicted = string(gatewayv1.ListenerReasonHostnameConflict)
 			}
 		}
 	}
 	return ls
+}
+
+// tlsModeOf names a TLS listener's mode for a message (" in Terminate mode"), "" for others.
+func tlsModeOf(l *gatewayv1.Listener) string {
+	if l.Protocol != gatewayv1.TLSProtocolType && l.Protocol != gatewayv1.HTTPSProtocolType {
+		return ""
+	}
+	mode := gatewayv1.TLSModeTerminate // the API's default
+	if l.TLS != nil && l.TLS.Mode != nil {
+		mode = *l.TLS.Mode
+	}
+	return " in " + string(mode) + " mode"
 }
 
 func hostOf(h *gatewayv1.Hostname) string {
@@ -192,7 +244,7 @@ func ptr[T any](v T) *T { return &v }
 
 // attachRoutes attaches every HTTPRoute to the listeners of our Gateways it names and may use,
 // adds its routes to them, and returns the routes' parent statuses for our parents.
-func (t *translation) attachRoutes(states map[nsName][]*listenerState) []HTTPRouteStatus {
+func (t *translation) attachRoutes(states map[nsName][]*listenerState) []RouteStatus {
 	routes := make([]*gatewayv1.HTTPRoute, 0, len(t.in.HTTPRoutes))
 	for i := range t.in.HTTPRoutes {
 		routes = append(routes, &t.in.HTTPRoutes[i])
@@ -200,7 +252,7 @@ func (t *translation) attachRoutes(states map[nsName][]*listenerState) []HTTPRou
 	slices.SortFunc(routes, func(a, b *gatewayv1.HTTPRoute) int {
 		return cmpNsName(nsName{a.Namespace, a.Name}, nsName{b.Namespace, b.Name})
 	})
-	var out []HTTPRouteStatus
+	var out []RouteStatus
 	for _, r := range routes {
 		var parents []gatewayv1.RouteParentStatus
 		var built []builtRule
@@ -233,7 +285,7 @@ func (t *translation) attachRoutes(states map[nsName][]*listenerState) []HTTPRou
 			})
 		}
 		if len(parents) > 0 {
-			out = append(out, HTTPRouteStatus{Namespace: r.Namespace, Name: r.Name, Parents: parents})
+			out = append(out, RouteStatus{Namespace: r.Namespace, Name: r.Name, Parents: parents})
 		}
 	}
 	return out
@@ -260,7 +312,7 @@ func (t *translation) attach(r *gatewayv1.HTTPRoute, pr gatewayv1.ParentReferenc
 	}
 	allowedAny, hostAny := false, false
 	for _, l := range candidates {
-		if !l.usable() || !t.namespaceAllowed(l.spec, gwNS, r.Namespace) {
+		if !l.usable() || !l.allows("HTTPRoute") || !t.namespaceAllowed(l.spec, gwNS, r.Namespace) {
 			continue
 		}
 		allowedAny = true
@@ -336,9 +388,10 @@ func wildcardMatch(wildcard, host string) bool {
 }
 
 // buildGatewayIR builds one IR listener per port. Listeners of one port share it (Gateway API
-// listeners differ by hostname), and Envoy serves one route configuration per port in which a
-// domain may appear once: routes that reach a hostname through several listeners of a port are
-// merged into that hostname's one virtual host.
+// listeners differ by hostname, or are an HTTP and a TLS passthrough listener), and Envoy serves
+// one route configuration per port in which a domain may appear once: routes that reach a
+// hostname through several listeners of a port are merged into that hostname's one virtual
+// host. The TLS routes of the port are its passthrough routes (passthroughRoutes).
 func buildGatewayIR(g *gatewayv1.Gateway, ls []*listenerState) ir.Gateway {
 	out := ir.Gateway{Namespace: g.Namespace, Name: g.Name, Identity: GatewayIdentity(g.Namespace, g.Name)}
 	type routeKey struct {
@@ -347,14 +400,18 @@ func buildGatewayIR(g *gatewayv1.Gateway, ls []*listenerState) ir.Gateway {
 	}
 	byPort := map[uint32]map[string][]sortableRoute{}
 	seen := map[uint32]map[string]map[routeKey]bool{}
+	passthrough := map[uint32][]attachedTLSRoute{}
+	plaintext := map[uint32]bool{}
 	for _, l := range ls {
 		if !l.usable() {
 			continue
 		}
 		port := uint32(l.spec.Port)
+		plaintext[port] = plaintext[port] || l.spec.Protocol == gatewayv1.HTTPProtocolType
 		if byPort[port] == nil {
 			byPort[port], seen[port] = map[string][]sortableRoute{}, map[string]map[routeKey]bool{}
 		}
+		passthrough[port] = append(passthrough[port], l.passthrough...)
 		for h, rs := range l.routes {
 			if seen[port][h] == nil {
 				seen[port][h] = map[routeKey]bool{}
@@ -370,6 +427,9 @@ func buildGatewayIR(g *gatewayv1.Gateway, ls []*listenerState) ir.Gateway {
 	}
 	for port, byHost := range byPort {
 		il := ir.Listener{Name: listenerName(port), Port: port, Protocol: ir.HTTP}
+		if !plaintext[port] {
+			il.Protocol = ir.TLS // TLS listeners only: no plaintext filter chain
+		}
 		hosts := make([]string, 0, len(byHost))
 		for h := range byHost {
 			hosts = append(hosts, h)
@@ -392,6 +452,7 @@ func buildGatewayIR(g *gatewayv1.Gateway, ls []*listenerState) ir.Gateway {
 			}
 			il.VirtualHosts = append(il.VirtualHosts, vh)
 		}
+		il.Passthrough = passthroughRoutes(passthrough[port])
 		out.Listeners = append(out.Listeners, il)
 	}
 	slices.SortFunc(out.Listeners, func(a, b ir.Listener) int { return cmp.Compare(a.Port, b.Port) })
@@ -544,7 +605,7 @@ func gatewayStatus(g *gatewayv1.Gateway, ls []*listenerState, dp dataPlane) Gate
 			conds = append(conds, cond(string(gatewayv1.ListenerConditionAccepted), true, string(gatewayv1.ListenerReasonAccepted), "Listener accepted.", gen))
 		} else {
 			conds = append(conds, cond(string(gatewayv1.ListenerConditionAccepted), false, string(gatewayv1.ListenerReasonUnsupportedProtocol),
-				fmt.Sprintf("Protocol %s is not supported; crossgate serves HTTP listeners.", l.spec.Protocol), gen))
+				fmt.Sprintf("Protocol %s%s is not supported; crossgate serves HTTP listeners, and TLS listeners with tls.mode Passthrough.", l.spec.Protocol, tlsModeOf(l.spec)), gen))
 		}
 		if l.conflicted != "" {
 			conds = append(conds, cond(string(gatewayv1.ListenerConditionConflicted), true, l.conflicted,
@@ -556,7 +617,7 @@ func gatewayStatus(g *gatewayv1.Gateway, ls []*listenerState, dp dataPlane) Gate
 			conds = append(conds, cond(string(gatewayv1.ListenerConditionResolvedRefs), true, string(gatewayv1.ListenerReasonResolvedRefs), "All references resolved.", gen))
 		} else {
 			conds = append(conds, cond(string(gatewayv1.ListenerConditionResolvedRefs), false, string(gatewayv1.ListenerReasonInvalidRouteKinds),
-				"Only HTTPRoute (gateway.networking.k8s.io) can attach to crossgate's listeners; the other kinds are ignored.", gen))
+				fmt.Sprintf("Only %s (gateway.networking.k8s.io) can attach to a %s listener of crossgate's; the other kinds are ignored.", cmp.Or(routeKind(l.spec), "HTTPRoute"), l.spec.Protocol), gen))
 		}
 		if l.usable() {
 			programmed = true

@@ -36,6 +36,8 @@ type Incremental struct {
 type gatewayBackend struct {
 	gateway string
 	b       *ir.Backend
+	// passthrough is set for a TLS route's backend (its cluster passes connections through).
+	passthrough bool
 }
 
 // OutboundChange is a new version of one service port as some callers see it.
@@ -53,6 +55,9 @@ type OutboundChange struct {
 type BackendChange struct {
 	Gateway string // namespace/name
 	Backend ir.Backend
+	// Passthrough is set for the backend of a TLS route (translate.PassthroughBackend builds
+	// it), unset for an HTTP route's (translate.GatewayBackend).
+	Passthrough bool
 }
 
 // Changes is what one change to the input changed in the Result.
@@ -90,17 +95,23 @@ func NewIncremental(in *Input) *Incremental {
 	}
 	for gi := range res.IR.Gateways {
 		g := &res.IR.Gateways[gi]
-		for li := range g.Listeners {
-			for vi := range g.Listeners[li].VirtualHosts {
-				for ri := range g.Listeners[li].VirtualHosts[vi].Routes {
-					bs := g.Listeners[li].VirtualHosts[vi].Routes[ri].Backends
-					for bi := range bs {
-						gb := gatewayBackend{g.Namespace + "/" + g.Name, &bs[bi]}
-						if !gb.b.Invalid && !slices.Contains(x.backends[gb.b.Cluster], gb) {
-							x.backends[gb.b.Cluster] = append(x.backends[gb.b.Cluster], gb)
-						}
-					}
+		index := func(bs []ir.Backend, passthrough bool) {
+			for bi := range bs {
+				gb := gatewayBackend{g.Namespace + "/" + g.Name, &bs[bi], passthrough}
+				if !gb.b.Invalid && !slices.Contains(x.backends[gb.b.Cluster], gb) {
+					x.backends[gb.b.Cluster] = append(x.backends[gb.b.Cluster], gb)
 				}
+			}
+		}
+		for li := range g.Listeners {
+			l := &g.Listeners[li]
+			for vi := range l.VirtualHosts {
+				for ri := range l.VirtualHosts[vi].Routes {
+					index(l.VirtualHosts[vi].Routes[ri].Backends, false)
+				}
+			}
+			for pi := range l.Passthrough {
+				index(l.Passthrough[pi].Backends, true)
 			}
 		}
 	}
@@ -256,12 +267,17 @@ func (x *Incremental) refreshService(k nsName, ch *Changes) {
 			}
 			cluster := ir.ServiceKey(k.ns, k.name, p.port)
 			eps := t.localEndpoints(k, sp)
-			reported := map[string]bool{}
+			type clusterOf struct {
+				gateway     string
+				passthrough bool
+			}
+			reported := map[clusterOf]bool{}
 			for _, gb := range x.backends[cluster] {
 				gb.b.Endpoints = eps
-				if !reported[gb.gateway] { // one cluster per gateway, however many routes use it
-					reported[gb.gateway] = true
-					ch.Backends = append(ch.Backends, BackendChange{Gateway: gb.gateway, Backend: *gb.b})
+				// One cluster per gateway and kind, however many routes use it.
+				if k := (clusterOf{gb.gateway, gb.passthrough}); !reported[k] {
+					reported[k] = true
+					ch.Backends = append(ch.Backends, BackendChange{Gateway: gb.gateway, Backend: *gb.b, Passthrough: gb.passthrough})
 				}
 			}
 		}

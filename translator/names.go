@@ -48,6 +48,8 @@ func routeName(namespace, name string, rule, match int) string {
 	return "httproute/" + namespace + "/" + name + "/rule/" + strconv.Itoa(rule) + "/match/" + strconv.Itoa(match)
 }
 
+func tlsRouteName(namespace, name string) string { return "tlsroute/" + namespace + "/" + name }
+
 func listenerName(port uint32) string { return "http-" + strconv.FormatUint(uint64(port), 10) }
 
 func gatewayPolicyName(gw ir.Identity) string {

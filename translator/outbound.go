@@ -6,6 +6,7 @@ import (
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	"github.com/crossgate-io/crossgate/translator/ir"
+	"github.com/crossgate-io/crossgate/wellknown"
 )
 
 // outbound returns what caller may reach. It is computed once per outbound group (see
@@ -65,11 +66,11 @@ func (t *translation) appendOutbound(out []ir.OutboundService, v *serviceView, a
 		o.Localities, o.Policy, o.RetryOtherPriority = t.localities(p, gtp, access)
 		for _, l := range o.Localities {
 			if !l.Local {
-				// A remote gateway routes the service's mesh hostnames; name.ns.svc is one of
-				// them whatever the exporting cluster's DNS domain.
-				o.HostRewrite = v.key.name + "." + v.key.ns + ".svc"
-				// The remote workloads admit their gateway, which admits any mesh caller: the
-				// caller's TrafficTarget rules are applied here, before the request leaves.
+				// The remote gateways route the connection by its server name to their
+				// workloads, whose proxies see the caller's identity and apply their cluster's
+				// TrafficTargets; this cluster's own rules for the import's identity are applied
+				// here, before the request leaves: a call passes only when both allow it.
+				o.SNI = wellknown.MeshSNI(v.key.ns, v.key.name, p.port)
 				o.RemoteRules, _ = access.requests(l.Endpoints[0].Identity, p.port)
 			}
 		}

@@ -19,7 +19,8 @@ type Result struct {
 type Statuses struct {
 	GatewayClasses        []GatewayClassStatus `json:"gatewayClasses,omitempty"`
 	Gateways              []GatewayStatus      `json:"gateways,omitempty"`
-	HTTPRoutes            []HTTPRouteStatus    `json:"httpRoutes,omitempty"`
+	HTTPRoutes            []RouteStatus        `json:"httpRoutes,omitempty"`
+	TLSRoutes             []RouteStatus        `json:"tlsRoutes,omitempty"`
 	ServiceExports        []ObjectConditions   `json:"serviceExports,omitempty"`
 	GlobalTrafficPolicies []ObjectConditions   `json:"globalTrafficPolicies,omitempty"`
 	// Warnings are problems with objects that have no status of crossgate's to hold them (a
@@ -50,9 +51,9 @@ type GatewayStatus struct {
 	Status    gatewayv1.GatewayStatus `json:"status"`
 }
 
-// HTTPRouteStatus holds the route's parent statuses for the parents that are ours; parents of
-// other controllers are left to them.
-type HTTPRouteStatus struct {
+// RouteStatus holds a route's (an HTTPRoute's or a TLSRoute's) parent statuses for the parents
+// that are ours; parents of other controllers are left to them.
+type RouteStatus struct {
 	Namespace string                        `json:"namespace"`
 	Name      string                        `json:"name"`
 	Parents   []gatewayv1.RouteParentStatus `json:"parents"`

@@ -121,7 +121,7 @@ func (t *translation) backends(routeNS string, refs []gatewayv1.HTTPBackendRef) 
 		if ref.Weight != nil {
 			w = uint32(max(*ref.Weight, 0))
 		}
-		b, p := t.resolveBackend(routeNS, ref.BackendRef)
+		b, p := t.resolveBackend(routeNS, ref.BackendRef, "HTTPRoute")
 		if p != nil {
 			problems = append(problems, p)
 		}
@@ -147,7 +147,9 @@ func allInvalid(bs []ir.Backend) bool {
 	return true
 }
 
-func (t *translation) resolveBackend(routeNS string, ref gatewayv1.BackendRef) (ir.Backend, *flomeshv1alpha1.ConditionError) {
+// resolveBackend resolves one backendRef of a route of kind routeKind ("HTTPRoute": the port must
+// carry HTTP; "TLSRoute": any TCP port, the connection passed through).
+func (t *translation) resolveBackend(routeNS string, ref gatewayv1.BackendRef, routeKind string) (ir.Backend, *flomeshv1alpha1.ConditionError) {
 	invalid := ir.Backend{Invalid: true}
 	group, kind := "", "Service"
 	if ref.Group != nil {
@@ -178,7 +180,7 @@ func (t *translation) resolveBackend(routeNS string, ref gatewayv1.BackendRef) (
 		if !ok {
 			break
 		}
-		if !proto.Routed() {
+		if routeKind == "HTTPRoute" && !proto.Routed() {
 			return invalid, flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonUnsupportedProtocol), "Port %d of Service %s/%s carries %s (its appProtocol or name says so); an HTTPRoute sends HTTP.", sp.Port, ns, ref.Name, proto)
 		}
 		return ir.Backend{Cluster: ir.ServiceKey(ns, svc.Name, sp.Port), Protocol: proto, Endpoints: t.localEndpoints(nsName{ns, svc.Name}, sp)}, nil

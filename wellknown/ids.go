@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -92,4 +93,36 @@ func ParseSPIFFEID(u *url.URL) (SPIFFEID, error) {
 		return SPIFFEID{}, ErrNotWorkload
 	}
 	return SPIFFEID{TrustDomain: u.Host, Namespace: parts[1], ServiceAccount: parts[3]}, nil
+}
+
+// MeshSNISuffix ends every mesh SNI name (MeshSNI).
+const MeshSNISuffix = ".svc.clusterset.local"
+
+// MeshSNI is the TLS server name a caller's proxy (or grpc-go) sends when it opens mTLS to a
+// service port's workloads in another cluster: "<port>.<name>.<namespace>.svc.clusterset.local".
+// The remote cluster's gateway routes the connection by this name, without terminating it
+// (TLS passthrough), to the local endpoints of that Service port; the workload's own proxy
+// terminates it and sees the caller's identity. The name is the Multi-Cluster Services name of
+// the service (clusterset.local) with the port as its first label, so that one gateway port
+// carries every port of every export. A Service name and a namespace are DNS labels, and a port
+// is at most five digits, so the name fits the 253 characters of a host name.
+func MeshSNI(namespace, name string, port int32) string {
+	return strconv.Itoa(int(port)) + "." + name + "." + namespace + MeshSNISuffix
+}
+
+// ParseMeshSNI reads a MeshSNI name back; ok is false for any other name.
+func ParseMeshSNI(sni string) (namespace, name string, port int32, ok bool) {
+	rest, found := strings.CutSuffix(sni, MeshSNISuffix)
+	if !found {
+		return "", "", 0, false
+	}
+	parts := strings.Split(rest, ".")
+	if len(parts) != 3 || parts[1] == "" || parts[2] == "" {
+		return "", "", 0, false
+	}
+	p, err := strconv.ParseUint(parts[0], 10, 16)
+	if err != nil || p == 0 || parts[0] != strconv.FormatUint(p, 10) {
+		return "", "", 0, false
+	}
+	return parts[2], parts[1], int32(p), true
 }

@@ -84,7 +84,8 @@ func TestUntrustedGatewayIsNotAPeer(t *testing.T) {
 }
 
 // TestCrossClusterRules: the caller applies its TrafficTarget rules to the remote clusters'
-// endpoints, whose workloads admit whatever their gateway forwards (issue 16, defect 3). In
+// endpoints before a request leaves (issue 16, defect 3); cluster-1 here is permissive, so its
+// workloads admit any caller of the set (TestProducerSidePolicy has it in policy mode). In
 // policy-remote-rules, curl/curl may GET or HEAD /status/.* of httpbin/httpbin, which only
 // cluster-1 and cluster-3 serve; curl/admin may send anything; curl/ops's TrafficTarget is for
 // another port and curl/broken's name a route group, or a match, that does not exist.

@@ -13,11 +13,28 @@ type Gateway struct {
 // Listener is one port of the gateway with the virtual hosts routed on it.
 type Listener struct {
 	// Name is deterministic: the port, "http-<port>".
-	Name     string   `json:"name"`
-	Port     uint32   `json:"port"`
+	Name string `json:"name"`
+	Port uint32 `json:"port"`
+	// Protocol is HTTP when the port has an HTTP listener (plaintext HTTP is served, and TLS
+	// passed through by its server name), TLS when it has TLS listeners only.
 	Protocol Protocol `json:"protocol"`
 	// VirtualHosts are sorted by their first hostname; "*" comes last.
 	VirtualHosts []VirtualHost `json:"virtualHosts,omitempty"`
+	// Passthrough are the TLS routes of the port (TLS listeners in Passthrough mode): a
+	// connection whose TLS server name matches a route's hostnames goes, still encrypted, to the
+	// route's backends. Sorted by name.
+	Passthrough []TLSRoute `json:"passthrough,omitempty"`
+}
+
+// TLSRoute is one TLSRoute attached to a TLS listener in Passthrough mode.
+type TLSRoute struct {
+	// Name is deterministic: tlsroute/<ns>/<name>.
+	Name string `json:"name"`
+	// Hostnames are the server names the route takes (exact, or "*.suffix"), sorted; no two
+	// routes of a port share one (the older route keeps it).
+	Hostnames []string `json:"hostnames"`
+	// Backends share the connections by weight; an invalid backend's share is refused.
+	Backends []Backend `json:"backends"`
 }
 
 // VirtualHost is a set of hostnames sharing routes.
@@ -73,7 +90,7 @@ type Backend struct {
 	Weight  uint32 `json:"weight"`
 	// Invalid backends did not resolve; their share of requests gets a 500.
 	Invalid bool `json:"invalid,omitempty"`
-	// Protocol of the Service port (HTTP or HTTP2).
+	// Protocol of the Service port (HTTP or HTTP2; any for a TLS route's backend).
 	Protocol Protocol `json:"protocol,omitempty"`
 	// Endpoints of the Service port (local pods), sorted.
 	Endpoints []Endpoint `json:"endpoints,omitempty"`

@@ -145,10 +145,10 @@ type OutboundService struct {
 	// matches none is served by the local localities alone, or refused with 403 when there are
 	// none. Empty: any request may go to any locality.
 	RemoteRules []HTTPRule `json:"remoteRules,omitempty"`
-	// HostRewrite, set when a remote cluster's gateway may take the request, is the mesh
-	// hostname such a gateway routes: requests that name the service otherwise (a short name, a
-	// ClusterIP) are sent with it as Host.
-	HostRewrite string `json:"hostRewrite,omitempty"`
+	// SNI, set when remote clusters' workloads may take the connection, is the TLS server name
+	// the caller sends (wellknown.MeshSNI): the remote gateways route the caller's mTLS by it,
+	// without terminating it, to their endpoints of the service port.
+	SNI string `json:"sni,omitempty"`
 }
 
 // Key is the deterministic name of the outbound service port: ns/name:port.

@@ -50,6 +50,9 @@ type Request struct {
 	SNI    string
 	ALPN   []string
 	Source string
+	// ForeignCA is set when the client's certificate was not issued by the set's root (another
+	// CA, or self-signed): whatever its names, a proxy that verifies it refuses the handshake.
+	ForeignCA bool
 	// Protocol is what the client speaks inside: HTTP1 (the default), HTTP2 (gRPC, h2c), or TCP.
 	Protocol string
 	// ServerFirst is set for a client that sends nothing until the server speaks (MySQL, SMTP).
@@ -515,6 +518,14 @@ func (p *Proxy) transportSocket(c *connection, r *Result, fc *listenerv3.FilterC
 		deny(r, 0, "chain %s requires a client certificate and the client presents none: the handshake fails", fc.Name)
 		return false
 	}
+	// A certificate that does not chain to the trusted CA fails verification before any name is
+	// matched (Envoy source/common/tls/cert_validator/default_validator.cc verifyCertChain; grpc-go
+	// credentials/tls/certprovider: the root provider's pool). Every context we build trusts
+	// the set's root, by SDS or a certificate provider.
+	if c.req.Source != "" && c.req.ForeignCA && trustsACA(ctx.GetCommonTlsContext()) {
+		deny(r, 0, "chain %s does not trust the issuer of the client's certificate: the handshake fails", fc.Name)
+		return false
+	}
 	if c.req.Source != "" && !sanAccepted(ctx.GetCommonTlsContext(), c.req.Source, p.Flavor) {
 		deny(r, 0, "chain %s does not accept the client's certificate (%s): the handshake fails", fc.Name, c.req.Source)
 		return false
@@ -531,6 +542,17 @@ func (p *Proxy) transportSocket(c *connection, r *Result, fc *listenerv3.FilterC
 		c.negotiated = "h2" // grpc-go's server always negotiates h2 and ignores alpn_protocols
 	}
 	return true
+}
+
+// trustsACA reports whether a TLS context verifies peers against a CA: a validation context
+// with a trusted CA by SDS, inline, or from a certificate provider.
+func trustsACA(common *tlsv3.CommonTlsContext) bool {
+	if cv := common.GetCombinedValidationContext(); cv != nil {
+		return cv.GetValidationContextSdsSecretConfig() != nil || cv.GetDefaultValidationContext().GetTrustedCa() != nil ||
+			cv.GetDefaultValidationContext().GetCaCertificateProviderInstance() != nil
+	}
+	v := common.GetValidationContext()
+	return common.GetValidationContextSdsSecretConfig() != nil || v.GetTrustedCa() != nil || v.GetCaCertificateProviderInstance() != nil
 }
 
 // sanAccepted applies a validation context's subject alternative name matchers to a peer's

@@ -16,6 +16,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -201,14 +202,26 @@ func commonTLS(src certSource, trustDomain string, matchPeer bool) *tlsv3.Common
 
 // upstreamTLS originates mTLS. It sets no alpn_protocols: Envoy then offers the protocol of the
 // connection pool, h2 or http/1.1, as the cluster's protocol options select it
-// (conn_pool_base.cc wrapTransportSocketOptions; a configured list would override it).
-func upstreamTLS(src certSource, trustDomain string) *corev3.TransportSocket {
-	return &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{
-		TypedConfig: packed(fmt.Sprintf("upstream-tls/%d/%s", src, trustDomain), func() proto.Message {
-			return &tlsv3.UpstreamTlsContext{CommonTlsContext: commonTLS(src, trustDomain, true)}
-		}),
-	}}
+// (conn_pool_base.cc wrapTransportSocketOptions; a configured list would override it). sni, when
+// set, is the server name sent (wellknown.MeshSNI), by which a remote gateway passes the
+// connection through to the service's workloads.
+func upstreamTLS(src certSource, trustDomain, sni string) *corev3.TransportSocket {
+	a := packed(fmt.Sprintf("upstream-tls/%d/%s", src, trustDomain), func() proto.Message {
+		return &tlsv3.UpstreamTlsContext{CommonTlsContext: commonTLS(src, trustDomain, true)}
+	})
+	if sni != "" {
+		// The context without sni, followed by the encoded sni field, is the context with sni:
+		// protobuf's encoding merges concatenated messages, and fields in number order are what
+		// the deterministic marshaler writes (TestSNIAppendedAsMarshaled). Per cluster, this
+		// costs the name rather than a marshal of the whole context. Clip: the memo's bytes are
+		// shared, append must copy them.
+		a.Value = protowire.AppendString(protowire.AppendTag(slices.Clip(a.Value), upstreamSNIField, protowire.BytesType), sni)
+	}
+	return &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: a}}
 }
+
+// upstreamSNIField is the field number of UpstreamTlsContext.sni.
+const upstreamSNIField = 2
 
 // downstreamTLS terminates mTLS. Envoy's server negotiates ALPN only with alpn_protocols set;
 // without it a client offering h2 gets no protocol and relies on Envoy inferring HTTP/2 from the

@@ -8,6 +8,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -15,10 +16,23 @@ import (
 	"github.com/crossgate-io/crossgate/translator/ir"
 )
 
-// gatewayBackend adds the cluster of one backend Service port and its endpoints.
+// gatewayBackend adds the cluster of one backend Service port of an HTTP route and its
+// endpoints: the gateway originates mTLS, as itself, to the workloads.
 func (b *builder) gatewayBackend(be *ir.Backend) {
 	name := GatewayClusterName(be.Cluster)
-	b.cluster(edsCluster(name, upstreamTLS(viaSDS, b.trustDomain), false, protocolFor(be.Protocol, slices.Values(be.Endpoints))))
+	b.cluster(edsCluster(name, upstreamTLS(viaSDS, b.trustDomain, ""), false, protocolFor(be.Protocol, slices.Values(be.Endpoints))))
+	b.backendEndpoints(name, be)
+}
+
+// passthroughBackend adds the cluster of one backend Service port of a TLS route and its
+// endpoints: the connection's bytes go on as they came (the caller's own TLS).
+func (b *builder) passthroughBackend(be *ir.Backend) {
+	name := PassthroughClusterName(be.Cluster)
+	b.cluster(edsCluster(name, nil, false, notHTTP))
+	b.backendEndpoints(name, be)
+}
+
+func (b *builder) backendEndpoints(name string, be *ir.Backend) {
 	cla, err := loadAssignment(name, []ir.Locality{{Priority: 0, Weight: 1, Endpoints: be.Endpoints}})
 	if err != nil {
 		b.fail(err)
@@ -26,52 +40,99 @@ func (b *builder) gatewayBackend(be *ir.Backend) {
 	b.endpoints(cla)
 }
 
-// gateway builds a gateway's configuration: one listener per port that takes both mTLS (callers'
-// sidecars from other clusters) and plaintext (direct access, like the walkthrough's curl to
-// HOST:81/cluster-1/httpbin-mesh), one route configuration per port, and an EDS cluster with mTLS
-// per backend Service port.
+// gateway builds a gateway's configuration: one listener per port, one route configuration per
+// port, and an EDS cluster per backend Service port. A listener tells connections apart by their
+// first bytes (tls_inspector): TLS goes by its server name to the filter chain of the TLS route
+// that takes the name, passed through to the route's backends without being terminated (this is
+// how workloads of other clusters reach exported services: mTLS from the caller's proxy to the
+// workload's); plaintext goes to the HTTP routes (direct access, like the walkthrough's curl to
+// HOST:81/cluster-1/httpbin-mesh), whose backends the gateway reaches with mTLS of its own. TLS
+// with a name no route takes matches no filter chain, and Envoy closes the connection.
 func (b *builder) gateway(g *ir.Gateway) {
 	for _, l := range g.Listeners {
-		rc := &routev3.RouteConfiguration{Name: l.Name, ValidateClusters: wrapperspb.Bool(false)}
-		for _, vh := range l.VirtualHosts {
-			v := &routev3.VirtualHost{Name: vh.Name, Domains: vh.Hostnames}
-			for _, r := range vh.Routes {
-				route, ok := b.gatewayRoute(r)
-				if ok {
-					v.Routes = append(v.Routes, route)
-				}
-				for i := range r.Backends {
-					if be := &r.Backends[i]; !be.Invalid && !b.seen[resourceName{"cluster", GatewayClusterName(be.Cluster)}] {
-						b.gatewayBackend(be)
-					}
-				}
-			}
-			if len(v.Routes) > 0 {
-				rc.VirtualHosts = append(rc.VirtualHosts, v)
-			}
-		}
-		b.route(rc)
-		manager := func() *listenerv3.Filter { return hcmFilter(hcm(hcmGateway, l.Name, rc.Name, nil)) }
-		b.listener(&listenerv3.Listener{
+		lst := &listenerv3.Listener{
 			Name:    l.Name,
 			Address: socketAddress("0.0.0.0", l.Port),
 			ListenerFilters: []*listenerv3.ListenerFilter{
 				{Name: "envoy.filters.listener.tls_inspector", ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: packed("tls-inspector", func() proto.Message { return &tlsinspectorv3.TlsInspector{} })}},
 			},
-			FilterChains: []*listenerv3.FilterChain{
-				{
-					Name:             "mtls",
-					FilterChainMatch: &listenerv3.FilterChainMatch{TransportProtocol: "tls"},
-					TransportSocket:  downstreamTLS(viaSDS, b.trustDomain),
-					Filters:          []*listenerv3.Filter{manager()},
-				},
-				{
-					Name:             "plaintext",
-					FilterChainMatch: &listenerv3.FilterChainMatch{TransportProtocol: "raw_buffer"},
-					Filters:          []*listenerv3.Filter{manager()},
-				},
-			},
-		})
+		}
+		for _, tr := range l.Passthrough {
+			lst.FilterChains = append(lst.FilterChains, b.passthroughChain(tr))
+		}
+		if l.Protocol == ir.HTTP {
+			rc := b.gatewayRoutes(l)
+			b.route(rc)
+			lst.FilterChains = append(lst.FilterChains, &listenerv3.FilterChain{
+				Name:             "plaintext",
+				FilterChainMatch: &listenerv3.FilterChainMatch{TransportProtocol: "raw_buffer"},
+				Filters:          []*listenerv3.Filter{hcmFilter(hcm(hcmGateway, l.Name, rc.Name, nil))},
+			})
+		}
+		b.listener(lst)
+	}
+}
+
+// gatewayRoutes is the route configuration of a listener's HTTP routes; it adds their clusters.
+func (b *builder) gatewayRoutes(l ir.Listener) *routev3.RouteConfiguration {
+	rc := &routev3.RouteConfiguration{Name: l.Name, ValidateClusters: wrapperspb.Bool(false)}
+	for _, vh := range l.VirtualHosts {
+		v := &routev3.VirtualHost{Name: vh.Name, Domains: vh.Hostnames}
+		for _, r := range vh.Routes {
+			route, ok := b.gatewayRoute(r)
+			if ok {
+				v.Routes = append(v.Routes, route)
+			}
+			for i := range r.Backends {
+				if be := &r.Backends[i]; !be.Invalid && !b.seen[resourceName{"cluster", GatewayClusterName(be.Cluster)}] {
+					b.gatewayBackend(be)
+				}
+			}
+		}
+		if len(v.Routes) > 0 {
+			rc.VirtualHosts = append(rc.VirtualHosts, v)
+		}
+	}
+	return rc
+}
+
+// passthroughChain is the filter chain of one TLS route: TLS whose server name the route takes
+// (any name for "*") goes to its backends by weight, as a TCP stream. An invalid backend's share
+// goes to a cluster that does not exist, where tcp_proxy closes the connection
+// (tcp_proxy.cc onNewConnection, "Cluster not found"), as Gateway API asks.
+func (b *builder) passthroughChain(tr ir.TLSRoute) *listenerv3.FilterChain {
+	match := &listenerv3.FilterChainMatch{TransportProtocol: "tls"}
+	if !slices.Contains(tr.Hostnames, "*") {
+		match.ServerNames = tr.Hostnames
+	}
+	cluster := func(be ir.Backend) string {
+		if be.Invalid {
+			return invalidBackendCluster
+		}
+		if !b.seen[resourceName{"cluster", PassthroughClusterName(be.Cluster)}] {
+			b.passthroughBackend(&be)
+		}
+		return PassthroughClusterName(be.Cluster)
+	}
+	tp := &tcpproxyv3.TcpProxy{StatPrefix: tr.Name}
+	switch len(tr.Backends) {
+	case 0:
+		tp.ClusterSpecifier = &tcpproxyv3.TcpProxy_Cluster{Cluster: invalidBackendCluster}
+	case 1:
+		tp.ClusterSpecifier = &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster(tr.Backends[0])}
+	default:
+		wc := &tcpproxyv3.TcpProxy_WeightedCluster{}
+		for _, be := range tr.Backends {
+			wc.Clusters = append(wc.Clusters, &tcpproxyv3.TcpProxy_WeightedCluster_ClusterWeight{Name: cluster(be), Weight: be.Weight})
+		}
+		tp.ClusterSpecifier = &tcpproxyv3.TcpProxy_WeightedClusters{WeightedClusters: wc}
+	}
+	return &listenerv3.FilterChain{
+		Name:             tr.Name,
+		FilterChainMatch: match,
+		Filters: []*listenerv3.Filter{{Name: "envoy.filters.network.tcp_proxy", ConfigType: &listenerv3.Filter_TypedConfig{
+			TypedConfig: mustAny(tp),
+		}}},
 	}
 }
 

@@ -75,6 +75,10 @@ func inboundClusterName(port uint32) string { return "inbound/" + strconv.Format
 // GatewayClusterName names a gateway's cluster for a backend key ns/name:port.
 func GatewayClusterName(key string) string { return "gateway/" + key }
 
+// PassthroughClusterName names a gateway's cluster for the backend key ns/name:port of a TLS
+// route: connections to it are passed through, not terminated.
+func PassthroughClusterName(key string) string { return "passthrough/" + key }
+
 // ServerListenerName is the name of a proxyless server's listener for its listening address.
 func ServerListenerName(host string, port uint32) string {
 	return fmt.Sprintf(ServerListenerTemplate, net.JoinHostPort(host, strconv.FormatUint(uint64(port), 10)))

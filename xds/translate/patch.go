@@ -31,3 +31,11 @@ func GatewayBackend(trustDomain string, be *ir.Backend) (*resources.Resources, e
 	b.gatewayBackend(be)
 	return b.finish(), errors.Join(b.errs...)
 }
+
+// PassthroughBackend builds the cluster and endpoints of one backend of a gateway's TLS route, as
+// Build does.
+func PassthroughBackend(trustDomain string, be *ir.Backend) (*resources.Resources, error) {
+	b := newBuilder(trustDomain)
+	b.passthroughBackend(be)
+	return b.finish(), errors.Join(b.errs...)
+}

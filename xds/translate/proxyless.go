@@ -68,17 +68,20 @@ func (b *builder) proxylessOutbound(outbound []ir.OutboundService, known []*endp
 				ApiListener: &listenerv3.ApiListener{ApiListener: &anypb.Any{TypeUrl: m.TypeUrl, Value: m.Value}},
 			})
 		}
-		b.proxylessCluster(cluster, o.RetryOtherPriority, o.Localities, byName)
+		b.proxylessCluster(cluster, o.SNI, o.RetryOtherPriority, o.Localities, byName)
 		if local := localOnly(o); local != nil {
-			b.proxylessCluster(local.name, false, local.localities, byName)
+			b.proxylessCluster(local.name, "", false, local.localities, byName)
 		}
 	}
 }
 
 // proxylessCluster adds a cluster for grpc-go and its endpoints, reusing those built for the
-// sidecar (known) when there are.
-func (b *builder) proxylessCluster(name string, eject bool, ls []ir.Locality, known map[string]*endpointv3.ClusterLoadAssignment) {
-	b.cluster(edsCluster(name, upstreamTLS(viaProvider, b.trustDomain), eject, notHTTP))
+// sidecar (known) when there are. grpc-go sends the cluster's sni only with
+// GRPC_EXPERIMENTAL_XDS_SNI=true in its environment (gRFC A101;
+// internal/xds/xdsclient/xdsresource/unmarshal_cds.go), which the injector and the sandbox set for
+// proxyless workloads: without it a call to another cluster finds no route at the gateway.
+func (b *builder) proxylessCluster(name, sni string, eject bool, ls []ir.Locality, known map[string]*endpointv3.ClusterLoadAssignment) {
+	b.cluster(edsCluster(name, upstreamTLS(viaProvider, b.trustDomain, sni), eject, notHTTP))
 	if cla := known[name]; cla != nil {
 		b.res.Endpoints = append(b.res.Endpoints, cla) // built and validated for the sidecar
 		return

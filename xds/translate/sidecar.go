@@ -46,14 +46,14 @@ func (b *builder) sidecarOutbound(outbound []ir.OutboundService) {
 		}
 		byPort[o.Port] = append(byPort[o.Port], o)
 		name := OutboundClusterName(o.Key())
-		b.cluster(edsCluster(name, upstreamTLS(viaSDS, b.trustDomain), o.RetryOtherPriority || spreads(o), protocolFor(o.Protocol, localEndpoints(o.Localities))))
+		b.cluster(edsCluster(name, upstreamTLS(viaSDS, b.trustDomain, o.SNI), o.RetryOtherPriority || spreads(o), protocolFor(o.Protocol, localEndpoints(o.Localities))))
 		cla, err := loadAssignment(name, o.Localities)
 		if err != nil {
 			b.fail(err)
 		}
 		b.endpoints(cla)
 		if local := localOnly(o); local != nil {
-			b.cluster(edsCluster(local.name, upstreamTLS(viaSDS, b.trustDomain), false, protocolFor(o.Protocol, localEndpoints(local.localities))))
+			b.cluster(edsCluster(local.name, upstreamTLS(viaSDS, b.trustDomain, ""), false, protocolFor(o.Protocol, localEndpoints(local.localities))))
 			cla, err := loadAssignment(local.name, local.localities)
 			if err != nil {
 				b.fail(err)
@@ -183,35 +183,29 @@ func (b *builder) outboundPort(port uint32, svcs []*ir.OutboundService) {
 }
 
 // outboundRoutes is the route configuration of one HTTP service port: every request on a
-// connection to the service goes to its cluster. When a remote cluster's gateway may take the
-// request, a Host that gateway does not route (a short name, a ClusterIP, this cluster's DNS
-// domain, anything else) is rewritten to one it routes; the mesh names it routes keep the
-// caller's Host.
+// connection to the service goes to its cluster, with the Host the caller sent (a remote
+// cluster's workload gets the request through its gateway as a local caller's request).
 //
 // When the caller may send only some requests to the remote clusters (o.RemoteRules, policy
 // mode), those requests are routed as above and the others go to the local endpoints alone, or
-// get 403 when there are none: the remote workloads admit what their gateway forwards, so this
-// is where the caller's TrafficTarget rules hold for a cross-cluster call.
+// get 403 when there are none: the caller's cluster applies its own TrafficTarget rules here,
+// before the request leaves, and the remote workload's proxy applies its cluster's.
 func outboundRoutes(o *ir.OutboundService) *routev3.RouteConfiguration {
-	route := func(rewrite string) []*routev3.Route {
-		action := &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: OutboundClusterName(o.Key())}, Timeout: noTimeout()}
-		switch {
-		case o.RetryOtherPriority:
-			action.RetryPolicy = failoverRetry()
-		case spreads(o):
-			action.RetryPolicy = otherHostRetry()
-		}
-		if rewrite != "" {
-			action.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: rewrite}
-		}
-		if len(o.RemoteRules) == 0 {
-			return []*routev3.Route{{
-				Name:   o.Key(),
-				Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-				Action: &routev3.Route_Route{Route: action},
-			}}
-		}
-		var routes []*routev3.Route
+	action := &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: OutboundClusterName(o.Key())}, Timeout: noTimeout()}
+	switch {
+	case o.RetryOtherPriority:
+		action.RetryPolicy = failoverRetry()
+	case spreads(o):
+		action.RetryPolicy = otherHostRetry()
+	}
+	var routes []*routev3.Route
+	if len(o.RemoteRules) == 0 {
+		routes = []*routev3.Route{{
+			Name:   o.Key(),
+			Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+			Action: &routev3.Route_Route{Route: action},
+		}}
+	} else {
 		for i, rule := range o.RemoteRules {
 			m, err := ruleMatch(rule, true)
 			if err != nil {
@@ -219,18 +213,12 @@ func outboundRoutes(o *ir.OutboundService) *routev3.RouteConfiguration {
 			}
 			routes = append(routes, &routev3.Route{Name: fmt.Sprintf("%s/rule-%d", o.Key(), i), Match: m, Action: &routev3.Route_Route{Route: action}})
 		}
-		return append(routes, notRemote(o))
+		routes = append(routes, notRemote(o))
 	}
-	rc := &routev3.RouteConfiguration{Name: outboundRouteName(o.Key()), ValidateClusters: wrapperspb.Bool(false)}
-	if o.HostRewrite == "" {
-		rc.VirtualHosts = []*routev3.VirtualHost{{Name: o.Key(), Domains: []string{"*"}, Routes: route("")}}
-		return rc
+	return &routev3.RouteConfiguration{
+		Name: outboundRouteName(o.Key()), ValidateClusters: wrapperspb.Bool(false),
+		VirtualHosts: []*routev3.VirtualHost{{Name: o.Key(), Domains: []string{"*"}, Routes: routes}},
 	}
-	rc.VirtualHosts = []*routev3.VirtualHost{
-		{Name: o.Key(), Domains: []string{o.Name + "." + o.Namespace, o.Name + "." + o.Namespace + ".svc"}, Routes: route("")},
-		{Name: o.Key() + "/rewrite", Domains: []string{"*"}, Routes: route(o.HostRewrite)},
-	}
-	return rc
 }
 
 // notRemote is the last route of a service whose remote localities take only some requests:

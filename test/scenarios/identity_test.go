@@ -1,0 +1,121 @@
+package scenarios
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/crossgate-io/crossgate/wellknown"
+	"github.com/crossgate-io/crossgate/xds/simulate"
+)
+
+// Identity end to end (issue 18): a caller's proxy opens mTLS, as the caller, to the workload of
+// another cluster; that cluster's gateway passes it through by its server name; the workload's
+// proxy terminates it and applies its own cluster's TrafficTargets to the caller.
+
+// producerPolicy is cluster-2 of policy-remote-rules (policy mode: curl/curl may GET or HEAD
+// /status/.*, curl/admin anything) calling cluster-1 of export-policy-mode (policy mode: curl/curl
+// may GET anything), whose gateway is 192.168.1.110:81.
+func producerPolicy(t *testing.T) (*mesh, *world) {
+	t.Helper()
+	c2w := loadWorld(t, "policy-remote-rules")
+	c1w := loadWorld(t, "export-policy-mode")
+	return &mesh{
+		worlds:   []*world{c2w, c1w},
+		gateways: map[string]gatewayAt{gatewayC1: {c1w, "crossgate-system/crossgate-gateway", 80}},
+	}, c2w
+}
+
+// hopAt is the first hop whose description starts with prefix.
+func hopAt(p *path, prefix string) *hop {
+	for i := range p.hops {
+		if strings.HasPrefix(p.hops[i].at, prefix) {
+			return &p.hops[i]
+		}
+	}
+	return nil
+}
+
+// The destination's proxy sees the caller, not the gateway: the exporting cluster's TrafficTarget
+// admits curl/curl of cluster-2 and refuses curl/admin of cluster-2, which its own cluster allows
+// everything. A call passes only when both clusters' policies allow it.
+func TestProducerSidePolicy(t *testing.T) {
+	m, w := producerPolicy(t)
+	to := func(pod, method, urlPath string) call {
+		return call{from: w, pod: pod, dst: "10.97.0.30:8080", host: "httpbin.httpbin:8080", method: method, urlPath: urlPath, pick: endpointIn("cluster-1")}
+	}
+	const inbound = "sidecar httpbin/httpbin of export-policy-mode (inbound)"
+	for _, tc := range []struct {
+		name     string
+		c        call
+		ok       bool
+		deniedBy string // the hop that refuses
+	}{
+		{"both clusters allow curl GET /status/200", to("curl/curl-1", "GET", "/status/200"), true, ""},
+		{"the caller's cluster allows HEAD, the exporter's does not", to("curl/curl-1", "HEAD", "/status/418"), false, inbound},
+		{"the caller's cluster allows admin anything, the exporter admits curl only", to("curl/admin-1", "GET", "/status/200"), false, inbound},
+		{"the caller's cluster refuses before the request leaves", to("curl/curl-1", "POST", "/status/200"), false, "sidecar curl/curl of policy-remote-rules"},
+		{"a gRPC call of curl/admin through grpc-go is refused by the exporter", call{from: w, pod: "curl/admin-1", grpc: true, host: "httpbin.httpbin:8080", method: "POST", urlPath: "/hello.Greeter/SayHello", pick: endpointIn("cluster-1")}, false, inbound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := m.send(t, tc.c)
+			if tc.ok {
+				wantReached(t, p, "httpbin/httpbin of export-policy-mode")
+			} else {
+				wantFailed(t, p, "403")
+				if h := hopAt(p, tc.deniedBy); h == nil || h.result == nil || (!h.result.Denied && h.result.DirectResponse == 0) {
+					t.Errorf("want %s to refuse, got:\n%s", tc.deniedBy, p)
+				}
+			}
+			if tc.deniedBy == inbound || tc.ok {
+				// The gateway passed the caller's TLS through, untouched, by its server name.
+				g := hopAt(p, "gateway crossgate-system/crossgate-gateway")
+				if g == nil || g.result.FilterChain != "tlsroute/httpbin/httpbin.mesh-8080" {
+					t.Errorf("the gateway did not pass the connection through:\n%s", p)
+				}
+			}
+		})
+	}
+}
+
+// Nothing reaches a mesh service through a gateway's LoadBalancer port without being a workload
+// of the set: plaintext with a mesh Host finds no route (only the export's direct paths are
+// served in plaintext), TLS without the server name of an exported port finds no filter chain,
+// and TLS with one is passed through to the workload's proxy, which refuses a client without a
+// certificate of the set's CA. Both in permissive mode (gateway-export-routes) and in policy mode.
+func TestNoAnonymousWayIn(t *testing.T) {
+	for _, exporter := range []string{"gateway-export-routes", "export-policy-mode"} {
+		t.Run(exporter, func(t *testing.T) {
+			w := loadWorld(t, exporter)
+			m := &mesh{worlds: []*world{w}, gateways: map[string]gatewayAt{gatewayC1: {w, "crossgate-system/crossgate-gateway", 80}}}
+			send := func(req simulate.Request) *path {
+				p := &path{}
+				if req.Method == "" {
+					req.Method, req.Path = "GET", "/get"
+				}
+				return m.toAddress(t, p, w, mustAddrPort(gatewayC1), req)
+			}
+			sni := wellknown.MeshSNI("httpbin", "httpbin", 8080)
+			for _, tc := range []struct {
+				name string
+				req  simulate.Request
+				why  string
+			}{
+				{"plaintext with a mesh Host", simulate.Request{Host: "httpbin.httpbin:8080"}, "404"},
+				{"plaintext with the full mesh name", simulate.Request{Host: "httpbin.httpbin.svc.cluster.local"}, "404"},
+				{"TLS without a server name", simulate.Request{TLS: true, ALPN: []string{"http/1.1"}, Source: "spiffe://cluster.local/ns/curl/sa/curl"}, "no filter chain"},
+				{"TLS to a port that is not exported", simulate.Request{TLS: true, SNI: wellknown.MeshSNI("httpbin", "httpbin", 9999), Source: "spiffe://cluster.local/ns/curl/sa/curl"}, "no filter chain"},
+				{"TLS to a service that is not exported", simulate.Request{TLS: true, SNI: wellknown.MeshSNI("kube-system", "kube-dns", 53), Source: "spiffe://cluster.local/ns/curl/sa/curl"}, "no filter chain"},
+				{"TLS with the server name and no certificate", simulate.Request{TLS: true, SNI: sni, ALPN: []string{"http/1.1"}}, "presents none"},
+				{"TLS with the server name and another CA's certificate", simulate.Request{TLS: true, SNI: sni, ALPN: []string{"http/1.1"}, Source: "spiffe://cluster.local/ns/curl/sa/curl", ForeignCA: true}, "does not trust the issuer"},
+			} {
+				p := send(tc.req)
+				if p.failed == "" || !strings.Contains(p.String(), tc.why) {
+					t.Errorf("%s: want it refused (%s), got:\n%s", tc.name, tc.why, p)
+				}
+			}
+			// The export's direct path is its declared plaintext entry.
+			p := send(simulate.Request{Host: "192.168.1.110:81", Method: "GET", Path: "/cluster-1/httpbin-mesh/get"})
+			wantReached(t, p, "httpbin/httpbin of "+exporter)
+		})
+	}
+}
