@@ -14,8 +14,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/crossgate-io/crossgate/inject"
+	"github.com/crossgate-io/crossgate/translator"
 )
 
 func render(t *testing.T, sets ...string) []*unstructured.Unstructured {
@@ -137,6 +139,12 @@ func TestTemplateGatewayPorts(t *testing.T) {
 	gw := find[unstructured.Unstructured](t, render(t, "gateway.lbPort=81", "gateway.nodePort=30080"), "Gateway", "crossgate-gateway")
 	if a := gw.GetAnnotations(); a["crossgate.io/lb-port"] != "81" || a["crossgate.io/node-port"] != "30080" {
 		t.Errorf("annotations %v", a)
+	}
+	// The listeners the sandbox and the tests declare: direct HTTP, and TLS passthrough for the
+	// exports' TLSRoutes.
+	typed := find[gatewayv1.Gateway](t, render(t), "Gateway", "crossgate-gateway")
+	if want := translator.GatewayListeners(80); !equality.Semantic.DeepEqual(typed.Spec.Listeners, want) {
+		t.Errorf("listeners %+v, want %+v", typed.Spec.Listeners, want)
 	}
 }
 

@@ -28,6 +28,7 @@ import (
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	"github.com/crossgate-io/crossgate/membership"
 	"github.com/crossgate-io/crossgate/sandbox/proxy"
+	"github.com/crossgate-io/crossgate/translator"
 	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/identity"
 )
@@ -291,15 +292,11 @@ func install(ctx context.Context, c *Cluster, root *identity.CA, gatewayPort int
 		},
 	}
 	if gatewayPort > 0 {
-		all := gatewayv1.NamespacesFromAll
 		objs = append(objs,
 			&gatewayv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: GatewayClass}, Spec: gatewayv1.GatewayClassSpec{ControllerName: wellknown.ControllerName}},
 			&gatewayv1.Gateway{
 				ObjectMeta: metav1.ObjectMeta{Namespace: SystemNamespace, Name: GatewayName, Annotations: map[string]string{"crossgate.io/lb-port": strconv.Itoa(gatewayPort)}},
-				Spec: gatewayv1.GatewaySpec{GatewayClassName: GatewayClass, Listeners: []gatewayv1.Listener{{
-					Name: "http", Port: 80, Protocol: gatewayv1.HTTPProtocolType,
-					AllowedRoutes: &gatewayv1.AllowedRoutes{Namespaces: &gatewayv1.RouteNamespaces{From: &all}},
-				}}},
+				Spec:       gatewayv1.GatewaySpec{GatewayClassName: GatewayClass, Listeners: translator.GatewayListeners(80)},
 			})
 	}
 	for _, o := range objs {

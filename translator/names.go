@@ -35,6 +35,22 @@ func GatewayIdentity(namespace, name string) ir.Identity {
 	return ir.Identity{Namespace: namespace, ServiceAccount: wellknown.GatewayServiceAccount(name)}
 }
 
+// GatewayListeners are the listeners of the Gateway exported services attach to, as the chart and
+// the sandbox declare it: "http", plaintext HTTP for the exports' direct routes (HTTPRoutes), and
+// "mesh", TLS in Passthrough mode for the exports' TLSRoutes (callers of other clusters), both on
+// port, taking routes from every namespace. The gateway tells the two apart by their first bytes.
+func GatewayListeners(port gatewayv1.PortNumber) []gatewayv1.Listener {
+	all := gatewayv1.NamespacesFromAll
+	passthrough := gatewayv1.TLSModePassthrough
+	allowed := func() *gatewayv1.AllowedRoutes {
+		return &gatewayv1.AllowedRoutes{Namespaces: &gatewayv1.RouteNamespaces{From: &all}}
+	}
+	return []gatewayv1.Listener{
+		{Name: "http", Port: port, Protocol: gatewayv1.HTTPProtocolType, AllowedRoutes: allowed()},
+		{Name: "mesh", Port: port, Protocol: gatewayv1.TLSProtocolType, TLS: &gatewayv1.ListenerTLSConfig{Mode: &passthrough}, AllowedRoutes: allowed()},
+	}
+}
+
 // meshHostnames are the names callers use for a service.
 func meshHostnames(name, namespace, domain string) []string {
 	return []string{

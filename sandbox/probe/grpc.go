@@ -13,6 +13,9 @@ import (
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/xds"
 
+	// grpc-go sends the clusters' server names (wellknown.MeshSNI), by which remote gateways
+	// pass calls through to their workloads.
+	_ "github.com/crossgate-io/crossgate/internal/grpcsni"
 	"github.com/crossgate-io/crossgate/sandbox/grpcxds"
 	"github.com/crossgate-io/crossgate/sandbox/network"
 )

@@ -1,11 +1,13 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -447,9 +449,9 @@ func (p *Proxy) dialAddress(ctx context.Context, ep string) (string, error) {
 }
 
 // transport is the connection pool of an upstream protocol: HTTP/1.1 or HTTP/2 (h2c without
-// TLS), with mTLS offering the ALPN the cluster's configuration gives.
+// TLS), with mTLS offering the ALPN and sending the server name the cluster's configuration gives.
 func (p *Proxy) transport(up simulate.Upstream) *http.Transport {
-	key := fmt.Sprintf("%s|%v|%v", up.Protocol, up.TLS, up.ALPN)
+	key := fmt.Sprintf("%s|%v|%v|%s", up.Protocol, up.TLS, up.ALPN, up.SNI)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if t := p.transports[key]; t != nil {
@@ -470,17 +472,17 @@ func (p *Proxy) transport(up simulate.Upstream) *http.Transport {
 		MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second,
 	}
 	if up.TLS {
-		t.TLSClientConfig = p.upstreamTLS(up.ALPN)
+		t.TLSClientConfig = p.upstreamTLS(up.ALPN, up.SNI)
 	}
 	p.transports[key] = t
 	return t
 }
 
 // upstreamTLS originates mTLS with the proxy's certificate, checking the peer's chain against
-// the set's root (identities are SPIFFE URIs, not host names), offering alpn.
-func (p *Proxy) upstreamTLS(alpn []string) *tls.Config {
+// the set's root (identities are SPIFFE URIs, not host names), offering alpn, sending sni.
+func (p *Proxy) upstreamTLS(alpn []string, sni string) *tls.Config {
 	return &tls.Config{
-		MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{p.cert}, NextProtos: alpn,
+		MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{p.cert}, NextProtos: alpn, ServerName: sni,
 		InsecureSkipVerify: true, // replaced by the chain check below: no host name to match
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			if len(cs.PeerCertificates) == 0 {
@@ -562,4 +564,58 @@ func (p *Proxy) pickEndpoint(cl *simulate.Cluster, prio int, healthy func(string
 	n := p.endpointN[key(c)]
 	p.endpointN[key(c)] = n + 1
 	return c.eps[n%len(c.eps)]
+}
+
+// serveTLS is a gateway's handling of a TLS connection, which it never terminates: the model
+// picks the filter chain by the ClientHello's server name and ALPN (tls_inspector); a TLS route's
+// chain sends the connection, bytes untouched, to an endpoint of its backend (tcp_proxy); any
+// other outcome closes it, as Envoy does when no filter chain matches or the cluster is missing.
+func (p *Proxy) serveTLS(c net.Conn, br *bufio.Reader) {
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	sni, alpn, err := PeekClientHello(br)
+	_ = c.SetReadDeadline(time.Time{})
+	if err != nil {
+		p.opts.Log.Debug("connection closed", "reason", err)
+		return
+	}
+	res := p.cfg.proxy().Simulate(simulate.Request{TLS: true, SNI: sni, ALPN: alpn, Protocol: simulate.TCP, Port: p.opts.ListenerPort})
+	if res.Denied || res.DirectResponse != 0 {
+		p.opts.Log.Debug("connection closed", "sni", sni, "reason", res.DenyReason)
+		return
+	}
+	cl := p.pickCluster(res.Clusters)
+	if cl == nil || cl.Missing || cl.Upstream.TLS || cl.Upstream.Protocol != simulate.TCP {
+		p.opts.Log.Debug("connection closed: no cluster passes it through", "sni", sni)
+		return
+	}
+	_, ep := p.choose(cl, false, false, nil, nil)
+	if ep == "" {
+		p.opts.Log.Debug("connection closed: no healthy endpoint", "sni", sni, "cluster", cl.Name)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	addr, err := p.dialAddress(ctx, ep)
+	if err != nil {
+		return
+	}
+	up, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		p.opts.Log.Debug("upstream connect error", "sni", sni, "endpoint", ep, "error", err)
+		return
+	}
+	defer up.Close()
+	go func() {
+		_, _ = io.Copy(up, br) // the ClientHello first: it was only peeked
+		closeWrite(up)
+	}()
+	_, _ = io.Copy(c, up) // until the upstream closes; then both connections are closed
+}
+
+// closeWrite half-closes a TCP connection, as tcp_proxy passes a half-close on.
+func closeWrite(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
 }

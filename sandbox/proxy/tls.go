@@ -2,18 +2,24 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sync"
 	"time"
 )
 
-// Listener wraps ln so that the proxy takes TLS as well as plaintext on one port, as the
-// gateway's Envoy does (an mTLS filter chain for mesh peers beside the plaintext one): a
-// connection that starts with a TLS handshake is terminated with the proxy's certificate,
-// verifying a client certificate from the set's root when one is presented.
+// Listener wraps ln so that the proxy takes TLS as well as plaintext on one port, as Envoy does
+// with tls_inspector. A sidecar's inbound side terminates a connection that starts with a TLS
+// handshake with the proxy's certificate, verifying a client certificate from the set's root
+// when one is presented. A gateway never terminates TLS: it reads the server name and ALPN of
+// the ClientHello, and passes the connection through, bytes untouched, where the model sends
+// it (a TLS route's backend), or closes it (serveTLS). Plaintext is served as HTTP.
 func (p *Proxy) Listener(ln net.Listener) (net.Listener, error) {
 	pair, err := tls.X509KeyPair(p.opts.XDS.Certificate.CertPEM, p.opts.XDS.Certificate.KeyPEM)
 	if err != nil {
@@ -26,17 +32,22 @@ func (p *Proxy) Listener(ln net.Listener) (net.Listener, error) {
 		ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: pool, NextProtos: []string{"h2", "http/1.1"},
 	}
 	s := &sniffListener{Listener: ln, tls: cfg, conns: make(chan net.Conn), done: make(chan struct{})}
+	if p.opts.Role == Gateway {
+		s.passthrough = p.serveTLS
+	}
 	go s.run()
 	return s, nil
 }
 
 type sniffListener struct {
 	net.Listener
-	tls   *tls.Config
-	conns chan net.Conn
-	once  sync.Once
-	done  chan struct{}
-	err   error
+	tls *tls.Config
+	// passthrough, when set, takes every TLS connection instead of terminating it.
+	passthrough func(c net.Conn, br *bufio.Reader)
+	conns       chan net.Conn
+	once        sync.Once
+	done        chan struct{}
+	err         error
 }
 
 func (s *sniffListener) run() {
@@ -47,7 +58,7 @@ func (s *sniffListener) run() {
 			return
 		}
 		go func() {
-			br := bufio.NewReader(c)
+			br := bufio.NewReaderSize(c, maxClientHello)
 			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 			head, err := br.Peek(1)
 			_ = c.SetReadDeadline(time.Time{})
@@ -56,7 +67,11 @@ func (s *sniffListener) run() {
 				return
 			}
 			var out net.Conn = &bufConn{Conn: c, r: br}
-			if head[0] == 0x16 {
+			if head[0] == recordTypeHandshake {
+				if s.passthrough != nil {
+					s.passthrough(c, br)
+					return
+				}
 				out = tls.Server(out, s.tls)
 			}
 			select {
@@ -96,3 +111,54 @@ func peerIdentity(r *http.Request) string {
 	}
 	return ""
 }
+
+// recordTypeHandshake starts a TLS record of the handshake protocol (RFC 8446 5.1), the first
+// byte of every TLS connection; maxClientHello is the largest record, its header included.
+const (
+	recordTypeHandshake = 0x16
+	maxClientHello      = 5 + 1<<14
+)
+
+// PeekClientHello reads the server name and ALPN protocols of the ClientHello at the head of br
+// without consuming it, as Envoy's tls_inspector does (a ClientHello in one record). crypto/tls
+// parses it: a server handshake over a copy of the record stops once it has the hello.
+func PeekClientHello(br *bufio.Reader) (sni string, alpn []string, err error) {
+	head, err := br.Peek(5)
+	if err != nil {
+		return "", nil, err
+	}
+	if head[0] != recordTypeHandshake {
+		return "", nil, errors.New("not a TLS handshake")
+	}
+	record, err := br.Peek(5 + (int(head[3])<<8 | int(head[4])))
+	if err != nil {
+		return "", nil, fmt.Errorf("reading the ClientHello: %w", err)
+	}
+	var hello *tls.ClientHelloInfo
+	stop := errors.New("hello read")
+	err = tls.Server(&helloConn{r: bytes.NewReader(record)}, &tls.Config{
+		GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+			hello = h
+			return nil, stop
+		},
+	}).Handshake()
+	if hello == nil {
+		return "", nil, fmt.Errorf("parsing the ClientHello: %w", err)
+	}
+	return hello.ServerName, hello.SupportedProtos, nil
+}
+
+// helloConn is a connection that reads a recorded ClientHello and discards what is written.
+type helloConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *helloConn) Read(b []byte) (int, error)       { return c.r.Read(b) }
+func (c *helloConn) Write(b []byte) (int, error)      { return len(b), nil }
+func (c *helloConn) Close() error                     { return nil }
+func (c *helloConn) SetDeadline(time.Time) error      { return nil }
+func (c *helloConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *helloConn) SetWriteDeadline(time.Time) error { return nil }
+func (c *helloConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (c *helloConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }

@@ -35,7 +35,6 @@ func RunB4(clients, edits int, quiet time.Duration) ([]*Line, error) {
 	}
 	defer sb.Stop()
 	c := sb.Clusters[0].Client
-	all := gatewayv1.NamespacesFromAll
 	port := gatewayv1.PortNumber(8080)
 	objs := []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "crossgate-system"}},
@@ -43,10 +42,7 @@ func RunB4(clients, edits int, quiet time.Duration) ([]*Line, error) {
 		&gatewayv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "crossgate"}, Spec: gatewayv1.GatewayClassSpec{ControllerName: translator.ControllerName}},
 		&gatewayv1.Gateway{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "crossgate-system", Name: "crossgate-gateway"},
-			Spec: gatewayv1.GatewaySpec{GatewayClassName: "crossgate", Listeners: []gatewayv1.Listener{{
-				Name: "http", Port: 80, Protocol: gatewayv1.HTTPProtocolType,
-				AllowedRoutes: &gatewayv1.AllowedRoutes{Namespaces: &gatewayv1.RouteNamespaces{From: &all}},
-			}}},
+			Spec: gatewayv1.GatewaySpec{GatewayClassName: "crossgate", Listeners: translator.GatewayListeners(80)},
 		},
 		&corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: "web"},

@@ -114,13 +114,9 @@ func World(s Size) *translator.Input {
 		}
 	}
 	in.GatewayClasses = []gatewayv1.GatewayClass{{ObjectMeta: metav1.ObjectMeta{Name: "crossgate"}, Spec: gatewayv1.GatewayClassSpec{ControllerName: translator.ControllerName}}}
-	all := gatewayv1.NamespacesFromAll
 	in.Gateways = []gatewayv1.Gateway{{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "crossgate-system", Name: "crossgate-gateway"},
-		Spec: gatewayv1.GatewaySpec{GatewayClassName: "crossgate", Listeners: []gatewayv1.Listener{{
-			Name: "http", Port: 80, Protocol: gatewayv1.HTTPProtocolType,
-			AllowedRoutes: &gatewayv1.AllowedRoutes{Namespaces: &gatewayv1.RouteNamespaces{From: &all}},
-		}}},
+		Spec: gatewayv1.GatewaySpec{GatewayClassName: "crossgate", Listeners: translator.GatewayListeners(80)},
 	}}
 	gwNS := gatewayv1.Namespace("crossgate-system")
 	for r := range s.HTTPRoutes {

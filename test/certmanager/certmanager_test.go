@@ -36,6 +36,7 @@ import (
 	"github.com/crossgate-io/crossgate/test/internal/cmtest"
 	"github.com/crossgate-io/crossgate/test/internal/poll"
 	"github.com/crossgate-io/crossgate/test/internal/sbtest"
+	"github.com/crossgate-io/crossgate/translator"
 	"github.com/crossgate-io/crossgate/xds/identity"
 	"github.com/crossgate-io/crossgate/xds/identity/certmanager"
 )
@@ -195,7 +196,6 @@ func TestControllerWithCertManager(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	all := gatewayv1.NamespacesFromAll
 	for _, o := range []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "fsm-system"}},
 		&flomeshv1alpha1.MeshConfig{
@@ -205,10 +205,7 @@ func TestControllerWithCertManager(t *testing.T) {
 		&gatewayv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "crossgate"}, Spec: gatewayv1.GatewayClassSpec{ControllerName: "crossgate.io/gateway-controller"}},
 		&gatewayv1.Gateway{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "crossgate-gateway"},
-			Spec: gatewayv1.GatewaySpec{GatewayClassName: "crossgate", Listeners: []gatewayv1.Listener{{
-				Name: "http", Port: 80, Protocol: gatewayv1.HTTPProtocolType,
-				AllowedRoutes: &gatewayv1.AllowedRoutes{Namespaces: &gatewayv1.RouteNamespaces{From: &all}},
-			}}},
+			Spec: gatewayv1.GatewaySpec{GatewayClassName: "crossgate", Listeners: translator.GatewayListeners(80)},
 		},
 	} {
 		if err := cl.Client.Create(ctx, o); err != nil {

@@ -139,7 +139,6 @@ func TestPublisherIncrementalEqualsFull(t *testing.T) {
 }
 
 func baseObjects() []client.Object {
-	all := gatewayv1.NamespacesFromAll
 	out := []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "crossgate-system"}},
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "fsm-system"}},
@@ -147,10 +146,7 @@ func baseObjects() []client.Object {
 		&gatewayv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "crossgate"}, Spec: gatewayv1.GatewayClassSpec{ControllerName: translator.ControllerName}},
 		&gatewayv1.Gateway{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "crossgate-system", Name: "crossgate-gateway"},
-			Spec: gatewayv1.GatewaySpec{GatewayClassName: "crossgate", Listeners: []gatewayv1.Listener{{
-				Name: "http", Port: 80, Protocol: gatewayv1.HTTPProtocolType,
-				AllowedRoutes: &gatewayv1.AllowedRoutes{Namespaces: &gatewayv1.RouteNamespaces{From: &all}},
-			}}},
+			Spec: gatewayv1.GatewaySpec{GatewayClassName: "crossgate", Listeners: translator.GatewayListeners(80)},
 		},
 	}
 	for _, ns := range namespaces {
