@@ -140,7 +140,7 @@ func (t *translation) attachTLS(r *gatewayv1.TLSRoute, pr gatewayv1.ParentRefere
 		return flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonUnsupportedValue), "A TLSRoute attaches to listeners of protocol TLS only; the parentRef names none.")
 	case !allowedAny:
 		return flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonNotAllowedByListeners),
-			"No TLS listener of the Gateway in Passthrough mode allows TLSRoutes from namespace %s.", r.Namespace)
+			"No TLS listener in Passthrough mode that the parentRef names allows TLSRoutes from namespace %s (crossgate serves no TLS listener in Terminate mode).", r.Namespace)
 	case !hostAny:
 		return flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonNoMatchingListenerHostname), "No hostname of the route matches a listener's hostname.")
 	}

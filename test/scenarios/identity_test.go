@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"maps"
 	"strings"
 	"testing"
 
@@ -117,5 +118,58 @@ func TestNoAnonymousWayIn(t *testing.T) {
 			p := send(simulate.Request{Host: "192.168.1.110:81", Method: "GET", Path: "/cluster-1/httpbin-mesh/get"})
 			wantReached(t, p, "httpbin/httpbin of "+exporter)
 		})
+	}
+}
+
+// TLSRoutes on a gateway: the older route keeps a name two routes claim, a wildcard takes the
+// names below it, connections are shared by weight (an unresolved backend's share is closed), a
+// name no route takes is closed, and a port with TLS listeners only takes no plaintext.
+func TestTLSRoutesPassThrough(t *testing.T) {
+	w := loadWorld(t, "gateway-tls-routes")
+	gw := w.out.Gateways["crossgate-system/crossgate-gateway"]
+	send := func(port uint32, tls bool, sni string) *simulate.Result {
+		return simulate.Simulate(gw, simulate.Request{Port: port, TLS: tls, SNI: sni, Protocol: simulate.TCP})
+	}
+	for _, tc := range []struct {
+		sni, chain string
+		clusters   map[string]uint32 // name: weight; missing clusters have weight 0 here
+	}{
+		{"db.example.com", "tlsroute/shop/db", map[string]uint32{"passthrough/shop/db:5432": 90, "passthrough/shop/db-canary:5432": 10}},
+		{"eu.db.example.com", "tlsroute/shop/db", map[string]uint32{"passthrough/shop/db:5432": 90, "passthrough/shop/db-canary:5432": 10}},
+		{"late.example.org", "tlsroute/shop/db-late", map[string]uint32{"passthrough/shop/db:5432": 1, "invalid-backend": 0}},
+	} {
+		r := send(80, true, tc.sni)
+		if r.Denied || r.FilterChain != tc.chain {
+			t.Errorf("%s: chain %q denied=%v (%s), want %s", tc.sni, r.FilterChain, r.Denied, r.DenyReason, tc.chain)
+			continue
+		}
+		got := map[string]uint32{}
+		for _, c := range r.Clusters {
+			if c.Missing {
+				got[c.Name] = 0
+			} else {
+				got[c.Name] = c.Weight
+			}
+			if !c.Missing && (c.Upstream.TLS || c.Upstream.Protocol != simulate.TCP) {
+				t.Errorf("%s: cluster %s does not pass the bytes through: %+v", tc.sni, c.Name, c.Upstream)
+			}
+		}
+		if !maps.Equal(got, tc.clusters) {
+			t.Errorf("%s: clusters %v, want %v", tc.sni, got, tc.clusters)
+		}
+	}
+	for _, tc := range []struct {
+		port uint32
+		tls  bool
+		sni  string
+	}{
+		{80, true, "nope.example.org"},
+		{80, true, ""},
+		{443, true, "eu.db.example.com"}, // the 443 listener takes *.example.com: db's exact name only
+		{443, false, ""},
+	} {
+		if r := send(tc.port, tc.tls, tc.sni); !r.Denied {
+			t.Errorf("port %d tls=%v %q: reached %+v, want the connection closed", tc.port, tc.tls, tc.sni, r.Clusters)
+		}
 	}
 }

@@ -46,6 +46,16 @@ var threats = []threat{
 		},
 	},
 	{
+		"a workload in another cluster of the set", "pass the exporting cluster's TrafficTargets as the gateway's identity",
+		"mTLS from the caller's proxy to the workload's, passed through the gateway by server name: the destination sees the caller",
+		map[string][]string{"test/scenarios": {"TestProducerSidePolicy"}, "test/proxyless": {"TestCallThroughPassthroughGateway"}},
+	},
+	{
+		"whoever reaches a gateway's LoadBalancer port", "reach every exported service with a mesh Host header, or with TLS from outside the set",
+		"plaintext serves the exports' direct paths only; TLS needs an exported port's server name and a certificate of the set's CA at the workload",
+		map[string][]string{"test/scenarios": {"TestNoAnonymousWayIn"}},
+	},
+	{
 		"a member's namespace user", "keep a cluster advertised for a Service it deleted",
 		"an export of crossgate's placeholder is invalid",
 		map[string][]string{

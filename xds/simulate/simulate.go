@@ -603,6 +603,23 @@ func (p *Proxy) networkFilters(c *connection, r *Result, fc *listenerv3.FilterCh
 			if err := f.GetTypedConfig().UnmarshalTo(tp); err != nil {
 				return deny(r, 0, "bad tcp_proxy: %v", err)
 			}
+			// One cluster, or several by weight, one picked per connection; a connection whose
+			// cluster is not defined is closed (tcp_proxy.proto cluster, weighted_clusters;
+			// tcp_proxy.cc onNewConnection "Cluster not found").
+			if wc := tp.GetWeightedClusters(); wc != nil {
+				missing := 0
+				for _, w := range wc.GetClusters() {
+					cl := p.resolveCluster(w.GetName(), w.GetWeight(), c, "")
+					if cl.Missing {
+						missing++
+					}
+					r.Clusters = append(r.Clusters, cl)
+				}
+				if missing == len(r.Clusters) {
+					return deny(r, 0, "no tcp_proxy cluster is defined: the connection is closed")
+				}
+				return r
+			}
 			cl := p.resolveCluster(tp.GetCluster(), 1, c, "")
 			r.Clusters = []Cluster{cl}
 			if cl.Missing {
