@@ -569,6 +569,132 @@ type grpcCaller struct {
 func (g *grpcCaller) Close() { g.GRPCCaller.Close(); _ = os.RemoveAll(g.dir) }
 
 func (e *Env) grpcCaller(ctx context.Context, target string) (*grpcCaller, error) {
+	return e.grpcCallerAs(ctx, target, "curl")
+}
+
+// IdentityOutcome is what ProducerPolicy saw.
+type IdentityOutcome struct {
+	// Counts of the HTTP calls (through each caller's stand-in sidecar) and the gRPC calls
+	// (grpc-go's xDS client) of curl/curl and curl/other of cluster-2, by answering cluster.
+	Curl, Other, CurlGRPC, OtherGRPC map[string]int
+	// Plaintext is the status cluster-1's gateway answers a plain HTTP request with the mesh
+	// Host httpbin.httpbin:8080 (0 when it closes the connection).
+	Plaintext int
+}
+
+// ProducerPolicy runs after the walkthrough (cluster-2 in policy mode, ActiveActive over the
+// three clusters): cluster-1 switches to policy mode with the walkthrough's curl-to-httpbin (only
+// curl/curl may call its httpbin), and cluster-2 lets a second identity, curl/other, call httpbin
+// everywhere. Calls cross the gateways as mTLS between the caller's proxy and the workload's, so
+// cluster-1 sees who calls: curl/curl is answered by the three clusters, curl/other by cluster-2
+// and cluster-3 only, over HTTP and over gRPC. A plain HTTP request to cluster-1's gateway with
+// httpbin's mesh name gets no answer from httpbin.
+func (e *Env) ProducerPolicy(ctx context.Context) (*IdentityOutcome, error) {
+	e.say("# Identity across clusters\n\n## cluster-2 lets curl/other call httpbin too, and both make gRPC calls")
+	// The gRPC calls are POSTs: a route group of their own, since httpbin-route allows GET only.
+	grpcRoute := `apiVersion: specs.smi-spec.io/v1alpha4
+kind: HTTPRouteGroup
+metadata: {name: grpc-route, namespace: httpbin}
+spec:
+  matches:
+  - {name: unary, pathRegex: /grpc.testing.TestService/UnaryCall, methods: [POST]}
+`
+	target := func(name, sa, source string, rules string) string {
+		return fmt.Sprintf(`---
+kind: TrafficTarget
+apiVersion: access.smi-spec.io/v1alpha3
+metadata: {name: %s, namespace: httpbin}
+spec:
+  destination: {kind: ServiceAccount, name: %s, namespace: httpbin}
+  rules: [%s]
+  sources: [{kind: ServiceAccount, name: %s, namespace: curl}]
+`, name, sa, rules, source)
+	}
+	const get, unary = "{kind: HTTPRouteGroup, name: httpbin-route, matches: [all]}", "{kind: HTTPRouteGroup, name: grpc-route, matches: [unary]}"
+	other := "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: other, namespace: curl}\n---\n" + grpcRoute +
+		target("other-to-httpbin", "default", "other", get+", "+unary) + target("other-to-ext-httpbin", "httpbin", "other", get+", "+unary) +
+		target("curl-grpc-to-httpbin", "default", "curl", unary) + target("curl-grpc-to-ext-httpbin", "httpbin", "curl", unary)
+	if _, err := e.kubectl(ctx, "cluster-2", other, "apply", "-f", "-"); err != nil {
+		return nil, err
+	}
+	e.say("## cluster-1 switches to policy mode: only curl/curl may call its httpbin")
+	if err := e.apply(ctx, "cluster-1", "curl-to-httpbin.yaml", "httpbin"); err != nil {
+		return nil, err
+	}
+	if _, err := e.kubectl(ctx, "cluster-1", grpcRoute+target("curl-grpc-to-httpbin", "default", "curl", unary), "apply", "-f", "-"); err != nil {
+		return nil, err
+	}
+	if _, err := e.kubectl(ctx, "cluster-1", "", "patch", "meshconfig", sandbox.MeshConfigName, "-n", sandbox.MeshNamespace,
+		"-p", `{"spec":{"traffic":{"enablePermissiveTrafficPolicyMode":false}}}`, "--type=merge"); err != nil {
+		return nil, err
+	}
+	out := &IdentityOutcome{}
+	for _, sa := range []string{"curl", "other"} {
+		c := e.cluster("cluster-2")
+		cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+		if err != nil {
+			return nil, err
+		}
+		caller, err := probe.NewCaller(ctx, probe.Options{Config: cfg, XDS: c.XDS, Namespace: "curl", ServiceAccount: sa})
+		if err != nil {
+			return nil, err
+		}
+		counts, err := e.identityCalls(ctx, "curl/"+sa, sa == "other", func() probe.Answer { return caller.Get(ctx, "http://httpbin.httpbin:8080/") })
+		caller.Close()
+		if err != nil {
+			return nil, err
+		}
+		gc, err := e.grpcCallerAs(ctx, "httpbin.httpbin:8080", sa)
+		if err != nil {
+			return nil, err
+		}
+		grpcCounts, err := e.identityCalls(ctx, "curl/"+sa+" over gRPC", sa == "other", func() probe.Answer { return gc.Call(ctx) })
+		gc.Close()
+		if err != nil {
+			return nil, err
+		}
+		if sa == "curl" {
+			out.Curl, out.CurlGRPC = counts, grpcCounts
+		} else {
+			out.Other, out.OtherGRPC = counts, grpcCounts
+		}
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d/", e.cluster("cluster-1").GatewayPort)
+	e.say("$ curl -s -H 'Host: httpbin.httpbin:8080' %s", url)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Host = "httpbin.httpbin:8080"
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		out.Plaintext = resp.StatusCode
+		_ = resp.Body.Close()
+	}
+	e.say("  %d", out.Plaintext)
+	return out, nil
+}
+
+// identityCalls makes Requests calls and counts them by answering cluster. For a caller that
+// cluster-1 refuses, the calls are counted once one fails (cluster-1's policy has reached its
+// proxy), or after 15 s.
+func (e *Env) identityCalls(ctx context.Context, who string, refused bool, call func() probe.Answer) (map[string]int, error) {
+	for deadline := time.Now().Add(settleWithin); refused && time.Now().Before(deadline) && !call().Failed(); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	e.say("$ crossgate probe --cluster cluster-2 --as %s -n %d http://httpbin.httpbin:8080/", who, e.Requests)
+	var answers []probe.Answer
+	for range e.Requests {
+		a := call()
+		answers = append(answers, a)
+		e.say("  %s", a)
+	}
+	counts, summary := probe.Summary(answers)
+	e.say("=> %s: %s\n", who, summary)
+	return counts, ctx.Err()
+}
+
+// grpcCallerAs is curl/<sa> of cluster-2 as a proxyless gRPC client of target (host:port).
+func (e *Env) grpcCallerAs(ctx context.Context, target, sa string) (*grpcCaller, error) {
 	c := e.cluster("cluster-2")
 	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
 	if err != nil {
@@ -578,7 +704,7 @@ func (e *Env) grpcCaller(ctx context.Context, target string) (*grpcCaller, error
 	if err != nil {
 		return nil, err
 	}
-	gc, err := probe.NewGRPCCaller(ctx, probe.Options{Config: cfg, XDS: c.XDS, Namespace: "curl", ServiceAccount: "curl"}, dir, target)
+	gc, err := probe.NewGRPCCaller(ctx, probe.Options{Config: cfg, XDS: c.XDS, Namespace: "curl", ServiceAccount: sa}, dir, target)
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err

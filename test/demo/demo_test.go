@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -151,6 +152,31 @@ func TestWalkthrough(t *testing.T) {
 	t.Logf("a proxyless gRPC server behind cluster-1's gateway: %v", counts)
 	if counts["cluster-1"] != requests {
 		t.Errorf("calls to the proxyless server behind cluster-1's gateway: %v, want all from cluster-1", counts)
+	}
+
+	// Identity across clusters (issue 18): cluster-1 in policy mode admits curl/curl only. Calls
+	// reach it through its gateway as mTLS from the caller's proxy (or grpc-go) to the workload's,
+	// so it sees who calls: curl/curl is answered by the three clusters, curl/other (whom
+	// cluster-2 lets call) never by cluster-1; a plain request with httpbin's mesh name does
+	// not reach httpbin.
+	id, err := env.ProducerPolicy(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("cluster-1 admits curl/curl only: curl %v, other %v; over gRPC: curl %v, other %v; plaintext to its gateway: %d",
+		id.Curl, id.Other, id.CurlGRPC, id.OtherGRPC, id.Plaintext)
+	for name, counts := range map[string]map[string]int{"curl/curl": id.Curl, "curl/curl over gRPC": id.CurlGRPC} {
+		if counts["failed"] > 0 || counts["cluster-1"] == 0 || counts["cluster-2"] == 0 || counts["cluster-3"] == 0 {
+			t.Errorf("%s: %v, want answers from the three clusters and no failure", name, counts)
+		}
+	}
+	for name, counts := range map[string]map[string]int{"curl/other": id.Other, "curl/other over gRPC": id.OtherGRPC} {
+		if counts["cluster-1"] > 0 || counts["failed"] == 0 || counts["cluster-2"] == 0 || counts["cluster-3"] == 0 {
+			t.Errorf("%s: %v, want cluster-1 to refuse it and cluster-2 and cluster-3 to answer", name, counts)
+		}
+	}
+	if id.Plaintext != http.StatusNotFound {
+		t.Errorf("a plain HTTP request with httpbin's mesh name through cluster-1's gateway: status %d, want 404 (no route)", id.Plaintext)
 	}
 
 	// Killing cluster-1's app while ActiveActive traffic runs: after 2 s no call fails and none

@@ -382,6 +382,68 @@ var _ = Describe("the multi-cluster walkthrough", Ordered, func() {
 		Expect(code).To(Equal("403"), "plaintext without an identity reaches httpbin's sidecar in policy mode")
 	})
 
+	It("identity across clusters: cluster-1 in policy mode sees and admits curl/curl only", func() {
+		// cluster-2 lets a second identity, curl/other, call httpbin everywhere; a pod runs as it.
+		mustKubectl("cluster-2", `apiVersion: v1
+kind: ServiceAccount
+metadata: {name: other, namespace: curl}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: other, namespace: curl}
+spec:
+  selector: {matchLabels: {app: other}}
+  template:
+    metadata: {labels: {app: other}}
+    spec:
+      serviceAccountName: other
+      containers: [{name: curl, image: curlimages/curl, imagePullPolicy: IfNotPresent, command: ["sleep", "365d"]}]
+---
+kind: TrafficTarget
+apiVersion: access.smi-spec.io/v1alpha3
+metadata: {name: other-to-httpbin, namespace: httpbin}
+spec:
+  destination: {kind: ServiceAccount, name: default, namespace: httpbin}
+  rules: [{kind: HTTPRouteGroup, name: httpbin-route, matches: [all]}]
+  sources: [{kind: ServiceAccount, name: other, namespace: curl}]
+---
+kind: TrafficTarget
+apiVersion: access.smi-spec.io/v1alpha3
+metadata: {name: other-to-ext-httpbin, namespace: httpbin}
+spec:
+  destination: {kind: ServiceAccount, name: httpbin, namespace: httpbin}
+  rules: [{kind: HTTPRouteGroup, name: httpbin-route, matches: [all]}]
+  sources: [{kind: ServiceAccount, name: other, namespace: curl}]
+`, "apply", "-f", "-")
+		waitReady("cluster-2", "curl")
+		// cluster-1: curl/curl may GET / of its httpbin (ServiceAccount httpbin), then policy mode.
+		apply("cluster-1", "curl-to-httpbin.yaml", "httpbin")
+		apply("cluster-1", "curl-to-ext-httpbin.yaml", "httpbin")
+		mustKubectl("cluster-1", "", "patch", "meshconfig", "fsm-mesh-config", "-n", "fsm-system",
+			"-p", `{"spec":{"traffic":{"enablePermissiveTrafficPolicyMode":false}}}`, "--type=merge")
+		callAs := func(deploy string) map[string]int {
+			counts := map[string]int{}
+			for range 30 {
+				out, _ := kubectl("cluster-2", "", "exec", "-n", "curl", "deploy/"+deploy, "-c", "curl", "--", "curl", "-s", "-m", "5", "http://httpbin.httpbin:8080/")
+				if m := fromCluster.FindStringSubmatch(out); m != nil {
+					counts[m[1]]++
+				} else {
+					counts["failed"]++
+				}
+			}
+			return counts
+		}
+		// Once cluster-1's policy holds, curl/other is never answered by cluster-1 (its sidecar
+		// refuses it: it sees the caller, not the gateway), and curl/curl still is.
+		Eventually(func() []string { return clustersOf(callAs("other")) }).
+			WithTimeout(time.Minute).WithPolling(2 * time.Second).Should(Equal([]string{"cluster-2", "cluster-3", "failed"}))
+		Expect(clustersOf(callAs("curl"))).To(Equal([]string{"cluster-1", "cluster-2", "cluster-3"}))
+		// A plain request to cluster-1's gateway with httpbin's mesh name finds no route.
+		code, _ := exec.Command("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Host: httpbin.httpbin:8080",
+			fmt.Sprintf("http://127.0.0.1:%d/", gatewayPorts["cluster-1"])).Output()
+		Expect(string(code)).To(Equal("404"), "plaintext with a mesh name through cluster-1's gateway")
+	})
+
 	It("kubelet's HTTP probes pass in policy mode", func() {
 		mustKubectl("cluster-2", "", "patch", "deployment", "httpbin", "-n", "httpbin", "--type=strategic", "-p",
 			`{"spec":{"template":{"spec":{"containers":[{"name":"pipy","readinessProbe":{"httpGet":{"path":"/","port":8080},"periodSeconds":2}}]}}}}`)

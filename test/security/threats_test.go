@@ -48,7 +48,7 @@ var threats = []threat{
 	{
 		"a workload in another cluster of the set", "pass the exporting cluster's TrafficTargets as the gateway's identity",
 		"mTLS from the caller's proxy to the workload's, passed through the gateway by server name: the destination sees the caller",
-		map[string][]string{"test/scenarios": {"TestProducerSidePolicy"}, "test/proxyless": {"TestCallThroughPassthroughGateway"}},
+		map[string][]string{"test/scenarios": {"TestProducerSidePolicy"}, "test/proxyless": {"TestCallThroughPassthroughGateway"}, "test/demo": {"TestWalkthrough"}},
 	},
 	{
 		"whoever reaches a gateway's LoadBalancer port", "reach every exported service with a mesh Host header, or with TLS from outside the set",
