@@ -311,4 +311,3 @@ func (w *StatusWriter) route(ctx context.Context, cur client.Object, routeStatus
 		return changed
 	})
 }
-

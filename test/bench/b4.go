@@ -42,7 +42,7 @@ func RunB4(clients, edits int, quiet time.Duration) ([]*Line, error) {
 		&gatewayv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "crossgate"}, Spec: gatewayv1.GatewayClassSpec{ControllerName: translator.ControllerName}},
 		&gatewayv1.Gateway{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "crossgate-system", Name: "crossgate-gateway"},
-			Spec: gatewayv1.GatewaySpec{GatewayClassName: "crossgate", Listeners: translator.GatewayListeners(80)},
+			Spec:       gatewayv1.GatewaySpec{GatewayClassName: "crossgate", Listeners: translator.GatewayListeners(80)},
 		},
 		&corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: "web"},

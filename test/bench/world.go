@@ -116,7 +116,7 @@ func World(s Size) *translator.Input {
 	in.GatewayClasses = []gatewayv1.GatewayClass{{ObjectMeta: metav1.ObjectMeta{Name: "crossgate"}, Spec: gatewayv1.GatewayClassSpec{ControllerName: translator.ControllerName}}}
 	in.Gateways = []gatewayv1.Gateway{{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "crossgate-system", Name: "crossgate-gateway"},
-		Spec: gatewayv1.GatewaySpec{GatewayClassName: "crossgate", Listeners: translator.GatewayListeners(80)},
+		Spec:       gatewayv1.GatewaySpec{GatewayClassName: "crossgate", Listeners: translator.GatewayListeners(80)},
 	}}
 	gwNS := gatewayv1.Namespace("crossgate-system")
 	for r := range s.HTTPRoutes {

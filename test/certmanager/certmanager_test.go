@@ -205,7 +205,7 @@ func TestControllerWithCertManager(t *testing.T) {
 		&gatewayv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "crossgate"}, Spec: gatewayv1.GatewayClassSpec{ControllerName: "crossgate.io/gateway-controller"}},
 		&gatewayv1.Gateway{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "crossgate-gateway"},
-			Spec: gatewayv1.GatewaySpec{GatewayClassName: "crossgate", Listeners: translator.GatewayListeners(80)},
+			Spec:       gatewayv1.GatewaySpec{GatewayClassName: "crossgate", Listeners: translator.GatewayListeners(80)},
 		},
 	} {
 		if err := cl.Client.Create(ctx, o); err != nil {

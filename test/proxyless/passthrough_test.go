@@ -23,8 +23,8 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	// grpc-go sends the clusters' server names only with this switch (gRFC A101).
-	_ "github.com/crossgate-io/crossgate/internal/grpcsni"
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
+	_ "github.com/crossgate-io/crossgate/internal/grpcsni"
 	"github.com/crossgate-io/crossgate/sandbox/proxy"
 	"github.com/crossgate-io/crossgate/translator"
 	"github.com/crossgate-io/crossgate/wellknown"
