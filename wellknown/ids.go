@@ -109,20 +109,3 @@ const MeshSNISuffix = ".svc.clusterset.local"
 func MeshSNI(namespace, name string, port int32) string {
 	return strconv.Itoa(int(port)) + "." + name + "." + namespace + MeshSNISuffix
 }
-
-// ParseMeshSNI reads a MeshSNI name back; ok is false for any other name.
-func ParseMeshSNI(sni string) (namespace, name string, port int32, ok bool) {
-	rest, found := strings.CutSuffix(sni, MeshSNISuffix)
-	if !found {
-		return "", "", 0, false
-	}
-	parts := strings.Split(rest, ".")
-	if len(parts) != 3 || parts[1] == "" || parts[2] == "" {
-		return "", "", 0, false
-	}
-	p, err := strconv.ParseUint(parts[0], 10, 16)
-	if err != nil || p == 0 || parts[0] != strconv.FormatUint(p, 10) {
-		return "", "", 0, false
-	}
-	return parts[2], parts[1], int32(p), true
-}

@@ -48,10 +48,21 @@ func exportValid(ctx context.Context, c client.Client, key types.NamespacedName,
 	return v, nil
 }
 
-func exportRoutes(ctx context.Context, c client.Client, ns, export string) ([]gatewayv1.HTTPRoute, error) {
-	var l gatewayv1.HTTPRouteList
-	err := c.List(ctx, &l, client.InNamespace(ns), client.MatchingLabels{wellknown.ExportLabel: export})
-	return l.Items, err
+// exportRoutes lists the routes of an export: its HTTPRoutes and its TLSRoutes.
+func exportRoutes(ctx context.Context, c client.Client, ns, export string) ([]gatewayv1.HTTPRoute, []gatewayv1.TLSRoute, error) {
+	var hl gatewayv1.HTTPRouteList
+	if err := c.List(ctx, &hl, client.InNamespace(ns), client.MatchingLabels{wellknown.ExportLabel: export}); err != nil {
+		return nil, nil, err
+	}
+	var tl gatewayv1.TLSRouteList
+	err := c.List(ctx, &tl, client.InNamespace(ns), client.MatchingLabels{wellknown.ExportLabel: export})
+	return hl.Items, tl.Items, err
+}
+
+// routeCount is how many routes an export has.
+func routeCount(ctx context.Context, c client.Client, ns, export string) (int, error) {
+	h, tl, err := exportRoutes(ctx, c, ns, export)
+	return len(h) + len(tl), err
 }
 
 // TestWalkthroughExport applies the walkthrough's ServiceExports in cluster-1 and checks the
@@ -80,31 +91,60 @@ func TestWalkthroughExport(t *testing.T) {
 		return err
 	})
 	var routes []gatewayv1.HTTPRoute
-	eventually(t, 5*time.Second, "the export's HTTPRoutes", func() error {
-		routes, err = exportRoutes(ctx, c, "httpbin", "httpbin")
-		if err == nil && len(routes) != 2 {
-			err = fmt.Errorf("%d routes", len(routes))
+	var tlsRoutes []gatewayv1.TLSRoute
+	eventually(t, 5*time.Second, "the export's routes", func() error {
+		routes, tlsRoutes, err = exportRoutes(ctx, c, "httpbin", "httpbin")
+		if err == nil && (len(routes) != 1 || len(tlsRoutes) != 1) {
+			err = fmt.Errorf("%d HTTPRoutes, %d TLSRoutes", len(routes), len(tlsRoutes))
 		}
 		return err
 	})
-	byName := map[string]gatewayv1.HTTPRoute{}
-	for _, r := range routes {
-		byName[r.Name] = r
-		if len(r.Spec.ParentRefs) != 1 || r.Spec.ParentRefs[0].Name != "crossgate-gateway" || r.Spec.ParentRefs[0].Namespace == nil || *r.Spec.ParentRefs[0].Namespace != "crossgate-system" {
-			t.Errorf("%s: parentRefs %+v, want crossgate-system/crossgate-gateway", r.Name, r.Spec.ParentRefs)
-		}
-		if o := metav1.GetControllerOf(&r); o == nil || o.Kind != "ServiceExport" || o.Name != "httpbin" {
-			t.Errorf("%s: controller %+v, want the ServiceExport", r.Name, o)
-		}
+	type route struct {
+		metav1.Object
+		parents  []gatewayv1.ParentReference
+		backends []gatewayv1.BackendRef
+	}
+	var all []route
+	for i := range routes {
+		r := &routes[i]
+		var refs []gatewayv1.BackendRef
 		for _, rule := range r.Spec.Rules {
-			if len(rule.BackendRefs) != 1 || rule.BackendRefs[0].Name != "httpbin" || rule.BackendRefs[0].Port == nil || *rule.BackendRefs[0].Port != 8080 {
-				t.Errorf("%s: backendRefs %+v, want httpbin:8080", r.Name, rule.BackendRefs)
+			if len(rule.BackendRefs) != 1 {
+				t.Errorf("%s: backendRefs %+v, want one", r.Name, rule.BackendRefs)
+			}
+			for _, b := range rule.BackendRefs {
+				refs = append(refs, b.BackendRef)
+			}
+		}
+		all = append(all, route{r, r.Spec.ParentRefs, refs})
+	}
+	for i := range tlsRoutes {
+		r := &tlsRoutes[i]
+		var refs []gatewayv1.BackendRef
+		for _, rule := range r.Spec.Rules {
+			refs = append(refs, rule.BackendRefs...)
+		}
+		all = append(all, route{r, r.Spec.ParentRefs, refs})
+	}
+	for _, r := range all {
+		if len(r.parents) != 1 || r.parents[0].Name != "crossgate-gateway" || r.parents[0].Namespace == nil || *r.parents[0].Namespace != "crossgate-system" {
+			t.Errorf("%s: parentRefs %+v, want crossgate-system/crossgate-gateway", r.GetName(), r.parents)
+		}
+		if o := metav1.GetControllerOfNoCopy(r); o == nil || o.Kind != "ServiceExport" || o.Name != "httpbin" {
+			t.Errorf("%s: controller %+v, want the ServiceExport", r.GetName(), o)
+		}
+		for _, b := range r.backends {
+			if b.Name != "httpbin" || b.Port == nil || *b.Port != 8080 {
+				t.Errorf("%s: backendRef %+v, want httpbin:8080", r.GetName(), b)
 			}
 		}
 	}
-	mesh, direct := byName["httpbin.mesh"], byName["httpbin.direct"]
-	if want := []gatewayv1.Hostname{"httpbin.httpbin", "httpbin.httpbin.svc", "httpbin.httpbin.svc.cluster.local"}; !slices.Equal(mesh.Spec.Hostnames, want) {
-		t.Errorf("httpbin.mesh hostnames %v, want %v", mesh.Spec.Hostnames, want)
+	mesh, direct := tlsRoutes[0], routes[0]
+	if mesh.Name != "httpbin.mesh-8080" || direct.Name != "httpbin.direct" {
+		t.Errorf("routes %s and %s, want httpbin.mesh-8080 and httpbin.direct", mesh.Name, direct.Name)
+	}
+	if want := []gatewayv1.Hostname{gatewayv1.Hostname(wellknown.MeshSNI("httpbin", "httpbin", 8080))}; !slices.Equal(mesh.Spec.Hostnames, want) {
+		t.Errorf("%s hostnames %v, want %v", mesh.Name, mesh.Spec.Hostnames, want)
 	}
 	if len(direct.Spec.Rules) != 1 || len(direct.Spec.Rules[0].Matches) != 1 {
 		t.Fatalf("httpbin.direct rules: %+v", direct.Spec.Rules)
@@ -116,13 +156,21 @@ func TestWalkthroughExport(t *testing.T) {
 		t.Errorf("httpbin.direct hostnames %v: direct access must match any Host", direct.Spec.Hostnames)
 	}
 	// Gateway API status, written for our controller.
-	for _, name := range []string{"httpbin.mesh", "httpbin.direct"} {
-		eventually(t, 5*time.Second, name+" parent status", func() error {
-			r := &gatewayv1.HTTPRoute{}
-			if err := c.Get(ctx, types.NamespacedName{Namespace: "httpbin", Name: name}, r); err != nil {
+	tlsRoute, httpRoute := &gatewayv1.TLSRoute{}, &gatewayv1.HTTPRoute{}
+	for _, r := range []struct {
+		name    string
+		obj     client.Object
+		parents func() []gatewayv1.RouteParentStatus
+	}{
+		{"httpbin.mesh-8080", tlsRoute, func() []gatewayv1.RouteParentStatus { return tlsRoute.Status.Parents }},
+		{"httpbin.direct", httpRoute, func() []gatewayv1.RouteParentStatus { return httpRoute.Status.Parents }},
+	} {
+		eventually(t, 5*time.Second, r.name+" parent status", func() error {
+			if err := c.Get(ctx, types.NamespacedName{Namespace: "httpbin", Name: r.name}, r.obj); err != nil {
 				return err
 			}
-			for _, p := range r.Status.Parents {
+			parents := r.parents()
+			for _, p := range parents {
 				if p.ControllerName != translator.ControllerName {
 					continue
 				}
@@ -137,7 +185,7 @@ func TestWalkthroughExport(t *testing.T) {
 				}
 				return nil
 			}
-			return fmt.Errorf("no parent status of %s: %+v", translator.ControllerName, r.Status.Parents)
+			return fmt.Errorf("no parent status of %s: %+v", translator.ControllerName, parents)
 		})
 	}
 
@@ -150,17 +198,17 @@ func TestWalkthroughExport(t *testing.T) {
 		}
 		return err
 	})
-	if r, _ := exportRoutes(ctx, c, "httpbin", "httpbin-cluster-1"); len(r) != 0 {
-		t.Errorf("an export without its Service has routes: %v", r)
+	if n, _ := routeCount(ctx, c, "httpbin", "httpbin-cluster-1"); n != 0 {
+		t.Errorf("an export without its Service has %d routes", n)
 	}
 	kubectl(t, "cluster-1", svcDocs[1], "apply", "-n", "httpbin", "-f", "-")
 	took := eventually(t, 2*time.Second, "export httpbin-cluster-1 Valid after its Service", func() error {
 		if _, err := exportValid(ctx, c, other, metav1.ConditionTrue); err != nil {
 			return err
 		}
-		r, err := exportRoutes(ctx, c, "httpbin", "httpbin-cluster-1")
-		if err == nil && len(r) != 2 {
-			err = fmt.Errorf("%d routes", len(r))
+		n, err := routeCount(ctx, c, "httpbin", "httpbin-cluster-1")
+		if err == nil && n != 2 {
+			err = fmt.Errorf("%d routes", n)
 		}
 		return err
 	})
@@ -171,9 +219,9 @@ func TestWalkthroughExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 5*time.Second, "routes of a deleted export", func() error {
-		r, err := exportRoutes(ctx, c, "httpbin", "httpbin-cluster-1")
-		if err == nil && len(r) != 0 {
-			err = fmt.Errorf("%d routes left", len(r))
+		n, err := routeCount(ctx, c, "httpbin", "httpbin-cluster-1")
+		if err == nil && n != 0 {
+			err = fmt.Errorf("%d routes left", n)
 		}
 		return err
 	})
@@ -200,8 +248,8 @@ func TestPortNotFound(t *testing.T) {
 		}
 		return err
 	})
-	if r, _ := exportRoutes(ctx, c, ns, "web"); len(r) != 0 {
-		t.Errorf("an invalid export has routes: %v", r)
+	if n, _ := routeCount(ctx, c, ns, "web"); n != 0 {
+		t.Errorf("an invalid export has %d routes", n)
 	}
 }
 

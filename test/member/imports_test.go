@@ -178,8 +178,8 @@ func TestExportOfDeletedServiceWithImport(t *testing.T) {
 		if _, err := exportValid(ctx, c, key, metav1.ConditionTrue); err != nil {
 			return err
 		}
-		if r, err := exportRoutes(ctx, c, ns, "both"); err != nil || len(r) != 2 {
-			return fmt.Errorf("%d routes (%w)", len(r), err)
+		if n, err := routeCount(ctx, c, ns, "both"); err != nil || n != 2 {
+			return fmt.Errorf("%d routes (%w)", n, err)
 		}
 		return nil
 	})
@@ -205,8 +205,8 @@ func TestExportOfDeletedServiceWithImport(t *testing.T) {
 		if v.Reason != "ServiceNotFound" || !strings.Contains(v.Message, "placeholder") {
 			return fmt.Errorf("Valid: %s %s", v.Reason, v.Message)
 		}
-		if r, err := exportRoutes(ctx, c, ns, "both"); err != nil || len(r) != 0 {
-			return fmt.Errorf("%d routes left (%w)", len(r), err)
+		if n, err := routeCount(ctx, c, ns, "both"); err != nil || n != 0 {
+			return fmt.Errorf("%d routes left (%w)", n, err)
 		}
 		return nil
 	})
