@@ -109,3 +109,9 @@ const MeshSNISuffix = ".svc.clusterset.local"
 func MeshSNI(namespace, name string, port int32) string {
 	return strconv.Itoa(int(port)) + "." + name + "." + namespace + MeshSNISuffix
 }
+
+// NamespacePrefix is the start of every SPIFFE ID of a namespace's ServiceAccounts in a trust
+// domain: "spiffe://<trust-domain>/ns/<namespace>/sa/".
+func NamespacePrefix(trustDomain, namespace string) string {
+	return "spiffe://" + trustDomain + "/ns/" + namespace + "/sa/"
+}

@@ -361,7 +361,12 @@ func (e *Env) Run(ctx context.Context, check Step) error {
 		if err := e.apply(ctx, c, "httpbin-services.yaml", "httpbin"); err != nil {
 			return err
 		}
-		if err := e.StartApp(ctx, c, "httpbin", "httpbin", "default", "app=pipy"); err != nil {
+		// As the walkthrough's Deployment: ServiceAccount httpbin, the identity the exports
+		// declare, which callers of other clusters check.
+		if _, err := e.kubectl(ctx, c, "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: httpbin\n", "apply", "-n", "httpbin", "-f", "-"); err != nil {
+			return err
+		}
+		if err := e.StartApp(ctx, c, "httpbin", "httpbin", "httpbin", "app=pipy"); err != nil {
 			return err
 		}
 	}
@@ -618,10 +623,14 @@ spec:
 		return nil, err
 	}
 	e.say("## cluster-1 switches to policy mode: only curl/curl may call its httpbin")
-	if err := e.apply(ctx, "cluster-1", "curl-to-httpbin.yaml", "httpbin"); err != nil {
-		return nil, err
+	// Its httpbin runs as ServiceAccount httpbin: the walkthrough's curl-to-ext-httpbin (and the
+	// route group of curl-to-httpbin).
+	for _, f := range []string{"curl-to-httpbin.yaml", "curl-to-ext-httpbin.yaml"} {
+		if err := e.apply(ctx, "cluster-1", f, "httpbin"); err != nil {
+			return nil, err
+		}
 	}
-	if _, err := e.kubectl(ctx, "cluster-1", grpcRoute+target("curl-grpc-to-httpbin", "default", "curl", unary), "apply", "-f", "-"); err != nil {
+	if _, err := e.kubectl(ctx, "cluster-1", grpcRoute+target("curl-grpc-to-ext-httpbin", "httpbin", "curl", unary), "apply", "-f", "-"); err != nil {
 		return nil, err
 	}
 	if _, err := e.kubectl(ctx, "cluster-1", "", "patch", "meshconfig", sandbox.MeshConfigName, "-n", sandbox.MeshNamespace,

@@ -414,7 +414,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, cl *simulate.Clu
 			}
 			pr.Out.RequestURI = ""
 		},
-		Transport: p.transport(up),
+		Transport: p.transport(cl.Name, up),
 		ModifyResponse: func(resp *http.Response) error {
 			status = resp.StatusCode
 			if holdBack(resp.StatusCode, nil) {
@@ -448,10 +448,11 @@ func (p *Proxy) dialAddress(ctx context.Context, ep string) (string, error) {
 	return p.opts.Network.Route(ctx, ep)
 }
 
-// transport is the connection pool of an upstream protocol: HTTP/1.1 or HTTP/2 (h2c without
-// TLS), with mTLS offering the ALPN and sending the server name the cluster's configuration gives.
-func (p *Proxy) transport(up simulate.Upstream) *http.Transport {
-	key := fmt.Sprintf("%s|%v|%v|%s", up.Protocol, up.TLS, up.ALPN, up.SNI)
+// transport is a cluster's connection pool for an upstream protocol: HTTP/1.1 or HTTP/2 (h2c
+// without TLS), with mTLS offering the ALPN, sending the server name, and accepting the server
+// certificates the cluster's configuration gives.
+func (p *Proxy) transport(cluster string, up simulate.Upstream) *http.Transport {
+	key := fmt.Sprintf("%s|%s|%v|%v|%s", cluster, up.Protocol, up.TLS, up.ALPN, up.SNI)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if t := p.transports[key]; t != nil {
@@ -472,18 +473,19 @@ func (p *Proxy) transport(up simulate.Upstream) *http.Transport {
 		MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second,
 	}
 	if up.TLS {
-		t.TLSClientConfig = p.upstreamTLS(up.ALPN, up.SNI)
+		t.TLSClientConfig = p.upstreamTLS(up)
 	}
 	p.transports[key] = t
 	return t
 }
 
-// upstreamTLS originates mTLS with the proxy's certificate, checking the peer's chain against
-// the set's root (identities are SPIFFE URIs, not host names), offering alpn, sending sni.
-func (p *Proxy) upstreamTLS(alpn []string, sni string) *tls.Config {
+// upstreamTLS originates mTLS with the proxy's certificate, offering the upstream's ALPN and
+// sending its server name; the server's chain must verify against the set's root, and its
+// SPIFFE identity must be one the cluster accepts (simulate.Upstream.AcceptsServer).
+func (p *Proxy) upstreamTLS(up simulate.Upstream) *tls.Config {
 	return &tls.Config{
-		MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{p.cert}, NextProtos: alpn, ServerName: sni,
-		InsecureSkipVerify: true, // replaced by the chain check below: no host name to match
+		MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{p.cert}, NextProtos: up.ALPN, ServerName: up.SNI,
+		InsecureSkipVerify: true, // replaced by the checks below: no host name to match
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			if len(cs.PeerCertificates) == 0 {
 				return errors.New("the upstream presented no certificate")
@@ -492,8 +494,15 @@ func (p *Proxy) upstreamTLS(alpn []string, sni string) *tls.Config {
 			for _, c := range cs.PeerCertificates[1:] {
 				opts.Intermediates.AddCert(c)
 			}
-			_, err := cs.PeerCertificates[0].Verify(opts)
-			return err
+			if _, err := cs.PeerCertificates[0].Verify(opts); err != nil {
+				return err
+			}
+			for _, u := range cs.PeerCertificates[0].URIs {
+				if u.Scheme == "spiffe" && up.AcceptsServer(u.String()) {
+					return nil
+				}
+			}
+			return fmt.Errorf("the upstream's identity %v is not one the cluster accepts", cs.PeerCertificates[0].URIs)
 		},
 	}
 }

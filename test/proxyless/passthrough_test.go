@@ -35,8 +35,8 @@ import (
 )
 
 // callerWorld is cluster-2, permissive: curl/curl and intruder/intruder may call httpbin, which
-// cluster-1 exports behind its gateway at 127.0.0.1:gatewayPort.
-func callerWorld(gatewayPort int) *translator.Input {
+// cluster-1 exports, as ServiceAccount importSA, behind its gateway at 127.0.0.1:gatewayPort.
+func callerWorld(gatewayPort int, importSA string) *translator.Input {
 	in, err := translator.ParseInput([]byte(fmt.Sprintf(`
 cluster: default/default/default/cluster-2
 meshConfig: {metadata: {name: mesh, namespace: crossgate-system}, spec: {traffic: {enablePermissiveTrafficPolicyMode: true}}}
@@ -48,7 +48,7 @@ services:
 serviceImports:
 - metadata: {namespace: httpbin, name: httpbin}
   spec:
-    serviceAccountName: httpbin
+    serviceAccountName: %s
     ports:
     - port: 8080
       protocol: TCP
@@ -57,7 +57,7 @@ serviceImports:
 globalTrafficPolicies:
 - metadata: {namespace: httpbin, name: httpbin}
   spec: {lbType: FailOver, targets: [{clusterKey: default/default/default/cluster-1}]}
-`, gatewayPort)))
+`, importSA, gatewayPort)))
 	if err != nil {
 		panic(err)
 	}
@@ -68,7 +68,9 @@ globalTrafficPolicies:
 // httpbin of cluster-1 through cluster-1's gateway, which routes the caller's mTLS by its server
 // name without terminating it (the sandbox's stand-in for the gateway's Envoy, obeying the
 // gateway's configuration as xds/simulate models it). httpbin's server, in policy mode, sees the
-// caller's own identity: it admits curl and refuses intruder, whom cluster-2 lets call.
+// caller's own identity: it admits curl and refuses intruder, whom cluster-2 lets call. And the
+// caller checks the server: when the import names another ServiceAccount than the one httpbin
+// runs as, grpc-go refuses the server's certificate.
 func TestCallThroughPassthroughGateway(t *testing.T) {
 	ca, err := identity.NewCA("cluster.local")
 	if err != nil {
@@ -160,19 +162,20 @@ func TestCallThroughPassthroughGateway(t *testing.T) {
 	}
 
 	// cluster-2: the callers.
-	res2 := translator.Translate(callerWorld(glis.Addr().(*net.TCPAddr).Port))
-	out2, err := translate.Build(&res2.IR)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, tc := range []struct {
-		caller string
-		want   codes.Code
+		name, caller, importSA string
+		want                   codes.Code
 	}{
-		{"curl", codes.OK},
-		{"intruder", codes.PermissionDenied},
+		{"curl is admitted", "curl", "httpbin", codes.OK},
+		{"intruder is refused by the server", "intruder", "httpbin", codes.PermissionDenied},
+		{"a server of another identity is refused by the caller", "curl", "other", codes.Unavailable},
 	} {
-		t.Run(tc.caller, func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
+			res2 := translator.Translate(callerWorld(glis.Addr().(*net.TCPAddr).Port, tc.importSA))
+			out2, err := translate.Build(&res2.IR)
+			if err != nil {
+				t.Fatal(err)
+			}
 			node := tc.caller + "/" + tc.caller
 			if err := c.Set(node, out2.Proxyless[node]); err != nil {
 				t.Fatal(err)
@@ -190,12 +193,25 @@ func TestCallThroughPassthroughGateway(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer conn.Close()
-			cctx, ccancel := context.WithTimeout(context.Background(), 15*time.Second)
+			timeout := 15 * time.Second
+			opts := []grpc.CallOption{grpc.WaitForReady(true)}
+			if tc.want == codes.Unavailable {
+				timeout, opts = 5*time.Second, nil // fails fast once the handshake is refused
+			}
+			cctx, ccancel := context.WithTimeout(context.Background(), timeout)
 			defer ccancel()
-			resp, err := testgrpc.NewTestServiceClient(conn).UnaryCall(cctx, &testgrpc.SimpleRequest{}, grpc.WaitForReady(true))
+			var resp *testgrpc.SimpleResponse
+			for {
+				resp, err = testgrpc.NewTestServiceClient(conn).UnaryCall(cctx, &testgrpc.SimpleRequest{}, opts...)
+				if tc.want != codes.Unavailable || status.Code(err) == codes.Unavailable || cctx.Err() != nil {
+					break
+				}
+				time.Sleep(50 * time.Millisecond) // before xDS resolves, a call may fail otherwise
+			}
 			if got := status.Code(err); got != tc.want {
 				t.Fatalf("call: %v (code %s), want %s", err, got, tc.want)
 			}
+			t.Logf("%v", err)
 			if tc.want == codes.OK && resp.GetHostname() != "cluster-1" {
 				t.Errorf("answered by %q", resp.GetHostname())
 			}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/crossgate-io/crossgate/translator"
 	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/simulate"
 )
@@ -172,4 +173,28 @@ func TestTLSRoutesPassThrough(t *testing.T) {
 			t.Errorf("port %d tls=%v %q: reached %+v, want the connection closed", tc.port, tc.tls, tc.sni, r.Clusters)
 		}
 	}
+}
+
+// A caller accepts as the server only the identities expected behind the service (finding K9):
+// through the gateway, the remote workload must run as the import's serviceAccountName. A
+// workload of the exporting cluster that runs as another identity (here httpbin's pod as
+// impostor, where the export declares httpbin) is refused by the caller's proxy and by grpc-go.
+func TestCallerVerifiesTheServer(t *testing.T) {
+	c2w := loadWorld(t, "policy-remote-rules")
+	impostor := loadWorldWith(t, "gateway-export-routes", func(in *translator.Input) {
+		for i := range in.Pods {
+			in.Pods[i].Spec.ServiceAccountName = "impostor"
+		}
+	})
+	m := &mesh{worlds: []*world{c2w, impostor}, gateways: map[string]gatewayAt{gatewayC1: {impostor, "crossgate-system/crossgate-gateway", 80}}}
+	for _, c := range []call{
+		{from: c2w, pod: "curl/curl-1", dst: "10.97.0.30:8080", host: "httpbin.httpbin:8080", method: "GET", urlPath: "/status/200", pick: endpointIn("cluster-1")},
+		{from: c2w, pod: "curl/admin-1", grpc: true, host: "httpbin.httpbin:8080", method: "POST", urlPath: "/hello.Greeter/SayHello", pick: endpointIn("cluster-1")},
+	} {
+		wantFailed(t, m.send(t, c), "refuses the server's certificate")
+	}
+	// The same calls reach the workload that runs as the declared identity.
+	m, _ = producerPolicy(t)
+	p := m.send(t, call{from: c2w, pod: "curl/curl-1", dst: "10.97.0.30:8080", host: "httpbin.httpbin:8080", method: "GET", urlPath: "/status/200", pick: endpointIn("cluster-1")})
+	wantReached(t, p, "httpbin/httpbin of export-policy-mode")
 }

@@ -35,6 +35,12 @@ type world struct {
 
 func loadWorld(t *testing.T, name string) *world {
 	t.Helper()
+	return loadWorldWith(t, name, nil)
+}
+
+// loadWorldWith is loadWorld with the input changed by change first.
+func loadWorldWith(t *testing.T, name string, change func(*translator.Input)) *world {
+	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "..", "translator", "testdata", name+".in.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -42,6 +48,9 @@ func loadWorld(t *testing.T, name string) *world {
 	in, err := translator.ParseInput(b)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if change != nil {
+		change(in)
 	}
 	res := translator.Translate(in)
 	out, err := translate.Build(&res.IR)
@@ -100,6 +109,9 @@ type path struct {
 	// podIP is the pod whose sidecar made the last hop: a connection it opens to its own
 	// address is the sidecar's own (captured as such).
 	podIP string
+	// origin is how the proxy that opened the TLS in flight connects: the proxy that terminates
+	// it must present a certificate origin accepts.
+	origin *simulate.Upstream
 }
 
 func (p *path) String() string {
@@ -215,6 +227,10 @@ func (m *mesh) forward(t *testing.T, p *path, w *world, r *simulate.Result, req 
 			up.Source = source // the proxy's own certificate
 		}
 	}
+	if cl.Upstream.TLS {
+		u := cl.Upstream
+		p.origin = &u
+	}
 	if cl.OriginalDestination != "" {
 		ap := netip.MustParseAddrPort(cl.OriginalDestination)
 		if cl.BindSource != "" {
@@ -280,6 +296,13 @@ func (m *mesh) toAddress(t *testing.T, p *path, w *world, ap netip.AddrPort, req
 		if ap.Addr().String() == p.podIP {
 			// The sidecar connects to its own pod: a local connection of the proxy's user.
 			in.Inbound, in.UID = false, capture.ProxyUID
+		}
+		// The TLS client checks the certificate of the proxy that terminates its TLS: the pod's
+		// sidecar or grpc-go server (upstream_impl, cert_validator default_validator.cc).
+		if uri := "spiffe://" + trustDomain(dw) + "/ns/" + pod.Namespace + "/sa/" + cmpOr(pod.Spec.ServiceAccountName, "default"); req.TLS && p.origin != nil &&
+			dw.meshNamespace(pod.Namespace) && !p.origin.AcceptsServer(uri) {
+			p.failed = "the caller's proxy refuses the server's certificate (" + uri + "): not an identity of the service"
+			return p
 		}
 		if !dw.meshNamespace(pod.Namespace) {
 			p.hops = append(p.hops, hop{at: "pod " + pod.Namespace + "/" + pod.Name + " of " + dw.name + " (no sidecar)"})

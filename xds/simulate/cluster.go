@@ -62,6 +62,18 @@ type Upstream struct {
 	TLS  bool
 	ALPN []string
 	SNI  string
+	// common is the TLS context's, which says which server certificates the proxy accepts.
+	common *tlsv3.CommonTlsContext
+	flavor Flavor
+}
+
+// AcceptsServer reports whether the proxy accepts a server certificate with the SPIFFE URI uri
+// (of the set's root): its subject alternative names must match the context's matchers
+// (match_typed_subject_alt_names for Envoy, match_subject_alt_names for grpc-go; Envoy
+// source/common/tls/cert_validator/default_validator.cc, grpc-go
+// internal/credentials/xds/handshake_info.go). Without TLS there is nothing to check.
+func (u Upstream) AcceptsServer(uri string) bool {
+	return !u.TLS || sanAccepted(u.common, uri, u.flavor)
 }
 
 // Priority is one priority level of a cluster's endpoints.
@@ -185,6 +197,7 @@ func (p *Proxy) upstream(c *clusterv3.Cluster, downstream string) Upstream {
 		return u
 	}
 	u.TLS, u.SNI = true, up.GetSni()
+	u.common, u.flavor = up.GetCommonTlsContext(), p.Flavor
 	u.ALPN = up.GetCommonTlsContext().GetAlpnProtocols()
 	if len(u.ALPN) == 0 && p.Flavor == Envoy {
 		switch u.Protocol {

@@ -40,30 +40,41 @@ func mustAny(m proto.Message) *anypb.Any {
 // A full build packs them for every cluster, route and listener (tens of thousands at B1's size),
 // always to the same bytes. Each caller gets an Any of its own that shares those bytes, which
 // nothing modifies: an Any shared between resources would have its size cached concurrently by
-// the marshalers of both.
-var packedOnce struct {
-	mu sync.Mutex
-	m  map[string]*anypb.Any
+// the marshalers of both. peerContexts memoizes the upstream TLS contexts by the identities they
+// accept: as many as there are distinct sets of a service's identities.
+var (
+	packedOnce   = memo{max: maxMemo}
+	peerContexts = memo{max: 16 * maxMemo}
+)
+
+// memo is a bounded memo of packed messages; past max it starts over.
+type memo struct {
+	mu  sync.Mutex
+	m   map[string]*anypb.Any
+	max int
 }
 
 // packed returns the packed form of the message build makes, memoized under key. key must name
-// everything the message depends on. The memo is bounded: the trust domains a process has seen
-// are the only open-ended part of the keys.
-func packed(key string, build func() proto.Message) *anypb.Any {
-	packedOnce.mu.Lock()
-	a := packedOnce.m[key]
-	packedOnce.mu.Unlock()
+// everything the message depends on.
+func (m *memo) packed(key string, build func() proto.Message) *anypb.Any {
+	m.mu.Lock()
+	a := m.m[key]
+	m.mu.Unlock()
 	if a == nil {
 		a = mustAny(build())
-		packedOnce.mu.Lock()
-		if packedOnce.m == nil || len(packedOnce.m) >= maxMemo {
-			packedOnce.m = map[string]*anypb.Any{}
+		m.mu.Lock()
+		if m.m == nil || len(m.m) >= m.max {
+			m.m = map[string]*anypb.Any{}
 		}
-		packedOnce.m[key] = a
-		packedOnce.mu.Unlock()
+		m.m[key] = a
+		m.mu.Unlock()
 	}
 	return &anypb.Any{TypeUrl: a.TypeUrl, Value: a.Value}
 }
+
+// packed is packedOnce.packed. The memo is bounded: the trust domains a process has seen are the
+// only open-ended part of its keys.
+func packed(key string, build func() proto.Message) *anypb.Any { return packedOnce.packed(key, build) }
 
 // maxMemo bounds each memo of this package; past it the memo starts over.
 const maxMemo = 1024
@@ -157,25 +168,17 @@ const (
 	viaProvider
 )
 
-// commonTLS configures a workload certificate and the trust bundle. When matchPeer is set the
-// peer must also carry an identity of the trust domain; grpc-go refuses that check on the server
-// side, where the RBAC filter authorizes the peer's identity instead.
+// commonTLS configures a workload certificate and the trust bundle; the peer's certificate must
+// also carry a URI SAN that one of peer matches (none: any certificate of the set's root). grpc-go
+// refuses that check on the server side, where the RBAC filter authorizes the peer's identity
+// instead.
 //
 // Envoy matches the peer with match_typed_subject_alt_names (a URI SAN); match_subject_alt_names
 // is deprecated there (common.proto) and logs a deprecation warning. grpc-go reads only
 // match_subject_alt_names (xdsresource/unmarshal_cds.go) and would ignore the typed one, so the
 // proxyless form keeps it.
-//
-// The peer is only known to be a workload of the trust domain: the endpoints of a cluster may be
-// local pods of several identities or a remote cluster's gateway, whose identity the caller does
-// not know (finding K9 of the Envoy review; the identity issue makes the destination the peer).
-func commonTLS(src certSource, trustDomain string, matchPeer bool) *tlsv3.CommonTlsContext {
-	prefix := wellknown.SPIFFEPrefix(trustDomain)
+func commonTLS(src certSource, trustDomain string, peer []*matcherv3.StringMatcher) *tlsv3.CommonTlsContext {
 	if src == viaProvider {
-		var peer []*matcherv3.StringMatcher
-		if matchPeer {
-			peer = []*matcherv3.StringMatcher{{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: prefix}}}
-		}
 		return &tlsv3.CommonTlsContext{
 			TlsCertificateProviderInstance: &tlsv3.CertificateProviderPluginInstance{InstanceName: CertificateProviderInstance, CertificateName: SecretCertificate},
 			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
@@ -184,9 +187,9 @@ func commonTLS(src certSource, trustDomain string, matchPeer bool) *tlsv3.Common
 			}},
 		}
 	}
-	var peer []*tlsv3.SubjectAltNameMatcher
-	if matchPeer {
-		peer = []*tlsv3.SubjectAltNameMatcher{{SanType: tlsv3.SubjectAltNameMatcher_URI, Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: prefix}}}}
+	var typed []*tlsv3.SubjectAltNameMatcher
+	for _, m := range peer {
+		typed = append(typed, &tlsv3.SubjectAltNameMatcher{SanType: tlsv3.SubjectAltNameMatcher_URI, Matcher: m})
 	}
 	sds := func(name string) *tlsv3.SdsSecretConfig {
 		return &tlsv3.SdsSecretConfig{Name: name, SdsConfig: adsConfig()}
@@ -194,20 +197,74 @@ func commonTLS(src certSource, trustDomain string, matchPeer bool) *tlsv3.Common
 	return &tlsv3.CommonTlsContext{
 		TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sds(SecretCertificate)},
 		ValidationContextType: &tlsv3.CommonTlsContext_CombinedValidationContext{CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
-			DefaultValidationContext:         &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: peer},
+			DefaultValidationContext:         &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: typed},
 			ValidationContextSdsSecretConfig: sds(SecretRootCA),
 		}},
 	}
 }
 
-// upstreamTLS originates mTLS. It sets no alpn_protocols: Envoy then offers the protocol of the
-// connection pool, h2 or http/1.1, as the cluster's protocol options select it
-// (conn_pool_base.cc wrapTransportSocketOptions; a configured list would override it). sni, when
-// set, is the server name sent (wellknown.MeshSNI), by which a remote gateway passes the
-// connection through to the service's workloads.
-func upstreamTLS(src certSource, trustDomain, sni string) *corev3.TransportSocket {
-	a := packed(fmt.Sprintf("upstream-tls/%d/%s", src, trustDomain), func() proto.Message {
-		return &tlsv3.UpstreamTlsContext{CommonTlsContext: commonTLS(src, trustDomain, true)}
+// trustDomainPeer matches any workload of the trust domain.
+func trustDomainPeer(trustDomain string) []*matcherv3.StringMatcher {
+	return []*matcherv3.StringMatcher{{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: wellknown.SPIFFEPrefix(trustDomain)}}}
+}
+
+// Peers are the identities a caller accepts as the server of a cluster (finding K9): those its
+// endpoints run as. A local endpoint's is its pod's ServiceAccount; a remote cluster's endpoints
+// run as the import's serviceAccountName (through the gateway, the caller's TLS reaches the
+// workload itself). Where the identity is not known (an endpoint without a pod, an import of
+// any account, "*"), any ServiceAccount of the service's namespace: a Service's pods are in its
+// namespace.
+type Peers struct {
+	exact, namespaces []string
+}
+
+// peersOf collects the identities of the endpoints.
+func peersOf(endpoints func(yield func(ir.Endpoint) bool)) Peers {
+	var p Peers
+	for e := range endpoints {
+		if id := e.Identity; id.ServiceAccount == "" || id.Any() {
+			p.namespaces = append(p.namespaces, id.Namespace)
+		} else {
+			p.exact = append(p.exact, id.Namespace+"/"+id.ServiceAccount)
+		}
+	}
+	slices.Sort(p.exact)
+	slices.Sort(p.namespaces)
+	p.exact, p.namespaces = slices.Compact(p.exact), slices.Compact(p.namespaces)
+	return p
+}
+
+// key names the set for the memo.
+func (p Peers) key() string { return strings.Join(p.exact, ",") + "|" + strings.Join(p.namespaces, ",") }
+
+// matchers are the peers' SAN matchers: exact SPIFFE IDs, and the prefix of each namespace whose
+// accounts are not known. No endpoint: the trust domain (the cluster connects nowhere).
+func (p Peers) matchers(trustDomain string) []*matcherv3.StringMatcher {
+	if len(p.exact) == 0 && len(p.namespaces) == 0 {
+		return trustDomainPeer(trustDomain)
+	}
+	var out []*matcherv3.StringMatcher
+	for _, ns := range p.namespaces {
+		out = append(out, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: wellknown.NamespacePrefix(trustDomain, ns)}})
+	}
+	for _, id := range p.exact {
+		ns, sa, _ := strings.Cut(id, "/")
+		if slices.Contains(p.namespaces, ns) {
+			continue // the namespace's prefix takes it
+		}
+		out = append(out, exact(ir.Identity{Namespace: ns, ServiceAccount: sa}.SPIFFEID(trustDomain)))
+	}
+	return out
+}
+
+// upstreamTLS originates mTLS, accepting the peers as the server. It sets no alpn_protocols:
+// Envoy then offers the protocol of the connection pool, h2 or http/1.1, as the cluster's
+// protocol options select it (conn_pool_base.cc wrapTransportSocketOptions; a configured list
+// would override it). sni, when set, is the server name sent (wellknown.MeshSNI), by which a
+// remote gateway passes the connection through to the service's workloads.
+func upstreamTLS(src certSource, trustDomain string, peers Peers, sni string) *corev3.TransportSocket {
+	a := peerContexts.packed(fmt.Sprintf("upstream-tls/%d/%s/%s", src, trustDomain, peers.key()), func() proto.Message {
+		return &tlsv3.UpstreamTlsContext{CommonTlsContext: commonTLS(src, trustDomain, peers.matchers(trustDomain))}
 	})
 	if sni != "" {
 		// The context without sni, followed by the encoded sni field, is the context with sni:
@@ -229,7 +286,11 @@ const upstreamSNIField = 2
 func downstreamTLS(src certSource, trustDomain string) *corev3.TransportSocket {
 	return &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{
 		TypedConfig: packed(fmt.Sprintf("downstream-tls/%d/%s", src, trustDomain), func() proto.Message {
-			common := commonTLS(src, trustDomain, src == viaSDS)
+			var peer []*matcherv3.StringMatcher
+			if src == viaSDS {
+				peer = trustDomainPeer(trustDomain) // the RBAC filter authorizes the identity
+			}
+			common := commonTLS(src, trustDomain, peer)
 			if src == viaSDS {
 				common.AlpnProtocols = []string{"h2", "http/1.1"}
 			}

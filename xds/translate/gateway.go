@@ -20,7 +20,7 @@ import (
 // endpoints: the gateway originates mTLS, as itself, to the workloads.
 func (b *builder) gatewayBackend(be *ir.Backend) {
 	name := GatewayClusterName(be.Cluster)
-	b.cluster(edsCluster(name, upstreamTLS(viaSDS, b.trustDomain, ""), false, protocolFor(be.Protocol, slices.Values(be.Endpoints))))
+	b.cluster(edsCluster(name, upstreamTLS(viaSDS, b.trustDomain, peersOf(slices.Values(be.Endpoints)), ""), false, protocolFor(be.Protocol, slices.Values(be.Endpoints))))
 	b.backendEndpoints(name, be)
 }
 

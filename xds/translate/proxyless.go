@@ -81,7 +81,7 @@ func (b *builder) proxylessOutbound(outbound []ir.OutboundService, known []*endp
 // internal/xds/xdsclient/xdsresource/unmarshal_cds.go), which the injector and the sandbox set for
 // proxyless workloads: without it a call to another cluster finds no route at the gateway.
 func (b *builder) proxylessCluster(name, sni string, eject bool, ls []ir.Locality, known map[string]*endpointv3.ClusterLoadAssignment) {
-	b.cluster(edsCluster(name, upstreamTLS(viaProvider, b.trustDomain, sni), eject, notHTTP))
+	b.cluster(edsCluster(name, upstreamTLS(viaProvider, b.trustDomain, peersOf(localEndpoints(ls)), sni), eject, notHTTP))
 	if cla := known[name]; cla != nil {
 		b.res.Endpoints = append(b.res.Endpoints, cla) // built and validated for the sidecar
 		return

@@ -46,14 +46,14 @@ func (b *builder) sidecarOutbound(outbound []ir.OutboundService) {
 		}
 		byPort[o.Port] = append(byPort[o.Port], o)
 		name := OutboundClusterName(o.Key())
-		b.cluster(edsCluster(name, upstreamTLS(viaSDS, b.trustDomain, o.SNI), o.RetryOtherPriority || spreads(o), protocolFor(o.Protocol, localEndpoints(o.Localities))))
+		b.cluster(edsCluster(name, upstreamTLS(viaSDS, b.trustDomain, peersOf(localEndpoints(o.Localities)), o.SNI), o.RetryOtherPriority || spreads(o), protocolFor(o.Protocol, localEndpoints(o.Localities))))
 		cla, err := loadAssignment(name, o.Localities)
 		if err != nil {
 			b.fail(err)
 		}
 		b.endpoints(cla)
 		if local := localOnly(o); local != nil {
-			b.cluster(edsCluster(local.name, upstreamTLS(viaSDS, b.trustDomain, ""), false, protocolFor(o.Protocol, localEndpoints(local.localities))))
+			b.cluster(edsCluster(local.name, upstreamTLS(viaSDS, b.trustDomain, peersOf(localEndpoints(local.localities)), ""), false, protocolFor(o.Protocol, localEndpoints(local.localities))))
 			cla, err := loadAssignment(local.name, local.localities)
 			if err != nil {
 				b.fail(err)

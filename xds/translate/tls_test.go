@@ -12,11 +12,12 @@ import (
 // bytes a marshal of the context with that sni gives, and leaves the shared bytes alone.
 func TestSNIAppendedAsMarshaled(t *testing.T) {
 	for _, src := range []certSource{viaSDS, viaProvider} {
-		plain := upstreamTLS(src, "example.org", "").GetTypedConfig()
+		peers := Peers{exact: []string{"httpbin/httpbin"}}
+		plain := upstreamTLS(src, "example.org", peers, "").GetTypedConfig()
 		before := bytes.Clone(plain.Value)
-		got := upstreamTLS(src, "example.org", "8080.httpbin.httpbin.svc.clusterset.local").GetTypedConfig()
+		got := upstreamTLS(src, "example.org", peers, "8080.httpbin.httpbin.svc.clusterset.local").GetTypedConfig()
 		want, err := proto.MarshalOptions{Deterministic: true}.Marshal(&tlsv3.UpstreamTlsContext{
-			CommonTlsContext: commonTLS(src, "example.org", true),
+			CommonTlsContext: commonTLS(src, "example.org", peers.matchers("example.org")),
 			Sni:              "8080.httpbin.httpbin.svc.clusterset.local",
 		})
 		if err != nil {
@@ -29,7 +30,7 @@ func TestSNIAppendedAsMarshaled(t *testing.T) {
 		if err := got.UnmarshalTo(ctx); err != nil || ctx.GetSni() != "8080.httpbin.httpbin.svc.clusterset.local" || ctx.GetCommonTlsContext() == nil {
 			t.Errorf("source %d: unmarshaled %v, %v", src, ctx, err)
 		}
-		if again := upstreamTLS(src, "example.org", "").GetTypedConfig(); !bytes.Equal(again.Value, before) {
+		if again := upstreamTLS(src, "example.org", peers, "").GetTypedConfig(); !bytes.Equal(again.Value, before) {
 			t.Errorf("source %d: the shared bytes changed", src)
 		}
 	}
