@@ -235,7 +235,9 @@ func peersOf(endpoints func(yield func(ir.Endpoint) bool)) Peers {
 }
 
 // key names the set for the memo.
-func (p Peers) key() string { return strings.Join(p.exact, ",") + "|" + strings.Join(p.namespaces, ",") }
+func (p Peers) key() string {
+	return strings.Join(p.exact, ",") + "|" + strings.Join(p.namespaces, ",")
+}
 
 // matchers are the peers' SAN matchers: exact SPIFFE IDs, and the prefix of each namespace whose
 // accounts are not known. No endpoint: the trust domain (the cluster connects nowhere).
