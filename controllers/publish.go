@@ -85,7 +85,7 @@ type PublishObserver interface {
 // +kubebuilder:rbac:groups=flomesh.io,resources=serviceexports;serviceimports;globaltrafficpolicies;meshconfigs,verbs=get;list;watch
 // +kubebuilder:rbac:groups=access.smi-spec.io,resources=traffictargets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=specs.smi-spec.io,resources=httproutegroups,verbs=get;list;watch
-// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=gatewayclasses;gateways;httproutes;tlsroutes,verbs=get;list;watch
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=gatewayclasses;gateways;httproutes;tlsroutes;referencegrants,verbs=get;list;watch
 
 // watchedTypes are the kinds the translator reads through the manager's cache (EndpointSlices
 // aside: see EndpointSliceStore).
@@ -94,7 +94,7 @@ func watchedTypes() []client.Object {
 		&corev1.Namespace{}, &corev1.Service{}, &corev1.Pod{}, &corev1.ServiceAccount{},
 		&flomeshv1alpha1.ServiceExport{}, &flomeshv1alpha1.ServiceImport{}, &flomeshv1alpha1.GlobalTrafficPolicy{}, &flomeshv1alpha1.MeshConfig{},
 		&accessv1alpha3.TrafficTarget{}, &specsv1alpha4.HTTPRouteGroup{},
-		&gatewayv1.GatewayClass{}, &gatewayv1.Gateway{}, &gatewayv1.HTTPRoute{}, &gatewayv1.TLSRoute{},
+		&gatewayv1.GatewayClass{}, &gatewayv1.Gateway{}, &gatewayv1.HTTPRoute{}, &gatewayv1.TLSRoute{}, &gatewayv1.ReferenceGrant{},
 		&appsv1.Deployment{}, // the gateways': their availability is the Gateways' Programmed
 	}
 }
@@ -228,9 +228,10 @@ func (p *Publisher) input(ctx context.Context, reader client.Reader, slices func
 		gw   gatewayv1.GatewayList
 		hr   gatewayv1.HTTPRouteList
 		tr   gatewayv1.TLSRouteList
+		rg   gatewayv1.ReferenceGrantList
 		dep  appsv1.DeploymentList
 	)
-	for _, l := range []client.ObjectList{&ns, &svc, &pods, &sas, &sexp, &simp, &gtp, &tt, &hrg, &gwc, &gw, &hr, &tr} {
+	for _, l := range []client.ObjectList{&ns, &svc, &pods, &sas, &sexp, &simp, &gtp, &tt, &hrg, &gwc, &gw, &hr, &tr, &rg} {
 		// The informers' objects themselves, not copies: nothing of a publication modifies them
 		// (the translator reads its input only, TestGolden checks it; the status writer
 		// copies an object before it writes), and a copy of every object on every full publish
@@ -251,6 +252,7 @@ func (p *Publisher) input(ctx context.Context, reader client.Reader, slices func
 	in.ServiceExports, in.ServiceImports, in.GlobalTrafficPolicies = sexp.Items, simp.Items, gtp.Items
 	in.TrafficTargets, in.HTTPRouteGroups = tt.Items, hrg.Items
 	in.GatewayClasses, in.Gateways, in.HTTPRoutes, in.TLSRoutes, in.Deployments = gwc.Items, gw.Items, hr.Items, tr.Items, dep.Items
+	in.ReferenceGrants = rg.Items
 	mc := &flomeshv1alpha1.MeshConfig{}
 	switch err := reader.Get(ctx, p.opts.MeshConfig, mc); {
 	case err == nil:

@@ -163,7 +163,11 @@ func (t *translation) resolveBackend(routeNS string, ref gatewayv1.BackendRef, r
 	}
 	ns := routeNS
 	if ref.Namespace != nil && string(*ref.Namespace) != routeNS {
-		return invalid, flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonRefNotPermitted), "Backend %s/%s is in another namespace; crossgate does not read ReferenceGrants yet.", *ref.Namespace, ref.Name)
+		ns = string(*ref.Namespace)
+		if !t.referenceGranted(gatewayv1.Kind(routeKind), routeNS, "", "Service", ns, string(ref.Name)) {
+			return invalid, flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonRefNotPermitted),
+				"Backend %s/%s is in another namespace, and no ReferenceGrant in %s lets %ss of namespace %s refer to that Service.", ns, ref.Name, ns, routeKind, routeNS)
+		}
 	}
 	svc := t.services[nsName{ns, string(ref.Name)}]
 	if svc == nil {
@@ -186,4 +190,27 @@ func (t *translation) resolveBackend(routeNS string, ref gatewayv1.BackendRef, r
 		return ir.Backend{Cluster: ir.ServiceKey(ns, svc.Name, sp.Port), Protocol: proto, Endpoints: t.localEndpoints(nsName{ns, svc.Name}, sp)}, nil
 	}
 	return invalid, flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonBackendNotFound), "Service %s/%s has no TCP port %d.", ns, ref.Name, *ref.Port)
+}
+
+// referenceGranted reports whether a ReferenceGrant in toNS lets objects of kind fromKind
+// (gateway.networking.k8s.io) in fromNS refer to the object of toGroup/toKind named toName: one
+// of its from entries names that kind and namespace, and one of its to entries that kind, with
+// no name or that name (referencegrant_types.go).
+func (t *translation) referenceGranted(fromKind gatewayv1.Kind, fromNS string, toGroup gatewayv1.Group, toKind gatewayv1.Kind, toNS, toName string) bool {
+	for i := range t.in.ReferenceGrants {
+		g := &t.in.ReferenceGrants[i]
+		if g.Namespace != toNS {
+			continue
+		}
+		from := slices.ContainsFunc(g.Spec.From, func(f gatewayv1.ReferenceGrantFrom) bool {
+			return f.Group == gatewayv1.GroupName && f.Kind == fromKind && string(f.Namespace) == fromNS
+		})
+		to := slices.ContainsFunc(g.Spec.To, func(r gatewayv1.ReferenceGrantTo) bool {
+			return r.Group == toGroup && r.Kind == toKind && (r.Name == nil || string(*r.Name) == toName)
+		})
+		if from && to {
+			return true
+		}
+	}
+	return false
 }
