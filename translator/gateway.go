@@ -122,11 +122,15 @@ type sortableRoute struct {
 
 // SupportedFeatures are the Gateway API features (sigs.k8s.io/gateway-api/pkg/features names) that
 // crossgate's GatewayClasses publish in status.supportedFeatures, sorted by name as the field
-// requires: the Gateway and HTTPRoute core, matching by method, URLRewrite of the path (both
-// ReplaceFullPath and ReplacePrefixMatch), and TLSRoute on TLS listeners in Passthrough mode.
-// Nothing else is claimed until it is implemented.
+// requires: the Gateway and HTTPRoute core (RequestHeaderModifier included), matching by method,
+// URLRewrite of the path (both ReplaceFullPath and ReplacePrefixMatch) and of the hostname,
+// ResponseHeaderModifier, and TLSRoute on TLS listeners in Passthrough mode. Nothing else is
+// claimed until it is implemented.
 func SupportedFeatures() []gatewayv1.SupportedFeature {
-	return []gatewayv1.SupportedFeature{{Name: "Gateway"}, {Name: "HTTPRoute"}, {Name: "HTTPRouteMethodMatching"}, {Name: "HTTPRoutePathRewrite"}, {Name: "TLSRoute"}}
+	return []gatewayv1.SupportedFeature{
+		{Name: "Gateway"}, {Name: "HTTPRoute"}, {Name: "HTTPRouteHostRewrite"}, {Name: "HTTPRouteMethodMatching"},
+		{Name: "HTTPRoutePathRewrite"}, {Name: "HTTPRouteResponseHeaderModification"}, {Name: "TLSRoute"},
+	}
 }
 
 // translateGateways builds the IR of every Gateway of our classes and the statuses of the

@@ -27,17 +27,37 @@ func (t *translation) buildRules(r *gatewayv1.HTTPRoute) (out []builtRule, unres
 	var problems []string
 	for ri, rule := range r.Spec.Rules {
 		var rewrite *ir.PathRewrite
+		var hostRewrite string
+		var requestHeaders, responseHeaders *ir.HeaderModifier
 		for _, f := range rule.Filters {
-			if f.Type != gatewayv1.HTTPRouteFilterURLRewrite || f.URLRewrite == nil || f.URLRewrite.Hostname != nil {
-				return nil, nil, flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonUnsupportedValue), "Rule %d uses filter %s, which crossgate does not support yet; only URLRewrite of the path is.", ri, f.Type)
-			}
-			if p := f.URLRewrite.Path; p != nil {
-				switch p.Type {
-				case gatewayv1.PrefixMatchHTTPPathModifier:
-					rewrite = &ir.PathRewrite{ReplacePrefixMatch: ptr(cmp.Or(derefStr(p.ReplacePrefixMatch), "/"))}
-				case gatewayv1.FullPathHTTPPathModifier:
-					rewrite = &ir.PathRewrite{ReplaceFullPath: ptr(cmp.Or(derefStr(p.ReplaceFullPath), "/"))}
+			switch {
+			case f.Type == gatewayv1.HTTPRouteFilterURLRewrite && f.URLRewrite != nil:
+				if p := f.URLRewrite.Path; p != nil {
+					switch p.Type {
+					case gatewayv1.PrefixMatchHTTPPathModifier:
+						rewrite = &ir.PathRewrite{ReplacePrefixMatch: ptr(cmp.Or(derefStr(p.ReplacePrefixMatch), "/"))}
+					case gatewayv1.FullPathHTTPPathModifier:
+						rewrite = &ir.PathRewrite{ReplaceFullPath: ptr(cmp.Or(derefStr(p.ReplaceFullPath), "/"))}
+					}
 				}
+				if h := f.URLRewrite.Hostname; h != nil {
+					hostRewrite = string(*h)
+				}
+			case f.Type == gatewayv1.HTTPRouteFilterRequestHeaderModifier && f.RequestHeaderModifier != nil:
+				m, err := headerModifier(ri, "requestHeaderModifier", f.RequestHeaderModifier)
+				if err != nil {
+					return nil, nil, err
+				}
+				requestHeaders = m
+			case f.Type == gatewayv1.HTTPRouteFilterResponseHeaderModifier && f.ResponseHeaderModifier != nil:
+				m, err := headerModifier(ri, "responseHeaderModifier", f.ResponseHeaderModifier)
+				if err != nil {
+					return nil, nil, err
+				}
+				responseHeaders = m
+			default:
+				return nil, nil, flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonUnsupportedValue),
+					"Rule %d uses filter %s, which crossgate does not support yet; URLRewrite, RequestHeaderModifier and ResponseHeaderModifier are.", ri, f.Type)
 			}
 		}
 		backends, direct, whys := t.backends(r.Namespace, rule.BackendRefs)
@@ -56,9 +76,12 @@ func (t *translation) buildRules(r *gatewayv1.HTTPRoute) (out []builtRule, unres
 				return nil, nil, flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonUnsupportedValue), "Rule %d matches query parameters, which crossgate does not support yet.", ri)
 			}
 			route := ir.Route{
-				Name:           routeName(r.Namespace, r.Name, ri, mi),
-				Path:           pathMatch(m.Path),
-				Rewrite:        rewrite,
+				Name:            routeName(r.Namespace, r.Name, ri, mi),
+				Path:            pathMatch(m.Path),
+				Rewrite:         rewrite,
+				HostRewrite:     hostRewrite,
+				RequestHeaders:  requestHeaders,
+				ResponseHeaders: responseHeaders,
 				Backends:       backends,
 				DirectResponse: direct,
 			}
@@ -213,4 +236,37 @@ func (t *translation) referenceGranted(fromKind gatewayv1.Kind, fromNS string, t
 		}
 	}
 	return false
+}
+
+// headerModifier reads an HTTPHeaderFilter. The Host header cannot be changed this way (Envoy
+// refuses to modify host and pseudo-headers: router/header_parser.cc); URLRewrite's hostname
+// does that.
+func headerModifier(rule int, field string, f *gatewayv1.HTTPHeaderFilter) (*ir.HeaderModifier, *flomeshv1alpha1.ConditionError) {
+	m := &ir.HeaderModifier{}
+	host := func(name string) *flomeshv1alpha1.ConditionError {
+		if strings.EqualFold(name, "host") {
+			return flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonUnsupportedValue),
+				"Rule %d: %s cannot change the Host header; use URLRewrite's hostname.", rule, field)
+		}
+		return nil
+	}
+	for _, h := range f.Set {
+		if err := host(string(h.Name)); err != nil {
+			return nil, err
+		}
+		m.Set = append(m.Set, ir.Header{Name: strings.ToLower(string(h.Name)), Value: h.Value})
+	}
+	for _, h := range f.Add {
+		if err := host(string(h.Name)); err != nil {
+			return nil, err
+		}
+		m.Add = append(m.Add, ir.Header{Name: strings.ToLower(string(h.Name)), Value: h.Value})
+	}
+	for _, name := range f.Remove {
+		if err := host(name); err != nil {
+			return nil, err
+		}
+		m.Remove = append(m.Remove, strings.ToLower(name))
+	}
+	return m, nil
 }

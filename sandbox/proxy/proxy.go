@@ -211,6 +211,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hijackClose(w)
 		return
 	case res.DirectResponse != 0:
+		applyHeaders(w.Header(), res.ResponseHeaderOps)
 		w.WriteHeader(int(res.DirectResponse))
 		return
 	}
@@ -413,6 +414,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, cl *simulate.Clu
 				pr.Out.Host = r.URL.Host
 			}
 			pr.Out.RequestURI = ""
+			applyHeaders(pr.Out.Header, res.RequestHeaderOps)
 		},
 		Transport: p.transport(cl.Name, up),
 		ModifyResponse: func(resp *http.Response) error {
@@ -420,6 +422,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, cl *simulate.Clu
 			if holdBack(resp.StatusCode, nil) {
 				return errRetry
 			}
+			applyHeaders(resp.Header, res.ResponseHeaderOps)
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
@@ -626,5 +629,23 @@ func (p *Proxy) serveTLS(c net.Conn, br *bufio.Reader) {
 func closeWrite(c net.Conn) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.CloseWrite()
+	}
+}
+
+// applyHeaders makes a route's header changes, as the model says Envoy makes them: removals
+// first, then each addition, appended to the values there are or replacing them.
+func applyHeaders(h http.Header, ops simulate.HeaderOps) {
+	for _, n := range ops.Remove {
+		h.Del(n)
+	}
+	for _, a := range ops.Add {
+		_, present := h[http.CanonicalHeaderKey(a.Name)]
+		switch {
+		case present && a.IfAbsent, !present && a.IfPresent:
+		case a.Append:
+			h.Add(a.Name, a.Value)
+		default:
+			h.Set(a.Name, a.Value)
+		}
 	}
 }

@@ -198,3 +198,33 @@ func TestCallerVerifiesTheServer(t *testing.T) {
 	p := m.send(t, call{from: c2w, pod: "curl/curl-1", dst: "10.97.0.30:8080", host: "httpbin.httpbin:8080", method: "GET", urlPath: "/status/200", pick: endpointIn("cluster-1")})
 	wantReached(t, p, "httpbin/httpbin of export-policy-mode")
 }
+
+// HTTPRoute filters at a gateway: RequestHeaderModifier (removals first, then set and add), the
+// Host rewritten by URLRewrite's hostname, a "%" kept literally, and ResponseHeaderModifier's
+// changes for the answer.
+func TestHeaderModifiers(t *testing.T) {
+	w := loadWorld(t, "gateway-header-modifiers")
+	r := simulate.Simulate(w.out.Gateways["crossgate-system/crossgate-gateway"], simulate.Request{
+		Port: 80, Host: "gw.example", Method: "GET", Path: "/headers",
+		Headers: map[string]string{"x-set": "old", "x-add": "first", "x-remove": "gone", "x-keep": "kept"},
+	})
+	if r.Denied || len(r.Clusters) != 1 {
+		t.Fatalf("denied %v (%s), clusters %+v", r.Denied, r.DenyReason, r.Clusters)
+	}
+	want := map[string]string{"x-set": "set-value", "x-add": "first,100%", "x-keep": "kept"}
+	if !maps.Equal(r.Headers, want) {
+		t.Errorf("headers upstream %v, want %v", r.Headers, want)
+	}
+	if r.Host != "echo.internal" {
+		t.Errorf("Host upstream %q, want echo.internal", r.Host)
+	}
+	resp := map[string]string{"server": "app", "x-served-by": "app", "cache-control": "max-age=60"}
+	r.ResponseHeaderOps.Apply(resp)
+	if want := map[string]string{"x-served-by": "app,crossgate", "cache-control": "no-store"}; !maps.Equal(resp, want) {
+		t.Errorf("response headers %v, want %v", resp, want)
+	}
+	// The route that would change Host is not attached: its path finds no route.
+	if r := simulate.Simulate(w.out.Gateways["crossgate-system/crossgate-gateway"], simulate.Request{Port: 80, Host: "gw.example", Method: "GET", Path: "/host"}); r.Status != 404 {
+		t.Errorf("the route changing Host: status %d (%s), want 404", r.Status, r.DenyReason)
+	}
+}

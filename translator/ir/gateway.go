@@ -64,11 +64,32 @@ type Route struct {
 	Headers []HeaderMatch `json:"headers,omitempty"`
 	// Rewrite, when set, rewrites the path before forwarding.
 	Rewrite *PathRewrite `json:"rewrite,omitempty"`
+	// HostRewrite, when set, replaces the Host (URLRewrite's hostname).
+	HostRewrite string `json:"hostRewrite,omitempty"`
+	// RequestHeaders change the request before it is forwarded (RequestHeaderModifier), and
+	// ResponseHeaders the response before it is returned (ResponseHeaderModifier).
+	RequestHeaders  *HeaderModifier `json:"requestHeaders,omitempty"`
+	ResponseHeaders *HeaderModifier `json:"responseHeaders,omitempty"`
 	// Backends share the requests by weight. A backend that does not resolve keeps its weight
 	// and answers 500, as Gateway API requires.
 	Backends []Backend `json:"backends,omitempty"`
 	// DirectResponse, when non-zero, answers with this status instead of forwarding.
 	DirectResponse uint32 `json:"directResponse,omitempty"`
+}
+
+// HeaderModifier changes headers: Remove first, then Set (replacing any value) and Add
+// (appending to the values there are), as Gateway API's HTTPHeaderFilter says. Names are lower
+// case.
+type HeaderModifier struct {
+	Set    []Header `json:"set,omitempty"`
+	Add    []Header `json:"add,omitempty"`
+	Remove []string `json:"remove,omitempty"`
+}
+
+// Header is a header's name and value.
+type Header struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
 }
 
 // PathMatch is the path condition of a route.

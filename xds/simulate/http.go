@@ -1,11 +1,13 @@
 package simulate
 
 import (
+	"maps"
 	"path"
 	"strconv"
 	"strings"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	rbacfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
@@ -124,6 +126,10 @@ func (p *Proxy) httpConnection(c *connection, r *Result, m *hcmv3.HttpConnection
 	if rt == nil {
 		return deny(r, 404, "no route of virtual host %s matches %s %s", vh.Name, req.Method, req.Path)
 	}
+	if p.Flavor == Envoy {
+		// grpc-go applies neither (xdsresource/unmarshal_rds.go reads no headers to add).
+		r.ResponseHeaderOps = headerOps(rt.GetResponseHeadersToAdd(), rt.GetResponseHeadersToRemove())
+	}
 	switch a := rt.Action.(type) {
 	case *routev3.Route_DirectResponse:
 		if p.Flavor == GRPC {
@@ -141,6 +147,14 @@ func (p *Proxy) httpConnection(c *connection, r *Result, m *hcmv3.HttpConnection
 			// server/routing.go: "NonForwardingAction is expected for all Routes used on
 			// server-side"; any other action fails the RPC.
 			return deny(r, 0, "grpc-go answers UNAVAILABLE: a server's route must be non-forwarding (xds/server/routing.go)")
+		}
+		if p.Flavor == Envoy {
+			r.RequestHeaderOps = headerOps(rt.GetRequestHeadersToAdd(), rt.GetRequestHeadersToRemove())
+			r.Headers = maps.Clone(req.Headers)
+			if r.Headers == nil {
+				r.Headers = map[string]string{}
+			}
+			r.RequestHeaderOps.Apply(r.Headers)
 		}
 		return p.routeAction(c, req, r, rt.GetMatch(), a.Route)
 	default:
@@ -336,4 +350,28 @@ func durationOr(d time.Duration, def string) string {
 		return def
 	}
 	return d.String()
+}
+
+// headerOps reads a route's headers to add and remove. append_action says how a header is
+// added (APPEND_IF_EXISTS_OR_ADD by default), unless the deprecated append is set
+// (base.proto HeaderValueOption).
+func headerOps(add []*corev3.HeaderValueOption, remove []string) HeaderOps {
+	o := HeaderOps{Remove: remove}
+	for _, h := range add {
+		v, _ := headerValue(h.GetHeader().GetValue()) // checked by Load
+		a := HeaderAdd{Name: h.GetHeader().GetKey(), Value: v}
+		switch h.GetAppendAction() {
+		case corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD:
+			a.Append = true
+		case corev3.HeaderValueOption_ADD_IF_ABSENT:
+			a.IfAbsent = true
+		case corev3.HeaderValueOption_OVERWRITE_IF_EXISTS:
+			a.IfPresent = true
+		}
+		if ap := h.GetAppend(); ap != nil { //nolint:staticcheck // deprecated; still honoured by Envoy
+			a.Append, a.IfAbsent, a.IfPresent = ap.GetValue(), false, false
+		}
+		o.Add = append(o.Add, a)
+	}
+	return o
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -325,6 +326,10 @@ func (p *Proxy) checkRouteConfig(kind, name string, rc *routev3.RouteConfigurati
 					return false
 				}
 			}
+			if err := checkHeaderOps(r); err != nil {
+				p.reject(kind, name, "Envoy: router/header_parser.cc", "route %s: %v", r.GetName(), err)
+				return false
+			}
 			a := r.GetRoute()
 			if a == nil {
 				continue
@@ -471,4 +476,49 @@ func maxU(a, b uint32) uint32 {
 		return a
 	}
 	return b
+}
+
+// checkHeaderOps applies header_parser.cc's rules to a route's headers to add and remove: the
+// host header and pseudo-headers (":path") may be neither added nor removed, and a value is a
+// format string whose "%" starts a variable unless doubled ("Invalid header configuration.
+// Un-terminated variable expression"; crossgate uses no variables).
+func checkHeaderOps(r *routev3.Route) error {
+	immutable := func(name string) bool { return strings.HasPrefix(name, ":") || strings.EqualFold(name, "host") }
+	for _, list := range [][]string{r.GetRequestHeadersToRemove(), r.GetResponseHeadersToRemove()} {
+		for _, h := range list {
+			if immutable(h) {
+				return fmt.Errorf(":-prefixed or host headers may not be removed (%s)", h)
+			}
+		}
+	}
+	for _, list := range [][]*corev3.HeaderValueOption{r.GetRequestHeadersToAdd(), r.GetResponseHeadersToAdd()} {
+		for _, o := range list {
+			if immutable(o.GetHeader().GetKey()) {
+				return fmt.Errorf(":-prefixed or host headers may not be modified (%s)", o.GetHeader().GetKey())
+			}
+			if _, err := headerValue(o.GetHeader().GetValue()); err != nil {
+				return fmt.Errorf("header %s: %v", o.GetHeader().GetKey(), err)
+			}
+		}
+	}
+	return nil
+}
+
+// headerValue is the value a header format string gives: "%%" is a "%"; any other "%" starts a
+// variable, which this model does not evaluate.
+func headerValue(format string) (string, error) {
+	var b strings.Builder
+	for i := 0; i < len(format); i++ {
+		if format[i] != '%' {
+			b.WriteByte(format[i])
+			continue
+		}
+		if i+1 < len(format) && format[i+1] == '%' {
+			b.WriteByte('%')
+			i++
+			continue
+		}
+		return "", fmt.Errorf("%q has a variable expression (a lone %%), which is not simulated", format)
+	}
+	return b.String(), nil
 }

@@ -94,6 +94,21 @@ func TestLoadRefusesWhatEnvoyRefuses(t *testing.T) {
 		"a domain twice in a route configuration": {func(r *resources.Resources) {
 			r.Listeners[0].FilterChains = []*listenerv3.FilterChain{hcmChain("http", &routev3.RouteConfiguration{Name: "rc", VirtualHosts: []*routev3.VirtualHost{routeTo("a", "a.example"), routeTo("a", "b.example", "a.example")}})}
 		}, "unique values for domains"},
+		"a route removing the host header": {func(r *resources.Resources) {
+			vh := routeTo("a", "a.example")
+			vh.Routes[0].RequestHeadersToRemove = []string{"Host"}
+			r.Listeners[0].FilterChains = []*listenerv3.FilterChain{hcmChain("http", &routev3.RouteConfiguration{Name: "rc", VirtualHosts: []*routev3.VirtualHost{vh}})}
+		}, "may not be removed"},
+		"a route setting a pseudo-header": {func(r *resources.Resources) {
+			vh := routeTo("a", "a.example")
+			vh.Routes[0].ResponseHeadersToAdd = []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: ":status", Value: "200"}}}
+			r.Listeners[0].FilterChains = []*listenerv3.FilterChain{hcmChain("http", &routev3.RouteConfiguration{Name: "rc", VirtualHosts: []*routev3.VirtualHost{vh}})}
+		}, "may not be modified"},
+		"a header value with a lone %": {func(r *resources.Resources) {
+			vh := routeTo("a", "a.example")
+			vh.Routes[0].RequestHeadersToAdd = []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "x-a", Value: "100%"}}}
+			r.Listeners[0].FilterChains = []*listenerv3.FilterChain{hcmChain("http", &routev3.RouteConfiguration{Name: "rc", VirtualHosts: []*routev3.VirtualHost{vh}})}
+		}, "header_parser.cc"},
 		"two wildcard domains": {func(r *resources.Resources) {
 			r.Routes = []*routev3.RouteConfiguration{{Name: "rds", VirtualHosts: []*routev3.VirtualHost{routeTo("a", "*"), routeTo("a", "*")}}}
 		}, "single wildcard"},

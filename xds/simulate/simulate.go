@@ -98,6 +98,45 @@ type Result struct {
 	RetryOtherPriority, RetryOtherHost bool
 	// Timeout is the route's timeout (Envoy), 0 for none.
 	Timeout time.Duration
+	// Headers are the request's headers as sent upstream, the route's changes applied
+	// (RequestHeaderOps); ResponseHeaderOps are the route's changes to the response.
+	Headers                             map[string]string
+	RequestHeaderOps, ResponseHeaderOps HeaderOps
+}
+
+// HeaderOps are a route's changes to headers (route_components.proto request_headers_to_add,
+// request_headers_to_remove, and the response's): the removals first, then the additions in
+// order (router/header_parser.cc evaluateHeaders).
+type HeaderOps struct {
+	Remove []string
+	Add    []HeaderAdd
+}
+
+// HeaderAdd is one header to add: appended to the values there are (APPEND_IF_EXISTS_OR_ADD),
+// or replacing them (OVERWRITE_IF_EXISTS_OR_ADD); IfAbsent adds it only where there is none
+// (ADD_IF_ABSENT), IfPresent replaces only what there is (OVERWRITE_IF_EXISTS).
+type HeaderAdd struct {
+	Name, Value         string
+	Append              bool
+	IfAbsent, IfPresent bool
+}
+
+// Apply applies the changes to headers by lower-case name, a header's values joined by commas.
+func (o HeaderOps) Apply(h map[string]string) {
+	for _, n := range o.Remove {
+		delete(h, strings.ToLower(n))
+	}
+	for _, a := range o.Add {
+		n := strings.ToLower(a.Name)
+		old, ok := h[n]
+		switch {
+		case ok && a.IfAbsent, !ok && a.IfPresent:
+		case ok && a.Append:
+			h[n] = old + "," + a.Value
+		default:
+			h[n] = a.Value
+		}
+	}
 }
 
 func deny(r *Result, status uint32, format string, args ...any) *Result {

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
@@ -169,6 +170,7 @@ func (b *builder) gatewayRoute(r ir.Route) (*routev3.Route, bool) {
 		m.Headers = append(m.Headers, hm)
 	}
 	route := &routev3.Route{Name: r.Name, Match: m}
+	route.ResponseHeadersToAdd, route.ResponseHeadersToRemove = headerOptions(r.ResponseHeaders)
 	if r.DirectResponse != 0 {
 		route.Action = &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: r.DirectResponse}}
 		return route, true
@@ -202,8 +204,36 @@ func (b *builder) gatewayRoute(r ir.Route) (*routev3.Route, bool) {
 			}
 		}
 	}
+	if r.HostRewrite != "" {
+		action.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: r.HostRewrite}
+	}
+	route.RequestHeadersToAdd, route.RequestHeadersToRemove = headerOptions(r.RequestHeaders)
 	route.Action = &routev3.Route_Route{Route: action}
 	return route, true
+}
+
+// headerOptions turns a header modifier into a route's headers to add and to remove. Envoy
+// removes first, then adds in order (router/header_parser.cc evaluateHeaders), as Gateway API
+// asks: Set replaces every value (OVERWRITE_IF_EXISTS_OR_ADD), Add appends one
+// (APPEND_IF_EXISTS_OR_ADD). A value is a format string there, so "%" is escaped as "%%".
+func headerOptions(m *ir.HeaderModifier) ([]*corev3.HeaderValueOption, []string) {
+	if m == nil {
+		return nil, nil
+	}
+	var add []*corev3.HeaderValueOption
+	option := func(h ir.Header, action corev3.HeaderValueOption_HeaderAppendAction) {
+		add = append(add, &corev3.HeaderValueOption{
+			Header:       &corev3.HeaderValue{Key: h.Name, Value: strings.ReplaceAll(h.Value, "%", "%%")},
+			AppendAction: action,
+		})
+	}
+	for _, h := range m.Set {
+		option(h, corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD)
+	}
+	for _, h := range m.Add {
+		option(h, corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD)
+	}
+	return add, m.Remove
 }
 
 func backendCluster(be ir.Backend) string {
