@@ -82,8 +82,8 @@ func (t *translation) buildRules(r *gatewayv1.HTTPRoute) (out []builtRule, unres
 				HostRewrite:     hostRewrite,
 				RequestHeaders:  requestHeaders,
 				ResponseHeaders: responseHeaders,
-				Backends:       backends,
-				DirectResponse: direct,
+				Backends:        backends,
+				DirectResponse:  direct,
 			}
 			if m.Method != nil {
 				route.Method = string(*m.Method)
