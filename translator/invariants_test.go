@@ -61,8 +61,14 @@ func invariants(res *Result) error {
 		for _, l := range g.Listeners {
 			for _, vh := range l.VirtualHosts {
 				for _, r := range vh.Routes {
-					if (r.DirectResponse == 0) == (len(r.Backends) == 0) {
-						return fmt.Errorf("gateway %s/%s route %s must either forward or answer directly", g.Namespace, g.Name, r.Name)
+					answers := 0
+					for _, yes := range []bool{r.DirectResponse != 0, len(r.Backends) > 0, r.Redirect != nil} {
+						if yes {
+							answers++
+						}
+					}
+					if answers != 1 {
+						return fmt.Errorf("gateway %s/%s route %s must either forward, answer directly or redirect", g.Namespace, g.Name, r.Name)
 					}
 				}
 			}

@@ -29,6 +29,7 @@ func (t *translation) buildRules(r *gatewayv1.HTTPRoute) (out []builtRule, unres
 		var rewrite *ir.PathRewrite
 		var hostRewrite string
 		var requestHeaders, responseHeaders *ir.HeaderModifier
+		var redirect *ir.Redirect
 		for _, f := range rule.Filters {
 			switch {
 			case f.Type == gatewayv1.HTTPRouteFilterURLRewrite && f.URLRewrite != nil:
@@ -55,12 +56,21 @@ func (t *translation) buildRules(r *gatewayv1.HTTPRoute) (out []builtRule, unres
 					return nil, nil, err
 				}
 				responseHeaders = m
+			case f.Type == gatewayv1.HTTPRouteFilterRequestRedirect && f.RequestRedirect != nil:
+				rd, err := requestRedirect(ri, f.RequestRedirect)
+				if err != nil {
+					return nil, nil, err
+				}
+				redirect = rd
 			default:
 				return nil, nil, flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonUnsupportedValue),
-					"Rule %d uses filter %s, which crossgate does not support yet; URLRewrite, RequestHeaderModifier and ResponseHeaderModifier are.", ri, f.Type)
+					"Rule %d uses filter %s, which crossgate does not support yet; URLRewrite, RequestRedirect, RequestHeaderModifier and ResponseHeaderModifier are.", ri, f.Type)
 			}
 		}
 		backends, direct, whys := t.backends(r.Namespace, rule.BackendRefs)
+		if redirect != nil {
+			backends, direct = nil, 0 // a redirect answers itself: no backend takes the request
+		}
 		for _, why := range whys {
 			if reason == "" {
 				reason = why.Reason // the first problem names the reason
@@ -82,6 +92,7 @@ func (t *translation) buildRules(r *gatewayv1.HTTPRoute) (out []builtRule, unres
 				HostRewrite:     hostRewrite,
 				RequestHeaders:  requestHeaders,
 				ResponseHeaders: responseHeaders,
+				Redirect:        redirect,
 				Backends:        backends,
 				DirectResponse:  direct,
 			}
@@ -269,4 +280,37 @@ func headerModifier(rule int, field string, f *gatewayv1.HTTPHeaderFilter) (*ir.
 		m.Remove = append(m.Remove, strings.ToLower(name))
 	}
 	return m, nil
+}
+
+// requestRedirect reads a RequestRedirect filter. A status code other than those of the API's
+// enum is UnsupportedValue, as the API asks of unknown values.
+func requestRedirect(rule int, f *gatewayv1.HTTPRequestRedirectFilter) (*ir.Redirect, *flomeshv1alpha1.ConditionError) {
+	rd := &ir.Redirect{StatusCode: 302}
+	if f.StatusCode != nil {
+		switch *f.StatusCode {
+		case 301, 302, 303, 307, 308:
+			rd.StatusCode = uint32(*f.StatusCode)
+		default:
+			return nil, flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonUnsupportedValue),
+				"Rule %d: requestRedirect.statusCode %d is not one of 301, 302, 303, 307, 308.", rule, *f.StatusCode)
+		}
+	}
+	if f.Scheme != nil {
+		rd.Scheme = strings.ToLower(*f.Scheme)
+	}
+	if f.Hostname != nil {
+		rd.Hostname = string(*f.Hostname)
+	}
+	if f.Port != nil {
+		rd.Port = uint32(*f.Port)
+	}
+	if p := f.Path; p != nil {
+		switch p.Type {
+		case gatewayv1.PrefixMatchHTTPPathModifier:
+			rd.Path = &ir.PathRewrite{ReplacePrefixMatch: ptr(cmp.Or(derefStr(p.ReplacePrefixMatch), "/"))}
+		case gatewayv1.FullPathHTTPPathModifier:
+			rd.Path = &ir.PathRewrite{ReplaceFullPath: ptr(cmp.Or(derefStr(p.ReplaceFullPath), "/"))}
+		}
+	}
+	return rd, nil
 }

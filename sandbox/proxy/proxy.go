@@ -212,6 +212,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case res.DirectResponse != 0:
 		applyHeaders(w.Header(), res.ResponseHeaderOps)
+		if res.Location != "" {
+			w.Header().Set("Location", res.Location)
+		}
 		w.WriteHeader(int(res.DirectResponse))
 		return
 	}

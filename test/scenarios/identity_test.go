@@ -228,3 +228,32 @@ func TestHeaderModifiers(t *testing.T) {
 		t.Errorf("the route changing Host: status %d (%s), want 404", r.Status, r.DenyReason)
 	}
 }
+
+// RequestRedirect at a gateway: the status code and the Location Envoy builds
+// (http/utility.cc newUri): the scheme changed and the port derived from it (none for https's
+// 443), a request host's default port dropped when the scheme changes and a non-default one
+// kept, a hostname and port replaced, a path prefix replaced with the query kept.
+func TestRedirects(t *testing.T) {
+	w := loadWorld(t, "gateway-header-modifiers")
+	gw := w.out.Gateways["crossgate-system/crossgate-gateway"]
+	for _, tc := range []struct {
+		host, path string
+		status     uint32
+		location   string
+	}{
+		{"gw.example", "/to-https/a?x=1", 302, "https://gw.example/to-https/a?x=1"},
+		{"gw.example:80", "/to-https", 302, "https://gw.example/to-https"},
+		{"gw.example:81", "/to-https", 302, "https://gw.example:81/to-https"},
+		{"gw.example", "/elsewhere/x", 301, "http://example.org:8443/elsewhere/x"},
+		{"gw.example", "/old/page?q=1", 308, "http://gw.example/new/page?q=1"},
+	} {
+		r := simulate.Simulate(gw, simulate.Request{Port: 80, Host: tc.host, Method: "GET", Path: tc.path})
+		if r.DirectResponse != tc.status || r.Location != tc.location {
+			t.Errorf("GET %s%s: %d %q (%s), want %d %q", tc.host, tc.path, r.DirectResponse, r.Location, r.DenyReason, tc.status, tc.location)
+		}
+	}
+	// The rule with an unknown status code is not attached.
+	if r := simulate.Simulate(gw, simulate.Request{Port: 80, Host: "gw.example", Method: "GET", Path: "/bad"}); r.Status != 404 {
+		t.Errorf("the redirect with status 399: %d %d (%s), want 404", r.Status, r.DirectResponse, r.DenyReason)
+	}
+}

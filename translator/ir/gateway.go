@@ -75,6 +75,20 @@ type Route struct {
 	Backends []Backend `json:"backends,omitempty"`
 	// DirectResponse, when non-zero, answers with this status instead of forwarding.
 	DirectResponse uint32 `json:"directResponse,omitempty"`
+	// Redirect, when set, answers with a redirect instead of forwarding (RequestRedirect).
+	Redirect *Redirect `json:"redirect,omitempty"`
+}
+
+// Redirect is a RequestRedirect filter: what the Location keeps of the request, and what it
+// replaces. Port 0 is no port given: the listener derives one (Gateway API: the scheme's
+// well-known port when a scheme is given, else the listener's).
+type Redirect struct {
+	Scheme   string       `json:"scheme,omitempty"`
+	Hostname string       `json:"hostname,omitempty"`
+	Port     uint32       `json:"port,omitempty"`
+	Path     *PathRewrite `json:"path,omitempty"`
+	// StatusCode is 301, 302 (the default), 303, 307 or 308.
+	StatusCode uint32 `json:"statusCode"`
 }
 
 // HeaderModifier changes headers: Remove first, then Set (replacing any value) and Add

@@ -137,6 +137,12 @@ func (p *Proxy) httpConnection(c *connection, r *Result, m *hcmv3.HttpConnection
 		}
 		r.DirectResponse = a.DirectResponse.GetStatus()
 		return r
+	case *routev3.Route_Redirect:
+		if p.Flavor == GRPC {
+			return deny(r, 0, "grpc-go answers UNAVAILABLE: a redirect is not a route action it supports (resolver/serviceconfig.go errUnsupportedClientRouteAction)")
+		}
+		r.DirectResponse, r.Location = redirect(c, req, rt.GetMatch(), a.Redirect)
+		return r
 	case *routev3.Route_NonForwardingAction:
 		if c.client {
 			return deny(r, 0, "grpc-go answers UNAVAILABLE: a client's route must forward (resolver/serviceconfig.go errUnsupportedClientRouteAction)")
@@ -374,4 +380,75 @@ func headerOps(add []*corev3.HeaderValueOption, remove []string) HeaderOps {
 		o.Add = append(o.Add, a)
 	}
 	return o
+}
+
+// redirect is a redirect action's status and Location (http/utility.cc newUri): the scheme the
+// action sets, or the request's (https once this hop terminated TLS); the host the action sets,
+// or the request's, without its port when the action sets a port, or when the scheme changes
+// and the port was the old scheme's default (processRequestHost, with x-forwarded-proto the
+// connection's scheme, as the gateway's use_remote_address makes it); ":port" when the action
+// sets one; the path the action sets (the request's query kept unless the new path has one), or
+// the request's path with the action's prefix or regex rewrite (router config_impl.cc).
+func redirect(c *connection, req Request, m *routev3.RouteMatch, a *routev3.RedirectAction) (uint32, string) {
+	status := uint32(301)
+	switch a.GetResponseCode() {
+	case routev3.RedirectAction_FOUND:
+		status = 302
+	case routev3.RedirectAction_SEE_OTHER:
+		status = 303
+	case routev3.RedirectAction_TEMPORARY_REDIRECT:
+		status = 307
+	case routev3.RedirectAction_PERMANENT_REDIRECT:
+		status = 308
+	}
+	requestScheme := "http"
+	if c.terminated {
+		requestScheme = "https"
+	}
+	scheme := requestScheme
+	switch {
+	case a.GetSchemeRedirect() != "":
+		scheme = a.GetSchemeRedirect()
+	case a.GetHttpsRedirect():
+		scheme = "https"
+	}
+	port := ""
+	if a.GetPortRedirect() != 0 {
+		port = ":" + strconv.FormatUint(uint64(a.GetPortRedirect()), 10)
+	}
+	host := a.GetHostRedirect()
+	if host == "" {
+		host = req.Host
+		if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.HasSuffix(host, "]") {
+			requestPort := host[i:]
+			strip := port != ""
+			if scheme != requestScheme {
+				strip = strip || (requestScheme == "https" && requestPort == ":443") || (requestScheme == "http" && requestPort == ":80")
+			}
+			if strip {
+				host = host[:i]
+			}
+		}
+	}
+	path := req.Path
+	switch {
+	case a.GetPathRedirect() != "":
+		path = a.GetPathRedirect()
+		if i := strings.IndexByte(req.Path, '?'); i >= 0 && !strings.Contains(path, "?") {
+			path += req.Path[i:]
+		}
+	case a.GetPrefixRewrite() != "":
+		path = rewrite(req.Path, m, &routev3.RouteAction{PrefixRewrite: a.GetPrefixRewrite()})
+	case a.GetRegexRewrite() != nil:
+		path = rewrite(req.Path, m, &routev3.RouteAction{RegexRewrite: a.GetRegexRewrite()})
+	}
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	if a.GetStripQuery() {
+		if i := strings.IndexByte(path, '?'); i >= 0 && a.GetPathRedirect() == "" {
+			path = path[:i]
+		}
+	}
+	return status, scheme + "://" + host + port + path
 }

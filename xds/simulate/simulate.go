@@ -84,8 +84,10 @@ type Result struct {
 	// route, 403 RBAC, 500 or 503 no cluster); 0 when it closes or resets the connection.
 	Status uint32
 	// DirectResponse is the status of a direct response (for example 500 for unresolved
-	// Gateway API backends, 200 for the sidecar's readiness path).
+	// Gateway API backends, 200 for the sidecar's readiness path, 302 for a redirect).
 	DirectResponse uint32
+	// Location is a redirect's Location header.
+	Location string
 	// Clusters the request may go to, with their weights (one with weight 1 without splitting).
 	Clusters []Cluster
 	// Path and Host as sent upstream, after rewrites.

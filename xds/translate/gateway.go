@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"cmp"
 	"regexp"
 	"slices"
 	"strings"
@@ -80,7 +81,7 @@ func (b *builder) gatewayRoutes(l ir.Listener) *routev3.RouteConfiguration {
 	for _, vh := range l.VirtualHosts {
 		v := &routev3.VirtualHost{Name: vh.Name, Domains: vh.Hostnames}
 		for _, r := range vh.Routes {
-			route, ok := b.gatewayRoute(r)
+			route, ok := b.gatewayRoute(r, l.Port)
 			if ok {
 				v.Routes = append(v.Routes, route)
 			}
@@ -138,7 +139,7 @@ func (b *builder) passthroughChain(tr ir.TLSRoute) *listenerv3.FilterChain {
 }
 
 // gatewayRoute turns one IR route into an Envoy route with Gateway API semantics.
-func (b *builder) gatewayRoute(r ir.Route) (*routev3.Route, bool) {
+func (b *builder) gatewayRoute(r ir.Route, listenerPort uint32) (*routev3.Route, bool) {
 	m := &routev3.RouteMatch{}
 	switch r.Path.Type {
 	case ir.PathExact:
@@ -175,6 +176,10 @@ func (b *builder) gatewayRoute(r ir.Route) (*routev3.Route, bool) {
 		route.Action = &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: r.DirectResponse}}
 		return route, true
 	}
+	if r.Redirect != nil {
+		route.Action = &routev3.Route_Redirect{Redirect: redirectAction(r, listenerPort)}
+		return route, true
+	}
 	action := &routev3.RouteAction{ClusterNotFoundResponseCode: routev3.RouteAction_INTERNAL_SERVER_ERROR, Timeout: noTimeout()}
 	if len(r.Backends) == 1 {
 		action.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: backendCluster(r.Backends[0])}
@@ -185,25 +190,7 @@ func (b *builder) gatewayRoute(r ir.Route) (*routev3.Route, bool) {
 		}
 		action.ClusterSpecifier = &routev3.RouteAction_WeightedClusters{WeightedClusters: wc}
 	}
-	if rw := r.Rewrite; rw != nil {
-		switch {
-		case rw.ReplaceFullPath != nil:
-			action.RegexRewrite = &matcherv3.RegexMatchAndSubstitute{
-				Pattern: &matcherv3.RegexMatcher{Regex: "^/.*$"}, Substitution: *rw.ReplaceFullPath,
-			}
-		case rw.ReplacePrefixMatch != nil && r.Path.Type == ir.PathPrefix:
-			prefix := strings.TrimRight(r.Path.Value, "/")
-			with := *rw.ReplacePrefixMatch
-			if strings.TrimRight(with, "/") == "" {
-				// /prefix/x -> /x, and /prefix -> /: a plain prefix rewrite would leave "//x".
-				action.RegexRewrite = &matcherv3.RegexMatchAndSubstitute{
-					Pattern: &matcherv3.RegexMatcher{Regex: "^" + regexp.QuoteMeta(prefix) + "/*"}, Substitution: "/",
-				}
-			} else {
-				action.PrefixRewrite = strings.TrimRight(with, "/")
-			}
-		}
-	}
+	action.PrefixRewrite, action.RegexRewrite = pathRewrite(r.Path, r.Rewrite)
 	if r.HostRewrite != "" {
 		action.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: r.HostRewrite}
 	}
@@ -241,4 +228,74 @@ func backendCluster(be ir.Backend) string {
 		return invalidBackendCluster
 	}
 	return GatewayClusterName(be.Cluster)
+}
+
+// pathRewrite is the prefix_rewrite or regex_rewrite of a Gateway API path modifier on a route
+// matching path.
+func pathRewrite(path ir.PathMatch, rw *ir.PathRewrite) (string, *matcherv3.RegexMatchAndSubstitute) {
+	switch {
+	case rw == nil:
+	case rw.ReplaceFullPath != nil:
+		return "", &matcherv3.RegexMatchAndSubstitute{Pattern: &matcherv3.RegexMatcher{Regex: "^/.*$"}, Substitution: *rw.ReplaceFullPath}
+	case rw.ReplacePrefixMatch != nil && path.Type == ir.PathPrefix:
+		prefix := strings.TrimRight(path.Value, "/")
+		with := *rw.ReplacePrefixMatch
+		if strings.TrimRight(with, "/") == "" {
+			// /prefix/x -> /x, and /prefix -> /: a plain prefix rewrite would leave "//x".
+			return "", &matcherv3.RegexMatchAndSubstitute{Pattern: &matcherv3.RegexMatcher{Regex: "^" + regexp.QuoteMeta(prefix) + "/*"}, Substitution: "/"}
+		}
+		return strings.TrimRight(with, "/"), nil
+	}
+	return "", nil
+}
+
+// redirectAction is a RequestRedirect on a listener of listenerPort. Envoy builds the Location
+// from the scheme, host and port the action sets and the request's otherwise
+// (http/utility.cc newUri: a request host keeps its port unless a port is set, or the scheme
+// changes and the port was the old scheme's default). Gateway API derives the port when none is
+// given: the scheme's well-known port when a scheme is given, else the listener's; and it is
+// left out of the Location when it is the scheme's default (80 for http, 443 for https).
+func redirectAction(r ir.Route, listenerPort uint32) *routev3.RedirectAction {
+	rd := r.Redirect
+	a := &routev3.RedirectAction{HostRedirect: rd.Hostname}
+	if rd.Scheme != "" {
+		a.SchemeRewriteSpecifier = &routev3.RedirectAction_SchemeRedirect{SchemeRedirect: rd.Scheme}
+	}
+	switch rd.StatusCode {
+	case 301:
+		a.ResponseCode = routev3.RedirectAction_MOVED_PERMANENTLY
+	case 303:
+		a.ResponseCode = routev3.RedirectAction_SEE_OTHER
+	case 307:
+		a.ResponseCode = routev3.RedirectAction_TEMPORARY_REDIRECT
+	case 308:
+		a.ResponseCode = routev3.RedirectAction_PERMANENT_REDIRECT
+	default:
+		a.ResponseCode = routev3.RedirectAction_FOUND
+	}
+	scheme, port := cmp.Or(rd.Scheme, "http"), rd.Port // the listeners serve plaintext HTTP
+	if port == 0 {
+		switch rd.Scheme {
+		case "http":
+			port = 80
+		case "https":
+			port = 443
+		default:
+			port = listenerPort
+		}
+	}
+	if !(scheme == "http" && port == 80) && !(scheme == "https" && port == 443) {
+		a.PortRedirect = port
+	}
+	if rw := rd.Path; rw != nil && rw.ReplaceFullPath != nil {
+		a.PathRewriteSpecifier = &routev3.RedirectAction_PathRedirect{PathRedirect: *rw.ReplaceFullPath}
+	} else {
+		switch prefix, regex := pathRewrite(r.Path, rw); {
+		case prefix != "":
+			a.PathRewriteSpecifier = &routev3.RedirectAction_PrefixRewrite{PrefixRewrite: prefix}
+		case regex != nil:
+			a.PathRewriteSpecifier = &routev3.RedirectAction_RegexRewrite{RegexRewrite: regex}
+		}
+	}
+	return a
 }
