@@ -122,14 +122,21 @@ type sortableRoute struct {
 
 // SupportedFeatures are the Gateway API features (sigs.k8s.io/gateway-api/pkg/features names) that
 // crossgate's GatewayClasses publish in status.supportedFeatures, sorted by name as the field
-// requires: the Gateway and HTTPRoute core (RequestHeaderModifier included), matching by method,
-// URLRewrite of the path (both ReplaceFullPath and ReplacePrefixMatch) and of the hostname,
-// ResponseHeaderModifier, and TLSRoute on TLS listeners in Passthrough mode. Nothing else is
-// claimed until it is implemented.
+// requires: the Gateway and HTTPRoute core (RequestHeaderModifier and RequestRedirect included),
+// matching by method, URLRewrite of the path (both ReplaceFullPath and ReplacePrefixMatch) and of
+// the hostname, ResponseHeaderModifier, and TLSRoute on TLS listeners in Passthrough mode. The
+// redirect's extended features (scheme, port, path, codes 303/307/308) are implemented but not
+// claimed until the conformance suite checks them (issue 19). Nothing else is claimed until it
+// is implemented.
 func SupportedFeatures() []gatewayv1.SupportedFeature {
 	return []gatewayv1.SupportedFeature{
-		{Name: "Gateway"}, {Name: "HTTPRoute"}, {Name: "HTTPRouteHostRewrite"}, {Name: "HTTPRouteMethodMatching"},
-		{Name: "HTTPRoutePathRewrite"}, {Name: "HTTPRouteResponseHeaderModification"}, {Name: "TLSRoute"},
+		{Name: "Gateway"},
+		{Name: "HTTPRoute"},
+		{Name: "HTTPRouteHostRewrite"},
+		{Name: "HTTPRouteMethodMatching"},
+		{Name: "HTTPRoutePathRewrite"},
+		{Name: "HTTPRouteResponseHeaderModification"},
+		{Name: "TLSRoute"},
 	}
 }
 

@@ -497,7 +497,7 @@ func checkHeaderOps(r *routev3.Route) error {
 				return fmt.Errorf(":-prefixed or host headers may not be modified (%s)", o.GetHeader().GetKey())
 			}
 			if _, err := headerValue(o.GetHeader().GetValue()); err != nil {
-				return fmt.Errorf("header %s: %v", o.GetHeader().GetKey(), err)
+				return fmt.Errorf("header %s: %w", o.GetHeader().GetKey(), err)
 			}
 		}
 	}

@@ -284,7 +284,7 @@ func redirectAction(r ir.Route, listenerPort uint32) *routev3.RedirectAction {
 			port = listenerPort
 		}
 	}
-	if !(scheme == "http" && port == 80) && !(scheme == "https" && port == 443) {
+	if defaultPort := (scheme == "http" && port == 80) || (scheme == "https" && port == 443); !defaultPort {
 		a.PortRedirect = port
 	}
 	if rw := rd.Path; rw != nil && rw.ReplaceFullPath != nil {
