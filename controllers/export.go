@@ -153,26 +153,25 @@ func (r *ExportReconciler) reconcile(ctx context.Context, req reconcile.Request)
 	for i := range want.TLS {
 		route := &want.TLS[i]
 		keep["TLSRoute/"+route.Name] = true
-		if err := ensureRoute(ctx, r, e, "TLSRoute", route, func(have, want *gatewayv1.TLSRoute) bool {
-			same := equality.Semantic.DeepEqual(have.Spec, want.Spec)
-			have.Spec = want.Spec
-			return same
-		}); err != nil {
+		if err := ensureRoute(ctx, r, e, "TLSRoute", route, func(have, want *gatewayv1.TLSRoute) bool { return setSpec(&have.Spec, &want.Spec) }); err != nil {
 			return reconcile.Result{}, err
 		}
 	}
 	for i := range want.HTTP {
 		route := &want.HTTP[i]
 		keep["HTTPRoute/"+route.Name] = true
-		if err := ensureRoute(ctx, r, e, "HTTPRoute", route, func(have, want *gatewayv1.HTTPRoute) bool {
-			same := equality.Semantic.DeepEqual(have.Spec, want.Spec)
-			have.Spec = want.Spec
-			return same
-		}); err != nil {
+		if err := ensureRoute(ctx, r, e, "HTTPRoute", route, func(have, want *gatewayv1.HTTPRoute) bool { return setSpec(&have.Spec, &want.Spec) }); err != nil {
 			return reconcile.Result{}, err
 		}
 	}
 	return reconcile.Result{}, r.prune(ctx, req.NamespacedName, keep)
+}
+
+// setSpec copies want into have and reports whether they were the same.
+func setSpec[S any](have, want *S) bool {
+	same := equality.Semantic.DeepEqual(*have, *want)
+	*have = *want
+	return same
 }
 
 // ensureRoute creates the route or updates it to want; setSpec copies want's spec into have and

@@ -256,50 +256,77 @@ func ptr[T any](v T) *T { return &v }
 // attachRoutes attaches every HTTPRoute to the listeners of our Gateways it names and may use,
 // adds its routes to them, and returns the routes' parent statuses for our parents.
 func (t *translation) attachRoutes(states map[nsName][]*listenerState) []RouteStatus {
-	routes := make([]*gatewayv1.HTTPRoute, 0, len(t.in.HTTPRoutes))
-	for i := range t.in.HTTPRoutes {
-		routes = append(routes, &t.in.HTTPRoutes[i])
-	}
-	slices.SortFunc(routes, func(a, b *gatewayv1.HTTPRoute) int {
-		return cmpNsName(nsName{a.Namespace, a.Name}, nsName{b.Namespace, b.Name})
-	})
 	var out []RouteStatus
-	for _, r := range routes {
-		var parents []gatewayv1.RouteParentStatus
+	for _, r := range sortedByName(t.in.HTTPRoutes) {
 		var built []builtRule
-		var unresolved, unsupported *flomeshv1alpha1.ConditionError
-		first := true
-		for _, pr := range r.Spec.ParentRefs {
-			if (pr.Group != nil && *pr.Group != gatewayv1.GroupName) || (pr.Kind != nil && *pr.Kind != "Gateway") {
-				continue
-			}
-			gwKey := nsName{r.Namespace, string(pr.Name)}
-			if pr.Namespace != nil {
-				gwKey.ns = string(*pr.Namespace)
-			}
-			ls, ours := states[gwKey]
-			if !ours {
-				continue
-			}
-			if first {
+		var unsupported *flomeshv1alpha1.ConditionError
+		parents := ourParents(r, r.Spec.ParentRefs, states,
+			func() (unresolved *flomeshv1alpha1.ConditionError) {
 				built, unresolved, unsupported = t.buildRules(r)
-				first = false
-			}
-			notAccepted := t.attach(r, pr, gwKey.ns, ls, built, unsupported)
-			parents = append(parents, gatewayv1.RouteParentStatus{
-				ParentRef:      pr,
-				ControllerName: ControllerName,
-				Conditions: []metav1.Condition{
-					condition(string(gatewayv1.RouteConditionAccepted), notAccepted, string(gatewayv1.RouteReasonAccepted), "Attached to the Gateway.", r.Generation),
-					condition(string(gatewayv1.RouteConditionResolvedRefs), unresolved, string(gatewayv1.RouteReasonResolvedRefs), "All references resolved.", r.Generation),
-				},
+				return unresolved
+			},
+			func(pr gatewayv1.ParentReference, gwNS string, ls []*listenerState) *flomeshv1alpha1.ConditionError {
+				return t.attach(r, pr, gwNS, ls, built, unsupported)
 			})
-		}
 		if len(parents) > 0 {
 			out = append(out, RouteStatus{Namespace: r.Namespace, Name: r.Name, Parents: parents})
 		}
 	}
 	return out
+}
+
+// sortedByName points to the objects, sorted by namespace/name.
+func sortedByName[T any, P interface {
+	*T
+	metav1.Object
+}](items []T) []P {
+	out := make([]P, 0, len(items))
+	for i := range items {
+		out = append(out, P(&items[i]))
+	}
+	slices.SortFunc(out, func(a, b P) int {
+		return cmpNsName(nsName{a.GetNamespace(), a.GetName()}, nsName{b.GetNamespace(), b.GetName()})
+	})
+	return out
+}
+
+// ourParents attaches a route to each Gateway of ours its parentRefs name, and returns the
+// route's parent statuses there: Accepted as attach says, ResolvedRefs as resolve says (run
+// once, before the first attach, only when a parent is ours).
+func ourParents(r metav1.Object, refs []gatewayv1.ParentReference, states map[nsName][]*listenerState,
+	resolve func() *flomeshv1alpha1.ConditionError,
+	attach func(pr gatewayv1.ParentReference, gwNS string, ls []*listenerState) *flomeshv1alpha1.ConditionError,
+) []gatewayv1.RouteParentStatus {
+	var parents []gatewayv1.RouteParentStatus
+	var unresolved *flomeshv1alpha1.ConditionError
+	first := true
+	for _, pr := range refs {
+		if (pr.Group != nil && *pr.Group != gatewayv1.GroupName) || (pr.Kind != nil && *pr.Kind != "Gateway") {
+			continue
+		}
+		gwKey := nsName{r.GetNamespace(), string(pr.Name)}
+		if pr.Namespace != nil {
+			gwKey.ns = string(*pr.Namespace)
+		}
+		ls, ours := states[gwKey]
+		if !ours {
+			continue
+		}
+		if first {
+			unresolved = resolve()
+			first = false
+		}
+		notAccepted := attach(pr, gwKey.ns, ls)
+		parents = append(parents, gatewayv1.RouteParentStatus{
+			ParentRef:      pr,
+			ControllerName: ControllerName,
+			Conditions: []metav1.Condition{
+				condition(string(gatewayv1.RouteConditionAccepted), notAccepted, string(gatewayv1.RouteReasonAccepted), "Attached to the Gateway.", r.GetGeneration()),
+				condition(string(gatewayv1.RouteConditionResolvedRefs), unresolved, string(gatewayv1.RouteReasonResolvedRefs), "All references resolved.", r.GetGeneration()),
+			},
+		})
+	}
+	return parents
 }
 
 // attach adds the route's rules to every listener of one parent that accepts it; it returns

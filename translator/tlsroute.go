@@ -24,45 +24,17 @@ type attachedTLSRoute struct {
 // attachTLSRoutes attaches every TLSRoute to the TLS passthrough listeners of our Gateways it
 // names and may use, and returns the routes' parent statuses for our parents.
 func (t *translation) attachTLSRoutes(states map[nsName][]*listenerState) []RouteStatus {
-	routes := make([]*gatewayv1.TLSRoute, 0, len(t.in.TLSRoutes))
-	for i := range t.in.TLSRoutes {
-		routes = append(routes, &t.in.TLSRoutes[i])
-	}
-	slices.SortFunc(routes, func(a, b *gatewayv1.TLSRoute) int {
-		return cmpNsName(nsName{a.Namespace, a.Name}, nsName{b.Namespace, b.Name})
-	})
 	var out []RouteStatus
-	for _, r := range routes {
-		var parents []gatewayv1.RouteParentStatus
+	for _, r := range sortedByName(t.in.TLSRoutes) {
 		var backends []ir.Backend
-		var unresolved *flomeshv1alpha1.ConditionError
-		first := true
-		for _, pr := range r.Spec.ParentRefs {
-			if (pr.Group != nil && *pr.Group != gatewayv1.GroupName) || (pr.Kind != nil && *pr.Kind != "Gateway") {
-				continue
-			}
-			gwKey := nsName{r.Namespace, string(pr.Name)}
-			if pr.Namespace != nil {
-				gwKey.ns = string(*pr.Namespace)
-			}
-			ls, ours := states[gwKey]
-			if !ours {
-				continue
-			}
-			if first {
+		parents := ourParents(r, r.Spec.ParentRefs, states,
+			func() (unresolved *flomeshv1alpha1.ConditionError) {
 				backends, unresolved = t.tlsBackends(r)
-				first = false
-			}
-			notAccepted := t.attachTLS(r, pr, gwKey.ns, ls, backends)
-			parents = append(parents, gatewayv1.RouteParentStatus{
-				ParentRef:      pr,
-				ControllerName: ControllerName,
-				Conditions: []metav1.Condition{
-					condition(string(gatewayv1.RouteConditionAccepted), notAccepted, string(gatewayv1.RouteReasonAccepted), "Attached to the Gateway.", r.Generation),
-					condition(string(gatewayv1.RouteConditionResolvedRefs), unresolved, string(gatewayv1.RouteReasonResolvedRefs), "All references resolved.", r.Generation),
-				},
+				return unresolved
+			},
+			func(pr gatewayv1.ParentReference, gwNS string, ls []*listenerState) *flomeshv1alpha1.ConditionError {
+				return t.attachTLS(r, pr, gwNS, ls, backends)
 			})
-		}
 		if len(parents) > 0 {
 			out = append(out, RouteStatus{Namespace: r.Namespace, Name: r.Name, Parents: parents})
 		}
