@@ -125,8 +125,8 @@ type sortableRoute struct {
 // requires: the Gateway and HTTPRoute core (RequestHeaderModifier and RequestRedirect included),
 // matching by method, URLRewrite of the path (both ReplaceFullPath and ReplacePrefixMatch) and of
 // the hostname, ResponseHeaderModifier, and TLSRoute on TLS listeners in Passthrough mode. The
-// redirect's extended features (scheme, port, path, codes 303/307/308) are implemented but not
-// claimed until the conformance suite checks them (issue 19). Nothing else is claimed until it
+// redirect's extended features (scheme, port, path, codes 303/307/308) and RequestMirror are
+// implemented but not claimed until the conformance suite checks them (issue 19). Nothing else is claimed until it
 // is implemented.
 func SupportedFeatures() []gatewayv1.SupportedFeature {
 	return []gatewayv1.SupportedFeature{

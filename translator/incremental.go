@@ -95,23 +95,29 @@ func NewIncremental(in *Input) *Incremental {
 	}
 	for gi := range res.IR.Gateways {
 		g := &res.IR.Gateways[gi]
-		index := func(bs []ir.Backend, passthrough bool) {
-			for bi := range bs {
-				gb := gatewayBackend{g.Namespace + "/" + g.Name, &bs[bi], passthrough}
-				if !gb.b.Invalid && !slices.Contains(x.backends[gb.b.Cluster], gb) {
-					x.backends[gb.b.Cluster] = append(x.backends[gb.b.Cluster], gb)
-				}
+		index := func(b *ir.Backend, passthrough bool) {
+			gb := gatewayBackend{g.Namespace + "/" + g.Name, b, passthrough}
+			if !b.Invalid && !slices.Contains(x.backends[b.Cluster], gb) {
+				x.backends[b.Cluster] = append(x.backends[b.Cluster], gb)
 			}
 		}
 		for li := range g.Listeners {
 			l := &g.Listeners[li]
 			for vi := range l.VirtualHosts {
 				for ri := range l.VirtualHosts[vi].Routes {
-					index(l.VirtualHosts[vi].Routes[ri].Backends, false)
+					rt := &l.VirtualHosts[vi].Routes[ri]
+					for bi := range rt.Backends {
+						index(&rt.Backends[bi], false)
+					}
+					for mi := range rt.Mirrors {
+						index(&rt.Mirrors[mi].Backend, false) // a mirror's cluster is a gateway cluster too
+					}
 				}
 			}
 			for pi := range l.Passthrough {
-				index(l.Passthrough[pi].Backends, true)
+				for bi := range l.Passthrough[pi].Backends {
+					index(&l.Passthrough[pi].Backends[bi], true)
+				}
 			}
 		}
 	}

@@ -30,6 +30,7 @@ func (t *translation) buildRules(r *gatewayv1.HTTPRoute) (out []builtRule, unres
 		var hostRewrite string
 		var requestHeaders, responseHeaders *ir.HeaderModifier
 		var redirect *ir.Redirect
+		var mirrors []ir.Mirror
 		for _, f := range rule.Filters {
 			switch {
 			case f.Type == gatewayv1.HTTPRouteFilterURLRewrite && f.URLRewrite != nil:
@@ -62,9 +63,18 @@ func (t *translation) buildRules(r *gatewayv1.HTTPRoute) (out []builtRule, unres
 					return nil, nil, err
 				}
 				redirect = rd
+			case f.Type == gatewayv1.HTTPRouteFilterRequestMirror && f.RequestMirror != nil:
+				// A mirror's backend that does not resolve mirrors nothing; ResolvedRefs says why.
+				b, why := t.resolveBackend(r.Namespace, gatewayv1.BackendRef{BackendObjectReference: f.RequestMirror.BackendRef}, "HTTPRoute")
+				if why != nil {
+					reason = cmp.Or(reason, why.Reason)
+					problems = append(problems, "requestMirror: "+why.Message)
+					continue
+				}
+				mirrors = append(mirrors, ir.Mirror{Backend: b, PerMillion: mirrorShare(f.RequestMirror)})
 			default:
 				return nil, nil, flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonUnsupportedValue),
-					"Rule %d uses filter %s, which crossgate does not support yet; URLRewrite, RequestRedirect, RequestHeaderModifier and ResponseHeaderModifier are.", ri, f.Type)
+					"Rule %d uses filter %s, which crossgate does not support yet; URLRewrite, RequestRedirect, RequestMirror, RequestHeaderModifier and ResponseHeaderModifier are.", ri, f.Type)
 			}
 		}
 		backends, direct, whys := t.backends(r.Namespace, rule.BackendRefs)
@@ -93,6 +103,7 @@ func (t *translation) buildRules(r *gatewayv1.HTTPRoute) (out []builtRule, unres
 				RequestHeaders:  requestHeaders,
 				ResponseHeaders: responseHeaders,
 				Redirect:        redirect,
+				Mirrors:         mirrors,
 				Backends:        backends,
 				DirectResponse:  direct,
 			}
@@ -313,4 +324,20 @@ func requestRedirect(rule int, f *gatewayv1.HTTPRequestRedirectFilter) (*ir.Redi
 		}
 	}
 	return rd, nil
+}
+
+// mirrorShare is the share of requests a RequestMirror copies, in millionths: percent, or
+// fraction (denominator 100 when not given), or all.
+func mirrorShare(f *gatewayv1.HTTPRequestMirrorFilter) uint32 {
+	switch {
+	case f.Percent != nil:
+		return uint32(min(max(*f.Percent, 0), 100)) * 10_000
+	case f.Fraction != nil:
+		den := int64(100)
+		if f.Fraction.Denominator != nil && *f.Fraction.Denominator > 0 {
+			den = int64(*f.Fraction.Denominator)
+		}
+		return uint32(min(max(int64(f.Fraction.Numerator), 0)*1_000_000/den, 1_000_000))
+	}
+	return 1_000_000
 }

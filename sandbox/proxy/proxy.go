@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -227,6 +228,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = p.forward(w, r, cl, cl.OriginalDestination, res, func(int, error) bool { return false })
 		return
 	}
+	p.mirror(r, res)
 	retryable := retryOn(res.Retry)
 	attempts := 1
 	if res.Retry != "" {
@@ -650,5 +652,64 @@ func applyHeaders(h http.Header, ops simulate.HeaderOps) {
 		default:
 			h.Set(a.Name, a.Value)
 		}
+	}
+}
+
+// mirror sends, for each of the route's mirrors that samples this request, a copy of it to an
+// endpoint of the mirror's cluster, and drops the answer (fire and forget, as Envoy's shadow
+// writer). The body, if any, is read first and given back to the request.
+func (p *Proxy) mirror(r *http.Request, res *simulate.Result) {
+	if len(res.Mirrors) == 0 {
+		return
+	}
+	var body []byte
+	if r.Body != nil && r.Body != http.NoBody {
+		body, _ = io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		r.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	for _, m := range res.Mirrors {
+		if m.Cluster.Missing || rand.Uint32N(1_000_000) >= m.PerMillion {
+			continue
+		}
+		cl := m.Cluster
+		_, ep := p.choose(&cl, false, false, nil, nil)
+		if ep == "" {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		addr, err := p.dialAddress(ctx, ep)
+		if err != nil {
+			cancel()
+			continue
+		}
+		scheme := "http"
+		if cl.Upstream.TLS {
+			scheme = "https"
+		}
+		u := *r.URL
+		u.Scheme, u.Host, u.Path, u.RawPath, u.RawQuery = scheme, addr, res.Path, "", ""
+		if i := strings.IndexByte(res.Path, '?'); i >= 0 {
+			u.Path, u.RawQuery = res.Path[:i], res.Path[i+1:]
+		}
+		out, err := http.NewRequestWithContext(ctx, r.Method, u.String(), bytes.NewReader(body))
+		if err != nil {
+			cancel()
+			continue
+		}
+		out.Header = r.Header.Clone()
+		applyHeaders(out.Header, res.RequestHeaderOps)
+		out.Host = m.Host
+		up := cl.Upstream
+		if up.Protocol == simulate.TCP || up.Protocol == "ALPN" {
+			up.Protocol = simulate.HTTP1
+		}
+		t := p.transport(cl.Name, up)
+		go func() {
+			defer cancel()
+			if resp, err := t.RoundTrip(out); err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+			}
+		}()
 	}
 }

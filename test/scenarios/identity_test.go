@@ -257,3 +257,23 @@ func TestRedirects(t *testing.T) {
 		t.Errorf("the redirect with status 399: %d %d (%s), want 404", r.Status, r.DirectResponse, r.DenyReason)
 	}
 }
+
+// RequestMirror at a gateway: the request goes to its backend, and copies to the mirror's, for
+// the share asked, with the request's own Host; a mirror whose Service does not exist mirrors
+// nothing.
+func TestRequestMirror(t *testing.T) {
+	w := loadWorld(t, "gateway-header-modifiers")
+	r := simulate.Simulate(w.out.Gateways["crossgate-system/crossgate-gateway"], simulate.Request{Port: 80, Host: "gw.example:81", Method: "GET", Path: "/mirrored"})
+	if r.Denied || len(r.Clusters) != 1 || r.Clusters[0].Name != "gateway/web/echo:8080" {
+		t.Fatalf("denied %v (%s), clusters %+v", r.Denied, r.DenyReason, r.Clusters)
+	}
+	if len(r.Mirrors) != 2 {
+		t.Fatalf("mirrors %+v, want two", r.Mirrors)
+	}
+	for i, share := range []uint32{1_000_000, 333_333} {
+		m := r.Mirrors[i]
+		if m.Cluster.Name != "gateway/web/echo-canary:8080" || m.Cluster.Missing || m.PerMillion != share || m.Host != "gw.example:81" {
+			t.Errorf("mirror %d: %s missing=%v %d/1e6 Host %q, want echo-canary %d/1e6 Host gw.example:81", i, m.Cluster.Name, m.Cluster.Missing, m.PerMillion, m.Host, share)
+		}
+	}
+}

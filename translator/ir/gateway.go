@@ -77,6 +77,8 @@ type Route struct {
 	DirectResponse uint32 `json:"directResponse,omitempty"`
 	// Redirect, when set, answers with a redirect instead of forwarding (RequestRedirect).
 	Redirect *Redirect `json:"redirect,omitempty"`
+	// Mirrors get a copy of a share of the requests, whose answers are dropped (RequestMirror).
+	Mirrors []Mirror `json:"mirrors,omitempty"`
 }
 
 // Redirect is a RequestRedirect filter: what the Location keeps of the request, and what it
@@ -89,6 +91,14 @@ type Redirect struct {
 	Path     *PathRewrite `json:"path,omitempty"`
 	// StatusCode is 301, 302 (the default), 303, 307 or 308.
 	StatusCode uint32 `json:"statusCode"`
+}
+
+// Mirror is a RequestMirror filter: the backend that gets copies, and which share of the
+// requests, in millionths.
+type Mirror struct {
+	Backend Backend `json:"backend"`
+	// PerMillion of the requests are copied (1,000,000: all).
+	PerMillion uint32 `json:"perMillion"`
 }
 
 // HeaderModifier changes headers: Remove first, then Set (replacing any value) and Add

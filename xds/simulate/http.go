@@ -299,6 +299,21 @@ func (p *Proxy) routeAction(c *connection, req Request, r *Result, m *routev3.Ro
 		r.Host = h
 	}
 	r.Path = rewrite(req.Path, m, a)
+	if !(len(r.Clusters) == 1 && r.Clusters[0].Missing) && p.Flavor == Envoy {
+		// Fire and forget, never when the primary cluster does not exist; the copy's Host gets
+		// "-shadow" before its port unless disabled (route_components.proto
+		// RequestMirrorPolicy; router/shadow_writer_impl.cc shadowAppendedHost).
+		for _, mp := range a.GetRequestMirrorPolicies() {
+			mirror := Mirror{Cluster: p.resolveCluster(mp.GetCluster(), 1, c, r.DownstreamProtocol), PerMillion: 1_000_000, Host: r.Host}
+			if f := mp.GetRuntimeFraction().GetDefaultValue(); f != nil {
+				mirror.PerMillion = perMillion(f)
+			}
+			if !mp.GetDisableShadowHostSuffixAppend() {
+				mirror.Host = shadowHost(r.Host)
+			}
+			r.Mirrors = append(r.Mirrors, mirror)
+		}
+	}
 	if len(r.Clusters) == 1 && r.Clusters[0].Missing {
 		// route_components.proto cluster_not_found_response_code: 503 by default.
 		status := uint32(503)
@@ -451,4 +466,24 @@ func redirect(c *connection, req Request, m *routev3.RouteMatch, a *routev3.Redi
 		}
 	}
 	return status, scheme + "://" + host + port + path
+}
+
+// perMillion is a fractional percent in millionths.
+func perMillion(f *typev3.FractionalPercent) uint32 {
+	n := uint64(f.GetNumerator())
+	switch f.GetDenominator() {
+	case typev3.FractionalPercent_HUNDRED:
+		n *= 10_000
+	case typev3.FractionalPercent_TEN_THOUSAND:
+		n *= 100
+	}
+	return uint32(min(n, 1_000_000))
+}
+
+// shadowHost is a mirrored request's Host: "-shadow" before the port.
+func shadowHost(host string) string {
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.HasSuffix(host, "]") {
+		return host[:i] + "-shadow" + host[i:]
+	}
+	return host + "-shadow"
 }

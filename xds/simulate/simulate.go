@@ -88,6 +88,8 @@ type Result struct {
 	DirectResponse uint32
 	// Location is a redirect's Location header.
 	Location string
+	// Mirrors get copies of the request, whose answers are dropped.
+	Mirrors []Mirror
 	// Clusters the request may go to, with their weights (one with weight 1 without splitting).
 	Clusters []Cluster
 	// Path and Host as sent upstream, after rewrites.
@@ -104,6 +106,14 @@ type Result struct {
 	// (RequestHeaderOps); ResponseHeaderOps are the route's changes to the response.
 	Headers                             map[string]string
 	RequestHeaderOps, ResponseHeaderOps HeaderOps
+}
+
+// Mirror is a copy of the request sent to a cluster (route_components.proto
+// RequestMirrorPolicy): for PerMillion of the requests, with Host.
+type Mirror struct {
+	Cluster    Cluster
+	PerMillion uint32
+	Host       string
 }
 
 // HeaderOps are a route's changes to headers (route_components.proto request_headers_to_add,

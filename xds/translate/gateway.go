@@ -12,6 +12,7 @@ import (
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -87,6 +88,11 @@ func (b *builder) gatewayRoutes(l ir.Listener) *routev3.RouteConfiguration {
 			}
 			for i := range r.Backends {
 				if be := &r.Backends[i]; !be.Invalid && !b.seen[resourceName{"cluster", GatewayClusterName(be.Cluster)}] {
+					b.gatewayBackend(be)
+				}
+			}
+			for i := range r.Mirrors {
+				if be := &r.Mirrors[i].Backend; !b.seen[resourceName{"cluster", GatewayClusterName(be.Cluster)}] {
 					b.gatewayBackend(be)
 				}
 			}
@@ -193,6 +199,17 @@ func (b *builder) gatewayRoute(r ir.Route, listenerPort uint32) (*routev3.Route,
 	action.PrefixRewrite, action.RegexRewrite = pathRewrite(r.Path, r.Rewrite)
 	if r.HostRewrite != "" {
 		action.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: r.HostRewrite}
+	}
+	for _, m := range r.Mirrors {
+		// Fire and forget, with the request's own Host (Gateway API changes no header of a copy;
+		// Envoy would append "-shadow" to it otherwise).
+		action.RequestMirrorPolicies = append(action.RequestMirrorPolicies, &routev3.RouteAction_RequestMirrorPolicy{
+			Cluster: GatewayClusterName(m.Backend.Cluster),
+			RuntimeFraction: &corev3.RuntimeFractionalPercent{DefaultValue: &typev3.FractionalPercent{
+				Numerator: m.PerMillion, Denominator: typev3.FractionalPercent_MILLION,
+			}},
+			DisableShadowHostSuffixAppend: true,
+		})
 	}
 	route.RequestHeadersToAdd, route.RequestHeadersToRemove = headerOptions(r.RequestHeaders)
 	route.Action = &routev3.Route_Route{Route: action}
