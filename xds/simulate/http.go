@@ -299,7 +299,7 @@ func (p *Proxy) routeAction(c *connection, req Request, r *Result, m *routev3.Ro
 		r.Host = h
 	}
 	r.Path = rewrite(req.Path, m, a)
-	if !(len(r.Clusters) == 1 && r.Clusters[0].Missing) && p.Flavor == Envoy {
+	if primaryMissing := len(r.Clusters) == 1 && r.Clusters[0].Missing; !primaryMissing && p.Flavor == Envoy {
 		// Fire and forget, never when the primary cluster does not exist; the copy's Host gets
 		// "-shadow" before its port unless disabled (route_components.proto
 		// RequestMirrorPolicy; router/shadow_writer_impl.cc shadowAppendedHost).
