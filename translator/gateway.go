@@ -329,22 +329,25 @@ func ourParents(r metav1.Object, refs []gatewayv1.ParentReference, states map[ns
 	return parents
 }
 
+// namedListeners are the listeners a parentRef names by its sectionName and port (all when it
+// names neither).
+func namedListeners(pr gatewayv1.ParentReference, ls []*listenerState) []*listenerState {
+	var out []*listenerState
+	for _, l := range ls {
+		if (pr.SectionName == nil || l.spec.Name == *pr.SectionName) && (pr.Port == nil || l.spec.Port == *pr.Port) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 // attach adds the route's rules to every listener of one parent that accepts it; it returns
 // why the parent does not accept the route, nil when it does.
 func (t *translation) attach(r *gatewayv1.HTTPRoute, pr gatewayv1.ParentReference, gwNS string, ls []*listenerState, built []builtRule, unsupported *flomeshv1alpha1.ConditionError) *flomeshv1alpha1.ConditionError {
 	if unsupported != nil {
 		return unsupported
 	}
-	var candidates []*listenerState
-	for _, l := range ls {
-		if pr.SectionName != nil && l.spec.Name != *pr.SectionName {
-			continue
-		}
-		if pr.Port != nil && l.spec.Port != *pr.Port {
-			continue
-		}
-		candidates = append(candidates, l)
-	}
+	candidates := namedListeners(pr, ls)
 	if len(candidates) == 0 {
 		return flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonNoMatchingParent), "No listener of the Gateway matches the parentRef's sectionName and port.")
 	}

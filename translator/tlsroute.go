@@ -76,16 +76,7 @@ func (t *translation) tlsBackends(r *gatewayv1.TLSRoute) ([]ir.Backend, *flomesh
 // attachTLS adds the route to every TLS listener of one parent that accepts it; it returns why
 // the parent does not accept the route, nil when it does.
 func (t *translation) attachTLS(r *gatewayv1.TLSRoute, pr gatewayv1.ParentReference, gwNS string, ls []*listenerState, backends []ir.Backend) *flomeshv1alpha1.ConditionError {
-	var candidates []*listenerState
-	for _, l := range ls {
-		if pr.SectionName != nil && l.spec.Name != *pr.SectionName {
-			continue
-		}
-		if pr.Port != nil && l.spec.Port != *pr.Port {
-			continue
-		}
-		candidates = append(candidates, l)
-	}
+	candidates := namedListeners(pr, ls)
 	if len(candidates) == 0 {
 		return flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonNoMatchingParent), "No listener of the Gateway matches the parentRef's sectionName and port.")
 	}
