@@ -78,8 +78,9 @@ func (b *builder) proxylessOutbound(outbound []ir.OutboundService, known []*endp
 // proxylessCluster adds a cluster for grpc-go and its endpoints, reusing those built for the
 // sidecar (known) when there are. grpc-go sends the cluster's sni only with
 // GRPC_EXPERIMENTAL_XDS_SNI=true in its environment (gRFC A101;
-// internal/xds/xdsclient/xdsresource/unmarshal_cds.go), which the injector and the sandbox set for
-// proxyless workloads: without it a call to another cluster finds no route at the gateway.
+// internal/xds/xdsclient/xdsresource/unmarshal_cds.go), which a proxyless workload sets (README;
+// the sandbox's callers set it themselves): without it a call to another cluster finds no route
+// at the gateway.
 func (b *builder) proxylessCluster(name, sni string, eject bool, ls []ir.Locality, known map[string]*endpointv3.ClusterLoadAssignment) {
 	b.cluster(edsCluster(name, upstreamTLS(viaProvider, b.trustDomain, peersOf(localEndpoints(ls)), sni), eject, notHTTP))
 	if cla := known[name]; cla != nil {
