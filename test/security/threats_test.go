@@ -38,6 +38,11 @@ var threats = []threat{
 		map[string][]string{"test/scenarios": {"TestUntrustedGatewayIsNotAPeer"}, "test/member": {"TestGatewayRendered"}},
 	},
 	{
+		"a route's author", "send a gateway's traffic to a Service of another namespace without its owner's consent",
+		"a backend in another namespace only with a ReferenceGrant there; otherwise RefNotPermitted and no traffic",
+		map[string][]string{"test/member": {"TestReferenceGrant"}},
+	},
+	{
 		"a caller in another cluster", "bypass TrafficTarget rules, or pass where a rule resolves to nothing",
 		"the same rules at the caller (Envoy and grpc-go); nothing allowed when a rule resolves to nothing",
 		map[string][]string{
