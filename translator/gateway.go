@@ -413,6 +413,14 @@ func effectiveHostnames(listener *gatewayv1.Hostname, route []gatewayv1.Hostname
 		switch {
 		case lh == "" || lh == h:
 			out = append(out, h)
+		case strings.HasPrefix(lh, "*.") && strings.HasPrefix(h, "*."):
+			// Two wildcards meet in the more specific one: *.example.com and *.db.example.com
+			// share *.db.example.com.
+			if strings.HasSuffix(h[1:], lh[1:]) {
+				out = append(out, h)
+			} else if strings.HasSuffix(lh[1:], h[1:]) {
+				out = append(out, lh)
+			}
 		case strings.HasPrefix(lh, "*.") && wildcardMatch(lh, h):
 			out = append(out, h)
 		case strings.HasPrefix(h, "*.") && wildcardMatch(h, lh):

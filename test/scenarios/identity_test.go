@@ -159,6 +159,13 @@ func TestTLSRoutesPassThrough(t *testing.T) {
 			t.Errorf("%s: clusters %v, want %v", tc.sni, got, tc.clusters)
 		}
 	}
+	// The 443 listener (*.example.com) takes db's names under it, its wildcard too: two
+	// wildcards meet in the more specific one.
+	for _, sni := range []string{"db.example.com", "eu.db.example.com"} {
+		if r := send(443, true, sni); r.Denied || r.FilterChain != "tlsroute/shop/db" {
+			t.Errorf("port 443 %s: chain %q denied=%v (%s), want tlsroute/shop/db", sni, r.FilterChain, r.Denied, r.DenyReason)
+		}
+	}
 	for _, tc := range []struct {
 		port uint32
 		tls  bool
@@ -166,7 +173,7 @@ func TestTLSRoutesPassThrough(t *testing.T) {
 	}{
 		{80, true, "nope.example.org"},
 		{80, true, ""},
-		{443, true, "eu.db.example.com"}, // the 443 listener takes *.example.com: db's exact name only
+		{443, true, "db.example.org"}, // the 443 listener takes *.example.com only
 		{443, false, ""},
 	} {
 		if r := send(tc.port, tc.tls, tc.sni); !r.Denied {
