@@ -341,6 +341,29 @@ func namedListeners(pr gatewayv1.ParentReference, ls []*listenerState) []*listen
 	return out
 }
 
+// attachTo attaches a route of kind, from namespace routeNS with routeHosts, to each candidate
+// listener that takes it (usable, allowing the kind from that namespace, sharing a hostname):
+// add records it there, and the listener counts it. It reports whether some candidate allowed
+// the route, and whether some also shared a hostname.
+func (t *translation) attachTo(candidates []*listenerState, kind gatewayv1.Kind, gwNS, routeNS string, routeHosts []gatewayv1.Hostname,
+	add func(l *listenerState, hosts []string),
+) (allowed, hosted bool) {
+	for _, l := range candidates {
+		if !l.usable() || !l.allows(kind) || !t.namespaceAllowed(l.spec, gwNS, routeNS) {
+			continue
+		}
+		allowed = true
+		hosts := effectiveHostnames(l.spec.Hostname, routeHosts)
+		if len(hosts) == 0 {
+			continue
+		}
+		hosted = true
+		l.attached++
+		add(l, hosts)
+	}
+	return allowed, hosted
+}
+
 // attach adds the route's rules to every listener of one parent that accepts it; it returns
 // why the parent does not accept the route, nil when it does.
 func (t *translation) attach(r *gatewayv1.HTTPRoute, pr gatewayv1.ParentReference, gwNS string, ls []*listenerState, built []builtRule, unsupported *flomeshv1alpha1.ConditionError) *flomeshv1alpha1.ConditionError {
@@ -351,24 +374,13 @@ func (t *translation) attach(r *gatewayv1.HTTPRoute, pr gatewayv1.ParentReferenc
 	if len(candidates) == 0 {
 		return flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonNoMatchingParent), "No listener of the Gateway matches the parentRef's sectionName and port.")
 	}
-	allowedAny, hostAny := false, false
-	for _, l := range candidates {
-		if !l.usable() || !l.allows("HTTPRoute") || !t.namespaceAllowed(l.spec, gwNS, r.Namespace) {
-			continue
-		}
-		allowedAny = true
-		hosts := effectiveHostnames(l.spec.Hostname, r.Spec.Hostnames)
-		if len(hosts) == 0 {
-			continue
-		}
-		hostAny = true
-		l.attached++
+	allowedAny, hostAny := t.attachTo(candidates, "HTTPRoute", gwNS, r.Namespace, r.Spec.Hostnames, func(l *listenerState, hosts []string) {
 		for _, h := range hosts {
 			for _, b := range built {
 				l.routes[h] = append(l.routes[h], sortableRoute{route: b.route, created: r.CreationTimestamp, owner: nsName{r.Namespace, r.Name}, rule: b.rule, match: b.match})
 			}
 		}
-	}
+	})
 	switch {
 	case !allowedAny:
 		return flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonNotAllowedByListeners), "No listener of the Gateway allows routes of this kind from namespace %s.", r.Namespace)

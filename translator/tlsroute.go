@@ -80,23 +80,10 @@ func (t *translation) attachTLS(r *gatewayv1.TLSRoute, pr gatewayv1.ParentRefere
 	if len(candidates) == 0 {
 		return flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonNoMatchingParent), "No listener of the Gateway matches the parentRef's sectionName and port.")
 	}
-	tlsAny, allowedAny, hostAny := false, false, false
-	for _, l := range candidates {
-		if l.spec.Protocol == gatewayv1.TLSProtocolType {
-			tlsAny = true
-		}
-		if !l.usable() || !l.allows("TLSRoute") || !t.namespaceAllowed(l.spec, gwNS, r.Namespace) {
-			continue
-		}
-		allowedAny = true
-		hosts := effectiveHostnames(l.spec.Hostname, r.Spec.Hostnames)
-		if len(hosts) == 0 {
-			continue
-		}
-		hostAny = true
-		l.attached++
+	tlsAny := slices.ContainsFunc(candidates, func(l *listenerState) bool { return l.spec.Protocol == gatewayv1.TLSProtocolType })
+	allowedAny, hostAny := t.attachTo(candidates, "TLSRoute", gwNS, r.Namespace, r.Spec.Hostnames, func(l *listenerState, hosts []string) {
 		l.passthrough = append(l.passthrough, attachedTLSRoute{owner: nsName{r.Namespace, r.Name}, created: r.CreationTimestamp, hostnames: hosts, backends: backends})
-	}
+	})
 	switch {
 	case !tlsAny:
 		// tlsroute_types.go: a TLSRoute on a listener of another protocol is UnsupportedValue.
