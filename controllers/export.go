@@ -33,8 +33,9 @@ const FieldOwner = client.FieldOwner(wellknown.FieldOwner)
 var DefaultGateway = types.NamespacedName{Namespace: wellknown.SystemNamespace, Name: wellknown.DefaultGatewayName}
 
 // ExportReconciler keeps, for each valid ServiceExport, its routes on the cluster's gateway
-// (translator.ExportRoutes: a TLSRoute per exported port, an HTTPRoute for direct access), and removes them when the export is deleted or becomes invalid.
-// The export's Valid condition is written by the publish loop from the same check.
+// (translator.ExportRoutes: a TLSRoute per exported port, an HTTPRoute for direct access), and
+// removes them when the export is deleted or becomes invalid. The export's Valid condition is
+// written by the publish loop from the same check.
 type ExportReconciler struct {
 	Client   client.Client
 	Opts     *Options
