@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -174,20 +175,27 @@ func RunB4(clients, edits int, quiet time.Duration) ([]*Line, error) {
 	return out, nil
 }
 
+// editRoute and editExport edit as a user's client does: the controller writes the object's
+// status after each edit, which may land between the Get and the Update, so a conflict is
+// read again and retried (the time counts from before the first try).
 func editRoute(ctx context.Context, c client.Client, path string) error {
-	r := &gatewayv1.HTTPRoute{}
-	if err := c.Get(ctx, types.NamespacedName{Namespace: "bench", Name: "edited"}, r); err != nil {
-		return err
-	}
-	r.Spec.Rules[0].Matches[0].Path.Value = &path
-	return c.Update(ctx, r)
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		r := &gatewayv1.HTTPRoute{}
+		if err := c.Get(ctx, types.NamespacedName{Namespace: "bench", Name: "edited"}, r); err != nil {
+			return err
+		}
+		r.Spec.Rules[0].Matches[0].Path.Value = &path
+		return c.Update(ctx, r)
+	})
 }
 
 func editExport(ctx context.Context, c client.Client, path string) error {
-	e := &flomeshv1alpha1.ServiceExport{}
-	if err := c.Get(ctx, types.NamespacedName{Namespace: "bench", Name: "web"}, e); err != nil {
-		return err
-	}
-	e.Spec.Rules[0].Path = path
-	return c.Update(ctx, e)
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		e := &flomeshv1alpha1.ServiceExport{}
+		if err := c.Get(ctx, types.NamespacedName{Namespace: "bench", Name: "web"}, e); err != nil {
+			return err
+		}
+		e.Spec.Rules[0].Path = path
+		return c.Update(ctx, e)
+	})
 }
