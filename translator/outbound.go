@@ -59,18 +59,20 @@ func (t *translation) appendOutbound(out []ir.OutboundService, v *serviceView, a
 		if ir.Reserved(uint32(p.port)) {
 			continue // reported by reservedPortWarnings
 		}
+		// The server name goes with every connection, local ones too: remote gateways route
+		// by it, and a workload's proxy knows by it that the TLS is the mesh's (grpc-go cannot
+		// offer wellknown.MeshALPN).
 		o := ir.OutboundService{
 			Namespace: v.key.ns, Name: v.key.name, Port: p.port, Protocol: p.protocol,
-			Hostnames: v.hostnames,
+			Hostnames: v.hostnames, SNI: wellknown.MeshSNI(v.key.ns, v.key.name, p.port),
 		}
 		o.Localities, o.Policy, o.RetryOtherPriority = t.localities(p, gtp, access)
 		for _, l := range o.Localities {
 			if !l.Local {
-				// The remote gateways route the connection by its server name to their
-				// workloads, whose proxies see the caller's identity and apply their cluster's
-				// TrafficTargets; this cluster's own rules for the import's identity are applied
-				// here, before the request leaves: a call passes only when both allow it.
-				o.SNI = wellknown.MeshSNI(v.key.ns, v.key.name, p.port)
+				// The remote gateways pass the connection through to their workloads, whose
+				// proxies see the caller's identity and apply their cluster's TrafficTargets;
+				// this cluster's own rules for the import's identity are applied here, before
+				// the request leaves: a call passes only when both allow it.
 				o.RemoteRules, _ = access.requests(l.Endpoints[0].Identity, p.port)
 			}
 		}

@@ -99,16 +99,25 @@ func ParseSPIFFEID(u *url.URL) (SPIFFEID, error) {
 const MeshSNISuffix = ".svc.clusterset.local"
 
 // MeshSNI is the TLS server name a caller's proxy (or grpc-go) sends when it opens mTLS to a
-// service port's workloads in another cluster: "<port>.<name>.<namespace>.svc.clusterset.local".
-// The remote cluster's gateway routes the connection by this name, without terminating it
-// (TLS passthrough), to the local endpoints of that Service port; the workload's own proxy
-// terminates it and sees the caller's identity. The name is the Multi-Cluster Services name of
+// service port's workloads: "<port>.<name>.<namespace>.svc.clusterset.local". A remote
+// cluster's gateway routes the connection by this name, without terminating it (TLS
+// passthrough), to the local endpoints of that Service port; the workload's own proxy knows by
+// it (or by MeshALPN) that the connection is mesh TLS to terminate, and sees the caller's
+// identity. The name is the Multi-Cluster Services name of
 // the service (clusterset.local) with the port as its first label, so that one gateway port
 // carries every port of every export. A Service name and a namespace are DNS labels, and a port
 // is at most five digits, so the name fits the 253 characters of a host name.
 func MeshSNI(namespace, name string, port int32) string {
 	return strconv.Itoa(int(port)) + "." + name + "." + namespace + MeshSNISuffix
 }
+
+// MeshALPN is the ALPN protocol a crossgate proxy offers first when it opens mesh mTLS: a
+// workload's proxy terminates TLS that offers it (or names one of the workload's services by
+// MeshSNI) and passes any other TLS through to the application untouched, so an application
+// that terminates its own TLS keeps its clients. No application offers it, and no server
+// selects it: a workload's proxy then agrees on no protocol and reads HTTP/1.1 or HTTP/2 from
+// what the client sends.
+const MeshALPN = "crossgate"
 
 // NamespacePrefix is the start of every SPIFFE ID of a namespace's ServiceAccounts in a trust
 // domain: "spiffe://<trust-domain>/ns/<namespace>/sa/".

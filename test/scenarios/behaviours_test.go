@@ -264,7 +264,7 @@ func TestPathNormalisedBeforeRBAC(t *testing.T) {
 	res := w.out.Sidecars["httpbin/httpbin"]
 	send := func(path string) *simulate.Result {
 		return simulate.Simulate(res, simulate.Request{
-			Inbound: true, PodIP: "10.1.2.7", Port: 8080, TLS: true, Source: "spiffe://cluster.local/ns/curl/sa/curl",
+			Inbound: true, PodIP: "10.1.2.7", Port: 8080, TLS: true, ALPN: []string{wellknown.MeshALPN}, Source: "spiffe://cluster.local/ns/curl/sa/curl",
 			Protocol: simulate.HTTP1, Host: "httpbin", Method: "GET", Path: path, Headers: map[string]string{"x-team": "blue"},
 		})
 	}

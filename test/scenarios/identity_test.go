@@ -8,6 +8,7 @@ import (
 	"github.com/crossgate-io/crossgate/translator"
 	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/simulate"
+	"github.com/crossgate-io/crossgate/xds/translate"
 )
 
 // Identity end to end (issue 18): a caller's proxy opens mTLS, as the caller, to the workload of
@@ -283,4 +284,105 @@ func TestRequestMirror(t *testing.T) {
 			t.Errorf("mirror %d: %s missing=%v %d/1e6 Host %q, want echo-canary %d/1e6 Host gw.example:81", i, m.Cluster.Name, m.Cluster.Missing, m.PerMillion, m.Host, share)
 		}
 	}
+}
+
+// K8: a workload's proxy terminates only the mesh's TLS, known by a server name of the port's
+// services (every crossgate caller sends one; grpc-go can send nothing else) or by crossgate's
+// ALPN (every Envoy caller offers it). Any other TLS is the application's own: it passes through
+// to the application untouched in permissive mode and is closed in policy mode, where a caller
+// without a mesh identity has no access.
+func TestApplicationTLSPassesThrough(t *testing.T) {
+	const curlID = "spiffe://cluster.local/ns/curl/sa/curl"
+	mesh := wellknown.MeshSNI("httpbin", "httpbin", 8080)
+	for _, tc := range []struct {
+		name  string
+		req   simulate.Request
+		chain string
+		mesh  bool // terminated by the proxy; otherwise the application's own TLS
+	}{
+		{"an application's client with its own server name and h2", simulate.Request{SNI: "httpbin.example.com", ALPN: []string{"h2", "http/1.1"}}, "inbound/8080/tls", false},
+		{"an application's client without server name or ALPN", simulate.Request{}, "inbound/8080/tls", false},
+		{"an application's client naming the service without the port label", simulate.Request{SNI: "httpbin.httpbin.svc.clusterset.local", ALPN: []string{"http/1.1"}}, "inbound/8080/tls", false},
+		{"an Envoy caller: the server name and crossgate's ALPN", simulate.Request{SNI: mesh, ALPN: []string{wellknown.MeshALPN}, Source: curlID}, "inbound/8080", true},
+		{"an Envoy caller of another service name: crossgate's ALPN", simulate.Request{SNI: wellknown.MeshSNI("httpbin", "other", 8080), ALPN: []string{wellknown.MeshALPN}, Source: curlID}, "inbound/8080/mesh", true},
+		{"grpc-go: the server name, h2", simulate.Request{SNI: mesh, ALPN: []string{"h2"}, Protocol: simulate.HTTP2, Source: curlID}, "inbound/8080", true},
+		{"grpc-go without GRPC_EXPERIMENTAL_XDS_SNI: no mark, taken for the application's TLS", simulate.Request{ALPN: []string{"h2"}, Protocol: simulate.HTTP2, Source: curlID}, "inbound/8080/tls", false},
+	} {
+		for _, world := range []string{"inbound-permissive", "inbound-policy-rbac"} {
+			t.Run(world+"/"+tc.name, func(t *testing.T) {
+				req := tc.req
+				req.Inbound, req.PodIP, req.Port, req.TLS = true, "10.1.2.7", 8080, true
+				req.Host, req.Method, req.Path = "httpbin.httpbin:8080", "GET", "/"
+				if !tc.mesh {
+					req.Protocol = simulate.TCP // TLS the proxy does not read
+				}
+				r := simulate.Simulate(loadWorld(t, world).out.Sidecars["httpbin/httpbin"], req)
+				if r.FilterChain != tc.chain {
+					t.Fatalf("chain %q, want %q (%s)", r.FilterChain, tc.chain, r.DenyReason)
+				}
+				policy := world == "inbound-policy-rbac"
+				switch {
+				case tc.mesh || !policy:
+					// The mesh's TLS reaches the workload as the caller (curl/curl GET / is
+					// allowed in policy mode); the application's own, bytes untouched, in
+					// permissive mode.
+					if r.Denied || len(r.Clusters) != 1 || r.Clusters[0].Name != "inbound/8080" {
+						t.Errorf("want the workload, got %+v (%s)", r.Clusters, r.DenyReason)
+					}
+					if !tc.mesh && r.DownstreamProtocol != "" {
+						t.Errorf("the proxy decoded the application's TLS as %s", r.DownstreamProtocol)
+					}
+				default:
+					if !r.Denied || !strings.Contains(r.DenyReason, "RBAC (network)") {
+						t.Errorf("policy mode: the application's TLS from a caller without identity got %+v (%s)", r.Clusters, r.DenyReason)
+					}
+				}
+			})
+		}
+	}
+}
+
+// The mark is in every caller's configuration: a call of the walkthrough, by Envoy and by
+// grpc-go, to another cluster (through its gateway) and to a local workload, is terminated at
+// httpbin's proxy by its server name.
+func TestCallersMarkMeshTLS(t *testing.T) {
+	for state, at := range map[string]string{
+		"walkthrough-2-failover-no-local": "gateway-export-routes",       // cluster-1's httpbin
+		"walkthrough-3-failover-local":    "walkthrough-3-failover-local", // the caller's own
+	} {
+		t.Run(state, func(t *testing.T) {
+			both(t, state, func(t *testing.T, m *mesh, c call, _ *simulate.Result) { //nolint:thelper // a subtest's body, not a helper
+				p := m.send(t, c)
+				var h *hop
+				for i := range p.hops {
+					if strings.HasPrefix(p.hops[i].at, "sidecar httpbin/") && strings.HasSuffix(p.hops[i].at, " of "+at+" (inbound)") {
+						h = &p.hops[i]
+					}
+				}
+				if h == nil || h.result.FilterChain != "inbound/8080" || p.reached == "" {
+					t.Errorf("httpbin's proxy of %s did not take the mesh TLS by its server name:\n%s", at, p)
+				}
+			})
+		})
+	}
+}
+
+// Go's TLS server refuses a client that offers only protocols it does not support, so a caller
+// of a proxyless gRPC server must offer h2 beside crossgate's protocol: Envoy's clusters of a
+// proxyless workload do (they always speak HTTP/2).
+func TestProxylessServerNeedsH2Offered(t *testing.T) {
+	out := loadWorld(t, "inbound-policy-rbac").out
+	req := simulate.Request{
+		Listener: translate.ServerListenerName("10.1.2.7", 8080), PodIP: "10.1.2.7", Port: 8080, TLS: true,
+		Source: "spiffe://cluster.local/ns/curl/sa/curl", Protocol: simulate.HTTP2, Host: "httpbin.httpbin:8080", Method: "GET", Path: "/",
+	}
+	req.ALPN = []string{wellknown.MeshALPN}
+	if r := simulate.Simulate(out.Proxyless["httpbin/httpbin"], req); !r.Denied || !strings.Contains(r.DenyReason, "supports none") {
+		t.Errorf("crossgate's protocol alone: %+v (%s), want the handshake refused", r.Clusters, r.DenyReason)
+	}
+	req.ALPN = []string{wellknown.MeshALPN, "h2"}
+	if r := simulate.Simulate(out.Proxyless["httpbin/httpbin"], req); r.Denied {
+		t.Errorf("crossgate's protocol and h2: %s", r.DenyReason)
+	}
+	// Envoy's clusters of proxyless endpoints offer both: TestEnvoyCallsProxylessGRPCServer.
 }

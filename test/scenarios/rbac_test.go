@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/simulate"
 	"github.com/crossgate-io/crossgate/xds/translate"
 )
@@ -31,7 +32,7 @@ func TestInboundRBAC(t *testing.T) {
 	proxyless := out.Proxyless["httpbin/httpbin"]
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			req := simulate.Request{Inbound: true, PodIP: "10.1.2.7", Port: 8080, TLS: true, ALPN: []string{"http/1.1"}, Host: "httpbin.httpbin:8080", Method: tc.method, Path: tc.path, Source: tc.source}
+			req := simulate.Request{Inbound: true, PodIP: "10.1.2.7", Port: 8080, TLS: true, ALPN: []string{wellknown.MeshALPN}, Host: "httpbin.httpbin:8080", Method: tc.method, Path: tc.path, Source: tc.source}
 			r := simulate.Simulate(sidecar, req)
 			if r.Denied == tc.allowed {
 				t.Errorf("sidecar: denied=%v (%s), want allowed=%v", r.Denied, r.DenyReason, tc.allowed)
@@ -39,8 +40,9 @@ func TestInboundRBAC(t *testing.T) {
 			if tc.allowed && (len(r.Clusters) != 1 || r.Clusters[0].Name != "inbound/8080") {
 				t.Errorf("sidecar: allowed request went to %+v, want the workload", r.Clusters)
 			}
+			// A caller offers h2 to a proxyless server, whose cluster always speaks HTTP/2.
 			req.Listener = translate.ServerListenerName("10.1.2.7", 8080)
-			req.Inbound = false
+			req.Inbound, req.ALPN, req.Protocol = false, []string{wellknown.MeshALPN, "h2"}, simulate.HTTP2
 			g := simulate.Simulate(proxyless, req)
 			if g.Denied == tc.allowed {
 				t.Errorf("proxyless server: denied=%v (%s), want allowed=%v", g.Denied, g.DenyReason, tc.allowed)
@@ -71,7 +73,7 @@ func TestUntrustedGatewayIsNotAPeer(t *testing.T) {
 	}
 	send := func(source string) *simulate.Result {
 		return simulate.Simulate(w.out.Sidecars["httpbin/httpbin"], simulate.Request{
-			Inbound: true, PodIP: "10.1.2.7", Port: 8080, TLS: true,
+			Inbound: true, PodIP: "10.1.2.7", Port: 8080, TLS: true, ALPN: []string{wellknown.MeshALPN},
 			Source: source, Protocol: simulate.HTTP1, Host: "httpbin.httpbin:8080", Method: "POST", Path: "/anything",
 		})
 	}

@@ -145,9 +145,9 @@ type OutboundService struct {
 	// matches none is served by the local localities alone, or refused with 403 when there are
 	// none. Empty: any request may go to any locality.
 	RemoteRules []HTTPRule `json:"remoteRules,omitempty"`
-	// SNI, set when remote clusters' workloads may take the connection, is the TLS server name
-	// the caller sends (wellknown.MeshSNI): the remote gateways route the caller's mTLS by it,
-	// without terminating it, to their endpoints of the service port.
+	// SNI is the TLS server name the caller sends (wellknown.MeshSNI): the remote gateways route
+	// the caller's mTLS by it, without terminating it, to their endpoints of the service port,
+	// and the workload's proxy terminates TLS that names one of its services.
 	SNI string `json:"sni,omitempty"`
 }
 

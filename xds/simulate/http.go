@@ -23,8 +23,9 @@ func (p *Proxy) httpConnection(c *connection, r *Result, m *hcmv3.HttpConnection
 	req := c.req
 	if p.Flavor == Envoy {
 		// The codec reads what the client sends. HTTP/1 and HTTP/2 (AUTO: by ALPN when TLS
-		// negotiated one, otherwise by the HTTP/2 preface; conn_manager_utility.cc
-		// determineNextProtocol) are decoded; anything else is a codec error.
+		// negotiated one, HTTP/2 for h2 and HTTP/1 for any other; otherwise by the HTTP/2
+		// preface; conn_manager_utility.cc determineNextProtocol, autoCreateCodec) are decoded;
+		// anything else is a codec error.
 		switch {
 		case req.TLS && !c.terminated:
 			return deny(r, 0, "HTTP codec error: the client opens TLS and this chain does not terminate it, so the HTTP codec reads a TLS ClientHello and closes the connection")
@@ -39,9 +40,10 @@ func (p *Proxy) httpConnection(c *connection, r *Result, m *hcmv3.HttpConnection
 			if proto != HTTP2 {
 				return deny(r, 0, "HTTP codec error: ALPN agreed on h2 and the client speaks %s", proto)
 			}
-		case "http/1.1":
+		case "":
+		default:
 			if proto != HTTP1 {
-				return deny(r, 0, "HTTP codec error: ALPN agreed on http/1.1 and the client speaks %s", proto)
+				return deny(r, 0, "HTTP codec error: ALPN agreed on %s, which gets the HTTP/1 codec, and the client speaks %s", c.negotiated, proto)
 			}
 		}
 		switch m.GetCodecType() {

@@ -590,7 +590,21 @@ func (p *Proxy) transportSocket(c *connection, r *Result, fc *listenerv3.FilterC
 		}
 	}
 	if p.Flavor == GRPC {
-		c.negotiated = "h2" // grpc-go's server always negotiates h2 and ignores alpn_protocols
+		// grpc-go's server ignores alpn_protocols and offers h2 alone; Go's crypto/tls server
+		// (handshake_server.go negotiateALPN) agrees on h2 when the client offers it, on nothing
+		// when the client offers no protocol or http/1.1 ("let http/1.1 clients connect to h2
+		// servers as if they didn't support ALPN"), and otherwise fails the handshake
+		// (no_application_protocol). grpc-go speaks HTTP/2 in any case.
+		switch {
+		case slices.Contains(c.req.ALPN, "h2"):
+			c.negotiated = "h2"
+		case len(c.req.ALPN) == 0 || slices.Contains(c.req.ALPN, "http/1.1"):
+			c.negotiated = ""
+		default:
+			c.terminated = false
+			deny(r, 0, "chain %s: the client offers ALPN %v, of which grpc-go's server (h2) supports none: the handshake fails", fc.Name, c.req.ALPN)
+			return false
+		}
 	}
 	return true
 }

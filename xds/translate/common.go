@@ -259,14 +259,20 @@ func (p Peers) matchers(trustDomain string) []*matcherv3.StringMatcher {
 	return out
 }
 
-// upstreamTLS originates mTLS, accepting the peers as the server. It sets no alpn_protocols:
-// Envoy then offers the protocol of the connection pool, h2 or http/1.1, as the cluster's
-// protocol options select it (conn_pool_base.cc wrapTransportSocketOptions; a configured list
-// would override it). sni, when set, is the server name sent (wellknown.MeshSNI), by which a
-// remote gateway passes the connection through to the service's workloads.
-func upstreamTLS(src certSource, trustDomain string, peers Peers, sni string) *corev3.TransportSocket {
-	a := peerContexts.packed(fmt.Sprintf("upstream-tls/%d/%s/%s", src, trustDomain, peers.key()), func() proto.Message {
-		return &tlsv3.UpstreamTlsContext{CommonTlsContext: commonTLS(src, trustDomain, peers.matchers(trustDomain))}
+// upstreamTLS originates mTLS, accepting the peers as the server. sni, when set, is the server
+// name sent (wellknown.MeshSNI), by which a remote gateway passes the connection through to the
+// service's workloads. Envoy offers wellknown.MeshALPN first (meshALPN), so that the workload's
+// proxy knows the TLS is the mesh's; grpc-go ignores alpn_protocols (it always offers h2) and is
+// known by its server name.
+func upstreamTLS(src certSource, trustDomain string, peers Peers, sni string, protocol upstreamProtocol) *corev3.TransportSocket {
+	var alpn []string
+	if src == viaSDS {
+		alpn = meshALPN(protocol)
+	}
+	a := peerContexts.packed(fmt.Sprintf("upstream-tls/%d/%s/%v/%s", src, trustDomain, alpn, peers.key()), func() proto.Message {
+		common := commonTLS(src, trustDomain, peers.matchers(trustDomain))
+		common.AlpnProtocols = alpn
+		return &tlsv3.UpstreamTlsContext{CommonTlsContext: common}
 	})
 	if sni != "" {
 		// The context without sni, followed by the encoded sni field, is the context with sni:
@@ -277,6 +283,23 @@ func upstreamTLS(src certSource, trustDomain string, peers Peers, sni string) *c
 		a.Value = protowire.AppendString(protowire.AppendTag(slices.Clip(a.Value), upstreamSNIField, protowire.BytesType), sni)
 	}
 	return &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: a}}
+}
+
+// meshALPN is what Envoy offers when it opens mesh mTLS to a cluster that speaks protocol.
+// A configured list replaces the ALPN of the connection pool's protocol, which Envoy otherwise
+// offers (conn_pool_base.cc wrapTransportSocketOptions: the pool's protocols are only the
+// fallback), and one list serves every pool of the cluster. So h2 is offered only where the
+// cluster always speaks HTTP/2: the workload's proxy picks it (its alpn_protocols list h2) and
+// a proxyless gRPC server requires it (Go's crypto/tls refuses a client whose protocols it
+// supports none of). Elsewhere the mesh protocol alone agrees on nothing, and the workload's
+// proxy reads HTTP/1.1 or HTTP/2 from the client's first bytes (codec_type AUTO) — offering h2
+// to a pool that speaks HTTP/1.1 would have it decode HTTP/1.1 as HTTP/2. Istio offers its
+// "istio" the same way (pilot networking/common ALPNInMesh, ALPNInMeshH2).
+func meshALPN(protocol upstreamProtocol) []string {
+	if protocol == alwaysHTTP2 {
+		return []string{wellknown.MeshALPN, "h2"}
+	}
+	return []string{wellknown.MeshALPN}
 }
 
 // upstreamSNIField is the field number of UpstreamTlsContext.sni.

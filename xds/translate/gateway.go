@@ -23,7 +23,8 @@ import (
 // endpoints: the gateway originates mTLS, as itself, to the workloads.
 func (b *builder) gatewayBackend(be *ir.Backend) {
 	name := GatewayClusterName(be.Cluster)
-	b.cluster(edsCluster(name, upstreamTLS(viaSDS, b.trustDomain, peersOf(slices.Values(be.Endpoints)), ""), false, protocolFor(be.Protocol, slices.Values(be.Endpoints))))
+	proto := protocolFor(be.Protocol, slices.Values(be.Endpoints))
+	b.cluster(edsCluster(name, upstreamTLS(viaSDS, b.trustDomain, peersOf(slices.Values(be.Endpoints)), "", proto), false, proto))
 	b.backendEndpoints(name, be)
 }
 

@@ -70,7 +70,7 @@ func (b *builder) proxylessOutbound(outbound []ir.OutboundService, known []*endp
 		}
 		b.proxylessCluster(cluster, o.SNI, o.RetryOtherPriority, o.Localities, byName)
 		if local := localOnly(o); local != nil {
-			b.proxylessCluster(local.name, "", false, local.localities, byName)
+			b.proxylessCluster(local.name, o.SNI, false, local.localities, byName)
 		}
 	}
 }
@@ -79,10 +79,11 @@ func (b *builder) proxylessOutbound(outbound []ir.OutboundService, known []*endp
 // sidecar (known) when there are. grpc-go sends the cluster's sni only with
 // GRPC_EXPERIMENTAL_XDS_SNI=true in its environment (gRFC A101;
 // internal/xds/xdsclient/xdsresource/unmarshal_cds.go), which a proxyless workload sets (README;
-// the sandbox's callers set it themselves): without it a call to another cluster finds no route
-// at the gateway.
+// the sandbox's callers set it themselves). Without it, a call to another cluster finds no route
+// at the gateway, and a call to a workload with a sidecar is taken for the application's own TLS
+// (grpc-go cannot offer wellknown.MeshALPN) and passed through to it.
 func (b *builder) proxylessCluster(name, sni string, eject bool, ls []ir.Locality, known map[string]*endpointv3.ClusterLoadAssignment) {
-	b.cluster(edsCluster(name, upstreamTLS(viaProvider, b.trustDomain, peersOf(localEndpoints(ls)), sni), eject, notHTTP))
+	b.cluster(edsCluster(name, upstreamTLS(viaProvider, b.trustDomain, peersOf(localEndpoints(ls)), sni, notHTTP), eject, notHTTP))
 	if cla := known[name]; cla != nil {
 		b.res.Endpoints = append(b.res.Endpoints, cla) // built and validated for the sidecar
 		return

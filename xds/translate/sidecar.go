@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -23,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/crossgate-io/crossgate/translator/ir"
+	"github.com/crossgate-io/crossgate/wellknown"
 )
 
 // An Envoy sidecar's configuration:
@@ -46,14 +48,16 @@ func (b *builder) sidecarOutbound(outbound []ir.OutboundService) {
 		}
 		byPort[o.Port] = append(byPort[o.Port], o)
 		name := OutboundClusterName(o.Key())
-		b.cluster(edsCluster(name, upstreamTLS(viaSDS, b.trustDomain, peersOf(localEndpoints(o.Localities)), o.SNI), o.RetryOtherPriority || spreads(o), protocolFor(o.Protocol, localEndpoints(o.Localities))))
+		proto := protocolFor(o.Protocol, localEndpoints(o.Localities))
+		b.cluster(edsCluster(name, upstreamTLS(viaSDS, b.trustDomain, peersOf(localEndpoints(o.Localities)), o.SNI, proto), o.RetryOtherPriority || spreads(o), proto))
 		cla, err := loadAssignment(name, o.Localities)
 		if err != nil {
 			b.fail(err)
 		}
 		b.endpoints(cla)
 		if local := localOnly(o); local != nil {
-			b.cluster(edsCluster(local.name, upstreamTLS(viaSDS, b.trustDomain, peersOf(localEndpoints(local.localities)), ""), false, protocolFor(o.Protocol, localEndpoints(local.localities))))
+			proto := protocolFor(o.Protocol, localEndpoints(local.localities))
+			b.cluster(edsCluster(local.name, upstreamTLS(viaSDS, b.trustDomain, peersOf(localEndpoints(local.localities)), o.SNI, proto), false, proto))
 			cla, err := loadAssignment(local.name, local.localities)
 			if err != nil {
 				b.fail(err)
@@ -302,6 +306,16 @@ func spreads(o *ir.OutboundService) bool {
 // Service exposes (kubelet's probes on them, metrics scrapes) pass through to the application.
 // A caller that waits for the server to speak first (MySQL, SMTP) gets the plaintext chain once
 // tls_inspector gives up, instead of being closed (continue_on_listener_filters_timeout).
+//
+// TLS is the mesh's when it names one of the port's services (wellknown.MeshSNI: every
+// crossgate caller sends it, grpc-go included) or offers wellknown.MeshALPN (every Envoy caller
+// does): the proxy terminates it. Any other TLS is the application's own, for an application
+// that terminates TLS itself: it passes through untouched to the application in permissive
+// mode, and is closed in policy mode, where a caller without a mesh identity has no access.
+// tls_inspector reads the server name and the ALPN protocols offered, and Envoy matches the
+// server name before the transport and the ALPN (filter_chain_manager_impl.cc), so the chain
+// that names the services needs no ALPN, and the one that matches the ALPN serves callers whose
+// server name is not among the port's services.
 func (b *builder) inbound(ports []ir.InboundPort) {
 	l := &listenerv3.Listener{
 		Name:    inboundListener,
@@ -323,12 +337,30 @@ func (b *builder) inbound(ports []ir.InboundPort) {
 			LoadAssignment:                loadAssignmentStatic(cluster, "127.0.0.1", p.Port),
 			TypedExtensionProtocolOptions: httpProtocolOptions(protocolFor(p.Protocol, nil)),
 		})
+		port := wrapperspb.UInt32(p.Port)
 		allow := b.inboundFilters(cluster, p, p.RBAC)
+		if names := meshNames(p.Services); len(names) > 0 {
+			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
+				Name:             cluster,
+				FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: port, ServerNames: names, TransportProtocol: "tls"},
+				TransportSocket:  downstreamTLS(viaSDS, b.trustDomain),
+				Filters:          allow,
+			})
+		}
 		l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
-			Name:             cluster,
-			FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(p.Port), TransportProtocol: "tls"},
+			Name:             cluster + "/mesh",
+			FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: port, TransportProtocol: "tls", ApplicationProtocols: []string{wellknown.MeshALPN}},
 			TransportSocket:  downstreamTLS(viaSDS, b.trustDomain),
 			Filters:          allow,
+		})
+		var own []*listenerv3.Filter // the application's own TLS, bytes untouched
+		if p.RBAC != nil {
+			own = append(own, b.networkRBAC(cluster+"/tls", &ir.RBAC{}))
+		}
+		l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
+			Name:             cluster + "/tls",
+			FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: port, TransportProtocol: "tls"},
+			Filters:          append(own, tcpProxy(cluster+"/tls", cluster)),
 		})
 		plain := allow // permissive: callers without a sidecar; no identity is checked
 		if p.RBAC != nil {
@@ -336,11 +368,26 @@ func (b *builder) inbound(ports []ir.InboundPort) {
 		}
 		l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
 			Name:             cluster + "/plaintext",
-			FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(p.Port), TransportProtocol: "raw_buffer"},
+			FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: port, TransportProtocol: "raw_buffer"},
 			Filters:          plain,
 		})
 	}
 	b.listener(l)
+}
+
+// meshNames are the server names mesh callers send to the services of an inbound port, given
+// as ns/name:port (ir.ServiceKey), in their order.
+func meshNames(services []string) []string {
+	var out []string
+	for _, s := range services {
+		ns, rest, ok1 := strings.Cut(s, "/")
+		name, port, ok2 := strings.Cut(rest, ":")
+		n, err := strconv.ParseInt(port, 10, 32)
+		if ok1 && ok2 && err == nil {
+			out = append(out, wellknown.MeshSNI(ns, name, int32(n)))
+		}
+	}
+	return out
 }
 
 // inboundFilters are the network filters of an inbound chain: for HTTP an HTTP connection

@@ -13,11 +13,15 @@ import (
 func TestSNIAppendedAsMarshaled(t *testing.T) {
 	for _, src := range []certSource{viaSDS, viaProvider} {
 		peers := Peers{exact: []string{"httpbin/httpbin"}}
-		plain := upstreamTLS(src, "example.org", peers, "").GetTypedConfig()
+		plain := upstreamTLS(src, "example.org", peers, "", alwaysHTTP2).GetTypedConfig()
 		before := bytes.Clone(plain.Value)
-		got := upstreamTLS(src, "example.org", peers, "8080.httpbin.httpbin.svc.clusterset.local").GetTypedConfig()
+		got := upstreamTLS(src, "example.org", peers, "8080.httpbin.httpbin.svc.clusterset.local", alwaysHTTP2).GetTypedConfig()
+		common := commonTLS(src, "example.org", peers.matchers("example.org"))
+		if src == viaSDS {
+			common.AlpnProtocols = meshALPN(alwaysHTTP2)
+		}
 		want, err := proto.MarshalOptions{Deterministic: true}.Marshal(&tlsv3.UpstreamTlsContext{
-			CommonTlsContext: commonTLS(src, "example.org", peers.matchers("example.org")),
+			CommonTlsContext: common,
 			Sni:              "8080.httpbin.httpbin.svc.clusterset.local",
 		})
 		if err != nil {
@@ -30,7 +34,7 @@ func TestSNIAppendedAsMarshaled(t *testing.T) {
 		if err := got.UnmarshalTo(ctx); err != nil || ctx.GetSni() != "8080.httpbin.httpbin.svc.clusterset.local" || ctx.GetCommonTlsContext() == nil {
 			t.Errorf("source %d: unmarshaled %v, %v", src, ctx, err)
 		}
-		if again := upstreamTLS(src, "example.org", peers, "").GetTypedConfig(); !bytes.Equal(again.Value, before) {
+		if again := upstreamTLS(src, "example.org", peers, "", alwaysHTTP2).GetTypedConfig(); !bytes.Equal(again.Value, before) {
 			t.Errorf("source %d: the shared bytes changed", src)
 		}
 	}
