@@ -347,7 +347,7 @@ func TestApplicationTLSPassesThrough(t *testing.T) {
 // httpbin's proxy by its server name.
 func TestCallersMarkMeshTLS(t *testing.T) {
 	for state, at := range map[string]string{
-		"walkthrough-2-failover-no-local": "gateway-export-routes",       // cluster-1's httpbin
+		"walkthrough-2-failover-no-local": "gateway-export-routes",        // cluster-1's httpbin
 		"walkthrough-3-failover-local":    "walkthrough-3-failover-local", // the caller's own
 	} {
 		t.Run(state, func(t *testing.T) {
