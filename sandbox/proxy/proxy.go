@@ -75,6 +75,9 @@ type Proxy struct {
 	// transports by upstream protocol, TLS and ALPN.
 	mu         sync.Mutex
 	transports map[string]*http.Transport
+	// hellos are the ALPN protocols offered in the ClientHello of inbound TLS connections the
+	// proxy terminates, by connection, until the HTTP server takes the connection (ConnContext).
+	hellos sync.Map
 	localityW  map[string]float64 // smooth weighted round robin state
 	endpointN  map[string]int     // round robin over a locality's endpoints
 	// Outlier detection, by cluster|endpoint.
@@ -143,8 +146,19 @@ func (p *Proxy) Server() *http.Server {
 	ps.SetHTTP1(true)
 	ps.SetHTTP2(true)
 	ps.SetUnencryptedHTTP2(true)
-	return &http.Server{Handler: p, Protocols: &ps, ReadHeaderTimeout: 10 * time.Second}
+	return &http.Server{
+		Handler: p, Protocols: &ps, ReadHeaderTimeout: 10 * time.Second,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if alpn, ok := p.hellos.LoadAndDelete(c); ok {
+				return context.WithValue(ctx, offeredKey{}, alpn)
+			}
+			return ctx
+		},
+	}
 }
+
+// offeredKey keys the ALPN protocols a TLS client offered in a connection's context.
+type offeredKey struct{}
 
 // Decide is where the request goes, per the proxy's configuration, as xds/simulate says Envoy
 // would decide.
@@ -158,7 +172,9 @@ func (p *Proxy) Decide(r *http.Request) *simulate.Result {
 	}
 	if r.TLS != nil {
 		req.TLS, req.SNI, req.Source = true, r.TLS.ServerName, peerIdentity(r)
-		if r.TLS.NegotiatedProtocol != "" {
+		if offered, ok := r.Context().Value(offeredKey{}).([]string); ok {
+			req.ALPN = offered // what the ClientHello offered, which picked the filter chain
+		} else if r.TLS.NegotiatedProtocol != "" {
 			req.ALPN = []string{r.TLS.NegotiatedProtocol}
 		}
 	}
@@ -589,14 +605,71 @@ func (p *Proxy) pickEndpoint(cl *simulate.Cluster, prio int, healthy func(string
 // other outcome closes it, as Envoy does when no filter chain matches or the cluster is missing.
 func (p *Proxy) serveTLS(c net.Conn, br *bufio.Reader) {
 	defer c.Close()
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	sni, alpn, err := PeekClientHello(br)
-	_ = c.SetReadDeadline(time.Time{})
+	sni, alpn, err := peekHello(c, br)
 	if err != nil {
 		p.opts.Log.Debug("connection closed", "reason", err)
 		return
 	}
-	res := p.cfg.proxy().Simulate(simulate.Request{TLS: true, SNI: sni, ALPN: alpn, Protocol: simulate.TCP, Port: p.opts.ListenerPort})
+	p.passThrough(c, br, simulate.Request{TLS: true, SNI: sni, ALPN: alpn, Protocol: simulate.TCP, Port: p.opts.ListenerPort})
+}
+
+// peekHello reads the ClientHello at the head of br, waiting for it at most 10 s.
+func peekHello(c net.Conn, br *bufio.Reader) (sni string, alpn []string, err error) {
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	defer func() { _ = c.SetReadDeadline(time.Time{}) }()
+	return PeekClientHello(br)
+}
+
+// inboundTLS is a sidecar's handling of a TLS connection arriving at its pod. The model picks
+// the filter chain by the ClientHello's server name and ALPN, as tls_inspector and Envoy's
+// filter chain match do: a chain that terminates TLS (the mesh's, marked by its server name or
+// crossgate's ALPN) gets the handshake, agreeing on the protocol Envoy's server would pick;
+// from any other the connection goes on, bytes untouched, to the application, or is closed, as
+// the chain's network filters say (an application's own TLS).
+func (p *Proxy) inboundTLS(c net.Conn, br *bufio.Reader, cfg *tls.Config) net.Conn {
+	sni, alpn, err := peekHello(c, br)
+	if err != nil {
+		p.opts.Log.Debug("connection closed", "reason", err)
+		_ = c.Close()
+		return nil
+	}
+	req := simulate.Request{Inbound: true, PodIP: p.opts.PodIP, DestinationIP: p.opts.PodIP, Port: localPort(c), TLS: true, SNI: sni, ALPN: alpn, Protocol: simulate.TCP}
+	hello := req
+	hello.Hello = true
+	res := p.cfg.proxy().Simulate(hello)
+	if !res.TerminatesTLS {
+		defer c.Close()
+		if res.Denied {
+			p.opts.Log.Debug("connection closed", "sni", sni, "reason", res.DenyReason)
+			return nil
+		}
+		p.passThrough(c, br, req)
+		return nil
+	}
+	cfg = cfg.Clone()
+	cfg.NextProtos = nil // Go's server would refuse a client that offers none of its protocols
+	if res.ALPN != "" {
+		cfg.NextProtos = []string{res.ALPN}
+	}
+	tc := tls.Server(c, cfg)
+	p.hellos.Store(tc, alpn)
+	return tc
+}
+
+// localPort is the port a connection arrived at.
+func localPort(c net.Conn) uint32 {
+	if a, ok := c.LocalAddr().(*net.TCPAddr); ok {
+		return uint32(a.Port)
+	}
+	return 0
+}
+
+// passThrough sends a connection whose TLS the proxy does not terminate, bytes untouched, to an
+// endpoint of the cluster the model gives it (tcp_proxy), or closes it when the model refuses it
+// or gives no such cluster, as Envoy does when no filter chain matches or the cluster is missing.
+func (p *Proxy) passThrough(c net.Conn, br *bufio.Reader, req simulate.Request) {
+	sni := req.SNI
+	res := p.cfg.proxy().Simulate(req)
 	if res.Denied || res.DirectResponse != 0 {
 		p.opts.Log.Debug("connection closed", "sni", sni, "reason", res.DenyReason)
 		return

@@ -76,31 +76,7 @@ func TestCallThroughPassthroughGateway(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := cache.New(cache.NodeIDResolver, nil)
-	// One xDS server for grpc-go (plaintext, as the other tests here), one with mTLS for the
-	// stand-in, as crossgate's controller serves proxies.
-	xlis, _ := net.Listen("tcp", "127.0.0.1:0")
-	xs := grpc.NewServer(server.GRPCOptions(c)...)
-	serving, err := ca.IssueServing(nil, []net.IP{net.IPv4(127, 0, 0, 1)}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pair, err := tls.X509KeyPair(serving.CertPEM, serving.KeyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(serving.RootPEM)
-	tlis, _ := net.Listen("tcp", "127.0.0.1:0")
-	ts := grpc.NewServer(append(server.GRPCOptions(c), grpc.Creds(credentials.NewTLS(&tls.Config{
-		Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool, MinVersion: tls.VersionTLS12,
-	})))...)
-	ctx, cancel := context.WithCancel(context.Background())
-	server.Register(ctx, xs, c, server.Options{})
-	server.Register(ctx, ts, c, server.Options{})
-	go xs.Serve(xlis)
-	go ts.Serve(tlis)
-	t.Cleanup(func() { cancel(); xs.Stop(); ts.Stop() })
+	c, xlis, tlis := xdsServers(t, ca)
 
 	// cluster-1: httpbin, a proxyless server in policy mode, exported on the gateway.
 	alis, _ := net.Listen("tcp", "127.0.0.1:0")
@@ -141,7 +117,7 @@ func TestCallThroughPassthroughGateway(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw, err := proxy.Start(ctx, proxy.Options{Role: proxy.Gateway, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})), XDS: proxy.XDSOptions{
+	gw, err := proxy.Start(t.Context(), proxy.Options{Role: proxy.Gateway, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})), XDS: proxy.XDSOptions{
 		Address: tlis.Addr().String(), Node: wellknown.Gateway(wellknown.SystemNamespace, wellknown.DefaultGatewayName).String(), Certificate: gwCert,
 	}})
 	if err != nil {
@@ -220,6 +196,37 @@ func TestCallThroughPassthroughGateway(t *testing.T) {
 	if n := c.NACKs.Load(); n != 0 {
 		t.Errorf("%d responses were refused", n)
 	}
+}
+
+// xdsServers serves the cache's configurations from two xDS servers: one in plaintext for
+// grpc-go (as the other tests here), one with mTLS for the stand-in, as crossgate's controller
+// serves proxies. They stop when the test ends.
+func xdsServers(t *testing.T, ca *identity.CA) (c *cache.Cache, plain, mtls net.Listener) {
+	t.Helper()
+	c = cache.New(cache.NodeIDResolver, nil)
+	plain, _ = net.Listen("tcp", "127.0.0.1:0")
+	xs := grpc.NewServer(server.GRPCOptions(c)...)
+	serving, err := ca.IssueServing(nil, []net.IP{net.IPv4(127, 0, 0, 1)}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(serving.CertPEM, serving.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(serving.RootPEM)
+	mtls, _ = net.Listen("tcp", "127.0.0.1:0")
+	ts := grpc.NewServer(append(server.GRPCOptions(c), grpc.Creds(credentials.NewTLS(&tls.Config{
+		Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool, MinVersion: tls.VersionTLS12,
+	})))...)
+	ctx, cancel := context.WithCancel(context.Background())
+	server.Register(ctx, xs, c, server.Options{})
+	server.Register(ctx, ts, c, server.Options{})
+	go xs.Serve(plain)
+	go ts.Serve(mtls)
+	t.Cleanup(func() { cancel(); xs.Stop(); ts.Stop() })
+	return c, plain, mtls
 }
 
 func meta(namespace, name string) metav1.ObjectMeta {

@@ -57,6 +57,10 @@ type Request struct {
 	Protocol string
 	// ServerFirst is set for a client that sends nothing until the server speaks (MySQL, SMTP).
 	ServerFirst bool
+	// Hello stops at the filter chain, as far as a TLS connection's ClientHello decides:
+	// Simulate then reports whether the chain terminates TLS and the protocol its server agrees
+	// on (Result.TerminatesTLS, Result.ALPN) instead of going on with the handshake.
+	Hello bool
 	// The HTTP request.
 	Host    string
 	Path    string
@@ -74,6 +78,10 @@ type Result struct {
 	// Arrived is the listener that accepted the connection; Listener the one that served it,
 	// another one when Arrived handed it over (use_original_dst).
 	Arrived, Listener, FilterChain string
+	// TerminatesTLS and ALPN answer a Hello request: whether the filter chain terminates TLS,
+	// and the ALPN protocol its server agrees on ("" for none).
+	TerminatesTLS bool
+	ALPN          string
 	// DownstreamProtocol is the HTTP protocol of the request as the proxy decoded it.
 	DownstreamProtocol              string
 	RouteConfig, VirtualHost, Route string
@@ -343,6 +351,17 @@ func (p *Proxy) serve(c *connection, r *Result, l *listenerv3.Listener) *Result 
 		return deny(r, 0, "no filter chain of listener %s matches (destination %s, transport %s, server name %q): the connection is closed", l.Name, c.local, c.transport, c.sni)
 	}
 	r.FilterChain = fc.Name
+	if c.req.Hello {
+		r.TerminatesTLS = fc.GetTransportSocket() != nil
+		if r.TerminatesTLS {
+			ctx := &tlsv3.DownstreamTlsContext{}
+			if err := fc.GetTransportSocket().GetTypedConfig().UnmarshalTo(ctx); err != nil {
+				return deny(r, 0, "chain %s: %v", fc.Name, err)
+			}
+			r.ALPN = selectALPN(ctx.GetCommonTlsContext().GetAlpnProtocols(), c.req.ALPN)
+		}
+		return r
+	}
 	if !p.transportSocket(c, r, fc) {
 		return r
 	}
@@ -582,13 +601,7 @@ func (p *Proxy) transportSocket(c *connection, r *Result, fc *listenerv3.FilterC
 		return false
 	}
 	c.terminated, c.peer = true, c.req.Source
-	c.negotiated = ""
-	for _, s := range ctx.GetCommonTlsContext().GetAlpnProtocols() {
-		if slices.Contains(c.req.ALPN, s) {
-			c.negotiated = s
-			break
-		}
-	}
+	c.negotiated = selectALPN(ctx.GetCommonTlsContext().GetAlpnProtocols(), c.req.ALPN)
 	if p.Flavor == GRPC {
 		// grpc-go's server ignores alpn_protocols and offers h2 alone; Go's crypto/tls server
 		// (handshake_server.go negotiateALPN) agrees on h2 when the client offers it, on nothing
@@ -607,6 +620,19 @@ func (p *Proxy) transportSocket(c *connection, r *Result, fc *listenerv3.FilterC
 		}
 	}
 	return true
+}
+
+// selectALPN is the protocol Envoy's TLS server agrees on: the first of its alpn_protocols the
+// client offers, none when it offers none of them (the handshake goes on without ALPN:
+// source/common/tls/server_context_impl.cc alpnSelectCallback, SSL_select_next_proto in the
+// server's order), none without alpn_protocols.
+func selectALPN(server, offered []string) string {
+	for _, s := range server {
+		if slices.Contains(offered, s) {
+			return s
+		}
+	}
+	return ""
 }
 
 // trustsACA reports whether a TLS context verifies peers against a CA: a validation context
