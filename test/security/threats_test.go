@@ -61,6 +61,11 @@ var threats = []threat{
 		map[string][]string{"test/scenarios": {"TestNoAnonymousWayIn"}},
 	},
 	{
+		"a client of an application that terminates its own TLS", "have its TLS taken for the mesh's, or reach the application without identity in policy mode",
+		"the workload's proxy terminates only TLS marked as the mesh's (a service's mesh server name, crossgate's ALPN) and passes other TLS through untouched, in permissive mode only",
+		map[string][]string{"test/scenarios": {"TestApplicationTLSPassesThrough", "TestCallersMarkMeshTLS"}, "test/proxyless": {"TestSidecarPassesApplicationTLSThrough"}},
+	},
+	{
 		"a member's namespace user", "keep a cluster advertised for a Service it deleted",
 		"an export of crossgate's placeholder is invalid",
 		map[string][]string{
