@@ -77,9 +77,9 @@ type Proxy struct {
 	transports map[string]*http.Transport
 	// hellos are the ALPN protocols offered in the ClientHello of inbound TLS connections the
 	// proxy terminates, by connection, until the HTTP server takes the connection (ConnContext).
-	hellos sync.Map
-	localityW  map[string]float64 // smooth weighted round robin state
-	endpointN  map[string]int     // round robin over a locality's endpoints
+	hellos    sync.Map
+	localityW map[string]float64 // smooth weighted round robin state
+	endpointN map[string]int     // round robin over a locality's endpoints
 	// Outlier detection, by cluster|endpoint.
 	failures     map[string]*failureCount
 	ejectedUntil map[string]time.Time

@@ -51,10 +51,10 @@ type sniffListener struct {
 	// accept, when set, takes a TLS connection and gives back the connection to serve (its
 	// TLS terminated), or nil when it passed it through or closed it.
 	accept func(c net.Conn, br *bufio.Reader, tlsConfig *tls.Config) net.Conn
-	conns       chan net.Conn
-	once        sync.Once
-	done        chan struct{}
-	err         error
+	conns  chan net.Conn
+	once   sync.Once
+	done   chan struct{}
+	err    error
 }
 
 func (s *sniffListener) run() {
