@@ -2,8 +2,11 @@ package translator
 
 import (
 	"cmp"
+	"crypto/tls"
 	"fmt"
+	"maps"
 	"slices"
+	"strconv"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -74,9 +77,15 @@ type listenerState struct {
 	routes map[string][]sortableRoute
 	// passthrough are the TLSRoutes attached (a TLS listener in Passthrough mode).
 	passthrough []attachedTLSRoute
+	// certificates an HTTPS listener presents; certReason and certMessage say why they are not
+	// resolved, when they are not.
+	certificates            []ir.Certificate
+	certReason, certMessage string
 }
 
-func (l *listenerState) usable() bool { return l.accepted && l.conflicted == "" && len(l.kinds) > 0 }
+func (l *listenerState) usable() bool {
+	return l.accepted && l.conflicted == "" && len(l.kinds) > 0 && l.certReason == ""
+}
 
 // allows reports whether routes of kind (gateway.networking.k8s.io) may attach to the listener.
 func (l *listenerState) allows(kind gatewayv1.Kind) bool {
@@ -89,13 +98,17 @@ func (l *listenerState) allows(kind gatewayv1.Kind) bool {
 }
 
 // routeKind is the route kind a listener of this protocol serves, "" for a protocol crossgate
-// does not serve: HTTP listeners take HTTPRoutes; TLS listeners in Passthrough mode take
-// TLSRoutes (Gateway API core for TLSRoute). TLS termination (HTTPS, TLS in Terminate mode) is
-// not implemented.
+// does not serve: HTTP listeners, and HTTPS listeners (which terminate TLS: their mode is
+// Terminate), take HTTPRoutes; TLS listeners in Passthrough mode take TLSRoutes (Gateway API
+// core for TLSRoute). TLS listeners in Terminate mode are not implemented.
 func routeKind(l *gatewayv1.Listener) gatewayv1.Kind {
 	switch l.Protocol {
 	case gatewayv1.HTTPProtocolType:
 		return "HTTPRoute"
+	case gatewayv1.HTTPSProtocolType:
+		if l.TLS == nil || l.TLS.Mode == nil || *l.TLS.Mode == gatewayv1.TLSModeTerminate {
+			return "HTTPRoute"
+		}
 	case gatewayv1.TLSProtocolType:
 		if l.TLS != nil && l.TLS.Mode != nil && *l.TLS.Mode == gatewayv1.TLSModePassthrough {
 			return "TLSRoute"
@@ -167,7 +180,7 @@ func (t *translation) translateGateways(st *Statuses) []ir.Gateway {
 	}
 	states := map[nsName][]*listenerState{}
 	for _, g := range gws {
-		states[nsName{g.Namespace, g.Name}] = checkListeners(g)
+		states[nsName{g.Namespace, g.Name}] = t.checkListeners(g)
 	}
 	st.HTTPRoutes = t.attachRoutes(states)
 	st.TLSRoutes = t.attachTLSRoutes(states)
@@ -192,12 +205,15 @@ func untrustedStatus(g *gatewayv1.Gateway) GatewayStatus {
 	}}}
 }
 
-func checkListeners(g *gatewayv1.Gateway) []*listenerState {
+func (t *translation) checkListeners(g *gatewayv1.Gateway) []*listenerState {
 	var ls []*listenerState
 	for i := range g.Spec.Listeners {
 		l := &g.Spec.Listeners[i]
 		kind := routeKind(l)
 		s := &listenerState{spec: l, accepted: kind != "", kindsOK: true, routes: map[string][]sortableRoute{}}
+		if s.accepted && l.Protocol == gatewayv1.HTTPSProtocolType {
+			s.certificates, s.certReason, s.certMessage = t.certificates(g, l)
+		}
 		served := gatewayv1.RouteGroupKind{Group: ptr(gatewayv1.Group(gatewayv1.GroupName)), Kind: cmp.Or(kind, "HTTPRoute")}
 		if l.AllowedRoutes == nil || len(l.AllowedRoutes.Kinds) == 0 {
 			s.kinds = []gatewayv1.RouteGroupKind{served}
@@ -230,6 +246,67 @@ func checkListeners(g *gatewayv1.Gateway) []*listenerState {
 		}
 	}
 	return ls
+}
+
+// certificates resolves an HTTPS listener's certificateRefs to Secrets of type
+// kubernetes.io/tls whose certificate and key make a pair; otherwise it says why not, with the
+// listener's ResolvedRefs reason: RefNotPermitted for a Secret of another namespace that no
+// ReferenceGrant there lets the Gateway use, InvalidCertificateRef for anything else.
+func (t *translation) certificates(g *gatewayv1.Gateway, l *gatewayv1.Listener) ([]ir.Certificate, string, string) {
+	invalid := string(gatewayv1.ListenerReasonInvalidCertificateRef)
+	if l.TLS == nil || len(l.TLS.CertificateRefs) == 0 {
+		return nil, invalid, "An HTTPS listener needs tls.certificateRefs: a Secret of type kubernetes.io/tls."
+	}
+	var out []ir.Certificate
+	for i, ref := range l.TLS.CertificateRefs {
+		field := fmt.Sprintf("tls.certificateRefs[%d]", i)
+		if (ref.Group != nil && *ref.Group != "") || (ref.Kind != nil && *ref.Kind != "Secret") {
+			return nil, invalid, fmt.Sprintf("%s: only a Secret (group \"\", kind Secret) is supported, not %s.", field, groupKind(ref.Group, ref.Kind))
+		}
+		ns := g.Namespace
+		if ref.Namespace != nil && *ref.Namespace != "" {
+			ns = string(*ref.Namespace)
+		}
+		name := ns + "/" + string(ref.Name)
+		if ns != g.Namespace && !t.referenceGranted("Gateway", g.Namespace, "", "Secret", ns, string(ref.Name)) {
+			return nil, string(gatewayv1.ListenerReasonRefNotPermitted),
+				fmt.Sprintf("%s: Secret %s is in another namespace, and no ReferenceGrant there lets Gateways of namespace %s use it.", field, name, g.Namespace)
+		}
+		sec := t.secret(ns, string(ref.Name))
+		switch {
+		case sec == nil:
+			return nil, invalid, fmt.Sprintf("%s: Secret %s does not exist.", field, name)
+		case sec.Type != corev1.SecretTypeTLS:
+			return nil, invalid, fmt.Sprintf("%s: Secret %s is of type %q; a listener's certificate is a Secret of type kubernetes.io/tls.", field, name, sec.Type)
+		}
+		if _, err := tls.X509KeyPair(sec.Data[corev1.TLSCertKey], sec.Data[corev1.TLSPrivateKeyKey]); err != nil {
+			return nil, invalid, fmt.Sprintf("%s: Secret %s holds no valid certificate and key (tls.crt, tls.key): %v.", field, name, err)
+		}
+		out = append(out, ir.Certificate{Name: name, CertPEM: sec.Data[corev1.TLSCertKey], KeyPEM: sec.Data[corev1.TLSPrivateKeyKey]})
+	}
+	return out, "", ""
+}
+
+// groupKind names a reference's group and kind for a message ("Secret", "example.com/Cert").
+func groupKind(group *gatewayv1.Group, kind *gatewayv1.Kind) string {
+	k := "Secret"
+	if kind != nil {
+		k = string(*kind)
+	}
+	if group != nil && *group != "" {
+		return string(*group) + "/" + k
+	}
+	return k
+}
+
+// secret is the Secret namespace/name of the input, nil when there is none.
+func (t *translation) secret(namespace, name string) *corev1.Secret {
+	for i := range t.in.Secrets {
+		if s := &t.in.Secrets[i]; s.Namespace == namespace && s.Name == name {
+			return s
+		}
+	}
+	return nil
 }
 
 // tlsModeOf names a TLS listener's mode for a message (" in Terminate mode"), "" for others.
@@ -455,14 +532,11 @@ func wildcardMatch(wildcard, host string) bool {
 // host. The TLS routes of the port are its passthrough routes (passthroughRoutes).
 func buildGatewayIR(g *gatewayv1.Gateway, ls []*listenerState) ir.Gateway {
 	out := ir.Gateway{Namespace: g.Namespace, Name: g.Name, Identity: GatewayIdentity(g.Namespace, g.Name)}
-	type routeKey struct {
-		owner       nsName
-		rule, match int
-	}
-	byPort := map[uint32]map[string][]sortableRoute{}
-	seen := map[uint32]map[string]map[routeKey]bool{}
+	byPort := map[uint32]*routesByHost{}
 	passthrough := map[uint32][]attachedTLSRoute{}
+	terminate := map[uint32][]ir.Terminate{}
 	plaintext := map[uint32]bool{}
+	certs := map[string]ir.Certificate{}
 	for _, l := range ls {
 		if !l.usable() {
 			continue
@@ -470,53 +544,95 @@ func buildGatewayIR(g *gatewayv1.Gateway, ls []*listenerState) ir.Gateway {
 		port := uint32(l.spec.Port)
 		plaintext[port] = plaintext[port] || l.spec.Protocol == gatewayv1.HTTPProtocolType
 		if byPort[port] == nil {
-			byPort[port], seen[port] = map[string][]sortableRoute{}, map[string]map[routeKey]bool{}
+			byPort[port] = newRoutesByHost()
 		}
 		passthrough[port] = append(passthrough[port], l.passthrough...)
-		for h, rs := range l.routes {
-			if seen[port][h] == nil {
-				seen[port][h] = map[routeKey]bool{}
+		if l.spec.Protocol == gatewayv1.HTTPSProtocolType {
+			// Its own virtual hosts, behind its own TLS.
+			own := newRoutesByHost()
+			own.add(l.routes)
+			tt := ir.Terminate{Name: "https/" + strconv.FormatUint(uint64(port), 10) + "/" + string(l.spec.Name), Hostname: hostOf(l.spec.Hostname), VirtualHosts: own.virtualHosts()}
+			for _, c := range l.certificates {
+				tt.Certificates = append(tt.Certificates, c.Name)
+				certs[c.Name] = c
 			}
-			for _, r := range rs {
-				k := routeKey{r.owner, r.rule, r.match}
-				if !seen[port][h][k] { // one route attached to two listeners of the port
-					seen[port][h][k] = true
-					byPort[port][h] = append(byPort[port][h], r)
-				}
-			}
+			terminate[port] = append(terminate[port], tt)
+			continue
 		}
+		byPort[port].add(l.routes)
 	}
 	for port, byHost := range byPort {
 		il := ir.Listener{Name: listenerName(port), Port: port, Protocol: ir.HTTP}
 		if !plaintext[port] {
-			il.Protocol = ir.TLS // TLS listeners only: no plaintext filter chain
+			il.Protocol = ir.TLS // TLS and HTTPS listeners only: no plaintext filter chain
 		}
-		hosts := make([]string, 0, len(byHost))
-		for h := range byHost {
-			hosts = append(hosts, h)
-		}
-		slices.SortFunc(hosts, func(a, b string) int {
-			if (a == "*") != (b == "*") {
-				if a == "*" {
-					return 1
-				}
-				return -1
-			}
-			return cmp.Compare(a, b)
-		})
-		for _, h := range hosts {
-			rs := byHost[h]
-			slices.SortStableFunc(rs, routePrecedence)
-			vh := ir.VirtualHost{Name: h, Hostnames: []string{h}}
-			for _, r := range rs {
-				vh.Routes = append(vh.Routes, r.route)
-			}
-			il.VirtualHosts = append(il.VirtualHosts, vh)
-		}
+		il.VirtualHosts = byHost.virtualHosts()
 		il.Passthrough = passthroughRoutes(passthrough[port])
+		il.Terminate = terminate[port]
+		slices.SortFunc(il.Terminate, func(a, b ir.Terminate) int { return cmp.Compare(a.Name, b.Name) })
 		out.Listeners = append(out.Listeners, il)
 	}
 	slices.SortFunc(out.Listeners, func(a, b ir.Listener) int { return cmp.Compare(a.Port, b.Port) })
+	for _, name := range slices.Sorted(maps.Keys(certs)) {
+		out.Certificates = append(out.Certificates, certs[name])
+	}
+	return out
+}
+
+// routesByHost gathers the routes of listeners by effective hostname, each route match once
+// (one route may be attached to two listeners of a port).
+type routesByHost struct {
+	byHost map[string][]sortableRoute
+	seen   map[string]map[routeKey]bool
+}
+
+type routeKey struct {
+	owner       nsName
+	rule, match int
+}
+
+func newRoutesByHost() *routesByHost {
+	return &routesByHost{byHost: map[string][]sortableRoute{}, seen: map[string]map[routeKey]bool{}}
+}
+
+func (b *routesByHost) add(routes map[string][]sortableRoute) {
+	for h, rs := range routes {
+		if b.seen[h] == nil {
+			b.seen[h] = map[routeKey]bool{}
+		}
+		for _, r := range rs {
+			k := routeKey{r.owner, r.rule, r.match}
+			if !b.seen[h][k] {
+				b.seen[h][k] = true
+				b.byHost[h] = append(b.byHost[h], r)
+			}
+		}
+	}
+}
+
+// virtualHosts are one per hostname, sorted by it with "*" last, each with its routes in
+// Gateway API's precedence.
+func (b *routesByHost) virtualHosts() []ir.VirtualHost {
+	hosts := slices.Collect(maps.Keys(b.byHost))
+	slices.SortFunc(hosts, func(a, b string) int {
+		if (a == "*") != (b == "*") {
+			if a == "*" {
+				return 1
+			}
+			return -1
+		}
+		return cmp.Compare(a, b)
+	})
+	var out []ir.VirtualHost
+	for _, h := range hosts {
+		rs := b.byHost[h]
+		slices.SortStableFunc(rs, routePrecedence)
+		vh := ir.VirtualHost{Name: h, Hostnames: []string{h}}
+		for _, r := range rs {
+			vh.Routes = append(vh.Routes, r.route)
+		}
+		out = append(out, vh)
+	}
 	return out
 }
 
@@ -666,7 +782,7 @@ func gatewayStatus(g *gatewayv1.Gateway, ls []*listenerState, dp dataPlane) Gate
 			conds = append(conds, cond(string(gatewayv1.ListenerConditionAccepted), true, string(gatewayv1.ListenerReasonAccepted), "Listener accepted.", gen))
 		} else {
 			conds = append(conds, cond(string(gatewayv1.ListenerConditionAccepted), false, string(gatewayv1.ListenerReasonUnsupportedProtocol),
-				fmt.Sprintf("Protocol %s%s is not supported; crossgate serves HTTP listeners, and TLS listeners with tls.mode Passthrough.", l.spec.Protocol, tlsModeOf(l.spec)), gen))
+				fmt.Sprintf("Protocol %s%s is not supported; crossgate serves HTTP and HTTPS listeners, and TLS listeners with tls.mode Passthrough.", l.spec.Protocol, tlsModeOf(l.spec)), gen))
 		}
 		if l.conflicted != "" {
 			conds = append(conds, cond(string(gatewayv1.ListenerConditionConflicted), true, l.conflicted,
@@ -674,9 +790,12 @@ func gatewayStatus(g *gatewayv1.Gateway, ls []*listenerState, dp dataPlane) Gate
 		} else {
 			conds = append(conds, cond(string(gatewayv1.ListenerConditionConflicted), false, string(gatewayv1.ListenerReasonNoConflicts), "No conflicts.", gen))
 		}
-		if l.kindsOK {
+		switch {
+		case l.certReason != "":
+			conds = append(conds, cond(string(gatewayv1.ListenerConditionResolvedRefs), false, l.certReason, l.certMessage, gen))
+		case l.kindsOK:
 			conds = append(conds, cond(string(gatewayv1.ListenerConditionResolvedRefs), true, string(gatewayv1.ListenerReasonResolvedRefs), "All references resolved.", gen))
-		} else {
+		default:
 			conds = append(conds, cond(string(gatewayv1.ListenerConditionResolvedRefs), false, string(gatewayv1.ListenerReasonInvalidRouteKinds),
 				fmt.Sprintf("Only %s (gateway.networking.k8s.io) can attach to a %s listener of crossgate's; the other kinds are ignored.", cmp.Or(routeKind(l.spec), "HTTPRoute"), l.spec.Protocol), gen))
 		}

@@ -101,11 +101,10 @@ func NewIncremental(in *Input) *Incremental {
 				x.backends[b.Cluster] = append(x.backends[b.Cluster], gb)
 			}
 		}
-		for li := range g.Listeners {
-			l := &g.Listeners[li]
-			for vi := range l.VirtualHosts {
-				for ri := range l.VirtualHosts[vi].Routes {
-					rt := &l.VirtualHosts[vi].Routes[ri]
+		routes := func(vhs []ir.VirtualHost) {
+			for vi := range vhs {
+				for ri := range vhs[vi].Routes {
+					rt := &vhs[vi].Routes[ri]
 					for bi := range rt.Backends {
 						index(&rt.Backends[bi], false)
 					}
@@ -113,6 +112,13 @@ func NewIncremental(in *Input) *Incremental {
 						index(&rt.Mirrors[mi].Backend, false) // a mirror's cluster is a gateway cluster too
 					}
 				}
+			}
+		}
+		for li := range g.Listeners {
+			l := &g.Listeners[li]
+			routes(l.VirtualHosts)
+			for ti := range l.Terminate {
+				routes(l.Terminate[ti].VirtualHosts) // an HTTPS listener's
 			}
 			for pi := range l.Passthrough {
 				for bi := range l.Passthrough[pi].Backends {

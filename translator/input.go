@@ -45,8 +45,12 @@ type Input struct {
 	Gateways       []gatewayv1.Gateway      `json:"gateways,omitempty"`
 	HTTPRoutes     []gatewayv1.HTTPRoute    `json:"httpRoutes,omitempty"`
 	TLSRoutes      []gatewayv1.TLSRoute     `json:"tlsRoutes,omitempty"`
-	// ReferenceGrants let routes refer to Services of other namespaces.
+	// ReferenceGrants let routes refer to Services, and Gateways to Secrets, of other
+	// namespaces.
 	ReferenceGrants []gatewayv1.ReferenceGrant `json:"referenceGrants,omitempty"`
+	// Secrets are those our Gateways' HTTPS listeners refer to (the controller passes no
+	// other): their certificates and keys terminate TLS at the gateway.
+	Secrets []corev1.Secret `json:"secrets,omitempty"`
 	// Deployments are the gateways' Deployments, as dataplane renders them (named after their
 	// Gateway, labelled with it and managed by crossgate); the controller reads no other. Their
 	// availability, with their LoadBalancer Service's address, is the Gateway's Programmed.

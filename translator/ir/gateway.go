@@ -8,6 +8,31 @@ type Gateway struct {
 	Identity Identity `json:"identity"`
 	// Listeners, one per distinct port, sorted by port.
 	Listeners []Listener `json:"listeners,omitempty"`
+	// Certificates are those the HTTPS listeners terminate TLS with, sorted by name.
+	Certificates []Certificate `json:"certificates,omitempty"`
+}
+
+// Certificate is a certificate chain and its private key, from a Secret of type
+// kubernetes.io/tls. The PEM is not part of the IR's JSON: the IR is printed (goldens, the
+// debug endpoint) and a private key must not be.
+type Certificate struct {
+	// Name is deterministic: <namespace>/<name> of the Secret.
+	Name    string `json:"name"`
+	CertPEM []byte `json:"-"`
+	KeyPEM  []byte `json:"-"`
+}
+
+// Terminate is an HTTPS listener: TLS whose server name the listener's hostname takes is
+// terminated with its certificates, and the HTTP inside routed by its virtual hosts.
+type Terminate struct {
+	// Name is deterministic: https/<port>/<listener name>.
+	Name string `json:"name"`
+	// Hostname is the server name taken (exact, or "*.suffix"); "" takes any.
+	Hostname string `json:"hostname,omitempty"`
+	// Certificates name the Gateway's Certificates the listener presents.
+	Certificates []string `json:"certificates"`
+	// VirtualHosts are sorted by their first hostname; "*" comes last.
+	VirtualHosts []VirtualHost `json:"virtualHosts,omitempty"`
 }
 
 // Listener is one port of the gateway with the virtual hosts routed on it.
@@ -16,7 +41,7 @@ type Listener struct {
 	Name string `json:"name"`
 	Port uint32 `json:"port"`
 	// Protocol is HTTP when the port has an HTTP listener (plaintext HTTP is served, and TLS
-	// passed through by its server name), TLS when it has TLS listeners only.
+	// passed through by its server name), TLS when it has TLS or HTTPS listeners only.
 	Protocol Protocol `json:"protocol"`
 	// VirtualHosts are sorted by their first hostname; "*" comes last.
 	VirtualHosts []VirtualHost `json:"virtualHosts,omitempty"`
@@ -24,6 +49,8 @@ type Listener struct {
 	// connection whose TLS server name matches a route's hostnames goes, still encrypted, to the
 	// route's backends. Sorted by name.
 	Passthrough []TLSRoute `json:"passthrough,omitempty"`
+	// Terminate are the HTTPS listeners of the port, sorted by name.
+	Terminate []Terminate `json:"terminate,omitempty"`
 }
 
 // TLSRoute is one TLSRoute attached to a TLS listener in Passthrough mode.

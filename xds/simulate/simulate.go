@@ -82,6 +82,9 @@ type Result struct {
 	// and the ALPN protocol its server agrees on ("" for none).
 	TerminatesTLS bool
 	ALPN          string
+	// Certificates are the SDS secrets a chain that terminates TLS presents (its
+	// tls_certificate_sds_secret_configs), from either a Hello or a full request.
+	Certificates []string
 	// DownstreamProtocol is the HTTP protocol of the request as the proxy decoded it.
 	DownstreamProtocol              string
 	RouteConfig, VirtualHost, Route string
@@ -359,6 +362,7 @@ func (p *Proxy) serve(c *connection, r *Result, l *listenerv3.Listener) *Result 
 				return deny(r, 0, "chain %s: %v", fc.Name, err)
 			}
 			r.ALPN = selectALPN(ctx.GetCommonTlsContext().GetAlpnProtocols(), c.req.ALPN)
+			r.Certificates = sdsCertificates(ctx.GetCommonTlsContext())
 		}
 		return r
 	}
@@ -602,6 +606,7 @@ func (p *Proxy) transportSocket(c *connection, r *Result, fc *listenerv3.FilterC
 	}
 	c.terminated, c.peer = true, c.req.Source
 	c.negotiated = selectALPN(ctx.GetCommonTlsContext().GetAlpnProtocols(), c.req.ALPN)
+	r.Certificates = sdsCertificates(ctx.GetCommonTlsContext())
 	if p.Flavor == GRPC {
 		// grpc-go's server ignores alpn_protocols and offers h2 alone; Go's crypto/tls server
 		// (handshake_server.go negotiateALPN) agrees on h2 when the client offers it, on nothing
@@ -620,6 +625,15 @@ func (p *Proxy) transportSocket(c *connection, r *Result, fc *listenerv3.FilterC
 		}
 	}
 	return true
+}
+
+// sdsCertificates are the names of the SDS secrets a TLS context presents.
+func sdsCertificates(common *tlsv3.CommonTlsContext) []string {
+	var out []string
+	for _, s := range common.GetTlsCertificateSdsSecretConfigs() {
+		out = append(out, s.GetName())
+	}
+	return out
 }
 
 // selectALPN is the protocol Envoy's TLS server agrees on: the first of its alpn_protocols the

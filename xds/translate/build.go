@@ -6,6 +6,7 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 
@@ -155,6 +156,12 @@ func (b *builder) endpoints(e *endpointv3.ClusterLoadAssignment) {
 	}
 }
 
+func (b *builder) secret(s *tlsv3.Secret) {
+	if b.valid("secret", s.Name, s) {
+		b.res.Secrets = append(b.res.Secrets, s)
+	}
+}
+
 func (b *builder) fail(err error) { b.errs = append(b.errs, err) }
 
 func (b *builder) finish() *resources.Resources {
@@ -162,5 +169,6 @@ func (b *builder) finish() *resources.Resources {
 	sortByName(b.res.Routes, func(r *routev3.RouteConfiguration) string { return r.Name })
 	sortByName(b.res.Clusters, func(c *clusterv3.Cluster) string { return c.Name })
 	sortByName(b.res.Endpoints, func(e *endpointv3.ClusterLoadAssignment) string { return e.ClusterName })
+	sortByName(b.res.Secrets, func(s *tlsv3.Secret) string { return s.Name })
 	return &b.res
 }

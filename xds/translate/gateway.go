@@ -11,6 +11,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/proto"
@@ -64,8 +65,11 @@ func (b *builder) gateway(g *ir.Gateway) {
 		for _, tr := range l.Passthrough {
 			lst.FilterChains = append(lst.FilterChains, b.passthroughChain(tr))
 		}
+		for _, tt := range l.Terminate {
+			lst.FilterChains = append(lst.FilterChains, b.terminateChain(l.Port, tt))
+		}
 		if l.Protocol == ir.HTTP {
-			rc := b.gatewayRoutes(l)
+			rc := b.gatewayRoutes(l.Name, l.Port, "http", l.VirtualHosts)
 			b.route(rc)
 			lst.FilterChains = append(lst.FilterChains, &listenerv3.FilterChain{
 				Name:             "plaintext",
@@ -75,15 +79,49 @@ func (b *builder) gateway(g *ir.Gateway) {
 		}
 		b.listener(lst)
 	}
+	for _, c := range g.Certificates {
+		b.secret(&tlsv3.Secret{Name: GatewayCertificateName(c.Name), Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+			CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: c.CertPEM}},
+			PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: c.KeyPEM}},
+		}}})
+	}
 }
 
-// gatewayRoutes is the route configuration of a listener's HTTP routes; it adds their clusters.
-func (b *builder) gatewayRoutes(l ir.Listener) *routev3.RouteConfiguration {
-	rc := &routev3.RouteConfiguration{Name: l.Name, ValidateClusters: wrapperspb.Bool(false)}
-	for _, vh := range l.VirtualHosts {
+// terminateChain is the filter chain of an HTTPS listener: TLS whose server name the listener's
+// hostname takes (any without one) is terminated with the listener's certificates, which come by
+// SDS (a proxy presents the certificate whose key type the client supports among several:
+// common.proto tls_certificate_sds_secret_configs), agreeing on h2 or http/1.1 by ALPN; the
+// HTTP inside is routed by the listener's own route configuration. No client certificate is
+// asked for. A server name that no chain takes matches no chain and the connection is closed.
+func (b *builder) terminateChain(port uint32, tt ir.Terminate) *listenerv3.FilterChain {
+	match := &listenerv3.FilterChainMatch{TransportProtocol: "tls"}
+	if tt.Hostname != "" {
+		match.ServerNames = []string{tt.Hostname}
+	}
+	common := &tlsv3.CommonTlsContext{AlpnProtocols: []string{"h2", "http/1.1"}}
+	for _, c := range tt.Certificates {
+		common.TlsCertificateSdsSecretConfigs = append(common.TlsCertificateSdsSecretConfigs, &tlsv3.SdsSecretConfig{Name: GatewayCertificateName(c), SdsConfig: adsConfig()})
+	}
+	rc := b.gatewayRoutes(tt.Name, port, "https", tt.VirtualHosts)
+	b.route(rc)
+	return &listenerv3.FilterChain{
+		Name:             tt.Name,
+		FilterChainMatch: match,
+		TransportSocket: &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{
+			TypedConfig: mustAny(&tlsv3.DownstreamTlsContext{CommonTlsContext: common}),
+		}},
+		Filters: []*listenerv3.Filter{hcmFilter(hcm(hcmGateway, tt.Name, rc.Name, nil))},
+	}
+}
+
+// gatewayRoutes is the route configuration of a listener's HTTP routes, served over scheme; it
+// adds their clusters.
+func (b *builder) gatewayRoutes(name string, port uint32, scheme string, vhosts []ir.VirtualHost) *routev3.RouteConfiguration {
+	rc := &routev3.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false)}
+	for _, vh := range vhosts {
 		v := &routev3.VirtualHost{Name: vh.Name, Domains: vh.Hostnames}
 		for _, r := range vh.Routes {
-			route, ok := b.gatewayRoute(r, l.Port)
+			route, ok := b.gatewayRoute(r, port, scheme)
 			if ok {
 				v.Routes = append(v.Routes, route)
 			}
@@ -145,8 +183,9 @@ func (b *builder) passthroughChain(tr ir.TLSRoute) *listenerv3.FilterChain {
 	}
 }
 
-// gatewayRoute turns one IR route into an Envoy route with Gateway API semantics.
-func (b *builder) gatewayRoute(r ir.Route, listenerPort uint32) (*routev3.Route, bool) {
+// gatewayRoute turns one IR route of a listener (its port, and the scheme it serves) into an
+// Envoy route with Gateway API semantics.
+func (b *builder) gatewayRoute(r ir.Route, listenerPort uint32, listenerScheme string) (*routev3.Route, bool) {
 	m := &routev3.RouteMatch{}
 	switch r.Path.Type {
 	case ir.PathExact:
@@ -184,7 +223,7 @@ func (b *builder) gatewayRoute(r ir.Route, listenerPort uint32) (*routev3.Route,
 		return route, true
 	}
 	if r.Redirect != nil {
-		route.Action = &routev3.Route_Redirect{Redirect: redirectAction(r, listenerPort)}
+		route.Action = &routev3.Route_Redirect{Redirect: redirectAction(r, listenerPort, listenerScheme)}
 		return route, true
 	}
 	action := &routev3.RouteAction{ClusterNotFoundResponseCode: routev3.RouteAction_INTERNAL_SERVER_ERROR, Timeout: noTimeout()}
@@ -273,7 +312,7 @@ func pathRewrite(path ir.PathMatch, rw *ir.PathRewrite) (string, *matcherv3.Rege
 // changes and the port was the old scheme's default). Gateway API derives the port when none is
 // given: the scheme's well-known port when a scheme is given, else the listener's; and it is
 // left out of the Location when it is the scheme's default (80 for http, 443 for https).
-func redirectAction(r ir.Route, listenerPort uint32) *routev3.RedirectAction {
+func redirectAction(r ir.Route, listenerPort uint32, listenerScheme string) *routev3.RedirectAction {
 	rd := r.Redirect
 	a := &routev3.RedirectAction{HostRedirect: rd.Hostname}
 	if rd.Scheme != "" {
@@ -291,7 +330,7 @@ func redirectAction(r ir.Route, listenerPort uint32) *routev3.RedirectAction {
 	default:
 		a.ResponseCode = routev3.RedirectAction_FOUND
 	}
-	scheme, port := cmp.Or(rd.Scheme, "http"), rd.Port // the listeners serve plaintext HTTP
+	scheme, port := cmp.Or(rd.Scheme, listenerScheme), rd.Port
 	if port == 0 {
 		switch rd.Scheme {
 		case "http":

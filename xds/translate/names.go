@@ -75,6 +75,11 @@ func inboundClusterName(port uint32) string { return "inbound/" + strconv.Format
 // GatewayClusterName names a gateway's cluster for a backend key ns/name:port.
 func GatewayClusterName(key string) string { return "gateway/" + key }
 
+// GatewayCertificateName names the SDS secret of an HTTPS listener's certificate, from the
+// Secret's namespace/name; it cannot be one of a proxy's own secrets (SecretCertificate,
+// SecretRootCA).
+func GatewayCertificateName(secret string) string { return "certificate/" + secret }
+
 // PassthroughClusterName names a gateway's cluster for the backend key ns/name:port of a TLS
 // route: connections to it are passed through, not terminated.
 func PassthroughClusterName(key string) string { return "passthrough/" + key }

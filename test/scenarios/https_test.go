@@ -1,0 +1,77 @@
+package scenarios
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/crossgate-io/crossgate/xds/simulate"
+)
+
+// HTTPS listeners (Gateway API core): the gateway terminates TLS with the certificate of the
+// listener whose hostname takes the server name, and routes the HTTP inside by that listener's
+// routes alone; plaintext is served by the HTTP listener's routes (here a redirect to https).
+func TestHTTPSListeners(t *testing.T) {
+	gw := loadWorld(t, "gateway-https-listeners").out.Gateways["crossgate-system/crossgate-gateway"]
+	for _, tc := range []struct {
+		name     string
+		req      simulate.Request
+		chain    string
+		cert     string // the SDS secret presented
+		cluster  string // where the request goes
+		status   uint32 // or the proxy's own answer
+		location string
+		why      string // or why the connection is refused
+	}{
+		{"foo's server name: foo's certificate and routes", simulate.Request{Port: 443, TLS: true, SNI: "foo.example.com", ALPN: []string{"h2", "http/1.1"}, Protocol: simulate.HTTP2, Host: "foo.example.com", Path: "/index"},
+			"https/443/https-foo", "certificate/crossgate-system/foo-cert", "gateway/web/web:8080", 0, "", ""},
+		{"a name under *.bar.example.com: bar's certificate (another namespace's, granted) and routes", simulate.Request{Port: 443, TLS: true, SNI: "shop.bar.example.com", ALPN: []string{"http/1.1"}, Host: "shop.bar.example.com", Path: "/"},
+			"https/443/https-bar", "certificate/certs/bar-cert", "gateway/web/shop:8080", 0, "", ""},
+		{"foo's TLS does not serve bar's routes", simulate.Request{Port: 443, TLS: true, SNI: "foo.example.com", Host: "shop.bar.example.com", Path: "/"},
+			"https/443/https-foo", "certificate/crossgate-system/foo-cert", "", 404, "", ""},
+		{"a redirect behind TLS keeps https", simulate.Request{Port: 443, TLS: true, SNI: "foo.example.com", Host: "foo.example.com", Path: "/old/page?x=1"},
+			"https/443/https-foo", "certificate/crossgate-system/foo-cert", "", 302, "https://foo.example.com/new/page?x=1", ""},
+		{"a server name no listener takes", simulate.Request{Port: 443, TLS: true, SNI: "other.example.com", Host: "other.example.com", Path: "/"},
+			"", "", "", 0, "", "no filter chain"},
+		{"plaintext on 443", simulate.Request{Port: 443, Host: "foo.example.com", Path: "/"},
+			"", "", "", 0, "", "no filter chain"},
+		{"plaintext foo.example.com is sent to https", simulate.Request{Port: 80, Host: "foo.example.com", Path: "/a"},
+			"plaintext", "", "", 301, "https://foo.example.com/a", ""},
+		{"plaintext serves the routes of the HTTP listener only", simulate.Request{Port: 80, Host: "shop.bar.example.com", Path: "/"},
+			"plaintext", "", "gateway/web/shop:8080", 0, "", ""},
+		{"the listeners whose certificates do not resolve serve nothing", simulate.Request{Port: 8443, TLS: true, SNI: "missing.example.com", Host: "missing.example.com", Path: "/"},
+			"", "", "", 0, "", "no listener"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := tc.req
+			req.Method = "GET"
+			r := simulate.Simulate(gw, req)
+			if tc.why != "" {
+				if !r.Denied || !strings.Contains(r.DenyReason, tc.why) {
+					t.Fatalf("want it refused (%s), got %+v", tc.why, r)
+				}
+				return
+			}
+			if r.FilterChain != tc.chain {
+				t.Errorf("chain %q, want %q (%s)", r.FilterChain, tc.chain, r.DenyReason)
+			}
+			if tc.cert != "" && !slices.Equal(r.Certificates, []string{tc.cert}) {
+				t.Errorf("certificates %v, want %s", r.Certificates, tc.cert)
+			}
+			switch {
+			case tc.cluster != "":
+				if r.Denied || len(r.Clusters) != 1 || r.Clusters[0].Name != tc.cluster {
+					t.Errorf("went to %+v (%s), want %s", r.Clusters, r.DenyReason, tc.cluster)
+				}
+			case tc.location != "":
+				if r.DirectResponse != tc.status || r.Location != tc.location {
+					t.Errorf("answered %d %q (%s), want %d %q", r.DirectResponse, r.Location, r.DenyReason, tc.status, tc.location)
+				}
+			default:
+				if r.Status != tc.status {
+					t.Errorf("answered %d (%s), want %d", r.Status, r.DenyReason, tc.status)
+				}
+			}
+		})
+	}
+}
