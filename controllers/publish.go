@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -16,6 +18,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -72,6 +75,9 @@ type Publisher struct {
 	publishes map[string]int
 	// publishing is set while a publication runs.
 	publishing bool
+	// certificateRefs are the Secrets (namespace/name) Gateways' HTTPS listeners refer to, as of
+	// the last input read: a change to one of them asks for a publish, to others not.
+	certificateRefs atomic.Pointer[map[string]bool]
 }
 
 // PublishObserver is told of each publication, for metrics.
@@ -86,6 +92,7 @@ type PublishObserver interface {
 // +kubebuilder:rbac:groups=access.smi-spec.io,resources=traffictargets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=specs.smi-spec.io,resources=httproutegroups,verbs=get;list;watch
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=gatewayclasses;gateways;httproutes;tlsroutes;referencegrants,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 
 // watchedTypes are the kinds the translator reads through the manager's cache (EndpointSlices
 // aside: see EndpointSliceStore).
@@ -96,6 +103,7 @@ func watchedTypes() []client.Object {
 		&accessv1alpha3.TrafficTarget{}, &specsv1alpha4.HTTPRouteGroup{},
 		&gatewayv1.GatewayClass{}, &gatewayv1.Gateway{}, &gatewayv1.HTTPRoute{}, &gatewayv1.TLSRoute{}, &gatewayv1.ReferenceGrant{},
 		&appsv1.Deployment{}, // the gateways': their availability is the Gateways' Programmed
+		&corev1.Secret{},     // those of HTTPS listeners' certificateRefs
 	}
 }
 
@@ -158,6 +166,10 @@ func (p *Publisher) Start(ctx context.Context, informers ctrlcache.Informers) er
 			// Only the gateways' Deployments matter (their availability); the others change
 			// often and must not cause publishes.
 			h = toolscache.FilteringResourceEventHandler{FilterFunc: gatewayDeployment, Handler: handler}
+		case *corev1.Secret:
+			// Only the listeners' certificates matter; a Gateway that starts to refer to one
+			// asks for a publish itself.
+			h = toolscache.FilteringResourceEventHandler{FilterFunc: p.certificateRef, Handler: handler}
 		}
 		if _, err := inf.AddEventHandler(h); err != nil {
 			return err
@@ -183,6 +195,52 @@ func gatewayDeployment(obj any) bool {
 	}
 	d, ok := obj.(*appsv1.Deployment)
 	return ok && wellknown.RenderedFor(d.Labels) != ""
+}
+
+// certificateRef reports whether obj is a Secret a Gateway's HTTPS listener refers to.
+func (p *Publisher) certificateRef(obj any) bool {
+	if t, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	o, ok := obj.(client.Object)
+	refs := p.certificateRefs.Load()
+	return ok && refs != nil && (*refs)[o.GetNamespace()+"/"+o.GetName()]
+}
+
+// certificateSecrets reads the Secrets the Gateways' HTTPS listeners refer to (whatever their
+// class: the translator checks the rest), and remembers which they are.
+func (p *Publisher) certificateSecrets(ctx context.Context, reader client.Reader, gws []gatewayv1.Gateway) ([]corev1.Secret, error) {
+	refs := map[string]bool{}
+	var out []corev1.Secret
+	for i := range gws {
+		for _, l := range gws[i].Spec.Listeners {
+			if l.TLS == nil {
+				continue
+			}
+			for _, ref := range l.TLS.CertificateRefs {
+				if (ref.Group != nil && *ref.Group != "") || (ref.Kind != nil && *ref.Kind != "Secret") {
+					continue
+				}
+				key := types.NamespacedName{Namespace: gws[i].Namespace, Name: string(ref.Name)}
+				if ref.Namespace != nil && *ref.Namespace != "" {
+					key.Namespace = string(*ref.Namespace)
+				}
+				if refs[key.String()] {
+					continue
+				}
+				refs[key.String()] = true
+				s := corev1.Secret{}
+				switch err := reader.Get(ctx, key, &s); {
+				case err == nil:
+					out = append(out, s)
+				case !apierrors.IsNotFound(err):
+					return nil, err
+				}
+			}
+		}
+	}
+	p.certificateRefs.Store(&refs)
+	return out, nil
 }
 
 // statusOnly reports an update that changed neither spec (generation) nor labels nor
@@ -253,6 +311,9 @@ func (p *Publisher) input(ctx context.Context, reader client.Reader, slices func
 	in.TrafficTargets, in.HTTPRouteGroups = tt.Items, hrg.Items
 	in.GatewayClasses, in.Gateways, in.HTTPRoutes, in.TLSRoutes, in.Deployments = gwc.Items, gw.Items, hr.Items, tr.Items, dep.Items
 	in.ReferenceGrants = rg.Items
+	if in.Secrets, err = p.certificateSecrets(ctx, reader, gw.Items); err != nil {
+		return nil, err
+	}
 	mc := &flomeshv1alpha1.MeshConfig{}
 	switch err := reader.Get(ctx, p.opts.MeshConfig, mc); {
 	case err == nil:
@@ -394,7 +455,7 @@ func (p *Publisher) setCache(out *resources.Output) error {
 				errs = append(errs, err)
 			} else {
 				own := *r
-				own.Secrets = secrets
+				own.Secrets = append(slices.Clip(r.Secrets), secrets...) // a gateway's certificates first
 				r = &own
 			}
 		}

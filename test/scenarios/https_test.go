@@ -23,24 +23,51 @@ func TestHTTPSListeners(t *testing.T) {
 		location string
 		why      string // or why the connection is refused
 	}{
-		{"foo's server name: foo's certificate and routes", simulate.Request{Port: 443, TLS: true, SNI: "foo.example.com", ALPN: []string{"h2", "http/1.1"}, Protocol: simulate.HTTP2, Host: "foo.example.com", Path: "/index"},
-			"https/443/https-foo", "certificate/crossgate-system/foo-cert", "gateway/web/web:8080", 0, "", ""},
-		{"a name under *.bar.example.com: bar's certificate (another namespace's, granted) and routes", simulate.Request{Port: 443, TLS: true, SNI: "shop.bar.example.com", ALPN: []string{"http/1.1"}, Host: "shop.bar.example.com", Path: "/"},
-			"https/443/https-bar", "certificate/certs/bar-cert", "gateway/web/shop:8080", 0, "", ""},
-		{"foo's TLS does not serve bar's routes", simulate.Request{Port: 443, TLS: true, SNI: "foo.example.com", Host: "shop.bar.example.com", Path: "/"},
-			"https/443/https-foo", "certificate/crossgate-system/foo-cert", "", 404, "", ""},
-		{"a redirect behind TLS keeps https", simulate.Request{Port: 443, TLS: true, SNI: "foo.example.com", Host: "foo.example.com", Path: "/old/page?x=1"},
-			"https/443/https-foo", "certificate/crossgate-system/foo-cert", "", 302, "https://foo.example.com/new/page?x=1", ""},
-		{"a server name no listener takes", simulate.Request{Port: 443, TLS: true, SNI: "other.example.com", Host: "other.example.com", Path: "/"},
-			"", "", "", 0, "", "no filter chain"},
-		{"plaintext on 443", simulate.Request{Port: 443, Host: "foo.example.com", Path: "/"},
-			"", "", "", 0, "", "no filter chain"},
-		{"plaintext foo.example.com is sent to https", simulate.Request{Port: 80, Host: "foo.example.com", Path: "/a"},
-			"plaintext", "", "", 301, "https://foo.example.com/a", ""},
-		{"plaintext serves the routes of the HTTP listener only", simulate.Request{Port: 80, Host: "shop.bar.example.com", Path: "/"},
-			"plaintext", "", "gateway/web/shop:8080", 0, "", ""},
-		{"the listeners whose certificates do not resolve serve nothing", simulate.Request{Port: 8443, TLS: true, SNI: "missing.example.com", Host: "missing.example.com", Path: "/"},
-			"", "", "", 0, "", "no listener"},
+		{
+			"foo's server name: foo's certificate and routes",
+			simulate.Request{Port: 443, TLS: true, SNI: "foo.example.com", ALPN: []string{"h2", "http/1.1"}, Protocol: simulate.HTTP2, Host: "foo.example.com", Path: "/index"},
+			"https/443/https-foo", "certificate/crossgate-system/foo-cert", "gateway/web/web:8080", 0, "", "",
+		},
+		{
+			"a name under *.bar.example.com: bar's certificate (another namespace's, granted) and routes",
+			simulate.Request{Port: 443, TLS: true, SNI: "shop.bar.example.com", ALPN: []string{"http/1.1"}, Host: "shop.bar.example.com", Path: "/"},
+			"https/443/https-bar", "certificate/certs/bar-cert", "gateway/web/shop:8080", 0, "", "",
+		},
+		{
+			"foo's TLS does not serve bar's routes",
+			simulate.Request{Port: 443, TLS: true, SNI: "foo.example.com", Host: "shop.bar.example.com", Path: "/"},
+			"https/443/https-foo", "certificate/crossgate-system/foo-cert", "", 404, "", "",
+		},
+		{
+			"a redirect behind TLS keeps https",
+			simulate.Request{Port: 443, TLS: true, SNI: "foo.example.com", Host: "foo.example.com", Path: "/old/page?x=1"},
+			"https/443/https-foo", "certificate/crossgate-system/foo-cert", "", 302, "https://foo.example.com/new/page?x=1", "",
+		},
+		{
+			"a server name no listener takes",
+			simulate.Request{Port: 443, TLS: true, SNI: "other.example.com", Host: "other.example.com", Path: "/"},
+			"", "", "", 0, "", "no filter chain",
+		},
+		{
+			"plaintext on 443",
+			simulate.Request{Port: 443, Host: "foo.example.com", Path: "/"},
+			"", "", "", 0, "", "no filter chain",
+		},
+		{
+			"plaintext foo.example.com is sent to https",
+			simulate.Request{Port: 80, Host: "foo.example.com", Path: "/a"},
+			"plaintext", "", "", 301, "https://foo.example.com/a", "",
+		},
+		{
+			"plaintext serves the routes of the HTTP listener only",
+			simulate.Request{Port: 80, Host: "shop.bar.example.com", Path: "/"},
+			"plaintext", "", "gateway/web/shop:8080", 0, "", "",
+		},
+		{
+			"the listeners whose certificates do not resolve serve nothing",
+			simulate.Request{Port: 8443, TLS: true, SNI: "missing.example.com", Host: "missing.example.com", Path: "/"},
+			"", "", "", 0, "", "no listener",
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req := tc.req
