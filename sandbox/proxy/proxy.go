@@ -599,41 +599,26 @@ func (p *Proxy) pickEndpoint(cl *simulate.Cluster, prio int, healthy func(string
 	return c.eps[n%len(c.eps)]
 }
 
-// serveTLS is a gateway's handling of a TLS connection, which it never terminates: the model
-// picks the filter chain by the ClientHello's server name and ALPN (tls_inspector); a TLS route's
-// chain sends the connection, bytes untouched, to an endpoint of its backend (tcp_proxy); any
-// other outcome closes it, as Envoy does when no filter chain matches or the cluster is missing.
-func (p *Proxy) serveTLS(c net.Conn, br *bufio.Reader) {
-	defer c.Close()
-	sni, alpn, err := peekHello(c, br)
-	if err != nil {
-		p.opts.Log.Debug("connection closed", "reason", err)
-		return
-	}
-	p.passThrough(c, br, simulate.Request{TLS: true, SNI: sni, ALPN: alpn, Protocol: simulate.TCP, Port: p.opts.ListenerPort})
-}
-
-// peekHello reads the ClientHello at the head of br, waiting for it at most 10 s.
-func peekHello(c net.Conn, br *bufio.Reader) (sni string, alpn []string, err error) {
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	defer func() { _ = c.SetReadDeadline(time.Time{}) }()
-	return PeekClientHello(br)
-}
-
-// inboundTLS is a sidecar's handling of a TLS connection arriving at its pod. The model picks
-// the filter chain by the ClientHello's server name and ALPN, as tls_inspector and Envoy's
-// filter chain match do: a chain that terminates TLS (the mesh's, marked by its server name or
-// crossgate's ALPN) gets the handshake, agreeing on the protocol Envoy's server would pick;
-// from any other the connection goes on, bytes untouched, to the application, or is closed, as
-// the chain's network filters say (an application's own TLS).
-func (p *Proxy) inboundTLS(c net.Conn, br *bufio.Reader, cfg *tls.Config) net.Conn {
+// acceptTLS is the handling of a TLS connection arriving at a gateway's port or at a sidecar's
+// pod. The model picks the filter chain by the ClientHello's server name and ALPN, as
+// tls_inspector and Envoy's filter chain match do. A chain that terminates TLS gets the
+// handshake, presenting the chain's certificates (a sidecar's: its own, in base; a gateway's
+// HTTPS listener's: those it names, from SDS) and agreeing on the protocol Envoy's server would
+// pick; the connection returned is then served as HTTP. From any other chain the connection
+// goes on, bytes untouched, where the chain's tcp_proxy sends it (a TLS route's backend, the
+// application's own TLS), or is closed, as Envoy does when no filter chain matches or the
+// cluster is missing.
+func (p *Proxy) acceptTLS(c net.Conn, br *bufio.Reader, base *tls.Config) net.Conn {
 	sni, alpn, err := peekHello(c, br)
 	if err != nil {
 		p.opts.Log.Debug("connection closed", "reason", err)
 		_ = c.Close()
 		return nil
 	}
-	req := simulate.Request{Inbound: true, PodIP: p.opts.PodIP, DestinationIP: p.opts.PodIP, Port: localPort(c), TLS: true, SNI: sni, ALPN: alpn, Protocol: simulate.TCP}
+	req := simulate.Request{TLS: true, SNI: sni, ALPN: alpn, Protocol: simulate.TCP, Port: p.opts.ListenerPort}
+	if p.opts.Role == Inbound {
+		req.Inbound, req.PodIP, req.DestinationIP, req.Port = true, p.opts.PodIP, p.opts.PodIP, localPort(c)
+	}
 	hello := req
 	hello.Hello = true
 	res := p.cfg.proxy().Simulate(hello)
@@ -646,7 +631,19 @@ func (p *Proxy) inboundTLS(c net.Conn, br *bufio.Reader, cfg *tls.Config) net.Co
 		p.passThrough(c, br, req)
 		return nil
 	}
-	cfg = cfg.Clone()
+	cfg := base.Clone()
+	if p.opts.Role == Gateway {
+		cfg = &tls.Config{MinVersion: tls.VersionTLS12} // an HTTPS listener asks for no client certificate
+		for _, name := range res.Certificates {
+			cert, err := p.cfg.certificate(name)
+			if err != nil {
+				p.opts.Log.Debug("connection closed", "sni", sni, "reason", err)
+				_ = c.Close()
+				return nil
+			}
+			cfg.Certificates = append(cfg.Certificates, cert)
+		}
+	}
 	cfg.NextProtos = nil // Go's server would refuse a client that offers none of its protocols
 	if res.ALPN != "" {
 		cfg.NextProtos = []string{res.ALPN}
@@ -654,6 +651,13 @@ func (p *Proxy) inboundTLS(c net.Conn, br *bufio.Reader, cfg *tls.Config) net.Co
 	tc := tls.Server(c, cfg)
 	p.hellos.Store(tc, alpn)
 	return tc
+}
+
+// peekHello reads the ClientHello at the head of br, waiting for it at most 10 s.
+func peekHello(c net.Conn, br *bufio.Reader) (sni string, alpn []string, err error) {
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	defer func() { _ = c.SetReadDeadline(time.Time{}) }()
+	return PeekClientHello(br)
 }
 
 // localPort is the port a connection arrived at.
@@ -665,8 +669,8 @@ func localPort(c net.Conn) uint32 {
 }
 
 // passThrough sends a connection whose TLS the proxy does not terminate, bytes untouched, to an
-// endpoint of the cluster the model gives it (tcp_proxy), or closes it when the model refuses it
-// or gives no such cluster, as Envoy does when no filter chain matches or the cluster is missing.
+// endpoint of the cluster the model gives it (tcp_proxy); it leaves the connection closed when
+// the model refuses it or gives no such cluster. The caller closes c.
 func (p *Proxy) passThrough(c net.Conn, br *bufio.Reader, req simulate.Request) {
 	sni := req.SNI
 	res := p.cfg.proxy().Simulate(req)

@@ -15,12 +15,12 @@ import (
 )
 
 // Listener wraps ln so that the proxy takes TLS as well as plaintext on one port, as Envoy does
-// with tls_inspector. Both roles read the server name and ALPN of the ClientHello first and ask
-// the model. A sidecar's inbound side terminates the mesh's TLS with the proxy's certificate,
-// verifying a client certificate from the set's root when one is presented, and passes any
-// other TLS through to the application or closes it (inboundTLS). A gateway never terminates
-// TLS: it passes the connection through, bytes untouched, where the model sends it (a TLS
-// route's backend), or closes it (serveTLS). Plaintext is served as HTTP.
+// with tls_inspector. A gateway and a sidecar's inbound side read the server name and ALPN of the
+// ClientHello first and ask the model (acceptTLS): a sidecar terminates the mesh's TLS with the
+// proxy's certificate, verifying a client certificate from the set's root when one is presented,
+// and passes any other TLS through to the application or closes it; a gateway terminates TLS for
+// its HTTPS listeners with their certificates, and passes TLS routes' connections through.
+// Plaintext is served as HTTP.
 func (p *Proxy) Listener(ln net.Listener) (net.Listener, error) {
 	pair, err := tls.X509KeyPair(p.opts.XDS.Certificate.CertPEM, p.opts.XDS.Certificate.KeyPEM)
 	if err != nil {
@@ -33,11 +33,8 @@ func (p *Proxy) Listener(ln net.Listener) (net.Listener, error) {
 		ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: pool, NextProtos: []string{"h2", "http/1.1"},
 	}
 	s := &sniffListener{Listener: ln, tls: cfg, conns: make(chan net.Conn), done: make(chan struct{})}
-	switch p.opts.Role {
-	case Gateway:
-		s.passthrough = p.serveTLS
-	case Inbound:
-		s.accept = p.inboundTLS
+	if p.opts.Role == Gateway || p.opts.Role == Inbound {
+		s.accept = p.acceptTLS
 	}
 	go s.run()
 	return s, nil
@@ -46,8 +43,6 @@ func (p *Proxy) Listener(ln net.Listener) (net.Listener, error) {
 type sniffListener struct {
 	net.Listener
 	tls *tls.Config
-	// passthrough, when set, takes every TLS connection instead of terminating it.
-	passthrough func(c net.Conn, br *bufio.Reader)
 	// accept, when set, takes a TLS connection and gives back the connection to serve (its
 	// TLS terminated), or nil when it passed it through or closed it.
 	accept func(c net.Conn, br *bufio.Reader, tlsConfig *tls.Config) net.Conn
@@ -75,16 +70,10 @@ func (s *sniffListener) run() {
 			}
 			var out net.Conn = &bufConn{Conn: c, r: br}
 			if head[0] == recordTypeHandshake {
-				switch {
-				case s.passthrough != nil:
-					s.passthrough(c, br)
-					return
-				case s.accept != nil:
-					if out = s.accept(out, br, s.tls); out == nil {
-						return
-					}
-				default:
+				if s.accept == nil {
 					out = tls.Server(out, s.tls)
+				} else if out = s.accept(out, br, s.tls); out == nil {
+					return
 				}
 			}
 			select {

@@ -8,6 +8,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
@@ -34,7 +36,7 @@ import (
 )
 
 // types are the xDS types the stand-in subscribes to, all as wildcards.
-var types = []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType}
+var types = []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.SecretType}
 
 // config is the proxy's view of its xDS resources.
 type config struct {
@@ -65,8 +67,22 @@ func newMessage(typeURL string) proto.Message {
 		return &clusterv3.Cluster{}
 	case resourcev3.EndpointType:
 		return &endpointv3.ClusterLoadAssignment{}
+	case resourcev3.SecretType:
+		return &tlsv3.Secret{}
 	}
 	return nil
+}
+
+// certificate is the certificate and key of the SDS secret name (an HTTPS listener's).
+func (c *config) certificate(name string) (tls.Certificate, error) {
+	c.mu.RLock()
+	m, _ := c.byType[resourcev3.SecretType][name].(*tlsv3.Secret)
+	c.mu.RUnlock()
+	tc := m.GetTlsCertificate()
+	if tc == nil {
+		return tls.Certificate{}, fmt.Errorf("no SDS secret %s with a certificate", name)
+	}
+	return tls.X509KeyPair(tc.GetCertificateChain().GetInlineBytes(), tc.GetPrivateKey().GetInlineBytes())
 }
 
 // apply takes one delta response into the configuration.
