@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/crossgate-io/crossgate/sandbox/proxy"
+	"github.com/crossgate-io/crossgate/test/internal/poll"
 	"github.com/crossgate-io/crossgate/translator"
 	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/identity"
@@ -99,10 +100,13 @@ func TestGatewayTerminatesHTTPS(t *testing.T) {
 		return resp, string(body), nil
 	}
 	// foo.example.com: foo's certificate (the client verifies it for the name), foo's routes.
-	resp, _, err := get("foo.example.com", "/old/page")
-	if err != nil {
-		t.Fatalf("foo.example.com: %v", err)
-	}
+	// The certificates come by SDS after the listeners: until then the handshake fails, as Envoy
+	// keeps a listener warming until its secrets arrive.
+	var resp *http.Response
+	poll.Eventually(t, 10*time.Second, "foo.example.com served", func() error {
+		resp, _, err = get("foo.example.com", "/old/page")
+		return err
+	})
 	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "https://foo.example.com/new/page" || resp.ProtoMajor != 2 {
 		t.Errorf("foo.example.com/old/page: %s %q over HTTP/%d, want 302 to https://foo.example.com/new/page over HTTP/2", resp.Status, resp.Header.Get("Location"), resp.ProtoMajor)
 	}
