@@ -241,10 +241,10 @@ func StartSet(ctx context.Context, opts SetOptions) (set *Set, err error) {
 	for i, cs := range set.State.Clusters[1:] {
 		ln := gwListeners[cs.Name]
 		delete(gwListeners, cs.Name)
-		if err := set.startGateway(wctx, root, cs, ln, log); err != nil {
+		if err := set.startGateway(wctx, root, cs, sb.Clusters[i+1], ln, log); err != nil {
 			return set, err
 		}
-		if err := reportGateway(ctx, sb.Clusters[i+1].Client); err != nil {
+		if err := reportGateway(ctx, sb.Clusters[i+1].Client, LoadBalancerIP(sb.Clusters[i+1].Index)); err != nil {
 			return set, fmt.Errorf("%s: %w", cs.Name, err)
 		}
 	}
@@ -381,9 +381,11 @@ func Ready(ctx context.Context, metrics string) error {
 	return nil
 }
 
-// startGateway runs the stand-in for a member's gateway Envoy on its LoadBalancer port: it
-// subscribes as gateway~crossgate-system/crossgate-gateway with the gateway's identity.
-func (s *Set) startGateway(ctx context.Context, root *identity.CA, cs ClusterState, ln net.Listener, log *slog.Logger) error {
+// startGateway runs the stand-in for a member's gateway Envoy on its gateway port (ln, the
+// Cluster object's gatewayPort, as listener port 80), and on every port of the gateway's
+// LoadBalancer Service at the cluster's load balancer address (servePorts): it subscribes as
+// gateway~crossgate-system/crossgate-gateway with the gateway's identity.
+func (s *Set) startGateway(ctx context.Context, root *identity.CA, cs ClusterState, c *Cluster, ln net.Listener, log *slog.Logger) error {
 	cert, err := root.Issue(SystemNamespace, GatewayName, 24*time.Hour)
 	if err != nil {
 		_ = ln.Close()
@@ -405,6 +407,7 @@ func (s *Set) startGateway(ctx context.Context, root *identity.CA, cs ClusterSta
 	srv := p.Server()
 	s.wg.Go(func() { _ = srv.Serve(tln) })
 	s.wg.Go(func() { <-ctx.Done(); _ = srv.Close() })
+	s.wg.Go(func() { servePorts(ctx, p, srv, c.Client, LoadBalancerIP(c.Index), log.With("gateway", cs.Name)) })
 	select {
 	case <-p.Ready():
 		return nil
@@ -413,12 +416,83 @@ func (s *Set) startGateway(ctx context.Context, root *identity.CA, cs ClusterSta
 	}
 }
 
+// LoadBalancerIP is the load balancer address of the member of index i (1 for cluster-1):
+// 127.0.i.1, on the loopback interface (Linux routes all of 127.0.0.0/8 there), apart from the
+// apps' 127.i.0.x.
+func LoadBalancerIP(i int) string { return "127.0." + strconv.Itoa(i) + ".1" }
+
+// servePorts is a loopback load balancer for the gateway's LoadBalancer Service: the stand-in
+// listens at ip on each of the Service's ports, as the gateway listener of its targetPort, and
+// follows the Service as its ports change (a listener added to the Gateway). A port it cannot
+// take is logged once: below 1024 a user other than root needs CAP_NET_BIND_SERVICE, or
+// net.ipv4.ip_unprivileged_port_start lowered.
+func servePorts(ctx context.Context, p *proxy.Proxy, srv *http.Server, c client.Client, ip string, log *slog.Logger) {
+	key := client.ObjectKey{Namespace: SystemNamespace, Name: GatewayName}
+	open := map[string]net.Listener{} // by "port/targetPort"
+	failed := map[string]bool{}
+	defer func() {
+		for _, ln := range open {
+			_ = ln.Close()
+		}
+	}()
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		var svc corev1.Service
+		if err := c.Get(ctx, key, &svc); err == nil {
+			want := map[string]bool{}
+			for _, sp := range svc.Spec.Ports {
+				target := sp.TargetPort.IntValue()
+				if target == 0 {
+					target = int(sp.Port)
+				}
+				k := strconv.Itoa(int(sp.Port)) + "/" + strconv.Itoa(target)
+				want[k] = true
+				if open[k] != nil || failed[k] {
+					continue
+				}
+				addr := net.JoinHostPort(ip, strconv.Itoa(int(sp.Port)))
+				ln, err := net.Listen("tcp", addr)
+				if err != nil {
+					failed[k] = true
+					log.Warn("the loopback load balancer cannot serve a port of the gateway's Service (below 1024, a user other than root needs CAP_NET_BIND_SERVICE or a lower net.ipv4.ip_unprivileged_port_start)", "address", addr, "error", err)
+					continue
+				}
+				tln, err := p.ListenerFor(ln, uint32(target))
+				if err != nil {
+					_ = ln.Close()
+					log.Warn("serving a port of the gateway's Service", "address", addr, "error", err)
+					continue
+				}
+				open[k] = ln
+				go func() { _ = srv.Serve(tln) }()
+			}
+			for k, ln := range open {
+				if !want[k] {
+					_ = ln.Close()
+					delete(open, k)
+				}
+			}
+			for k := range failed {
+				if !want[k] {
+					delete(failed, k)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // reportGateway does for a member's gateway, once its stand-in serves, what a load balancer,
 // kubelet and kube-controller-manager would do for its Envoy Deployment: the LoadBalancer
-// Service gets the stand-in's address (127.0.0.1) as its ingress and the Deployment one
+// Service gets the stand-in's load balancer address (ip) as its ingress and the Deployment one
 // available replica, which the controller reads into the Gateway's addresses and Programmed
 // condition. The sandbox runs no Deployment itself: the stand-in is that Deployment's pod.
-func reportGateway(ctx context.Context, c client.Client) error {
+func reportGateway(ctx context.Context, c client.Client, ip string) error {
 	key := client.ObjectKey{Namespace: SystemNamespace, Name: GatewayName}
 	var last error
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
@@ -431,7 +505,7 @@ func reportGateway(ctx context.Context, c client.Client) error {
 			return false, nil
 		}
 		if len(svc.Status.LoadBalancer.Ingress) == 0 {
-			svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "127.0.0.1"}}
+			svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: ip}}
 			if last = c.Status().Update(ctx, &svc); last != nil {
 				return false, nil // a conflict: read again
 			}

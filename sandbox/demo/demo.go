@@ -7,8 +7,18 @@ package demo
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -719,4 +729,109 @@ func (e *Env) grpcCallerAs(ctx context.Context, target, sa string) (*grpcCaller,
 		return nil, err
 	}
 	return &grpcCaller{gc, dir}, nil
+}
+
+// HTTPSOutcome is what HTTPSListener saw.
+type HTTPSOutcome struct {
+	// Addresses are the Gateway's status.addresses; Answer what https://httpbin.example.com:8443/
+	// answered through cluster-1's load balancer address, with the certificate's names.
+	Addresses []string
+	Answer    string
+	Names     []string
+}
+
+// HTTPSListener adds an HTTPS listener (port 8443, hostname httpbin.example.com, a Secret of
+// type kubernetes.io/tls) to cluster-1's Gateway and an HTTPRoute to httpbin on it, and calls
+// it over TLS at the Gateway's load balancer address, where the sandbox's loopback load balancer
+// serves every port of the gateway's Service.
+func (e *Env) HTTPSListener(ctx context.Context) (*HTTPSOutcome, error) {
+	e.say("# An HTTPS listener on cluster-1's gateway")
+	certPEM, keyPEM, err := selfSigned("httpbin.example.com")
+	if err != nil {
+		return nil, err
+	}
+	secret := fmt.Sprintf(`apiVersion: v1
+kind: Secret
+metadata: {name: httpbin-example-cert, namespace: %s}
+type: kubernetes.io/tls
+data: {tls.crt: %s, tls.key: %s}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: httpbin-https, namespace: httpbin}
+spec:
+  parentRefs: [{name: %s, namespace: %s, sectionName: https}]
+  hostnames: [httpbin.example.com]
+  rules: [{backendRefs: [{name: httpbin, port: 8080}]}]
+`, sandbox.SystemNamespace, base64.StdEncoding.EncodeToString(certPEM), base64.StdEncoding.EncodeToString(keyPEM), sandbox.GatewayName, sandbox.SystemNamespace)
+	if _, err := e.kubectl(ctx, "cluster-1", secret, "apply", "-f", "-"); err != nil {
+		return nil, err
+	}
+	listener := `[{"op": "add", "path": "/spec/listeners/-", "value": {"name": "https", "port": 8443, "protocol": "HTTPS", "hostname": "httpbin.example.com",
+  "tls": {"certificateRefs": [{"name": "httpbin-example-cert"}]}, "allowedRoutes": {"namespaces": {"from": "All"}}}}]`
+	if _, err := e.kubectl(ctx, "cluster-1", "", "patch", "gateway", sandbox.GatewayName, "-n", sandbox.SystemNamespace, "--type=json", "-p", listener); err != nil {
+		return nil, err
+	}
+	out := &HTTPSOutcome{}
+	addrs, err := e.kubectl(ctx, "cluster-1", "", "get", "gateway", sandbox.GatewayName, "-n", sandbox.SystemNamespace, "-o", "jsonpath={.status.addresses[*].value}")
+	if err != nil {
+		return nil, err
+	}
+	out.Addresses = strings.Fields(addrs)
+	ip := sandbox.LoadBalancerIP(1)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "tcp", net.JoinHostPort(ip, "8443"))
+		},
+		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, ForceAttemptHTTP2: true,
+	}
+	defer tr.CloseIdleConnections()
+	e.say("$ curl -s --resolve httpbin.example.com:8443:%s https://httpbin.example.com:8443/", ip)
+	// The Service's new port, the stand-in's listener there and the certificate by SDS follow
+	// within moments; a slow machine may take longer, so a failure is retried for up to 20 s.
+	var last error
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://httpbin.example.com:8443/", nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Do(req)
+		if err != nil {
+			last = err
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			last = fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+			continue
+		}
+		out.Answer, out.Names = strings.TrimSpace(string(b)), resp.TLS.PeerCertificates[0].DNSNames
+		e.say("  %s", out.Answer)
+		return out, nil
+	}
+	return out, fmt.Errorf("https://httpbin.example.com:8443/ at %s: %w", ip, last)
+}
+
+// selfSigned is a certificate and key in PEM for host, valid for a day.
+func selfSigned(host string) (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), nil
 }

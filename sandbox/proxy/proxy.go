@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -150,15 +151,22 @@ func (p *Proxy) Server() *http.Server {
 		Handler: p, Protocols: &ps, ReadHeaderTimeout: 10 * time.Second,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if alpn, ok := p.hellos.LoadAndDelete(c); ok {
-				return context.WithValue(ctx, offeredKey{}, alpn)
+				ctx = context.WithValue(ctx, offeredKey{}, alpn)
+			}
+			if port := listenerPort(c); port != 0 {
+				ctx = context.WithValue(ctx, listenerPortKey{}, port)
 			}
 			return ctx
 		},
 	}
 }
 
-// offeredKey keys the ALPN protocols a TLS client offered in a connection's context.
-type offeredKey struct{}
+// offeredKey keys the ALPN protocols a TLS client offered in a connection's context;
+// listenerPortKey the listener port in the configuration it arrived at.
+type (
+	offeredKey      struct{}
+	listenerPortKey struct{}
+)
 
 // Decide is where the request goes, per the proxy's configuration, as xds/simulate says Envoy
 // would decide.
@@ -197,6 +205,9 @@ func (p *Proxy) Decide(r *http.Request) *simulate.Result {
 		req.PodIP, req.DestinationIP, req.Port, req.Host = p.opts.PodIP, ip, port, host
 	case Gateway:
 		req.Port = p.opts.ListenerPort
+		if port, ok := r.Context().Value(listenerPortKey{}).(uint32); ok {
+			req.Port = port
+		}
 	case Inbound:
 		// The port the connection arrived at: the pod's.
 		port := uint32(0)
@@ -615,7 +626,7 @@ func (p *Proxy) acceptTLS(c net.Conn, br *bufio.Reader, base *tls.Config) net.Co
 		_ = c.Close()
 		return nil
 	}
-	req := simulate.Request{TLS: true, SNI: sni, ALPN: alpn, Protocol: simulate.TCP, Port: p.opts.ListenerPort}
+	req := simulate.Request{TLS: true, SNI: sni, ALPN: alpn, Protocol: simulate.TCP, Port: cmp.Or(listenerPort(c), p.opts.ListenerPort)}
 	if p.opts.Role == Inbound {
 		req.Inbound, req.PodIP, req.DestinationIP, req.Port = true, p.opts.PodIP, p.opts.PodIP, localPort(c)
 	}

@@ -22,6 +22,15 @@ import (
 // its HTTPS listeners with their certificates, and passes TLS routes' connections through.
 // Plaintext is served as HTTP.
 func (p *Proxy) Listener(ln net.Listener) (net.Listener, error) {
+	return p.ListenerFor(ln, 0)
+}
+
+// ListenerFor is Listener for a gateway's listener on port (a Service port's targetPort) in
+// its xDS configuration, wherever ln listens; 0 is Options.ListenerPort.
+func (p *Proxy) ListenerFor(ln net.Listener, port uint32) (net.Listener, error) {
+	if port == 0 {
+		port = p.opts.ListenerPort
+	}
 	pair, err := tls.X509KeyPair(p.opts.XDS.Certificate.CertPEM, p.opts.XDS.Certificate.KeyPEM)
 	if err != nil {
 		return nil, err
@@ -32,7 +41,7 @@ func (p *Proxy) Listener(ln net.Listener) (net.Listener, error) {
 		MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair},
 		ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: pool, NextProtos: []string{"h2", "http/1.1"},
 	}
-	s := &sniffListener{Listener: ln, tls: cfg, conns: make(chan net.Conn), done: make(chan struct{})}
+	s := &sniffListener{Listener: ln, port: port, tls: cfg, conns: make(chan net.Conn), done: make(chan struct{})}
 	if p.opts.Role == Gateway || p.opts.Role == Inbound {
 		s.accept = p.acceptTLS
 	}
@@ -42,7 +51,8 @@ func (p *Proxy) Listener(ln net.Listener) (net.Listener, error) {
 
 type sniffListener struct {
 	net.Listener
-	tls *tls.Config
+	port uint32 // the listener port in the configuration
+	tls  *tls.Config
 	// accept, when set, takes a TLS connection and gives back the connection to serve (its
 	// TLS terminated), or nil when it passed it through or closed it.
 	accept func(c net.Conn, br *bufio.Reader, tlsConfig *tls.Config) net.Conn
@@ -68,7 +78,7 @@ func (s *sniffListener) run() {
 				_ = c.Close()
 				return
 			}
-			var out net.Conn = &bufConn{Conn: c, r: br}
+			var out net.Conn = &bufConn{Conn: c, r: br, port: s.port}
 			if head[0] == recordTypeHandshake {
 				if s.accept == nil {
 					out = tls.Server(out, s.tls)
@@ -94,9 +104,24 @@ func (s *sniffListener) Accept() (net.Conn, error) {
 	}
 }
 
+// bufConn is an accepted connection read through the buffer its first bytes were peeked into,
+// with the listener port in the configuration it arrived at.
 type bufConn struct {
 	net.Conn
-	r *bufio.Reader
+	r    *bufio.Reader
+	port uint32
+}
+
+// listenerPort is the listener port in the configuration a served connection arrived at: that
+// of its bufConn, under TLS or not; 0 when unknown.
+func listenerPort(c net.Conn) uint32 {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if bc, ok := c.(*bufConn); ok {
+		return bc.port
+	}
+	return 0
 }
 
 func (c *bufConn) Read(b []byte) (int, error) { return c.r.Read(b) }

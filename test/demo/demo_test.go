@@ -14,6 +14,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -177,6 +179,22 @@ func TestWalkthrough(t *testing.T) {
 	}
 	if id.Plaintext != http.StatusNotFound {
 		t.Errorf("a plain HTTP request with httpbin's mesh name through cluster-1's gateway: status %d, want 404 (no route)", id.Plaintext)
+	}
+
+	// An HTTPS listener added to cluster-1's Gateway: its Service gets the port, the sandbox's
+	// loopback load balancer serves it at the Gateway's address, and the stand-in gateway
+	// terminates TLS with the listener's certificate and routes to httpbin (which admits its
+	// gateway in policy mode: httpbin is exported).
+	hs, err := env.HTTPSListener(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("https://httpbin.example.com:8443/ at %v: %q, certificate for %v", hs.Addresses, hs.Answer, hs.Names)
+	if !slices.Equal(hs.Addresses, []string{sandbox.LoadBalancerIP(1)}) {
+		t.Errorf("cluster-1's Gateway addresses %v, want its load balancer's %s", hs.Addresses, sandbox.LoadBalancerIP(1))
+	}
+	if !strings.Contains(hs.Answer, "cluster-1") || !slices.Equal(hs.Names, []string{"httpbin.example.com"}) {
+		t.Errorf("HTTPS through cluster-1's gateway: %q with a certificate for %v", hs.Answer, hs.Names)
 	}
 
 	// Killing cluster-1's app while ActiveActive traffic runs: after 2 s no call fails and none
