@@ -10,9 +10,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -27,10 +29,25 @@ type Options struct {
 	// Dir holds data, certificates, logs and kubeconfigs. A temporary directory, removed by
 	// Stop, when empty.
 	Dir string
-	// BinDir holds etcd and kube-apiserver; $CROSSGATE_BIN_DIR or the repository's bin/ when empty.
+	// BinDir holds etcd, kube-apiserver and kube-controller-manager; $CROSSGATE_BIN_DIR or the
+	// repository's bin/ when empty.
 	BinDir string
 	// SkipCRDs leaves the API servers without crossgate's and Gateway API's CRDs.
 	SkipCRDs bool
+	// ControllerManager runs a kube-controller-manager per cluster with the controllers the
+	// sandbox can honour (ControllerManagerControllers).
+	ControllerManager bool
+}
+
+// ControllerManagerControllers are the kube-controller-manager controllers a sandbox runs:
+// namespaces are finalised (a deleted namespace's objects go, then the namespace), owned
+// objects are collected once their owner is gone, every namespace gets its `default`
+// ServiceAccount and its kube-root-ca.crt ConfigMap, and aggregated ClusterRoles (admin, edit,
+// view) are filled. Deployments, ReplicaSets and EndpointSlices wait for a node agent that runs
+// Pods (issue 19): the sandbox's own workloads controller keeps EndpointSlices meanwhile.
+var ControllerManagerControllers = []string{
+	"namespace-controller", "garbage-collector-controller", "serviceaccount-controller",
+	"root-ca-certificate-publisher-controller", "clusterrole-aggregation-controller",
 }
 
 // Cluster is one running API server.
@@ -53,8 +70,9 @@ type Cluster struct {
 	// ServiceCIDR is the cluster's Service IP range; ranges differ between clusters.
 	ServiceCIDR string
 
-	apiserver *process
-	etcdURL   string
+	apiserver         *process
+	controllerManager *process
+	etcdURL           string
 }
 
 // Sandbox is a set of running API servers sharing one etcd.
@@ -95,6 +113,9 @@ func (s *Sandbox) Pids() []int {
 	for _, c := range s.Clusters {
 		if c.apiserver != nil {
 			pids = append(pids, c.apiserver.Pid())
+		}
+		if c.controllerManager != nil {
+			pids = append(pids, c.controllerManager.Pid())
 		}
 	}
 	return pids
@@ -142,8 +163,9 @@ func containsModule(gomod []byte, module string) bool {
 	return len(gomod) >= len(line) && string(gomod[:len(line)]) == line
 }
 
-// Start starts etcd and one kube-apiserver per cluster, installs the CRDs and waits until they
-// are served. On error, everything started so far is stopped.
+// Start starts etcd and one kube-apiserver per cluster (and a kube-controller-manager, with
+// Options.ControllerManager), installs the CRDs and waits until they are served. On error,
+// everything started so far is stopped.
 func Start(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	begin := time.Now()
 	if len(opts.Clusters) == 0 {
@@ -162,7 +184,11 @@ func Start(ctx context.Context, opts Options) (s *Sandbox, err error) {
 			return nil, err
 		}
 	}
-	for _, b := range []string{"etcd", "kube-apiserver"} {
+	bins := []string{"etcd", "kube-apiserver"}
+	if opts.ControllerManager {
+		bins = append(bins, "kube-controller-manager")
+	}
+	for _, b := range bins {
 		if _, err := os.Stat(filepath.Join(binDir, b)); err != nil {
 			return nil, fmt.Errorf("sandbox: %s is missing from %s: run `make bins` first", b, binDir)
 		}
@@ -202,7 +228,12 @@ func Start(ctx context.Context, opts Options) (s *Sandbox, err error) {
 				return
 			}
 			if !opts.SkipCRDs {
-				errs[i] = installCRDs(ctx, c)
+				if errs[i] = installCRDs(ctx, c); errs[i] != nil {
+					return
+				}
+			}
+			if opts.ControllerManager {
+				errs[i] = s.startControllerManager(ctx, c)
 			}
 		})
 	}
@@ -222,6 +253,12 @@ func Start(ctx context.Context, opts Options) (s *Sandbox, err error) {
 func (s *Sandbox) Stop() {
 	s.stopOnce.Do(func() {
 		var wg sync.WaitGroup
+		for _, c := range s.Clusters {
+			if c != nil && c.controllerManager != nil {
+				wg.Go(func() { c.controllerManager.stop(10 * time.Second) })
+			}
+		}
+		wg.Wait()
 		for _, c := range s.Clusters {
 			if c != nil && c.apiserver != nil {
 				wg.Go(func() { c.apiserver.stop(10 * time.Second) })
@@ -356,6 +393,31 @@ func (s *Sandbox) launchAPIServer(ctx context.Context, c *Cluster) error {
 	c.apiserver = proc
 	return waitFor(ctx, proc, 60*time.Second, func(ctx context.Context) error {
 		return httpGetOK(ctx, c.URL+"/readyz", c.Config)
+	})
+}
+
+// startControllerManager runs the cluster's kube-controller-manager (ControllerManagerControllers)
+// with its admin kubeconfig, and waits until it works: the `default` namespace has its `default`
+// ServiceAccount. It serves no port (--secure-port=0) and elects no leader (one per cluster).
+func (s *Sandbox) startControllerManager(ctx context.Context, c *Cluster) error {
+	proc, err := startProcess("kube-controller-manager "+c.Name, filepath.Join(s.binDir, "kube-controller-manager"), []string{
+		"--kubeconfig=" + c.Kubeconfig,
+		"--controllers=" + strings.Join(ControllerManagerControllers, ","),
+		"--root-ca-file=" + filepath.Join(s.Dir, c.Name, "ca.crt"),
+		"--cluster-name=" + c.Name,
+		"--leader-elect=false",
+		"--use-service-account-credentials=false",
+		"--secure-port=0",
+		"--profiling=false",
+		"--v=1",
+	}, filepath.Join(s.Dir, c.Name+"-controller-manager.log"))
+	if err != nil {
+		return err
+	}
+	c.controllerManager = proc
+	return waitFor(ctx, proc, 60*time.Second, func(ctx context.Context) error {
+		_, err := c.Kube.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
+		return err
 	})
 }
 

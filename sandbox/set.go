@@ -81,6 +81,8 @@ type ClusterState struct {
 	Kubeconfig    string `json:"kubeconfig"`
 	APIServerPid  int    `json:"apiServerPid"`
 	ControllerPid int    `json:"controllerPid"`
+	// ControllerManagerPid is the cluster's kube-controller-manager's.
+	ControllerManagerPid int `json:"controllerManagerPid,omitempty"`
 	// Metrics serves the controller's /metrics, /healthz and /readyz.
 	Metrics string `json:"metrics"`
 	// Debug serves the controller's /debug/config (loopback only, as in a pod).
@@ -113,6 +115,9 @@ func (st *SetState) Pids() []int {
 	pids := []int{st.Pid, st.EtcdPid}
 	for _, c := range st.Clusters {
 		pids = append(pids, c.APIServerPid, c.ControllerPid)
+		if c.ControllerManagerPid != 0 {
+			pids = append(pids, c.ControllerManagerPid)
+		}
 	}
 	return pids
 }
@@ -158,8 +163,8 @@ func StartSet(ctx context.Context, opts SetOptions) (set *Set, err error) {
 		gwListeners[name] = ln
 	}
 	progress("holding the gateway ports 127.0.0.1:%d-%d", opts.GatewayPortBase, opts.GatewayPortBase+len(SetClusters)-2)
-	progress("starting etcd and %d kube-apiservers", len(SetClusters))
-	sb, err := Start(ctx, Options{Clusters: SetClusters, Dir: filepath.Join(opts.Dir, "data"), BinDir: opts.BinDir})
+	progress("starting etcd, and %d kube-apiservers and kube-controller-managers", len(SetClusters))
+	sb, err := Start(ctx, Options{Clusters: SetClusters, Dir: filepath.Join(opts.Dir, "data"), BinDir: opts.BinDir, ControllerManager: true})
 	if err != nil {
 		return nil, err
 	}
@@ -186,6 +191,7 @@ func StartSet(ctx context.Context, opts SetOptions) (set *Set, err error) {
 		}
 		set.State.Clusters = append(set.State.Clusters, ClusterState{
 			Name: c.Name, URL: c.URL, Kubeconfig: c.Kubeconfig, APIServerPid: c.apiserver.Pid(), GatewayPort: gwPort,
+			ControllerManagerPid: c.controllerManager.Pid(),
 		})
 	}
 
