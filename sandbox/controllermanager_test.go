@@ -57,7 +57,7 @@ func TestControllerManager(t *testing.T) {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
-		return fmt.Errorf("still there (%v)", err)
+		return fmt.Errorf("still there (%w)", err)
 	})
 
 	if err := kube.CoreV1().Namespaces().Delete(ctx, "team", metav1.DeleteOptions{}); err != nil {
@@ -68,7 +68,7 @@ func TestControllerManager(t *testing.T) {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
-		return fmt.Errorf("phase %s (%v)", ns.Status.Phase, err)
+		return fmt.Errorf("phase %s (%w)", ns.Status.Phase, err)
 	})
 }
 
