@@ -232,7 +232,10 @@ func (t *translation) resolveBackend(routeNS string, ref gatewayv1.BackendRef, r
 		if routeKind == "HTTPRoute" && !proto.Routed() {
 			return invalid, flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonUnsupportedProtocol), "Port %d of Service %s/%s carries %s (its appProtocol or name says so); an HTTPRoute sends HTTP.", sp.Port, ns, ref.Name, proto)
 		}
-		return ir.Backend{Cluster: ir.ServiceKey(ns, svc.Name, sp.Port), Protocol: proto, Endpoints: t.localEndpoints(nsName{ns, svc.Name}, sp)}, nil
+		return ir.Backend{
+			Cluster: ir.ServiceKey(ns, svc.Name, sp.Port), Protocol: proto, Endpoints: t.localEndpoints(nsName{ns, svc.Name}, sp),
+			Plaintext: !t.meshNamespace(ns),
+		}, nil
 	}
 	return invalid, flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonBackendNotFound), "Service %s/%s has no TCP port %d.", ns, ref.Name, *ref.Port)
 }

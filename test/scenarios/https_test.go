@@ -102,3 +102,25 @@ func TestHTTPSListeners(t *testing.T) {
 		})
 	}
 }
+
+// A gateway speaks mTLS, as itself, to the workloads of the mesh, and plaintext to a Service
+// outside it (its namespace not added), whose pods have no proxy to terminate mTLS: Gateway
+// API's backends need not be in the mesh.
+func TestGatewayBackendsInAndOutOfTheMesh(t *testing.T) {
+	for _, tc := range []struct {
+		world, path, cluster string
+		tls                  bool
+	}{
+		{"gateway-export-routes", "/cluster-1/httpbin-mesh/get", "gateway/httpbin/httpbin:8080", true},
+		{"gateway-reference-grant", "/cart", "gateway/shop/cart:8080", false},
+	} {
+		gw := loadWorld(t, tc.world).out.Gateways["crossgate-system/crossgate-gateway"]
+		r := simulate.Simulate(gw, simulate.Request{Port: 80, Host: "example.com", Method: "GET", Path: tc.path})
+		if r.Denied || len(r.Clusters) != 1 || r.Clusters[0].Name != tc.cluster {
+			t.Fatalf("%s %s: %+v (%s)", tc.world, tc.path, r.Clusters, r.DenyReason)
+		}
+		if up := r.Clusters[0].Upstream; up.TLS != tc.tls {
+			t.Errorf("%s: the gateway opens TLS=%v to %s, want %v", tc.world, up.TLS, tc.cluster, tc.tls)
+		}
+	}
+}

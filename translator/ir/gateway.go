@@ -166,4 +166,7 @@ type Backend struct {
 	Protocol Protocol `json:"protocol,omitempty"`
 	// Endpoints of the Service port (local pods), sorted.
 	Endpoints []Endpoint `json:"endpoints,omitempty"`
+	// Plaintext is set for a Service outside the mesh (its namespace was not added): its pods
+	// have no proxy to terminate mTLS, so an HTTP route's gateway speaks plaintext to them.
+	Plaintext bool `json:"plaintext,omitempty"`
 }

@@ -21,11 +21,16 @@ import (
 )
 
 // gatewayBackend adds the cluster of one backend Service port of an HTTP route and its
-// endpoints: the gateway originates mTLS, as itself, to the workloads.
+// endpoints: the gateway originates mTLS, as itself, to the workloads of the mesh, and speaks
+// plaintext to a Service outside it, whose pods have no proxy to terminate mTLS.
 func (b *builder) gatewayBackend(be *ir.Backend) {
 	name := GatewayClusterName(be.Cluster)
 	proto := protocolFor(be.Protocol, slices.Values(be.Endpoints))
-	b.cluster(edsCluster(name, upstreamTLS(viaSDS, b.trustDomain, peersOf(slices.Values(be.Endpoints)), "", proto), false, proto))
+	var tls *corev3.TransportSocket
+	if !be.Plaintext {
+		tls = upstreamTLS(viaSDS, b.trustDomain, peersOf(slices.Values(be.Endpoints)), "", proto)
+	}
+	b.cluster(edsCluster(name, tls, false, proto))
 	b.backendEndpoints(name, be)
 }
 
