@@ -35,8 +35,11 @@ import (
 	"github.com/crossgate-io/crossgate/xds/simulate"
 )
 
-// types are the xDS types the stand-in subscribes to, all as wildcards.
-var types = []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.SecretType}
+// types are the xDS types the stand-in subscribes to, all as wildcards, in the order Envoy
+// takes them (xDS protocol, "Eventual consistency considerations": CDS and EDS before LDS and
+// RDS; SDS secrets before what uses them): on one ADS stream the answers come in the order of
+// the requests, so a listener does not arrive before the clusters it names.
+var types = []string{resourcev3.SecretType, resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType}
 
 // config is the proxy's view of its xDS resources.
 type config struct {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/crossgate-io/crossgate/sandbox/proxy"
+	"github.com/crossgate-io/crossgate/test/internal/poll"
 	"github.com/crossgate-io/crossgate/translator"
 	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/identity"
@@ -235,21 +236,11 @@ func TestSidecarPassesApplicationTLSThrough(t *testing.T) {
 				return resp.Status + " " + string(body), fmt.Sprint(leaf.DNSNames, leaf.URIs), nil
 			}
 
-			// An application's client: its own server name, h2 and http/1.1, the application's
-			// CA. It talks TLS with the application itself.
-			got, names, err := get("example.com", true, &tls.Config{RootCAs: appRoots, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12})
-			switch {
-			case permissive && (err != nil || got != "200 OK tls" || !strings.Contains(names, "example.com")):
-				t.Errorf("the application's TLS: %q from %s, %v; want the application's own answer over its TLS", got, names, err)
-			case !permissive && err == nil:
-				t.Errorf("policy mode: the application's TLS from a caller without identity got %q", got)
-			}
-
 			// A mesh caller, marked by the server name or by crossgate's ALPN alone: the
 			// sidecar terminates it (its certificate is httpbin's SPIFFE ID) and the
 			// application gets plaintext.
 			sni := wellknown.MeshSNI("httpbin", "httpbin", 8080)
-			for _, mark := range []struct {
+			for i, mark := range []struct {
 				name, host string
 				h2         bool
 				alpn       []string
@@ -258,13 +249,35 @@ func TestSidecarPassesApplicationTLSThrough(t *testing.T) {
 				{"ALPN alone", "127.0.0.1", false, []string{wellknown.MeshALPN}},
 				{"server name, h2 (grpc-go's)", sni, true, []string{"h2"}},
 			} {
-				got, names, err := get(mark.host, mark.h2, &tls.Config{
+				cfg := &tls.Config{
 					NextProtos: mark.alpn, Certificates: []tls.Certificate{curlPair}, MinVersion: tls.VersionTLS12,
 					InsecureSkipVerify: true, // a mesh caller checks the SPIFFE ID (below), not a host name
-				})
+				}
+				var got, names string
+				var err error
+				if i == 0 {
+					// The first call waits until the sidecar holds its whole configuration (the
+					// clusters may follow the listeners), so that what follows is decided by it.
+					poll.Eventually(t, 10*time.Second, "the sidecar configured", func() error {
+						got, names, err = get(mark.host, mark.h2, cfg)
+						return err
+					})
+				} else {
+					got, names, err = get(mark.host, mark.h2, cfg)
+				}
 				if err != nil || got != "200 OK plain" || !strings.Contains(names, "spiffe://cluster.local/ns/httpbin/sa/httpbin") {
 					t.Errorf("mesh TLS by %s: %q from %s, %v; want the sidecar to terminate it", mark.name, got, names, err)
 				}
+			}
+
+			// An application's client: its own server name, h2 and http/1.1, the application's
+			// CA. It talks TLS with the application itself.
+			got, names, err := get("example.com", true, &tls.Config{RootCAs: appRoots, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12})
+			switch {
+			case permissive && (err != nil || got != "200 OK tls" || !strings.Contains(names, "example.com")):
+				t.Errorf("the application's TLS: %q from %s, %v; want the application's own answer over its TLS", got, names, err)
+			case !permissive && err == nil:
+				t.Errorf("policy mode: the application's TLS from a caller without identity got %q", got)
 			}
 		})
 	}
