@@ -92,7 +92,7 @@ test-unit: ## Run the unit and golden tests (no API server needed; the integrati
 
 .PHONY: test-integration
 test-integration: bins ## Run the tests on real etcd and kube-apiserver processes (builds bin/ first).
-	go test $(GO_TEST_FLAGS) $(INTEGRATION) -p 1 -timeout 30m ./test/integration/... ./sandbox/... ./test/member/... ./test/incremental/... ./test/federation/... ./test/membership/... ./test/install/... ./test/certmanager/... ./test/bench/...
+	go test $(GO_TEST_FLAGS) $(INTEGRATION) -p 1 -timeout 30m ./test/integration/... ./sandbox/... ./test/member/... ./test/incremental/... ./test/federation/... ./test/membership/... ./test/install/... ./test/certmanager/... ./test/crds/... ./test/bench/...
 
 .PHONY: test-security
 test-security: bins ## Run the threat model's tests (the list in test/security), package by package.

@@ -40,6 +40,9 @@ type ExportReconciler struct {
 	Client   client.Client
 	Opts     *Options
 	Recorder events.EventRecorder
+	// noTLSRoutes is set when the API server serves no TLSRoute of v1 (older Gateway API
+	// CRDs, found at start): exports then get their HTTPRoutes only.
+	noTLSRoutes bool
 }
 
 // +kubebuilder:rbac:groups=flomesh.io,resources=serviceexports,verbs=get;list;watch
@@ -69,12 +72,18 @@ func (r *ExportReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 		return out
 	})
-	return ctrl.NewControllerManagedBy(mgr).
+	// An API server that does not answer now (a manager built after a lost leadership) is taken
+	// to serve TLSRoutes, as the chart's CRDs do: the controller must start meanwhile.
+	unserved, err := unservedKinds(mgr.GetConfig(), []client.Object{&gatewayv1.TLSRoute{}})
+	r.noTLSRoutes = err == nil && len(unserved) > 0 // the publisher says what that means
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("serviceexport").
 		For(&flomeshv1alpha1.ServiceExport{}).
-		Watches(&gatewayv1.HTTPRoute{}, byLabel).
-		Watches(&gatewayv1.TLSRoute{}, byLabel).
-		Watches(&corev1.Service{}, sameName).
+		Watches(&gatewayv1.HTTPRoute{}, byLabel)
+	if !r.noTLSRoutes {
+		b = b.Watches(&gatewayv1.TLSRoute{}, byLabel)
+	}
+	return b.Watches(&corev1.Service{}, sameName).
 		Watches(&flomeshv1alpha1.MeshConfig{}, allExports).
 		Complete(r)
 }
@@ -151,6 +160,9 @@ func (r *ExportReconciler) reconcile(ctx context.Context, req reconcile.Request)
 	gw := r.gateway(ctx)
 	want := translator.ExportRoutes(e, gw.Namespace, gw.Name)
 	keep := map[string]bool{}
+	if r.noTLSRoutes {
+		want.TLS = nil
+	}
 	for i := range want.TLS {
 		route := &want.TLS[i]
 		keep["TLSRoute/"+route.Name] = true
@@ -232,7 +244,9 @@ func (r *ExportReconciler) prune(ctx context.Context, export types.NamespacedNam
 		}
 	}
 	var tl gatewayv1.TLSRouteList
-	if err := r.Client.List(ctx, &tl, opts...); err != nil {
+	if r.noTLSRoutes {
+		// none to prune
+	} else if err := r.Client.List(ctx, &tl, opts...); err != nil {
 		return err
 	}
 	for i := range tl.Items {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,12 +19,14 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	ctrlcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
@@ -78,6 +81,9 @@ type Publisher struct {
 	// certificateRefs are the Secrets (namespace/name) Gateways' HTTPS listeners refer to, as of
 	// the last input read: a change to one of them asks for a publish, to others not.
 	certificateRefs atomic.Pointer[map[string]bool]
+	// unserved are the optional kinds (optionalKinds) the API server does not serve, by
+	// kindName, found when the publisher starts: neither watched nor read.
+	unserved atomic.Pointer[map[string]bool]
 }
 
 // PublishObserver is told of each publication, for metrics.
@@ -143,7 +149,13 @@ func (p *Publisher) Start(ctx context.Context, informers ctrlcache.Informers) er
 		}
 	}()
 	defer func() { <-slicesDone }()
+	if err := p.findUnserved(ctx); err != nil {
+		return nil // ctx ended
+	}
 	for _, obj := range watchedTypes() {
+		if p.isUnserved(obj) {
+			continue
+		}
 		// The API server may be unreachable (a manager built after a lost leadership): wait for
 		// it rather than end, the xDS cache serving the last state meanwhile.
 		var inf ctrlcache.Informer
@@ -197,6 +209,42 @@ func gatewayDeployment(obj any) bool {
 	return ok && wellknown.RenderedFor(d.Labels) != ""
 }
 
+// findUnserved finds which optional kinds the API server does not serve, waiting for it to
+// answer, and says what that means once per kind.
+func (p *Publisher) findUnserved(ctx context.Context) error {
+	var kinds []schema.GroupVersionKind
+	err := wait.PollUntilContextCancel(ctx, time.Second, true, func(context.Context) (bool, error) {
+		var err error
+		if kinds, err = unservedKinds(p.config, optionalKinds()); err != nil {
+			p.log.Warn("waiting for the API server's discovery", "error", err)
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	unserved := map[string]bool{}
+	for _, gvk := range kinds {
+		unserved[kindName(gvk)] = true
+		p.log.Error("the API server serves no "+kindName(gvk)+": the cluster's Gateway API CRDs are older than crossgate's (standard channel v1.6, the chart's crds/); "+
+			"crossgate works on without it (exports are not reachable from other clusters without TLSRoutes; without ReferenceGrants no reference to another namespace is allowed). "+
+			"Install the CRDs, then restart crossgate-controller.", "kind", kindName(gvk))
+	}
+	p.unserved.Store(&unserved)
+	return nil
+}
+
+// isUnserved reports whether obj's kind is one the API server does not serve.
+func (p *Publisher) isUnserved(obj client.Object) bool {
+	u := p.unserved.Load()
+	if obj == nil || u == nil || len(*u) == 0 {
+		return false
+	}
+	gvk, err := apiutil.GVKForObject(obj, Scheme())
+	return err == nil && (*u)[kindName(gvk)]
+}
+
 // certificateRef reports whether obj is a Secret a Gateway's HTTPS listener refers to.
 func (p *Publisher) certificateRef(obj any) bool {
 	if t, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
@@ -241,6 +289,17 @@ func (p *Publisher) certificateSecrets(ctx context.Context, reader client.Reader
 	}
 	p.certificateRefs.Store(&refs)
 	return out, nil
+}
+
+// listItem is an object of a list's kind (for the optional kinds; nil for others).
+func listItem(l client.ObjectList) client.Object {
+	switch l.(type) {
+	case *gatewayv1.TLSRouteList:
+		return &gatewayv1.TLSRoute{}
+	case *gatewayv1.ReferenceGrantList:
+		return &gatewayv1.ReferenceGrant{}
+	}
+	return nil
 }
 
 // statusOnly reports an update that changed neither spec (generation) nor labels nor
@@ -290,6 +349,9 @@ func (p *Publisher) input(ctx context.Context, reader client.Reader, slices func
 		dep  appsv1.DeploymentList
 	)
 	for _, l := range []client.ObjectList{&ns, &svc, &pods, &sas, &sexp, &simp, &gtp, &tt, &hrg, &gwc, &gw, &hr, &tr, &rg} {
+		if p.isUnserved(listItem(l)) {
+			continue // none to read
+		}
 		// The informers' objects themselves, not copies: nothing of a publication modifies them
 		// (the translator reads its input only, TestGolden checks it; the status writer
 		// copies an object before it writes), and a copy of every object on every full publish
@@ -297,6 +359,12 @@ func (p *Publisher) input(ctx context.Context, reader client.Reader, slices func
 		if err := reader.List(ctx, l, client.UnsafeDisableDeepCopy); err != nil {
 			return nil, err
 		}
+	}
+	if u := p.unserved.Load(); u != nil {
+		for k := range *u {
+			in.UnservedKinds = append(in.UnservedKinds, k)
+		}
+		sort.Strings(in.UnservedKinds)
 	}
 	// Only the gateways' Deployments, as dataplane renders them.
 	if err := reader.List(ctx, &dep, client.UnsafeDisableDeepCopy, client.MatchingLabels(wellknown.ManagedBy())); err != nil {

@@ -153,6 +153,26 @@ func SupportedFeatures() []gatewayv1.SupportedFeature {
 	}
 }
 
+// supportedVersion is the GatewayClass's SupportedVersion condition: False, with the kinds
+// missing, when the cluster's Gateway API CRDs are older than crossgate's (the class is still
+// accepted: crossgate works without those kinds, as gateway_types.go allows, "best effort").
+func (t *translation) supportedVersion(gen int64) metav1.Condition {
+	if len(t.in.UnservedKinds) == 0 {
+		return cond(string(gatewayv1.GatewayClassConditionStatusSupportedVersion), true, string(gatewayv1.GatewayClassReasonSupportedVersion),
+			"The cluster serves the Gateway API kinds crossgate uses (standard channel v1.6).", gen)
+	}
+	return cond(string(gatewayv1.GatewayClassConditionStatusSupportedVersion), false, string(gatewayv1.GatewayClassReasonUnsupportedVersion),
+		fmt.Sprintf("The cluster's Gateway API CRDs are older than crossgate's (standard channel v1.6): it serves no %s, which crossgate does without until they are installed and crossgate-controller restarted.",
+			strings.Join(t.in.UnservedKinds, ", ")), gen)
+}
+
+// supportedFeatures are SupportedFeatures, less TLSRoute when the cluster serves no TLSRoute.
+func (t *translation) supportedFeatures() []gatewayv1.SupportedFeature {
+	return slices.DeleteFunc(SupportedFeatures(), func(f gatewayv1.SupportedFeature) bool {
+		return f.Name == "TLSRoute" && slices.ContainsFunc(t.in.UnservedKinds, func(k string) bool { return strings.HasPrefix(k, "TLSRoute.") })
+	})
+}
+
 // translateGateways builds the IR of every Gateway of our classes and the statuses of the
 // GatewayClasses, Gateways and HTTPRoutes involved.
 func (t *translation) translateGateways(st *Statuses) []ir.Gateway {
@@ -167,7 +187,8 @@ func (t *translation) translateGateways(st *Statuses) []ir.Gateway {
 		st.GatewayClasses = append(st.GatewayClasses, GatewayClassStatus{Name: n, Conditions: []metav1.Condition{
 			cond(string(gatewayv1.GatewayClassConditionStatusAccepted), true, string(gatewayv1.GatewayClassReasonAccepted),
 				"Handled by "+string(ControllerName)+".", c.Generation),
-		}, SupportedFeatures: SupportedFeatures()})
+			t.supportedVersion(c.Generation),
+		}, SupportedFeatures: t.supportedFeatures()})
 	}
 
 	var gws []*gatewayv1.Gateway

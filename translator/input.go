@@ -48,6 +48,9 @@ type Input struct {
 	// ReferenceGrants let routes refer to Services, and Gateways to Secrets, of other
 	// namespaces.
 	ReferenceGrants []gatewayv1.ReferenceGrant `json:"referenceGrants,omitempty"`
+	// UnservedKinds are kinds crossgate reads that the API server does not serve ("TLSRoute.
+	// gateway.networking.k8s.io/v1": Gateway API CRDs older than crossgate's), sorted.
+	UnservedKinds []string `json:"unservedKinds,omitempty"`
 	// Secrets are those our Gateways' HTTPS listeners refer to (the controller passes no
 	// other): their certificates and keys terminate TLS at the gateway.
 	Secrets []corev1.Secret `json:"secrets,omitempty"`
