@@ -20,7 +20,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -266,14 +265,8 @@ func (p *Publisher) certificateSecrets(ctx context.Context, reader client.Reader
 				continue
 			}
 			for _, ref := range l.TLS.CertificateRefs {
-				if (ref.Group != nil && *ref.Group != "") || (ref.Kind != nil && *ref.Kind != "Secret") {
-					continue
-				}
-				key := types.NamespacedName{Namespace: gws[i].Namespace, Name: string(ref.Name)}
-				if ref.Namespace != nil && *ref.Namespace != "" {
-					key.Namespace = string(*ref.Namespace)
-				}
-				if refs[key.String()] {
+				key, ok := translator.SecretRef(gws[i].Namespace, ref)
+				if !ok || refs[key.String()] {
 					continue
 				}
 				refs[key.String()] = true

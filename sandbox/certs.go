@@ -122,3 +122,23 @@ func ecKeyPEM(k *ecdsa.PrivateKey) ([]byte, error) {
 	}
 	return pemBlock("EC PRIVATE KEY", der), nil
 }
+
+// SelfSigned is a self-signed certificate for host, valid from an hour ago for ttl, and its key,
+// in PEM: what a user puts in a Secret of type kubernetes.io/tls for an HTTPS listener.
+func SelfSigned(host string, ttl time.Duration) (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(ttl),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	keyPEM, err = ecKeyPEM(key)
+	return pemBlock("CERTIFICATE", der), keyPEM, err
+}

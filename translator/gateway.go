@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
@@ -281,14 +282,11 @@ func (t *translation) certificates(g *gatewayv1.Gateway, l *gatewayv1.Listener) 
 	var out []ir.Certificate
 	for i, ref := range l.TLS.CertificateRefs {
 		field := fmt.Sprintf("tls.certificateRefs[%d]", i)
-		if (ref.Group != nil && *ref.Group != "") || (ref.Kind != nil && *ref.Kind != "Secret") {
+		key, ok := SecretRef(g.Namespace, ref)
+		if !ok {
 			return nil, invalid, fmt.Sprintf("%s: only a Secret (group \"\", kind Secret) is supported, not %s.", field, groupKind(ref.Group, ref.Kind))
 		}
-		ns := g.Namespace
-		if ref.Namespace != nil && *ref.Namespace != "" {
-			ns = string(*ref.Namespace)
-		}
-		name := ns + "/" + string(ref.Name)
+		ns, name := key.Namespace, key.String()
 		if ns != g.Namespace && !t.referenceGranted("Gateway", g.Namespace, "", "Secret", ns, string(ref.Name)) {
 			return nil, string(gatewayv1.ListenerReasonRefNotPermitted),
 				fmt.Sprintf("%s: Secret %s is in another namespace, and no ReferenceGrant there lets Gateways of namespace %s use it.", field, name, g.Namespace)
@@ -306,6 +304,19 @@ func (t *translation) certificates(g *gatewayv1.Gateway, l *gatewayv1.Listener) 
 		out = append(out, ir.Certificate{Name: name, CertPEM: sec.Data[corev1.TLSCertKey], KeyPEM: sec.Data[corev1.TLSPrivateKeyKey]})
 	}
 	return out, "", ""
+}
+
+// SecretRef is the Secret a listener's certificateRef names, its namespace defaulting to the
+// Gateway's; not ok for a reference to anything but a Secret.
+func SecretRef(gatewayNamespace string, ref gatewayv1.SecretObjectReference) (types.NamespacedName, bool) {
+	if (ref.Group != nil && *ref.Group != "") || (ref.Kind != nil && *ref.Kind != "Secret") {
+		return types.NamespacedName{}, false
+	}
+	key := types.NamespacedName{Namespace: gatewayNamespace, Name: string(ref.Name)}
+	if ref.Namespace != nil && *ref.Namespace != "" {
+		key.Namespace = string(*ref.Namespace)
+	}
+	return key, true
 }
 
 // groupKind names a reference's group and kind for a message ("Secret", "example.com/Cert").

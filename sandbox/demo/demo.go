@@ -7,17 +7,11 @@ package demo
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -746,7 +740,7 @@ type HTTPSOutcome struct {
 // serves every port of the gateway's Service.
 func (e *Env) HTTPSListener(ctx context.Context) (*HTTPSOutcome, error) {
 	e.say("# An HTTPS listener on cluster-1's gateway")
-	certPEM, keyPEM, err := selfSigned("httpbin.example.com")
+	certPEM, keyPEM, err := sandbox.SelfSigned("httpbin.example.com", 24*time.Hour)
 	if err != nil {
 		return nil, err
 	}
@@ -813,25 +807,4 @@ spec:
 		return out, nil
 	}
 	return out, fmt.Errorf("https://httpbin.example.com:8443/ at %s: %w", ip, last)
-}
-
-// selfSigned is a certificate and key in PEM for host, valid for a day.
-func selfSigned(host string) (certPEM, keyPEM []byte, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, nil, err
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), nil
 }

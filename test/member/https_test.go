@@ -4,14 +4,7 @@ package member
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"testing"
 	"time"
 
@@ -22,31 +15,10 @@ import (
 	"k8s.io/utils/ptr"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/crossgate-io/crossgate/sandbox"
 	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/translate"
 )
-
-// selfSigned is a certificate and key in PEM for host.
-func selfSigned(t *testing.T, host string) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-}
 
 // An HTTPS listener on a real API server: its ResolvedRefs follows its Secret (missing, then
 // created, then of another namespace without and with a ReferenceGrant), and once resolved the
@@ -102,7 +74,10 @@ func TestHTTPSListenerCertificate(t *testing.T) {
 	}
 	eventually(t, 10*time.Second, "InvalidCertificateRef while the Secret is missing", resolved(metav1.ConditionFalse, "InvalidCertificateRef"))
 
-	certPEM, keyPEM := selfSigned(t, "foo.example.com")
+	certPEM, keyPEM, err := sandbox.SelfSigned("foo.example.com", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: wellknown.SystemNamespace, Name: "foo-cert"},
 		Type:       corev1.SecretTypeTLS, Data: map[string][]byte{corev1.TLSCertKey: certPEM, corev1.TLSPrivateKeyKey: keyPEM},

@@ -7,11 +7,9 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -186,28 +184,10 @@ func TestSidecarPassesApplicationTLSThrough(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			p, err := proxy.Start(ctx, proxy.Options{
+			serveStandIn(t, ln, proxy.Options{
 				Role: proxy.Inbound, PodIP: "127.0.0.1", Namespace: "httpbin", AppAddress: appAddr,
-				Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})),
 				XDS: proxy.XDSOptions{Address: tlis.Addr().String(), Node: node, Certificate: cert},
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			sniffed, err := p.Listener(ln)
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := p.Server()
-			go srv.Serve(sniffed)
-			defer srv.Close()
-			select {
-			case <-p.Ready():
-			case <-time.After(30 * time.Second):
-				t.Fatal("the sidecar got no configuration")
-			}
 			// get sends GET https://host/ to the sidecar's port with cfg, speaking HTTP/2 or
 			// HTTP/1.1 as h2 says (the transport then offers cfg's protocols as they are), and
 			// returns the answer and the server certificate's names. An IP address as host

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -59,26 +58,11 @@ func TestGatewayTerminatesHTTPS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw, err := proxy.Start(t.Context(), proxy.Options{
-		Role: proxy.Gateway, ListenerPort: 443, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	serveStandIn(t, ln, proxy.Options{
+		Role: proxy.Gateway, ListenerPort: 443,
 		XDS: proxy.XDSOptions{Address: tlis.Addr().String(), Node: node, Certificate: cert},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	sniffed, err := gw.Listener(ln)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := gw.Server()
-	go srv.Serve(sniffed)
-	t.Cleanup(func() { _ = srv.Close() })
-	select {
-	case <-gw.Ready():
-	case <-time.After(30 * time.Second):
-		t.Fatal("the gateway got no configuration")
-	}
 	get := func(host, path string) (*http.Response, string, error) {
 		tr := &http.Transport{
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {

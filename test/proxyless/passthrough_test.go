@@ -117,25 +117,10 @@ func TestCallThroughPassthroughGateway(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw, err := proxy.Start(t.Context(), proxy.Options{Role: proxy.Gateway, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})), XDS: proxy.XDSOptions{
+	glis, _ := net.Listen("tcp", "127.0.0.1:0")
+	serveStandIn(t, glis, proxy.Options{Role: proxy.Gateway, XDS: proxy.XDSOptions{
 		Address: tlis.Addr().String(), Node: wellknown.Gateway(wellknown.SystemNamespace, wellknown.DefaultGatewayName).String(), Certificate: gwCert,
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	glis, _ := net.Listen("tcp", "127.0.0.1:0")
-	sniffed, err := gw.Listener(glis)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gsrv := gw.Server()
-	go gsrv.Serve(sniffed)
-	t.Cleanup(func() { _ = gsrv.Close() })
-	select {
-	case <-gw.Ready():
-	case <-time.After(30 * time.Second):
-		t.Fatal("the gateway got no configuration")
-	}
 
 	// cluster-2: the callers.
 	for _, tc := range []struct {
@@ -195,6 +180,29 @@ func TestCallThroughPassthroughGateway(t *testing.T) {
 	}
 	if n := c.NACKs.Load(); n != 0 {
 		t.Errorf("%d responses were refused", n)
+	}
+}
+
+// serveStandIn starts the sandbox's stand-in proxy with opts (logging at debug level) and serves
+// it on ln until the test ends, once it holds its configuration.
+func serveStandIn(t *testing.T, ln net.Listener, opts proxy.Options) {
+	t.Helper()
+	opts.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	p, err := proxy.Start(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sniffed, err := p.Listener(ln)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := p.Server()
+	go srv.Serve(sniffed)
+	t.Cleanup(func() { _ = srv.Close() })
+	select {
+	case <-p.Ready():
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the stand-in %s got no configuration", opts.XDS.Node)
 	}
 }
 
