@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -14,12 +15,15 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/crossgate-io/crossgate/sandbox/kubelet"
 )
 
 // Options configure a sandbox.
@@ -37,17 +41,44 @@ type Options struct {
 	// ControllerManager runs a kube-controller-manager per cluster with the controllers the
 	// sandbox can honour (ControllerManagerControllers).
 	ControllerManager bool
+	// Node runs the sandbox node (package kubelet) in each cluster, named NodeName(cluster): it
+	// binds the Pods and runs those of the images NodeImages lists. It implies
+	// ControllerManager. NodeLog receives its errors (discarded when nil).
+	Node    bool
+	NodeLog *slog.Logger
+}
+
+// NodeName is the name of a cluster's sandbox node; the Pods of sandbox app processes name it too.
+func NodeName(cluster string) string { return "sandbox-" + cluster }
+
+// EchoImage is the Gateway API conformance suite's echo server (any tag), which the sandbox
+// node runs from bin/echo-basic.
+const EchoImage = "registry.k8s.io/gateway-api/echo-basic"
+
+// NodeImages are the images the sandbox node runs, from the binaries in binDir.
+func NodeImages(binDir string) map[string]kubelet.Image {
+	images := map[string]kubelet.Image{}
+	if p := filepath.Join(binDir, "echo-basic"); fileExists(p) {
+		images[EchoImage] = kubelet.Image{Path: p}
+	}
+	return images
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // ControllerManagerControllers are the kube-controller-manager controllers a sandbox runs:
 // namespaces are finalised (a deleted namespace's objects go, then the namespace), owned
 // objects are collected once their owner is gone, every namespace gets its `default`
-// ServiceAccount and its kube-root-ca.crt ConfigMap, and aggregated ClusterRoles (admin, edit,
-// view) are filled. Deployments, ReplicaSets and EndpointSlices wait for a node agent that runs
-// Pods (issue 19): the sandbox's own workloads controller keeps EndpointSlices meanwhile.
+// ServiceAccount and its kube-root-ca.crt ConfigMap, aggregated ClusterRoles (admin, edit,
+// view) are filled, Deployments make ReplicaSets and ReplicaSets Pods (which the sandbox node,
+// package kubelet, binds and runs), and every Service with a selector gets its EndpointSlices.
 var ControllerManagerControllers = []string{
 	"namespace-controller", "garbage-collector-controller", "serviceaccount-controller",
 	"root-ca-certificate-publisher-controller", "clusterrole-aggregation-controller",
+	"deployment-controller", "replicaset-controller", "endpointslice-controller",
 }
 
 // Cluster is one running API server.
@@ -72,6 +103,8 @@ type Cluster struct {
 
 	apiserver         *process
 	controllerManager *process
+	node              context.CancelFunc
+	nodeDone          chan struct{}
 	etcdURL           string
 }
 
@@ -185,6 +218,7 @@ func Start(ctx context.Context, opts Options) (s *Sandbox, err error) {
 		}
 	}
 	bins := []string{"etcd", "kube-apiserver"}
+	opts.ControllerManager = opts.ControllerManager || opts.Node
 	if opts.ControllerManager {
 		bins = append(bins, "kube-controller-manager")
 	}
@@ -233,7 +267,12 @@ func Start(ctx context.Context, opts Options) (s *Sandbox, err error) {
 				}
 			}
 			if opts.ControllerManager {
-				errs[i] = s.startControllerManager(ctx, c)
+				if errs[i] = s.startControllerManager(ctx, c); errs[i] != nil {
+					return
+				}
+			}
+			if opts.Node {
+				errs[i] = s.startNode(ctx, c, opts.NodeLog)
 			}
 		})
 	}
@@ -253,6 +292,13 @@ func Start(ctx context.Context, opts Options) (s *Sandbox, err error) {
 func (s *Sandbox) Stop() {
 	s.stopOnce.Do(func() {
 		var wg sync.WaitGroup
+		for _, c := range s.Clusters {
+			if c != nil && c.node != nil {
+				c.node()
+				wg.Go(func() { <-c.nodeDone })
+			}
+		}
+		wg.Wait()
 		for _, c := range s.Clusters {
 			if c != nil && c.controllerManager != nil {
 				wg.Go(func() { c.controllerManager.stop(10 * time.Second) })
@@ -394,6 +440,43 @@ func (s *Sandbox) launchAPIServer(ctx context.Context, c *Cluster) error {
 	return waitFor(ctx, proc, 60*time.Second, func(ctx context.Context) error {
 		return httpGetOK(ctx, c.URL+"/readyz", c.Config)
 	})
+}
+
+// startNode runs the cluster's sandbox node in this process and waits until its Node is there.
+func (s *Sandbox) startNode(ctx context.Context, c *Cluster, log *slog.Logger) error {
+	logDir := filepath.Join(s.Dir, c.Name+"-pods")
+	if err := os.MkdirAll(logDir, 0o700); err != nil {
+		return err
+	}
+	nctx, cancel := context.WithCancel(context.Background())
+	c.node, c.nodeDone = cancel, make(chan struct{})
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		defer close(c.nodeDone)
+		errc <- kubelet.Run(nctx, kubelet.Options{
+			Node: NodeName(c.Name), ClusterIndex: c.Index, Config: c.Config, Images: NodeImages(s.binDir),
+			LogDir: logDir, Log: log.With("node", NodeName(c.Name)),
+		})
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case err := <-errc:
+			return fmt.Errorf("the sandbox node of %s ended: %w", c.Name, err)
+		default:
+		}
+		err := c.Client.Get(ctx, client.ObjectKey{Name: NodeName(c.Name)}, &corev1.Node{})
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("the sandbox node of %s did not register within 30s: %w", c.Name, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // startControllerManager runs the cluster's kube-controller-manager (ControllerManagerControllers)

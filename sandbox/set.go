@@ -128,7 +128,7 @@ type Set struct {
 	*Sandbox
 	State       SetState
 	controllers []*process
-	workloads   context.CancelFunc
+	gateways    context.CancelFunc // stops the stand-in gateways
 	wg          sync.WaitGroup
 	stopOnce    sync.Once
 }
@@ -163,8 +163,8 @@ func StartSet(ctx context.Context, opts SetOptions) (set *Set, err error) {
 		gwListeners[name] = ln
 	}
 	progress("holding the gateway ports 127.0.0.1:%d-%d", opts.GatewayPortBase, opts.GatewayPortBase+len(SetClusters)-2)
-	progress("starting etcd, and %d kube-apiservers and kube-controller-managers", len(SetClusters))
-	sb, err := Start(ctx, Options{Clusters: SetClusters, Dir: filepath.Join(opts.Dir, "data"), BinDir: opts.BinDir, ControllerManager: true})
+	progress("starting etcd, and %d kube-apiservers, kube-controller-managers and sandbox nodes", len(SetClusters))
+	sb, err := Start(ctx, Options{Clusters: SetClusters, Dir: filepath.Join(opts.Dir, "data"), BinDir: opts.BinDir, Node: true, NodeLog: opts.Log})
 	if err != nil {
 		return nil, err
 	}
@@ -195,20 +195,12 @@ func StartSet(ctx context.Context, opts SetOptions) (set *Set, err error) {
 		})
 	}
 
-	// What kubelet and kube-controller-manager would do for the sandbox apps.
 	log := opts.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	wctx, cancel := context.WithCancel(context.Background())
-	set.workloads = cancel
-	for _, c := range sb.Clusters {
-		set.wg.Go(func() {
-			if err := RunWorkloads(wctx, c.Config, 250*time.Millisecond, log.With("cluster", c.Name)); err != nil {
-				progress("warning: the workloads controller of %s ended: %v", c.Name, err)
-			}
-		})
-	}
+	set.gateways = cancel
 
 	progress("starting crossgate-controller in each cluster")
 	for i, c := range sb.Clusters {
@@ -344,8 +336,8 @@ func (s *Set) WriteState() error {
 // Stop stops the controllers, then the API servers and etcd, and removes the state file.
 func (s *Set) Stop() {
 	s.stopOnce.Do(func() {
-		if s.workloads != nil {
-			s.workloads()
+		if s.gateways != nil {
+			s.gateways()
 			s.wg.Wait()
 		}
 		var wg sync.WaitGroup

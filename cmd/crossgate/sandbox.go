@@ -27,6 +27,7 @@ import (
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	"github.com/crossgate-io/crossgate/sandbox"
+	"github.com/crossgate-io/crossgate/sandbox/kubelet"
 )
 
 type sandboxFlags struct {
@@ -428,7 +429,7 @@ func appsOf(ctx context.Context, c sandbox.ClusterState) []string {
 	}
 	var out []string
 	for _, p := range pods.Items {
-		addr := p.Annotations[sandbox.AppAnnotation]
+		addr := p.Annotations[kubelet.AppAnnotation]
 		if addr == "" {
 			continue
 		}

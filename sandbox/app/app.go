@@ -39,6 +39,7 @@ import (
 
 	"github.com/crossgate-io/crossgate/sandbox"
 	"github.com/crossgate-io/crossgate/sandbox/grpcxds"
+	"github.com/crossgate-io/crossgate/sandbox/kubelet"
 	"github.com/crossgate-io/crossgate/sandbox/network"
 	"github.com/crossgate-io/crossgate/sandbox/proxy"
 	"github.com/crossgate-io/crossgate/wellknown"
@@ -135,7 +136,7 @@ func Start(ctx context.Context, o Options) (*App, error) {
 	if err := c.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fail(fmt.Errorf("ServiceAccount %s/%s: %w", o.Namespace, o.ServiceAccount, err))
 	}
-	annotations := map[string]string{sandbox.AppAnnotation: a.AppAddr}
+	annotations := map[string]string{kubelet.AppAnnotation: a.AppAddr}
 	if o.Proxyless {
 		annotations[wellknown.ProxylessAnnotation] = "true"
 	}
@@ -195,7 +196,7 @@ func Start(ctx context.Context, o Options) (*App, error) {
 				State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}},
 			}},
 		}
-		sandbox.SetPodReady(pod, true)
+		kubelet.SetPodReady(pod, true)
 		return c.Status().Update(ctx, pod)
 	})
 	if err != nil {

@@ -1,6 +1,7 @@
 // Package network is the sandbox's network. The API server refuses loopback addresses in
 // EndpointSlices, so a sandbox app has a pod IP 10.(240+i).0.x in cluster i and listens on the
-// loopback address 127.i.0.x that the pod IP stands for; whoever dials a pod IP in the sandbox
+// loopback address 127.i.0.x that the pod IP stands for (the pods the sandbox node runs have
+// 10.(240+i).(128+n).x for 127.i.(128+n).x); whoever dials a pod IP in the sandbox
 // (the stand-in proxies, the probe) dials Loopback(ip) instead, as a CNI would route it.
 package network
 
@@ -23,10 +24,10 @@ func PodIP(clusterIndex, host int) string {
 // returned unchanged.
 func Loopback(ip string) string {
 	a := net.ParseIP(ip).To4()
-	if a == nil || a[0] != 10 || a[1] < 240 || a[2] != 0 {
+	if a == nil || a[0] != 10 || a[1] < 240 {
 		return ip
 	}
-	return net.IPv4(127, a[1]-240, 0, a[3]).String()
+	return net.IPv4(127, a[1]-240, a[2], a[3]).String()
 }
 
 // LoopbackAddr maps host:port with Loopback.

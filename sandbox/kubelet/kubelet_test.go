@@ -1,0 +1,444 @@
+//go:build integration
+
+package kubelet_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/crossgate-io/crossgate/sandbox"
+	"github.com/crossgate-io/crossgate/sandbox/kubelet"
+	"github.com/crossgate-io/crossgate/sandbox/network"
+)
+
+// startNode starts one cluster with kube-controller-manager and the sandbox node.
+func startNode(t *testing.T) (*sandbox.Cluster, client.Client) {
+	t.Helper()
+	bin, err := sandbox.BinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := sandbox.NodeImages(bin)[sandbox.EchoImage]; !ok {
+		t.Fatalf("%s/echo-basic is missing: run `make bins`", bin)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := sandbox.Start(ctx, sandbox.Options{
+		Clusters: []string{"cluster-1"}, Dir: t.TempDir(), SkipCRDs: true, Node: true,
+		NodeLog: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	c := s.Clusters[0]
+	return c, c.Client
+}
+
+// echo is what the conformance echo server answers.
+type echo struct {
+	Path, Namespace, Pod string
+}
+
+func get(addr, path string) (echo, error) {
+	hc := http.Client{Timeout: 3 * time.Second}
+	resp, err := hc.Get("http://" + addr + path)
+	if err != nil {
+		return echo{}, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var e echo
+	if err := json.Unmarshal(b, &e); err != nil {
+		return e, fmt.Errorf("%s: %w", b, err)
+	}
+	return e, nil
+}
+
+// A Deployment of the conformance echo server runs on the sandbox node as processes: the
+// Deployment and ReplicaSet controllers make its Pods, the node binds and runs them each in a
+// network namespace of its own behind its own pod address (two replicas listen on the same port
+// without colliding), with their fieldRef environment and readiness probe; the EndpointSlice
+// controller lists them; a killed process is restarted; a deleted Pod's process stops and the
+// Pod goes; the Deployment's deletion takes its Pods with it.
+func TestEchoDeployment(t *testing.T) {
+	cl, c := startNode(t)
+	ctx := context.Background()
+	var node corev1.Node
+	if err := c.Get(ctx, client.ObjectKey{Name: sandbox.NodeName(cl.Name)}, &node); err != nil {
+		t.Fatal(err)
+	}
+	if len(node.Status.Conditions) != 1 || node.Status.Conditions[0].Type != corev1.NodeReady || node.Status.Conditions[0].Status != corev1.ConditionTrue {
+		t.Fatalf("the Node's conditions: %+v", node.Status.Conditions)
+	}
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "infra"}}); err != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]string{"app": "echo"}
+	dep := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "infra", Name: "echo"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](2),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{
+					Name: "echo", Image: sandbox.EchoImage + ":v1.5.1",
+					Ports: []corev1.ContainerPort{{ContainerPort: 3000}},
+					Env: []corev1.EnvVar{
+						{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+						{Name: "NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
+					},
+					ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/health", Port: intstr.FromInt(3000)}}},
+				}}},
+			},
+		},
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "infra", Name: "echo"},
+		Spec:       corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Port: 8080, TargetPort: intstr.FromInt(3000)}}},
+	}
+	for _, o := range []client.Object{dep, svc} {
+		if err := c.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pods := func() []corev1.Pod {
+		var l corev1.PodList
+		if err := c.List(ctx, &l, client.InNamespace("infra"), client.MatchingLabels(labels)); err != nil {
+			t.Fatal(err)
+		}
+		return l.Items
+	}
+	poll(t, time.Minute, "the Deployment available, 2 of 2", func() error {
+		var d appsv1.Deployment
+		if err := c.Get(ctx, client.ObjectKeyFromObject(dep), &d); err != nil {
+			return err
+		}
+		if d.Status.AvailableReplicas != 2 {
+			return fmt.Errorf("status %+v", d.Status)
+		}
+		return nil
+	})
+	// Each endpoint answers as its own pod: the slice's address is the pod's, the echo server
+	// got its name and namespace from the downward API.
+	var slice discoveryv1.EndpointSlice
+	poll(t, 30*time.Second, "the EndpointSlice with both pods ready", func() error {
+		var l discoveryv1.EndpointSliceList
+		if err := c.List(ctx, &l, client.InNamespace("infra"), client.MatchingLabels{discoveryv1.LabelServiceName: "echo"}); err != nil {
+			return err
+		}
+		ready := 0
+		for _, s := range l.Items {
+			for _, e := range s.Endpoints {
+				if ptr.Deref(e.Conditions.Ready, false) {
+					ready++
+				}
+			}
+		}
+		if len(l.Items) != 1 || ready != 2 {
+			return fmt.Errorf("slices %+v", l.Items)
+		}
+		slice = l.Items[0]
+		return nil
+	})
+	for _, e := range slice.Endpoints {
+		addr := network.LoopbackAddr(net.JoinHostPort(e.Addresses[0], "3000"))
+		if !strings.HasPrefix(e.Addresses[0], "10.240.") {
+			t.Fatalf("pod address %s, not the sandbox's pod network", e.Addresses[0])
+		}
+		got, err := get(addr, "/hello")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Pod != e.TargetRef.Name || got.Namespace != "infra" || got.Path != "/hello" {
+			t.Fatalf("%s answered %+v, want pod %s in infra", addr, got, e.TargetRef.Name)
+		}
+	}
+
+	// A process that dies is restarted (restartPolicy Always), and the Pod counts it.
+	victim := pods()[0]
+	pid, err := strconv.Atoi(strings.TrimPrefix(victim.Status.ContainerStatuses[0].ContainerID, "sandbox://"))
+	if err != nil {
+		t.Fatalf("container id %q", victim.Status.ContainerStatuses[0].ContainerID)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 30*time.Second, "the killed container restarted and ready", func() error {
+		var p corev1.Pod
+		if err := c.Get(ctx, client.ObjectKeyFromObject(&victim), &p); err != nil {
+			return err
+		}
+		cs := p.Status.ContainerStatuses[0]
+		if cs.RestartCount != 1 || !cs.Ready || cs.LastTerminationState.Terminated == nil || cs.LastTerminationState.Terminated.ExitCode != 137 {
+			return fmt.Errorf("container status %+v", cs)
+		}
+		return nil
+	})
+
+	// A deleted Pod's process stops and the Pod goes; the ReplicaSet replaces it.
+	victim = pods()[0]
+	pid, _ = strconv.Atoi(strings.TrimPrefix(victim.Status.ContainerStatuses[0].ContainerID, "sandbox://"))
+	if err := c.Delete(ctx, &victim); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 30*time.Second, "the deleted Pod gone, its process stopped", func() error {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(&victim), &corev1.Pod{}); err == nil {
+			return fmt.Errorf("still there")
+		}
+		if syscall.Kill(pid, 0) == nil {
+			return fmt.Errorf("process %d still runs", pid)
+		}
+		return nil
+	})
+	poll(t, time.Minute, "a replacement Pod ready", func() error {
+		ready := 0
+		for _, p := range pods() {
+			if p.Name != victim.Name && podReady(&p) {
+				ready++
+			}
+		}
+		if ready != 2 {
+			return fmt.Errorf("%d ready", ready)
+		}
+		return nil
+	})
+
+	// The Deployment's deletion takes its ReplicaSet and Pods (the garbage collector), and the
+	// node stops their processes.
+	var pids []int
+	for _, p := range pods() {
+		n, _ := strconv.Atoi(strings.TrimPrefix(p.Status.ContainerStatuses[0].ContainerID, "sandbox://"))
+		pids = append(pids, n)
+	}
+	if err := c.Delete(ctx, dep, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, time.Minute, "the Deployment's Pods and processes gone", func() error {
+		if n := len(pods()); n != 0 {
+			return fmt.Errorf("%d pods left", n)
+		}
+		for _, pid := range pids {
+			if syscall.Kill(pid, 0) == nil {
+				return fmt.Errorf("process %d still runs", pid)
+			}
+		}
+		return nil
+	})
+}
+
+// A Pod of an image the node does not know, or asking for what it cannot give, is bound and
+// reported Waiting with the reason, and never Ready; a Pod whose nodeSelector the node does not
+// match stays unscheduled, saying why.
+func TestPodsTheNodeCannotRun(t *testing.T) {
+	cl, c := startNode(t)
+	ctx := context.Background()
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "web"}}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 30*time.Second, "the default ServiceAccount", func() error {
+		return c.Get(ctx, client.ObjectKey{Namespace: "web", Name: "default"}, &corev1.ServiceAccount{})
+	})
+	cases := []struct {
+		pod    corev1.PodSpec
+		reason string
+		says   string
+	}{
+		{corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "nginx:1.27"}}}, kubelet.ReasonUnknownImage, `not "nginx:1.27"`},
+		{corev1.PodSpec{Containers: []corev1.Container{{Name: "echo", Image: sandbox.EchoImage, Command: []string{"/bin/sh"}}}}, kubelet.ReasonConfig, "containers[echo].command"},
+		{corev1.PodSpec{Containers: []corev1.Container{{Name: "echo", Image: sandbox.EchoImage, Env: []corev1.EnvVar{
+			{Name: "X", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "absent"}, Key: "k"}}},
+		}}}}, kubelet.ReasonConfig, "containers[echo].env[X]"},
+	}
+	for i, tc := range cases {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "p" + strconv.Itoa(i)}, Spec: tc.pod}
+		if err := c.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		poll(t, 30*time.Second, p.Name+" reported "+tc.reason, func() error {
+			if err := c.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
+				return err
+			}
+			if p.Spec.NodeName != sandbox.NodeName(cl.Name) || len(p.Status.ContainerStatuses) != 1 {
+				return fmt.Errorf("node %q, status %+v", p.Spec.NodeName, p.Status)
+			}
+			w := p.Status.ContainerStatuses[0].State.Waiting
+			if w == nil || w.Reason != tc.reason || !strings.Contains(w.Message, tc.says) {
+				return fmt.Errorf("state %+v", p.Status.ContainerStatuses[0].State)
+			}
+			return nil
+		})
+		if podReady(p) || p.Status.Phase != corev1.PodPending {
+			t.Fatalf("%s: phase %s, ready %v", p.Name, p.Status.Phase, podReady(p))
+		}
+	}
+	picky := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "picky"},
+		Spec:       corev1.PodSpec{NodeSelector: map[string]string{"disk": "ssd"}, Containers: []corev1.Container{{Name: "echo", Image: sandbox.EchoImage}}},
+	}
+	if err := c.Create(ctx, picky); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 30*time.Second, "the Pod the node does not match, Unschedulable", func() error {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(picky), picky); err != nil {
+			return err
+		}
+		for _, cond := range picky.Status.Conditions {
+			if cond.Type == corev1.PodScheduled && cond.Status == corev1.ConditionFalse && cond.Reason == corev1.PodReasonUnschedulable && strings.Contains(cond.Message, "nodeSelector") {
+				return nil
+			}
+		}
+		return fmt.Errorf("node %q, conditions %+v", picky.Spec.NodeName, picky.Status.Conditions)
+	})
+	if picky.Spec.NodeName != "" {
+		t.Fatalf("bound to %s", picky.Spec.NodeName)
+	}
+}
+
+// A Pod a sandbox app process registers for itself is probed at its address: Ready while the
+// app answers (and has a pod IP), listed by the EndpointSlice controller, unready once it stops,
+// and, deleted as kubectl does, not left Terminating.
+func TestAppPods(t *testing.T) {
+	cl, c := startNode(t)
+	ctx := context.Background()
+	ln, err := net.Listen("tcp", network.AppAddress(1, 2, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().(*net.TCPAddr)
+	for _, o := range []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "web"}},
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "web"}, Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt(addr.Port)}},
+		}},
+	} {
+		if err := c.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	poll(t, 30*time.Second, "the default ServiceAccount", func() error {
+		return c.Get(ctx, client.ObjectKey{Namespace: "web", Name: "default"}, &corev1.ServiceAccount{})
+	})
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: "web", Name: "web-2", Labels: map[string]string{"app": "web"},
+			Annotations: map[string]string{kubelet.AppAnnotation: addr.String()},
+		},
+		Spec: corev1.PodSpec{NodeName: sandbox.NodeName(cl.Name), Containers: []corev1.Container{{Name: "app", Image: "app"}}},
+	}
+	if err := c.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	podIP := network.PodIP(1, 2)
+	if network.Loopback(podIP) != addr.IP.String() || network.LoopbackAddr(podIP+":80") != addr.IP.String()+":80" || network.Loopback("10.96.0.1") != "10.96.0.1" ||
+		network.Loopback("10.241.130.7") != "127.1.130.7" {
+		t.Fatalf("the sandbox network maps %s to %s", podIP, network.Loopback(podIP))
+	}
+	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: podIP}
+	if err := c.Status().Update(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	endpoint := func(ready bool) func() error {
+		return func() error {
+			var l discoveryv1.EndpointSliceList
+			if err := c.List(ctx, &l, client.InNamespace("web"), client.MatchingLabels{discoveryv1.LabelServiceName: "web"}); err != nil {
+				return err
+			}
+			if len(l.Items) != 1 {
+				return fmt.Errorf("slices %+v", l.Items)
+			}
+			s := l.Items[0]
+			if len(s.Endpoints) != 1 || s.Endpoints[0].Addresses[0] != podIP || ptr.Deref(s.Endpoints[0].Conditions.Ready, false) != ready ||
+				*s.Ports[0].Port != int32(addr.Port) || s.Endpoints[0].TargetRef.Name != "web-2" {
+				return fmt.Errorf("slice %+v", s.Endpoints)
+			}
+			return nil
+		}
+	}
+	poll(t, 30*time.Second, "the pod's endpoint, ready", endpoint(true))
+	_ = ln.Close()
+	poll(t, 30*time.Second, "the endpoint unready once the app stops answering", endpoint(false))
+
+	// A Pod whose app answers but which has no IP is never Ready; a Pod deleted gracefully (as
+	// kubectl does) whose app has stopped is not left Terminating: the prober confirms it.
+	ln2, err := net.Listen("tcp", network.AppAddress(1, 3, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln2.Close()
+	noIP := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "no-ip", Annotations: map[string]string{kubelet.AppAnnotation: ln2.Addr().String()}},
+		Spec:       corev1.PodSpec{NodeName: sandbox.NodeName(cl.Name), Containers: []corev1.Container{{Name: "app", Image: "app"}}},
+	}
+	if err := c.Create(ctx, noIP); err != nil {
+		t.Fatal(err)
+	}
+	noIP.Status = corev1.PodStatus{Phase: corev1.PodRunning}
+	kubelet.SetPodReady(noIP, true)
+	if err := c.Status().Update(ctx, noIP); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 10*time.Second, "a Pod without an IP unready", func() error {
+		var p corev1.Pod
+		if err := c.Get(ctx, client.ObjectKeyFromObject(noIP), &p); err != nil {
+			return err
+		}
+		if podReady(&p) {
+			return fmt.Errorf("Ready without an IP")
+		}
+		return nil
+	})
+	if err := c.Delete(ctx, pod); err != nil { // graceful, as kubectl delete
+		t.Fatal(err)
+	}
+	poll(t, 10*time.Second, "the deleted Pod of a stopped app gone", func() error {
+		err := c.Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{})
+		if err == nil {
+			return fmt.Errorf("still Terminating")
+		}
+		return client.IgnoreNotFound(err)
+	})
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func poll(t *testing.T, within time.Duration, what string, cond func() error) {
+	t.Helper()
+	start := time.Now()
+	var err error
+	for time.Since(start) < within {
+		if err = cond(); err == nil {
+			t.Logf("%s after %v", what, time.Since(start))
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %v: %v", what, within, err)
+}

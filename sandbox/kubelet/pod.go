@@ -1,0 +1,441 @@
+package kubelet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/crossgate-io/crossgate/sandbox/network"
+)
+
+// Waiting reasons the node reports for a container it does not run.
+const (
+	// ReasonUnknownImage: the node has no binary for the image.
+	ReasonUnknownImage = "ErrImageNeverPull"
+	// ReasonConfig: the container asks for what the node cannot give (a command of its own,
+	// volume mounts, an environment it cannot resolve).
+	ReasonConfig = "CreateContainerConfigError"
+	// ReasonBackOff: the container exited and waits to be restarted.
+	ReasonBackOff = "CrashLoopBackOff"
+)
+
+// serviceAccountMount is where the API server's ServiceAccount admission mounts the token; the
+// node does not mount it (the processes find the API server through no token file), and does
+// not refuse a container for it.
+const serviceAccountMount = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+// pod is the worker of one Pod of the node: it owns the pod's network namespace, its port
+// forwarders and its containers' processes, and writes the Pod's status.
+type pod struct {
+	k        *Kubelet
+	key      string
+	uid      types.UID
+	mu       sync.Mutex
+	latest   *corev1.Pod
+	wake     chan struct{}
+	stopping chan struct{}
+	stopOnce sync.Once
+	grace    int64
+	remove   bool // delete the Pod once stopped (it is being deleted)
+	done     chan struct{}
+
+	addr       string // pod IP
+	netns      int    // -1 until created
+	netErr     error  // why the pod has no network
+	listeners  []net.Listener
+	started    metav1.Time
+	containers []*container
+	written    *corev1.PodStatus
+}
+
+type container struct {
+	spec      corev1.Container
+	cantRun   string // Waiting reason when the node will not run it
+	why       string // its message
+	cmd       *exec.Cmd
+	running   bool
+	startedAt metav1.Time
+	exit      chan *corev1.ContainerStateTerminated
+	restarts  int32
+	last      *corev1.ContainerStateTerminated // the previous run's end
+	final     bool                             // ended, and not to be restarted
+	nextStart time.Time
+	backoff   time.Duration
+	ready     bool
+	probeErr  string
+}
+
+func (k *Kubelet) newPod(p *corev1.Pod) *pod {
+	w := &pod{
+		k: k, key: client.ObjectKeyFromObject(p).String(), uid: p.UID, latest: p.DeepCopy(), netns: -1,
+		wake: make(chan struct{}, 1), stopping: make(chan struct{}), done: make(chan struct{}), started: metav1.Now(),
+	}
+	for _, c := range p.Spec.Containers {
+		w.containers = append(w.containers, k.admit(p, c))
+	}
+	return w
+}
+
+// admit decides whether the node runs a container, and says why not.
+func (k *Kubelet) admit(p *corev1.Pod, c corev1.Container) *container {
+	ct := &container{spec: c, exit: make(chan *corev1.ContainerStateTerminated, 1)}
+	switch _, known := k.o.Images[repository(c.Image)]; {
+	case !known:
+		ct.cantRun, ct.why = ReasonUnknownImage, fmt.Sprintf("the sandbox node runs only the images %s, not %q", strings.Join(slices.Sorted(mapsKeys(k.o.Images)), ", "), c.Image)
+	case len(p.Spec.InitContainers) > 0:
+		ct.cantRun, ct.why = ReasonConfig, "the sandbox node does not run init containers (spec.initContainers)"
+	case len(c.Command) > 0:
+		ct.cantRun, ct.why = ReasonConfig, fmt.Sprintf("the sandbox node runs the image's own entrypoint: containers[%s].command is not supported", c.Name)
+	default:
+		for _, m := range c.VolumeMounts {
+			if m.MountPath != serviceAccountMount {
+				ct.cantRun, ct.why = ReasonConfig, fmt.Sprintf("the sandbox node mounts no volumes: containers[%s].volumeMounts %s at %s", c.Name, m.Name, m.MountPath)
+				break
+			}
+		}
+	}
+	return ct
+}
+
+func mapsKeys(m map[string]Image) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// update hands the worker the Pod's latest state.
+func (w *pod) update(p *corev1.Pod) {
+	w.mu.Lock()
+	w.latest = p.DeepCopy()
+	w.mu.Unlock()
+	w.poke()
+}
+
+func (w *pod) poke() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// terminate stops the pod: its processes get SIGTERM, then SIGKILL after grace seconds; with
+// remove, the Pod is deleted once they are gone (it is being deleted).
+func (w *pod) terminate(grace int64, remove bool) {
+	w.stopOnce.Do(func() {
+		w.grace, w.remove = grace, remove
+		close(w.stopping)
+	})
+}
+
+// run is the worker's loop: start and restart containers, probe them, write the status.
+func (w *pod) run() {
+	defer close(w.done)
+	defer w.k.workerDone(w)
+	t := time.NewTicker(w.k.o.Period)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.stopping:
+			w.shutdown()
+			return
+		default:
+		}
+		w.step()
+		select {
+		case <-w.stopping:
+		case <-t.C:
+		case <-w.wake:
+		}
+	}
+}
+
+func (w *pod) step() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	w.mu.Lock()
+	p := w.latest.DeepCopy()
+	w.mu.Unlock()
+	if w.netns < 0 && w.netErr == nil {
+		w.netErr = w.network(p)
+	}
+	for _, c := range w.containers {
+		w.collect(c)
+		if c.cantRun != "" || w.netns < 0 || c.final || c.running {
+			continue
+		}
+		if time.Now().Before(c.nextStart) {
+			continue
+		}
+		if err := w.start(ctx, p, c); err != nil {
+			c.cantRun, c.why = ReasonConfig, err.Error()
+		}
+	}
+	for _, c := range w.containers {
+		w.probe(ctx, c)
+	}
+	st := w.status(p)
+	if w.written != nil && equality.Semantic.DeepEqual(*w.written, st) {
+		return
+	}
+	orig := p.DeepCopy()
+	p.Status = st
+	if err := w.k.c.Status().Patch(ctx, p, client.MergeFrom(orig)); err != nil {
+		w.k.o.Log.Debug("writing the Pod's status", "pod", w.key, "error", err)
+		return
+	}
+	w.written = &st
+}
+
+// network gives the pod its address and network namespace, and forwards each declared TCP port
+// from the address to the namespace's loopback.
+func (w *pod) network(p *corev1.Pod) error {
+	ip, err := w.k.allocate(p.Status.PodIP)
+	if err != nil {
+		return err
+	}
+	w.addr = ip
+	ns, err := newNetns()
+	if err != nil {
+		return err
+	}
+	w.netns = ns
+	for _, c := range p.Spec.Containers {
+		for _, port := range c.Ports {
+			if port.Protocol != "" && port.Protocol != corev1.ProtocolTCP {
+				continue
+			}
+			ln, err := net.Listen("tcp", network.LoopbackAddr(net.JoinHostPort(ip, strconv.Itoa(int(port.ContainerPort)))))
+			if err != nil {
+				return fmt.Errorf("the pod's port %d: %w", port.ContainerPort, err)
+			}
+			w.listeners = append(w.listeners, ln)
+			go w.forward(ln, int(port.ContainerPort))
+		}
+	}
+	return nil
+}
+
+// forward carries each connection to the pod's address:port to port in the pod's namespace.
+func (w *pod) forward(ln net.Listener, port int) {
+	for {
+		in, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer in.Close()
+			out, err := w.dial(context.Background(), port)
+			if err != nil {
+				return
+			}
+			defer out.Close()
+			done := make(chan struct{})
+			go func() {
+				_, _ = io.Copy(out, in)
+				_ = out.(*net.TCPConn).CloseWrite()
+				close(done)
+			}()
+			_, _ = io.Copy(in, out)
+			_ = in.(*net.TCPConn).CloseWrite()
+			<-done
+		}()
+	}
+}
+
+// dial connects to port on the pod's loopback, from inside its network namespace.
+func (w *pod) dial(ctx context.Context, port int) (net.Conn, error) {
+	var conn net.Conn
+	err := inNetns(w.netns, func() error {
+		var err error
+		conn, err = (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		return err
+	})
+	return conn, err
+}
+
+// start runs a container's process in the pod's namespace, its output to the container's log.
+func (w *pod) start(ctx context.Context, p *corev1.Pod, c *container) error {
+	env, err := w.k.environment(ctx, p, w.addr, c.spec)
+	if err != nil {
+		return err
+	}
+	img := w.k.o.Images[repository(c.spec.Image)]
+	logf, err := os.OpenFile(filepath.Join(w.k.o.LogDir, p.Namespace+"_"+p.Name+"_"+c.spec.Name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(img.Path, append(slices.Clone(img.Args), c.spec.Args...)...)
+	cmd.Env = env
+	cmd.Dir = os.TempDir()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = procAttr()
+	if err := inNetns(w.netns, cmd.Start); err != nil {
+		return fmt.Errorf("starting %s: %w", img.Path, err)
+	}
+	c.cmd, c.running, c.startedAt, c.ready, c.probeErr = cmd, true, metav1.Now(), false, ""
+	go func() {
+		err := cmd.Wait()
+		end := &corev1.ContainerStateTerminated{FinishedAt: metav1.Now(), StartedAt: c.startedAt, ContainerID: containerID(cmd)}
+		var exit *exec.ExitError
+		switch {
+		case errors.As(err, &exit):
+			end.ExitCode = int32(exit.ExitCode())
+			if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				end.ExitCode, end.Signal, end.Reason = 128+int32(ws.Signal()), int32(ws.Signal()), "Error"
+			} else {
+				end.Reason = "Error"
+			}
+		case err != nil:
+			end.ExitCode, end.Reason, end.Message = 1, "Error", err.Error()
+		default:
+			end.Reason = "Completed"
+		}
+		c.exit <- end
+		w.poke()
+	}()
+	return nil
+}
+
+func containerID(cmd *exec.Cmd) string { return "sandbox://" + strconv.Itoa(cmd.Process.Pid) }
+
+// collect notes a container's exit, and whether and when it starts again (restartPolicy, with
+// a back-off that doubles from 1s to 20s and resets after a minute of running).
+func (w *pod) collect(c *container) {
+	select {
+	case end := <-c.exit:
+		c.running, c.ready, c.last = false, false, end
+		w.mu.Lock()
+		policy := w.latest.Spec.RestartPolicy
+		w.mu.Unlock()
+		if policy == corev1.RestartPolicyNever || (policy == corev1.RestartPolicyOnFailure && end.ExitCode == 0) {
+			c.final = true
+			return
+		}
+		c.restarts++
+		if end.FinishedAt.Sub(end.StartedAt.Time) > time.Minute {
+			c.backoff = 0
+		}
+		c.backoff = min(max(2*c.backoff, time.Second), 20*time.Second)
+		c.nextStart = time.Now().Add(c.backoff)
+	default:
+	}
+}
+
+// probe runs a running container's readiness probe (none: ready once started, as kubelet
+// does); exec and gRPC probes are not run here, and say so.
+func (w *pod) probe(ctx context.Context, c *container) {
+	if !c.running {
+		c.ready = false
+		return
+	}
+	rp := c.spec.ReadinessProbe
+	if rp == nil {
+		c.ready = true
+		return
+	}
+	if time.Since(c.startedAt.Time) < time.Duration(rp.InitialDelaySeconds)*time.Second {
+		return
+	}
+	err := w.check(ctx, c.spec, rp.ProbeHandler, time.Duration(max(rp.TimeoutSeconds, 1))*time.Second)
+	c.ready = err == nil
+	c.probeErr = ""
+	if err != nil {
+		c.probeErr = "Readiness probe failed: " + err.Error()
+	}
+}
+
+func (w *pod) check(ctx context.Context, spec corev1.Container, h corev1.ProbeHandler, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	switch {
+	case h.TCPSocket != nil:
+		port, err := containerPort(spec, h.TCPSocket.Port.String())
+		if err != nil {
+			return err
+		}
+		conn, err := w.dial(ctx, port)
+		if err != nil {
+			return err
+		}
+		return conn.Close()
+	case h.HTTPGet != nil:
+		return w.httpGet(ctx, spec, h.HTTPGet)
+	default:
+		return errors.New("the sandbox node runs httpGet and tcpSocket probes only")
+	}
+}
+
+// containerPort resolves a probe's port, a number or the name of a container port.
+func containerPort(spec corev1.Container, port string) (int, error) {
+	if n, err := strconv.Atoi(port); err == nil {
+		return n, nil
+	}
+	for _, p := range spec.Ports {
+		if p.Name == port {
+			return int(p.ContainerPort), nil
+		}
+	}
+	return 0, fmt.Errorf("the container has no port named %q", port)
+}
+
+// shutdown stops every container (SIGTERM, SIGKILL after the grace period), the forwarders and
+// the namespace, and deletes the Pod if it is being deleted.
+func (w *pod) shutdown() {
+	for _, c := range w.containers {
+		if c.running {
+			_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGTERM)
+		}
+	}
+	deadline := time.After(time.Duration(min(w.grace, 30)) * time.Second)
+	for _, c := range w.containers {
+		if !c.running {
+			continue
+		}
+		select {
+		case <-c.exit:
+		case <-deadline:
+			_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+			<-c.exit
+		}
+		c.running = false
+	}
+	for _, ln := range w.listeners {
+		_ = ln.Close()
+	}
+	if w.netns >= 0 {
+		_ = unix.Close(w.netns)
+	}
+	if w.remove {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		w.mu.Lock()
+		p := w.latest
+		w.mu.Unlock()
+		if err := w.k.confirmDeletion(ctx, p); err != nil {
+			w.k.o.Log.Warn("completing the Pod's deletion", "pod", w.key, "error", err)
+		}
+	}
+}
