@@ -46,6 +46,9 @@ type Options struct {
 	// ControllerManager. NodeLog receives its errors (discarded when nil).
 	Node    bool
 	NodeLog *slog.Logger
+	// Crossgate is the crossgate binary: the node runs its `sandbox envoy` for the Envoy image
+	// of crossgate's gateway Deployments (none when empty).
+	Crossgate string
 }
 
 // NodeName is the name of a cluster's sandbox node; the Pods of sandbox app processes name it too.
@@ -55,11 +58,19 @@ func NodeName(cluster string) string { return "sandbox-" + cluster }
 // node runs from bin/echo-basic.
 const EchoImage = "registry.k8s.io/gateway-api/echo-basic"
 
-// NodeImages are the images the sandbox node runs, from the binaries in binDir.
-func NodeImages(binDir string) map[string]kubelet.Image {
+// EnvoyImage is the Envoy image of crossgate's gateway Deployments (any tag), for which the
+// sandbox node runs the stand-in (crossgate sandbox envoy).
+const EnvoyImage = "docker.io/envoyproxy/envoy"
+
+// NodeImages are the images the sandbox node runs: the conformance echo server from binDir,
+// and, given the crossgate binary, the stand-in for Envoy.
+func NodeImages(binDir, crossgate string) map[string]kubelet.Image {
 	images := map[string]kubelet.Image{}
 	if p := filepath.Join(binDir, "echo-basic"); fileExists(p) {
 		images[EchoImage] = kubelet.Image{Path: p}
+	}
+	if crossgate != "" {
+		images[EnvoyImage] = kubelet.Image{Path: crossgate, Args: []string{"sandbox", "envoy"}, HostNetwork: true}
 	}
 	return images
 }
@@ -100,6 +111,8 @@ type Cluster struct {
 	Client client.Client
 	// ServiceCIDR is the cluster's Service IP range; ranges differ between clusters.
 	ServiceCIDR string
+	// PodLogs holds the output of the containers the sandbox node runs (Options.Node).
+	PodLogs string
 
 	apiserver         *process
 	controllerManager *process
@@ -272,7 +285,7 @@ func Start(ctx context.Context, opts Options) (s *Sandbox, err error) {
 				}
 			}
 			if opts.Node {
-				errs[i] = s.startNode(ctx, c, opts.NodeLog)
+				errs[i] = s.startNode(ctx, c, opts.NodeLog, NodeImages(binDir, opts.Crossgate))
 			}
 		})
 	}
@@ -443,11 +456,12 @@ func (s *Sandbox) launchAPIServer(ctx context.Context, c *Cluster) error {
 }
 
 // startNode runs the cluster's sandbox node in this process and waits until its Node is there.
-func (s *Sandbox) startNode(ctx context.Context, c *Cluster, log *slog.Logger) error {
+func (s *Sandbox) startNode(ctx context.Context, c *Cluster, log *slog.Logger, images map[string]kubelet.Image) error {
 	logDir := filepath.Join(s.Dir, c.Name+"-pods")
 	if err := os.MkdirAll(logDir, 0o700); err != nil {
 		return err
 	}
+	c.PodLogs = logDir
 	nctx, cancel := context.WithCancel(context.Background())
 	c.node, c.nodeDone = cancel, make(chan struct{})
 	if log == nil {
@@ -457,7 +471,7 @@ func (s *Sandbox) startNode(ctx context.Context, c *Cluster, log *slog.Logger) e
 	go func() {
 		defer close(c.nodeDone)
 		errc <- kubelet.Run(nctx, kubelet.Options{
-			Node: NodeName(c.Name), ClusterIndex: c.Index, Config: c.Config, Images: NodeImages(s.binDir),
+			Node: NodeName(c.Name), ClusterIndex: c.Index, Config: c.Config, Images: images,
 			LogDir: logDir, Log: log.With("node", NodeName(c.Name)),
 		})
 	}()

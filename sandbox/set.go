@@ -15,19 +15,17 @@ import (
 	"sync"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	"github.com/crossgate-io/crossgate/membership"
-	"github.com/crossgate-io/crossgate/sandbox/proxy"
 	"github.com/crossgate-io/crossgate/translator"
 	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/identity"
@@ -53,8 +51,9 @@ type SetOptions struct {
 	Dir string
 	// BinDir holds etcd and kube-apiserver (BinDir() when empty).
 	BinDir string
-	// Controller is the crossgate-controller binary.
-	Controller string
+	// Controller is the crossgate-controller binary; Crossgate the crossgate binary, whose
+	// `sandbox envoy` the sandbox node runs for the gateways' Envoy containers.
+	Controller, Crossgate string
 	// GatewayPortBase is the gateway port of cluster-1; cluster-N's is base+N-1 (81 when zero).
 	GatewayPortBase int
 	// Progress receives a line per step.
@@ -164,7 +163,7 @@ func StartSet(ctx context.Context, opts SetOptions) (set *Set, err error) {
 	}
 	progress("holding the gateway ports 127.0.0.1:%d-%d", opts.GatewayPortBase, opts.GatewayPortBase+len(SetClusters)-2)
 	progress("starting etcd, and %d kube-apiservers, kube-controller-managers and sandbox nodes", len(SetClusters))
-	sb, err := Start(ctx, Options{Clusters: SetClusters, Dir: filepath.Join(opts.Dir, "data"), BinDir: opts.BinDir, Node: true, NodeLog: opts.Log})
+	sb, err := Start(ctx, Options{Clusters: SetClusters, Dir: filepath.Join(opts.Dir, "data"), BinDir: opts.BinDir, Node: true, NodeLog: opts.Log, Crossgate: opts.Crossgate})
 	if err != nil {
 		return nil, err
 	}
@@ -235,15 +234,20 @@ func StartSet(ctx context.Context, opts SetOptions) (set *Set, err error) {
 		}
 	}
 
-	progress("starting the stand-in gateways (Envoy cannot run here) on 127.0.0.1:%d-%d", opts.GatewayPortBase, opts.GatewayPortBase+len(sb.Clusters)-2)
+	progress("serving the gateways' LoadBalancer Services on 127.0.N.x and the gateway ports 127.0.0.1:%d-%d; each gateway's Deployment runs the stand-in for Envoy (Envoy cannot run here)",
+		opts.GatewayPortBase, opts.GatewayPortBase+len(sb.Clusters)-2)
 	for i, cs := range set.State.Clusters[1:] {
-		ln := gwListeners[cs.Name]
-		delete(gwListeners, cs.Name)
-		if err := set.startGateway(wctx, root, cs, sb.Clusters[i+1], ln, log); err != nil {
-			return set, err
-		}
-		if err := reportGateway(ctx, sb.Clusters[i+1].Client, LoadBalancerIP(sb.Clusters[i+1].Index)); err != nil {
+		c := sb.Clusters[i+1]
+		lb, err := NewLoadBalancer(wctx, c.Config, c.Index, log.With("loadbalancer", cs.Name))
+		if err != nil {
 			return set, fmt.Errorf("%s: %w", cs.Name, err)
+		}
+		lb.Bind(gwListeners[cs.Name], types.NamespacedName{Namespace: SystemNamespace, Name: GatewayName}, int32(cs.GatewayPort))
+		delete(gwListeners, cs.Name)
+	}
+	for _, c := range sb.Clusters[1:] {
+		if err := waitProgrammed(ctx, c, 2*time.Minute); err != nil {
+			return set, fmt.Errorf("%s: %w", c.Name, err)
 		}
 	}
 
@@ -379,146 +383,25 @@ func Ready(ctx context.Context, metrics string) error {
 	return nil
 }
 
-// startGateway runs the stand-in for a member's gateway Envoy on its gateway port (ln, the
-// Cluster object's gatewayPort, as listener port 80), and on every port of the gateway's
-// LoadBalancer Service at the cluster's load balancer address (servePorts): it subscribes as
-// gateway~crossgate-system/crossgate-gateway with the gateway's identity.
-func (s *Set) startGateway(ctx context.Context, root *identity.CA, cs ClusterState, c *Cluster, ln net.Listener, log *slog.Logger) error {
-	cert, err := root.Issue(SystemNamespace, GatewayName, 24*time.Hour)
-	if err != nil {
-		_ = ln.Close()
-		return err
-	}
-	p, err := proxy.Start(ctx, proxy.Options{
-		Role: proxy.Gateway, Log: log.With("gateway", cs.Name),
-		XDS: proxy.XDSOptions{Address: cs.XDS, Node: wellknown.Gateway(SystemNamespace, GatewayName).String(), Certificate: cert},
-	})
-	if err != nil {
-		_ = ln.Close()
-		return err
-	}
-	tln, err := p.Listener(ln)
-	if err != nil {
-		_ = ln.Close()
-		return err
-	}
-	srv := p.Server()
-	s.wg.Go(func() { _ = srv.Serve(tln) })
-	s.wg.Go(func() { <-ctx.Done(); _ = srv.Close() })
-	s.wg.Go(func() { servePorts(ctx, p, srv, c.Client, LoadBalancerIP(c.Index), log.With("gateway", cs.Name)) })
-	select {
-	case <-p.Ready():
-		return nil
-	case <-time.After(30 * time.Second):
-		return fmt.Errorf("the gateway of %s got no configuration from %s within 30s", cs.Name, cs.XDS)
-	}
-}
+// LoadBalancerIP is the load balancer address of the member of index i (1 for cluster-1) that
+// its gateway's Service gets, the first its load balancer gives.
+func LoadBalancerIP(i int) string { return LoadBalancerAddress(i, 1) }
 
-// LoadBalancerIP is the load balancer address of the member of index i (1 for cluster-1):
-// 127.0.i.1, on the loopback interface (Linux routes all of 127.0.0.0/8 there), apart from the
-// apps' 127.i.0.x.
-func LoadBalancerIP(i int) string { return "127.0." + strconv.Itoa(i) + ".1" }
-
-// servePorts is a loopback load balancer for the gateway's LoadBalancer Service: the stand-in
-// listens at ip on each of the Service's ports, as the gateway listener of its targetPort, and
-// follows the Service as its ports change (a listener added to the Gateway). A port it cannot
-// take is logged once: below 1024 a user other than root needs CAP_NET_BIND_SERVICE, or
-// net.ipv4.ip_unprivileged_port_start lowered.
-func servePorts(ctx context.Context, p *proxy.Proxy, srv *http.Server, c client.Client, ip string, log *slog.Logger) {
+// waitProgrammed waits until the member's Gateway is Programmed: its Deployment has an
+// available replica (the sandbox node runs the stand-in for its Envoy) and its Service an
+// address (the loopback load balancer).
+func waitProgrammed(ctx context.Context, c *Cluster, timeout time.Duration) error {
 	key := client.ObjectKey{Namespace: SystemNamespace, Name: GatewayName}
-	open := map[string]net.Listener{} // by "port/targetPort"
-	failed := map[string]bool{}
-	defer func() {
-		for _, ln := range open {
-			_ = ln.Close()
-		}
-	}()
-	t := time.NewTicker(500 * time.Millisecond)
-	defer t.Stop()
-	for {
-		var svc corev1.Service
-		if err := c.Get(ctx, key, &svc); err == nil {
-			want := map[string]bool{}
-			for _, sp := range svc.Spec.Ports {
-				target := sp.TargetPort.IntValue()
-				if target == 0 {
-					target = int(sp.Port)
-				}
-				k := strconv.Itoa(int(sp.Port)) + "/" + strconv.Itoa(target)
-				want[k] = true
-				if open[k] != nil || failed[k] {
-					continue
-				}
-				addr := net.JoinHostPort(ip, strconv.Itoa(int(sp.Port)))
-				ln, err := net.Listen("tcp", addr)
-				if err != nil {
-					failed[k] = true
-					log.Warn("the loopback load balancer cannot serve a port of the gateway's Service (below 1024, a user other than root needs CAP_NET_BIND_SERVICE or a lower net.ipv4.ip_unprivileged_port_start)", "address", addr, "error", err)
-					continue
-				}
-				tln, err := p.ListenerFor(ln, uint32(target))
-				if err != nil {
-					_ = ln.Close()
-					log.Warn("serving a port of the gateway's Service", "address", addr, "error", err)
-					continue
-				}
-				open[k] = ln
-				go func() { _ = srv.Serve(tln) }()
-			}
-			for k, ln := range open {
-				if !want[k] {
-					_ = ln.Close()
-					delete(open, k)
-				}
-			}
-			for k := range failed {
-				if !want[k] {
-					delete(failed, k)
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// reportGateway does for a member's gateway, once its stand-in serves, what a load balancer,
-// kubelet and kube-controller-manager would do for its Envoy Deployment: the LoadBalancer
-// Service gets the stand-in's load balancer address (ip) as its ingress and the Deployment one
-// available replica, which the controller reads into the Gateway's addresses and Programmed
-// condition. The sandbox runs no Deployment itself: the stand-in is that Deployment's pod.
-func reportGateway(ctx context.Context, c client.Client, ip string) error {
-	key := client.ObjectKey{Namespace: SystemNamespace, Name: GatewayName}
-	var last error
-	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		var svc corev1.Service
-		var dep appsv1.Deployment
-		if last = c.Get(ctx, key, &svc); last != nil {
-			return false, nil // rendered by the controller: wait for it
-		}
-		if last = c.Get(ctx, key, &dep); last != nil {
+	var gw gatewayv1.Gateway
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		if err := c.Client.Get(ctx, key, &gw); err != nil {
 			return false, nil
 		}
-		if len(svc.Status.LoadBalancer.Ingress) == 0 {
-			svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: ip}}
-			if last = c.Status().Update(ctx, &svc); last != nil {
-				return false, nil // a conflict: read again
-			}
-		}
-		replicas := ptr.Deref(dep.Spec.Replicas, 1)
-		dep.Status = appsv1.DeploymentStatus{
-			ObservedGeneration: dep.Generation, Replicas: replicas, UpdatedReplicas: replicas, ReadyReplicas: replicas, AvailableReplicas: replicas,
-		}
-		if last = c.Status().Update(ctx, &dep); last != nil {
-			return false, nil
-		}
-		return true, nil
+		return meta.IsStatusConditionTrue(gw.Status.Conditions, string(gatewayv1.GatewayConditionProgrammed)), nil
 	})
 	if err != nil {
-		return fmt.Errorf("reporting the gateway's address and replica: %w", errors.Join(err, last))
+		return fmt.Errorf("the Gateway %s is not Programmed (%+v): see the pods' logs in %s: %w", key,
+			meta.FindStatusCondition(gw.Status.Conditions, string(gatewayv1.GatewayConditionProgrammed)), c.PodLogs, err)
 	}
 	return nil
 }

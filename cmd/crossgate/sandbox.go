@@ -28,6 +28,7 @@ import (
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	"github.com/crossgate-io/crossgate/sandbox"
 	"github.com/crossgate-io/crossgate/sandbox/kubelet"
+	"github.com/crossgate-io/crossgate/sandbox/proxy"
 )
 
 type sandboxFlags struct {
@@ -74,7 +75,18 @@ func sandboxCommand() *cobra.Command {
 		RunE:   func(cmd *cobra.Command, _ []string) error { return sandboxServe(f, cmd.OutOrStdout()) },
 	}
 	serve.Flags().IntVar(&f.gatewayPortBase, "gateway-port", 81, "gateway port of cluster-1")
-	cmd.AddCommand(up, serve, appCommand(f), demoCommand(f),
+	envoy := &cobra.Command{
+		Use:                "envoy -c BOOTSTRAP --service-node gateway~NAMESPACE/NAME",
+		Short:              "The stand-in for the Envoy of a gateway Deployment, as the sandbox node runs it (Envoy's own command line)",
+		Hidden:             true,
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return proxy.RunEnvoy(ctx, args, os.Getenv, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)))
+		},
+	}
+	cmd.AddCommand(up, serve, envoy, appCommand(f), demoCommand(f),
 		&cobra.Command{
 			Use:   "down",
 			Short: "Stop every process the sandbox started",
@@ -137,14 +149,15 @@ func controllerBinary() (string, error) {
 	return "", fmt.Errorf("crossgate-controller not found (looked at %s): build it with `make build`", strings.Join(tried, ", "))
 }
 
-// ensureBins builds etcd, kube-apiserver and kubectl when they are missing, showing the build.
+// ensureBins builds the sandbox's binaries (etcd, kube-apiserver, kube-controller-manager,
+// kubectl, the conformance echo server) when one is missing, showing the build.
 func ensureBins(out io.Writer) (string, error) {
 	dir, err := sandbox.BinDir()
 	if err != nil {
 		return "", err
 	}
 	missing := false
-	for _, b := range []string{"etcd", "kube-apiserver", "kubectl"} {
+	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "echo-basic"} {
 		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
 			missing = true
 		}
@@ -278,10 +291,14 @@ func sandboxServe(f *sandboxFlags, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
 	began := time.Now()
 	ctrl.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	set, err := sandbox.StartSet(ctx, sandbox.SetOptions{
-		Dir: f.dir, BinDir: binDir, Controller: controller, GatewayPortBase: f.gatewayPortBase,
+		Dir: f.dir, BinDir: binDir, Controller: controller, Crossgate: self, GatewayPortBase: f.gatewayPortBase,
 		Log: slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Progress: func(format string, args ...any) {
 			fmt.Fprintf(out, "[%5.1fs] %s\n", time.Since(began).Seconds(), fmt.Sprintf(format, args...))

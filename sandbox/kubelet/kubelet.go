@@ -58,7 +58,21 @@ type Image struct {
 	// Path is the binary; Args come before the container's own args.
 	Path string
 	Args []string
+	// HostNetwork runs the process in the node's network namespace (it reaches the API server,
+	// the controller's xDS server and other pods); it must then bind only the pod's address,
+	// which it gets as PodAddressEnv. Such a container may mount ConfigMap and Secret volumes:
+	// the node writes them under the pod's directory and, having no mount namespace, tells the
+	// process where each mountPath is with MountsEnv.
+	HostNetwork bool
 }
+
+// The environment the node gives a HostNetwork container besides its own.
+const (
+	// PodAddressEnv is the pod's loopback address (the pod IP stands for it).
+	PodAddressEnv = "SANDBOX_POD_ADDRESS"
+	// MountsEnv lists the container's volume mounts as mountPath=directory, separated by ";".
+	MountsEnv = "SANDBOX_MOUNTS"
+)
 
 // Options configure the node agent of one cluster.
 type Options struct {

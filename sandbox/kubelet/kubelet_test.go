@@ -37,7 +37,7 @@ func startNode(t *testing.T) (*sandbox.Cluster, client.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := sandbox.NodeImages(bin)[sandbox.EchoImage]; !ok {
+	if _, ok := sandbox.NodeImages(bin, "")[sandbox.EchoImage]; !ok {
 		t.Fatalf("%s/echo-basic is missing: run `make bins`", bin)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -58,8 +58,12 @@ type pod struct {
 	done     chan struct{}
 
 	addr       string // pod IP
-	netns      int    // -1 until created
+	hostNet    bool   // the pod runs in the node's network namespace
+	networked  bool   // the pod has its address (and namespace)
+	netns      int    // -1 without a namespace of its own
 	netErr     error  // why the pod has no network
+	dir        string // the pod's directory (volumes)
+	volumesAt  time.Time
 	listeners  []net.Listener
 	started    metav1.Time
 	containers []*container
@@ -89,30 +93,54 @@ func (k *Kubelet) newPod(p *corev1.Pod) *pod {
 		wake: make(chan struct{}, 1), stopping: make(chan struct{}), done: make(chan struct{}), started: metav1.Now(),
 	}
 	for _, c := range p.Spec.Containers {
-		w.containers = append(w.containers, k.admit(p, c))
+		if k.o.Images[repository(c.Image)].HostNetwork {
+			w.hostNet = true
+		}
+	}
+	for _, c := range p.Spec.Containers {
+		w.containers = append(w.containers, k.admit(p, c, w.hostNet))
 	}
 	return w
 }
 
 // admit decides whether the node runs a container, and says why not.
-func (k *Kubelet) admit(p *corev1.Pod, c corev1.Container) *container {
+func (k *Kubelet) admit(p *corev1.Pod, c corev1.Container, hostNet bool) *container {
 	ct := &container{spec: c, exit: make(chan *corev1.ContainerStateTerminated, 1)}
-	switch _, known := k.o.Images[repository(c.Image)]; {
+	img, known := k.o.Images[repository(c.Image)]
+	switch {
 	case !known:
 		ct.cantRun, ct.why = ReasonUnknownImage, fmt.Sprintf("the sandbox node runs only the images %s, not %q", strings.Join(slices.Sorted(mapsKeys(k.o.Images)), ", "), c.Image)
 	case len(p.Spec.InitContainers) > 0:
 		ct.cantRun, ct.why = ReasonConfig, "the sandbox node does not run init containers (spec.initContainers)"
 	case len(c.Command) > 0:
 		ct.cantRun, ct.why = ReasonConfig, fmt.Sprintf("the sandbox node runs the image's own entrypoint: containers[%s].command is not supported", c.Name)
+	case hostNet && !img.HostNetwork:
+		ct.cantRun, ct.why = ReasonConfig, fmt.Sprintf("containers[%s] needs a network namespace of its own, and another container of the pod runs in the node's", c.Name)
 	default:
 		for _, m := range c.VolumeMounts {
-			if m.MountPath != serviceAccountMount {
-				ct.cantRun, ct.why = ReasonConfig, fmt.Sprintf("the sandbox node mounts no volumes: containers[%s].volumeMounts %s at %s", c.Name, m.Name, m.MountPath)
+			if m.MountPath == serviceAccountMount {
+				continue
+			}
+			if !img.HostNetwork {
+				ct.cantRun, ct.why = ReasonConfig, fmt.Sprintf("the sandbox node mounts no volumes into %s: containers[%s].volumeMounts %s at %s", c.Image, c.Name, m.Name, m.MountPath)
+				break
+			}
+			if v := volume(p, m.Name); v == nil || (v.ConfigMap == nil && v.Secret == nil) {
+				ct.cantRun, ct.why = ReasonConfig, fmt.Sprintf("the sandbox node mounts ConfigMap and Secret volumes only: containers[%s].volumeMounts %s", c.Name, m.Name)
 				break
 			}
 		}
 	}
 	return ct
+}
+
+func volume(p *corev1.Pod, name string) *corev1.Volume {
+	for i := range p.Spec.Volumes {
+		if p.Spec.Volumes[i].Name == name {
+			return &p.Spec.Volumes[i]
+		}
+	}
+	return nil
 }
 
 func mapsKeys(m map[string]Image) func(func(string) bool) {
@@ -177,12 +205,22 @@ func (w *pod) step() {
 	w.mu.Lock()
 	p := w.latest.DeepCopy()
 	w.mu.Unlock()
-	if w.netns < 0 && w.netErr == nil {
+	if !w.networked && w.netErr == nil {
 		w.netErr = w.network(p)
+		w.networked = w.netErr == nil
+	}
+	if w.networked && time.Since(w.volumesAt) > 10*time.Second {
+		// Written at the start and refreshed, as kubelet refreshes Secret volumes (renewed
+		// certificates).
+		if err := w.k.volumes(ctx, p, w.dir); err != nil {
+			w.k.o.Log.Debug("writing the pod's volumes", "pod", w.key, "error", err)
+		} else {
+			w.volumesAt = time.Now()
+		}
 	}
 	for _, c := range w.containers {
 		w.collect(c)
-		if c.cantRun != "" || w.netns < 0 || c.final || c.running {
+		if c.cantRun != "" || !w.networked || c.final || c.running || w.volumesAt.IsZero() {
 			continue
 		}
 		if time.Now().Before(c.nextStart) {
@@ -216,6 +254,13 @@ func (w *pod) network(p *corev1.Pod) error {
 		return err
 	}
 	w.addr = ip
+	w.dir = filepath.Join(w.k.o.LogDir, p.Namespace+"_"+p.Name+"_"+string(p.UID))
+	if err := os.MkdirAll(w.dir, 0o700); err != nil {
+		return err
+	}
+	if w.hostNet {
+		return nil // the containers bind the pod's address themselves
+	}
 	ns, err := newNetns()
 	if err != nil {
 		return err
@@ -264,8 +309,12 @@ func (w *pod) forward(ln net.Listener, port int) {
 	}
 }
 
-// dial connects to port on the pod's loopback, from inside its network namespace.
+// dial connects to port on the pod's loopback, from inside its network namespace (at the pod's
+// address for a pod in the node's namespace).
 func (w *pod) dial(ctx context.Context, port int) (net.Conn, error) {
+	if w.netns < 0 {
+		return (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, "tcp", network.LoopbackAddr(net.JoinHostPort(w.addr, strconv.Itoa(port))))
+	}
 	var conn net.Conn
 	err := inNetns(w.netns, func() error {
 		var err error
@@ -292,7 +341,19 @@ func (w *pod) start(ctx context.Context, p *corev1.Pod, c *container) error {
 	cmd.Dir = os.TempDir()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = procAttr()
-	if err := inNetns(w.netns, cmd.Start); err != nil {
+	if img.HostNetwork {
+		var mounts []string
+		for _, m := range c.spec.VolumeMounts {
+			if m.MountPath != serviceAccountMount {
+				mounts = append(mounts, m.MountPath+"="+filepath.Join(w.dir, "volumes", m.Name))
+			}
+		}
+		cmd.Env = append(cmd.Env, PodAddressEnv+"="+network.Loopback(w.addr), MountsEnv+"="+strings.Join(mounts, ";"))
+		err = cmd.Start()
+	} else {
+		err = inNetns(w.netns, cmd.Start)
+	}
+	if err != nil {
 		return fmt.Errorf("starting %s: %w", img.Path, err)
 	}
 	c.cmd, c.running, c.startedAt, c.ready, c.probeErr = cmd, true, metav1.Now(), false, ""
@@ -427,6 +488,9 @@ func (w *pod) shutdown() {
 	}
 	if w.netns >= 0 {
 		_ = unix.Close(w.netns)
+	}
+	if w.dir != "" {
+		_ = os.RemoveAll(w.dir)
 	}
 	if w.remove {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

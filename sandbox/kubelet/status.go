@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -25,7 +26,7 @@ func (w *pod) status(p *corev1.Pod) corev1.PodStatus {
 	st.HostIP, st.HostIPs = "127.0.0.1", []corev1.HostIP{{IP: "127.0.0.1"}}
 	st.StartTime = &w.started
 	st.PodIP, st.PodIPs = "", nil
-	if w.netns >= 0 {
+	if w.networked {
 		st.PodIP, st.PodIPs = w.addr, []corev1.PodIP{{IP: w.addr}}
 	}
 	st.ContainerStatuses = nil
@@ -87,7 +88,7 @@ func (w *pod) status(p *corev1.Pod) corev1.PodStatus {
 		st.Phase = corev1.PodPending
 	}
 	setCondition(&st, corev1.PodScheduled, true, "", "")
-	if w.netns >= 0 {
+	if w.networked {
 		setCondition(&st, corev1.PodReadyToStartContainers, true, "", "")
 	} else {
 		msg := "the pod's network is being set up"
@@ -327,6 +328,43 @@ func (w *pod) httpGet(ctx context.Context, spec corev1.Container, g *corev1.HTTP
 	_ = resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode >= 400 {
 		return fmt.Errorf("HTTP probe failed with statuscode: %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// volumes writes the pod's ConfigMap and Secret volumes into dir/volumes/<name>/<key>, each
+// file replaced whole.
+func (k *Kubelet) volumes(ctx context.Context, p *corev1.Pod, dir string) error {
+	for _, v := range p.Spec.Volumes {
+		var data map[string]string
+		var err error
+		switch {
+		case v.ConfigMap != nil:
+			data, err = k.source(ctx, p.Namespace, &corev1.ConfigMapEnvSource{LocalObjectReference: v.ConfigMap.LocalObjectReference, Optional: v.ConfigMap.Optional}, nil)
+		case v.Secret != nil:
+			data, err = k.source(ctx, p.Namespace, nil, &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: v.Secret.SecretName}, Optional: v.Secret.Optional})
+		default:
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("volume %s: %w", v.Name, err)
+		}
+		vd := filepath.Join(dir, "volumes", v.Name)
+		if err := os.MkdirAll(vd, 0o700); err != nil {
+			return err
+		}
+		for key, val := range data {
+			path := filepath.Join(vd, key)
+			if old, err := os.ReadFile(path); err == nil && string(old) == val {
+				continue
+			}
+			if err := os.WriteFile(path+".tmp", []byte(val), 0o600); err != nil {
+				return err
+			}
+			if err := os.Rename(path+".tmp", path); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

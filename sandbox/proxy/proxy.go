@@ -17,6 +17,7 @@ import (
 	"net/http/httputil"
 	"strconv"
 	"strings"
+	"slices"
 	"sync"
 	"time"
 
@@ -800,4 +801,22 @@ func (p *Proxy) mirror(r *http.Request, res *simulate.Result) {
 			}
 		}()
 	}
+}
+
+// ListenerPorts are the ports of the listeners the proxy's configuration holds (Envoy binds
+// each), sorted.
+func (p *Proxy) ListenerPorts() []uint32 {
+	p.cfg.mu.RLock()
+	defer p.cfg.mu.RUnlock()
+	var out []uint32
+	if p.cfg.res == nil {
+		return nil
+	}
+	for _, l := range p.cfg.res.Listeners {
+		if port := l.GetAddress().GetSocketAddress().GetPortValue(); port != 0 && !slices.Contains(out, port) {
+			out = append(out, port)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
