@@ -4,6 +4,8 @@ package kubelet_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -266,6 +268,10 @@ func TestPodsTheNodeCannotRun(t *testing.T) {
 	}{
 		{corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "nginx:1.27"}}}, kubelet.ReasonUnknownImage, `not "nginx:1.27"`},
 		{corev1.PodSpec{Containers: []corev1.Container{{Name: "echo", Image: sandbox.EchoImage, Command: []string{"/bin/sh"}}}}, kubelet.ReasonConfig, "containers[echo].command"},
+		{corev1.PodSpec{
+			Containers: []corev1.Container{{Name: "echo", Image: sandbox.EchoImage, VolumeMounts: []corev1.VolumeMount{{Name: "scratch", MountPath: "/tmp/x"}}}},
+			Volumes:    []corev1.Volume{{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+		}, kubelet.ReasonConfig, "ConfigMap and Secret volumes only"},
 		{corev1.PodSpec{Containers: []corev1.Container{{Name: "echo", Image: sandbox.EchoImage, Env: []corev1.EnvVar{
 			{Name: "X", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "absent"}, Key: "k"}}},
 		}}}}, kubelet.ReasonConfig, "containers[echo].env[X]"},
@@ -313,6 +319,78 @@ func TestPodsTheNodeCannotRun(t *testing.T) {
 	if picky.Spec.NodeName != "" {
 		t.Fatalf("bound to %s", picky.Spec.NodeName)
 	}
+}
+
+// A Secret volume is written under the pod's directory, and the paths under its mountPath in
+// the container's environment name the files there: the echo server serves HTTPS with the
+// Secret's certificate, as the conformance suite's tls-backend does.
+func TestSecretVolume(t *testing.T) {
+	_, c := startNode(t)
+	ctx := context.Background()
+	certPEM, keyPEM, err := sandbox.SelfSigned("tls-backend", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "infra"}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "infra", Name: "tls"}, Data: map[string][]byte{"tls.crt": certPEM, "tls.key": keyPEM}},
+	} {
+		if err := c.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	poll(t, 30*time.Second, "the default ServiceAccount", func() error {
+		return c.Get(ctx, client.ObjectKey{Namespace: "infra", Name: "default"}, &corev1.ServiceAccount{})
+	})
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "infra", Name: "tls-backend"},
+		Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{
+				Name: "echo", Image: sandbox.EchoImage + ":v1.5.1",
+				Ports: []corev1.ContainerPort{{ContainerPort: 8443}},
+				Env: []corev1.EnvVar{
+					{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+					{Name: "TLS_SERVER_CERT", Value: "/etc/secret-volume/crt"},
+					{Name: "TLS_SERVER_PRIVKEY", Value: "/etc/secret-volume/key"},
+				},
+				VolumeMounts: []corev1.VolumeMount{{Name: "secret-volume", MountPath: "/etc/secret-volume"}},
+			}},
+			Volumes: []corev1.Volume{{Name: "secret-volume", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+				SecretName: "tls", Items: []corev1.KeyToPath{{Key: "tls.crt", Path: "crt"}, {Key: "tls.key", Path: "key"}},
+			}}}},
+		},
+	}
+	if err := c.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 30*time.Second, "the pod ready", func() error {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
+			return err
+		}
+		if !podReady(pod) {
+			return fmt.Errorf("status %+v", pod.Status)
+		}
+		return nil
+	})
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	hc := http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "tls-backend"}}}
+	addr := network.LoopbackAddr(net.JoinHostPort(pod.Status.PodIP, "8443"))
+	poll(t, 10*time.Second, "the echo server answering HTTPS with the Secret's certificate", func() error {
+		resp, err := hc.Get("https://" + addr + "/tls")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var e echo
+		if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
+			return err
+		}
+		if e.Pod != "tls-backend" || e.Path != "/tls" {
+			return fmt.Errorf("answer %+v", e)
+		}
+		return nil
+	})
 }
 
 // A Pod a sandbox app process registers for itself is probed at its address: Ready while the

@@ -121,10 +121,6 @@ func (k *Kubelet) admit(p *corev1.Pod, c corev1.Container, hostNet bool) *contai
 			if m.MountPath == serviceAccountMount {
 				continue
 			}
-			if !img.HostNetwork {
-				ct.cantRun, ct.why = ReasonConfig, fmt.Sprintf("the sandbox node mounts no volumes into %s: containers[%s].volumeMounts %s at %s", c.Image, c.Name, m.Name, m.MountPath)
-				break
-			}
 			if v := volume(p, m.Name); v == nil || (v.ConfigMap == nil && v.Secret == nil) {
 				ct.cantRun, ct.why = ReasonConfig, fmt.Sprintf("the sandbox node mounts ConfigMap and Secret volumes only: containers[%s].volumeMounts %s", c.Name, m.Name)
 				break
@@ -336,19 +332,40 @@ func (w *pod) start(ctx context.Context, p *corev1.Pod, c *container) error {
 		return err
 	}
 	defer logf.Close()
-	cmd := exec.Command(img.Path, append(slices.Clone(img.Args), c.spec.Args...)...)
-	cmd.Env = env
+	// No mount namespace: the volumes are under the pod's directory, and the paths under a
+	// mountPath in the container's args and environment are rewritten to there.
+	var mounts []string
+	rewrite := func(v string) string { return v }
+	for _, m := range c.spec.VolumeMounts {
+		if m.MountPath == serviceAccountMount {
+			continue
+		}
+		at, dir := filepath.Clean(m.MountPath), filepath.Join(w.dir, "volumes", m.Name)
+		mounts = append(mounts, at+"="+dir)
+		prev := rewrite
+		rewrite = func(v string) string {
+			if rest, ok := strings.CutPrefix(v, at); ok && (rest == "" || rest[0] == '/') {
+				return dir + rest
+			}
+			return prev(v)
+		}
+	}
+	args := append(slices.Clone(img.Args), c.spec.Args...)
+	for i := range args {
+		args[i] = rewrite(args[i])
+	}
+	for i, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[i] = k + "=" + rewrite(v)
+		}
+	}
+	cmd := exec.Command(img.Path, args...)
+	cmd.Env = append(env, MountsEnv+"="+strings.Join(mounts, ";"))
 	cmd.Dir = os.TempDir()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = procAttr()
 	if img.HostNetwork {
-		var mounts []string
-		for _, m := range c.spec.VolumeMounts {
-			if m.MountPath != serviceAccountMount {
-				mounts = append(mounts, m.MountPath+"="+filepath.Join(w.dir, "volumes", m.Name))
-			}
-		}
-		cmd.Env = append(cmd.Env, PodAddressEnv+"="+network.Loopback(w.addr), MountsEnv+"="+strings.Join(mounts, ";"))
+		cmd.Env = append(cmd.Env, PodAddressEnv+"="+network.Loopback(w.addr))
 		err = cmd.Start()
 	} else {
 		err = inNetns(w.netns, cmd.Start)

@@ -337,11 +337,14 @@ func (w *pod) httpGet(ctx context.Context, spec corev1.Container, g *corev1.HTTP
 func (k *Kubelet) volumes(ctx context.Context, p *corev1.Pod, dir string) error {
 	for _, v := range p.Spec.Volumes {
 		var data map[string]string
+		var items []corev1.KeyToPath
 		var err error
 		switch {
 		case v.ConfigMap != nil:
+			items = v.ConfigMap.Items
 			data, err = k.source(ctx, p.Namespace, &corev1.ConfigMapEnvSource{LocalObjectReference: v.ConfigMap.LocalObjectReference, Optional: v.ConfigMap.Optional}, nil)
 		case v.Secret != nil:
+			items = v.Secret.Items
 			data, err = k.source(ctx, p.Namespace, nil, &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: v.Secret.SecretName}, Optional: v.Secret.Optional})
 		default:
 			continue
@@ -349,12 +352,24 @@ func (k *Kubelet) volumes(ctx context.Context, p *corev1.Pod, dir string) error 
 		if err != nil {
 			return fmt.Errorf("volume %s: %w", v.Name, err)
 		}
+		if len(items) > 0 { // only these keys, at these paths
+			picked := map[string]string{}
+			for _, it := range items {
+				if val, ok := data[it.Key]; ok {
+					picked[it.Path] = val
+				}
+			}
+			data = picked
+		}
 		vd := filepath.Join(dir, "volumes", v.Name)
 		if err := os.MkdirAll(vd, 0o700); err != nil {
 			return err
 		}
 		for key, val := range data {
-			path := filepath.Join(vd, key)
+			path := filepath.Join(vd, filepath.Clean("/" + key)) // an item's path stays inside
+			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+				return err
+			}
 			if old, err := os.ReadFile(path); err == nil && string(old) == val {
 				continue
 			}
