@@ -32,6 +32,7 @@ import (
 	specsv1alpha4 "github.com/crossgate-io/crossgate/api/smi/specs/v1alpha4"
 	crossgateevents "github.com/crossgate-io/crossgate/controllers/events"
 	"github.com/crossgate-io/crossgate/dataplane"
+	"github.com/crossgate-io/crossgate/translator"
 	"github.com/crossgate-io/crossgate/wellknown"
 	"github.com/crossgate-io/crossgate/xds/cache"
 	"github.com/crossgate-io/crossgate/xds/identity"
@@ -198,8 +199,9 @@ func NewMember(cfg *rest.Config, opts Options) (*Member, error) {
 		Client: mgr.GetClient(), Recorder: crossgateevents.Bounded(mgr.GetEventRecorder("crossgate-gateways")),
 		Render: dataplane.RenderOptions{Image: opts.GatewayImage},
 		CA:     opts.CA, CertTTL: opts.CertTTL, XDSHost: opts.XDSHost, XDSPort: opts.XDSPort,
-		Trusted: func(ctx context.Context, gw *gatewayv1.Gateway) bool {
-			return opts.trustedGateway(ctx, mgr.GetClient(), gw)
+		Served: func(ctx context.Context, gw *gatewayv1.Gateway, class *gatewayv1.GatewayClass) bool {
+			all, _ := translator.GatewayNamespaces(class)
+			return all || opts.trustedGateway(ctx, mgr.GetClient(), gw)
 		},
 	}
 	if err := m.Gateways.SetupWithManager(mgr); err != nil {

@@ -44,9 +44,9 @@ type Reconciler struct {
 	CertTTL time.Duration
 	XDSHost string
 	XDSPort uint32
-	// Trusted says whether a Gateway of crossgate's class is one the operator declared
-	// (translator.TrustedGateway); only those get a proxy and an identity. Nil trusts all.
-	Trusted   func(ctx context.Context, gw *gatewayv1.Gateway) bool
+	// Served says whether a Gateway of crossgate's class (of that class) gets a proxy and an
+	// identity (translator.ServedGateway). Nil serves all.
+	Served    func(ctx context.Context, gw *gatewayv1.Gateway, class *gatewayv1.GatewayClass) bool
 	bootstrap map[string]string
 }
 
@@ -93,12 +93,15 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 }
 
 // ours reports whether the Gateway's class is handled by crossgate.
-func (r *Reconciler) ours(ctx context.Context, gw *gatewayv1.Gateway) (bool, error) {
+func (r *Reconciler) ours(ctx context.Context, gw *gatewayv1.Gateway) (*gatewayv1.GatewayClass, error) {
 	gc := &gatewayv1.GatewayClass{}
 	if err := r.Client.Get(ctx, types.NamespacedName{Name: string(gw.Spec.GatewayClassName)}, gc); err != nil {
-		return false, client.IgnoreNotFound(err)
+		return nil, client.IgnoreNotFound(err)
 	}
-	return gc.Spec.ControllerName == wellknown.ControllerName, nil
+	if gc.Spec.ControllerName != wellknown.ControllerName {
+		return nil, nil
+	}
+	return gc, nil
 }
 
 // Reconcile renders the Gateway's objects, or removes them when it is gone or not ours.
@@ -110,17 +113,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		}
 		return reconcile.Result{}, err
 	}
-	ours, err := r.ours(ctx, gw)
+	class, err := r.ours(ctx, gw)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	if !ours || !gw.DeletionTimestamp.IsZero() {
+	if class == nil || !gw.DeletionTimestamp.IsZero() {
 		return reconcile.Result{}, r.remove(ctx, req.NamespacedName)
 	}
-	if r.Trusted != nil && !r.Trusted(ctx, gw) {
+	if r.Served != nil && !r.Served(ctx, gw, class) {
 		// The translator sets its Accepted=False NotTrusted condition.
 		r.Recorder.Eventf(gw, nil, corev1.EventTypeWarning, flomeshv1alpha1.ReasonGatewayNotTrusted, "Render",
-			"Gateways of class %s run only in the controller's namespace or as the export Gateway: no proxy, no certificate.", gw.Spec.GatewayClassName)
+			"Gateways of class %s run only in the controller's namespace or as the export Gateway (unless the class's annotation %s is %s): no proxy, no certificate.",
+			gw.Spec.GatewayClassName, wellknown.GatewayNamespacesAnnotation, wellknown.GatewayNamespacesAll)
 		return reconcile.Result{}, r.remove(ctx, req.NamespacedName)
 	}
 	out, err := Render(gw, r.Render)

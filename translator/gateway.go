@@ -185,16 +185,22 @@ func (t *translation) translateGateways(st *Statuses) []ir.Gateway {
 	slices.Sort(names)
 	for _, n := range names {
 		c := classes[n]
+		accepted := cond(string(gatewayv1.GatewayClassConditionStatusAccepted), true, string(gatewayv1.GatewayClassReasonAccepted),
+			"Handled by "+string(ControllerName)+".", c.Generation)
+		if all, err := GatewayNamespaces(c); err != nil {
+			accepted = cond(string(gatewayv1.GatewayClassConditionStatusAccepted), false, string(gatewayv1.GatewayClassReasonInvalidParameters),
+				err.Error()+"; its Gateways run in the controller's namespace only.", c.Generation)
+		} else if all {
+			accepted.Message += " Gateways of every namespace run; those outside the controller's namespace, but the export Gateway, as ingress gateways without mesh trust."
+		}
 		st.GatewayClasses = append(st.GatewayClasses, GatewayClassStatus{Name: n, Conditions: []metav1.Condition{
-			cond(string(gatewayv1.GatewayClassConditionStatusAccepted), true, string(gatewayv1.GatewayClassReasonAccepted),
-				"Handled by "+string(ControllerName)+".", c.Generation),
-			t.supportedVersion(c.Generation),
+			accepted, t.supportedVersion(c.Generation),
 		}, SupportedFeatures: t.supportedFeatures()})
 	}
 
 	var gws []*gatewayv1.Gateway
 	for _, g := range t.ourGateways() {
-		if t.trusted(g) {
+		if t.trusted(g) || t.allNamespaces(g) {
 			gws = append(gws, g)
 			continue
 		}
@@ -219,8 +225,18 @@ func (t *translation) translateGateways(st *Statuses) []ir.Gateway {
 	return out
 }
 
+// allNamespaces reports whether the Gateway's class runs Gateways in every namespace
+// (wellknown.GatewayNamespacesAnnotation): the Gateway is served, as an ingress gateway without
+// mesh trust unless it is trusted.
+func (t *translation) allNamespaces(g *gatewayv1.Gateway) bool {
+	c := t.ourClasses()[string(g.Spec.GatewayClassName)]
+	all, _ := GatewayNamespaces(c)
+	return all
+}
+
 func untrustedStatus(g *gatewayv1.Gateway) GatewayStatus {
-	msg := fmt.Sprintf("Gateways of class %s run only in the controller's namespace, or as the Gateway exported services attach to (the MeshConfig's spec.gateway): this one gets no proxy, no certificate and no mesh trust.", g.Spec.GatewayClassName)
+	msg := fmt.Sprintf("Gateways of class %s run only in the controller's namespace, or as the Gateway exported services attach to (the MeshConfig's spec.gateway), unless the class's annotation %s is %s: this one gets no proxy, no certificate and no mesh trust.",
+		g.Spec.GatewayClassName, wellknown.GatewayNamespacesAnnotation, wellknown.GatewayNamespacesAll)
 	return GatewayStatus{Namespace: g.Namespace, Name: g.Name, Status: gatewayv1.GatewayStatus{Conditions: []metav1.Condition{
 		cond(string(gatewayv1.GatewayConditionAccepted), false, flomeshv1alpha1.ReasonGatewayNotTrusted, msg, g.Generation),
 		cond(string(gatewayv1.GatewayConditionProgrammed), false, string(gatewayv1.GatewayReasonInvalid), "The Gateway is not accepted.", g.Generation),

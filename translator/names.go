@@ -1,6 +1,7 @@
 package translator
 
 import (
+	"fmt"
 	"strconv"
 
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -27,6 +28,20 @@ func TrustedGateway(namespace, name, controllerNamespace, exportGateway string) 
 		exportGateway = wellknown.DefaultExportGateway
 	}
 	return namespace == controllerNamespace || namespace+"/"+name == exportGateway
+}
+
+// GatewayNamespaces reads a GatewayClass's wellknown.GatewayNamespacesAnnotation: whether its
+// Gateways run in every namespace. Any value but Own or All is an error naming both; the class's
+// Gateways then run as with Own.
+func GatewayNamespaces(c *gatewayv1.GatewayClass) (all bool, err error) {
+	switch v, ok := c.Annotations[wellknown.GatewayNamespacesAnnotation]; {
+	case !ok || v == wellknown.GatewayNamespacesOwn:
+		return false, nil
+	case v == wellknown.GatewayNamespacesAll:
+		return true, nil
+	default:
+		return false, fmt.Errorf("metadata.annotations[%s]: %q is not %s or %s", wellknown.GatewayNamespacesAnnotation, v, wellknown.GatewayNamespacesOwn, wellknown.GatewayNamespacesAll)
+	}
 }
 
 // GatewayIdentity is the identity a Gateway's proxy runs as: a ServiceAccount of the Gateway's

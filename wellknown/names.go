@@ -38,6 +38,14 @@ const (
 	// ProxylessAnnotation marks a pod whose workload uses grpc-go's xDS support instead of an
 	// Envoy sidecar: its server listeners are built for its address.
 	ProxylessAnnotation = "crossgate.io/proxyless"
+	// GatewayNamespacesAnnotation, on a GatewayClass of crossgate's controller, says where its
+	// Gateways run: GatewayNamespacesOwn (the default) in the controller's namespace and as the
+	// export Gateway only; GatewayNamespacesAll in every namespace, those others as ingress
+	// gateways with a proxy and an identity of their own but no mesh trust. A cluster operator
+	// sets it; a namespace user cannot (GatewayClasses are cluster-scoped).
+	GatewayNamespacesAnnotation = "crossgate.io/gateway-namespaces"
+	GatewayNamespacesOwn        = "Own"
+	GatewayNamespacesAll        = "All"
 )
 
 // ManagedBy is the label set marking an object as crossgate's.

@@ -130,3 +130,28 @@ func TestCrossClusterRules(t *testing.T) {
 		})
 	}
 }
+
+// TestIngressGatewayIsNotAPeer: with its class running Gateways in every namespace, a namespace
+// user's Gateway is configured (an ingress gateway with its own identity), and still not
+// admitted by exported workloads as a gateway peer; the controller's own Gateway is.
+func TestIngressGatewayIsNotAPeer(t *testing.T) {
+	w := loadWorld(t, "gateway-all-namespaces")
+	if _, ok := w.out.Gateways["team-a/rogue"]; !ok {
+		t.Error("the ingress Gateway got no configuration")
+	}
+	if _, ok := w.out.Gateways["team-b/other"]; ok {
+		t.Error("the Gateway of a class whose annotation is invalid got a configuration")
+	}
+	send := func(source string) *simulate.Result {
+		return simulate.Simulate(w.out.Sidecars["httpbin/httpbin"], simulate.Request{
+			Inbound: true, PodIP: "10.1.2.7", Port: 8080, TLS: true, ALPN: []string{wellknown.MeshALPN},
+			Source: source, Protocol: simulate.HTTP1, Host: "httpbin.httpbin:8080", Method: "POST", Path: "/anything",
+		})
+	}
+	if r := send("spiffe://cluster.local/ns/team-a/sa/rogue"); !r.Denied {
+		t.Error("the ingress Gateway's identity is admitted as a peer")
+	}
+	if r := send("spiffe://cluster.local/ns/crossgate-system/sa/crossgate-gateway"); r.Denied {
+		t.Errorf("the controller's gateway is refused: %s", r.DenyReason)
+	}
+}
