@@ -29,7 +29,7 @@ build: ## Build every command of the product module into bin/.
 	@if [ -n "$$(go list ./cmd/... 2>/dev/null)" ]; then go build -o $(BIN)/ ./cmd/...; else go build ./...; fi
 
 .PHONY: bins
-bins: ## Build etcd, kube-apiserver, kube-controller-manager, kubectl, cert-manager's issuer controllers and the conformance echo server from Go modules into bin/ (cached; skips what is there).
+bins: ## Build etcd, kube-apiserver, kube-controller-manager, kubectl, cert-manager's issuer controllers, the conformance echo server and CoreDNS from Go modules into bin/ (cached; skips what is there).
 	@tools/bins/build.sh
 
 $(CONTROLLER_GEN): tools/go.mod tools/go.sum
@@ -71,6 +71,7 @@ tidy: ## Tidy every Go module of the repository.
 	cd tools/bins/k8s && go mod tidy
 	cd tools/bins/kcm && go mod tidy
 	cd tools/bins/echo && go mod tidy
+	cd tools/bins/coredns && go mod tidy
 	cd tools/bins/etcd && go mod tidy
 	cd tools/bins/certmanager && go mod tidy
 

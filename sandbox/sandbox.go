@@ -58,16 +58,23 @@ func NodeName(cluster string) string { return "sandbox-" + cluster }
 // node runs from bin/echo-basic.
 const EchoImage = "registry.k8s.io/gateway-api/echo-basic"
 
+// CoreDNSImage is CoreDNS (any tag), which the conformance suite's base manifests deploy; the
+// sandbox node runs it from bin/coredns.
+const CoreDNSImage = "registry.k8s.io/coredns/coredns"
+
 // EnvoyImage is the Envoy image of crossgate's gateway Deployments (any tag), for which the
 // sandbox node runs the stand-in (crossgate sandbox envoy).
 const EnvoyImage = "docker.io/envoyproxy/envoy"
 
-// NodeImages are the images the sandbox node runs: the conformance echo server from binDir,
-// and, given the crossgate binary, the stand-in for Envoy.
+// NodeImages are the images the sandbox node runs: the conformance echo server and CoreDNS
+// from binDir, and, given the crossgate binary, the stand-in for Envoy.
 func NodeImages(binDir, crossgate string) map[string]kubelet.Image {
 	images := map[string]kubelet.Image{}
 	if p := filepath.Join(binDir, "echo-basic"); fileExists(p) {
 		images[EchoImage] = kubelet.Image{Path: p}
+	}
+	if p := filepath.Join(binDir, "coredns"); fileExists(p) {
+		images[CoreDNSImage] = kubelet.Image{Path: p}
 	}
 	if crossgate != "" {
 		images[EnvoyImage] = kubelet.Image{Path: crossgate, Args: []string{"sandbox", "envoy"}, HostNetwork: true}
@@ -455,7 +462,7 @@ func (s *Sandbox) launchAPIServer(ctx context.Context, c *Cluster) error {
 	})
 }
 
-// startNode runs the cluster's sandbox node in this process and waits until its Node is there.
+// startNode runs the cluster's sandbox node in this process and waits until its Node is Ready.
 func (s *Sandbox) startNode(ctx context.Context, c *Cluster, log *slog.Logger, images map[string]kubelet.Image) error {
 	logDir := filepath.Join(s.Dir, c.Name+"-pods")
 	if err := os.MkdirAll(logDir, 0o700); err != nil {
@@ -482,12 +489,16 @@ func (s *Sandbox) startNode(ctx context.Context, c *Cluster, log *slog.Logger, i
 			return fmt.Errorf("the sandbox node of %s ended: %w", c.Name, err)
 		default:
 		}
-		err := c.Client.Get(ctx, client.ObjectKey{Name: NodeName(c.Name)}, &corev1.Node{})
-		if err == nil {
+		var node corev1.Node
+		err := c.Client.Get(ctx, client.ObjectKey{Name: NodeName(c.Name)}, &node)
+		if err == nil && len(node.Status.Conditions) > 0 && node.Status.Conditions[0].Status == corev1.ConditionTrue {
 			return nil
 		}
+		if err == nil {
+			err = errors.New("the Node is not Ready")
+		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("the sandbox node of %s did not register within 30s: %w", c.Name, err)
+			return fmt.Errorf("the sandbox node of %s is not Ready within 30s: %w", c.Name, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -203,33 +203,16 @@ func StartSet(ctx context.Context, opts SetOptions) (set *Set, err error) {
 
 	progress("starting crossgate-controller in each cluster")
 	for i, c := range sb.Clusters {
-		ports, err := freePorts(3)
+		ctl, err := launchController(c, opts.Controller, opts.Dir)
 		if err != nil {
 			return set, err
 		}
 		cs := &set.State.Clusters[i]
-		cs.Metrics = "127.0.0.1:" + strconv.Itoa(ports[0])
-		cs.Debug = "127.0.0.1:" + strconv.Itoa(ports[2])
-		cs.XDS = "127.0.0.1:" + strconv.Itoa(ports[1])
-		p, err := startProcess("crossgate-controller "+c.Name, opts.Controller, []string{
-			"--cluster-name=" + c.Name,
-			"--namespace=" + SystemNamespace,
-			"--mesh-config=" + MeshNamespace + "/" + MeshConfigName,
-			"--xds-address=" + cs.XDS, "--xds-host=127.0.0.1", "--xds-port=" + strconv.Itoa(ports[1]),
-			"--metrics-address=" + cs.Metrics,
-			"--debug-address=" + cs.Debug,
-			"--webhook-address=", // sandbox workloads are processes, not pods
-			"--log-level=info",
-		}, filepath.Join(opts.Dir, "crossgate-controller-"+c.Name+".log"), "KUBECONFIG="+c.Kubeconfig)
-		if err != nil {
-			return set, err
-		}
-		set.controllers = append(set.controllers, p)
-		cs.ControllerPid = p.Pid()
+		cs.Metrics, cs.Debug, cs.XDS, cs.ControllerPid = ctl.Metrics, ctl.Debug, ctl.XDS, ctl.proc.Pid()
+		set.controllers = append(set.controllers, ctl.proc)
 	}
 	for i, p := range set.controllers {
-		url := "http://" + set.State.Clusters[i].Metrics + "/readyz"
-		if err := waitFor(ctx, p, time.Minute, func(ctx context.Context) error { return httpGetOK(ctx, url, nil) }); err != nil {
+		if err := (&Controller{Metrics: set.State.Clusters[i].Metrics, proc: p}).wait(ctx); err != nil {
 			return set, fmt.Errorf("crossgate-controller %s: %w", set.State.Clusters[i].Name, err)
 		}
 	}
@@ -276,6 +259,67 @@ func StartSet(ctx context.Context, opts SetOptions) (set *Set, err error) {
 	}
 	progress("the cluster set is up")
 	return set, nil
+}
+
+// Controller is a crossgate-controller process of a sandbox cluster.
+type Controller struct {
+	// Metrics serves /metrics, /healthz and /readyz; Debug /debug/config; XDS is the xDS server.
+	Metrics, Debug, XDS string
+	proc                *process
+}
+
+// StartController runs crossgate-controller (the binary bin) for the cluster, as an
+// installation does (its namespace, the MeshConfig of Install), with its log in logDir, and
+// waits until it is ready.
+func StartController(ctx context.Context, c *Cluster, bin, logDir string) (*Controller, error) {
+	ctl, err := launchController(c, bin, logDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctl.wait(ctx); err != nil {
+		ctl.Stop()
+		return nil, err
+	}
+	return ctl, nil
+}
+
+func launchController(c *Cluster, bin, logDir string) (*Controller, error) {
+	ports, err := freePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	ctl := &Controller{
+		Metrics: "127.0.0.1:" + strconv.Itoa(ports[0]), XDS: "127.0.0.1:" + strconv.Itoa(ports[1]), Debug: "127.0.0.1:" + strconv.Itoa(ports[2]),
+	}
+	ctl.proc, err = startProcess("crossgate-controller "+c.Name, bin, []string{
+		"--cluster-name=" + c.Name,
+		"--namespace=" + SystemNamespace,
+		"--mesh-config=" + MeshNamespace + "/" + MeshConfigName,
+		"--xds-address=" + ctl.XDS, "--xds-host=127.0.0.1", "--xds-port=" + strconv.Itoa(ports[1]),
+		"--metrics-address=" + ctl.Metrics,
+		"--debug-address=" + ctl.Debug,
+		"--webhook-address=", // sandbox workloads are processes, not pods
+		"--log-level=info",
+	}, filepath.Join(logDir, "crossgate-controller-"+c.Name+".log"), "KUBECONFIG="+c.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	return ctl, nil
+}
+
+func (ctl *Controller) wait(ctx context.Context) error {
+	url := "http://" + ctl.Metrics + "/readyz"
+	return waitFor(ctx, ctl.proc, time.Minute, func(ctx context.Context) error { return httpGetOK(ctx, url, nil) })
+}
+
+// Stop stops the controller.
+func (ctl *Controller) Stop() { ctl.proc.stop(10 * time.Second) }
+
+// Install creates what an installation of crossgate holds in a cluster: its namespace with the
+// root CA, the MeshConfig and, given a gateway port, the GatewayClass and the Gateway exports
+// attach to (its Service exposing listener port 80 on that port).
+func Install(ctx context.Context, c *Cluster, root *identity.CA, gatewayPort int) error {
+	return install(ctx, c, root, gatewayPort)
 }
 
 // install creates what an installation of crossgate holds in a cluster: its namespace with the

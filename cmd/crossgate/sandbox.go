@@ -150,14 +150,14 @@ func controllerBinary() (string, error) {
 }
 
 // ensureBins builds the sandbox's binaries (etcd, kube-apiserver, kube-controller-manager,
-// kubectl, the conformance echo server) when one is missing, showing the build.
+// kubectl, the conformance echo server and CoreDNS) when one is missing, showing the build.
 func ensureBins(out io.Writer) (string, error) {
 	dir, err := sandbox.BinDir()
 	if err != nil {
 		return "", err
 	}
 	missing := false
-	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "echo-basic"} {
+	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "echo-basic", "coredns"} {
 		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
 			missing = true
 		}

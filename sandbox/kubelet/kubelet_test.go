@@ -104,8 +104,9 @@ func TestEchoDeployment(t *testing.T) {
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{
+					// No port declared, as in the conformance suite's Deployments: the node
+					// forwards what the EndpointSlices send to the pod.
 					Name: "echo", Image: sandbox.EchoImage + ":v1.5.1",
-					Ports: []corev1.ContainerPort{{ContainerPort: 3000}},
 					Env: []corev1.EnvVar{
 						{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
 						{Name: "NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
@@ -168,13 +169,16 @@ func TestEchoDeployment(t *testing.T) {
 		if !strings.HasPrefix(e.Addresses[0], "10.240.") {
 			t.Fatalf("pod address %s, not the sandbox's pod network", e.Addresses[0])
 		}
-		got, err := get(addr, "/hello")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got.Pod != e.TargetRef.Name || got.Namespace != "infra" || got.Path != "/hello" {
-			t.Fatalf("%s answered %+v, want pod %s in infra", addr, got, e.TargetRef.Name)
-		}
+		poll(t, 10*time.Second, "the endpoint "+addr+" answering as its pod", func() error {
+			got, err := get(addr, "/hello")
+			if err != nil {
+				return err
+			}
+			if got.Pod != e.TargetRef.Name || got.Namespace != "infra" || got.Path != "/hello" {
+				return fmt.Errorf("%s answered %+v, want pod %s in infra", addr, got, e.TargetRef.Name)
+			}
+			return nil
+		})
 	}
 
 	// A process that dies is restarted (restartPolicy Always), and the Pod counts it.

@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -64,7 +65,7 @@ type pod struct {
 	netErr     error  // why the pod has no network
 	dir        string // the pod's directory (volumes)
 	volumesAt  time.Time
-	listeners  []net.Listener
+	listeners  map[int32]net.Listener // by port
 	started    metav1.Time
 	containers []*container
 	written    *corev1.PodStatus
@@ -214,6 +215,9 @@ func (w *pod) step() {
 			w.volumesAt = time.Now()
 		}
 	}
+	if w.netns >= 0 {
+		w.exposeServed(ctx, p)
+	}
 	for _, c := range w.containers {
 		w.collect(c)
 		if c.cantRun != "" || !w.networked || c.final || c.running || w.volumesAt.IsZero() {
@@ -262,20 +266,53 @@ func (w *pod) network(p *corev1.Pod) error {
 		return err
 	}
 	w.netns = ns
+	w.listeners = map[int32]net.Listener{}
 	for _, c := range p.Spec.Containers {
 		for _, port := range c.Ports {
-			if port.Protocol != "" && port.Protocol != corev1.ProtocolTCP {
-				continue
+			if port.Protocol == "" || port.Protocol == corev1.ProtocolTCP {
+				if err := w.expose(port.ContainerPort); err != nil {
+					return err
+				}
 			}
-			ln, err := net.Listen("tcp", network.LoopbackAddr(net.JoinHostPort(ip, strconv.Itoa(int(port.ContainerPort)))))
-			if err != nil {
-				return fmt.Errorf("the pod's port %d: %w", port.ContainerPort, err)
-			}
-			w.listeners = append(w.listeners, ln)
-			go w.forward(ln, int(port.ContainerPort))
 		}
 	}
 	return nil
+}
+
+// expose forwards the pod's address:port to port in its namespace (once).
+func (w *pod) expose(port int32) error {
+	if w.listeners[port] != nil {
+		return nil
+	}
+	ln, err := net.Listen("tcp", network.LoopbackAddr(net.JoinHostPort(w.addr, strconv.Itoa(int(port)))))
+	if err != nil {
+		return fmt.Errorf("the pod's port %d: %w", port, err)
+	}
+	w.listeners[port] = ln
+	go w.forward(ln, int(port))
+	return nil
+}
+
+// exposeServed exposes, besides the declared container ports, every port that an EndpointSlice
+// sends to the pod at (a Service's targetPort need not be declared): whatever reaches the pod's
+// address reaches its namespace, as on a pod network.
+func (w *pod) exposeServed(ctx context.Context, p *corev1.Pod) {
+	var l discoveryv1.EndpointSliceList
+	if err := w.k.c.List(ctx, &l, client.InNamespace(p.Namespace)); err != nil {
+		return
+	}
+	for _, s := range l.Items {
+		if !slices.ContainsFunc(s.Endpoints, func(e discoveryv1.Endpoint) bool { return e.TargetRef != nil && e.TargetRef.UID == p.UID }) {
+			continue
+		}
+		for _, port := range s.Ports {
+			if port.Port != nil && (port.Protocol == nil || *port.Protocol == corev1.ProtocolTCP) {
+				if err := w.expose(*port.Port); err != nil {
+					w.k.o.Log.Debug("exposing a port of the pod", "pod", w.key, "error", err)
+				}
+			}
+		}
+	}
 }
 
 // forward carries each connection to the pod's address:port to port in the pod's namespace.

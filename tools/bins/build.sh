@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds etcd, kube-apiserver, kube-controller-manager, kubectl, cert-manager's issuer controllers and the Gateway API conformance echo server from Go modules into bin/ (or $BIN_DIR) for the
+# Builds etcd, kube-apiserver, kube-controller-manager, kubectl, cert-manager's issuer controllers, and the Gateway API conformance suite's echo server and CoreDNS from Go modules into bin/ (or $BIN_DIR) for the
 # sandbox and the integration tests. A binary already in bin/ and built from the same pins is
 # kept; built binaries are also kept in a cache outside the work tree ($CROSSGATE_BIN_CACHE,
 # default ~/.cache/crossgate/bin) so that a fresh clone on the same machine does not rebuild.
@@ -40,7 +40,7 @@ build() {
   echo "$stamp" > "$bindir/.$name.stamp"
 }
 
-want=${*:-etcd kube-apiserver kube-controller-manager kubectl cert-manager-controller echo-basic}
+want=${*:-etcd kube-apiserver kube-controller-manager kubectl cert-manager-controller echo-basic coredns}
 for b in $want; do
   case $b in
     etcd) build etcd tools/bins/etcd ./cmd/etcd "-s -w" ;;
@@ -49,7 +49,8 @@ for b in $want; do
     kube-controller-manager) build kube-controller-manager tools/bins/kcm k8s.io/kubernetes/cmd/kube-controller-manager "$kube_ldflags" ;;
     cert-manager-controller) build cert-manager-controller tools/bins/certmanager . "-s -w" ;;
     echo-basic) build echo-basic tools/bins/echo sigs.k8s.io/gateway-api/conformance/echo-basic "-s -w" ;;
+    coredns) build coredns tools/bins/coredns github.com/coredns/coredns "-s -w" ;;
     golangci-lint) build golangci-lint tools/lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint "-s -w" ;;
-    *) echo "bins: unknown binary $b (known: etcd kube-apiserver kube-controller-manager kubectl cert-manager-controller echo-basic golangci-lint)" >&2; exit 2 ;;
+    *) echo "bins: unknown binary $b (known: etcd kube-apiserver kube-controller-manager kubectl cert-manager-controller echo-basic coredns golangci-lint)" >&2; exit 2 ;;
   esac
 done
