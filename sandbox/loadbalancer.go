@@ -126,7 +126,7 @@ func (lb *LoadBalancer) sync(ctx context.Context, failed map[string]bool) {
 			orig := svc.DeepCopy()
 			svc.Status.LoadBalancer.Ingress = ingress
 			if err := lb.c.Status().Patch(ctx, svc, client.MergeFrom(orig)); err != nil {
-				lb.log.Debug("writing the load balancer address", "service", key, "error", err)
+				lb.log.Warn("writing the load balancer address", "service", key, "error", err)
 			}
 		}
 		for _, sp := range svc.Spec.Ports {

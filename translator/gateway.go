@@ -85,7 +85,15 @@ type listenerState struct {
 }
 
 func (l *listenerState) usable() bool {
-	return l.accepted && l.conflicted == "" && len(l.kinds) > 0 && l.certReason == ""
+	return l.attachable() && l.certReason == ""
+}
+
+// attachable reports whether routes attach to the listener (and count in its attachedRoutes):
+// a usable one, or one whose only problem is its certificates, which is not served but whose
+// routes are attached all the same (attachment depends on allowedRoutes and parentRefs only,
+// ListenerStatus.AttachedRoutes in gateway_types.go).
+func (l *listenerState) attachable() bool {
+	return l.accepted && l.conflicted == "" && len(l.kinds) > 0
 }
 
 // allows reports whether routes of kind (gateway.networking.k8s.io) may attach to the listener.
@@ -467,14 +475,14 @@ func namedListeners(pr gatewayv1.ParentReference, ls []*listenerState) []*listen
 }
 
 // attachTo attaches a route of kind, from namespace routeNS with routeHosts, to each candidate
-// listener that takes it (usable, allowing the kind from that namespace, sharing a hostname):
-// add records it there, and the listener counts it. It reports whether some candidate allowed
+// listener that takes it (attachable, allowing the kind from that namespace, sharing a
+// hostname): the listener counts it, and add records it there when the listener serves. It reports whether some candidate allowed
 // the route, and whether some also shared a hostname.
 func (t *translation) attachTo(candidates []*listenerState, kind gatewayv1.Kind, gwNS, routeNS string, routeHosts []gatewayv1.Hostname,
 	add func(l *listenerState, hosts []string),
 ) (allowed, hosted bool) {
 	for _, l := range candidates {
-		if !l.usable() || !l.allows(kind) || !t.namespaceAllowed(l.spec, gwNS, routeNS) {
+		if !l.attachable() || !l.allows(kind) || !t.namespaceAllowed(l.spec, gwNS, routeNS) {
 			continue
 		}
 		allowed = true
@@ -484,7 +492,9 @@ func (t *translation) attachTo(candidates []*listenerState, kind gatewayv1.Kind,
 		}
 		hosted = true
 		l.attached++
-		add(l, hosts)
+		if l.usable() { // a listener without its certificates serves nothing
+			add(l, hosts)
+		}
 	}
 	return allowed, hosted
 }
@@ -829,7 +839,15 @@ func gatewayStatus(g *gatewayv1.Gateway, ls []*listenerState, dp dataPlane) Gate
 		if l.accepted {
 			conds = append(conds, cond(string(gatewayv1.ListenerConditionAccepted), true, string(gatewayv1.ListenerReasonAccepted), "Listener accepted.", gen))
 		} else {
-			conds = append(conds, cond(string(gatewayv1.ListenerConditionAccepted), false, string(gatewayv1.ListenerReasonUnsupportedProtocol),
+			// A protocol crossgate serves, in a TLS mode it does not, is an unsupported value
+			// (the conformance suite's TLSRouteListenerTerminateNotSupported); any other
+			// protocol is unsupported.
+			reason := gatewayv1.ListenerReasonUnsupportedProtocol
+			switch l.spec.Protocol {
+			case gatewayv1.HTTPProtocolType, gatewayv1.HTTPSProtocolType, gatewayv1.TLSProtocolType:
+				reason = gatewayv1.ListenerReasonUnsupportedValue
+			}
+			conds = append(conds, cond(string(gatewayv1.ListenerConditionAccepted), false, string(reason),
 				fmt.Sprintf("Protocol %s%s is not supported; crossgate serves HTTP and HTTPS listeners, and TLS listeners with tls.mode Passthrough.", l.spec.Protocol, tlsModeOf(l.spec)), gen))
 		}
 		if l.conflicted != "" {

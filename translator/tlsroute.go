@@ -86,8 +86,11 @@ func (t *translation) attachTLS(r *gatewayv1.TLSRoute, pr gatewayv1.ParentRefere
 	})
 	switch {
 	case !tlsAny:
-		// tlsroute_types.go: a TLSRoute on a listener of another protocol is UnsupportedValue.
-		return flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonUnsupportedValue), "A TLSRoute attaches to listeners of protocol TLS only; the parentRef names none.")
+		// tlsroute_types.go says UnsupportedValue for a TLSRoute on a listener of another
+		// protocol, but the conformance suite of the same version (TLSRouteInvalidNoMatchingListener)
+		// wants NotAllowedByListeners, which shared_types.go also fits (no listener's
+		// allowedRoutes permit a TLSRoute): the executable standard wins.
+		return flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonNotAllowedByListeners), "A TLSRoute attaches to listeners of protocol TLS only; the parentRef names none.")
 	case !allowedAny:
 		return flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonNotAllowedByListeners),
 			"No TLS listener in Passthrough mode that the parentRef names allows TLSRoutes from namespace %s (crossgate serves no TLS listener in Terminate mode).", r.Namespace)

@@ -6,7 +6,7 @@
 // and the stand-in for each Gateway's Envoy), crossgate-controller, and the loopback load
 // balancer. The GatewayClass is crossgate's, running Gateways in every namespace (the suite's
 // live in gateway-conformance-infra). The suite's report is written to $CONFORMANCE_REPORT when
-// set. In the sandbox the proxies are the stand-in driven by crossgate's Envoy model
+// set; $CONFORMANCE_RUN_TEST runs one test of the suite. In the sandbox the proxies are the stand-in driven by crossgate's Envoy model
 // (xds/simulate); a report for upstream comes from the kind run against real Envoy.
 package conformance
 
@@ -48,8 +48,10 @@ const loadBalancerIndex = 9
 var skipped = map[string]string{}
 
 func TestGatewayHTTPConformance(t *testing.T) {
+	// Not deferred: the suite's parallel tests run after this function returns, before its
+	// cleanups.
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(cancel)
 	dir := t.TempDir()
 	crossgate, err := sandbox.BuildCommands(dir)
 	if err != nil {
@@ -121,6 +123,7 @@ func TestGatewayHTTPConformance(t *testing.T) {
 			SkipTests:            skip,
 			ConformanceProfiles:  []suite.ConformanceProfileName{suite.GatewayHTTPConformanceProfileName},
 			ReportOutputPath:     os.Getenv("CONFORMANCE_REPORT"),
+			RunTest:              os.Getenv("CONFORMANCE_RUN_TEST"), // one test, when debugging
 			Mode:                 "sandbox",
 			Implementation: confv1.Implementation{
 				Organization: "crossgate-io", Project: "crossgate", URL: "https://github.com/crossgate-io/crossgate",
