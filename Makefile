@@ -101,8 +101,16 @@ test-security: bins ## Run the threat model's tests (the list in test/security),
 	CROSSGATE_SECURITY=run go test -count=1 -timeout 90m -v -run TestThreatModel ./test/security/
 
 .PHONY: test-sandbox
-test-sandbox: bins ## Run the sandbox as a user would (crossgate sandbox up/down, the walkthrough asserted).
-	go test $(GO_TEST_FLAGS) $(INTEGRATION) -p 1 -timeout 30m ./test/cli/... ./test/demo/...
+test-sandbox: bins ## Run the sandbox as a user would (crossgate sandbox up/down, the walkthrough asserted), and the Gateway API conformance suite's GATEWAY-HTTP profile against it.
+	go test $(GO_TEST_FLAGS) $(INTEGRATION) -p 1 -timeout 30m ./test/cli/... ./test/demo/... ./test/conformance/...
+
+.PHONY: conformance
+conformance: bins ## Run the Gateway API conformance suite (GATEWAY-HTTP profile) against crossgate in a sandbox cluster, verbosely; its report goes to bin/conformance-report.yaml.
+	CONFORMANCE_REPORT=$(BIN)/conformance-report.yaml go test $(INTEGRATION) -count=1 -timeout 40m -v ./test/conformance/
+
+.PHONY: conformance-kind
+conformance-kind: ## Run the same suite against crossgate on the kind cluster of the e2e suite (real Envoy; needs Docker and kind); its report goes to bin/conformance-report-kind.yaml.
+	CONFORMANCE_REPORT=$(BIN)/conformance-report-kind.yaml go test -tags e2e -count=1 -timeout 60m -v -run TestConformance ./test/e2e/
 
 .PHONY: lint
 lint: ## golangci-lint (pinned in tools/lint, config .golangci.yml) and go vet over every package and build tag.

@@ -160,7 +160,7 @@ func (k *Kubelet) registerNode(ctx context.Context) error {
 	now := metav1.Now()
 	node.Status = corev1.NodeStatus{
 		Conditions: []corev1.NodeCondition{{
-			Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
+			Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: ReasonNodeReady,
 			Message: "the sandbox node runs pods as local processes", LastHeartbeatTime: now, LastTransitionTime: now,
 		}},
 		Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}, {Type: corev1.NodeHostName, Address: k.o.Node}},

@@ -36,6 +36,10 @@ const (
 	ReasonConfig = "CreateContainerConfigError"
 	// ReasonBackOff: the container exited and waits to be restarted.
 	ReasonBackOff = "CrashLoopBackOff"
+	// ReasonCreating: the container waits for the pod's network, or to be started.
+	ReasonCreating = "ContainerCreating"
+	// ReasonNodeReady is the Node's Ready reason.
+	ReasonNodeReady = "KubeletReady"
 )
 
 // serviceAccountMount is where the API server's ServiceAccount admission mounts the token; the

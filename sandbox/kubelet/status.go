@@ -56,11 +56,11 @@ func (w *pod) status(p *corev1.Pod) corev1.PodStatus {
 		case c.cantRun != "":
 			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: c.cantRun, Message: c.why}
 		case w.netErr != nil:
-			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "ContainerCreating", Message: w.netErr.Error()}
+			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: ReasonCreating, Message: w.netErr.Error()}
 		case c.last != nil:
 			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: ReasonBackOff, Message: fmt.Sprintf("back-off restarting the failed container %s (exit code %d)", c.spec.Name, c.last.ExitCode)}
 		default:
-			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}
+			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: ReasonCreating}
 		}
 		if c.ready {
 			ready++
@@ -366,7 +366,7 @@ func (k *Kubelet) volumes(ctx context.Context, p *corev1.Pod, dir string) error 
 			return err
 		}
 		for key, val := range data {
-			path := filepath.Join(vd, filepath.Clean("/" + key)) // an item's path stays inside
+			path := filepath.Join(vd, filepath.Clean("/"+key)) // an item's path stays inside
 			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 				return err
 			}
