@@ -109,7 +109,7 @@ conformance: bins ## Run the Gateway API conformance suite (GATEWAY-HTTP profile
 	CONFORMANCE_REPORT=$(BIN)/conformance-report.yaml go test $(INTEGRATION) -count=1 -timeout 40m -v ./test/conformance/
 
 .PHONY: conformance-kind
-conformance-kind: ## Run the same suite against crossgate on the kind cluster of the e2e suite (real Envoy; needs Docker and kind); its report goes to bin/conformance-report-kind.yaml.
+conformance-kind: ## Run the same suite against crossgate on a kind cluster of its own (real Envoy; needs Docker and cloud-provider-kind on the PATH); its report goes to bin/conformance-report-kind.yaml.
 	CONFORMANCE_REPORT=$(BIN)/conformance-report-kind.yaml go test -tags e2e -count=1 -timeout 60m -v -run TestConformance ./test/e2e/
 
 .PHONY: lint

@@ -67,7 +67,7 @@ func onThread(f func() error) error {
 			errc <- err
 			return
 		}
-		defer unix.Close(self)
+		defer func() { _ = unix.Close(self) }()
 		err = f()
 		if unix.Setns(self, unix.CLONE_NEWNET) == nil {
 			runtime.UnlockOSThread()
@@ -84,7 +84,7 @@ func loopbackUp() error {
 	if err != nil {
 		return err
 	}
-	defer unix.Close(fd)
+	defer func() { _ = unix.Close(fd) }()
 	ifr, err := unix.NewIfreq("lo")
 	if err != nil {
 		return err
