@@ -17,7 +17,9 @@ import (
 	"k8s.io/utils/ptr"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/crossgate-io/crossgate/translator/ir"
 	"github.com/crossgate-io/crossgate/wellknown"
+	"github.com/crossgate-io/crossgate/xds/translate"
 )
 
 const (
@@ -62,8 +64,9 @@ type Rendered struct {
 	Service        *corev1.Service
 }
 
-// ServicePorts are the LoadBalancer Service's ports: one per distinct listener port, exposed as
-// itself, except that the listener on port 80 is exposed on the LB port annotation's value.
+// ServicePorts are the LoadBalancer Service's ports: one per distinct listener port but the
+// proxy's own (ir.Reserved), exposed as itself, except that the listener on port 80 is exposed
+// on the LB port annotation's value.
 func ServicePorts(gw *gatewayv1.Gateway) ([]corev1.ServicePort, error) {
 	lb := int32(0)
 	if v, ok := gw.Annotations[LBPortAnnotation]; ok {
@@ -83,9 +86,13 @@ func ServicePorts(gw *gatewayv1.Gateway) ([]corev1.ServicePort, error) {
 	}
 	var ports []int32
 	for _, l := range gw.Spec.Listeners {
-		if !slices.Contains(ports, l.Port) {
+		// A listener on a port Envoy keeps for itself is not served (its status says so).
+		if !slices.Contains(ports, l.Port) && !ir.Reserved(uint32(l.Port)) {
 			ports = append(ports, l.Port)
 		}
+	}
+	if len(ports) == 0 {
+		return nil, fmt.Errorf("no listener port to expose: %d, %d, %d and %d are the proxy's own", ir.AdminPort, ir.OutboundCapturePort, ir.InboundCapturePort, ir.ProbePort)
 	}
 	slices.Sort(ports)
 	var out []corev1.ServicePort
@@ -143,8 +150,11 @@ func Render(gw *gatewayv1.Gateway, opts RenderOptions) (*Rendered, error) {
 				"--log-level", "info",
 			},
 			Ports: containerPorts,
+			// Ready once Envoy has its listeners from xDS (the probe listener answers then),
+			// whether or not any of the Gateway's listeners is served: a Gateway whose listeners
+			// are all invalid still has a ready proxy.
 			ReadinessProbe: &corev1.Probe{
-				ProbeHandler:  corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(ports[0].TargetPort.IntVal)}},
+				ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: translate.ReadyPath, Port: intstr.FromInt32(translate.ProbePort)}},
 				PeriodSeconds: 5,
 			},
 			Resources: corev1.ResourceRequirements{

@@ -82,6 +82,8 @@ type listenerState struct {
 	// resolved, when they are not.
 	certificates            []ir.Certificate
 	certReason, certMessage string
+	// reserved: the listener's port is one the proxy listens on itself (ir.Reserved).
+	reserved bool
 }
 
 func (l *listenerState) usable() bool {
@@ -145,19 +147,30 @@ type sortableRoute struct {
 // SupportedFeatures are the Gateway API features (sigs.k8s.io/gateway-api/pkg/features names) that
 // crossgate's GatewayClasses publish in status.supportedFeatures, sorted by name as the field
 // requires: the Gateway and HTTPRoute core (RequestHeaderModifier and RequestRedirect included),
-// matching by method, URLRewrite of the path (both ReplaceFullPath and ReplacePrefixMatch) and of
-// the hostname, ResponseHeaderModifier, and TLSRoute on TLS listeners in Passthrough mode. The
-// redirect's extended features (scheme, port, path, codes 303/307/308) and RequestMirror are
-// implemented but not claimed until the conformance suite checks them (issue 19). Nothing else is claimed until it
-// is implemented.
+// listeners on port 8080, the redirect's extended features (codes 303, 307, 308, path, port,
+// scheme), HTTP/2 backends by appProtocol kubernetes.io/h2c, matching by method, named rules,
+// parentRefs by port, URLRewrite of the path and of the hostname, ResponseHeaderModifier, and
+// TLSRoute on TLS listeners in Passthrough mode. Each passes its tests of the conformance suite
+// (test/conformance). RequestMirror is implemented but fails the suite's mirror tests in the
+// sandbox, and is not claimed; nothing else is claimed until it is implemented and passes.
 func SupportedFeatures() []gatewayv1.SupportedFeature {
 	return []gatewayv1.SupportedFeature{
 		{Name: "Gateway"},
+		{Name: "GatewayPort8080"},
 		{Name: "HTTPRoute"},
+		{Name: "HTTPRoute303RedirectStatusCode"},
+		{Name: "HTTPRoute307RedirectStatusCode"},
+		{Name: "HTTPRoute308RedirectStatusCode"},
+		{Name: "HTTPRouteBackendProtocolH2C"},
 		{Name: "HTTPRouteHostRewrite"},
 		{Name: "HTTPRouteMethodMatching"},
+		{Name: "HTTPRouteNamedRouteRule"},
+		{Name: "HTTPRouteParentRefPort"},
+		{Name: "HTTPRoutePathRedirect"},
 		{Name: "HTTPRoutePathRewrite"},
+		{Name: "HTTPRoutePortRedirect"},
 		{Name: "HTTPRouteResponseHeaderModification"},
+		{Name: "HTTPRouteSchemeRedirect"},
 		{Name: "TLSRoute"},
 	}
 }
@@ -257,6 +270,9 @@ func (t *translation) checkListeners(g *gatewayv1.Gateway) []*listenerState {
 		l := &g.Spec.Listeners[i]
 		kind := routeKind(l)
 		s := &listenerState{spec: l, accepted: kind != "", kindsOK: true, routes: map[string][]sortableRoute{}}
+		if ir.Reserved(uint32(l.Port)) { // the gateway's Envoy listens there itself
+			s.accepted, s.reserved = false, true
+		}
 		if s.accepted && l.Protocol == gatewayv1.HTTPSProtocolType {
 			s.certificates, s.certReason, s.certMessage = t.certificates(g, l)
 		}
@@ -838,6 +854,9 @@ func gatewayStatus(g *gatewayv1.Gateway, ls []*listenerState, dp dataPlane) Gate
 		conds := []metav1.Condition{}
 		if l.accepted {
 			conds = append(conds, cond(string(gatewayv1.ListenerConditionAccepted), true, string(gatewayv1.ListenerReasonAccepted), "Listener accepted.", gen))
+		} else if l.reserved {
+			conds = append(conds, cond(string(gatewayv1.ListenerConditionAccepted), false, string(gatewayv1.ListenerReasonPortUnavailable),
+				fmt.Sprintf("Port %d is one the gateway's Envoy listens on itself (%d, %d, %d and %d are reserved).", l.spec.Port, ir.AdminPort, ir.OutboundCapturePort, ir.InboundCapturePort, ir.ProbePort), gen))
 		} else {
 			// A protocol crossgate serves, in a TLS mode it does not, is an unsupported value
 			// (the conformance suite's TLSRouteListenerTerminateNotSupported); any other

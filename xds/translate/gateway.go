@@ -84,6 +84,9 @@ func (b *builder) gateway(g *ir.Gateway) {
 		}
 		b.listener(lst)
 	}
+	// The listener the gateway pod's readiness probe reaches (ReadyPath on ProbePort), as a
+	// sidecar's: the proxy is ready once it has its listeners, whatever their state.
+	b.probe(nil)
 	for _, c := range g.Certificates {
 		b.secret(&tlsv3.Secret{Name: GatewayCertificateName(c.Name), Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
 			CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: c.CertPEM}},
