@@ -3,7 +3,6 @@ package sandbox
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"strconv"
@@ -234,19 +233,7 @@ func (lb *LoadBalancer) serve(ln net.Listener, svc types.NamespacedName, port in
 				return
 			}
 			defer out.Close()
-			done := make(chan struct{})
-			go func() {
-				_, _ = io.Copy(out, in)
-				if tc, ok := out.(*net.TCPConn); ok {
-					_ = tc.CloseWrite()
-				}
-				close(done)
-			}()
-			_, _ = io.Copy(in, out)
-			if tc, ok := in.(*net.TCPConn); ok {
-				_ = tc.CloseWrite()
-			}
-			<-done
+			network.Splice(in, out)
 		}()
 	}
 }

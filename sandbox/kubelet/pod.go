@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -333,15 +332,7 @@ func (w *pod) forward(ln net.Listener, port int) {
 				return
 			}
 			defer out.Close()
-			done := make(chan struct{})
-			go func() {
-				_, _ = io.Copy(out, in)
-				_ = out.(*net.TCPConn).CloseWrite()
-				close(done)
-			}()
-			_, _ = io.Copy(in, out)
-			_ = in.(*net.TCPConn).CloseWrite()
-			<-done
+			network.Splice(in, out)
 		}()
 	}
 }

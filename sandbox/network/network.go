@@ -6,6 +6,7 @@
 package network
 
 import (
+	"io"
 	"net"
 	"strconv"
 )
@@ -37,4 +38,25 @@ func LoopbackAddr(addr string) string {
 		return addr
 	}
 	return net.JoinHostPort(Loopback(host), port)
+}
+
+// Splice copies both ways between a and b until both directions end, passing each half-close
+// on (a TCP side's write is closed when its source ends), as a port forwarder or a load
+// balancer does. The caller closes both.
+func Splice(a, b net.Conn) {
+	done := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(b, a)
+		closeWrite(b)
+		close(done)
+	}()
+	_, _ = io.Copy(a, b)
+	closeWrite(a)
+	<-done
+}
+
+func closeWrite(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
 }
