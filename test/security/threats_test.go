@@ -35,7 +35,7 @@ var threats = []threat{
 	{
 		"a namespace user", "mint a trusted identity with a Gateway of crossgate's class",
 		"only the operator's Gateways are peers, run, or get certificates",
-		map[string][]string{"test/scenarios": {"TestUntrustedGatewayIsNotAPeer"}, "test/member": {"TestGatewayRendered"}},
+		map[string][]string{"test/scenarios": {"TestUntrustedGatewayIsNotAPeer", "TestIngressGatewayIsNotAPeer"}, "test/member": {"TestGatewayRendered"}},
 	},
 	{
 		"a route's author", "send a gateway's traffic to a Service of another namespace without its owner's consent",
@@ -104,7 +104,7 @@ var threats = []threat{
 		map[string][]string{
 			"test/integration": {"TestInvalidObjectsAreRejected"}, "charts": {"TestTemplateRefusesBadValues"},
 			"cmd/crossgate": {"TestSandboxUpRefusesBadGatewayPorts"}, "cmd/crossgate-controller": {"TestLibraryLogsReachTheControllerLog"},
-			"sandbox": {"TestWorkloads"}, "test/cli": {"TestSandboxUpStatusDown"},
+			"sandbox/kubelet": {"TestAppPods", "TestPodsTheNodeCannotRun"}, "test/cli": {"TestSandboxUpStatusDown"},
 		},
 	},
 }
