@@ -34,7 +34,7 @@ var threats = []threat{
 	},
 	{
 		"a namespace user", "mint a trusted identity with a Gateway of crossgate's class",
-		"only the operator's Gateways are peers, run, or get certificates",
+		"only the operator's Gateways are peers; others run, with an identity of their own, only when the operator's GatewayClass says so (crossgate.io/gateway-namespaces: All)",
 		map[string][]string{"test/scenarios": {"TestUntrustedGatewayIsNotAPeer", "TestIngressGatewayIsNotAPeer"}, "test/member": {"TestGatewayRendered"}},
 	},
 	{
