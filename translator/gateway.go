@@ -150,9 +150,9 @@ type sortableRoute struct {
 // listeners on port 8080, the redirect's extended features (codes 303, 307, 308, path, port,
 // scheme), HTTP/2 backends by appProtocol kubernetes.io/h2c, matching by method, named rules,
 // parentRefs by port, URLRewrite of the path and of the hostname, ResponseHeaderModifier, and
-// TLSRoute on TLS listeners in Passthrough mode. Each passes its tests of the conformance suite
-// (test/conformance). RequestMirror is implemented but fails the suite's mirror tests in the
-// sandbox, and is not claimed; nothing else is claimed until it is implemented and passes.
+// TLSRoute on TLS listeners in Passthrough mode, and RequestMirror (one or several mirrors, a
+// percentage). Each passes its tests of the conformance suite (test/conformance); nothing else
+// is claimed until it is implemented and passes.
 func SupportedFeatures() []gatewayv1.SupportedFeature {
 	return []gatewayv1.SupportedFeature{
 		{Name: "Gateway"},
@@ -169,6 +169,9 @@ func SupportedFeatures() []gatewayv1.SupportedFeature {
 		{Name: "HTTPRoutePathRedirect"},
 		{Name: "HTTPRoutePathRewrite"},
 		{Name: "HTTPRoutePortRedirect"},
+		{Name: "HTTPRouteRequestMirror"},
+		{Name: "HTTPRouteRequestMultipleMirrors"},
+		{Name: "HTTPRouteRequestPercentageMirror"},
 		{Name: "HTTPRouteResponseHeaderModification"},
 		{Name: "HTTPRouteSchemeRedirect"},
 		{Name: "TLSRoute"},

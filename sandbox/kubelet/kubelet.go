@@ -120,6 +120,9 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	if k.logsPort, err = k.serveLogs(ctx); err != nil {
+		return err
+	}
 	if err := k.registerNode(ctx); err != nil {
 		return fmt.Errorf("registering Node %s: %w", o.Node, err)
 	}
@@ -144,6 +147,8 @@ type Kubelet struct {
 	mu   sync.Mutex
 	pods map[string]*pod // by namespace/name
 	used map[string]bool // pod addresses taken
+	// logsPort serves the containers' logs (serveLogs).
+	logsPort int
 }
 
 // registerNode creates the Node (or refreshes it), Ready, with the labels a scheduler matches.
@@ -163,9 +168,11 @@ func (k *Kubelet) registerNode(ctx context.Context) error {
 			Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: ReasonNodeReady,
 			Message: "the sandbox node runs pods as local processes", LastHeartbeatTime: now, LastTransitionTime: now,
 		}},
-		Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}, {Type: corev1.NodeHostName, Address: k.o.Node}},
-		Capacity:  corev1.ResourceList{corev1.ResourcePods: resource.MustParse("250")},
-		NodeInfo:  corev1.NodeSystemInfo{OperatingSystem: runtime.GOOS, Architecture: runtime.GOARCH, KubeletVersion: "sandbox", ContainerRuntimeVersion: "sandbox://processes"},
+		// No Hostname address: the API server would try to resolve it first to reach the logs.
+		Addresses:       []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}},
+		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: int32(k.logsPort)}},
+		Capacity:        corev1.ResourceList{corev1.ResourcePods: resource.MustParse("250")},
+		NodeInfo:        corev1.NodeSystemInfo{OperatingSystem: runtime.GOOS, Architecture: runtime.GOARCH, KubeletVersion: "sandbox", ContainerRuntimeVersion: "sandbox://processes"},
 	}
 	node.Status.Allocatable = node.Status.Capacity
 	return k.c.Status().Update(ctx, node)

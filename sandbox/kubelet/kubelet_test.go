@@ -181,6 +181,27 @@ func TestEchoDeployment(t *testing.T) {
 		})
 	}
 
+	// The API server reads the containers' logs from the node (kubectl logs), with sinceTime.
+	for _, e := range slice.Endpoints {
+		logs := func(since time.Time) (string, error) {
+			b, err := cl.Kube.CoreV1().Pods("infra").GetLogs(e.TargetRef.Name, &corev1.PodLogOptions{Container: "echo", SinceTime: &metav1.Time{Time: since}}).DoRaw(ctx)
+			return string(b), err
+		}
+		poll(t, 10*time.Second, "the request in "+e.TargetRef.Name+"'s log", func() error {
+			got, err := logs(time.Now().Add(-time.Hour))
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(got, "Echoing back request made to /hello to client") {
+				return fmt.Errorf("log %q", got)
+			}
+			return nil
+		})
+		if got, err := logs(time.Now().Add(time.Hour)); err != nil || got != "" {
+			t.Fatalf("the log since an hour from now: %q, %v", got, err)
+		}
+	}
+
 	// A process that dies is restarted (restartPolicy Always), and the Pod counts it.
 	victim := pods()[0]
 	pid, err := strconv.Atoi(strings.TrimPrefix(victim.Status.ContainerStatuses[0].ContainerID, "sandbox://"))

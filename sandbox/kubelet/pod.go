@@ -359,11 +359,22 @@ func (w *pod) start(ctx context.Context, p *corev1.Pod, c *container) error {
 		return err
 	}
 	img := w.k.o.Images[repository(c.spec.Image)]
-	logf, err := os.OpenFile(filepath.Join(w.k.o.LogDir, p.Namespace+"_"+p.Name+"_"+c.spec.Name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logf, err := os.OpenFile(w.k.logPath(p.Namespace, p.Name, c.spec.Name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
-	defer logf.Close()
+	lw := newLogWriter(logf)
+	defer lw.closeWhenDone()
+	stdout, err := lw.pipe("stdout")
+	if err != nil {
+		return err
+	}
+	defer stdout.Close() // the process has its own copy
+	stderr, err := lw.pipe("stderr")
+	if err != nil {
+		return err
+	}
+	defer stderr.Close()
 	// No mount namespace: the volumes are under the pod's directory, and the paths under a
 	// mountPath in the container's args and environment are rewritten to there.
 	var mounts []string
@@ -394,7 +405,7 @@ func (w *pod) start(ctx context.Context, p *corev1.Pod, c *container) error {
 	cmd := exec.Command(img.Path, args...)
 	cmd.Env = append(env, MountsEnv+"="+strings.Join(mounts, ";"))
 	cmd.Dir = os.TempDir()
-	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.SysProcAttr = procAttr()
 	if img.HostNetwork {
 		cmd.Env = append(cmd.Env, PodAddressEnv+"="+network.Loopback(w.addr))
