@@ -209,34 +209,27 @@ func LoadBalancerAddress(i, n int) string {
 	return "127.0." + strconv.Itoa(i) + "." + strconv.Itoa(n)
 }
 
-// serve carries each connection to ln to a ready endpoint of the Service's port.
+// serve carries each connection to ln to a ready endpoint of the Service's port, the next in
+// turn that accepts it.
 func (lb *LoadBalancer) serve(ln net.Listener, svc types.NamespacedName, port int32) {
-	for {
-		in, err := ln.Accept()
-		if err != nil {
-			return
+	network.Forward(ln, func() (net.Conn, error) {
+		eps := lb.endpoints(svc, port)
+		if len(eps) == 0 {
+			return nil, errNoEndpoint // the connection is refused, as kube-proxy rejects it
 		}
-		go func() {
-			defer in.Close()
-			eps := lb.endpoints(svc, port)
-			if len(eps) == 0 {
-				return // no ready endpoint: the connection is refused, as kube-proxy rejects it
-			}
-			start := lb.next.Add(1)
+		start := int(lb.next.Add(1))
+		var err error
+		for i := range eps {
 			var out net.Conn
-			for i := range eps {
-				if out, err = net.DialTimeout("tcp", eps[(int(start)+i)%len(eps)], 2*time.Second); err == nil {
-					break
-				}
+			if out, err = net.DialTimeout("tcp", eps[(start+i)%len(eps)], 2*time.Second); err == nil {
+				return out, nil
 			}
-			if out == nil {
-				return
-			}
-			defer out.Close()
-			network.Splice(in, out)
-		}()
-	}
+		}
+		return nil, err
+	})
 }
+
+var errNoEndpoint = errors.New("no ready endpoint")
 
 // endpoints are the loopback addresses of the Service port's ready endpoints.
 func (lb *LoadBalancer) endpoints(key types.NamespacedName, port int32) []string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -113,7 +114,7 @@ func (k *Kubelet) admit(p *corev1.Pod, c corev1.Container, hostNet bool) *contai
 	img, known := k.o.Images[repository(c.Image)]
 	switch {
 	case !known:
-		ct.cantRun, ct.why = ReasonUnknownImage, fmt.Sprintf("the sandbox node runs only the images %s, not %q", strings.Join(slices.Sorted(mapsKeys(k.o.Images)), ", "), c.Image)
+		ct.cantRun, ct.why = ReasonUnknownImage, fmt.Sprintf("the sandbox node runs only the images %s, not %q", strings.Join(slices.Sorted(maps.Keys(k.o.Images)), ", "), c.Image)
 	case len(p.Spec.InitContainers) > 0:
 		ct.cantRun, ct.why = ReasonConfig, "the sandbox node does not run init containers (spec.initContainers)"
 	case len(c.Command) > 0:
@@ -141,16 +142,6 @@ func volume(p *corev1.Pod, name string) *corev1.Volume {
 		}
 	}
 	return nil
-}
-
-func mapsKeys(m map[string]Image) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // update hands the worker the Pod's latest state.
@@ -320,21 +311,7 @@ func (w *pod) exposeServed(ctx context.Context, p *corev1.Pod) {
 
 // forward carries each connection to the pod's address:port to port in the pod's namespace.
 func (w *pod) forward(ln net.Listener, port int) {
-	for {
-		in, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer in.Close()
-			out, err := w.dial(context.Background(), port)
-			if err != nil {
-				return
-			}
-			defer out.Close()
-			network.Splice(in, out)
-		}()
-	}
+	network.Forward(ln, func() (net.Conn, error) { return w.dial(context.Background(), port) })
 }
 
 // dial connects to port on the pod's loopback, from inside its network namespace (at the pod's

@@ -40,6 +40,26 @@ func LoopbackAddr(addr string) string {
 	return net.JoinHostPort(Loopback(host), port)
 }
 
+// Forward serves ln until it is closed: each connection is spliced to the one dial returns for
+// it, or closed when dial fails.
+func Forward(ln net.Listener, dial func() (net.Conn, error)) {
+	for {
+		in, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer in.Close()
+			out, err := dial()
+			if err != nil {
+				return
+			}
+			defer out.Close()
+			Splice(in, out)
+		}()
+	}
+}
+
 // Splice copies both ways between a and b until both directions end, passing each half-close
 // on (a TCP side's write is closed when its source ends), as a port forwarder or a load
 // balancer does. The caller closes both.

@@ -71,18 +71,22 @@ func TestUntrustedGatewayIsNotAPeer(t *testing.T) {
 	if _, ok := w.out.Gateways["team-a/rogue"]; ok {
 		t.Error("the untrusted Gateway got a configuration")
 	}
-	send := func(source string) *simulate.Result {
-		return simulate.Simulate(w.out.Sidecars["httpbin/httpbin"], simulate.Request{
-			Inbound: true, PodIP: "10.1.2.7", Port: 8080, TLS: true, ALPN: []string{wellknown.MeshALPN},
-			Source: source, Protocol: simulate.HTTP1, Host: "httpbin.httpbin:8080", Method: "POST", Path: "/anything",
-		})
-	}
+	send := func(source string) *simulate.Result { return toExportedHTTPBin(w, source) }
 	if r := send("spiffe://cluster.local/ns/team-a/sa/rogue"); !r.Denied {
 		t.Error("the untrusted Gateway's identity is admitted")
 	}
 	if r := send("spiffe://cluster.local/ns/crossgate-system/sa/crossgate-gateway"); r.Denied {
 		t.Errorf("the controller's gateway is refused: %s", r.DenyReason)
 	}
+}
+
+// toExportedHTTPBin is a mesh request from source arriving at the exported httpbin's proxy (its
+// inbound side), as a gateway passes it through.
+func toExportedHTTPBin(w *world, source string) *simulate.Result {
+	return simulate.Simulate(w.out.Sidecars["httpbin/httpbin"], simulate.Request{
+		Inbound: true, PodIP: "10.1.2.7", Port: 8080, TLS: true, ALPN: []string{wellknown.MeshALPN},
+		Source: source, Protocol: simulate.HTTP1, Host: "httpbin.httpbin:8080", Method: "POST", Path: "/anything",
+	})
 }
 
 // TestCrossClusterRules: the caller applies its TrafficTarget rules to the remote clusters'
@@ -142,12 +146,7 @@ func TestIngressGatewayIsNotAPeer(t *testing.T) {
 	if _, ok := w.out.Gateways["team-b/other"]; ok {
 		t.Error("the Gateway of a class whose annotation is invalid got a configuration")
 	}
-	send := func(source string) *simulate.Result {
-		return simulate.Simulate(w.out.Sidecars["httpbin/httpbin"], simulate.Request{
-			Inbound: true, PodIP: "10.1.2.7", Port: 8080, TLS: true, ALPN: []string{wellknown.MeshALPN},
-			Source: source, Protocol: simulate.HTTP1, Host: "httpbin.httpbin:8080", Method: "POST", Path: "/anything",
-		})
-	}
+	send := func(source string) *simulate.Result { return toExportedHTTPBin(w, source) }
 	if r := send("spiffe://cluster.local/ns/team-a/sa/rogue"); !r.Denied {
 		t.Error("the ingress Gateway's identity is admitted as a peer")
 	}
