@@ -26,8 +26,12 @@ import (
 
 // Paths inside an Envoy container, and the names of what is mounted there.
 const (
-	// IdentityDir holds the proxy's certificate for the xDS connection: tls.crt, tls.key, ca.crt.
-	IdentityDir = "/etc/crossgate/identity"
+	// IdentityDir holds the proxy's certificate for the xDS connection: the identity Secret's
+	// IdentityCertFile, IdentityKeyFile and IdentityCAFile.
+	IdentityDir      = "/etc/crossgate/identity"
+	IdentityCertFile = "tls.crt"
+	IdentityKeyFile  = "tls.key"
+	IdentityCAFile   = "ca.crt"
 	// BootstrapDir holds bootstrap.json.
 	BootstrapDir = "/etc/crossgate/bootstrap"
 	// BootstrapFile is the bootstrap's key in the ConfigMap and its file name.
@@ -145,10 +149,10 @@ func Bootstrap(host string, port uint32) (map[string]string, error) {
 	out[BootstrapFile] = string(j)
 	for name, secret := range map[string]*tlsv3.Secret{
 		XDSCertificateFile: {Name: xdsCertificateSecret, Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
-			CertificateChain: file("tls.crt"), PrivateKey: file("tls.key"), WatchedDirectory: watched,
+			CertificateChain: file(IdentityCertFile), PrivateKey: file(IdentityKeyFile), WatchedDirectory: watched,
 		}}},
 		XDSTrustedCAFile: {Name: xdsTrustedCASecret, Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
-			TrustedCa: file("ca.crt"), WatchedDirectory: watched,
+			TrustedCa: file(IdentityCAFile), WatchedDirectory: watched,
 		}}},
 	} {
 		if err := secret.ValidateAll(); err != nil {

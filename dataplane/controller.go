@@ -241,8 +241,8 @@ func EnsureIdentity(ctx context.Context, c client.Client, ca identity.Issuer, na
 	}
 	exists := err == nil
 	root := ca.Root()
-	if exists && bytes.Equal(s.Data["ca.crt"], root) {
-		if renew, ok := renewAt(s.Data["tls.crt"]); ok && now.Before(renew) {
+	if exists && bytes.Equal(s.Data[IdentityCAFile], root) {
+		if renew, ok := renewAt(s.Data[IdentityCertFile]); ok && now.Before(renew) {
 			return renew, nil
 		}
 	}
@@ -250,7 +250,7 @@ func EnsureIdentity(ctx context.Context, c client.Client, ca identity.Issuer, na
 	if err != nil {
 		return time.Time{}, err
 	}
-	data := map[string][]byte{"tls.crt": cert.CertPEM, "tls.key": cert.KeyPEM, "ca.crt": cert.RootPEM}
+	data := map[string][]byte{IdentityCertFile: cert.CertPEM, IdentityKeyFile: cert.KeyPEM, IdentityCAFile: cert.RootPEM}
 	if !exists {
 		s = &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: map[string]string{wellknown.ManagedByLabel: wellknown.ManagedByValue}},

@@ -51,7 +51,7 @@ type Options struct {
 	Crossgate string
 }
 
-// NodeName is the name of a cluster's sandbox node; the Pods of sandbox app processes name it too.
+// NodeName is the name of a cluster's sandbox node.
 func NodeName(cluster string) string { return "sandbox-" + cluster }
 
 // EchoImage is the Gateway API conformance suite's echo server (any tag), which the sandbox
@@ -66,8 +66,12 @@ const CoreDNSImage = "registry.k8s.io/coredns/coredns"
 // sandbox node runs the stand-in (crossgate sandbox envoy).
 const EnvoyImage = "docker.io/envoyproxy/envoy"
 
+// AppImage is the sandbox app's image (package app): a workload answering "Hi, I am from
+// <cluster>", with the stand-in for its sidecar, or as a proxyless gRPC server.
+const AppImage = "crossgate.io/sandbox-app"
+
 // NodeImages are the images the sandbox node runs: the conformance echo server and CoreDNS
-// from binDir, and, given the crossgate binary, the stand-in for Envoy.
+// from binDir, and, given the crossgate binary, the stand-in for Envoy and the sandbox app.
 func NodeImages(binDir, crossgate string) map[string]kubelet.Image {
 	images := map[string]kubelet.Image{}
 	if p := filepath.Join(binDir, "echo-basic"); fileExists(p) {
@@ -78,6 +82,7 @@ func NodeImages(binDir, crossgate string) map[string]kubelet.Image {
 	}
 	if crossgate != "" {
 		images[EnvoyImage] = kubelet.Image{Path: crossgate, Args: []string{"sandbox", "envoy"}, HostNetwork: true}
+		images[AppImage] = kubelet.Image{Path: crossgate, Args: []string{"sandbox", "app-container"}, HostNetwork: true}
 	}
 	return images
 }

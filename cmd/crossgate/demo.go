@@ -34,7 +34,6 @@ func demoCommand(f *sandboxFlags) *cobra.Command {
 				return err
 			}
 			env := &demo.Env{State: st, Kubectl: filepath.Join(bins, "kubectl"), Crossgate: self, Out: cmd.OutOrStdout(), Requests: requests, GRPC: withGRPC}
-			defer env.StopApps()
 			return env.Run(cmd.Context(), nil)
 		},
 	}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -27,7 +28,8 @@ import (
 
 	flomeshv1alpha1 "github.com/crossgate-io/crossgate/api/flomesh/v1alpha1"
 	"github.com/crossgate-io/crossgate/sandbox"
-	"github.com/crossgate-io/crossgate/sandbox/kubelet"
+	"github.com/crossgate-io/crossgate/sandbox/app"
+	"github.com/crossgate-io/crossgate/sandbox/network"
 	"github.com/crossgate-io/crossgate/sandbox/proxy"
 )
 
@@ -86,7 +88,18 @@ func sandboxCommand() *cobra.Command {
 			return proxy.RunEnvoy(ctx, args, os.Getenv, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)))
 		},
 	}
-	cmd.AddCommand(up, serve, envoy, appCommand(f), demoCommand(f),
+	appContainer := &cobra.Command{
+		Use:                "app-container --port PORT --message TEXT --mode sidecar|proxyless|none",
+		Short:              "A container of the sandbox app's image, as the sandbox node runs it",
+		Hidden:             true,
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return app.RunContainer(ctx, args, os.Getenv, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)))
+		},
+	}
+	cmd.AddCommand(up, serve, envoy, appContainer, appCommand(f), demoCommand(f),
 		&cobra.Command{
 			Use:   "down",
 			Short: "Stop every process the sandbox started",
@@ -446,9 +459,12 @@ func appsOf(ctx context.Context, c sandbox.ClusterState) []string {
 	}
 	var out []string
 	for _, p := range pods.Items {
-		addr := p.Annotations[kubelet.AppAnnotation]
-		if addr == "" {
+		if len(p.Spec.Containers) == 0 || p.Spec.Containers[0].Image != sandbox.AppImage {
 			continue
+		}
+		addr := ""
+		if p.Status.PodIP != "" && len(p.Spec.Containers[0].Ports) > 0 {
+			addr = network.LoopbackAddr(net.JoinHostPort(p.Status.PodIP, strconv.Itoa(int(p.Spec.Containers[0].Ports[0].ContainerPort))))
 		}
 		ready := "no"
 		for _, cond := range p.Status.Conditions {

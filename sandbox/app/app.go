@@ -1,26 +1,32 @@
-// Package app is the sandbox's workload: a process standing in for one pod of a Deployment. It
-// registers a Pod (labels, ServiceAccount, a pod IP 10.(240+i).0.x standing for the loopback
-// address 127.i.0.x) in its cluster, so Services select it and crossgate sees its identity, and
-// answers every request with its message ("Hi, I am from cluster-1 and controlled by mesh!").
+// Package app is the sandbox's workload: the process the sandbox node runs for the containers of
+// the sandbox app image (sandbox.AppImage). It answers every request with its message ("Hi, I am from
+// cluster-1 and controlled by mesh!") over HTTP/1.1, and grpc.testing.TestService over h2c.
 //
-// A pod runs one of three ways, as in a cluster with crossgate:
-//   - with a sidecar (the default, given the controller's xDS address): the application answers
-//     HTTP/1.1, and gRPC (grpc.testing.TestService) over h2c, on a private address, and a stand-in
-//     for its Envoy sidecar takes the connections arriving at the pod's address (mTLS from mesh
-//     callers, plaintext from others) and hands them over as the sidecar's inbound
-//     configuration says (RBAC, protocol);
-//   - proxyless: grpc-go's xDS server serves gRPC on the pod's address itself, with the mTLS and
-//     RBAC of its xDS configuration, and nothing else;
-//   - without the mesh: the application answers on the pod's address directly.
+// A pod of the image runs one of three ways, as in a cluster with crossgate:
+//   - with a sidecar (ModeSidecar): the application answers on a private address of the pod,
+//     and a stand-in for its Envoy sidecar takes the connections arriving at the pod's address
+//     (mTLS from mesh callers, plaintext from others) and hands them over as the sidecar's
+//     inbound configuration says (RBAC, protocol). The stand-in reads the same bootstrap and
+//     identity Secret that crossgate's injector mounts into an Envoy sidecar;
+//   - proxyless (ModeProxyless): grpc-go's xDS server serves gRPC on the pod's address itself,
+//     with the mTLS and RBAC of its xDS configuration, its certificate read from the mounted
+//     identity Secret by grpc-go's file_watcher provider;
+//   - without the mesh (ModeNone): the application answers on the pod's address directly.
+//
+// Deployment renders the Deployment that `crossgate sandbox app` applies; RunContainer is the
+// image's entrypoint.
 package app
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -30,196 +36,232 @@ import (
 	xdscreds "google.golang.org/grpc/credentials/xds"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/xds"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/util/retry"
-	"sigs.k8s.io/controller-runtime/pkg/client"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 
+	"github.com/crossgate-io/crossgate/dataplane"
 	"github.com/crossgate-io/crossgate/sandbox"
 	"github.com/crossgate-io/crossgate/sandbox/grpcxds"
-	"github.com/crossgate-io/crossgate/sandbox/kubelet"
-	"github.com/crossgate-io/crossgate/sandbox/network"
 	"github.com/crossgate-io/crossgate/sandbox/proxy"
 	"github.com/crossgate-io/crossgate/wellknown"
+	"github.com/crossgate-io/crossgate/xds/identity"
 )
 
-// Options describe one app.
-type Options struct {
-	// Cluster is the cluster's name and ClusterIndex its position in the set (1 for cluster-1):
-	// the app's address is 127.<ClusterIndex>.0.x.
-	Cluster      string
-	ClusterIndex int
-	Config       *rest.Config
-	// Namespace, Name (the Pod is Name-x), Labels and ServiceAccount are those of the pod the app
-	// stands for.
+// Mode is how a pod of the app takes part in the mesh.
+type Mode string
+
+const (
+	ModeSidecar   Mode = "sidecar"
+	ModeProxyless Mode = "proxyless"
+	ModeNone      Mode = "none"
+)
+
+// Modes are the valid modes.
+var Modes = []Mode{ModeSidecar, ModeProxyless, ModeNone}
+
+// The environment a container of the image reads besides the node's (SANDBOX_POD_ADDRESS,
+// SANDBOX_MOUNTS): the Deployment sets them from the downward API.
+const (
+	PodIPEnv          = "POD_IP"
+	PodNamespaceEnv   = "POD_NAMESPACE"
+	ServiceAccountEnv = "POD_SERVICE_ACCOUNT"
+	podAddressEnv     = "SANDBOX_POD_ADDRESS"
+)
+
+// DeploymentOptions describe an app's Deployment.
+type DeploymentOptions struct {
 	Namespace, Name, ServiceAccount string
-	Labels                          map[string]string
+	// Labels select its pods (the Services' selector).
+	Labels map[string]string
 	// Port is the application's port (the Service's targetPort).
-	Port int
-	// Message answers every request; "Hi, I am from <cluster> and controlled by mesh!" when empty.
-	Message string
-	// XDS is the cluster controller's xDS address: the pod then runs with a sidecar, or, with
-	// Proxyless, as a proxyless gRPC server. Empty: outside the mesh. Dir holds what the pod
-	// writes (grpc-go's bootstrap and certificate files).
-	XDS, Dir  string
-	Proxyless bool
-	Log       *slog.Logger
+	Port     int
+	Message  string
+	Mode     Mode
+	Replicas int32
 }
 
-// App is a running app.
-type App struct {
-	// Addr is the pod's address (where callers connect); AppAddr where the application itself
-	// answers (behind its sidecar, or the same).
-	Addr, AppAddr string
-	Pod           *corev1.Pod
-	c             client.Client
-	servers       []func()
-	done          chan struct{} // closed when the application's server ends; err says why
-	err           error
-}
-
-// Start registers the app's Pod and starts answering.
-func Start(ctx context.Context, o Options) (*App, error) {
-	if o.Message == "" {
-		o.Message = "Hi, I am from " + o.Cluster + " and controlled by mesh!"
+// Deployment is the app's Deployment: pods of sandbox.AppImage answering Message on Port, as ServiceAccount,
+// in the given mode; in the mesh they mount the bootstrap ConfigMap and the identity Secret that
+// crossgate keeps in every namespace added to the mesh, at the paths an injected sidecar has
+// them.
+func Deployment(o DeploymentOptions) *appsv1.Deployment {
+	fromField := func(name, path string) corev1.EnvVar {
+		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
 	}
+	c := corev1.Container{
+		Name: "app", Image: sandbox.AppImage,
+		Args: []string{"--port=" + strconv.Itoa(o.Port), "--message=" + o.Message, "--mode=" + string(o.Mode)},
+		Env: []corev1.EnvVar{
+			fromField(PodIPEnv, "status.podIP"), fromField(PodNamespaceEnv, "metadata.namespace"),
+			fromField(ServiceAccountEnv, "spec.serviceAccountName"),
+		},
+		Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: int32(o.Port)}},
+		// The application takes connections once it (and its sidecar) is serving.
+		ReadinessProbe: &corev1.Probe{
+			ProbeHandler:  corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt(o.Port)}},
+			PeriodSeconds: 1,
+		},
+	}
+	spec := corev1.PodSpec{ServiceAccountName: o.ServiceAccount, AutomountServiceAccountToken: ptr.To(false)}
+	annotations := map[string]string{}
+	if o.Mode == ModeProxyless {
+		annotations[wellknown.ProxylessAnnotation] = "true"
+	}
+	if o.Mode != ModeNone {
+		c.VolumeMounts = []corev1.VolumeMount{
+			{Name: "crossgate-bootstrap", MountPath: dataplane.BootstrapDir, ReadOnly: true},
+			{Name: "crossgate-identity", MountPath: dataplane.IdentityDir, ReadOnly: true},
+		}
+		spec.Volumes = []corev1.Volume{
+			{Name: "crossgate-bootstrap", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+				LocalObjectReference: corev1.LocalObjectReference{Name: dataplane.BootstrapConfigMap},
+			}}},
+			{Name: "crossgate-identity", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+				SecretName: dataplane.IdentitySecretName(o.ServiceAccount),
+			}}},
+		}
+	}
+	spec.Containers = []corev1.Container{c}
+	return &appsv1.Deployment{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: o.Namespace, Name: o.Name, Labels: o.Labels},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(max(o.Replicas, 1)),
+			Selector: &metav1.LabelSelector{MatchLabels: o.Labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: o.Labels, Annotations: annotations},
+				Spec:       spec,
+			},
+		},
+	}
+}
+
+// Options describe one running pod of the app.
+type Options struct {
+	// Address is the pod's loopback address, which the node gives (the pod IP stands for it);
+	// PodIP is the pod IP.
+	Address, PodIP            string
+	Namespace, ServiceAccount string
+	Port                      int
+	Message                   string
+	Mode                      Mode
+	// XDS is the controller's xDS address and Certificate the pod's identity (ModeSidecar);
+	// CertFiles are the identity's certificate, key and CA files (ModeProxyless).
+	XDS         string
+	Certificate *identity.Certificate
+	CertFiles   grpcxds.Files
+	Log         *slog.Logger
+}
+
+// RunContainer is the entrypoint of sandbox.AppImage as the sandbox node runs it: --port, --message and
+// --mode on the command line, the pod's address, IP, namespace and ServiceAccount in the
+// environment, and, in the mesh, the bootstrap and identity mounted as an injected sidecar has
+// them. It serves until ctx ends.
+func RunContainer(ctx context.Context, args []string, getenv func(string) string, log *slog.Logger) error {
+	fs := flag.NewFlagSet("app", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	port := fs.Int("port", 8080, "")
+	message := fs.String("message", "", "")
+	mode := fs.String("mode", string(ModeSidecar), "")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("the app's command line: %w", err)
+	}
+	o := Options{
+		Address: getenv(podAddressEnv), PodIP: getenv(PodIPEnv), Namespace: getenv(PodNamespaceEnv),
+		ServiceAccount: getenv(ServiceAccountEnv), Port: *port, Message: *message, Mode: Mode(*mode), Log: log,
+	}
+	switch {
+	case net.ParseIP(o.Address) == nil:
+		return fmt.Errorf("%s %q: the sandbox node gives the pod's address", podAddressEnv, o.Address)
+	case net.ParseIP(o.PodIP) == nil, o.Namespace == "", o.ServiceAccount == "":
+		return fmt.Errorf("%s, %s and %s must be set (from the downward API)", PodIPEnv, PodNamespaceEnv, ServiceAccountEnv)
+	case o.Port <= 0 || o.Port > 65535:
+		return fmt.Errorf("--port %d: want 1-65535", o.Port)
+	}
+	bootstrap := path.Join(dataplane.BootstrapDir, dataplane.BootstrapFile)
+	switch o.Mode {
+	case ModeNone:
+	case ModeSidecar, ModeProxyless:
+		addr, cert, err := proxy.ReadBootstrap(bootstrap, getenv)
+		if err != nil {
+			return fmt.Errorf("the mesh's bootstrap (is namespace %s in the mesh?): %w", o.Namespace, err)
+		}
+		o.XDS, o.Certificate = addr, cert
+		o.CertFiles = grpcxds.Files{
+			Cert: proxy.HostPath(path.Join(dataplane.IdentityDir, dataplane.IdentityCertFile), getenv),
+			Key:  proxy.HostPath(path.Join(dataplane.IdentityDir, dataplane.IdentityKeyFile), getenv),
+			CA:   proxy.HostPath(path.Join(dataplane.IdentityDir, dataplane.IdentityCAFile), getenv),
+		}
+	default:
+		return fmt.Errorf("--mode %q: want one of %v", o.Mode, Modes)
+	}
+	return Run(ctx, o)
+}
+
+// Run serves as one pod of the app until ctx ends, or a server fails.
+func Run(ctx context.Context, o Options) error {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	if o.Proxyless && o.XDS == "" {
-		return nil, errors.New("a proxyless app needs the controller's xDS address")
-	}
-	c, err := client.New(o.Config, client.Options{Scheme: sandbox.Scheme})
-	if err != nil {
-		return nil, err
-	}
-	if err := c.Get(ctx, client.ObjectKey{Name: o.Namespace}, &corev1.Namespace{}); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("namespace %s does not exist in %s: create it first (kubectl create namespace %s)", o.Namespace, o.Cluster, o.Namespace)
-		}
-		return nil, err
-	}
-	var ln net.Listener
-	host := 0
-	for h := 2; h < 255 && ln == nil; h++ {
-		if l, err := net.Listen("tcp", network.AppAddress(o.ClusterIndex, h, o.Port)); err == nil {
-			ln, host = l, h
-		}
-	}
-	if ln == nil {
-		return nil, fmt.Errorf("no free loopback address 127.%d.0.x for port %d", o.ClusterIndex, o.Port)
-	}
-	a := &App{Addr: ln.Addr().String(), AppAddr: ln.Addr().String(), c: c, done: make(chan struct{})}
-	ip := network.PodIP(o.ClusterIndex, host) // the API server refuses loopback endpoints
-	fail := func(err error) (*App, error) {
-		_ = ln.Close()
-		a.stopServers()
-		if a.Pod != nil {
-			_ = c.Delete(context.Background(), a.Pod, client.GracePeriodSeconds(0))
-		}
-		return nil, err
-	}
-
-	// The application, behind a sidecar on a private address of the pod.
-	appLn := ln
-	sidecar := o.XDS != "" && !o.Proxyless
-	if sidecar {
-		if appLn, err = net.Listen("tcp", network.AppAddress(o.ClusterIndex, host, 0)); err != nil {
-			return fail(err)
-		}
-		a.AppAddr = appLn.Addr().String()
-	}
-
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: o.Namespace, Name: o.ServiceAccount}}
-	if err := c.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fail(fmt.Errorf("ServiceAccount %s/%s: %w", o.Namespace, o.ServiceAccount, err))
-	}
-	annotations := map[string]string{kubelet.AppAnnotation: a.AppAddr}
-	if o.Proxyless {
-		annotations[wellknown.ProxylessAnnotation] = "true"
-	}
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{
-			Namespace: o.Namespace, Name: o.Name + "-" + strconv.Itoa(host), Labels: o.Labels,
-			Annotations: annotations,
-		},
-		Spec: corev1.PodSpec{ // the pod stands for this process; nothing runs the container
-			ServiceAccountName: o.ServiceAccount, NodeName: "sandbox-" + o.Cluster,
-			Containers: []corev1.Container{{
-				Name: "app", Image: "crossgate.io/sandbox-app",
-				Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: int32(o.Port)}},
-			}},
-		},
-	}
-	// A pod of that name left by a killed app is replaced.
-	_ = c.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name}}, client.GracePeriodSeconds(0))
-	for range 50 {
-		err = c.Create(ctx, pod)
-		if !apierrors.IsAlreadyExists(err) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		return fail(fmt.Errorf("registering the Pod: %w", err))
-	}
-	a.Pod = pod
-
-	msg := []byte(o.Message + "\n")
-	switch {
-	case o.Proxyless:
-		if err := a.serveProxyless(ctx, o, ln, ip); err != nil {
-			return fail(err)
-		}
-	default:
-		a.serveApp(appLn, o.Message, msg)
-		if sidecar {
-			// Like kubelet with a native sidecar, the pod is Ready once its sidecar has its
-			// configuration.
-			if err := a.startSidecar(ctx, o, ln, ip); err != nil {
-				return fail(err)
-			}
-		}
-	}
-
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		if err := c.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
+	a := &app{done: make(chan error, 2)}
+	defer a.stop()
+	addr := net.JoinHostPort(o.Address, strconv.Itoa(o.Port))
+	switch o.Mode {
+	case ModeProxyless:
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
 			return err
 		}
-		pod.Status = corev1.PodStatus{
-			Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}, HostIP: "127.0.0.1",
-			StartTime: ptrTime(metav1.Now()),
-			ContainerStatuses: []corev1.ContainerStatus{{
-				Name: "app", Image: "crossgate.io/sandbox-app", Started: ptrBool(true),
-				State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}},
-			}},
+		if err := a.serveProxyless(o, ln); err != nil {
+			_ = ln.Close()
+			return err
 		}
-		kubelet.SetPodReady(pod, true)
-		return c.Status().Update(ctx, pod)
-	})
-	if err != nil {
-		return fail(fmt.Errorf("the Pod's status: %w", err))
+	case ModeSidecar:
+		// The application on a private port of the pod's address; its sidecar takes the
+		// pod's port once it holds its configuration (then the pod is ready).
+		appLn, err := net.Listen("tcp", net.JoinHostPort(o.Address, "0"))
+		if err != nil {
+			return err
+		}
+		a.serveApp(appLn, o.Message)
+		if err := a.startSidecar(ctx, o, addr, appLn.Addr().String()); err != nil {
+			return err
+		}
+	default:
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return err
+		}
+		a.serveApp(ln, o.Message)
 	}
-	mode := "without the mesh"
-	switch {
-	case o.Proxyless:
-		mode = "proxyless"
-	case sidecar:
-		mode = "with a sidecar"
+	o.Log.Info("app up", "pod", o.Namespace+"/"+o.PodIP, "address", addr, "serviceAccount", o.ServiceAccount, "mode", o.Mode)
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-a.done:
+		return err
 	}
-	o.Log.Info("app up", "cluster", o.Cluster, "pod", o.Namespace+"/"+pod.Name, "address", a.Addr, "serviceAccount", o.ServiceAccount, "mode", mode)
-	return a, nil
 }
 
-func ptrTime(t metav1.Time) *metav1.Time { return &t }
-func ptrBool(b bool) *bool               { return &b }
+type app struct {
+	servers []func()
+	done    chan error // a server's end
+}
+
+func (a *app) stop() {
+	for i := len(a.servers) - 1; i >= 0; i-- {
+		a.servers[i]()
+	}
+}
 
 // serveApp runs the application: HTTP/1.1 answering the message, and gRPC over h2c.
-func (a *App) serveApp(ln net.Listener, hostname string, msg []byte) {
+func (a *app) serveApp(ln net.Listener, message string) {
 	gs := grpc.NewServer()
-	testgrpc.RegisterTestServiceServer(gs, &testService{hostname: hostname})
+	testgrpc.RegisterTestServiceServer(gs, &testService{hostname: message})
+	msg := []byte(message + "\n")
 	var ps http.Protocols
 	ps.SetHTTP1(true)
 	ps.SetUnencryptedHTTP2(true)
@@ -233,59 +275,53 @@ func (a *App) serveApp(ln net.Listener, hostname string, msg []byte) {
 	})}
 	a.servers = append(a.servers, func() { _ = srv.Close(); gs.Stop() })
 	go func() {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
-			a.err = err
+		err := srv.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+			err = errors.New("closed")
 		}
-		close(a.done)
+		a.done <- fmt.Errorf("the application stopped serving: %w", err)
 	}()
 }
 
-// startSidecar runs the stand-in for the pod's Envoy sidecar on the pod's address.
-func (a *App) startSidecar(ctx context.Context, o Options, ln net.Listener, podIP string) error {
-	ca, err := grpcxds.RootCA(ctx, o.Config)
-	if err != nil {
-		return err
-	}
-	cert, err := ca.Issue(o.Namespace, o.ServiceAccount, 24*time.Hour)
-	if err != nil {
-		return err
-	}
+// startSidecar runs the stand-in for the pod's Envoy sidecar on the pod's address, once it
+// holds its configuration.
+func (a *app) startSidecar(ctx context.Context, o Options, addr, appAddr string) error {
 	pctx, cancel := context.WithCancel(context.Background())
+	a.servers = append(a.servers, cancel)
 	p, err := proxy.Start(pctx, proxy.Options{
-		Role: proxy.Inbound, PodIP: podIP, Namespace: o.Namespace, AppAddress: a.AppAddr,
-		Log: o.Log.With("sidecar", o.Namespace+"/"+o.Name),
-		XDS: proxy.XDSOptions{Address: o.XDS, Node: wellknown.Sidecar(o.Namespace, o.ServiceAccount).String(), Certificate: cert},
+		Role: proxy.Inbound, PodIP: o.PodIP, Namespace: o.Namespace, AppAddress: appAddr,
+		Log: o.Log.With("sidecar", o.Namespace+"/"+o.ServiceAccount),
+		XDS: proxy.XDSOptions{Address: o.XDS, Node: wellknown.Sidecar(o.Namespace, o.ServiceAccount).String(), Certificate: o.Certificate},
 	})
 	if err != nil {
-		cancel()
+		return err
+	}
+	select {
+	case <-p.Ready():
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(60 * time.Second):
+		return fmt.Errorf("the sidecar got no configuration from %s within 60s", o.XDS)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
 		return err
 	}
 	tln, err := p.Listener(ln)
 	if err != nil {
-		cancel()
+		_ = ln.Close()
 		return err
 	}
 	srv := p.Server()
-	a.servers = append(a.servers, func() { _ = srv.Close(); cancel() })
+	a.servers = append(a.servers, func() { _ = srv.Close() })
 	go func() { _ = srv.Serve(tln) }()
-	select {
-	case <-p.Ready():
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(30 * time.Second):
-		return fmt.Errorf("the sidecar of %s/%s got no configuration from %s within 30s", o.Namespace, o.Name, o.XDS)
-	}
+	return nil
 }
 
 // serveProxyless serves grpc.testing.TestService on the pod's address as an xDS-enabled grpc-go
 // server, whose listener is named after the pod IP.
-func (a *App) serveProxyless(ctx context.Context, o Options, ln net.Listener, podIP string) error {
-	ca, err := grpcxds.RootCA(ctx, o.Config)
-	if err != nil {
-		return err
-	}
-	boot, err := grpcxds.Bootstrap(ca, o.Dir, o.XDS, o.Namespace, o.ServiceAccount)
+func (a *app) serveProxyless(o Options, ln net.Listener) error {
+	boot, err := grpcxds.BootstrapFor(o.XDS, o.Namespace, o.ServiceAccount, o.CertFiles)
 	if err != nil {
 		return err
 	}
@@ -293,8 +329,8 @@ func (a *App) serveProxyless(ctx context.Context, o Options, ln net.Listener, po
 	if err != nil {
 		return err
 	}
-	// The sandbox passes the bootstrap in-process (grpc-go reads its environment variables once,
-	// at start): the option is grpc-go's for tests, and the sandbox is one.
+	// The bootstrap is passed in-process: grpc-go's option for tests, which spares the sandbox
+	// writing a file for it.
 	srv, err := xds.NewGRPCServer(grpc.Creds(creds), xds.BootstrapContentsForTesting(boot))
 	if err != nil {
 		return err
@@ -302,37 +338,14 @@ func (a *App) serveProxyless(ctx context.Context, o Options, ln net.Listener, po
 	testgrpc.RegisterTestServiceServer(srv, &testService{hostname: o.Message})
 	a.servers = append(a.servers, srv.Stop)
 	go func() {
-		if err := srv.Serve(podAddrListener{Listener: ln, pod: &net.TCPAddr{IP: net.ParseIP(podIP), Port: o.Port}}); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-			a.err = err
+		err := srv.Serve(podAddrListener{Listener: ln, pod: &net.TCPAddr{IP: net.ParseIP(o.PodIP), Port: o.Port}})
+		if err == nil || errors.Is(err, grpc.ErrServerStopped) {
+			err = errors.New("stopped")
 		}
-		close(a.done)
+		a.done <- fmt.Errorf("the gRPC server stopped serving: %w", err)
 	}()
 	return nil
 }
-
-func (a *App) stopServers() {
-	for i := len(a.servers) - 1; i >= 0; i-- {
-		a.servers[i]()
-	}
-	a.servers = nil
-}
-
-// Stop stops answering and deletes the Pod.
-func (a *App) Stop(ctx context.Context) error {
-	a.stopServers()
-	<-a.done
-	err := a.err
-	if derr := a.c.Delete(ctx, a.Pod, client.GracePeriodSeconds(0)); derr != nil && !apierrors.IsNotFound(derr) {
-		err = errors.Join(err, derr)
-	}
-	return err
-}
-
-// Done is closed when the server ends; Err then says why.
-func (a *App) Done() <-chan struct{} { return a.done }
-
-// Err is why the server ended, once Done is closed.
-func (a *App) Err() error { return a.err }
 
 type testService struct {
 	testgrpc.UnimplementedTestServiceServer

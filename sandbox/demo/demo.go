@@ -10,15 +10,15 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
+	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
@@ -41,8 +41,6 @@ type Env struct {
 	// GRPC repeats behaviours 3-6 with `crossgate probe --grpc`: grpc-go's own xDS client as
 	// the caller, through the same gateways.
 	GRPC bool
-
-	apps map[string]*exec.Cmd
 }
 
 // Outcome is what a probing step saw.
@@ -120,67 +118,40 @@ func (e *Env) createNamespace(ctx context.Context, cluster, ns string) error {
 	return err
 }
 
-// StartApp runs a sandbox app standing in for a pod of the walkthrough's Deployment.
+// StartApp deploys the sandbox app standing in for the walkthrough's Deployment, and waits
+// until it is available.
 func (e *Env) StartApp(ctx context.Context, cluster, ns, name, sa string, labels string, extra ...string) error {
-	key := cluster + "/" + ns + "/" + name
-	e.say("$ crossgate sandbox app --cluster %s -n %s --name %s --service-account %s -l %s %s", cluster, ns, name, sa, labels, strings.Join(extra, " "))
-	cmd := exec.Command(e.Crossgate, append([]string{
-		"sandbox", "app", "--dir", e.State.Dir, "--cluster", cluster, "-n", ns, "--name", name,
-		"--service-account", sa, "-l", labels, "--port", "8080",
-	}, extra...)...)
-	logf, err := os.Create(filepath.Join(e.State.Dir, "app-"+strings.ReplaceAll(key, "/", "-")+".log"))
+	args := append([]string{"sandbox", "app", "--cluster", cluster, "-n", ns, "--name", name, "--service-account", sa, "-l", labels, "--port", "8080"}, extra...)
+	e.say("$ crossgate %s", strings.Join(args, " "))
+	out, err := exec.CommandContext(ctx, e.Crossgate, append(args, "--dir", e.State.Dir)...).CombinedOutput()
+	e.say("%s", strings.TrimRight(string(out), "\n"))
 	if err != nil {
-		return err
+		return fmt.Errorf("crossgate sandbox app: %w: %s", err, out)
 	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	if e.apps == nil {
-		e.apps = map[string]*exec.Cmd{}
-	}
-	e.apps[key] = cmd
-	// Ready once its Pod is Ready.
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		out, _ := exec.CommandContext(ctx, e.Kubectl, "--kubeconfig", e.State.Kubeconfig, "--context", cluster, "get", "pods", "-n", ns,
-			"-l", labels, "-o", "jsonpath={.items[*].status.conditions[?(@.type=='Ready')].status}").Output()
-		if strings.Contains(string(out), "True") {
-			return nil
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("the app %s did not become ready; see %s", key, logf.Name())
-}
-
-// KillApp kills an app's process outright, as a crash would.
-func (e *Env) KillApp(cluster, ns, name string) error {
-	cmd := e.apps[cluster+"/"+ns+"/"+name]
-	if cmd == nil {
-		return fmt.Errorf("no app %s/%s/%s", cluster, ns, name)
-	}
-	delete(e.apps, cluster+"/"+ns+"/"+name)
-	_ = cmd.Process.Kill()
-	_ = cmd.Wait()
 	return nil
 }
 
-// StopApps stops every app the demo started.
-func (e *Env) StopApps() {
-	for _, cmd := range e.apps {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
+// KillApp takes an app's pods away at once, as the failure of their node would: its Deployment
+// is scaled to zero and its pods are deleted without a grace period.
+func (e *Env) KillApp(ctx context.Context, cluster, ns, name string) error {
+	if _, err := e.kubectl(ctx, cluster, "", "scale", "deployment", name, "-n", ns, "--replicas=0"); err != nil {
+		return err
 	}
-	for _, cmd := range e.apps {
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-		}
+	out, err := e.kubectl(ctx, cluster, "", "get", "deployment", name, "-n", ns, "-o", "jsonpath={.spec.selector.matchLabels}")
+	if err != nil {
+		return err
 	}
-	e.apps = nil
+	var labels map[string]string
+	if err := json.Unmarshal([]byte(out), &labels); err != nil {
+		return fmt.Errorf("the selector of deployment %s/%s: %w", ns, name, err)
+	}
+	var sel []string
+	for k, v := range labels {
+		sel = append(sel, k+"="+v)
+	}
+	slices.Sort(sel)
+	_, err = e.kubectl(ctx, cluster, "", "delete", "pods", "-n", ns, "-l", strings.Join(sel, ","), "--grace-period=0", "--force")
+	return err
 }
 
 // NewCaller starts curl's stand-in sidecar in cluster-2.

@@ -33,6 +33,9 @@ func RootCA(ctx context.Context, cfg *rest.Config) (*identity.CA, error) {
 	return identity.LoadCA(sandbox.TrustDomain, root.Data[identity.SecretCertKey], root.Data[identity.SecretKeyKey])
 }
 
+// Files are an identity's PEM files: certificate, private key and trusted CA.
+type Files struct{ Cert, Key, CA string }
+
 // Bootstrap issues the identity ns/sa into dir and returns a bootstrap for node ns/sa (a
 // proxyless node) that uses it, both to reach xdsAddr and as the certificate provider.
 func Bootstrap(ca *identity.CA, dir, xdsAddr, ns, sa string) ([]byte, error) {
@@ -46,11 +49,16 @@ func Bootstrap(ca *identity.CA, dir, xdsAddr, ns, sa string) ([]byte, error) {
 	if err := cert.WriteFiles(dir); err != nil {
 		return nil, err
 	}
-	files := map[string]string{
-		"certificate_file":    filepath.Join(dir, identity.CertFile),
-		"private_key_file":    filepath.Join(dir, identity.KeyFile),
-		"ca_certificate_file": filepath.Join(dir, identity.CAFile),
-	}
+	return BootstrapFor(xdsAddr, ns, sa, Files{
+		Cert: filepath.Join(dir, identity.CertFile), Key: filepath.Join(dir, identity.KeyFile), CA: filepath.Join(dir, identity.CAFile),
+	})
+}
+
+// BootstrapFor is a bootstrap for node ns/sa (a proxyless node) whose identity is in files:
+// grpc-go presents it to reach xdsAddr, and its file_watcher provider reads it again as it is
+// renewed.
+func BootstrapFor(xdsAddr, ns, sa string, f Files) ([]byte, error) {
+	files := map[string]string{"certificate_file": f.Cert, "private_key_file": f.Key, "ca_certificate_file": f.CA}
 	provider := map[string]any{"refresh_interval": "60s"}
 	for k, v := range files {
 		provider[k] = v

@@ -8,10 +8,6 @@
 // the Pod is deleted. A container of an image it does not know, or that asks for what it cannot
 // give (a command of its own, volume mounts), is reported Waiting with the reason, and its Pod
 // is never Ready.
-//
-// It also keeps the Ready condition of the Pods that sandbox app processes register for
-// themselves (AppAnnotation): it probes their address, and completes their deletion once the
-// process is gone.
 package kubelet
 
 import (
@@ -46,10 +42,6 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
-
-// AppAnnotation marks a Pod that a sandbox app process registered for itself; its value is the
-// address (ip:port) the node agent probes for readiness.
-const AppAnnotation = "crossgate.io/sandbox-app"
 
 const nodeNameField = "spec.nodeName"
 
@@ -131,9 +123,6 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error { k.probeApps(ctx); return nil })); err != nil {
-		return err
-	}
 	err = mgr.Start(ctx)
 	k.stopAll()
 	return err
@@ -197,7 +186,7 @@ func (k *Kubelet) Reconcile(ctx context.Context, req reconcile.Request) (reconci
 	if p.Spec.NodeName == "" {
 		return reconcile.Result{}, k.bind(ctx, &p)
 	}
-	if p.Spec.NodeName != k.o.Node || p.Annotations[AppAnnotation] != "" {
+	if p.Spec.NodeName != k.o.Node {
 		return reconcile.Result{}, nil
 	}
 	k.mu.Lock()
@@ -336,49 +325,4 @@ func repository(image string) string {
 		image = image[:i]
 	}
 	return image
-}
-
-// probeApps dials the address of every app-registered Pod of the node each period and writes
-// its Ready condition when it changes (never Ready without a Pod IP), and completes the deletion
-// of such a Pod once its app no longer answers.
-func (k *Kubelet) probeApps(ctx context.Context) {
-	t := time.NewTicker(k.o.Period)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		var pods corev1.PodList
-		if err := k.c.List(ctx, &pods, client.MatchingFields{nodeNameField: k.o.Node}); err != nil {
-			continue
-		}
-		for i := range pods.Items {
-			p := &pods.Items[i]
-			addr := p.Annotations[AppAnnotation]
-			if addr == "" {
-				continue
-			}
-			conn, err := net.DialTimeout("tcp", addr, k.o.Period/2)
-			answers := err == nil
-			if conn != nil {
-				_ = conn.Close()
-			}
-			if !p.DeletionTimestamp.IsZero() {
-				if !answers {
-					_ = k.confirmDeletion(ctx, p)
-				}
-				continue
-			}
-			ready := answers && p.Status.PodIP != ""
-			if conditionTrue(&p.Status, corev1.PodReady) == ready {
-				continue
-			}
-			// A patch of the conditions alone: no conflict with the app's own status write.
-			orig := p.DeepCopy()
-			SetPodReady(p, ready)
-			_ = k.c.Status().Patch(ctx, p, client.MergeFrom(orig))
-		}
-	}
 }

@@ -28,12 +28,19 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/crossgate-io/crossgate/sandbox"
+	"github.com/crossgate-io/crossgate/sandbox/app"
 	"github.com/crossgate-io/crossgate/sandbox/kubelet"
 	"github.com/crossgate-io/crossgate/sandbox/network"
 )
 
 // startNode starts one cluster with kube-controller-manager and the sandbox node.
 func startNode(t *testing.T) (*sandbox.Cluster, client.Client) {
+	t.Helper()
+	return startNodeWith(t, "")
+}
+
+// startNodeWith is startNode with the crossgate binary, whose images the node then runs too.
+func startNodeWith(t *testing.T, crossgate string) (*sandbox.Cluster, client.Client) {
 	t.Helper()
 	bin, err := sandbox.BinDir()
 	if err != nil {
@@ -45,7 +52,7 @@ func startNode(t *testing.T) (*sandbox.Cluster, client.Client) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	s, err := sandbox.Start(ctx, sandbox.Options{
-		Clusters: []string{"cluster-1"}, Dir: t.TempDir(), SkipCRDs: true, Node: true,
+		Clusters: []string{"cluster-1"}, Dir: t.TempDir(), SkipCRDs: true, Node: true, Crossgate: crossgate,
 		NodeLog: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
@@ -418,108 +425,97 @@ func TestSecretVolume(t *testing.T) {
 	})
 }
 
-// A Pod a sandbox app process registers for itself is probed at its address: Ready while the
-// app answers (and has a pod IP), listed by the EndpointSlice controller, unready once it stops,
-// and, deleted as kubectl does, not left Terminating.
+// The sandbox app's image runs on the node from a Deployment that package app renders: each
+// replica answers its message at its own pod address, a killed process is restarted, and a pod
+// in the mesh whose namespace holds no bootstrap or identity (no controller here) waits in
+// ContainerCreating, saying which volume it lacks.
 func TestAppPods(t *testing.T) {
-	cl, c := startNode(t)
-	ctx := context.Background()
-	ln, err := net.Listen("tcp", network.AppAddress(1, 2, 0))
+	crossgate, err := sandbox.BuildCommands(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().(*net.TCPAddr)
-	for _, o := range []client.Object{
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "web"}},
-		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "web"}, Spec: corev1.ServiceSpec{
-			Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt(addr.Port)}},
-		}},
-	} {
+	_, c := startNodeWith(t, crossgate)
+	ctx := context.Background()
+	labels := map[string]string{"app": "web"}
+	d := app.Deployment(app.DeploymentOptions{Namespace: "web", Name: "web", ServiceAccount: "default", Labels: labels, Port: 8080, Message: "hello from web", Mode: app.ModeNone, Replicas: 2})
+	for _, o := range []client.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "web"}}, d} {
 		if err := c.Create(ctx, o); err != nil {
 			t.Fatal(err)
 		}
 	}
-	poll(t, 30*time.Second, "the default ServiceAccount", func() error {
-		return c.Get(ctx, client.ObjectKey{Namespace: "web", Name: "default"}, &corev1.ServiceAccount{})
-	})
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{
-			Namespace: "web", Name: "web-2", Labels: map[string]string{"app": "web"},
-			Annotations: map[string]string{kubelet.AppAnnotation: addr.String()},
-		},
-		Spec: corev1.PodSpec{NodeName: sandbox.NodeName(cl.Name), Containers: []corev1.Container{{Name: "app", Image: "app"}}},
-	}
-	if err := c.Create(ctx, pod); err != nil {
-		t.Fatal(err)
-	}
-	podIP := network.PodIP(1, 2)
-	if network.Loopback(podIP) != addr.IP.String() || network.LoopbackAddr(podIP+":80") != addr.IP.String()+":80" || network.Loopback("10.96.0.1") != "10.96.0.1" ||
-		network.Loopback("10.241.130.7") != "127.1.130.7" {
-		t.Fatalf("the sandbox network maps %s to %s", podIP, network.Loopback(podIP))
-	}
-	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: podIP}
-	if err := c.Status().Update(ctx, pod); err != nil {
-		t.Fatal(err)
-	}
-	endpoint := func(ready bool) func() error {
-		return func() error {
-			var l discoveryv1.EndpointSliceList
-			if err := c.List(ctx, &l, client.InNamespace("web"), client.MatchingLabels{discoveryv1.LabelServiceName: "web"}); err != nil {
-				return err
-			}
-			if len(l.Items) != 1 {
-				return fmt.Errorf("slices %+v", l.Items)
-			}
-			s := l.Items[0]
-			if len(s.Endpoints) != 1 || s.Endpoints[0].Addresses[0] != podIP || ptr.Deref(s.Endpoints[0].Conditions.Ready, false) != ready ||
-				*s.Ports[0].Port != int32(addr.Port) || s.Endpoints[0].TargetRef.Name != "web-2" {
-				return fmt.Errorf("slice %+v", s.Endpoints)
-			}
-			return nil
-		}
-	}
-	poll(t, 30*time.Second, "the pod's endpoint, ready", endpoint(true))
-	_ = ln.Close()
-	poll(t, 30*time.Second, "the endpoint unready once the app stops answering", endpoint(false))
-
-	// A Pod whose app answers but which has no IP is never Ready; a Pod deleted gracefully (as
-	// kubectl does) whose app has stopped is not left Terminating: the prober confirms it.
-	ln2, err := net.Listen("tcp", network.AppAddress(1, 3, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln2.Close()
-	noIP := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "no-ip", Annotations: map[string]string{kubelet.AppAnnotation: ln2.Addr().String()}},
-		Spec:       corev1.PodSpec{NodeName: sandbox.NodeName(cl.Name), Containers: []corev1.Container{{Name: "app", Image: "app"}}},
-	}
-	if err := c.Create(ctx, noIP); err != nil {
-		t.Fatal(err)
-	}
-	noIP.Status = corev1.PodStatus{Phase: corev1.PodRunning}
-	kubelet.SetPodReady(noIP, true)
-	if err := c.Status().Update(ctx, noIP); err != nil {
-		t.Fatal(err)
-	}
-	poll(t, 10*time.Second, "a Pod without an IP unready", func() error {
-		var p corev1.Pod
-		if err := c.Get(ctx, client.ObjectKeyFromObject(noIP), &p); err != nil {
+	var pods corev1.PodList
+	poll(t, 60*time.Second, "two ready pods of the app", func() error {
+		if err := c.List(ctx, &pods, client.InNamespace("web"), client.MatchingLabels(labels)); err != nil {
 			return err
 		}
-		if podReady(&p) {
-			return fmt.Errorf("Ready without an IP")
+		ready := 0
+		for i := range pods.Items {
+			if podReady(&pods.Items[i]) {
+				ready++
+			}
+		}
+		if ready != 2 {
+			return fmt.Errorf("%d of %d pods ready", ready, len(pods.Items))
 		}
 		return nil
 	})
-	if err := c.Delete(ctx, pod); err != nil { // graceful, as kubectl delete
+	answer := func(p *corev1.Pod) error {
+		hc := http.Client{Timeout: 3 * time.Second}
+		resp, err := hc.Get("http://" + network.LoopbackAddr(net.JoinHostPort(p.Status.PodIP, "8080")) + "/")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if string(b) != "hello from web\n" {
+			return fmt.Errorf("answer %q", b)
+		}
+		return nil
+	}
+	for i := range pods.Items {
+		if err := answer(&pods.Items[i]); err != nil {
+			t.Fatalf("pod %s: %v", pods.Items[i].Name, err)
+		}
+	}
+
+	// Killed, the process is restarted and answers again.
+	victim := pods.Items[0]
+	pid, err := strconv.Atoi(strings.TrimPrefix(victim.Status.ContainerStatuses[0].ContainerID, "sandbox://"))
+	if err != nil {
+		t.Fatalf("container ID %q", victim.Status.ContainerStatuses[0].ContainerID)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 10*time.Second, "the deleted Pod of a stopped app gone", func() error {
-		err := c.Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{})
-		if err == nil {
-			return fmt.Errorf("still Terminating")
+	poll(t, 60*time.Second, "the killed app restarted and ready", func() error {
+		var p corev1.Pod
+		if err := c.Get(ctx, client.ObjectKeyFromObject(&victim), &p); err != nil {
+			return err
 		}
-		return client.IgnoreNotFound(err)
+		if len(p.Status.ContainerStatuses) != 1 || p.Status.ContainerStatuses[0].RestartCount != 1 || !podReady(&p) {
+			return fmt.Errorf("%s", kubelet.Explain(&p))
+		}
+		return answer(&p)
+	})
+
+	// In the mesh, without the namespace's bootstrap and identity: waiting, and saying why.
+	mesh := app.Deployment(app.DeploymentOptions{Namespace: "web", Name: "mesh", ServiceAccount: "default", Labels: map[string]string{"app": "mesh"}, Port: 8080, Message: "m", Mode: app.ModeSidecar})
+	if err := c.Create(ctx, mesh); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 60*time.Second, "the mesh pod waiting for its volumes", func() error {
+		var l corev1.PodList
+		if err := c.List(ctx, &l, client.InNamespace("web"), client.MatchingLabels{"app": "mesh"}); err != nil {
+			return err
+		}
+		if len(l.Items) != 1 || len(l.Items[0].Status.ContainerStatuses) != 1 {
+			return fmt.Errorf("pods %d", len(l.Items))
+		}
+		w := l.Items[0].Status.ContainerStatuses[0].State.Waiting
+		if w == nil || w.Reason != kubelet.ReasonCreating || !strings.Contains(w.Message, "crossgate-bootstrap") || podReady(&l.Items[0]) {
+			return fmt.Errorf("%s", kubelet.Explain(&l.Items[0]))
+		}
+		return nil
 	})
 }
 

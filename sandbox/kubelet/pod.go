@@ -69,6 +69,7 @@ type pod struct {
 	netErr     error  // why the pod has no network
 	dir        string // the pod's directory (volumes)
 	volumesAt  time.Time
+	volErr     error                  // why the volumes could not be written
 	listeners  map[int32]net.Listener // by port
 	started    metav1.Time
 	containers []*container
@@ -203,8 +204,9 @@ func (w *pod) step() {
 	if w.networked && time.Since(w.volumesAt) > 10*time.Second {
 		// Written at the start and refreshed, as kubelet refreshes Secret volumes (renewed
 		// certificates).
-		if err := w.k.volumes(ctx, p, w.dir); err != nil {
-			w.k.o.Log.Debug("writing the pod's volumes", "pod", w.key, "error", err)
+		w.volErr = w.k.volumes(ctx, p, w.dir)
+		if w.volErr != nil {
+			w.k.o.Log.Debug("writing the pod's volumes", "pod", w.key, "error", w.volErr)
 		} else {
 			w.volumesAt = time.Now()
 		}

@@ -57,6 +57,8 @@ func (w *pod) status(p *corev1.Pod) corev1.PodStatus {
 			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: c.cantRun, Message: c.why}
 		case w.netErr != nil:
 			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: ReasonCreating, Message: w.netErr.Error()}
+		case w.volErr != nil && w.volumesAt.IsZero():
+			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: ReasonCreating, Message: "MountVolume.SetUp failed: " + w.volErr.Error()}
 		case c.last != nil:
 			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: ReasonBackOff, Message: fmt.Sprintf("back-off restarting the failed container %s (exit code %d)", c.spec.Name, c.last.ExitCode)}
 		default:
@@ -115,6 +117,30 @@ func (w *pod) status(p *corev1.Pod) corev1.PodStatus {
 	}
 	setCondition(&st, corev1.PodReady, allReady, reasonIf(!allReady, "ContainersNotReady"), msg)
 	return st
+}
+
+// Explain says in one line why a Pod is not ready: its phase, its containers' waiting reasons
+// and messages, their last exit, and its Ready condition's message.
+func Explain(p *corev1.Pod) string {
+	parts := []string{"pod " + p.Name + " " + string(p.Status.Phase)}
+	for _, cs := range p.Status.ContainerStatuses {
+		switch {
+		case cs.State.Waiting != nil:
+			w := cs.State.Waiting
+			parts = append(parts, fmt.Sprintf("container %s waiting: %s %s", cs.Name, w.Reason, w.Message))
+		case cs.State.Terminated != nil:
+			parts = append(parts, fmt.Sprintf("container %s terminated: exit code %d", cs.Name, cs.State.Terminated.ExitCode))
+		}
+		if t := cs.LastTerminationState.Terminated; t != nil {
+			parts = append(parts, fmt.Sprintf("container %s last exited with code %d (restarted %d times)", cs.Name, t.ExitCode, cs.RestartCount))
+		}
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status != corev1.ConditionTrue && c.Message != "" {
+			parts = append(parts, c.Message)
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 func reasonIf(b bool, reason string) string {

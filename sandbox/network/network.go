@@ -1,25 +1,14 @@
 // Package network is the sandbox's network. The API server refuses loopback addresses in
-// EndpointSlices, so a sandbox app has a pod IP 10.(240+i).0.x in cluster i and listens on the
-// loopback address 127.i.0.x that the pod IP stands for (the pods the sandbox node runs have
-// 10.(240+i).(128+n).x for 127.i.(128+n).x); whoever dials a pod IP in the sandbox
-// (the stand-in proxies, the probe) dials Loopback(ip) instead, as a CNI would route it.
+// EndpointSlices, so a pod the sandbox node runs in cluster i has a pod IP 10.(240+i).(128+n).x
+// and is reached at the loopback address 127.i.(128+n).x that the pod IP stands for; whoever
+// dials a pod IP in the sandbox (the stand-in proxies, the probe, the load balancer) dials
+// Loopback(ip) instead, as a CNI would route it.
 package network
 
 import (
 	"io"
 	"net"
-	"strconv"
 )
-
-// AppAddress is the loopback address of a sandbox app: 127.<cluster index>.0.<host>.
-func AppAddress(clusterIndex, host, port int) string {
-	return net.JoinHostPort("127."+strconv.Itoa(clusterIndex)+".0."+strconv.Itoa(host), strconv.Itoa(port))
-}
-
-// PodIP is the pod IP of the sandbox app at AppAddress(clusterIndex, host, _).
-func PodIP(clusterIndex, host int) string {
-	return "10." + strconv.Itoa(240+clusterIndex) + ".0." + strconv.Itoa(host)
-}
 
 // Loopback maps a sandbox pod IP to the loopback address it stands for; any other IP is
 // returned unchanged.

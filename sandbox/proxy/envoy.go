@@ -60,22 +60,9 @@ func RunEnvoy(ctx context.Context, args []string, getenv func(string) string, lo
 	if net.ParseIP(podAddr) == nil {
 		return fmt.Errorf("%s %q: the sandbox node gives the pod's address", podAddressEnv, podAddr)
 	}
-	fsys := mounts(getenv(mountsEnv))
-	b, err := os.ReadFile(fsys.path(*bootstrapPath))
+	xdsAddr, cert, err := ReadBootstrap(*bootstrapPath, getenv)
 	if err != nil {
 		return err
-	}
-	boot, err := dataplane.ParseBootstrap(b)
-	if err != nil {
-		return fmt.Errorf("%s: %w", *bootstrapPath, err)
-	}
-	xdsAddr, tlsCtx, err := xdsCluster(boot)
-	if err != nil {
-		return fmt.Errorf("%s: %w", *bootstrapPath, err)
-	}
-	cert, err := fsys.certificate(tlsCtx)
-	if err != nil {
-		return fmt.Errorf("%s: %w", *bootstrapPath, err)
 	}
 	p, err := Start(ctx, Options{Role: Gateway, Log: log, XDS: XDSOptions{Address: xdsAddr, Node: *node, Certificate: cert}})
 	if err != nil {
@@ -117,6 +104,37 @@ func RunEnvoy(ctx context.Context, args []string, getenv func(string) string, lo
 		case <-t.C:
 		}
 	}
+}
+
+// ReadBootstrap reads, as Envoy does, the bootstrap at path (a container path, through the
+// mount table the sandbox node gives in the environment): the xDS server's address, and the
+// certificate the xDS connection presents, read through the bootstrap's file-based SDS
+// resources from the mounted identity Secret.
+func ReadBootstrap(path string, getenv func(string) string) (string, *identity.Certificate, error) {
+	fsys := mounts(getenv(mountsEnv))
+	b, err := os.ReadFile(fsys.path(path))
+	if err != nil {
+		return "", nil, err
+	}
+	boot, err := dataplane.ParseBootstrap(b)
+	if err != nil {
+		return "", nil, fmt.Errorf("%s: %w", path, err)
+	}
+	xdsAddr, tlsCtx, err := xdsCluster(boot)
+	if err != nil {
+		return "", nil, fmt.Errorf("%s: %w", path, err)
+	}
+	cert, err := fsys.certificate(tlsCtx)
+	if err != nil {
+		return "", nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return xdsAddr, cert, nil
+}
+
+// HostPath is where a container path is on the node, through the mount table the sandbox node
+// gives in the environment.
+func HostPath(path string, getenv func(string) string) string {
+	return mounts(getenv(mountsEnv)).path(path)
 }
 
 // xdsCluster finds the bootstrap's xDS server (its ADS cluster's one endpoint) and the TLS it

@@ -92,7 +92,6 @@ func TestWalkthrough(t *testing.T) {
 
 	var narration bytes.Buffer
 	env := &demo.Env{State: st, Kubectl: filepath.Join(binDir, "kubectl"), Crossgate: bin, Out: &narration, Requests: requests, GRPC: true}
-	defer env.StopApps()
 	ctx := context.Background()
 	err = env.Run(ctx, func(o *demo.Outcome) error {
 		t.Logf("behaviour %d, %s: %v", o.Behaviour, o.Title, o.Counts)
@@ -197,14 +196,14 @@ func TestWalkthrough(t *testing.T) {
 		t.Errorf("HTTPS through cluster-1's gateway: %q with a certificate for %v", hs.Answer, hs.Names)
 	}
 
-	// Killing cluster-1's app while ActiveActive traffic runs: after 2 s no call fails and none
-	// goes to cluster-1.
+	// Killing cluster-1's app while ActiveActive traffic runs (its pods deleted without a grace
+	// period, as when their node fails): after 2 s no call fails and none goes to cluster-1.
 	caller, err := env.NewCaller(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer caller.Close()
-	if err := env.KillApp("cluster-1", "httpbin", "httpbin"); err != nil {
+	if err := env.KillApp(ctx, "cluster-1", "httpbin", "httpbin"); err != nil {
 		t.Fatal(err)
 	}
 	killed := time.Now()
