@@ -131,7 +131,7 @@ func deployApp(ctx context.Context, f *sandboxFlags, cluster string, o app.Deplo
 		return err
 	}
 	if o.Mode != app.ModeNone && ns.Labels[inject.NamespaceLabel] != inject.NamespaceLabelValue {
-		return fmt.Errorf("namespace %s of %s is not in the mesh, so its pods get no identity: add it (crossgate namespace add %s), or run the app with --no-mesh", o.Namespace, cluster, o.Namespace)
+		return fmt.Errorf("namespace %s of %s is not in the mesh, so its pods get no identity: add it (crossgate namespace add %s --context %s), or run the app with --no-mesh", o.Namespace, cluster, o.Namespace, cluster)
 	}
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: o.Namespace, Name: o.ServiceAccount}}
 	if err := c.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {

@@ -65,6 +65,7 @@ var Modes = []Mode{ModeSidecar, ModeProxyless, ModeNone}
 // The environment a container of the image reads besides the node's (SANDBOX_POD_ADDRESS,
 // SANDBOX_MOUNTS): the Deployment sets them from the downward API.
 const (
+	PodNameEnv        = "POD_NAME"
 	PodIPEnv          = "POD_IP"
 	PodNamespaceEnv   = "POD_NAMESPACE"
 	ServiceAccountEnv = "POD_SERVICE_ACCOUNT"
@@ -95,7 +96,7 @@ func Deployment(o DeploymentOptions) *appsv1.Deployment {
 		Name: "app", Image: sandbox.AppImage,
 		Args: []string{"--port=" + strconv.Itoa(o.Port), "--message=" + o.Message, "--mode=" + string(o.Mode)},
 		Env: []corev1.EnvVar{
-			fromField(PodIPEnv, "status.podIP"), fromField(PodNamespaceEnv, "metadata.namespace"),
+			fromField(PodNameEnv, "metadata.name"), fromField(PodIPEnv, "status.podIP"), fromField(PodNamespaceEnv, "metadata.namespace"),
 			fromField(ServiceAccountEnv, "spec.serviceAccountName"),
 		},
 		Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: int32(o.Port)}},
@@ -142,8 +143,8 @@ func Deployment(o DeploymentOptions) *appsv1.Deployment {
 // Options describe one running pod of the app.
 type Options struct {
 	// Address is the pod's loopback address, which the node gives (the pod IP stands for it);
-	// PodIP is the pod IP.
-	Address, PodIP            string
+	// PodIP is the pod IP, and Name the Pod's.
+	Address, PodIP, Name      string
 	Namespace, ServiceAccount string
 	Port                      int
 	Message                   string
@@ -170,7 +171,7 @@ func RunContainer(ctx context.Context, args []string, getenv func(string) string
 		return fmt.Errorf("the app's command line: %w", err)
 	}
 	o := Options{
-		Address: getenv(podAddressEnv), PodIP: getenv(PodIPEnv), Namespace: getenv(PodNamespaceEnv),
+		Address: getenv(podAddressEnv), PodIP: getenv(PodIPEnv), Name: getenv(PodNameEnv), Namespace: getenv(PodNamespaceEnv),
 		ServiceAccount: getenv(ServiceAccountEnv), Port: *port, Message: *message, Mode: Mode(*mode), Log: log,
 	}
 	switch {
@@ -237,7 +238,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 		a.serveApp(ln, o.Message)
 	}
-	o.Log.Info("app up", "pod", o.Namespace+"/"+o.PodIP, "address", addr, "serviceAccount", o.ServiceAccount, "mode", o.Mode)
+	o.Log.Info("app up", "pod", o.Namespace+"/"+o.Name, "podIP", o.PodIP, "address", addr, "serviceAccount", o.ServiceAccount, "mode", o.Mode)
 	select {
 	case <-ctx.Done():
 		return nil
