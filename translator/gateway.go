@@ -148,7 +148,8 @@ type sortableRoute struct {
 // crossgate's GatewayClasses publish in status.supportedFeatures, sorted by name as the field
 // requires: the Gateway and HTTPRoute core (RequestHeaderModifier and RequestRedirect included),
 // listeners on port 8080, the redirect's extended features (codes 303, 307, 308, path, port,
-// scheme), HTTP/2 backends by appProtocol kubernetes.io/h2c, matching by method, named rules,
+// scheme), HTTP/2 backends by appProtocol kubernetes.io/h2c, matching by method and by query
+// parameters, named rules,
 // parentRefs by port, URLRewrite of the path and of the hostname, ResponseHeaderModifier, and
 // TLSRoute on TLS listeners in Passthrough mode, and RequestMirror (one or several mirrors, a
 // percentage). Each passes its tests of the conformance suite (test/conformance); nothing else
@@ -169,6 +170,7 @@ func SupportedFeatures() []gatewayv1.SupportedFeature {
 		{Name: "HTTPRoutePathRedirect"},
 		{Name: "HTTPRoutePathRewrite"},
 		{Name: "HTTPRoutePortRedirect"},
+		{Name: "HTTPRouteQueryParamMatching"},
 		{Name: "HTTPRouteRequestMirror"},
 		{Name: "HTTPRouteRequestMultipleMirrors"},
 		{Name: "HTTPRouteRequestPercentageMirror"},
@@ -714,8 +716,8 @@ func (b *routesByHost) virtualHosts() []ir.VirtualHost {
 }
 
 // routePrecedence orders matches as Gateway API requires: exact paths, then longer prefixes,
-// then regular expressions; then a method match; then more header matches; then the older
-// route, then namespace/name, then rule and match order.
+// then regular expressions; then a method match; then more header matches; then more query
+// parameter matches; then the older route, then namespace/name, then rule and match order.
 func routePrecedence(a, b sortableRoute) int {
 	rank := func(p ir.PathMatch) int {
 		switch p.Type {
@@ -739,6 +741,9 @@ func routePrecedence(a, b sortableRoute) int {
 		return c
 	}
 	if c := cmp.Compare(len(rb.Headers), len(ra.Headers)); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(len(rb.QueryParams), len(ra.QueryParams)); c != 0 {
 		return c
 	}
 	if !a.created.Equal(&b.created) {

@@ -92,9 +92,6 @@ func (t *translation) buildRules(r *gatewayv1.HTTPRoute) (out []builtRule, unres
 			matches = []gatewayv1.HTTPRouteMatch{{}}
 		}
 		for mi, m := range matches {
-			if len(m.QueryParams) > 0 {
-				return nil, nil, flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonUnsupportedValue), "Rule %d matches query parameters, which crossgate does not support yet.", ri)
-			}
 			route := ir.Route{
 				Name:            routeName(r.Namespace, r.Name, ri, mi),
 				Path:            pathMatch(m.Path),
@@ -120,6 +117,7 @@ func (t *translation) buildRules(r *gatewayv1.HTTPRoute) (out []builtRule, unres
 				route.Headers = append(route.Headers, hm)
 			}
 			slices.SortFunc(route.Headers, func(a, b ir.HeaderMatch) int { return cmp.Compare(a.Name, b.Name) })
+			route.QueryParams = queryParamMatches(m.QueryParams)
 			out = append(out, builtRule{route: route, rule: ri, match: mi})
 		}
 	}
@@ -127,6 +125,31 @@ func (t *translation) buildRules(r *gatewayv1.HTTPRoute) (out []builtRule, unres
 		unresolved = &flomeshv1alpha1.ConditionError{Reason: reason, Message: strings.Join(problems, " ")}
 	}
 	return out, unresolved, nil
+}
+
+// queryParamMatches are a match's query parameter conditions, sorted by name. Of entries naming
+// the same parameter only the first counts (HTTPQueryParamMatch: "only the first entry with an
+// equivalent name MUST be considered"); names compare exactly, as query parameter names are
+// case-sensitive.
+func queryParamMatches(qs []gatewayv1.HTTPQueryParamMatch) []ir.QueryParamMatch {
+	var out []ir.QueryParamMatch
+	seen := map[string]bool{}
+	for _, q := range qs {
+		name := string(q.Name)
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		qm := ir.QueryParamMatch{Name: name}
+		if q.Type != nil && *q.Type == gatewayv1.QueryParamMatchRegularExpression {
+			qm.Regex = q.Value
+		} else {
+			qm.Exact = q.Value
+		}
+		out = append(out, qm)
+	}
+	slices.SortFunc(out, func(a, b ir.QueryParamMatch) int { return cmp.Compare(a.Name, b.Name) })
+	return out
 }
 
 func derefStr(s *string) string {

@@ -89,6 +89,9 @@ type Route struct {
 	Path    PathMatch     `json:"path"`
 	Method  string        `json:"method,omitempty"`
 	Headers []HeaderMatch `json:"headers,omitempty"`
+	// QueryParams must all match, each the first value of its parameter in the request's query
+	// string (names are case-sensitive), sorted by name.
+	QueryParams []QueryParamMatch `json:"queryParams,omitempty"`
 	// Rewrite, when set, rewrites the path before forwarding.
 	Rewrite *PathRewrite `json:"rewrite,omitempty"`
 	// HostRewrite, when set, replaces the Host (URLRewrite's hostname).
@@ -169,4 +172,12 @@ type Backend struct {
 	// Plaintext is set for a Service outside the mesh (its namespace was not added): its pods
 	// have no proxy to terminate mTLS, so an HTTP route's gateway speaks plaintext to them.
 	Plaintext bool `json:"plaintext,omitempty"`
+}
+
+// QueryParamMatch is one query parameter condition: the parameter, by its exact name, with a
+// value equal to Exact or matching the RE2 expression Regex.
+type QueryParamMatch struct {
+	Name  string `json:"name"`
+	Exact string `json:"exact,omitempty"`
+	Regex string `json:"regex,omitempty"`
 }

@@ -97,7 +97,60 @@ func routeMatches(m *routev3.RouteMatch, req Request, f Flavor) bool {
 			return false
 		}
 	}
+	if len(m.QueryParameters) > 0 {
+		// grpc-go ignores a route that matches query parameters (xds/internal/xdsclient/
+		// xdsresource/unmarshal_rds.go: "Ignoring route ... with query parameter matchers").
+		if f == GRPC {
+			return false
+		}
+		params := queryParams(req.Path)
+		for _, q := range m.QueryParameters {
+			if !queryParamMatches(q, params) {
+				return false
+			}
+		}
+	}
 	return true
+}
+
+// queryParams parses a path's query string as Envoy's route match does
+// (source/common/router/config_impl.cc: Http::Utility::QueryParamsMulti::parseQueryString, which
+// does not percent-decode): parameters separated by '&', each name=value or a bare name with an
+// empty value; every value of a name, in order.
+func queryParams(path string) map[string][]string {
+	out := map[string][]string{}
+	i := strings.IndexByte(path, '?')
+	if i < 0 {
+		return out
+	}
+	query := path[i+1:]
+	if j := strings.IndexByte(query, '#'); j >= 0 {
+		query = query[:j]
+	}
+	for p := range strings.SplitSeq(query, "&") {
+		if p == "" {
+			continue
+		}
+		name, value, _ := strings.Cut(p, "=")
+		out[name] = append(out[name], value)
+	}
+	return out
+}
+
+// queryParamMatches applies one query parameter matcher as Envoy does
+// (source/common/router/config_utility.cc: QueryParameterMatcher::matches): only the first value
+// of the name counts; a string_match must match it; a present_match says whether the parameter
+// must be present or absent (the behaviour of envoy.reloadable_features.
+// enable_new_query_param_present_match_behavior); no specifier needs the parameter.
+func queryParamMatches(q *routev3.QueryParameterMatcher, params map[string][]string) bool {
+	vs := params[q.GetName()]
+	switch s := q.GetQueryParameterMatchSpecifier().(type) {
+	case *routev3.QueryParameterMatcher_PresentMatch:
+		return (len(vs) > 0) == s.PresentMatch
+	case *routev3.QueryParameterMatcher_StringMatch:
+		return len(vs) > 0 && stringMatches(s.StringMatch, vs[0])
+	}
+	return len(vs) > 0
 }
 
 // grpcHeaderMatches is a route's header matcher as grpc-go applies it: to the RPC's metadata,

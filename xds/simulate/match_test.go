@@ -76,6 +76,55 @@ func TestRouteMatch(t *testing.T) {
 	}
 }
 
+// Query parameters match as Envoy's router matches them: names exactly, the first value of a
+// repeated parameter only, values as sent (not percent-decoded), a bare name as an empty value;
+// grpc-go ignores a route that matches query parameters.
+func TestQueryParameterMatch(t *testing.T) {
+	exact := func(name, value string) *routev3.QueryParameterMatcher {
+		return &routev3.QueryParameterMatcher{Name: name, QueryParameterMatchSpecifier: &routev3.QueryParameterMatcher_StringMatch{
+			StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: value}},
+		}}
+	}
+	match := func(qs ...*routev3.QueryParameterMatcher) *routev3.RouteMatch {
+		return &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}, QueryParameters: qs}
+	}
+	whale := match(exact("animal", "whale"))
+	both := match(exact("animal", "dolphin"), exact("color", "blue"))
+	regex := match(&routev3.QueryParameterMatcher{Name: "id", QueryParameterMatchSpecifier: &routev3.QueryParameterMatcher_StringMatch{
+		StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "[0-9]+"}}},
+	}})
+	absent := match(&routev3.QueryParameterMatcher{Name: "debug", QueryParameterMatchSpecifier: &routev3.QueryParameterMatcher_PresentMatch{PresentMatch: false}})
+	empty := match(exact("flag", ""))
+	cases := []struct {
+		m      *routev3.RouteMatch
+		path   string
+		flavor Flavor
+		want   bool
+	}{
+		{whale, "/?animal=whale", Envoy, true},
+		{whale, "/x?animal=whale&other=1", Envoy, true},
+		{whale, "/?ANIMAL=whale", Envoy, false},
+		{whale, "/?animal=whaledolphin", Envoy, false},
+		{whale, "/?animal=dolphin&animal=whale", Envoy, false}, // the first value only
+		{whale, "/?animal=whale&animal=dolphin", Envoy, true},
+		{whale, "/", Envoy, false},
+		{match(exact("q", "a%20b")), "/?q=a%20b", Envoy, true}, // not decoded
+		{both, "/?color=blue&animal=dolphin", Envoy, true},
+		{both, "/?animal=dolphin", Envoy, false},
+		{regex, "/?id=42", Envoy, true},
+		{regex, "/?id=42a", Envoy, false},
+		{absent, "/?a=1", Envoy, true},
+		{absent, "/?debug", Envoy, false},
+		{empty, "/?flag", Envoy, true},
+		{whale, "/?animal=whale", GRPC, false},
+	}
+	for i, c := range cases {
+		if got := routeMatches(c.m, Request{Path: c.path}, c.flavor); got != c.want {
+			t.Errorf("case %d (%s): got %v", i, c.path, got)
+		}
+	}
+}
+
 func TestRBACEvaluation(t *testing.T) {
 	principal := func(id string) *rbacv3.Principal {
 		return &rbacv3.Principal{Identifier: &rbacv3.Principal_Authenticated_{Authenticated: &rbacv3.Principal_Authenticated{

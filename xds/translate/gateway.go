@@ -2,6 +2,7 @@ package translate
 
 import (
 	"cmp"
+	"fmt"
 	"regexp"
 	"slices"
 	"strings"
@@ -223,6 +224,19 @@ func (b *builder) gatewayRoute(r ir.Route, listenerPort uint32, listenerScheme s
 			return nil, false
 		}
 		m.Headers = append(m.Headers, hm)
+	}
+	for _, q := range r.QueryParams {
+		sm := exact(q.Exact)
+		if q.Regex != "" {
+			var err error
+			if sm, err = regex(q.Regex); err != nil {
+				b.fail(fmt.Errorf("query parameter %s: %w", q.Name, err))
+				return nil, false
+			}
+		}
+		m.QueryParameters = append(m.QueryParameters, &routev3.QueryParameterMatcher{
+			Name: q.Name, QueryParameterMatchSpecifier: &routev3.QueryParameterMatcher_StringMatch{StringMatch: sm},
+		})
 	}
 	route := &routev3.Route{Name: r.Name, Match: m}
 	route.ResponseHeadersToAdd, route.ResponseHeadersToRemove = headerOptions(r.ResponseHeaders)
