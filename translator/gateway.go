@@ -149,7 +149,7 @@ type sortableRoute struct {
 // requires: the Gateway and HTTPRoute core (RequestHeaderModifier and RequestRedirect included),
 // listeners on port 8080, the redirect's extended features (codes 303, 307, 308, path, port,
 // scheme), HTTP/2 backends by appProtocol kubernetes.io/h2c, matching by method and by query
-// parameters, named rules,
+// parameters, named rules, request and backend timeouts,
 // parentRefs by port, URLRewrite of the path and of the hostname, ResponseHeaderModifier, and
 // TLSRoute on TLS listeners in Passthrough mode, and RequestMirror (one or several mirrors, a
 // percentage). Each passes its tests of the conformance suite (test/conformance); nothing else
@@ -162,6 +162,7 @@ func SupportedFeatures() []gatewayv1.SupportedFeature {
 		{Name: "HTTPRoute303RedirectStatusCode"},
 		{Name: "HTTPRoute307RedirectStatusCode"},
 		{Name: "HTTPRoute308RedirectStatusCode"},
+		{Name: "HTTPRouteBackendTimeout"},
 		{Name: "HTTPRouteBackendProtocolH2C"},
 		{Name: "HTTPRouteHostRewrite"},
 		{Name: "HTTPRouteMethodMatching"},
@@ -174,6 +175,7 @@ func SupportedFeatures() []gatewayv1.SupportedFeature {
 		{Name: "HTTPRouteRequestMirror"},
 		{Name: "HTTPRouteRequestMultipleMirrors"},
 		{Name: "HTTPRouteRequestPercentageMirror"},
+		{Name: "HTTPRouteRequestTimeout"},
 		{Name: "HTTPRouteResponseHeaderModification"},
 		{Name: "HTTPRouteSchemeRedirect"},
 		{Name: "TLSRoute"},

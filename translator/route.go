@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"slices"
 	"strings"
+	"time"
 
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -77,6 +78,10 @@ func (t *translation) buildRules(r *gatewayv1.HTTPRoute) (out []builtRule, unres
 					"Rule %d uses filter %s, which crossgate does not support yet; URLRewrite, RequestRedirect, RequestMirror, RequestHeaderModifier and ResponseHeaderModifier are.", ri, f.Type)
 			}
 		}
+		timeout, err := ruleTimeout(ri, rule.Timeouts)
+		if err != nil {
+			return nil, nil, err
+		}
 		backends, direct, whys := t.backends(r.Namespace, rule.BackendRefs)
 		if redirect != nil {
 			backends, direct = nil, 0 // a redirect answers itself: no backend takes the request
@@ -103,6 +108,7 @@ func (t *translation) buildRules(r *gatewayv1.HTTPRoute) (out []builtRule, unres
 				Mirrors:         mirrors,
 				Backends:        backends,
 				DirectResponse:  direct,
+				TimeoutMillis:   timeout.Milliseconds(),
 			}
 			if m.Method != nil {
 				route.Method = string(*m.Method)
@@ -125,6 +131,35 @@ func (t *translation) buildRules(r *gatewayv1.HTTPRoute) (out []builtRule, unres
 		unresolved = &flomeshv1alpha1.ConditionError{Reason: reason, Message: strings.Join(problems, " ")}
 	}
 	return out, unresolved, nil
+}
+
+// ruleTimeout is how long the gateway waits for a rule's backend: its backendRequest timeout, or
+// its request timeout, whichever is shorter ("0s" disables either; 0: no limit). The gateway does
+// not retry, so one backend request is the whole request; Envoy's route timeout is both
+// (route_components.proto RouteAction.timeout covers the request and its retries), as in Envoy
+// Gateway. A duration that does not parse (the CRD's pattern enforces GEP-2257) refuses the route.
+func ruleTimeout(ri int, to *gatewayv1.HTTPRouteTimeouts) (time.Duration, *flomeshv1alpha1.ConditionError) {
+	if to == nil {
+		return 0, nil
+	}
+	var out time.Duration
+	for _, f := range []struct {
+		field string
+		value *gatewayv1.Duration
+	}{{"request", to.Request}, {"backendRequest", to.BackendRequest}} {
+		if f.value == nil {
+			continue
+		}
+		d, err := time.ParseDuration(string(*f.value))
+		if err != nil || d < 0 {
+			return 0, flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonUnsupportedValue),
+				"spec.rules[%d].timeouts.%s %q is not a duration: want a GEP-2257 duration such as 500ms, 10s or 1m30s.", ri, f.field, *f.value)
+		}
+		if d > 0 && (out == 0 || d < out) {
+			out = d
+		}
+	}
+	return out, nil
 }
 
 // queryParamMatches are a match's query parameter conditions, sorted by name. Of entries naming

@@ -257,6 +257,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.mirror(r, res)
+	if res.Timeout > 0 {
+		// The route's timeout covers the request and its retries; when it fires before the
+		// answer's headers Envoy answers 504 "upstream request timeout", after them it resets
+		// the stream (router.cc onUpstreamTimeout).
+		ctx, cancel := context.WithTimeout(r.Context(), res.Timeout)
+		defer cancel()
+		r = r.WithContext(ctx)
+	}
 	retryable := retryOn(res.Retry)
 	attempts := 1
 	if res.Retry != "" {
@@ -272,7 +280,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		last := attempt == attempts-1
 		status, err := p.forward(w, r, cl, ep, res, func(status int, err error) bool { return !last && retryable(status, err) })
 		p.observe(cl, ep, status, err)
-		if last || !retryable(status, err) {
+		if last || errors.Is(err, errTimeout) || !retryable(status, err) {
 			return
 		}
 	}
@@ -411,8 +419,12 @@ func (p *Proxy) observe(cl *simulate.Cluster, ep string, status int, err error) 
 	*f = failureCount{}
 }
 
-// errRetry marks a response held back so that the request is retried.
-var errRetry = errors.New("retrying")
+// errRetry marks a response held back so that the request is retried; errTimeout an attempt the
+// route's timeout cut short.
+var (
+	errRetry   = errors.New("retrying")
+	errTimeout = errors.New("the route's timeout expired")
+)
 
 // forward sends r to ep as the cluster says. An answer that holdBack accepts (a failure the
 // route retries) is not written to w but returned, so the caller can retry; every other answer is
@@ -461,6 +473,11 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, cl *simulate.Clu
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
 			failed = err
 			if errors.Is(err, errRetry) {
+				return
+			}
+			if errors.Is(r.Context().Err(), context.DeadlineExceeded) {
+				failed = errTimeout
+				http.Error(w, "upstream request timeout", http.StatusGatewayTimeout)
 				return
 			}
 			if !holdBack(0, err) {

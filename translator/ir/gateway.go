@@ -92,6 +92,9 @@ type Route struct {
 	// QueryParams must all match, each the first value of its parameter in the request's query
 	// string (names are case-sensitive), sorted by name.
 	QueryParams []QueryParamMatch `json:"queryParams,omitempty"`
+	// TimeoutMillis, when not 0, is how long the gateway waits for the backend's whole answer
+	// (HTTPRoute timeouts) before it answers 504 itself; 0 waits without limit.
+	TimeoutMillis int64 `json:"timeoutMillis,omitempty"`
 	// Rewrite, when set, rewrites the path before forwarding.
 	Rewrite *PathRewrite `json:"rewrite,omitempty"`
 	// HostRewrite, when set, replaces the Host (URLRewrite's hostname).
