@@ -147,6 +147,7 @@ type sortableRoute struct {
 // SupportedFeatures are the Gateway API features (sigs.k8s.io/gateway-api/pkg/features names) that
 // crossgate's GatewayClasses publish in status.supportedFeatures, sorted by name as the field
 // requires: the Gateway and HTTPRoute core (RequestHeaderModifier and RequestRedirect included),
+// RequestHeaderModifier on a backendRef,
 // listeners on port 8080, the redirect's extended features (codes 303, 307, 308, path, port,
 // scheme), HTTP/2 backends by appProtocol kubernetes.io/h2c, matching by method and by query
 // parameters, named rules, request and backend timeouts,
@@ -162,6 +163,7 @@ func SupportedFeatures() []gatewayv1.SupportedFeature {
 		{Name: "HTTPRoute303RedirectStatusCode"},
 		{Name: "HTTPRoute307RedirectStatusCode"},
 		{Name: "HTTPRoute308RedirectStatusCode"},
+		{Name: "HTTPRouteBackendRequestHeaderModification"},
 		{Name: "HTTPRouteBackendTimeout"},
 		{Name: "HTTPRouteBackendProtocolH2C"},
 		{Name: "HTTPRouteHostRewrite"},

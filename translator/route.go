@@ -2,6 +2,7 @@ package translator
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -82,7 +83,10 @@ func (t *translation) buildRules(r *gatewayv1.HTTPRoute) (out []builtRule, unres
 		if err != nil {
 			return nil, nil, err
 		}
-		backends, direct, whys := t.backends(r.Namespace, rule.BackendRefs)
+		backends, direct, whys, err := t.backends(r.Namespace, ri, rule.BackendRefs)
+		if err != nil {
+			return nil, nil, err
+		}
 		if redirect != nil {
 			backends, direct = nil, 0 // a redirect answers itself: no backend takes the request
 		}
@@ -215,11 +219,23 @@ func pathMatch(p *gatewayv1.HTTPPathMatch) ir.PathMatch {
 // backends resolves a rule's backendRefs. A ref that does not resolve keeps its weight as an
 // invalid backend, so its share of requests is answered with 500; with no usable weight at all
 // the rule answers 500 directly (Gateway API).
-func (t *translation) backends(routeNS string, refs []gatewayv1.HTTPBackendRef) ([]ir.Backend, uint32, []*flomeshv1alpha1.ConditionError) {
+func (t *translation) backends(routeNS string, ri int, refs []gatewayv1.HTTPBackendRef) ([]ir.Backend, uint32, []*flomeshv1alpha1.ConditionError, *flomeshv1alpha1.ConditionError) {
 	var out []ir.Backend
 	var problems []*flomeshv1alpha1.ConditionError
 	total := uint32(0)
-	for _, ref := range refs {
+	for bi, ref := range refs {
+		var headers *ir.HeaderModifier
+		for _, f := range ref.Filters {
+			if f.Type != gatewayv1.HTTPRouteFilterRequestHeaderModifier || f.RequestHeaderModifier == nil {
+				return nil, 0, nil, flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonUnsupportedValue),
+					"Rule %d backendRefs[%d] uses filter %s, which crossgate does not support on a backendRef; RequestHeaderModifier is.", ri, bi, f.Type)
+			}
+			m, err := headerModifier(ri, fmt.Sprintf("backendRefs[%d] requestHeaderModifier", bi), f.RequestHeaderModifier)
+			if err != nil {
+				return nil, 0, nil, err
+			}
+			headers = m
+		}
 		w := uint32(1)
 		if ref.Weight != nil {
 			w = uint32(max(*ref.Weight, 0))
@@ -232,13 +248,16 @@ func (t *translation) backends(routeNS string, refs []gatewayv1.HTTPBackendRef) 
 			continue
 		}
 		b.Weight = w
+		if !b.Invalid {
+			b.RequestHeaders = headers
+		}
 		total += w
 		out = append(out, b)
 	}
 	if total == 0 || allInvalid(out) {
-		return nil, 500, problems
+		return nil, 500, problems, nil
 	}
-	return out, 0, problems
+	return out, 0, problems, nil
 }
 
 func allInvalid(bs []ir.Backend) bool {

@@ -459,6 +459,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, cl *simulate.Clu
 				pr.Out.Host = r.URL.Host
 			}
 			pr.Out.RequestURI = ""
+			applyHeaders(pr.Out.Header, cl.RequestHeaderOps) // the chosen cluster's, then the route's
 			applyHeaders(pr.Out.Header, res.RequestHeaderOps)
 		},
 		Transport: p.transport(cl.Name, up),

@@ -175,6 +175,9 @@ type Backend struct {
 	// Plaintext is set for a Service outside the mesh (its namespace was not added): its pods
 	// have no proxy to terminate mTLS, so an HTTP route's gateway speaks plaintext to them.
 	Plaintext bool `json:"plaintext,omitempty"`
+	// RequestHeaders change a request sent to this backend (the backendRef's
+	// RequestHeaderModifier), before the route's own changes.
+	RequestHeaders *HeaderModifier `json:"requestHeaders,omitempty"`
 }
 
 // QueryParamMatch is one query parameter condition: the parameter, by its exact name, with a

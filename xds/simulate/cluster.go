@@ -42,6 +42,11 @@ type Cluster struct {
 	// original destination. BindSource is the source address it binds, if any.
 	OriginalDestination string
 	BindSource          string
+	// RequestHeaderOps are a weighted cluster's own changes to the request (Envoy), applied
+	// when it is chosen and before the route's (route_components.proto
+	// ClusterWeight.request_headers_to_add: "applied before headers from the enclosing Route";
+	// config_impl.cc WeightedClusterEntry::finalizeRequestHeaders).
+	RequestHeaderOps HeaderOps
 }
 
 // Outlier is a cluster's outlier detection, each consecutive_* with the percentage of the time

@@ -278,7 +278,11 @@ func (p *Proxy) routeAction(c *connection, req Request, r *Result, m *routev3.Ro
 		r.Clusters = []Cluster{p.resolveCluster(cs.Cluster, 1, c, r.DownstreamProtocol)}
 	case *routev3.RouteAction_WeightedClusters:
 		for _, w := range cs.WeightedClusters.GetClusters() {
-			r.Clusters = append(r.Clusters, p.resolveCluster(w.GetName(), w.GetWeight().GetValue(), c, r.DownstreamProtocol))
+			cl := p.resolveCluster(w.GetName(), w.GetWeight().GetValue(), c, r.DownstreamProtocol)
+			if p.Flavor == Envoy { // grpc-go reads no headers to add (xdsresource/unmarshal_rds.go)
+				cl.RequestHeaderOps = headerOps(w.GetRequestHeadersToAdd(), w.GetRequestHeadersToRemove())
+			}
+			r.Clusters = append(r.Clusters, cl)
 		}
 	default:
 		return deny(r, 500, "cluster specifier %T is not simulated", cs)

@@ -483,15 +483,30 @@ func maxU(a, b uint32) uint32 {
 // format string whose "%" starts a variable unless doubled ("Invalid header configuration.
 // Un-terminated variable expression"; crossgate uses no variables).
 func checkHeaderOps(r *routev3.Route) error {
+	if err := checkHeaderLists([][]string{r.GetRequestHeadersToRemove(), r.GetResponseHeadersToRemove()},
+		[][]*corev3.HeaderValueOption{r.GetRequestHeadersToAdd(), r.GetResponseHeadersToAdd()}); err != nil {
+		return err
+	}
+	// A weighted cluster's own headers follow the same rules (the same HeaderParser).
+	for _, w := range r.GetRoute().GetWeightedClusters().GetClusters() {
+		if err := checkHeaderLists([][]string{w.GetRequestHeadersToRemove(), w.GetResponseHeadersToRemove()},
+			[][]*corev3.HeaderValueOption{w.GetRequestHeadersToAdd(), w.GetResponseHeadersToAdd()}); err != nil {
+			return fmt.Errorf("weighted cluster %s: %w", w.GetName(), err)
+		}
+	}
+	return nil
+}
+
+func checkHeaderLists(removes [][]string, adds [][]*corev3.HeaderValueOption) error {
 	immutable := func(name string) bool { return strings.HasPrefix(name, ":") || strings.EqualFold(name, "host") }
-	for _, list := range [][]string{r.GetRequestHeadersToRemove(), r.GetResponseHeadersToRemove()} {
+	for _, list := range removes {
 		for _, h := range list {
 			if immutable(h) {
 				return fmt.Errorf(":-prefixed or host headers may not be removed (%s)", h)
 			}
 		}
 	}
-	for _, list := range [][]*corev3.HeaderValueOption{r.GetRequestHeadersToAdd(), r.GetResponseHeadersToAdd()} {
+	for _, list := range adds {
 		for _, o := range list {
 			if immutable(o.GetHeader().GetKey()) {
 				return fmt.Errorf(":-prefixed or host headers may not be modified (%s)", o.GetHeader().GetKey())

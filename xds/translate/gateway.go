@@ -254,12 +254,16 @@ func (b *builder) gatewayRoute(r ir.Route, listenerPort uint32, listenerScheme s
 	if r.TimeoutMillis > 0 {
 		action.Timeout = durationpb.New(time.Duration(r.TimeoutMillis) * time.Millisecond)
 	}
-	if len(r.Backends) == 1 {
+	if len(r.Backends) == 1 && r.Backends[0].RequestHeaders == nil {
 		action.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: backendCluster(r.Backends[0])}
 	} else {
+		// A backend's own header changes ride on its weighted cluster, which Envoy applies
+		// before the route's (route_components.proto ClusterWeight.request_headers_to_add).
 		wc := &routev3.WeightedCluster{}
 		for _, be := range r.Backends {
-			wc.Clusters = append(wc.Clusters, &routev3.WeightedCluster_ClusterWeight{Name: backendCluster(be), Weight: wrapperspb.UInt32(be.Weight)})
+			cw := &routev3.WeightedCluster_ClusterWeight{Name: backendCluster(be), Weight: wrapperspb.UInt32(be.Weight)}
+			cw.RequestHeadersToAdd, cw.RequestHeadersToRemove = headerOptions(be.RequestHeaders)
+			wc.Clusters = append(wc.Clusters, cw)
 		}
 		action.ClusterSpecifier = &routev3.RouteAction_WeightedClusters{WeightedClusters: wc}
 	}
