@@ -147,7 +147,7 @@ type sortableRoute struct {
 // SupportedFeatures are the Gateway API features (sigs.k8s.io/gateway-api/pkg/features names) that
 // crossgate's GatewayClasses publish in status.supportedFeatures, sorted by name as the field
 // requires: the Gateway and HTTPRoute core (RequestHeaderModifier and RequestRedirect included),
-// RequestHeaderModifier on a backendRef,
+// RequestHeaderModifier on a backendRef, listener isolation,
 // listeners on port 8080, the redirect's extended features (codes 303, 307, 308, path, port,
 // scheme), HTTP/2 backends by appProtocol kubernetes.io/h2c, matching by method and by query
 // parameters, named rules, request and backend timeouts,
@@ -158,6 +158,7 @@ type sortableRoute struct {
 func SupportedFeatures() []gatewayv1.SupportedFeature {
 	return []gatewayv1.SupportedFeature{
 		{Name: "Gateway"},
+		{Name: "GatewayHTTPListenerIsolation"},
 		{Name: "GatewayPort8080"},
 		{Name: "HTTPRoute"},
 		{Name: "HTTPRoute303RedirectStatusCode"},
@@ -610,9 +611,10 @@ func wildcardMatch(wildcard, host string) bool {
 
 // buildGatewayIR builds one IR listener per port. Listeners of one port share it (Gateway API
 // listeners differ by hostname, or are an HTTP and a TLS passthrough listener), and Envoy serves
-// one route configuration per port in which a domain may appear once: routes that reach a
-// hostname through several listeners of a port are merged into that hostname's one virtual
-// host. The TLS routes of the port are its passthrough routes (passthroughRoutes).
+// one route configuration per port in which a domain may appear once: each hostname gets one
+// virtual host, holding the routes of the listener that owns the hostname (isolated), and
+// Envoy's choice of the most specific domain picks the listener as Gateway API does. The TLS
+// routes of the port are its passthrough routes (passthroughRoutes).
 func buildGatewayIR(g *gatewayv1.Gateway, ls []*listenerState) ir.Gateway {
 	out := ir.Gateway{Namespace: g.Namespace, Name: g.Name, Identity: GatewayIdentity(g.Namespace, g.Name)}
 	byPort := map[uint32]*routesByHost{}
@@ -642,9 +644,10 @@ func buildGatewayIR(g *gatewayv1.Gateway, ls []*listenerState) ir.Gateway {
 			terminate[port] = append(terminate[port], tt)
 			continue
 		}
-		byPort[port].add(l.routes)
+		byPort[port].add(isolated(l, ls))
 	}
 	for port, byHost := range byPort {
+		byHost.claim(plainHostnames(port, ls))
 		il := ir.Listener{Name: listenerName(port), Port: port, Protocol: ir.HTTP}
 		if !plaintext[port] {
 			il.Protocol = ir.TLS // TLS and HTTPS listeners only: no plaintext filter chain
@@ -658,6 +661,68 @@ func buildGatewayIR(g *gatewayv1.Gateway, ls []*listenerState) ir.Gateway {
 	slices.SortFunc(out.Listeners, func(a, b ir.Listener) int { return cmp.Compare(a.Port, b.Port) })
 	for _, name := range slices.Sorted(maps.Keys(certs)) {
 		out.Certificates = append(out.Certificates, certs[name])
+	}
+	return out
+}
+
+// isolated are the routes of an HTTP listener by effective hostname, less the hostnames that
+// another listener of its port takes: a request goes to the listener of its port whose hostname
+// matches it most specifically, and only that listener's routes may answer it (listener
+// isolation, GatewayHTTPListenerIsolation; ListenerSpec.Hostname: "the most specific match"
+// wins). A route of a listener without hostname that names *.example.com, say, serves nothing
+// when a listener *.example.com shares the port.
+func isolated(l *listenerState, ls []*listenerState) map[string][]sortableRoute {
+	out := map[string][]sortableRoute{}
+	for h, rs := range l.routes {
+		if owner := ownerOf(h, l.spec.Port, ls); owner == nil || owner == l {
+			out[h] = rs
+		}
+	}
+	return out
+}
+
+// ownerOf is the usable HTTP listener of port whose hostname matches host (a name, or a wildcard
+// *.suffix: the listener must then cover the whole wildcard) most specifically: the same name,
+// then the wildcard with the longest suffix, then a listener without hostname.
+func ownerOf(host string, port gatewayv1.PortNumber, ls []*listenerState) *listenerState {
+	var best *listenerState
+	bestRank := -1
+	for _, l := range ls {
+		if !l.usable() || l.spec.Port != port || l.spec.Protocol != gatewayv1.HTTPProtocolType {
+			continue
+		}
+		lh, rank := hostOf(l.spec.Hostname), -1
+		switch {
+		case lh == "":
+			rank = 0
+		case lh == host:
+			rank = 1 << 20
+		case strings.HasPrefix(lh, "*.") && strings.HasSuffix(host, lh[1:]) && len(host) > len(lh)-1:
+			rank = len(lh) // *.foo.example.com covers *.bar.foo.example.com and a.foo.example.com
+		}
+		if rank > bestRank {
+			best, bestRank = l, rank
+		}
+	}
+	return best
+}
+
+// plainHostnames are the hostnames of a port's usable HTTP listeners when there are several:
+// each gets a virtual host, with no route if none of its listener's routes names it, so that a
+// request for it is refused (404) rather than answered by a less specific listener's routes.
+func plainHostnames(port uint32, ls []*listenerState) []string {
+	var out []string
+	n := 0
+	for _, l := range ls {
+		if l.usable() && uint32(l.spec.Port) == port && l.spec.Protocol == gatewayv1.HTTPProtocolType {
+			n++
+			if h := hostOf(l.spec.Hostname); h != "" {
+				out = append(out, h)
+			}
+		}
+	}
+	if n < 2 {
+		return nil
 	}
 	return out
 }
@@ -689,6 +754,15 @@ func (b *routesByHost) add(routes map[string][]sortableRoute) {
 				b.seen[h][k] = true
 				b.byHost[h] = append(b.byHost[h], r)
 			}
+		}
+	}
+}
+
+// claim gives each of hosts a virtual host, without routes when none names it.
+func (b *routesByHost) claim(hosts []string) {
+	for _, h := range hosts {
+		if _, ok := b.byHost[h]; !ok {
+			b.byHost[h] = nil
 		}
 	}
 }

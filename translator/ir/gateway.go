@@ -69,8 +69,9 @@ type VirtualHost struct {
 	// Name is deterministic: the hostname.
 	Name      string   `json:"name"`
 	Hostnames []string `json:"hostnames"`
-	// Routes in match order (Gateway API precedence).
-	Routes []Route `json:"routes"`
+	// Routes in match order (Gateway API precedence); none for a listener's hostname that no
+	// route of that listener names (its requests get a 404: listener isolation).
+	Routes []Route `json:"routes,omitempty"`
 }
 
 // PathMatchType is how a route matches the path.

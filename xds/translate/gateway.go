@@ -147,7 +147,10 @@ func (b *builder) gatewayRoutes(name string, port uint32, scheme string, vhosts 
 				}
 			}
 		}
-		if len(v.Routes) > 0 {
+		// A virtual host without routes in the IR holds a listener's hostname for it (listener
+		// isolation): Envoy answers its requests with a 404 instead of a less specific domain's
+		// routes. One whose routes all failed to build is left out.
+		if len(v.Routes) > 0 || len(vh.Routes) == 0 {
 			rc.VirtualHosts = append(rc.VirtualHosts, v)
 		}
 	}
