@@ -6,6 +6,7 @@ package controllers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -199,9 +200,15 @@ func NewMember(cfg *rest.Config, opts Options) (*Member, error) {
 		Client: mgr.GetClient(), Recorder: crossgateevents.Bounded(mgr.GetEventRecorder("crossgate-gateways")),
 		Render: dataplane.RenderOptions{Image: opts.GatewayImage},
 		CA:     opts.CA, CertTTL: opts.CertTTL, XDSHost: opts.XDSHost, XDSPort: opts.XDSPort,
-		Served: func(ctx context.Context, gw *gatewayv1.Gateway, class *gatewayv1.GatewayClass) bool {
-			all, _ := translator.GatewayNamespaces(class)
-			return all || opts.trustedGateway(ctx, mgr.GetClient(), gw)
+		Unserved: func(ctx context.Context, gw *gatewayv1.Gateway, class *gatewayv1.GatewayClass) (string, string) {
+			if msg := translator.InvalidParameters(gw); msg != "" {
+				return string(gatewayv1.GatewayReasonInvalidParameters), msg
+			}
+			if all, _ := translator.GatewayNamespaces(class); all || opts.trustedGateway(ctx, mgr.GetClient(), gw) {
+				return "", ""
+			}
+			return flomeshv1alpha1.ReasonGatewayNotTrusted, fmt.Sprintf("Gateways of class %s run only in the controller's namespace or as the export Gateway (unless the class's annotation %s is %s): no proxy, no certificate.",
+				gw.Spec.GatewayClassName, wellknown.GatewayNamespacesAnnotation, wellknown.GatewayNamespacesAll)
 		},
 	}
 	if err := m.Gateways.SetupWithManager(mgr); err != nil {

@@ -7,6 +7,8 @@ import (
 	"encoding/pem"
 	"fmt"
 	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -44,9 +46,10 @@ type Reconciler struct {
 	CertTTL time.Duration
 	XDSHost string
 	XDSPort uint32
-	// Served says whether a Gateway of crossgate's class (of that class) gets a proxy and an
-	// identity (translator.ServedGateway). Nil serves all.
-	Served    func(ctx context.Context, gw *gatewayv1.Gateway, class *gatewayv1.GatewayClass) bool
+	// Unserved says why a Gateway of crossgate's class (of that class) gets no proxy and no
+	// identity, empty when it gets them (untrusted, InvalidParameters: the translator writes
+	// the matching Accepted=False condition). Nil serves all.
+	Unserved  func(ctx context.Context, gw *gatewayv1.Gateway, class *gatewayv1.GatewayClass) (reason, message string)
 	bootstrap map[string]string
 }
 
@@ -120,12 +123,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if class == nil || !gw.DeletionTimestamp.IsZero() {
 		return reconcile.Result{}, r.remove(ctx, req.NamespacedName)
 	}
-	if r.Served != nil && !r.Served(ctx, gw, class) {
-		// The translator sets its Accepted=False NotTrusted condition.
-		r.Recorder.Eventf(gw, nil, corev1.EventTypeWarning, flomeshv1alpha1.ReasonGatewayNotTrusted, "Render",
-			"Gateways of class %s run only in the controller's namespace or as the export Gateway (unless the class's annotation %s is %s): no proxy, no certificate.",
-			gw.Spec.GatewayClassName, wellknown.GatewayNamespacesAnnotation, wellknown.GatewayNamespacesAll)
-		return reconcile.Result{}, r.remove(ctx, req.NamespacedName)
+	if r.Unserved != nil {
+		if reason, msg := r.Unserved(ctx, gw, class); reason != "" {
+			r.Recorder.Eventf(gw, nil, corev1.EventTypeWarning, reason, "Render", "%s", msg)
+			return reconcile.Result{}, r.remove(ctx, req.NamespacedName)
+		}
 	}
 	out, err := Render(gw, r.Render)
 	if err != nil {
@@ -157,16 +159,28 @@ func (r *Reconciler) apply(ctx context.Context, want client.Object) error {
 		if !apierrors.IsNotFound(err) {
 			return err
 		}
+		a, _ := mergeAnnotations(nil, want.GetAnnotations())
+		want.SetAnnotations(a)
+		if d, ok := want.(*appsv1.Deployment); ok {
+			d.Spec.Template.Annotations, _ = mergeAnnotations(nil, d.Spec.Template.Annotations)
+		}
 		return client.IgnoreAlreadyExists(r.Client.Create(ctx, want, fieldOwner))
 	}
 	changed := !maps.Equal(have.GetLabels(), want.GetLabels()) || !equality.Semantic.DeepEqual(have.GetOwnerReferences(), want.GetOwnerReferences())
 	have.SetLabels(want.GetLabels())
 	have.SetOwnerReferences(want.GetOwnerReferences())
+	if a, ok := mergeAnnotations(have.GetAnnotations(), want.GetAnnotations()); ok {
+		have.SetAnnotations(a)
+		changed = true
+	}
 	switch h := have.(type) {
 	case *appsv1.Deployment:
 		w := want.(*appsv1.Deployment)
+		// The pod template's annotations as the object's: ours set, others' kept (a restart's).
+		ta, taChanged := mergeAnnotations(h.Spec.Template.Annotations, w.Spec.Template.Annotations)
+		w.Spec.Template.Annotations = ta
 		// Compare what we render against what the server holds, defaults aside.
-		if !equality.Semantic.DeepDerivative(w.Spec, h.Spec) {
+		if taChanged || !equality.Semantic.DeepDerivative(w.Spec, h.Spec) {
 			h.Spec = w.Spec
 			changed = true
 		}
@@ -182,6 +196,34 @@ func (r *Reconciler) apply(ctx context.Context, want client.Object) error {
 		return nil
 	}
 	return r.Client.Update(ctx, have, fieldOwner)
+}
+
+// renderedAnnotations lists, on a rendered object, the annotations crossgate put there (the
+// Gateway's infrastructure annotations), so that one removed from the Gateway is removed from the
+// object while annotations others set (the Deployment controller's revision) stay.
+const renderedAnnotations = "crossgate.io/rendered-annotations"
+
+// mergeAnnotations sets want's annotations on have's, removes those crossgate set before that
+// want no longer has, and says whether anything changed.
+func mergeAnnotations(have, want map[string]string) (map[string]string, bool) {
+	out := maps.Clone(have)
+	if out == nil {
+		out = map[string]string{}
+	}
+	for k := range strings.SplitSeq(out[renderedAnnotations], ",") {
+		if _, keep := want[k]; k != "" && !keep {
+			delete(out, k)
+		}
+	}
+	delete(out, renderedAnnotations)
+	maps.Copy(out, want)
+	if len(want) > 0 {
+		out[renderedAnnotations] = strings.Join(slices.Sorted(maps.Keys(want)), ",")
+	}
+	if len(out) == 0 {
+		out = nil
+	}
+	return out, !maps.Equal(out, have)
 }
 
 // remove deletes what was rendered for a Gateway. Deletion is explicit so that it also happens

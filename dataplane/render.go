@@ -121,12 +121,25 @@ func Render(gw *gatewayv1.Gateway, opts RenderOptions) (*Rendered, error) {
 		return nil, err
 	}
 	sa := wellknown.GatewayServiceAccount(gw.Name)
-	labels := map[string]string{
-		wellknown.ManagedByLabel: wellknown.ManagedByValue,
-		wellknown.GatewayLabel:   gw.Name,
+	// The Gateway's spec.infrastructure labels and annotations go on everything rendered for it
+	// (GatewayInfrastructure: "SHOULD be applied to any resources created in response to this
+	// Gateway"); crossgate's own labels win a clash, as the selectors need them.
+	labels, annotations := map[string]string{}, map[string]string{}
+	if inf := gw.Spec.Infrastructure; inf != nil {
+		for k, v := range inf.Labels {
+			labels[string(k)] = string(v)
+		}
+		for k, v := range inf.Annotations {
+			annotations[string(k)] = string(v)
+		}
+	}
+	labels[wellknown.ManagedByLabel] = wellknown.ManagedByValue
+	labels[wellknown.GatewayLabel] = gw.Name
+	if len(annotations) == 0 {
+		annotations = nil
 	}
 	meta := func(name string) metav1.ObjectMeta {
-		return metav1.ObjectMeta{Namespace: gw.Namespace, Name: name, Labels: labels}
+		return metav1.ObjectMeta{Namespace: gw.Namespace, Name: name, Labels: labels, Annotations: annotations}
 	}
 	var containerPorts []corev1.ContainerPort
 	for _, p := range ports {
@@ -180,7 +193,7 @@ func Render(gw *gatewayv1.Gateway, opts RenderOptions) (*Rendered, error) {
 		Spec: appsv1.DeploymentSpec{
 			Replicas: ptr.To[int32](1),
 			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{wellknown.GatewayLabel: gw.Name}},
-			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: pod},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations}, Spec: pod},
 		},
 	}
 	svc := &corev1.Service{

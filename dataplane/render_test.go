@@ -71,6 +71,47 @@ func TestRender(t *testing.T) {
 	}
 }
 
+// The Gateway's infrastructure labels and annotations go on every object rendered for it (the
+// pods too); crossgate's own labels win a clash.
+func TestRenderInfrastructure(t *testing.T) {
+	g := gw(nil, 80)
+	g.Spec.Infrastructure = &gatewayv1.GatewayInfrastructure{
+		Labels:      map[gatewayv1.LabelKey]gatewayv1.LabelValue{"team": "web", gatewayv1.LabelKey(wellknown.GatewayLabel): "other"},
+		Annotations: map[gatewayv1.AnnotationKey]gatewayv1.AnnotationValue{"cost-center": "42"},
+	}
+	r, err := Render(g, RenderOptions{Image: "envoy:test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, m := range map[string]metav1.ObjectMeta{
+		"ServiceAccount": r.ServiceAccount.ObjectMeta, "Deployment": r.Deployment.ObjectMeta, "Service": r.Service.ObjectMeta,
+		"pod": r.Deployment.Spec.Template.ObjectMeta,
+	} {
+		if m.Labels["team"] != "web" || m.Labels[wellknown.GatewayLabel] != "crossgate-gateway" || m.Annotations["cost-center"] != "42" {
+			t.Errorf("%s: labels %v, annotations %v", name, m.Labels, m.Annotations)
+		}
+	}
+}
+
+// Annotations crossgate set are replaced and removed as the Gateway's change; others' stay.
+func TestMergeAnnotations(t *testing.T) {
+	first, changed := mergeAnnotations(map[string]string{"deployment.kubernetes.io/revision": "3"}, map[string]string{"a": "1", "b": "2"})
+	if !changed || first["a"] != "1" || first["b"] != "2" || first["deployment.kubernetes.io/revision"] != "3" || first[renderedAnnotations] != "a,b" {
+		t.Fatalf("first: %v (changed %v)", first, changed)
+	}
+	if _, changed := mergeAnnotations(first, map[string]string{"a": "1", "b": "2"}); changed {
+		t.Errorf("the same annotations again: changed")
+	}
+	second, changed := mergeAnnotations(first, map[string]string{"a": "9"})
+	if !changed || second["a"] != "9" || second["b"] != "" || second["deployment.kubernetes.io/revision"] != "3" || second[renderedAnnotations] != "a" {
+		t.Errorf("second: %v", second)
+	}
+	third, _ := mergeAnnotations(second, nil)
+	if len(third) != 1 || third["deployment.kubernetes.io/revision"] != "3" {
+		t.Errorf("none wanted: %v", third)
+	}
+}
+
 func TestBootstrap(t *testing.T) {
 	files, err := Bootstrap("crossgate-controller.crossgate-system.svc", 15010)
 	if err != nil {

@@ -50,7 +50,7 @@ func (t *translation) ourGateways() []*gatewayv1.Gateway {
 func (t *translation) ourGatewayIdentities() []ir.Identity {
 	var out []ir.Identity
 	for _, g := range t.ourGateways() {
-		if t.trusted(g) {
+		if t.trusted(g) && InvalidParameters(g) == "" { // a rejected Gateway has no proxy
 			out = append(out, GatewayIdentity(g.Namespace, g.Name))
 		}
 	}
@@ -147,7 +147,8 @@ type sortableRoute struct {
 // SupportedFeatures are the Gateway API features (sigs.k8s.io/gateway-api/pkg/features names) that
 // crossgate's GatewayClasses publish in status.supportedFeatures, sorted by name as the field
 // requires: the Gateway and HTTPRoute core (RequestHeaderModifier and RequestRedirect included),
-// RequestHeaderModifier on a backendRef, listener isolation,
+// RequestHeaderModifier on a backendRef, listener isolation, the Gateway's infrastructure
+// labels and annotations on what is rendered for it,
 // listeners on port 8080, the redirect's extended features (codes 303, 307, 308, path, port,
 // scheme), HTTP/2 backends by appProtocol kubernetes.io/h2c, matching by method and by query
 // parameters, named rules, request and backend timeouts,
@@ -159,6 +160,7 @@ func SupportedFeatures() []gatewayv1.SupportedFeature {
 	return []gatewayv1.SupportedFeature{
 		{Name: "Gateway"},
 		{Name: "GatewayHTTPListenerIsolation"},
+		{Name: "GatewayInfrastructure"},
 		{Name: "GatewayPort8080"},
 		{Name: "HTTPRoute"},
 		{Name: "HTTPRoute303RedirectStatusCode"},
@@ -231,6 +233,10 @@ func (t *translation) translateGateways(st *Statuses) []ir.Gateway {
 
 	var gws []*gatewayv1.Gateway
 	for _, g := range t.ourGateways() {
+		if msg := InvalidParameters(g); msg != "" {
+			st.Gateways = append(st.Gateways, invalidParametersStatus(g, msg))
+			continue
+		}
 		if t.trusted(g) || t.allNamespaces(g) {
 			gws = append(gws, g)
 			continue
@@ -263,6 +269,28 @@ func (t *translation) allNamespaces(g *gatewayv1.Gateway) bool {
 	c := t.ourClasses()[string(g.Spec.GatewayClassName)]
 	all, _ := GatewayNamespaces(c)
 	return all
+}
+
+// InvalidParameters says why a Gateway's spec.infrastructure.parametersRef is refused, empty
+// without one: crossgate's Gateways take no parameters of their own (their class's annotations
+// say what there is to say), so any reference is one to a kind crossgate does not support, and
+// the Gateway is rejected (GatewayInfrastructure.ParametersRef: "refers to an unsupported
+// kind ... SHOULD be rejected ... InvalidParameters"): it gets no proxy.
+func InvalidParameters(g *gatewayv1.Gateway) string {
+	inf := g.Spec.Infrastructure
+	if inf == nil || inf.ParametersRef == nil {
+		return ""
+	}
+	ref := inf.ParametersRef
+	return fmt.Sprintf("spec.infrastructure.parametersRef names %s %s of group %q: crossgate's Gateways take no parameters; remove the reference (the Gateway gets no proxy until then).",
+		ref.Kind, ref.Name, ref.Group)
+}
+
+func invalidParametersStatus(g *gatewayv1.Gateway, msg string) GatewayStatus {
+	return GatewayStatus{Namespace: g.Namespace, Name: g.Name, Status: gatewayv1.GatewayStatus{Conditions: []metav1.Condition{
+		cond(string(gatewayv1.GatewayConditionAccepted), false, string(gatewayv1.GatewayReasonInvalidParameters), msg, g.Generation),
+		cond(string(gatewayv1.GatewayConditionProgrammed), false, string(gatewayv1.GatewayReasonInvalid), "The Gateway is not accepted.", g.Generation),
+	}}}
 }
 
 func untrustedStatus(g *gatewayv1.Gateway) GatewayStatus {
