@@ -112,6 +112,12 @@ func ServicePorts(gw *gatewayv1.Gateway) ([]corev1.ServicePort, error) {
 	return out, nil
 }
 
+// ownKey reports whether a label or annotation key is in crossgate's domain.
+func ownKey(k string) bool {
+	domain, _, ok := strings.Cut(k, "/")
+	return ok && (domain == wellknown.Domain || strings.HasSuffix(domain, "."+wellknown.Domain))
+}
+
 // Render returns the ServiceAccount, Deployment and Service of a Gateway. The proxy runs as the
 // Gateway's ServiceAccount (wellknown.GatewayServiceAccount), with the shared bootstrap and its identity
 // Secret mounted.
@@ -123,14 +129,20 @@ func Render(gw *gatewayv1.Gateway, opts RenderOptions) (*Rendered, error) {
 	sa := wellknown.GatewayServiceAccount(gw.Name)
 	// The Gateway's spec.infrastructure labels and annotations go on everything rendered for it
 	// (GatewayInfrastructure: "SHOULD be applied to any resources created in response to this
-	// Gateway"); crossgate's own labels win a clash, as the selectors need them.
+	// Gateway"); crossgate's own labels win a clash, as the selectors need them, and keys of
+	// crossgate's own domain (crossgate.io/proxyless, crossgate.io/inject, ...) are not copied:
+	// they would tell crossgate things about the proxy that the Gateway's author does not decide.
 	labels, annotations := map[string]string{}, map[string]string{}
 	if inf := gw.Spec.Infrastructure; inf != nil {
 		for k, v := range inf.Labels {
-			labels[string(k)] = string(v)
+			if !ownKey(string(k)) {
+				labels[string(k)] = string(v)
+			}
 		}
 		for k, v := range inf.Annotations {
-			annotations[string(k)] = string(v)
+			if !ownKey(string(k)) {
+				annotations[string(k)] = string(v)
+			}
 		}
 	}
 	labels[wellknown.ManagedByLabel] = wellknown.ManagedByValue

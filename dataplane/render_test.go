@@ -72,12 +72,12 @@ func TestRender(t *testing.T) {
 }
 
 // The Gateway's infrastructure labels and annotations go on every object rendered for it (the
-// pods too); crossgate's own labels win a clash.
+// pods too); crossgate's own labels win a clash, and keys of crossgate's domain are not copied.
 func TestRenderInfrastructure(t *testing.T) {
 	g := gw(nil, 80)
 	g.Spec.Infrastructure = &gatewayv1.GatewayInfrastructure{
-		Labels:      map[gatewayv1.LabelKey]gatewayv1.LabelValue{"team": "web", gatewayv1.LabelKey(wellknown.GatewayLabel): "other"},
-		Annotations: map[gatewayv1.AnnotationKey]gatewayv1.AnnotationValue{"cost-center": "42"},
+		Labels:      map[gatewayv1.LabelKey]gatewayv1.LabelValue{"team": "web", gatewayv1.LabelKey(wellknown.GatewayLabel): "other", "crossgate.io/inject": "enabled"},
+		Annotations: map[gatewayv1.AnnotationKey]gatewayv1.AnnotationValue{"cost-center": "42", gatewayv1.AnnotationKey(wellknown.ProxylessAnnotation): "true"},
 	}
 	r, err := Render(g, RenderOptions{Image: "envoy:test"})
 	if err != nil {
@@ -87,7 +87,8 @@ func TestRenderInfrastructure(t *testing.T) {
 		"ServiceAccount": r.ServiceAccount.ObjectMeta, "Deployment": r.Deployment.ObjectMeta, "Service": r.Service.ObjectMeta,
 		"pod": r.Deployment.Spec.Template.ObjectMeta,
 	} {
-		if m.Labels["team"] != "web" || m.Labels[wellknown.GatewayLabel] != "crossgate-gateway" || m.Annotations["cost-center"] != "42" {
+		if m.Labels["team"] != "web" || m.Labels[wellknown.GatewayLabel] != "crossgate-gateway" || m.Annotations["cost-center"] != "42" ||
+			m.Labels["crossgate.io/inject"] != "" || m.Annotations[wellknown.ProxylessAnnotation] != "" {
 			t.Errorf("%s: labels %v, annotations %v", name, m.Labels, m.Annotations)
 		}
 	}

@@ -11,6 +11,9 @@ import (
 
 // Labels and annotations.
 const (
+	// Domain is the DNS domain of crossgate's label and annotation keys.
+	Domain = "crossgate.io"
+
 	// ManagedByLabel is app.kubernetes.io/managed-by; ManagedByValue marks crossgate's objects.
 	ManagedByLabel = "app.kubernetes.io/managed-by"
 	ManagedByValue = "crossgate"
