@@ -77,28 +77,10 @@ func sandboxCommand() *cobra.Command {
 		RunE:   func(cmd *cobra.Command, _ []string) error { return sandboxServe(f, cmd.OutOrStdout()) },
 	}
 	serve.Flags().IntVar(&f.gatewayPortBase, "gateway-port", 81, "gateway port of cluster-1")
-	envoy := &cobra.Command{
-		Use:                "envoy -c BOOTSTRAP --service-node gateway~NAMESPACE/NAME",
-		Short:              "The stand-in for the Envoy of a gateway Deployment, as the sandbox node runs it (Envoy's own command line)",
-		Hidden:             true,
-		DisableFlagParsing: true,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			return proxy.RunEnvoy(ctx, args, os.Getenv, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)))
-		},
-	}
-	appContainer := &cobra.Command{
-		Use:                "app-container --port PORT --message TEXT --mode sidecar|proxyless|none",
-		Short:              "A container of the sandbox app's image, as the sandbox node runs it",
-		Hidden:             true,
-		DisableFlagParsing: true,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			return app.RunContainer(ctx, args, os.Getenv, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)))
-		},
-	}
+	envoy := containerCommand("envoy -c BOOTSTRAP --service-node gateway~NAMESPACE/NAME",
+		"The stand-in for the Envoy of a gateway Deployment, as the sandbox node runs it (Envoy's own command line)", proxy.RunEnvoy)
+	appContainer := containerCommand("app-container --port PORT --message TEXT --mode sidecar|proxyless|none",
+		"A container of the sandbox app's image, as the sandbox node runs it", app.RunContainer)
 	cmd.AddCommand(up, serve, envoy, appContainer, appCommand(f), demoCommand(f),
 		&cobra.Command{
 			Use:   "down",
@@ -113,6 +95,19 @@ func sandboxCommand() *cobra.Command {
 			RunE:  func(cmd *cobra.Command, _ []string) error { return sandboxStatus(cmd.Context(), f, cmd.OutOrStdout()) },
 		})
 	return cmd
+}
+
+// containerCommand is a hidden command the sandbox node runs for a container of an image it
+// knows: run takes the container's command line and environment, and serves until SIGTERM.
+func containerCommand(use, short string, run func(ctx context.Context, args []string, getenv func(string) string, log *slog.Logger) error) *cobra.Command {
+	return &cobra.Command{
+		Use: use, Short: short, Hidden: true, DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return run(ctx, args, os.Getenv, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)))
+		},
+	}
 }
 
 // upFlagChanged is set when --gateway-port was given to up.
