@@ -150,7 +150,8 @@ type sortableRoute struct {
 // RequestHeaderModifier on a backendRef, listener isolation, the Gateway's infrastructure
 // labels and annotations on what is rendered for it,
 // listeners on port 8080, the redirect's extended features (codes 303, 307, 308, path, port,
-// scheme), HTTP/2 backends by appProtocol kubernetes.io/h2c, matching by method and by query
+// scheme), HTTP/2 backends by appProtocol kubernetes.io/h2c, WebSocket backends
+// (kubernetes.io/ws), matching by method and by query
 // parameters, named rules, request and backend timeouts,
 // parentRefs by port, URLRewrite of the path and of the hostname, ResponseHeaderModifier, and
 // TLSRoute on TLS listeners in Passthrough mode, and RequestMirror (one or several mirrors, a
@@ -169,6 +170,7 @@ func SupportedFeatures() []gatewayv1.SupportedFeature {
 		{Name: "HTTPRouteBackendRequestHeaderModification"},
 		{Name: "HTTPRouteBackendTimeout"},
 		{Name: "HTTPRouteBackendProtocolH2C"},
+		{Name: "HTTPRouteBackendProtocolWebSocket"},
 		{Name: "HTTPRouteHostRewrite"},
 		{Name: "HTTPRouteMethodMatching"},
 		{Name: "HTTPRouteNamedRouteRule"},

@@ -103,6 +103,11 @@ func (p *Proxy) httpConnection(c *connection, r *Result, m *hcmv3.HttpConnection
 			}
 		}
 	}
+	if up := upgradeType(req); up != "" && p.Flavor == Envoy && !upgradeAllowed(m, rt, up) {
+		// conn_manager_impl.cc: an upgrade the connection manager (or the route) does not
+		// enable gets a local 403 before any filter runs (downstream_rq_ws_on_non_ws_route).
+		return deny(r, 403, "upgrade %q is not enabled by the connection manager's upgrade_configs", up)
+	}
 	for _, f := range m.HttpFilters {
 		switch f.Name {
 		case "envoy.filters.http.router":
@@ -492,4 +497,44 @@ func shadowHost(host string) string {
 		return host[:i] + "-shadow" + host[i:]
 	}
 	return host + "-shadow"
+}
+
+// upgradeType is the protocol an HTTP/1.1 request asks to upgrade to: its Upgrade header, when its
+// Connection header has the "upgrade" token (http/utility.cc isUpgrade).
+func upgradeType(req Request) string {
+	var up, conn string
+	for k, v := range req.Headers {
+		switch strings.ToLower(k) {
+		case "upgrade":
+			up = v
+		case "connection":
+			conn = v
+		}
+	}
+	if up == "" {
+		return ""
+	}
+	for t := range strings.SplitSeq(conn, ",") {
+		if strings.EqualFold(strings.TrimSpace(t), "upgrade") {
+			return up
+		}
+	}
+	return ""
+}
+
+// upgradeAllowed says whether an upgrade type is enabled: by the route's upgrade_configs when
+// they name it, else by the connection manager's (http_connection_manager.proto UpgradeConfig:
+// enabled defaults to true; route_components.proto RouteAction.UpgradeConfig overrides it).
+func upgradeAllowed(m *hcmv3.HttpConnectionManager, rt *routev3.Route, up string) bool {
+	for _, u := range rt.GetRoute().GetUpgradeConfigs() {
+		if strings.EqualFold(u.GetUpgradeType(), up) {
+			return u.GetEnabled() == nil || u.GetEnabled().GetValue()
+		}
+	}
+	for _, u := range m.GetUpgradeConfigs() {
+		if strings.EqualFold(u.GetUpgradeType(), up) {
+			return u.GetEnabled() == nil || u.GetEnabled().GetValue()
+		}
+	}
+	return false
 }
