@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -147,7 +148,8 @@ type sortableRoute struct {
 // SupportedFeatures are the Gateway API features (sigs.k8s.io/gateway-api/pkg/features names) that
 // crossgate's GatewayClasses publish in status.supportedFeatures, sorted by name as the field
 // requires: the Gateway and HTTPRoute core (RequestHeaderModifier and RequestRedirect included),
-// RequestHeaderModifier on a backendRef, listener isolation, the Gateway's infrastructure
+// RequestHeaderModifier on a backendRef, listener isolation (HTTP; HTTPS with 421 for a misdirected
+// request), the Gateway's infrastructure
 // labels and annotations on what is rendered for it,
 // listeners on port 8080, the redirect's extended features (codes 303, 307, 308, path, port,
 // scheme), HTTP/2 backends by appProtocol kubernetes.io/h2c, WebSocket backends
@@ -161,6 +163,7 @@ func SupportedFeatures() []gatewayv1.SupportedFeature {
 	return []gatewayv1.SupportedFeature{
 		{Name: "Gateway"},
 		{Name: "GatewayHTTPListenerIsolation"},
+		{Name: "GatewayHTTPSListenerDetectMisdirectedRequests"},
 		{Name: "GatewayInfrastructure"},
 		{Name: "GatewayPort8080"},
 		{Name: "HTTPRoute"},
@@ -663,9 +666,14 @@ func buildGatewayIR(g *gatewayv1.Gateway, ls []*listenerState) ir.Gateway {
 		}
 		passthrough[port] = append(passthrough[port], l.passthrough...)
 		if l.spec.Protocol == gatewayv1.HTTPSProtocolType {
-			// Its own virtual hosts, behind its own TLS.
+			// Its own virtual hosts, behind its own TLS; the names other HTTPS listeners of the
+			// port take are answered 421 (misdirected).
 			own := newRoutesByHost()
-			own.add(l.routes)
+			own.add(isolated(l, ls))
+			if others := otherHostnames(l, ls); others != nil {
+				own.claim([]string{cmp.Or(hostOf(l.spec.Hostname), "*")})
+				own.misdirect(others)
+			}
 			tt := ir.Terminate{Name: "https/" + strconv.FormatUint(uint64(port), 10) + "/" + string(l.spec.Name), Hostname: hostOf(l.spec.Hostname), VirtualHosts: own.virtualHosts()}
 			for _, c := range l.certificates {
 				tt.Certificates = append(tt.Certificates, c.Name)
@@ -704,21 +712,22 @@ func buildGatewayIR(g *gatewayv1.Gateway, ls []*listenerState) ir.Gateway {
 func isolated(l *listenerState, ls []*listenerState) map[string][]sortableRoute {
 	out := map[string][]sortableRoute{}
 	for h, rs := range l.routes {
-		if owner := ownerOf(h, l.spec.Port, ls); owner == nil || owner == l {
+		if owner := ownerOf(h, l.spec.Port, l.spec.Protocol, ls); owner == nil || owner == l {
 			out[h] = rs
 		}
 	}
 	return out
 }
 
-// ownerOf is the usable HTTP listener of port whose hostname matches host (a name, or a wildcard
-// *.suffix: the listener must then cover the whole wildcard) most specifically: the same name,
-// then the wildcard with the longest suffix, then a listener without hostname.
-func ownerOf(host string, port gatewayv1.PortNumber, ls []*listenerState) *listenerState {
+// ownerOf is the usable listener of port and protocol (HTTP, or HTTPS) whose hostname matches
+// host (a name, or a wildcard *.suffix: the listener must then cover the whole wildcard) most
+// specifically: the same name, then the wildcard with the longest suffix, then a listener without
+// hostname.
+func ownerOf(host string, port gatewayv1.PortNumber, protocol gatewayv1.ProtocolType, ls []*listenerState) *listenerState {
 	var best *listenerState
 	bestRank := -1
 	for _, l := range ls {
-		if !l.usable() || l.spec.Port != port || l.spec.Protocol != gatewayv1.HTTPProtocolType {
+		if !l.usable() || l.spec.Port != port || l.spec.Protocol != protocol {
 			continue
 		}
 		lh, rank := hostOf(l.spec.Hostname), -1
@@ -735,6 +744,22 @@ func ownerOf(host string, port gatewayv1.PortNumber, ls []*listenerState) *liste
 		}
 	}
 	return best
+}
+
+// otherHostnames are, for an HTTPS listener, the hostnames of the other usable HTTPS listeners
+// of its port ("*" for one without hostname), nil when it has the port alone. A request whose
+// Host one of them takes came over a TLS connection whose server name chose this listener: it
+// is misdirected, and answered 421 (GatewayHTTPSListenerDetectMisdirectedRequests; RFC 9110
+// 15.5.20), whereas a Host no listener takes gets the listener's own 404.
+func otherHostnames(l *listenerState, ls []*listenerState) []string {
+	var out []string
+	for _, o := range ls {
+		if o == l || !o.usable() || o.spec.Port != l.spec.Port || o.spec.Protocol != gatewayv1.HTTPSProtocolType {
+			continue
+		}
+		out = append(out, cmp.Or(hostOf(o.spec.Hostname), "*"))
+	}
+	return out
 }
 
 // plainHostnames are the hostnames of a port's usable HTTP listeners when there are several:
@@ -794,6 +819,19 @@ func (b *routesByHost) claim(hosts []string) {
 		if _, ok := b.byHost[h]; !ok {
 			b.byHost[h] = nil
 		}
+	}
+}
+
+// misdirect gives each of hosts that has no virtual host yet one whose every request is answered
+// 421 Misdirected Request.
+func (b *routesByHost) misdirect(hosts []string) {
+	for _, h := range hosts {
+		if _, ok := b.byHost[h]; ok {
+			continue
+		}
+		b.byHost[h] = []sortableRoute{{route: ir.Route{
+			Name: "misdirected/" + h, Path: ir.PathMatch{Type: ir.PathPrefix, Value: "/"}, DirectResponse: http.StatusMisdirectedRequest,
+		}}}
 	}
 }
 

@@ -34,8 +34,13 @@ func TestHTTPSListeners(t *testing.T) {
 			"https/443/https-bar", "certificate/certs/bar-cert", "gateway/web/shop:8080", 0, "", "",
 		},
 		{
-			"foo's TLS does not serve bar's routes",
+			"foo's TLS does not serve bar's routes: a Host bar's listener takes is misdirected",
 			simulate.Request{Port: 443, TLS: true, SNI: "foo.example.com", Host: "shop.bar.example.com", Path: "/"},
+			"https/443/https-foo", "certificate/crossgate-system/foo-cert", "", 421, "", "",
+		},
+		{
+			"foo's TLS with a Host no listener takes: foo's own 404",
+			simulate.Request{Port: 443, TLS: true, SNI: "foo.example.com", Host: "elsewhere.example.org", Path: "/"},
 			"https/443/https-foo", "certificate/crossgate-system/foo-cert", "", 404, "", "",
 		},
 		{
@@ -95,8 +100,12 @@ func TestHTTPSListeners(t *testing.T) {
 					t.Errorf("answered %d %q (%s), want %d %q", r.DirectResponse, r.Location, r.DenyReason, tc.status, tc.location)
 				}
 			default:
-				if r.Status != tc.status {
-					t.Errorf("answered %d (%s), want %d", r.Status, r.DenyReason, tc.status)
+				got := r.Status
+				if r.DirectResponse != 0 {
+					got = r.DirectResponse
+				}
+				if got != tc.status {
+					t.Errorf("answered %d (%s), want %d", got, r.DenyReason, tc.status)
 				}
 			}
 		})
@@ -105,14 +114,17 @@ func TestHTTPSListeners(t *testing.T) {
 
 // A gateway speaks mTLS, as itself, to the workloads of the mesh, and plaintext to a Service
 // outside it (its namespace not added), whose pods have no proxy to terminate mTLS: Gateway
-// API's backends need not be in the mesh.
+// API's backends need not be in the mesh. To a workload of the mesh it keeps an HTTP/2 client's
+// protocol (the sidecar takes both); to a Service outside it, whose port does not declare HTTP/2,
+// it speaks HTTP/1.1 whatever the client spoke, as h2c would reach an HTTP/1.1 server.
 func TestGatewayBackendsInAndOutOfTheMesh(t *testing.T) {
 	for _, tc := range []struct {
 		world, path, cluster string
 		tls                  bool
+		h2Upstream           string
 	}{
-		{"gateway-export-routes", "/cluster-1/httpbin-mesh/get", "gateway/httpbin/httpbin:8080", true},
-		{"gateway-reference-grant", "/cart", "gateway/shop/cart:8080", false},
+		{"gateway-export-routes", "/cluster-1/httpbin-mesh/get", "gateway/httpbin/httpbin:8080", true, simulate.HTTP2},
+		{"gateway-reference-grant", "/cart", "gateway/shop/cart:8080", false, simulate.HTTP1},
 	} {
 		gw := loadWorld(t, tc.world).out.Gateways["crossgate-system/crossgate-gateway"]
 		r := simulate.Simulate(gw, simulate.Request{Port: 80, Host: "example.com", Method: "GET", Path: tc.path})
@@ -121,6 +133,10 @@ func TestGatewayBackendsInAndOutOfTheMesh(t *testing.T) {
 		}
 		if up := r.Clusters[0].Upstream; up.TLS != tc.tls {
 			t.Errorf("%s: the gateway opens TLS=%v to %s, want %v", tc.world, up.TLS, tc.cluster, tc.tls)
+		}
+		h2 := simulate.Simulate(gw, simulate.Request{Port: 80, Host: "example.com", Method: "GET", Path: tc.path, Protocol: simulate.HTTP2})
+		if len(h2.Clusters) != 1 || h2.Clusters[0].Upstream.Protocol != tc.h2Upstream {
+			t.Errorf("%s: an HTTP/2 client's request goes on as %+v, want %s", tc.world, h2.Clusters, tc.h2Upstream)
 		}
 	}
 }

@@ -29,6 +29,12 @@ import (
 func (b *builder) gatewayBackend(be *ir.Backend) {
 	name := GatewayClusterName(be.Cluster)
 	proto := protocolFor(be.Protocol, slices.Values(be.Endpoints))
+	if be.Plaintext && proto == sameAsDownstream {
+		// Outside the mesh no sidecar takes either protocol: a port that does not declare HTTP/2
+		// (appProtocol kubernetes.io/h2c, http2, grpc) gets HTTP/1.1, whatever the client spoke.
+		// Keeping an HTTP/2 client's protocol would send h2c to an HTTP/1.1 server.
+		proto = alwaysHTTP1
+	}
 	var tls *corev3.TransportSocket
 	if !be.Plaintext {
 		tls = upstreamTLS(viaSDS, b.trustDomain, peersOf(slices.Values(be.Endpoints)), "", proto)
