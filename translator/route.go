@@ -3,6 +3,7 @@ package translator
 import (
 	"cmp"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -128,6 +129,9 @@ func (t *translation) buildRules(r *gatewayv1.HTTPRoute) (out []builtRule, unres
 			}
 			slices.SortFunc(route.Headers, func(a, b ir.HeaderMatch) int { return cmp.Compare(a.Name, b.Name) })
 			route.QueryParams = queryParamMatches(m.QueryParams)
+			if err := checkRegexes(ri, mi, m); err != nil {
+				return nil, nil, err
+			}
 			out = append(out, builtRule{route: route, rule: ri, match: mi})
 		}
 	}
@@ -164,6 +168,39 @@ func ruleTimeout(ri int, to *gatewayv1.HTTPRouteTimeouts) (time.Duration, *flome
 		}
 	}
 	return out, nil
+}
+
+// checkRegexes refuses a match whose regular expressions Envoy would refuse (RE2, which Go's
+// regexp implements): the route is not attached, and the condition names the field, rather than
+// the route vanishing from the gateway's configuration.
+func checkRegexes(ri, mi int, m gatewayv1.HTTPRouteMatch) *flomeshv1alpha1.ConditionError {
+	bad := func(field, re string) *flomeshv1alpha1.ConditionError {
+		if _, err := regexp.Compile(re); err != nil {
+			return flomeshv1alpha1.Problem(string(gatewayv1.RouteReasonUnsupportedValue),
+				"spec.rules[%d].matches[%d].%s %q is not an RE2 regular expression: %v.", ri, mi, field, re, err)
+		}
+		return nil
+	}
+	if p := m.Path; p != nil && p.Type != nil && *p.Type == gatewayv1.PathMatchRegularExpression {
+		if err := bad("path.value", derefStr(p.Value)); err != nil {
+			return err
+		}
+	}
+	for i, h := range m.Headers {
+		if h.Type != nil && *h.Type == gatewayv1.HeaderMatchRegularExpression {
+			if err := bad(fmt.Sprintf("headers[%d].value", i), h.Value); err != nil {
+				return err
+			}
+		}
+	}
+	for i, q := range m.QueryParams {
+		if q.Type != nil && *q.Type == gatewayv1.QueryParamMatchRegularExpression {
+			if err := bad(fmt.Sprintf("queryParams[%d].value", i), q.Value); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // queryParamMatches are a match's query parameter conditions, sorted by name. Of entries naming
