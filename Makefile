@@ -85,7 +85,7 @@ verify: generate manifests testdata tidy ## Regenerate code, CRDs and goldens, t
 ##@ Test
 
 .PHONY: test
-test: test-unit test-integration test-sandbox ## Run every test: unit and golden, integration on real API servers, the sandbox walkthrough.
+test: test-unit test-integration test-sandbox ## Run every test: unit and golden, integration on real API servers, the sandbox walkthrough, Gateway API conformance.
 
 .PHONY: test-unit
 test-unit: ## Run the unit and golden tests (no API server needed; the integration tests carry the build tag integration), and vet the kind end-to-end suite (it needs Docker to run).

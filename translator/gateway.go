@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"crypto/tls"
 	"fmt"
+	"iter"
 	"maps"
 	"net/http"
 	"slices"
@@ -726,10 +727,7 @@ func isolated(l *listenerState, ls []*listenerState) map[string][]sortableRoute 
 func ownerOf(host string, port gatewayv1.PortNumber, protocol gatewayv1.ProtocolType, ls []*listenerState) *listenerState {
 	var best *listenerState
 	bestRank := -1
-	for _, l := range ls {
-		if !l.usable() || l.spec.Port != port || l.spec.Protocol != protocol {
-			continue
-		}
+	for l := range sharing(ls, port, protocol) {
 		lh, rank := hostOf(l.spec.Hostname), -1
 		switch {
 		case lh == "":
@@ -753,11 +751,10 @@ func ownerOf(host string, port gatewayv1.PortNumber, protocol gatewayv1.Protocol
 // 15.5.20), whereas a Host no listener takes gets the listener's own 404.
 func otherHostnames(l *listenerState, ls []*listenerState) []string {
 	var out []string
-	for _, o := range ls {
-		if o == l || !o.usable() || o.spec.Port != l.spec.Port || o.spec.Protocol != gatewayv1.HTTPSProtocolType {
-			continue
+	for o := range sharing(ls, l.spec.Port, gatewayv1.HTTPSProtocolType) {
+		if o != l {
+			out = append(out, cmp.Or(hostOf(o.spec.Hostname), "*"))
 		}
-		out = append(out, cmp.Or(hostOf(o.spec.Hostname), "*"))
 	}
 	return out
 }
@@ -768,18 +765,27 @@ func otherHostnames(l *listenerState, ls []*listenerState) []string {
 func plainHostnames(port uint32, ls []*listenerState) []string {
 	var out []string
 	n := 0
-	for _, l := range ls {
-		if l.usable() && uint32(l.spec.Port) == port && l.spec.Protocol == gatewayv1.HTTPProtocolType {
-			n++
-			if h := hostOf(l.spec.Hostname); h != "" {
-				out = append(out, h)
-			}
+	for l := range sharing(ls, gatewayv1.PortNumber(port), gatewayv1.HTTPProtocolType) {
+		n++
+		if h := hostOf(l.spec.Hostname); h != "" {
+			out = append(out, h)
 		}
 	}
 	if n < 2 {
 		return nil
 	}
 	return out
+}
+
+// sharing yields the usable listeners of a port and protocol.
+func sharing(ls []*listenerState, port gatewayv1.PortNumber, protocol gatewayv1.ProtocolType) iter.Seq[*listenerState] {
+	return func(yield func(*listenerState) bool) {
+		for _, l := range ls {
+			if l.usable() && l.spec.Port == port && l.spec.Protocol == protocol && !yield(l) {
+				return
+			}
+		}
+	}
 }
 
 // routesByHost gathers the routes of listeners by effective hostname, each route match once
